@@ -1,0 +1,306 @@
+//! The HTTP API (axum): tickets, devices, health and metrics. Errors are JSON
+//! `{"error": "..."}` with a status that says what went wrong.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::clock::Clock;
+use crate::domain::{CustomerId, DeviceId, FaultCode, SiteId, TicketId, Tier};
+use crate::fleet::Fleet;
+use crate::ingest::shard::{Live, OFFLINE_STATE, ONLINE};
+use crate::metrics::Metrics;
+use crate::store::{Store, TransitionFailure};
+use crate::tickets::State as TicketState;
+use crate::tickets::model::TicketFilter;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub fleet: Arc<Fleet>,
+    pub live: Arc<Live>,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/tickets", get(list_tickets))
+        .route("/api/v1/tickets/{id}", get(get_ticket))
+        .route("/api/v1/tickets/{id}/transition", post(transition))
+        .route("/api/v1/devices", get(list_devices))
+        .route("/api/v1/devices/{id}", get(get_device))
+        .fallback(|| async {
+            ApiError(
+                StatusCode::NOT_FOUND,
+                "no such endpoint; see README.md, \"HTTP API\"".into(),
+            )
+        })
+        .with_state(state)
+}
+
+/// An error answered as JSON.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> ApiError {
+        tracing::error!(error = %e, "store error while answering the API");
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the store failed: {e}"),
+        )
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> ApiError {
+        ApiError(StatusCode::BAD_REQUEST, e.body_text())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> ApiError {
+        ApiError(StatusCode::BAD_REQUEST, e.body_text())
+    }
+}
+
+async fn healthz(State(s): State<AppState>) -> Response {
+    let store = s.store.ping().await;
+    let mqtt = s.metrics.mqtt_connected.get() == 1;
+    let status = if store.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if store.is_ok() { "ok" } else { "degraded" },
+        "store": store.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
+        "mqtt_connected": mqtt,
+        "devices": s.fleet.devices.len(),
+        "time": s.clock.now(),
+    });
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TicketQuery {
+    state: Option<String>,
+    open: Option<bool>,
+    tier: Option<u8>,
+    device: Option<String>,
+    code: Option<String>,
+    customer: Option<String>,
+    site: Option<String>,
+    kind: Option<String>,
+    recovered: Option<bool>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+async fn list_tickets(
+    State(s): State<AppState>,
+    q: Result<Query<TicketQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q?;
+    let bad = |m: String| ApiError(StatusCode::BAD_REQUEST, m);
+    let filter = TicketFilter {
+        state: q
+            .state
+            .as_deref()
+            .map(str::parse::<TicketState>)
+            .transpose()
+            .map_err(bad)?,
+        open: q.open,
+        tier: match q.tier {
+            Some(t) => Some(
+                Tier::from_number(t as i64).ok_or_else(|| bad("tier must be 1, 2 or 3".into()))?,
+            ),
+            None => None,
+        },
+        device: q.device,
+        code: q.code,
+        customer: q.customer,
+        site: q.site,
+        kind: q.kind,
+        recovered: q.recovered,
+        limit: q.limit.unwrap_or(500).clamp(1, 10_000),
+        offset: q.offset.unwrap_or(0),
+    };
+    Ok(Json(s.store.tickets(&filter).await?).into_response())
+}
+
+fn ticket_id(raw: &str) -> Result<TicketId, ApiError> {
+    raw.parse::<i64>().map(TicketId).map_err(|_| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("`{raw}` is not a ticket id; ids are numbers"),
+        )
+    })
+}
+
+async fn get_ticket(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = ticket_id(&id)?;
+    match s.store.ticket(id).await? {
+        Some(t) => Ok(Json(t).into_response()),
+        None => Err(ApiError(StatusCode::NOT_FOUND, format!("no ticket {id}"))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransitionBody {
+    to: String,
+    by: String,
+    #[serde(default)]
+    note: String,
+}
+
+async fn transition(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<TransitionBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let id = ticket_id(&id)?;
+    let Json(b) = body?;
+    let to: TicketState =
+        b.to.parse()
+            .map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;
+    let by = b.by.trim();
+    if by.is_empty() {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "`by` must name who makes the change".into(),
+        ));
+    }
+    match s.store.transition(id, to, by, &b.note, s.clock.now()).await {
+        Ok(t) => Ok(Json(t).into_response()),
+        Err(TransitionFailure::NotFound(_)) => {
+            Err(ApiError(StatusCode::NOT_FOUND, format!("no ticket {id}")))
+        }
+        Err(e @ (TransitionFailure::Refused(_) | TransitionFailure::Conflict(_))) => {
+            Err(ApiError(StatusCode::CONFLICT, e.to_string()))
+        }
+        Err(TransitionFailure::Store(e)) => Err(e.into()),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct DeviceView {
+    id: DeviceId,
+    name: String,
+    kind: String,
+    site: SiteId,
+    customer: CustomerId,
+    model: String,
+    serial: String,
+    accepted_on: chrono::NaiveDate,
+    /// `null` until the device has been heard from (or found silent) since start.
+    online: Option<bool>,
+    last_seen: Option<DateTime<Utc>>,
+    active_faults: Vec<FaultCode>,
+}
+
+fn device_view(s: &AppState, d: &crate::fleet::Device) -> DeviceView {
+    let live = &s.live.devices[d.idx.0 as usize];
+    let seen = live.last_seen.load(Ordering::Relaxed);
+    let mut active = s.live.active(d.idx);
+    active.sort();
+    DeviceView {
+        id: d.id.clone(),
+        name: d.name.clone(),
+        kind: s.fleet.kinds[d.kind].name.clone(),
+        site: d.site.clone(),
+        customer: d.customer.clone(),
+        model: d.model.clone(),
+        serial: d.serial.clone(),
+        accepted_on: d.accepted_on,
+        online: match live.presence.load(Ordering::Relaxed) {
+            ONLINE => Some(true),
+            OFFLINE_STATE => Some(false),
+            _ => None,
+        },
+        last_seen: (seen > 0)
+            .then(|| DateTime::from_timestamp_millis(seen))
+            .flatten(),
+        active_faults: active,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceQuery {
+    kind: Option<String>,
+    site: Option<String>,
+    customer: Option<String>,
+    online: Option<bool>,
+}
+
+async fn list_devices(
+    State(s): State<AppState>,
+    q: Result<Query<DeviceQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q?;
+    let out: Vec<DeviceView> = s
+        .fleet
+        .devices
+        .iter()
+        .filter(|d| {
+            q.kind
+                .as_deref()
+                .is_none_or(|k| s.fleet.kinds[d.kind].name == k)
+        })
+        .filter(|d| q.site.as_deref().is_none_or(|x| d.site.as_str() == x))
+        .filter(|d| {
+            q.customer
+                .as_deref()
+                .is_none_or(|x| d.customer.as_str() == x)
+        })
+        .map(|d| device_view(&s, d))
+        .filter(|v| q.online.is_none_or(|o| v.online == Some(o)))
+        .collect();
+    Ok(Json(out).into_response())
+}
+
+async fn get_device(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let idx = s
+        .fleet
+        .lookup(&id)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no device `{id}`")))?;
+    Ok(Json(device_view(&s, s.fleet.device(idx))).into_response())
+}

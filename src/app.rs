@@ -1,0 +1,186 @@
+//! Wiring: starts the broker, store, shards, ticket writer, MQTT client and
+//! HTTP server from a [`Config`], and stops them in order on shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::api::{self, AppState};
+use crate::clock::Clock;
+use crate::config::{BrokerMode, Config};
+use crate::ingest::mqtt::{self, Router};
+use crate::ingest::shard::{Live, Shard, ShardCtx};
+use crate::metrics::Metrics;
+use crate::store::Store;
+use crate::tickets::writer::{Notice, Writer};
+
+/// A running daemon.
+pub struct App {
+    /// Where the HTTP API listens.
+    pub http: SocketAddr,
+    /// Where the embedded broker listens, if it runs one.
+    pub broker: Option<SocketAddr>,
+    pub notices: broadcast::Sender<Notice>,
+    pub metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    ingest: Vec<JoinHandle<()>>,
+    writer: JoinHandle<()>,
+    http_task: JoinHandle<()>,
+}
+
+/// Starts everything; returns once the API listens and the store is open.
+pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
+    let metrics = Arc::new(Metrics::new());
+    let fleet = Arc::clone(&config.fleet);
+    let store = Store::open(&config.store_path)
+        .await
+        .with_context(|| format!("opening the store at {}", config.store_path.display()))?;
+    let restored = store
+        .active_faults()
+        .await
+        .context("reading the faults active before the last stop")?;
+
+    let broker = match &config.broker.mode {
+        BrokerMode::Embedded { listen } => {
+            let addr = crate::broker::start(*listen, config.ingest.max_payload_bytes.max(1 << 20))?;
+            info!(%addr, "embedded MQTT broker listening");
+            Some(addr)
+        }
+        BrokerMode::External {
+            host, port, tls, ..
+        } => {
+            info!(%host, port, tls, "using an external MQTT broker");
+            None
+        }
+    };
+    let opts = mqtt::options(&config.broker, broker)?;
+
+    let shutdown = CancellationToken::new();
+    let live = Arc::new(Live::new(fleet.devices.len()));
+    let (notices, _) = broadcast::channel(1024);
+    let (fault_tx, fault_rx) = mpsc::channel(4096);
+    let writer = Writer {
+        store: store.clone(),
+        fleet: Arc::clone(&fleet),
+        clock: Arc::clone(&clock),
+        metrics: Arc::clone(&metrics),
+        notices: notices.clone(),
+        reopen_window: config.tickets.reopen_window,
+    };
+    let writer = tokio::spawn(writer.run(fault_rx));
+
+    let ctx = ShardCtx {
+        fleet: Arc::clone(&fleet),
+        live: Arc::clone(&live),
+        clock: Arc::clone(&clock),
+        metrics: Arc::clone(&metrics),
+        max_payload: config.ingest.max_payload_bytes,
+    };
+    let n = config.ingest.shards;
+    let mut senders = Vec::with_capacity(n);
+    let mut ingest = Vec::with_capacity(n + 1);
+    for i in 0..n {
+        let (tx, rx) = mpsc::channel(config.ingest.queue_capacity);
+        senders.push(tx);
+        let shard = Shard::new(i, n, ctx.clone(), &restored);
+        ingest.push(tokio::spawn(shard.run(
+            rx,
+            fault_tx.clone(),
+            shutdown.clone(),
+        )));
+    }
+    drop(fault_tx);
+    let router = Router {
+        prefix: config.ingest.topic_prefix.clone(),
+        fleet: Arc::clone(&fleet),
+        shards: senders,
+        clock: Arc::clone(&clock),
+        metrics: Arc::clone(&metrics),
+    };
+    ingest.push(tokio::spawn(mqtt::run(opts, router, shutdown.clone())));
+
+    let listener = tokio::net::TcpListener::bind(config.http_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "the HTTP API cannot listen on {}; set http.listen to a free address",
+                config.http_listen
+            )
+        })?;
+    let http = listener.local_addr()?;
+    let state = AppState {
+        store,
+        fleet,
+        live,
+        metrics: Arc::clone(&metrics),
+        clock,
+    };
+    let stop = shutdown.clone();
+    let http_task = tokio::spawn(async move {
+        let serve = axum::serve(listener, api::router(state))
+            .with_graceful_shutdown(stop.cancelled_owned());
+        if let Err(e) = serve.await {
+            warn!(error = %e, "the HTTP server stopped");
+        }
+    });
+    info!(%http, devices = config.fleet.devices.len(), shards = n, restored = restored.len(), "aftercare started");
+    Ok(App {
+        http,
+        broker,
+        notices,
+        metrics,
+        shutdown,
+        ingest,
+        writer,
+        http_task,
+    })
+}
+
+impl App {
+    /// Stops ingest, lets the ticket writer drain what the rules raised, and stops the API.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let grace = Duration::from_secs(10);
+        for t in self.ingest {
+            let _ = tokio::time::timeout(grace, t).await;
+        }
+        if tokio::time::timeout(grace, self.writer).await.is_err() {
+            warn!("the ticket writer did not drain within {grace:?}");
+        }
+        let _ = tokio::time::timeout(grace, self.http_task).await;
+        info!("aftercare stopped");
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+/// Resolves when the process is asked to stop (SIGTERM or Ctrl-C).
+pub async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,744 @@
+//! Validation: raw config → typed [`Config`], collecting every problem.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{FixedOffset, NaiveDate};
+use toml::Spanned;
+
+use super::raw::{RawBroker, RawCond, RawConfig, RawKind, RawKindFile, RawMetricType, RawRule};
+use super::{
+    BrokerConfig, BrokerMode, Config, ConfigError, IngestConfig, Problem, ReadFile, Source,
+    TicketConfig,
+};
+use crate::domain::{CustomerId, DeviceId, DeviceIdx, FaultCode, OFFLINE, SiteId, Tier};
+use crate::fleet::{Customer, Device, Fleet, Site};
+use crate::rules::{Cond, MetricDef, MetricType, Profile, Rule};
+
+/// Collects problems against the source they are in.
+struct Report<'a> {
+    src: &'a Source,
+    problems: &'a mut Vec<Problem>,
+}
+
+impl Report<'_> {
+    fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let (line, col) = self.src.line_col(span.start);
+        self.problems.push(Problem {
+            file: self.src.path.clone(),
+            line,
+            col,
+            message: message.into(),
+        });
+    }
+}
+
+fn ms(d: Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
+}
+
+/// Names that end up in MQTT topics and URLs: letters, digits, `-`, `_`, `.`.
+fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+pub(super) fn compile(
+    main: Source,
+    raw: RawConfig,
+    read: ReadFile<'_>,
+) -> Result<Config, ConfigError> {
+    let mut problems = Vec::new();
+    let base = main
+        .path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+
+    // Kind profiles: from the main file and from every included file.
+    let mut kind_sources: Vec<(Source, BTreeMap<String, RawKind>)> = Vec::new();
+    for inc in &raw.include {
+        let path = base.join(inc.get_ref());
+        match read(&path) {
+            Ok(text) => {
+                let src = Source {
+                    path: path.clone(),
+                    text,
+                };
+                match super::parse::<RawKindFile>(&src) {
+                    Ok(f) => kind_sources.push((src, f.kinds)),
+                    Err(p) => problems.push(p),
+                }
+            }
+            Err(e) => Report {
+                src: &main,
+                problems: &mut problems,
+            }
+            .at(
+                inc.span(),
+                format!(
+                    "cannot read included file {}: {e}; include paths are relative to this file",
+                    path.display()
+                ),
+            ),
+        }
+    }
+    let RawConfig {
+        broker,
+        http,
+        store,
+        ingest,
+        tickets,
+        sites,
+        customers,
+        devices,
+        kinds,
+        ..
+    } = raw;
+    kind_sources.push((main.clone(), kinds));
+
+    let mut profiles: Vec<Profile> = Vec::new();
+    for (src, kinds) in &kind_sources {
+        for (name, kind) in kinds {
+            let mut r = Report {
+                src,
+                problems: &mut problems,
+            };
+            if profiles.iter().any(|p| &p.name == name) {
+                let span = kind.rules.first().map_or(0..0, |r| r.code.span());
+                r.at(
+                    span,
+                    format!("device kind `{name}` is defined twice; keep one [kinds.{name}] table"),
+                );
+                continue;
+            }
+            if !valid_id(name) {
+                r.at(
+                    0..0,
+                    format!(
+                        "device kind name `{name}` may hold only letters, digits, `-`, `_` and `.`"
+                    ),
+                );
+            }
+            if let Some(p) = compile_kind(name, kind, &mut r) {
+                profiles.push(p);
+            }
+        }
+    }
+
+    let mut r = Report {
+        src: &main,
+        problems: &mut problems,
+    };
+    let broker = compile_broker(broker, &base, &mut r);
+    let http_listen = match &http.listen {
+        Some(s) => parse_addr(s, &mut r),
+        None => Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
+    };
+    let store_path = base.join(store.path.as_deref().unwrap_or("aftercare.db"));
+    let topic_prefix = match &ingest.topic_prefix {
+        Some(p)
+            if p.get_ref().is_empty()
+                || p.get_ref().contains(['+', '#'])
+                || p.get_ref().ends_with('/') =>
+        {
+            r.at(p.span(), "topic_prefix must be a plain topic level such as \"aftercare\" (no wildcards, no trailing /)");
+            String::new()
+        }
+        Some(p) => p.get_ref().clone(),
+        None => "aftercare".to_string(),
+    };
+    let shards = match &ingest.shards {
+        Some(s) if *s.get_ref() == 0 || *s.get_ref() > 64 => {
+            r.at(s.span(), "shards must be between 1 and 64");
+            1
+        }
+        Some(s) => *s.get_ref(),
+        None => std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .clamp(1, 8),
+    };
+    let ingest = IngestConfig {
+        topic_prefix,
+        max_payload_bytes: ingest
+            .max_payload_bytes
+            .unwrap_or(64 * 1024)
+            .clamp(256, 1 << 20),
+        shards,
+        queue_capacity: ingest.queue_capacity.unwrap_or(16 * 1024).max(64),
+    };
+    let tickets = TicketConfig {
+        reopen_window: tickets
+            .reopen_window
+            .map_or(Duration::from_secs(24 * 3600), |d| d.0),
+    };
+
+    // Sites, customers, devices.
+    let mut site_list = Vec::new();
+    let mut seen = HashSet::new();
+    for s in sites {
+        let id = s.id.get_ref();
+        if !valid_id(id) {
+            r.at(
+                s.id.span(),
+                format!("site id `{id}` may hold only letters, digits, `-`, `_` and `.`"),
+            );
+        } else if !seen.insert(id.clone()) {
+            r.at(s.id.span(), format!("site `{id}` is defined twice"));
+        }
+        let utc_offset = match &s.utc_offset {
+            Some(o) => o.get_ref().parse::<FixedOffset>().unwrap_or_else(|_| {
+                r.at(
+                    o.span(),
+                    format!(
+                        "utc_offset `{}` is not an offset; write one such as \"+08:00\"",
+                        o.get_ref()
+                    ),
+                );
+                FixedOffset::east_opt(0).expect("zero offset")
+            }),
+            None => FixedOffset::east_opt(8 * 3600).expect("valid offset"),
+        };
+        site_list.push(Site {
+            id: SiteId(id.clone()),
+            name: s.name.unwrap_or_else(|| id.clone()),
+            address: s.address.unwrap_or_default(),
+            utc_offset,
+        });
+    }
+    let mut customer_list = Vec::new();
+    let mut seen = HashSet::new();
+    for c in customers {
+        let id = c.id.get_ref();
+        if !valid_id(id) {
+            r.at(
+                c.id.span(),
+                format!("customer id `{id}` may hold only letters, digits, `-`, `_` and `.`"),
+            );
+        } else if !seen.insert(id.clone()) {
+            r.at(c.id.span(), format!("customer `{id}` is defined twice"));
+        }
+        customer_list.push(Customer {
+            id: CustomerId(id.clone()),
+            name: c.name.unwrap_or_else(|| id.clone()),
+            contact: c.contact.unwrap_or_default(),
+            phone: c.phone.unwrap_or_default(),
+        });
+    }
+    let kind_names: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
+    let site_ids: HashSet<&str> = site_list.iter().map(|s| s.id.as_str()).collect();
+    let customer_ids: HashSet<&str> = customer_list.iter().map(|c| c.id.as_str()).collect();
+    let mut device_list = Vec::new();
+    let mut seen = HashSet::new();
+    for d in devices {
+        let id = d.id.get_ref();
+        if !valid_id(id) {
+            r.at(d.id.span(), format!("device id `{id}` may hold only letters, digits, `-`, `_` and `.` (it is a topic level)"));
+        } else if !seen.insert(id.clone()) {
+            r.at(d.id.span(), format!("device `{id}` is defined twice"));
+        }
+        let kind = kind_names.iter().position(|k| k == d.kind.get_ref());
+        if kind.is_none() {
+            r.at(
+                d.kind.span(),
+                format!(
+                    "device `{id}` names kind `{}`, which no profile defines; write one of: {}",
+                    d.kind.get_ref(),
+                    list(&kind_names)
+                ),
+            );
+        }
+        if !site_ids.contains(d.site.get_ref().as_str()) {
+            r.at(
+                d.site.span(),
+                format!(
+                    "device `{id}` names site `{}`, which no [[sites]] entry defines",
+                    d.site.get_ref()
+                ),
+            );
+        }
+        if !customer_ids.contains(d.customer.get_ref().as_str()) {
+            r.at(
+                d.customer.span(),
+                format!(
+                    "device `{id}` names customer `{}`, which no [[customers]] entry defines",
+                    d.customer.get_ref()
+                ),
+            );
+        }
+        let accepted_on = NaiveDate::parse_from_str(d.accepted_on.get_ref(), "%Y-%m-%d").unwrap_or_else(|_| {
+            r.at(
+                d.accepted_on.span(),
+                format!("accepted_on `{}` is not a date; write the acceptance date as \"2025-03-01\"", d.accepted_on.get_ref()),
+            );
+            NaiveDate::default()
+        });
+        device_list.push(Device {
+            idx: DeviceIdx(device_list.len() as u32),
+            id: DeviceId(id.clone()),
+            name: d.name.unwrap_or_default(),
+            kind: kind.unwrap_or(0),
+            site: SiteId(d.site.into_inner()),
+            customer: CustomerId(d.customer.into_inner()),
+            model: d.model,
+            serial: d.serial,
+            accepted_on,
+        });
+    }
+
+    if !problems.is_empty() {
+        problems.sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
+        return Err(ConfigError(problems));
+    }
+    Ok(Config {
+        path: main.path,
+        broker: broker.expect("no problems, so the broker is valid"),
+        http_listen: http_listen.expect("no problems, so the address is valid"),
+        store_path,
+        ingest,
+        tickets,
+        fleet: Arc::new(Fleet::new(site_list, customer_list, device_list, profiles)),
+    })
+}
+
+fn list(names: &[&str]) -> String {
+    if names.is_empty() {
+        "(none defined)".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+fn parse_addr(s: &Spanned<String>, r: &mut Report<'_>) -> Option<SocketAddr> {
+    match s.get_ref().parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            r.at(
+                s.span(),
+                format!(
+                    "`{}` is not a socket address; write one such as \"127.0.0.1:8080\"",
+                    s.get_ref()
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn compile_broker(b: RawBroker, base: &Path, r: &mut Report<'_>) -> Option<BrokerConfig> {
+    let embedded = b.embedded.as_ref().map(|e| *e.get_ref());
+    let mode = match (embedded, &b.url) {
+        (Some(true), Some(url)) => {
+            r.at(url.span(), "broker.embedded = true and broker.url are both set; remove url, or set embedded = false");
+            None
+        }
+        (Some(false), None) => {
+            let span = b.embedded.as_ref().map_or(0..0, |e| e.span());
+            r.at(
+                span,
+                "broker.embedded = false needs broker.url, such as url = \"mqtt://127.0.0.1:1883\"",
+            );
+            None
+        }
+        (_, Some(url)) => parse_broker_url(url, r).map(|(tls, host, port)| BrokerMode::External {
+            tls,
+            host,
+            port,
+            username: b.username.clone(),
+            password: b.password.clone(),
+            ca_file: b.ca_file.as_ref().map(|f| base.join(f)),
+        }),
+        (_, None) => {
+            let listen = match &b.listen {
+                Some(l) => parse_addr(l, r),
+                None => Some(SocketAddr::from(([127, 0, 0, 1], 1883))),
+            };
+            listen.map(|listen| BrokerMode::Embedded { listen })
+        }
+    };
+    if let (Some(BrokerMode::External { .. }), Some(l)) = (&mode, &b.listen) {
+        r.at(
+            l.span(),
+            "broker.listen is for the embedded broker; with broker.url, remove it",
+        );
+    }
+    let client_id = b.client_id.unwrap_or_else(|| "aftercare".to_string());
+    Some(BrokerConfig {
+        mode: mode?,
+        client_id,
+        keep_alive: b.keep_alive.map_or(Duration::from_secs(30), |d| d.0),
+    })
+}
+
+fn parse_broker_url(url: &Spanned<String>, r: &mut Report<'_>) -> Option<(bool, String, u16)> {
+    let s = url.get_ref();
+    let (tls, rest) = if let Some(rest) = s.strip_prefix("mqtt://") {
+        (false, rest)
+    } else if let Some(rest) = s.strip_prefix("mqtts://") {
+        (true, rest)
+    } else {
+        r.at(url.span(), format!("broker url `{s}` must start with mqtt:// or mqtts://, as in \"mqtt://127.0.0.1:1883\""));
+        return None;
+    };
+    let rest = rest.trim_end_matches('/');
+    if rest.contains('@') {
+        r.at(
+            url.span(),
+            "put credentials in broker.username and broker.password, not in the url",
+        );
+        return None;
+    }
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => match p.parse::<u16>() {
+            Ok(p) => (h, p),
+            Err(_) => {
+                r.at(
+                    url.span(),
+                    format!("`{p}` is not a port number in broker url `{s}`"),
+                );
+                return None;
+            }
+        },
+        _ => (rest, if tls { 8883 } else { 1883 }),
+    };
+    if host.is_empty() {
+        r.at(url.span(), format!("broker url `{s}` has no host"));
+        return None;
+    }
+    Some((
+        tls,
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+        port,
+    ))
+}
+
+/// Compiles one device kind; `None` when it has problems (already reported).
+fn compile_kind(name: &str, k: &RawKind, r: &mut Report<'_>) -> Option<Profile> {
+    let before = r.problems.len();
+    let mut metrics = Vec::new();
+    let mut metric_index = HashMap::new();
+    for (m, def) in &k.metrics {
+        metric_index.insert(m.clone(), metrics.len() as u16);
+        metrics.push(MetricDef {
+            name: m.clone(),
+            unit: def.unit.clone(),
+            ty: match def.ty {
+                RawMetricType::Number => MetricType::Number,
+                RawMetricType::Bool => MetricType::Bool,
+                RawMetricType::Text => MetricType::Text,
+            },
+        });
+    }
+    let mut codes = HashMap::new();
+    let mut code_names = Vec::new();
+    for c in &k.codes {
+        if codes.len() >= 64 {
+            r.at(
+                c.span(),
+                "a device kind can declare at most 64 device codes",
+            );
+            break;
+        }
+        if codes
+            .insert(c.get_ref().clone(), code_names.len() as u8)
+            .is_some()
+        {
+            r.at(
+                c.span(),
+                format!("device code `{}` is listed twice", c.get_ref()),
+            );
+        }
+        code_names.push(c.get_ref().clone());
+    }
+    let mut cx = KindCx {
+        kind: name,
+        metric_index: &metric_index,
+        metrics: &metrics,
+        codes: &codes,
+        rate_slots: 0,
+    };
+    let mut rules = Vec::new();
+    let mut seen = HashSet::new();
+    for rule in &k.rules {
+        if let Some(rule) = compile_rule(rule, &mut cx, &mut seen, r) {
+            rules.push(rule);
+        }
+    }
+    let mut stuck_tolerance = vec![0.0; metrics.len()];
+    for rule in &k.rules {
+        for c in [Some(&rule.raise), rule.clear.as_ref(), rule.when.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            collect_stuck(c, &metric_index, &mut stuck_tolerance);
+        }
+    }
+    let rate_slots = cx.rate_slots;
+    if r.problems.len() > before {
+        return None;
+    }
+    Some(Profile {
+        name: name.to_string(),
+        title: k.title.clone(),
+        metrics,
+        metric_index,
+        codes,
+        code_names,
+        stuck_tolerance,
+        rules,
+        rate_slots,
+        heartbeat_ms: ms(k.heartbeat.0),
+        offline_tier: Tier::Main,
+        offline_major_after_ms: ms(k
+            .offline_major_after
+            .map_or(Duration::from_secs(600), |d| d.0)),
+        offline_title: format!("{} offline", k.title),
+    })
+}
+
+fn collect_stuck(c: &RawCond, idx: &HashMap<String, u16>, tol: &mut [f64]) {
+    match c {
+        RawCond::Stuck(s) => {
+            if let Some(&m) = idx.get(s.metric.get_ref()) {
+                let t = s.tolerance.map_or(0.0, |t| t.0);
+                let cur = &mut tol[m as usize];
+                *cur = if *cur == 0.0 { t } else { cur.min(t) };
+            }
+        }
+        RawCond::All(cs) | RawCond::Any(cs) => cs.iter().for_each(|c| collect_stuck(c, idx, tol)),
+        RawCond::Not(c) => collect_stuck(c, idx, tol),
+        _ => {}
+    }
+}
+
+struct KindCx<'a> {
+    kind: &'a str,
+    metric_index: &'a HashMap<String, u16>,
+    metrics: &'a [MetricDef],
+    codes: &'a HashMap<String, u8>,
+    rate_slots: u16,
+}
+
+impl KindCx<'_> {
+    /// Resolves a metric name that must carry a number or a boolean.
+    fn metric(&self, m: &Spanned<String>, r: &mut Report<'_>) -> Option<u16> {
+        match self.metric_index.get(m.get_ref()) {
+            Some(&i) if self.metrics[i as usize].ty == MetricType::Text => {
+                r.at(
+                    m.span(),
+                    format!(
+                        "metric `{}` is text; rules compare numbers and booleans only",
+                        m.get_ref()
+                    ),
+                );
+                None
+            }
+            Some(&i) => Some(i),
+            None => {
+                let names: Vec<&str> = self.metrics.iter().map(|d| d.name.as_str()).collect();
+                r.at(
+                    m.span(),
+                    format!(
+                        "kind `{}` has no metric `{}`; declare it under [kinds.{}.metrics] or use one of: {}",
+                        self.kind,
+                        m.get_ref(),
+                        self.kind,
+                        list(&names)
+                    ),
+                );
+                None
+            }
+        }
+    }
+}
+
+fn compile_rule(
+    rule: &RawRule,
+    cx: &mut KindCx<'_>,
+    seen: &mut HashSet<String>,
+    r: &mut Report<'_>,
+) -> Option<Rule> {
+    let code = rule.code.get_ref();
+    if !valid_id(code) {
+        r.at(
+            rule.code.span(),
+            format!("fault code `{code}` may hold only letters, digits, `-`, `_` and `.`"),
+        );
+    }
+    if code == OFFLINE {
+        r.at(rule.code.span(), "`offline` is built in (set heartbeat and offline_major_after on the kind); use another code");
+    }
+    if !seen.insert(code.clone()) {
+        r.at(
+            rule.code.span(),
+            format!(
+                "fault code `{code}` is used by two rules of kind `{}`",
+                cx.kind
+            ),
+        );
+    }
+    let tier = Tier::from_number(*rule.tier.get_ref() as i64);
+    if tier.is_none() {
+        r.at(
+            rule.tier.span(),
+            "tier must be 1 (major), 2 (main) or 3 (minor)",
+        );
+    }
+    let when = rule.when.as_ref().map(|c| compile_cond(c, cx, r));
+    let raise = compile_cond(&rule.raise, cx, r);
+    let clear = rule.clear.as_ref().map(|c| compile_cond(c, cx, r));
+    Some(Rule {
+        code: FaultCode(code.clone()),
+        tier: tier?,
+        title: rule.title.clone(),
+        when: match when {
+            Some(w) => Some(w?),
+            None => None,
+        },
+        raise: raise?,
+        hold_ms: rule.hold.map_or(0, |d| ms(d.0)),
+        clear: match clear {
+            Some(c) => Some(c?),
+            None => None,
+        },
+        clear_hold_ms: rule.clear_hold.map_or(0, |d| ms(d.0)),
+    })
+}
+
+fn compile_cond(c: &RawCond, cx: &mut KindCx<'_>, r: &mut Report<'_>) -> Option<Cond> {
+    Some(match c {
+        RawCond::Threshold(t) => Cond::Threshold {
+            metric: cx.metric(&t.metric, r)?,
+            op: t.op,
+            value: t.value.0,
+        },
+        RawCond::Range(t) => {
+            let metric = cx.metric(&t.metric, r)?;
+            if t.min.0 > t.max.0 {
+                r.at(
+                    t.metric.span(),
+                    format!(
+                        "range on `{}` has min {} above max {}",
+                        t.metric.get_ref(),
+                        t.min.0,
+                        t.max.0
+                    ),
+                );
+                return None;
+            }
+            Cond::Range {
+                metric,
+                min: t.min.0,
+                max: t.max.0,
+                outside: t.outside,
+            }
+        }
+        RawCond::Rate(t) => {
+            let metric = cx.metric(&t.metric, r)?;
+            if t.per.0.is_zero() || t.window.0.is_zero() {
+                r.at(t.metric.span(), "a rate needs a non-zero `per` and `window`, such as per = \"1h\", window = \"30m\"");
+                return None;
+            }
+            let slot = cx.rate_slots;
+            cx.rate_slots += 1;
+            Cond::Rate {
+                metric,
+                op: t.op,
+                value: t.value.0,
+                per_ms: ms(t.per.0),
+                window_ms: ms(t.window.0),
+                slot,
+            }
+        }
+        RawCond::Stuck(t) => Cond::Stuck {
+            metric: cx.metric(&t.metric, r)?,
+            for_ms: ms(t.for_.0),
+            tolerance: t.tolerance.map_or(0.0, |t| t.0),
+        },
+        RawCond::Difference(p) => {
+            let (a, b) = (cx.metric(&p.a, r), cx.metric(&p.b, r));
+            Cond::Difference {
+                a: a?,
+                b: b?,
+                op: p.op,
+                value: p.value.0,
+            }
+        }
+        RawCond::Ratio(p) => {
+            let (a, b) = (cx.metric(&p.a, r), cx.metric(&p.b, r));
+            Cond::Ratio {
+                a: a?,
+                b: b?,
+                op: p.op,
+                value: p.value.0,
+            }
+        }
+        RawCond::Flag(f) => {
+            let metric = cx.metric(&f.metric, r)?;
+            if *f.bit.get_ref() > 31 {
+                r.at(f.bit.span(), "bit must be 0..=31");
+                return None;
+            }
+            Cond::Flag {
+                metric,
+                bit: *f.bit.get_ref(),
+                set: f.set,
+            }
+        }
+        RawCond::Code(c) => {
+            match cx.codes.get(c.code.get_ref()) {
+                Some(&code) => Cond::Code { code },
+                None => {
+                    r.at(
+                    c.code.span(),
+                    format!("device code `{}` is not declared; add it to `codes = [...]` of kind `{}`", c.code.get_ref(), cx.kind),
+                );
+                    return None;
+                }
+            }
+        }
+        RawCond::NoData(n) => Cond::NoData {
+            metric: cx.metric(&n.metric, r)?,
+            for_ms: ms(n.for_.0),
+        },
+        RawCond::All(cs) | RawCond::Any(cs) => {
+            let parts: Vec<Option<Cond>> = cs.iter().map(|c| compile_cond(c, cx, r)).collect();
+            let parts: Option<Vec<Cond>> = parts.into_iter().collect();
+            if matches!(c, RawCond::All(_)) {
+                Cond::All(parts?)
+            } else {
+                Cond::Any(parts?)
+            }
+        }
+        RawCond::Not(inner) => Cond::Not(Box::new(compile_cond(inner, cx, r)?)),
+    })
+}
+
+/// Compiles the `[kinds.*]` tables of one profile file.
+pub(super) fn compile_kind_file(src: &Source) -> Result<Vec<Profile>, ConfigError> {
+    let file: RawKindFile = super::parse(src).map_err(|p| ConfigError(vec![p]))?;
+    let mut problems = Vec::new();
+    let mut out = Vec::new();
+    for (name, kind) in &file.kinds {
+        let mut r = Report {
+            src,
+            problems: &mut problems,
+        };
+        if let Some(p) = compile_kind(name, kind, &mut r) {
+            out.push(p);
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(ConfigError(problems))
+    }
+}

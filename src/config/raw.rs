@@ -1,0 +1,323 @@
+//! The config file as written: serde types that mirror the TOML, with spans
+//! kept where validation needs to point back at a line. Every struct denies
+//! unknown keys, and nothing is flattened, so serde's errors keep their position.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+use toml::Spanned;
+
+use crate::rules::Op;
+
+/// A duration written as `"30s"`, `"15m"`, `"2h"` or `"1h 30m"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Dur;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#"a duration such as "30s", "15m" or "2h""#)
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Dur, E> {
+                humantime::parse_duration(s.trim()).map(Dur).map_err(|e| {
+                    E::custom(format!(
+                        r#"`{s}` is not a duration ({e}); write one such as "30s", "15m" or "2h""#
+                    ))
+                })
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A number; `true` and `false` count as 1 and 0, so boolean metrics compare naturally.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Num(pub f64);
+
+impl<'de> Deserialize<'de> for Num {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Num, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Num;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number, true or false")
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Num, E> {
+                Ok(Num(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Num, E> {
+                Ok(Num(v as f64))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Num, E> {
+                Ok(Num(v as f64))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Num, E> {
+                Ok(Num(if v { 1.0 } else { 0.0 }))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Files of device kind profiles, relative to this file.
+    #[serde(default)]
+    pub include: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub broker: RawBroker,
+    #[serde(default)]
+    pub http: RawHttp,
+    #[serde(default)]
+    pub store: RawStore,
+    #[serde(default)]
+    pub ingest: RawIngest,
+    #[serde(default)]
+    pub tickets: RawTickets,
+    #[serde(default)]
+    pub sites: Vec<RawSite>,
+    #[serde(default)]
+    pub customers: Vec<RawCustomer>,
+    #[serde(default)]
+    pub devices: Vec<RawDevice>,
+    #[serde(default)]
+    pub kinds: BTreeMap<String, RawKind>,
+}
+
+/// An included file: device kind profiles only.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKindFile {
+    pub kinds: BTreeMap<String, RawKind>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBroker {
+    pub embedded: Option<Spanned<bool>>,
+    /// Embedded broker's listener.
+    pub listen: Option<Spanned<String>>,
+    /// External broker: `mqtt://host:port` or `mqtts://host:port`.
+    pub url: Option<Spanned<String>>,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    pub ca_file: Option<String>,
+    pub client_id: Option<String>,
+    pub keep_alive: Option<Dur>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    pub listen: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIngest {
+    pub topic_prefix: Option<Spanned<String>>,
+    pub max_payload_bytes: Option<usize>,
+    pub shards: Option<Spanned<usize>>,
+    pub queue_capacity: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTickets {
+    pub reopen_window: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSite {
+    pub id: Spanned<String>,
+    pub name: Option<String>,
+    pub address: Option<String>,
+    /// Local time offset, such as "+08:00".
+    pub utc_offset: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCustomer {
+    pub id: Spanned<String>,
+    pub name: Option<String>,
+    pub contact: Option<String>,
+    pub phone: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDevice {
+    pub id: Spanned<String>,
+    pub kind: Spanned<String>,
+    pub site: Spanned<String>,
+    pub customer: Spanned<String>,
+    #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub serial: String,
+    /// Date of acceptance (验收), "YYYY-MM-DD": warranties run from it.
+    pub accepted_on: Spanned<String>,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKind {
+    pub title: String,
+    /// Silence longer than this raises `offline`.
+    pub heartbeat: Dur,
+    #[serde(default)]
+    pub offline_major_after: Option<Dur>,
+    pub metrics: BTreeMap<String, RawMetric>,
+    #[serde(default)]
+    pub codes: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetric {
+    #[serde(default)]
+    pub unit: String,
+    #[serde(rename = "type", default)]
+    pub ty: RawMetricType,
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawMetricType {
+    #[default]
+    Number,
+    Bool,
+    Text,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub code: Spanned<String>,
+    pub tier: Spanned<u8>,
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    pub when: Option<RawCond>,
+    pub raise: RawCond,
+    #[serde(default)]
+    pub hold: Option<Dur>,
+    pub clear: Option<RawCond>,
+    #[serde(default)]
+    pub clear_hold: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawCond {
+    Threshold(RawThreshold),
+    Range(RawRange),
+    Rate(RawRate),
+    Stuck(RawStuck),
+    Difference(RawPair),
+    Ratio(RawPair),
+    Flag(RawFlag),
+    Code(RawCode),
+    NoData(RawNoData),
+    All(Vec<RawCond>),
+    Any(Vec<RawCond>),
+    Not(Box<RawCond>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawThreshold {
+    pub metric: Spanned<String>,
+    pub op: Op,
+    pub value: Num,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRange {
+    pub metric: Spanned<String>,
+    pub min: Num,
+    pub max: Num,
+    /// true (the default): the condition holds outside [min, max].
+    #[serde(default = "yes")]
+    pub outside: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRate {
+    pub metric: Spanned<String>,
+    pub op: Op,
+    pub value: Num,
+    /// The unit of the rate: `value` is a change per this long.
+    pub per: Dur,
+    /// How long a span the rate is measured over.
+    pub window: Dur,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStuck {
+    pub metric: Spanned<String>,
+    #[serde(rename = "for")]
+    pub for_: Dur,
+    #[serde(default)]
+    pub tolerance: Option<Num>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPair {
+    pub a: Spanned<String>,
+    pub b: Spanned<String>,
+    pub op: Op,
+    pub value: Num,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFlag {
+    pub metric: Spanned<String>,
+    pub bit: Spanned<u8>,
+    #[serde(default = "yes")]
+    pub set: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCode {
+    pub code: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNoData {
+    pub metric: Spanned<String>,
+    #[serde(rename = "for")]
+    pub for_: Dur,
+}

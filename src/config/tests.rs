@@ -1,0 +1,311 @@
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+fn config_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config")
+}
+
+#[test]
+fn every_file_in_config_loads() {
+    let mut seen = 0;
+    let mut stack = vec![config_dir()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "toml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            if text.contains("[kinds.") && !text.contains("include") {
+                let p = profiles_from_str(&path.display().to_string(), &text)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                assert!(!p.is_empty(), "{}", path.display());
+            } else {
+                Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            }
+            seen += 1;
+        }
+    }
+    assert!(seen >= 6, "found only {seen} config files");
+}
+
+#[test]
+fn the_demo_config_built_into_the_binary_loads() {
+    let c = crate::demo::config().unwrap();
+    assert_eq!(c.fleet.devices.len(), 8);
+    let kinds: Vec<&str> = c.fleet.kinds.iter().map(|k| k.name.as_str()).collect();
+    for k in ["recorder", "solar_heater", "led_display", "lighting"] {
+        assert!(kinds.contains(&k), "{k}");
+    }
+    assert!(matches!(c.broker.mode, BrokerMode::Embedded { .. }));
+}
+
+#[test]
+fn shipped_profiles_have_the_faults_and_tiers_the_contracts_name() {
+    let c = crate::demo::config().unwrap();
+    let tier = |kind: &str, code: &str| {
+        let p = c.fleet.kinds.iter().find(|k| k.name == kind).unwrap();
+        p.rule(code)
+            .unwrap_or_else(|| panic!("{kind} has no rule {code}"))
+            .tier
+            .number()
+    };
+    let want = [
+        ("recorder", "storage_failure", 1),
+        ("recorder", "storage_nearly_full", 2),
+        ("recorder", "battery_low", 3),
+        ("recorder", "clock_drift", 3),
+        ("recorder", "over_temperature", 2),
+        ("solar_heater", "tank_leak", 2),
+        ("solar_heater", "tube_broken", 2),
+        ("solar_heater", "insulation_failure", 3),
+        ("solar_heater", "bracket_deformed", 2),
+        ("solar_heater", "over_temperature", 2),
+        ("solar_heater", "pump_failure", 2),
+        ("solar_heater", "sensor_fault", 3),
+        ("led_display", "screen_dark", 1),
+        ("led_display", "cabinet_offline", 2),
+        ("led_display", "dead_pixels", 3),
+        ("led_display", "over_temperature", 2),
+        ("led_display", "psu_out_of_range", 2),
+        ("lighting", "all_dark", 1),
+        ("lighting", "circuit_failed", 2),
+        ("lighting", "lamps_failed", 3),
+        ("lighting", "leakage", 1),
+        ("lighting", "lit_outside_schedule", 3),
+    ];
+    for (kind, code, t) in want {
+        assert_eq!(tier(kind, code), t, "{kind}/{code}");
+    }
+    for k in &c.fleet.kinds {
+        assert_eq!(k.offline_tier.number(), 2, "{}", k.name);
+        assert_eq!(k.offline_major_after_ms, 600_000, "{}", k.name);
+    }
+}
+
+/// Loads `main` (with the given extra files beside it) and returns the problems as `file:line: message` lines.
+fn problems(main: &str, extra: &[(&str, &str)]) -> Vec<String> {
+    let files: Vec<(String, String)> =
+        std::iter::once(("cfg/main.toml".to_string(), main.to_string()))
+            .chain(
+                extra
+                    .iter()
+                    .map(|(n, t)| (format!("cfg/{n}"), t.to_string())),
+            )
+            .collect();
+    let read = |p: &Path| {
+        let key = p.to_string_lossy().to_string();
+        files
+            .iter()
+            .find(|(n, _)| *n == key)
+            .map(|(_, t)| t.clone())
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"))
+    };
+    match Config::load_with(Path::new("cfg/main.toml"), &read) {
+        Ok(_) => vec![],
+        Err(e) => {
+            e.0.iter()
+                .map(|p| format!("{}:{}: {}", p.file.display(), p.line, p.message))
+                .collect()
+        }
+    }
+}
+
+const KIND: &str = r#"
+[kinds.pump]
+title = "Pump"
+heartbeat = "1m"
+[kinds.pump.metrics]
+flow = { unit = "L/min" }
+label = { type = "text" }
+"#;
+
+#[test]
+fn a_minimal_config_is_valid_and_gets_defaults() {
+    let read = |_: &Path| Ok(String::new());
+    let c = Config::load_with(Path::new("x/empty.toml"), &read).unwrap();
+    assert!(matches!(c.broker.mode, BrokerMode::Embedded { listen } if listen.port() == 1883));
+    assert_eq!(c.http_listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.store_path, Path::new("x/aftercare.db"));
+    assert_eq!(c.ingest.topic_prefix, "aftercare");
+    assert_eq!(c.tickets.reopen_window.as_secs(), 86_400);
+}
+
+#[test]
+fn syntax_and_unknown_keys_are_reported_with_their_line() {
+    assert_eq!(
+        problems("[broker]\nembedded = true\nport = 1883\n", &[]),
+        vec![
+            "cfg/main.toml:3: unknown field `port`, expected one of `embedded`, `listen`, `url`, `username`, `password`, `ca_file`, `client_id`, `keep_alive`"
+        ]
+    );
+    let p = problems("[http]\nlisten = \n", &[]);
+    assert_eq!(p.len(), 1);
+    assert!(p[0].starts_with("cfg/main.toml:2: "), "{p:?}");
+    let p = problems("[tickets]\nreopen_window = \"soon\"\n", &[]);
+    assert_eq!(p.len(), 1);
+    assert!(
+        p[0].starts_with("cfg/main.toml:2: ") && p[0].contains(r#"write one such as "30s""#),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn every_problem_of_the_fleet_is_reported_at_once() {
+    let main = r#"include = ["pump.toml", "missing.toml"]
+
+[[sites]]
+id = "s1"
+utc_offset = "China"
+
+[[customers]]
+id = "c1"
+
+[[devices]]
+id = "d1"
+kind = "pumpp"
+site = "s2"
+customer = "c1"
+accepted_on = "2025-02-30"
+
+[[devices]]
+id = "d1"
+kind = "pump"
+site = "s1"
+customer = "c9"
+accepted_on = "2025-02-01"
+"#;
+    let p = problems(main, &[("pump.toml", KIND)]);
+    assert_eq!(
+        p,
+        vec![
+            "cfg/main.toml:1: cannot read included file cfg/missing.toml: no such file; include paths are relative to this file",
+            "cfg/main.toml:5: utc_offset `China` is not an offset; write one such as \"+08:00\"",
+            "cfg/main.toml:12: device `d1` names kind `pumpp`, which no profile defines; write one of: pump",
+            "cfg/main.toml:13: device `d1` names site `s2`, which no [[sites]] entry defines",
+            "cfg/main.toml:15: accepted_on `2025-02-30` is not a date; write the acceptance date as \"2025-03-01\"",
+            "cfg/main.toml:18: device `d1` is defined twice",
+            "cfg/main.toml:21: device `d1` names customer `c9`, which no [[customers]] entry defines",
+        ]
+    );
+}
+
+#[test]
+fn rule_mistakes_point_into_the_profile_file() {
+    let kind = format!(
+        r#"{KIND}
+[[kinds.pump.rules]]
+code = "dry"
+tier = 4
+title = "Dry"
+raise = {{ threshold = {{ metric = "flw", op = "<", value = 1 }} }}
+
+[[kinds.pump.rules]]
+code = "dry"
+tier = 2
+title = "Label"
+raise = {{ threshold = {{ metric = "label", op = "==", value = 1 }} }}
+
+[[kinds.pump.rules]]
+code = "offline"
+tier = 2
+title = "Off"
+raise = {{ code = {{ code = "E9" }} }}
+"#
+    );
+    let p = problems("include = [\"pump.toml\"]\n", &[("pump.toml", &kind)]);
+    assert_eq!(
+        p,
+        vec![
+            "cfg/pump.toml:11: tier must be 1 (major), 2 (main) or 3 (minor)",
+            "cfg/pump.toml:13: kind `pump` has no metric `flw`; declare it under [kinds.pump.metrics] or use one of: flow, label",
+            "cfg/pump.toml:16: fault code `dry` is used by two rules of kind `pump`",
+            "cfg/pump.toml:19: metric `label` is text; rules compare numbers and booleans only",
+            "cfg/pump.toml:22: `offline` is built in (set heartbeat and offline_major_after on the kind); use another code",
+            "cfg/pump.toml:25: device code `E9` is not declared; add it to `codes = [...]` of kind `pump`",
+        ]
+    );
+    let bad_op = format!(
+        "{KIND}\n[[kinds.pump.rules]]\ncode = \"x\"\ntier = 2\ntitle = \"X\"\nraise = {{ threshold = {{ metric = \"flow\", op = \"=>\", value = 1 }} }}\n"
+    );
+    let p = problems("include = [\"pump.toml\"]\n", &[("pump.toml", &bad_op)]);
+    assert_eq!(p.len(), 1);
+    assert!(p[0].starts_with("cfg/pump.toml:13: unknown variant `=>`, expected one of `<`, `<=`, `>`, `>=`, `==`, `!=`"), "{p:?}");
+}
+
+#[test]
+fn broker_settings_are_checked() {
+    let check = |text: &str, want: &str| {
+        let p = problems(text, &[]);
+        assert!(p.len() == 1 && p[0].contains(want), "{text}: {p:?}");
+    };
+    check(
+        "[broker]\nembedded = true\nurl = \"mqtt://h:1883\"\n",
+        "remove url, or set embedded = false",
+    );
+    check("[broker]\nembedded = false\n", "needs broker.url");
+    check(
+        "[broker]\nurl = \"tcp://h:1883\"\n",
+        "must start with mqtt:// or mqtts://",
+    );
+    check(
+        "[broker]\nurl = \"mqtt://u:p@h:1883\"\n",
+        "put credentials in broker.username",
+    );
+    check(
+        "[broker]\nurl = \"mqtt://h:99999\"\n",
+        "is not a port number",
+    );
+    check(
+        "[broker]\nurl = \"mqtt://h\"\nlisten = \"127.0.0.1:1883\"\n",
+        "broker.listen is for the embedded broker",
+    );
+    check(
+        "[broker]\nlisten = \"localhost\"\n",
+        "is not a socket address",
+    );
+}
+
+#[test]
+fn broker_urls_parse() {
+    let read = |_: &Path| {
+        Ok(
+            "[broker]\nurl = \"mqtts://broker.example.net\"\nusername = \"u\"\npassword = \"p\"\n"
+                .to_string(),
+        )
+    };
+    let c = Config::load_with(Path::new("a.toml"), &read).unwrap();
+    match c.broker.mode {
+        BrokerMode::External {
+            tls,
+            host,
+            port,
+            username,
+            ..
+        } => {
+            assert!(tls);
+            assert_eq!(
+                (host.as_str(), port, username.as_deref()),
+                ("broker.example.net", 8883, Some("u"))
+            );
+        }
+        m => panic!("{m:?}"),
+    }
+    let read = |_: &Path| Ok("[broker]\nurl = \"mqtt://[::1]:1884\"\n".to_string());
+    let c = Config::load_with(Path::new("a.toml"), &read).unwrap();
+    assert!(
+        matches!(c.broker.mode, BrokerMode::External { tls: false, ref host, port: 1884, .. } if host == "::1")
+    );
+}
+
+#[test]
+fn secrets_are_not_printed() {
+    let read = |_: &Path| Ok("[broker]\nurl = \"mqtt://h\"\npassword = \"hunter2\"\n".to_string());
+    let c = Config::load_with(Path::new("a.toml"), &read).unwrap();
+    assert!(!format!("{c:?}").contains("hunter2"));
+}

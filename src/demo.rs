@@ -1,0 +1,167 @@
+//! `aftercare demo`: the whole loop on one machine with nothing installed.
+//! An embedded broker, SQLite under a data folder, and firmware-sim's fleet
+//! playing a scenario of faults in every kind and tier.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::app;
+use crate::clock::SystemClock;
+use crate::config::{BrokerMode, Config};
+use crate::tickets::model::Outcome;
+
+/// The demo's config files, built into the binary so it runs from anywhere.
+const FILES: &[(&str, &str)] = &[
+    ("config/demo.toml", include_str!("../config/demo.toml")),
+    (
+        "config/kinds/recorder.toml",
+        include_str!("../config/kinds/recorder.toml"),
+    ),
+    (
+        "config/kinds/solar_heater.toml",
+        include_str!("../config/kinds/solar_heater.toml"),
+    ),
+    (
+        "config/kinds/led_display.toml",
+        include_str!("../config/kinds/led_display.toml"),
+    ),
+    (
+        "config/kinds/lighting.toml",
+        include_str!("../config/kinds/lighting.toml"),
+    ),
+];
+
+/// Loads the built-in demo config.
+pub fn config() -> Result<Config, crate::config::ConfigError> {
+    let read = |p: &Path| {
+        let key = p.to_string_lossy().replace('\\', "/");
+        FILES
+            .iter()
+            .find(|(name, _)| *name == key)
+            .map(|(_, text)| text.to_string())
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, key))
+    };
+    Config::load_with(Path::new("config/demo.toml"), &read)
+}
+
+pub struct DemoOptions {
+    pub data: PathBuf,
+    pub interval: Duration,
+    pub seed: u64,
+}
+
+/// `addr` if it is free, else any free port on the same interface, saying so.
+fn free_or_other(addr: SocketAddr, what: &str) -> anyhow::Result<SocketAddr> {
+    match crate::broker::reserve(addr) {
+        Ok(a) => Ok(a),
+        Err(_) => {
+            let other = crate::broker::reserve(SocketAddr::new(addr.ip(), 0))?;
+            println!(
+                "port {} is taken; the {what} listens on {other} instead",
+                addr.port()
+            );
+            Ok(other)
+        }
+    }
+}
+
+pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
+    let mut config =
+        config().map_err(|e| anyhow::anyhow!("the built-in demo config is broken:\n{e}"))?;
+    std::fs::create_dir_all(&opts.data)
+        .with_context(|| format!("creating {}", opts.data.display()))?;
+    config.store_path = opts.data.join("aftercare.db");
+    if let BrokerMode::Embedded { listen } = &mut config.broker.mode {
+        *listen = free_or_other(*listen, "embedded MQTT broker")?;
+    }
+    config.http_listen = free_or_other(config.http_listen, "HTTP API")?;
+    let fleet = Arc::clone(&config.fleet);
+
+    let app = app::start(config, Arc::new(SystemClock)).await?;
+    let broker = app.broker.context("the demo runs an embedded broker")?;
+    let mut notices = app.notices.subscribe();
+    let api = format!("http://{}", app.http);
+    println!();
+    println!("aftercare demo");
+    println!("  API        {api}/api/v1/tickets   {api}/api/v1/devices   {api}/metrics");
+    println!(
+        "  MQTT       mqtt://{broker} (embedded broker; topics aftercare/{{site}}/{{device}}/telemetry)"
+    );
+    println!("  data       {}", opts.data.display());
+    println!(
+        "  fleet      {} devices; faults start in 10 s. Ctrl-C stops.",
+        fleet.devices.len()
+    );
+    println!();
+
+    let devices = fleet
+        .devices
+        .iter()
+        .filter_map(|d| {
+            let kind = firmware_sim::Kind::parse(&fleet.kinds[d.kind].name)?;
+            Some(firmware_sim::DeviceSpec {
+                id: d.id.0.clone(),
+                kind,
+                site: d.site.0.clone(),
+            })
+        })
+        .collect::<Vec<_>>();
+    let scenario = firmware_sim::scenario::demo(&devices);
+    let sim_opts = firmware_sim::SimOptions {
+        host: broker.ip().to_string(),
+        port: broker.port(),
+        username: None,
+        password: None,
+        prefix: "aftercare".into(),
+        devices,
+        interval: opts.interval,
+        speed: 1.0,
+        seed: opts.seed,
+        start: None,
+        utc_offset: chrono::FixedOffset::east_opt(8 * 3600).context("offset")?,
+        scenario,
+        verbose: false,
+    };
+    let sim_stop = CancellationToken::new();
+    let (_commands, commands) = mpsc::channel(1);
+    let sim = tokio::spawn(firmware_sim::run(sim_opts, commands, sim_stop.clone()));
+
+    let printer = tokio::spawn(async move {
+        loop {
+            match notices.recv().await {
+                Ok(n) => {
+                    let what = match n.outcome {
+                        Outcome::Opened => "opened   ",
+                        Outcome::Recurred => "recurred ",
+                        Outcome::Reopened => "reopened ",
+                        Outcome::Recovered => "recovered",
+                        Outcome::Promoted => "promoted ",
+                        Outcome::Nothing => continue,
+                    };
+                    println!(
+                        "ticket #{:<3} {what}  tier {}  {:<8} {:<20} {}  ({})",
+                        n.ticket.0, n.tier, n.device, n.code, n.title, n.detail
+                    );
+                }
+                Err(broadcast::error::RecvError::Lagged(k)) => {
+                    println!("({k} ticket lines skipped)")
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
+
+    app::stop_signal().await;
+    println!("stopping…");
+    sim_stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), sim).await;
+    app.stop().await;
+    printer.abort();
+    Ok(())
+}

@@ -1,0 +1,368 @@
+//! Shard workers: each owns the state of the devices routed to it (device
+//! index modulo the shard count), parses their messages, runs the rules, and
+//! sends fault events to the ticket writer. No lock on this path.
+
+use std::sync::atomic::{AtomicI64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use chrono::DateTime;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use super::Reject;
+use super::payload::{self, Channel};
+use crate::clock::{Clock, LogLimiter, Stopwatch};
+use crate::domain::{DeviceIdx, FaultCode, FaultEvent, OFFLINE, Tier};
+use crate::fleet::Fleet;
+use crate::metrics::Metrics;
+use crate::rules::{DeviceState, PresenceChange, Profile, RuleChange, Value};
+use crate::store::ActiveFault;
+
+/// One message, routed to the shard that owns its device.
+#[derive(Debug)]
+pub struct Msg {
+    pub device: DeviceIdx,
+    pub channel: Channel,
+    pub payload: Bytes,
+    /// Gateway time of receipt, ms.
+    pub recv_ms: i64,
+}
+
+pub const UNKNOWN: u8 = 0;
+pub const ONLINE: u8 = 1;
+pub const OFFLINE_STATE: u8 = 2;
+
+/// What the API may read about a device while shards own its state.
+#[derive(Debug, Default)]
+pub struct DeviceLive {
+    /// Gateway time of its last message, ms; 0 if none since start.
+    pub last_seen: AtomicI64,
+    pub presence: AtomicU8,
+    /// Active fault codes; written only when a fault is raised or cleared.
+    pub active: Mutex<Vec<FaultCode>>,
+}
+
+/// The live view of every device, indexed like the fleet.
+#[derive(Debug)]
+pub struct Live {
+    pub devices: Vec<DeviceLive>,
+}
+
+impl Live {
+    pub fn new(n: usize) -> Live {
+        Live {
+            devices: (0..n).map(|_| DeviceLive::default()).collect(),
+        }
+    }
+    fn set_active(&self, idx: DeviceIdx, code: &FaultCode, on: bool) {
+        let Some(d) = self.devices.get(idx.0 as usize) else {
+            return;
+        };
+        let mut a = d.active.lock().unwrap_or_else(|p| p.into_inner());
+        a.retain(|c| c != code);
+        if on {
+            a.push(code.clone());
+        }
+    }
+    pub fn active(&self, idx: DeviceIdx) -> Vec<FaultCode> {
+        self.devices
+            .get(idx.0 as usize)
+            .map(|d| d.active.lock().unwrap_or_else(|p| p.into_inner()).clone())
+            .unwrap_or_default()
+    }
+}
+
+/// Everything a shard needs, shared read-only.
+#[derive(Clone)]
+pub struct ShardCtx {
+    pub fleet: Arc<Fleet>,
+    pub live: Arc<Live>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    pub max_payload: usize,
+}
+
+static BAD_INPUT_LOG: LogLimiter = LogLimiter::new(10.0);
+
+/// The devices one shard owns and the scratch buffers it reuses.
+pub struct Shard {
+    index: usize,
+    count: usize,
+    states: Vec<DeviceState>,
+    readings: Vec<(u16, Value)>,
+    changes: Vec<RuleChange>,
+    ctx: ShardCtx,
+}
+
+impl Shard {
+    /// A shard owning devices `i` with `i % count == index`, with faults restored from the store.
+    pub fn new(index: usize, count: usize, ctx: ShardCtx, restored: &[ActiveFault]) -> Shard {
+        let now = ctx.clock.now().timestamp_millis();
+        let states = ctx
+            .fleet
+            .devices
+            .iter()
+            .filter(|d| d.idx.0 as usize % count == index)
+            .map(|d| DeviceState::new(&ctx.fleet.kinds[d.kind], now))
+            .collect();
+        let mut shard = Shard {
+            index,
+            count,
+            states,
+            readings: Vec::with_capacity(32),
+            changes: Vec::new(),
+            ctx,
+        };
+        for f in restored {
+            let Some(idx) = shard.ctx.fleet.lookup(&f.device) else {
+                continue;
+            };
+            if idx.0 as usize % count != index {
+                continue;
+            }
+            let profile = shard.ctx.fleet.profile_of(idx);
+            let local = idx.0 as usize / count;
+            if f.code == OFFLINE {
+                shard.states[local]
+                    .restore_offline(f.since.timestamp_millis(), f.tier == Tier::Major);
+                shard.ctx.live.devices[idx.0 as usize]
+                    .presence
+                    .store(OFFLINE_STATE, Ordering::Relaxed);
+            } else if let Some(r) = profile.rules.iter().position(|r| r.code.as_str() == f.code) {
+                shard.states[local].restore_active(r as u16);
+            } else {
+                continue;
+            }
+            shard
+                .ctx
+                .live
+                .set_active(idx, &FaultCode(f.code.clone()), true);
+        }
+        shard
+    }
+
+    /// Runs until shutdown or until the router hangs up.
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Msg>,
+        tx: mpsc::Sender<(FaultEvent, Stopwatch)>,
+        shutdown: CancellationToken,
+    ) {
+        let mut batch = Vec::with_capacity(256);
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut events = Vec::new();
+        loop {
+            let sw = Stopwatch::start();
+            tokio::select! {
+                n = rx.recv_many(&mut batch, 256) => {
+                    if n == 0 {
+                        break;
+                    }
+                    let mut accepted = 0u64;
+                    for msg in batch.drain(..) {
+                        match self.handle(&msg, &mut events) {
+                            Ok(()) => accepted += 1,
+                            Err(r) => self.rejected(r, &msg),
+                        }
+                    }
+                    self.ctx.metrics.accepted.inc_by(accepted);
+                    self.ctx.metrics.rule_eval_seconds.observe(sw.elapsed_secs() / n as f64);
+                }
+                _ = tick.tick() => self.tick(&mut events),
+                _ = shutdown.cancelled() => break,
+            }
+            for e in events.drain(..) {
+                if tx.send((e, sw)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn rejected(&self, r: Reject, msg: &Msg) {
+        self.ctx.metrics.reject(r.label());
+        if let Some(held) = BAD_INPUT_LOG.allow() {
+            let device = &self.ctx.fleet.device(msg.device).id;
+            let sample =
+                String::from_utf8_lossy(&msg.payload[..msg.payload.len().min(120)]).into_owned();
+            warn!(%device, reason = r.label(), payload = %sample, similar_suppressed = held, "message rejected");
+        }
+    }
+
+    /// Applies one message; fault events go to `events`.
+    pub fn handle(&mut self, msg: &Msg, events: &mut Vec<FaultEvent>) -> Result<(), Reject> {
+        let idx = msg.device;
+        let local = idx.0 as usize / self.count;
+        debug_assert_eq!(idx.0 as usize % self.count, self.index);
+        if msg.payload.len() > self.ctx.max_payload {
+            return Err(Reject::Oversized);
+        }
+        let fleet = Arc::clone(&self.ctx.fleet);
+        let profile = fleet.profile_of(idx);
+        let live = &self.ctx.live.devices[idx.0 as usize];
+        self.changes.clear();
+        match msg.channel {
+            Channel::Telemetry => {
+                self.readings.clear();
+                let meta = payload::parse_telemetry(&msg.payload, profile, &mut self.readings)?;
+                let at = meta.ts.unwrap_or(msg.recv_ms);
+                let st = &mut self.states[local];
+                if !st.apply(profile, at, &self.readings, &mut self.changes) {
+                    return Err(Reject::OutOfOrder);
+                }
+            }
+            Channel::Event => {
+                let ev = payload::parse_event(&msg.payload)?;
+                let code = *profile
+                    .codes
+                    .get(ev.code.as_ref())
+                    .ok_or(Reject::UnknownCode)?;
+                let at = ev.ts.unwrap_or(msg.recv_ms);
+                self.states[local].set_code(profile, code, ev.active, at, &mut self.changes);
+            }
+            Channel::Status => {
+                let online = payload::parse_status(&msg.payload)?;
+                if !online {
+                    if let Some(p) = self.states[local].said_offline(profile, msg.recv_ms) {
+                        self.presence(idx, profile, p, msg.recv_ms, true, events);
+                    }
+                    return Ok(());
+                }
+            }
+        }
+        live.last_seen.store(msg.recv_ms, Ordering::Relaxed);
+        live.presence.store(ONLINE, Ordering::Relaxed);
+        if let Some(p) = self.states[local].seen(msg.recv_ms) {
+            self.presence(idx, profile, p, msg.recv_ms, false, events);
+        }
+        self.rule_events(idx, profile, local, events);
+        Ok(())
+    }
+
+    fn rule_events(
+        &mut self,
+        idx: DeviceIdx,
+        profile: &Profile,
+        local: usize,
+        events: &mut Vec<FaultEvent>,
+    ) {
+        for ch in self.changes.drain(..) {
+            let rule = &profile.rules[ch.rule as usize];
+            let st = &self.states[local];
+            let mut detail = String::new();
+            let at = DateTime::from_timestamp_millis(ch.at).unwrap_or_default();
+            self.ctx.live.set_active(idx, &rule.code, ch.raised);
+            if ch.raised {
+                rule.raise.describe(st, profile, &mut detail);
+                events.push(FaultEvent::Raised {
+                    device: idx,
+                    code: rule.code.clone(),
+                    tier: rule.tier,
+                    at,
+                    detail,
+                });
+            } else {
+                match &rule.clear {
+                    Some(c) => c.describe(st, profile, &mut detail),
+                    None => {
+                        detail.push_str("cleared: ");
+                        rule.raise.describe(st, profile, &mut detail);
+                    }
+                }
+                events.push(FaultEvent::Cleared {
+                    device: idx,
+                    code: rule.code.clone(),
+                    at,
+                    detail,
+                });
+            }
+        }
+    }
+
+    fn presence(
+        &self,
+        idx: DeviceIdx,
+        profile: &Profile,
+        p: PresenceChange,
+        now: i64,
+        said: bool,
+        events: &mut Vec<FaultEvent>,
+    ) {
+        let code = FaultCode(OFFLINE.to_string());
+        let live = &self.ctx.live;
+        let fmt = |ms: i64| DateTime::from_timestamp_millis(ms).unwrap_or_default();
+        let hb = humantime::format_duration(std::time::Duration::from_millis(
+            profile.heartbeat_ms as u64,
+        ));
+        match p {
+            PresenceChange::Offline { since } => {
+                live.devices[idx.0 as usize]
+                    .presence
+                    .store(OFFLINE_STATE, Ordering::Relaxed);
+                live.set_active(idx, &code, true);
+                let detail = if said {
+                    format!(
+                        "the device reported offline (last will); last message {}",
+                        fmt(since).to_rfc3339()
+                    )
+                } else {
+                    format!(
+                        "no message for longer than its heartbeat window ({hb}); last message {}",
+                        fmt(since).to_rfc3339()
+                    )
+                };
+                events.push(FaultEvent::Raised {
+                    device: idx,
+                    code,
+                    tier: profile.offline_tier,
+                    at: fmt(since),
+                    detail,
+                });
+            }
+            PresenceChange::Promoted { since } => {
+                let major = humantime::format_duration(std::time::Duration::from_millis(
+                    profile.offline_major_after_ms as u64,
+                ));
+                let detail = format!(
+                    "outage since {} passed {major}: a major fault",
+                    fmt(since).to_rfc3339()
+                );
+                events.push(FaultEvent::Promoted {
+                    device: idx,
+                    code,
+                    tier: Tier::Major,
+                    at: fmt(now),
+                    detail,
+                });
+            }
+            PresenceChange::Online => {
+                live.set_active(idx, &code, false);
+                events.push(FaultEvent::Cleared {
+                    device: idx,
+                    code,
+                    at: fmt(now),
+                    detail: "the device is back online".into(),
+                });
+            }
+        }
+    }
+
+    /// Checks heartbeats and outages, and rules that time alone can change.
+    pub fn tick(&mut self, events: &mut Vec<FaultEvent>) {
+        let now = self.ctx.clock.now().timestamp_millis();
+        let fleet = Arc::clone(&self.ctx.fleet);
+        for local in 0..self.states.len() {
+            let idx = DeviceIdx((local * self.count + self.index) as u32);
+            let profile = fleet.profile_of(idx);
+            if let Some(p) = self.states[local].check_presence(profile, now) {
+                self.presence(idx, profile, p, now, false, events);
+            }
+            self.changes.clear();
+            self.states[local].tick(profile, now, &mut self.changes);
+            self.rule_events(idx, profile, local, events);
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! aftercare: watches field equipment over MQTT, classifies faults into the
+//! service contracts' three tiers, and keeps one ticket per fault.
+//!
+//! Modules in the order data flows; see ARCHITECTURE.md.
+
+pub mod api;
+pub mod app;
+pub mod broker;
+pub mod clock;
+pub mod config;
+pub mod demo;
+pub mod domain;
+pub mod fleet;
+pub mod ingest;
+pub mod metrics;
+pub mod rules;
+pub mod store;
+pub mod tickets;

@@ -1,0 +1,130 @@
+//! The daemon's own metrics, served as Prometheus text on `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TierLabel {
+    pub tier: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabel {
+    pub event: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub received: Counter,
+    pub accepted: Counter,
+    pub rejected: Family<ReasonLabel, Counter>,
+    pub tickets_opened: Family<TierLabel, Counter>,
+    pub ticket_events: Family<EventLabel, Counter>,
+    pub rule_eval_seconds: Histogram,
+    pub fault_to_ticket_seconds: Histogram,
+    pub mqtt_connected: Gauge,
+    pub mqtt_connections: Counter,
+    pub store_errors: Counter,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("aftercare");
+        let m = Metrics {
+            received: Counter::default(),
+            accepted: Counter::default(),
+            rejected: Family::default(),
+            tickets_opened: Family::default(),
+            ticket_events: Family::default(),
+            rule_eval_seconds: Histogram::new(exponential_buckets(1e-7, 4.0, 10)),
+            fault_to_ticket_seconds: Histogram::new(exponential_buckets(1e-4, 2.5, 14)),
+            mqtt_connected: Gauge::default(),
+            mqtt_connections: Counter::default(),
+            store_errors: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "messages_received",
+            "MQTT messages received from the broker",
+            m.received.clone(),
+        );
+        registry.register(
+            "messages_accepted",
+            "Messages parsed and applied to device state",
+            m.accepted.clone(),
+        );
+        registry.register(
+            "messages_rejected",
+            "Messages dropped, by reason",
+            m.rejected.clone(),
+        );
+        registry.register(
+            "tickets_opened",
+            "Tickets opened, by tier",
+            m.tickets_opened.clone(),
+        );
+        registry.register(
+            "ticket_events",
+            "Fault events applied to tickets: opened, recurred, reopened, recovered, promoted",
+            m.ticket_events.clone(),
+        );
+        registry.register(
+            "rule_eval_seconds",
+            "Time to parse one message and evaluate its device's rules (per-batch mean)",
+            m.rule_eval_seconds.clone(),
+        );
+        registry.register(
+            "fault_to_ticket_seconds",
+            "Time from the message that completed a fault to its ticket row being committed",
+            m.fault_to_ticket_seconds.clone(),
+        );
+        registry.register(
+            "mqtt_connected",
+            "1 while the MQTT client is connected",
+            m.mqtt_connected.clone(),
+        );
+        registry.register(
+            "mqtt_connections",
+            "MQTT connections made (reconnects included)",
+            m.mqtt_connections.clone(),
+        );
+        registry.register(
+            "store_errors",
+            "Failed store transactions (retried)",
+            m.store_errors.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    pub fn reject(&self, reason: &'static str) {
+        self.rejected.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,68 @@
+//! Persistence. Only this module holds SQL; the rest of aftercare speaks
+//! the domain verbs of [`Store`].
+
+mod sqlite;
+
+pub use sqlite::Store;
+
+use crate::tickets::TransitionError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migrating the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("creating the data folder {path}: {source}")]
+    Folder {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the database holds a value aftercare cannot read: {0}")]
+    Corrupt(String),
+}
+
+/// Why a transition was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum TransitionFailure {
+    #[error("no ticket {0}")]
+    NotFound(i64),
+    #[error("{0}")]
+    Refused(#[from] TransitionError),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A fault event with the device's facts resolved, ready to be written.
+#[derive(Debug, Clone)]
+pub struct FaultRecord {
+    pub device: String,
+    pub site: String,
+    pub customer: String,
+    pub kind: String,
+    pub code: String,
+    pub title: String,
+    pub tier: crate::domain::Tier,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub detail: String,
+    pub change: Change,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Raised,
+    Cleared,
+    Promoted,
+}
+
+/// A fault that was active when the daemon last stopped, to restore rule state.
+#[derive(Debug, Clone)]
+pub struct ActiveFault {
+    pub device: String,
+    pub code: String,
+    pub tier: crate::domain::Tier,
+    /// When the current episode of the fault began (its latest raise).
+    pub since: chrono::DateTime<chrono::Utc>,
+}

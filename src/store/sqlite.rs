@@ -1,0 +1,574 @@
+//! The embedded store: SQLite in WAL mode through sqlx.
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqlSafeStr, SqliteConnection, SqlitePool};
+
+use super::{ActiveFault, Change, FaultRecord, StoreError, TransitionFailure};
+use crate::domain::{CustomerId, DeviceId, FaultCode, SiteId, TicketId, Tier};
+use crate::tickets::lifecycle::{self, State};
+use crate::tickets::model::{Outcome, Ticket, TicketFilter, TimelineEntry};
+
+/// The actor name of changes aftercare makes by itself.
+pub const SYSTEM: &str = "aftercare";
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(v).ok_or_else(|| StoreError::Corrupt(format!("timestamp {v}")))
+}
+
+fn opt_ms(v: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    v.map(from_ms).transpose()
+}
+
+const TICKET_COLUMNS: &str = "id, device, site, customer, kind, code, title, tier, state, recovered, occurrences, \
+     fault_at, opened_at, updated_at, last_raised_at, recovered_at, acknowledged_at, resolved_at, closed_at, detail";
+
+fn ticket_from_row(r: &SqliteRow) -> Result<Ticket, StoreError> {
+    let state: String = r.try_get("state")?;
+    let tier: i64 = r.try_get("tier")?;
+    Ok(Ticket {
+        id: TicketId(r.try_get("id")?),
+        device: DeviceId(r.try_get("device")?),
+        site: SiteId(r.try_get("site")?),
+        customer: CustomerId(r.try_get("customer")?),
+        kind: r.try_get("kind")?,
+        code: FaultCode(r.try_get("code")?),
+        title: r.try_get("title")?,
+        tier: Tier::from_number(tier).ok_or_else(|| StoreError::Corrupt(format!("tier {tier}")))?,
+        state: State::from_str(&state).map_err(StoreError::Corrupt)?,
+        recovered: r.try_get::<i64, _>("recovered")? != 0,
+        occurrences: r.try_get("occurrences")?,
+        fault_at: from_ms(r.try_get("fault_at")?)?,
+        opened_at: from_ms(r.try_get("opened_at")?)?,
+        updated_at: from_ms(r.try_get("updated_at")?)?,
+        last_raised_at: from_ms(r.try_get("last_raised_at")?)?,
+        recovered_at: opt_ms(r.try_get("recovered_at")?)?,
+        acknowledged_at: opt_ms(r.try_get("acknowledged_at")?)?,
+        resolved_at: opt_ms(r.try_get("resolved_at")?)?,
+        closed_at: opt_ms(r.try_get("closed_at")?)?,
+        detail: r.try_get("detail")?,
+        timeline: None,
+    })
+}
+
+/// One timeline line to append.
+struct Entry<'a> {
+    event: &'a str,
+    actor: &'a str,
+    from: Option<State>,
+    to: Option<State>,
+    tier: Option<Tier>,
+    note: &'a str,
+}
+
+async fn append(
+    conn: &mut SqliteConnection,
+    ticket: i64,
+    at: DateTime<Utc>,
+    e: Entry<'_>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO timeline (ticket_id, at, event, actor, from_state, to_state, tier, note) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(ticket)
+    .bind(ms(at))
+    .bind(e.event)
+    .bind(e.actor)
+    .bind(e.from.map(State::as_str))
+    .bind(e.to.map(State::as_str))
+    .bind(e.tier.map(|t| t.number() as i64))
+    .bind(e.note)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The schema's migrations, built into the binary (without sqlx's macros, which cost a second build of sqlx).
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "tickets",
+    include_str!("../../migrations/sqlite/0001_tickets.sql"),
+)];
+
+fn migrator() -> Migrator {
+    Migrator::with_migrations(
+        MIGRATIONS
+            .iter()
+            .map(|(v, d, sql)| {
+                Migration::new(
+                    *v,
+                    Cow::Borrowed(*d),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await?;
+        migrator().run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Applies a batch of fault events in one transaction, in order.
+    /// Returns, per event, what it did and to which ticket.
+    pub async fn apply_faults(
+        &self,
+        records: &[FaultRecord],
+        now: DateTime<Utc>,
+        reopen_window: Duration,
+    ) -> Result<Vec<(Outcome, Option<TicketId>)>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut out = Vec::with_capacity(records.len());
+        for rec in records {
+            let r = match rec.change {
+                Change::Raised => raise(&mut tx, rec, now, reopen_window).await?,
+                Change::Cleared => clear(&mut tx, rec, now).await?,
+                Change::Promoted => promote(&mut tx, rec, now).await?,
+            };
+            out.push(r);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// Moves a ticket to another state on a person's (or helpdesk's) word.
+    pub async fn transition(
+        &self,
+        id: TicketId,
+        to: State,
+        by: &str,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Ticket, TransitionFailure> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(StoreError::from)?;
+        let row = sqlx::query("SELECT state FROM tickets WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::from)?
+            .ok_or(TransitionFailure::NotFound(id.0))?;
+        let from: String = row.try_get("state").map_err(StoreError::from)?;
+        let from = State::from_str(&from).map_err(StoreError::Corrupt)?;
+        lifecycle::check(from, to)?;
+        let set = match to {
+            State::Acknowledged => ", acknowledged_at = COALESCE(acknowledged_at, $3)",
+            State::Resolved => ", resolved_at = $3",
+            State::Closed | State::Cancelled => ", closed_at = $3",
+            State::Open => ", closed_at = NULL, resolved_at = NULL",
+            _ => "",
+        };
+        let sql = format!("UPDATE tickets SET state = $1, updated_at = $3{set} WHERE id = $2");
+        let res = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(to.as_str())
+            .bind(id.0)
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await;
+        match res {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(TransitionFailure::Conflict(format!(
+                    "cannot reopen ticket {id}: another ticket for the same device and fault is open"
+                )));
+            }
+            r => {
+                r.map_err(StoreError::from)?;
+            }
+        }
+        let entry = Entry {
+            event: "transition",
+            actor: by,
+            from: Some(from),
+            to: Some(to),
+            tier: None,
+            note,
+        };
+        append(&mut tx, id.0, now, entry).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        self.ticket(id)
+            .await?
+            .ok_or(TransitionFailure::NotFound(id.0))
+    }
+
+    /// One ticket with its timeline.
+    pub async fn ticket(&self, id: TicketId) -> Result<Option<Ticket>, StoreError> {
+        let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = $1");
+        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut t = ticket_from_row(&row)?;
+        let rows = sqlx::query(
+            "SELECT at, event, actor, from_state, to_state, tier, note FROM timeline WHERE ticket_id = $1 ORDER BY id",
+        )
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut timeline = Vec::with_capacity(rows.len());
+        for r in rows {
+            let state = |c: &str| -> Result<Option<State>, StoreError> {
+                let s: Option<String> = r.try_get(c)?;
+                s.map(|s| State::from_str(&s).map_err(StoreError::Corrupt))
+                    .transpose()
+            };
+            timeline.push(TimelineEntry {
+                at: from_ms(r.try_get("at")?)?,
+                event: r.try_get("event")?,
+                actor: r.try_get("actor")?,
+                from_state: state("from_state")?,
+                to_state: state("to_state")?,
+                tier: r
+                    .try_get::<Option<i64>, _>("tier")?
+                    .and_then(Tier::from_number),
+                note: r.try_get("note")?,
+            });
+        }
+        t.timeline = Some(timeline);
+        Ok(Some(t))
+    }
+
+    /// Tickets matching a filter, newest first.
+    pub async fn tickets(&self, f: &TicketFilter) -> Result<Vec<Ticket>, StoreError> {
+        let mut sql = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE 1 = 1");
+        let mut args: Vec<String> = Vec::new();
+        let mut text = |col: &str, v: &Option<String>, sql: &mut String| {
+            if let Some(v) = v {
+                args.push(v.clone());
+                sql.push_str(&format!(" AND {col} = ${}", args.len()));
+            }
+        };
+        text("state", &f.state.map(|s| s.as_str().to_string()), &mut sql);
+        text("device", &f.device, &mut sql);
+        text("code", &f.code, &mut sql);
+        text("customer", &f.customer, &mut sql);
+        text("site", &f.site, &mut sql);
+        text("kind", &f.kind, &mut sql);
+        if let Some(t) = f.tier {
+            sql.push_str(&format!(" AND tier = {}", t.number()));
+        }
+        if let Some(r) = f.recovered {
+            sql.push_str(if r {
+                " AND recovered = 1"
+            } else {
+                " AND recovered = 0"
+            });
+        }
+        if let Some(open) = f.open {
+            sql.push_str(if open {
+                " AND state NOT IN ('closed', 'cancelled')"
+            } else {
+                " AND state IN ('closed', 'cancelled')"
+            });
+        }
+        sql.push_str(&format!(
+            " ORDER BY id DESC LIMIT {} OFFSET {}",
+            f.limit.clamp(1, 10_000),
+            f.offset.max(0)
+        ));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for a in args {
+            q = q.bind(a);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter().map(ticket_from_row).collect()
+    }
+
+    /// Faults whose tickets are open and not recovered: the rule state to restore after a restart.
+    pub async fn active_faults(&self) -> Result<Vec<ActiveFault>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT device, code, tier, last_raised_at FROM tickets \
+             WHERE state NOT IN ('closed', 'cancelled') AND recovered = 0",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let tier: i64 = r.try_get("tier")?;
+                Ok(ActiveFault {
+                    device: r.try_get("device")?,
+                    code: r.try_get("code")?,
+                    tier: Tier::from_number(tier)
+                        .ok_or_else(|| StoreError::Corrupt(format!("tier {tier}")))?,
+                    since: from_ms(r.try_get("last_raised_at")?)?,
+                })
+            })
+            .collect()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+async fn raise(
+    conn: &mut SqliteConnection,
+    rec: &FaultRecord,
+    now: DateTime<Utc>,
+    reopen_window: Duration,
+) -> Result<(Outcome, Option<TicketId>), StoreError> {
+    let open = sqlx::query(
+        "SELECT id, state, tier FROM tickets WHERE device = $1 AND code = $2 AND state NOT IN ('closed', 'cancelled')",
+    )
+    .bind(&rec.device)
+    .bind(&rec.code)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(row) = open {
+        let id: i64 = row.try_get("id")?;
+        let state =
+            State::from_str(&row.try_get::<String, _>("state")?).map_err(StoreError::Corrupt)?;
+        let tier = Tier::from_number(row.try_get("tier")?).unwrap_or(rec.tier);
+        let new_tier = if rec.tier.outranks(tier) {
+            rec.tier
+        } else {
+            tier
+        };
+        if state == State::Resolved {
+            sqlx::query(
+                "UPDATE tickets SET state = 'open', resolved_at = NULL, recovered = 0, recovered_at = NULL, \
+                 occurrences = occurrences + 1, tier = $2, last_raised_at = $3, updated_at = $4, detail = $5 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(new_tier.number() as i64)
+            .bind(ms(rec.at))
+            .bind(ms(now))
+            .bind(&rec.detail)
+            .execute(&mut *conn)
+            .await?;
+            let note = format!(
+                "the fault returned after the ticket was resolved: {}",
+                rec.detail
+            );
+            let e = Entry {
+                event: "reopened",
+                actor: SYSTEM,
+                from: Some(State::Resolved),
+                to: Some(State::Open),
+                tier: Some(new_tier),
+                note: &note,
+            };
+            append(conn, id, now, e).await?;
+            return Ok((Outcome::Reopened, Some(TicketId(id))));
+        }
+        sqlx::query(
+            "UPDATE tickets SET recovered = 0, recovered_at = NULL, occurrences = occurrences + 1, tier = $2, \
+             last_raised_at = $3, updated_at = $4, detail = $5 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(new_tier.number() as i64)
+        .bind(ms(rec.at))
+        .bind(ms(now))
+        .bind(&rec.detail)
+        .execute(&mut *conn)
+        .await?;
+        let e = Entry {
+            event: "recurred",
+            actor: SYSTEM,
+            from: None,
+            to: None,
+            tier: Some(new_tier),
+            note: &rec.detail,
+        };
+        append(conn, id, now, e).await?;
+        return Ok((Outcome::Recurred, Some(TicketId(id))));
+    }
+    let since = now - chrono::TimeDelta::from_std(reopen_window).unwrap_or(chrono::TimeDelta::MAX);
+    let closed = sqlx::query(
+        "SELECT id, tier FROM tickets WHERE device = $1 AND code = $2 AND state = 'closed' AND closed_at >= $3 \
+         ORDER BY closed_at DESC LIMIT 1",
+    )
+    .bind(&rec.device)
+    .bind(&rec.code)
+    .bind(ms(since))
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(row) = closed {
+        let id: i64 = row.try_get("id")?;
+        let tier = Tier::from_number(row.try_get("tier")?).unwrap_or(rec.tier);
+        let new_tier = if rec.tier.outranks(tier) {
+            rec.tier
+        } else {
+            tier
+        };
+        sqlx::query(
+            "UPDATE tickets SET state = 'open', closed_at = NULL, resolved_at = NULL, recovered = 0, recovered_at = NULL, \
+             occurrences = occurrences + 1, tier = $2, last_raised_at = $3, updated_at = $4, detail = $5 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(new_tier.number() as i64)
+        .bind(ms(rec.at))
+        .bind(ms(now))
+        .bind(&rec.detail)
+        .execute(&mut *conn)
+        .await?;
+        let note = format!(
+            "the fault returned within {} of closing: {}",
+            humantime::format_duration(reopen_window),
+            rec.detail
+        );
+        let e = Entry {
+            event: "reopened",
+            actor: SYSTEM,
+            from: Some(State::Closed),
+            to: Some(State::Open),
+            tier: Some(new_tier),
+            note: &note,
+        };
+        append(conn, id, now, e).await?;
+        return Ok((Outcome::Reopened, Some(TicketId(id))));
+    }
+    let row = sqlx::query(
+        "INSERT INTO tickets (device, site, customer, kind, code, title, tier, state, fault_at, opened_at, updated_at, \
+         last_raised_at, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8, $9, $9, $8, $10) RETURNING id",
+    )
+    .bind(&rec.device)
+    .bind(&rec.site)
+    .bind(&rec.customer)
+    .bind(&rec.kind)
+    .bind(&rec.code)
+    .bind(&rec.title)
+    .bind(rec.tier.number() as i64)
+    .bind(ms(rec.at))
+    .bind(ms(now))
+    .bind(&rec.detail)
+    .fetch_one(&mut *conn)
+    .await?;
+    let id: i64 = row.try_get("id")?;
+    let e = Entry {
+        event: "opened",
+        actor: SYSTEM,
+        from: None,
+        to: Some(State::Open),
+        tier: Some(rec.tier),
+        note: &rec.detail,
+    };
+    append(conn, id, now, e).await?;
+    Ok((Outcome::Opened, Some(TicketId(id))))
+}
+
+async fn clear(
+    conn: &mut SqliteConnection,
+    rec: &FaultRecord,
+    now: DateTime<Utc>,
+) -> Result<(Outcome, Option<TicketId>), StoreError> {
+    let row = sqlx::query(
+        "UPDATE tickets SET recovered = 1, recovered_at = $3, updated_at = $4 \
+         WHERE device = $1 AND code = $2 AND state NOT IN ('closed', 'cancelled') AND recovered = 0 RETURNING id",
+    )
+    .bind(&rec.device)
+    .bind(&rec.code)
+    .bind(ms(rec.at))
+    .bind(ms(now))
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok((Outcome::Nothing, None));
+    };
+    let id: i64 = row.try_get("id")?;
+    let e = Entry {
+        event: "recovered",
+        actor: SYSTEM,
+        from: None,
+        to: None,
+        tier: None,
+        note: &rec.detail,
+    };
+    append(conn, id, now, e).await?;
+    Ok((Outcome::Recovered, Some(TicketId(id))))
+}
+
+async fn promote(
+    conn: &mut SqliteConnection,
+    rec: &FaultRecord,
+    now: DateTime<Utc>,
+) -> Result<(Outcome, Option<TicketId>), StoreError> {
+    let row = sqlx::query(
+        "SELECT id, tier FROM tickets WHERE device = $1 AND code = $2 AND state NOT IN ('closed', 'cancelled')",
+    )
+    .bind(&rec.device)
+    .bind(&rec.code)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok((Outcome::Nothing, None));
+    };
+    let id: i64 = row.try_get("id")?;
+    let tier = Tier::from_number(row.try_get("tier")?).unwrap_or(rec.tier);
+    if !rec.tier.outranks(tier) {
+        return Ok((Outcome::Nothing, Some(TicketId(id))));
+    }
+    sqlx::query("UPDATE tickets SET tier = $2, updated_at = $3 WHERE id = $1")
+        .bind(id)
+        .bind(rec.tier.number() as i64)
+        .bind(ms(now))
+        .execute(&mut *conn)
+        .await?;
+    let note = format!("tier {tier} → {}: {}", rec.tier, rec.detail);
+    let e = Entry {
+        event: "promoted",
+        actor: SYSTEM,
+        from: None,
+        to: None,
+        tier: Some(rec.tier),
+        note: &note,
+    };
+    append(conn, id, now, e).await?;
+    Ok((Outcome::Promoted, Some(TicketId(id))))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,9 @@
+//! Tickets: the pure state machine, the ticket types, and the writer task
+//! that turns fault events into ticket rows.
+
+pub mod lifecycle;
+pub mod model;
+pub mod writer;
+
+pub use lifecycle::{State, TransitionError};
+pub use model::{Ticket, TimelineEntry};

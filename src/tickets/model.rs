@@ -1,0 +1,80 @@
+//! Tickets as the API and the store see them.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::State;
+use crate::domain::{CustomerId, DeviceId, FaultCode, SiteId, TicketId, Tier};
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Ticket {
+    pub id: TicketId,
+    pub device: DeviceId,
+    pub site: SiteId,
+    pub customer: CustomerId,
+    pub kind: String,
+    pub code: FaultCode,
+    pub title: String,
+    pub tier: Tier,
+    pub state: State,
+    /// The fault has cleared: the device is fine again, though the ticket may still be open.
+    pub recovered: bool,
+    /// How many times the fault was raised on this ticket (first raise included).
+    pub occurrences: i64,
+    /// When the fault was first seen (device time).
+    pub fault_at: DateTime<Utc>,
+    pub opened_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub last_raised_at: DateTime<Utc>,
+    pub recovered_at: Option<DateTime<Utc>>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<Vec<TimelineEntry>>,
+}
+
+/// One append-only line of a ticket's history.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TimelineEntry {
+    pub at: DateTime<Utc>,
+    /// opened, recurred, reopened, recovered, promoted, transition.
+    pub event: String,
+    /// Who did it: `aftercare` for the rules, else the person or system named.
+    pub actor: String,
+    pub from_state: Option<State>,
+    pub to_state: Option<State>,
+    pub tier: Option<Tier>,
+    pub note: String,
+}
+
+/// What a fault event did to the tickets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Opened,
+    /// Raised again while its ticket was still open.
+    Recurred,
+    /// Raised again on a resolved ticket, or soon after it was closed.
+    Reopened,
+    Recovered,
+    Promoted,
+    /// Nothing to do (a clear with no open ticket, a promotion that changes nothing).
+    Nothing,
+}
+
+/// A ticket filter for listing.
+#[derive(Debug, Clone, Default)]
+pub struct TicketFilter {
+    pub state: Option<State>,
+    pub open: Option<bool>,
+    pub tier: Option<Tier>,
+    pub device: Option<String>,
+    pub code: Option<String>,
+    pub customer: Option<String>,
+    pub site: Option<String>,
+    pub kind: Option<String>,
+    pub recovered: Option<bool>,
+    pub limit: i64,
+    pub offset: i64,
+}

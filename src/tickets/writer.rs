@@ -1,0 +1,152 @@
+//! The ticket writer: the one task that turns fault events into ticket rows.
+//! It batches whatever is queued into one transaction (SQLite has one writer)
+//! and retries a failed batch until it lands, so no fault is lost to a busy
+//! or briefly broken database.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc};
+use tracing::{error, info};
+
+use super::model::Outcome;
+use crate::clock::{Clock, Stopwatch};
+use crate::domain::{FaultEvent, TicketId, Tier};
+use crate::fleet::Fleet;
+use crate::metrics::{EventLabel, Metrics, TierLabel};
+use crate::store::{Change, FaultRecord, Store};
+
+/// A ticket change, for whoever watches (the demo prints them).
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub ticket: TicketId,
+    pub outcome: Outcome,
+    pub device: String,
+    pub code: String,
+    pub tier: Tier,
+    pub title: String,
+    pub detail: String,
+}
+
+pub struct Writer {
+    pub store: Store,
+    pub fleet: Arc<Fleet>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    pub notices: broadcast::Sender<Notice>,
+    pub reopen_window: Duration,
+}
+
+fn record(fleet: &Fleet, e: &FaultEvent) -> FaultRecord {
+    let d = fleet.device(e.device());
+    let profile = fleet.profile_of(e.device());
+    let (tier, at, detail, change) = match e {
+        FaultEvent::Raised {
+            tier, at, detail, ..
+        } => (*tier, *at, detail, Change::Raised),
+        FaultEvent::Promoted {
+            tier, at, detail, ..
+        } => (*tier, *at, detail, Change::Promoted),
+        FaultEvent::Cleared { at, detail, .. } => {
+            let tier = profile
+                .rule(e.code().as_str())
+                .map_or(profile.offline_tier, |r| r.tier);
+            (tier, *at, detail, Change::Cleared)
+        }
+    };
+    FaultRecord {
+        device: d.id.0.clone(),
+        site: d.site.0.clone(),
+        customer: d.customer.0.clone(),
+        kind: profile.name.clone(),
+        code: e.code().0.clone(),
+        title: profile.fault_title(e.code().as_str()),
+        tier,
+        at,
+        detail: detail.clone(),
+        change,
+    }
+}
+
+fn label(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Opened => "opened",
+        Outcome::Recurred => "recurred",
+        Outcome::Reopened => "reopened",
+        Outcome::Recovered => "recovered",
+        Outcome::Promoted => "promoted",
+        Outcome::Nothing => "nothing",
+    }
+}
+
+impl Writer {
+    /// Runs until every sender (the shards) has hung up, then returns with the queue drained.
+    pub async fn run(self, mut rx: mpsc::Receiver<(FaultEvent, Stopwatch)>) {
+        let mut batch = Vec::with_capacity(256);
+        let mut records = Vec::with_capacity(256);
+        while rx.recv_many(&mut batch, 256).await > 0 {
+            records.clear();
+            records.extend(batch.iter().map(|(e, _)| record(&self.fleet, e)));
+            let mut backoff = Duration::from_millis(50);
+            let outcomes = loop {
+                match self
+                    .store
+                    .apply_faults(&records, self.clock.now(), self.reopen_window)
+                    .await
+                {
+                    Ok(o) => break o,
+                    Err(e) => {
+                        self.metrics.store_errors.inc();
+                        error!(error = %e, retry_in = ?backoff, events = records.len(), "writing tickets failed; retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                    }
+                }
+            };
+            for (((_, sw), rec), (outcome, ticket)) in batch.drain(..).zip(&records).zip(outcomes) {
+                self.metrics
+                    .ticket_events
+                    .get_or_create(&EventLabel {
+                        event: label(outcome),
+                    })
+                    .inc();
+                let Some(ticket) = ticket else { continue };
+                if outcome == Outcome::Nothing {
+                    continue;
+                }
+                if outcome == Outcome::Opened {
+                    let tier = match rec.tier {
+                        Tier::Major => "1",
+                        Tier::Main => "2",
+                        Tier::Minor => "3",
+                    };
+                    self.metrics
+                        .tickets_opened
+                        .get_or_create(&TierLabel { tier })
+                        .inc();
+                    self.metrics
+                        .fault_to_ticket_seconds
+                        .observe(sw.elapsed_secs());
+                }
+                info!(
+                    ticket = ticket.0,
+                    event = label(outcome),
+                    device = %rec.device,
+                    code = %rec.code,
+                    tier = rec.tier.number(),
+                    detail = %rec.detail,
+                    "ticket"
+                );
+                let _ = self.notices.send(Notice {
+                    ticket,
+                    outcome,
+                    device: rec.device.clone(),
+                    code: rec.code.clone(),
+                    tier: rec.tier,
+                    title: rec.title.clone(),
+                    detail: rec.detail.clone(),
+                });
+            }
+        }
+    }
+}
