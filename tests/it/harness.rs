@@ -1,0 +1,326 @@
+//! Starts the real `aftercare` and `firmware-sim` binaries on ephemeral
+//! ports with a temporary database, and talks to them as a user would.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The firmware-sim binary beside our own test binary (cargo builds it with the workspace).
+pub fn sim_binary() -> PathBuf {
+    let deps = std::env::current_exe().unwrap();
+    let target = deps.parent().unwrap().parent().unwrap();
+    let bin = target.join(format!("firmware-sim{}", std::env::consts::EXE_SUFFIX));
+    if !bin.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "firmware-sim"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "building firmware-sim failed");
+    }
+    bin
+}
+
+/// Where the tests' MQTT traffic goes: the daemon's embedded broker, or the
+/// broker named by AFTERCARE_TEST_MQTT_URL (CI sets the machine's Mosquitto).
+pub fn external_broker() -> Option<String> {
+    std::env::var("AFTERCARE_TEST_MQTT_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+pub struct Daemon {
+    child: Child,
+    pub http: String,
+    /// host:port of the broker the daemon uses.
+    pub mqtt: String,
+    pub prefix: String,
+    pub dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+/// Kind profiles copied from config/kinds with shorter clocks, so tests run in seconds.
+pub fn write_kinds(dir: &Path, heartbeat: &str, major_after: &str) {
+    std::fs::create_dir_all(dir.join("kinds")).unwrap();
+    for k in ["recorder", "solar_heater", "led_display", "lighting"] {
+        let text = std::fs::read_to_string(repo().join(format!("config/kinds/{k}.toml"))).unwrap();
+        let mut out = String::new();
+        for line in text.lines() {
+            if line.starts_with("heartbeat = ") {
+                out.push_str(&format!("heartbeat = \"{heartbeat}\"\n"));
+            } else if line.starts_with("offline_major_after = ") {
+                out.push_str(&format!("offline_major_after = \"{major_after}\"\n"));
+            } else {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        std::fs::write(dir.join(format!("kinds/{k}.toml")), out).unwrap();
+    }
+}
+
+/// A config for `devices` (`id:kind`), all at site `site-a` of customer `cust-1`.
+pub fn config(devices: &[&str], prefix: &str) -> String {
+    let broker = match external_broker() {
+        Some(url) => {
+            format!("[broker]\nembedded = false\nurl = \"{url}\"\nclient_id = \"{prefix}-gw\"\n")
+        }
+        None => "[broker]\nembedded = true\nlisten = \"127.0.0.1:0\"\n".to_string(),
+    };
+    let mut c = format!(
+        r#"include = ["kinds/recorder.toml", "kinds/solar_heater.toml", "kinds/led_display.toml", "kinds/lighting.toml"]
+{broker}
+[http]
+listen = "127.0.0.1:0"
+[store]
+path = "data/aftercare.db"
+[ingest]
+topic_prefix = "{prefix}"
+shards = 2
+[tickets]
+reopen_window = "1h"
+[[sites]]
+id = "site-a"
+utc_offset = "+08:00"
+[[customers]]
+id = "cust-1"
+"#
+    );
+    for d in devices {
+        let (id, kind) = d.split_once(':').unwrap();
+        c.push_str(&format!(
+            "[[devices]]\nid = \"{id}\"\nkind = \"{kind}\"\nsite = \"site-a\"\ncustomer = \"cust-1\"\nmodel = \"M\"\nserial = \"S-{id}\"\naccepted_on = \"2025-06-01\"\n"
+        ));
+    }
+    c
+}
+
+impl Daemon {
+    /// A fresh temporary folder with kind profiles and a config for `devices`.
+    pub fn setup(
+        devices: &[&str],
+        heartbeat: &str,
+        major_after: &str,
+    ) -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = format!(
+            "it{}x{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        );
+        write_kinds(dir.path(), heartbeat, major_after);
+        std::fs::write(dir.path().join("aftercare.toml"), config(devices, &prefix)).unwrap();
+        (dir, prefix)
+    }
+
+    /// Starts `aftercare run` on the config in `dir` and waits for its ready line.
+    pub fn start(dir: tempfile::TempDir, prefix: &str) -> Daemon {
+        let log = dir.path().join(format!(
+            "aftercare-{}.log",
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        ));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_aftercare"))
+            .args(["run", "--config"])
+            .arg(dir.path().join("aftercare.toml"))
+            .env("AFTERCARE_LOG", "info,rumqttd=warn")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start aftercare");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line.starts_with("aftercare ready") {
+                    let _ = tx.send(line);
+                }
+            }
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "aftercare did not get ready:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+        };
+        let field = |k: &str| {
+            line.split_whitespace()
+                .find_map(|w| w.strip_prefix(k))
+                .map(str::to_string)
+                .unwrap()
+        };
+        let mqtt = match external_broker() {
+            Some(url) => url
+                .trim_start_matches("mqtt://")
+                .trim_end_matches('/')
+                .to_string(),
+            None => field("mqtt="),
+        };
+        Daemon {
+            child,
+            http: format!("http://{}", field("http=")),
+            mqtt,
+            prefix: prefix.to_string(),
+            dir,
+            log,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.http)
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns whether it exited 0.
+    pub fn terminate(mut self) -> (bool, tempfile::TempDir) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let mut ok = false;
+        for _ in 0..200 {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                ok = st.success();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        (ok, dir)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- aftercare log ---\n{}", self.log());
+        }
+    }
+}
+
+/// A running firmware-sim, driven through its stdin.
+pub struct Sim {
+    child: Child,
+    stdin: ChildStdin,
+}
+
+impl Sim {
+    /// Simulates `devices` (`id:kind`) at site-a against the daemon's broker.
+    /// Simulated time starts at local noon and runs 120 times real time.
+    pub fn start(d: &Daemon, devices: &[&str]) -> Sim {
+        let mut cmd = Command::new(sim_binary());
+        cmd.args([
+            "run",
+            "--broker",
+            &format!("mqtt://{}", d.mqtt),
+            "--prefix",
+            &d.prefix,
+        ])
+        .args([
+            "--interval",
+            "200ms",
+            "--speed",
+            "120",
+            "--seed",
+            "7",
+            "--start",
+            "2026-06-21T04:00:00Z",
+        ]);
+        for dev in devices {
+            cmd.args(["--device", &format!("{dev}:site-a")]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        Sim { child, stdin }
+    }
+
+    pub fn send(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+pub async fn get(url: &str) -> Value {
+    let r = http().get(url).send().await.unwrap();
+    assert!(r.status().is_success(), "GET {url}: {}", r.status());
+    r.json().await.unwrap()
+}
+
+/// Polls `check` until it returns Some, or panics with `what` after `secs`.
+pub async fn wait_for<T, F, Fut>(what: &str, secs: u64, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {secs} s waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The tickets of the daemon for (device, code).
+pub async fn tickets_for(d: &Daemon, device: &str, code: &str) -> Vec<Value> {
+    let v = get(&d.url(&format!("/api/v1/tickets?device={device}&code={code}"))).await;
+    v.as_array().unwrap().clone()
+}
+
+/// Reads one counter from /metrics text.
+pub async fn metric(d: &Daemon, name: &str) -> f64 {
+    let text = http()
+        .get(d.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            l.strip_prefix(name)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
+}
