@@ -76,7 +76,7 @@ fn main() -> ExitCode {
             }
         },
         Cmd::Run { config } => {
-            init_logs("info,rumqttd=warn,sqlx=warn");
+            init_logs("info,rumqttd=warn,rumqttd::router::routing=off,sqlx=warn");
             let cfg = match Config::load(&config) {
                 Ok(c) => c,
                 Err(e) => {

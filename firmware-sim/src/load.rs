@@ -19,7 +19,9 @@ pub struct LoadOptions {
     pub devices: usize,
     pub messages: u64,
     pub connections: usize,
-    /// The message number (0-based) that carries the fault, if any.
+    /// Messages per second over all connections; 0 for as fast as the broker takes them.
+    pub rate: u64,
+    /// The message number (0-based) from which one device's messages carry a storage failure.
     pub fault_at: Option<u64>,
 }
 
@@ -77,17 +79,28 @@ pub async fn run(o: LoadOptions) -> anyhow::Result<LoadReport> {
         sizes = payload("2026-01-01T00:00:00.000Z", 0, false).len();
         handles.push(tokio::spawn(async move {
             let mut fault_sent = None;
+            let pace = (o2.rate > 0).then(|| o2.rate as f64 / conns as f64);
+            let t0 = Instant::now();
             for i in 0..per_conn {
+                if let Some(per_sec) = pace
+                    && i % 64 == 0
+                {
+                    let due = t0 + Duration::from_secs_f64(i as f64 / per_sec);
+                    tokio::time::sleep_until(due).await;
+                }
                 let n = i * conns as u64 + c as u64;
                 let dev = (n % o2.devices as u64) as usize;
-                let fault = o2.fault_at == Some(n);
+                // From its onset the fault stays: every later message of that device carries it.
+                let fault = o2
+                    .fault_at
+                    .is_some_and(|f| n >= f && dev as u64 == f % o2.devices as u64);
                 let ts = (base + TimeDelta::milliseconds((n / o2.devices as u64) as i64 * 1000))
                     .to_rfc3339_opts(SecondsFormat::Millis, true);
                 let topic = format!(
                     "{}/{}/{}{:05}/telemetry",
                     o2.prefix, o2.site, o2.id_prefix, dev
                 );
-                if fault {
+                if fault && fault_sent.is_none() {
                     #[allow(clippy::disallowed_methods)]
                     let sent = Utc::now();
                     fault_sent = Some((sent, format!("{}{dev:05}", o2.id_prefix)));

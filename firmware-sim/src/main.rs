@@ -99,6 +99,9 @@ struct LoadArgs {
     site: String,
     #[arg(long, default_value = "load-")]
     id_prefix: String,
+    /// Messages per second (0: as fast as the broker takes them).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
     /// Message number that carries a storage failure, to time fault-to-ticket under load.
     #[arg(long)]
     fault_at: Option<u64>,
@@ -195,6 +198,7 @@ async fn main() -> anyhow::Result<()> {
                 devices: a.devices.max(1),
                 messages: a.messages,
                 connections: a.connections,
+                rate: a.rate,
                 fault_at: a.fault_at,
             })
             .await?;

@@ -155,9 +155,11 @@ impl Shard {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut events = Vec::new();
         loop {
-            let sw = Stopwatch::start();
+            // Started when work arrives, so fault-to-ticket time excludes idle waiting.
+            let sw;
             tokio::select! {
                 n = rx.recv_many(&mut batch, 256) => {
+                    sw = Stopwatch::start();
                     if n == 0 {
                         break;
                     }
@@ -171,7 +173,10 @@ impl Shard {
                     self.ctx.metrics.accepted.inc_by(accepted);
                     self.ctx.metrics.rule_eval_seconds.observe(sw.elapsed_secs() / n as f64);
                 }
-                _ = tick.tick() => self.tick(&mut events),
+                _ = tick.tick() => {
+                    sw = Stopwatch::start();
+                    self.tick(&mut events);
+                }
                 _ = shutdown.cancelled() => break,
             }
             for e in events.drain(..) {

@@ -44,6 +44,7 @@ pub struct Daemon {
     /// host:port of the broker the daemon uses.
     pub mqtt: String,
     pub prefix: String,
+    pub broker: Broker,
     pub dir: tempfile::TempDir,
     log: PathBuf,
 }
@@ -118,12 +119,16 @@ impl Daemon {
             SEQ.fetch_add(1, Ordering::SeqCst)
         );
         write_kinds(dir.path(), heartbeat, major_after);
-        std::fs::write(dir.path().join("aftercare.toml"), config(devices, &prefix)).unwrap();
+        std::fs::write(
+            dir.path().join("aftercare.toml"),
+            config(devices, &prefix, broker),
+        )
+        .unwrap();
         (dir, prefix)
     }
 
     /// Starts `aftercare run` on the config in `dir` and waits for its ready line.
-    pub fn start(dir: tempfile::TempDir, prefix: &str) -> Daemon {
+    pub fn start(dir: tempfile::TempDir, prefix: &str, broker: &Broker) -> Daemon {
         let log = dir.path().join(format!(
             "aftercare-{}.log",
             SEQ.fetch_add(1, Ordering::SeqCst)
@@ -210,7 +215,7 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
-            eprintln!("--- aftercare log ---\n{}", self.log());
+            eprintln!("--- aftercare log ({:?}) ---\n{}", self.broker, self.log());
         }
     }
 }

@@ -50,8 +50,14 @@ async fn one_ticket(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_ticket_per_fault_of_every_kind_with_recovery_and_recurrence() {
-    let (dir, prefix) = Daemon::setup(FLEET, "30s", "10m");
-    let d = Daemon::start(dir, &prefix);
+    for broker in brokers() {
+        one_ticket_per_fault_of_every_kind_with_recovery_and_recurrence_on(&broker).await;
+    }
+}
+
+async fn one_ticket_per_fault_of_every_kind_with_recovery_and_recurrence_on(broker: &Broker) {
+    let (dir, prefix) = Daemon::setup(FLEET, "30s", "10m", broker);
+    let d = Daemon::start(dir, &prefix, broker);
     let mut sim = Sim::start(&d, FLEET);
     all_online(&d, 4).await;
 
@@ -151,9 +157,15 @@ async fn one_ticket_per_fault_of_every_kind_with_recovery_and_recurrence() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_is_tier_2_then_tier_1_past_its_major_threshold() {
+    for broker in brokers() {
+        an_outage_is_tier_2_then_tier_1_past_its_major_threshold_on(&broker).await;
+    }
+}
+
+async fn an_outage_is_tier_2_then_tier_1_past_its_major_threshold_on(broker: &Broker) {
     let fleet = ["lit-002:lighting", "rec-002:recorder"];
-    let (dir, prefix) = Daemon::setup(&fleet, "2s", "4s");
-    let d = Daemon::start(dir, &prefix);
+    let (dir, prefix) = Daemon::setup(&fleet, "2s", "4s", broker);
+    let d = Daemon::start(dir, &prefix, broker);
     let mut sim = Sim::start(&d, &fleet);
     all_online(&d, 2).await;
 
@@ -196,9 +208,15 @@ async fn an_outage_is_tier_2_then_tier_1_past_its_major_threshold() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_counted_by_reason_and_dropped() {
+    for broker in brokers() {
+        bad_input_is_counted_by_reason_and_dropped_on(&broker).await;
+    }
+}
+
+async fn bad_input_is_counted_by_reason_and_dropped_on(broker: &Broker) {
     let fleet = ["rec-003:recorder"];
-    let (dir, prefix) = Daemon::setup(&fleet, "30s", "10m");
-    let d = Daemon::start(dir, &prefix);
+    let (dir, prefix) = Daemon::setup(&fleet, "30s", "10m", broker);
+    let d = Daemon::start(dir, &prefix, broker);
     let (host, port) = d.mqtt.rsplit_once(':').unwrap();
     let mut o = rumqttc::MqttOptions::new(format!("{prefix}-bad"), host, port.parse().unwrap());
     o.set_max_packet_size(1 << 20, 1 << 20);
@@ -275,9 +293,15 @@ async fn bad_input_is_counted_by_reason_and_dropped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_answers_mistakes_with_json_errors() {
+    for broker in brokers() {
+        the_api_answers_mistakes_with_json_errors_on(&broker).await;
+    }
+}
+
+async fn the_api_answers_mistakes_with_json_errors_on(broker: &Broker) {
     let fleet = ["lit-004:lighting"];
-    let (dir, prefix) = Daemon::setup(&fleet, "30s", "10m");
-    let d = Daemon::start(dir, &prefix);
+    let (dir, prefix) = Daemon::setup(&fleet, "30s", "10m", broker);
+    let d = Daemon::start(dir, &prefix, broker);
     let mut sim = Sim::start(&d, &fleet);
     all_online(&d, 1).await;
     sim.send("inject lit-004 leakage");
@@ -363,9 +387,15 @@ async fn the_api_answers_mistakes_with_json_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_neither_loses_nor_repeats_a_fault_and_sigterm_stops_cleanly() {
+    for broker in brokers() {
+        a_restart_neither_loses_nor_repeats_a_fault_and_sigterm_stops_cleanly_on(&broker).await;
+    }
+}
+
+async fn a_restart_neither_loses_nor_repeats_a_fault_and_sigterm_stops_cleanly_on(broker: &Broker) {
     let fleet = ["rec-005:recorder"];
-    let (dir, prefix) = Daemon::setup(&fleet, "30s", "10m");
-    let d = Daemon::start(dir, &prefix);
+    let (dir, prefix) = Daemon::setup(&fleet, "30s", "10m", broker);
+    let d = Daemon::start(dir, &prefix, broker);
     let mut sim = Sim::start(&d, &fleet);
     all_online(&d, 1).await;
     sim.send("inject rec-005 storage_failure");
@@ -374,7 +404,7 @@ async fn a_restart_neither_loses_nor_repeats_a_fault_and_sigterm_stops_cleanly()
     assert!(clean, "SIGTERM should stop the daemon with status 0");
 
     // Same database, same still-faulty device: the fault is remembered, not raised again.
-    let d = Daemon::start(dir, &prefix);
+    let d = Daemon::start(dir, &prefix, broker);
     drop(sim);
     let mut sim = Sim::start(&d, &fleet);
     sim.send("inject rec-005 storage_failure");
