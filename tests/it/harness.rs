@@ -30,12 +30,26 @@ pub fn sim_binary() -> PathBuf {
     bin
 }
 
-/// Where the tests' MQTT traffic goes: the daemon's embedded broker, or the
-/// broker named by AFTERCARE_TEST_MQTT_URL (CI sets the machine's Mosquitto).
-pub fn external_broker() -> Option<String> {
-    std::env::var("AFTERCARE_TEST_MQTT_URL")
+/// Where a test's MQTT traffic goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Broker {
+    /// The daemon's embedded rumqttd.
+    Embedded,
+    /// A broker of the machine's, such as Mosquitto: `mqtt://host:port`.
+    External(String),
+}
+
+/// The brokers to test against: the embedded one always, and the broker
+/// named by AFTERCARE_TEST_MQTT_URL too when it is set (CI sets the machine's Mosquitto).
+pub fn brokers() -> Vec<Broker> {
+    let mut b = vec![Broker::Embedded];
+    if let Some(url) = std::env::var("AFTERCARE_TEST_MQTT_URL")
         .ok()
         .filter(|s| !s.is_empty())
+    {
+        b.push(Broker::External(url));
+    }
+    b
 }
 
 pub struct Daemon {
@@ -70,12 +84,12 @@ pub fn write_kinds(dir: &Path, heartbeat: &str, major_after: &str) {
 }
 
 /// A config for `devices` (`id:kind`), all at site `site-a` of customer `cust-1`.
-pub fn config(devices: &[&str], prefix: &str) -> String {
-    let broker = match external_broker() {
-        Some(url) => {
+pub fn config(devices: &[&str], prefix: &str, broker: &Broker) -> String {
+    let broker = match broker {
+        Broker::External(url) => {
             format!("[broker]\nembedded = false\nurl = \"{url}\"\nclient_id = \"{prefix}-gw\"\n")
         }
-        None => "[broker]\nembedded = true\nlisten = \"127.0.0.1:0\"\n".to_string(),
+        Broker::Embedded => "[broker]\nembedded = true\nlisten = \"127.0.0.1:0\"\n".to_string(),
     };
     let mut c = format!(
         r#"include = ["kinds/recorder.toml", "kinds/solar_heater.toml", "kinds/led_display.toml", "kinds/lighting.toml"]
@@ -111,6 +125,7 @@ impl Daemon {
         devices: &[&str],
         heartbeat: &str,
         major_after: &str,
+        broker: &Broker,
     ) -> (tempfile::TempDir, String) {
         let dir = tempfile::tempdir().unwrap();
         let prefix = format!(
@@ -166,18 +181,19 @@ impl Daemon {
                 .map(str::to_string)
                 .unwrap()
         };
-        let mqtt = match external_broker() {
-            Some(url) => url
+        let mqtt = match broker {
+            Broker::External(url) => url
                 .trim_start_matches("mqtt://")
                 .trim_end_matches('/')
                 .to_string(),
-            None => field("mqtt="),
+            Broker::Embedded => field("mqtt="),
         };
         Daemon {
             child,
             http: format!("http://{}", field("http=")),
             mqtt,
             prefix: prefix.to_string(),
+            broker: broker.clone(),
             dir,
             log,
         }
