@@ -354,6 +354,54 @@ impl Store {
     }
 }
 
+/// The more severe of two tiers.
+fn worse(a: Tier, b: Tier) -> Tier {
+    if a.outranks(b) { a } else { b }
+}
+
+/// Counts another occurrence of a fault on ticket `id`, reopening it when it was `reopen_from`.
+async fn count_again(
+    conn: &mut SqliteConnection,
+    id: i64,
+    reopen_from: Option<State>,
+    tier: Tier,
+    rec: &FaultRecord,
+    now: DateTime<Utc>,
+    note: &str,
+) -> Result<(Outcome, Option<TicketId>), StoreError> {
+    let reopen = if reopen_from.is_some() {
+        "state = 'open', closed_at = NULL, resolved_at = NULL, "
+    } else {
+        ""
+    };
+    let sql = format!(
+        "UPDATE tickets SET {reopen}recovered = 0, recovered_at = NULL, occurrences = occurrences + 1, \
+         tier = $2, last_raised_at = $3, updated_at = $4, detail = $5 WHERE id = $1"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(tier.number() as i64)
+        .bind(ms(rec.at))
+        .bind(ms(now))
+        .bind(&rec.detail)
+        .execute(&mut *conn)
+        .await?;
+    let (event, outcome, to) = match reopen_from {
+        Some(_) => ("reopened", Outcome::Reopened, Some(State::Open)),
+        None => ("recurred", Outcome::Recurred, None),
+    };
+    let e = Entry {
+        event,
+        actor: SYSTEM,
+        from: reopen_from,
+        to,
+        tier: Some(tier),
+        note,
+    };
+    append(conn, id, now, e).await?;
+    Ok((outcome, Some(TicketId(id))))
+}
+
 async fn raise(
     conn: &mut SqliteConnection,
     rec: &FaultRecord,
@@ -371,60 +419,19 @@ async fn raise(
         let id: i64 = row.try_get("id")?;
         let state =
             State::from_str(&row.try_get::<String, _>("state")?).map_err(StoreError::Corrupt)?;
-        let tier = Tier::from_number(row.try_get("tier")?).unwrap_or(rec.tier);
-        let new_tier = if rec.tier.outranks(tier) {
-            rec.tier
-        } else {
-            tier
-        };
+        let tier = worse(
+            rec.tier,
+            Tier::from_number(row.try_get("tier")?).unwrap_or(rec.tier),
+        );
         if state == State::Resolved {
-            sqlx::query(
-                "UPDATE tickets SET state = 'open', resolved_at = NULL, recovered = 0, recovered_at = NULL, \
-                 occurrences = occurrences + 1, tier = $2, last_raised_at = $3, updated_at = $4, detail = $5 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(new_tier.number() as i64)
-            .bind(ms(rec.at))
-            .bind(ms(now))
-            .bind(&rec.detail)
-            .execute(&mut *conn)
-            .await?;
+            // The repair did not hold.
             let note = format!(
                 "the fault returned after the ticket was resolved: {}",
                 rec.detail
             );
-            let e = Entry {
-                event: "reopened",
-                actor: SYSTEM,
-                from: Some(State::Resolved),
-                to: Some(State::Open),
-                tier: Some(new_tier),
-                note: &note,
-            };
-            append(conn, id, now, e).await?;
-            return Ok((Outcome::Reopened, Some(TicketId(id))));
+            return count_again(conn, id, Some(State::Resolved), tier, rec, now, &note).await;
         }
-        sqlx::query(
-            "UPDATE tickets SET recovered = 0, recovered_at = NULL, occurrences = occurrences + 1, tier = $2, \
-             last_raised_at = $3, updated_at = $4, detail = $5 WHERE id = $1",
-        )
-        .bind(id)
-        .bind(new_tier.number() as i64)
-        .bind(ms(rec.at))
-        .bind(ms(now))
-        .bind(&rec.detail)
-        .execute(&mut *conn)
-        .await?;
-        let e = Entry {
-            event: "recurred",
-            actor: SYSTEM,
-            from: None,
-            to: None,
-            tier: Some(new_tier),
-            note: &rec.detail,
-        };
-        append(conn, id, now, e).await?;
-        return Ok((Outcome::Recurred, Some(TicketId(id))));
+        return count_again(conn, id, None, tier, rec, now, &rec.detail).await;
     }
     let since = now - chrono::TimeDelta::from_std(reopen_window).unwrap_or(chrono::TimeDelta::MAX);
     let closed = sqlx::query(
@@ -438,38 +445,16 @@ async fn raise(
     .await?;
     if let Some(row) = closed {
         let id: i64 = row.try_get("id")?;
-        let tier = Tier::from_number(row.try_get("tier")?).unwrap_or(rec.tier);
-        let new_tier = if rec.tier.outranks(tier) {
-            rec.tier
-        } else {
-            tier
-        };
-        sqlx::query(
-            "UPDATE tickets SET state = 'open', closed_at = NULL, resolved_at = NULL, recovered = 0, recovered_at = NULL, \
-             occurrences = occurrences + 1, tier = $2, last_raised_at = $3, updated_at = $4, detail = $5 WHERE id = $1",
-        )
-        .bind(id)
-        .bind(new_tier.number() as i64)
-        .bind(ms(rec.at))
-        .bind(ms(now))
-        .bind(&rec.detail)
-        .execute(&mut *conn)
-        .await?;
+        let tier = worse(
+            rec.tier,
+            Tier::from_number(row.try_get("tier")?).unwrap_or(rec.tier),
+        );
+        let window = humantime::format_duration(reopen_window);
         let note = format!(
-            "the fault returned within {} of closing: {}",
-            humantime::format_duration(reopen_window),
+            "the fault returned within {window} of closing: {}",
             rec.detail
         );
-        let e = Entry {
-            event: "reopened",
-            actor: SYSTEM,
-            from: Some(State::Closed),
-            to: Some(State::Open),
-            tier: Some(new_tier),
-            note: &note,
-        };
-        append(conn, id, now, e).await?;
-        return Ok((Outcome::Reopened, Some(TicketId(id))));
+        return count_again(conn, id, Some(State::Closed), tier, rec, now, &note).await;
     }
     let row = sqlx::query(
         "INSERT INTO tickets (device, site, customer, kind, code, title, tier, state, fault_at, opened_at, updated_at, \
@@ -548,7 +533,7 @@ async fn promote(
     };
     let id: i64 = row.try_get("id")?;
     let tier = Tier::from_number(row.try_get("tier")?).unwrap_or(rec.tier);
-    if !rec.tier.outranks(tier) {
+    if worse(rec.tier, tier) == tier {
         return Ok((Outcome::Nothing, Some(TicketId(id))));
     }
     sqlx::query("UPDATE tickets SET tier = $2, updated_at = $3 WHERE id = $1")
