@@ -430,3 +430,46 @@ async fn a_restart_neither_loses_nor_repeats_a_fault_and_sigterm_stops_cleanly_o
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_reconnects_and_resubscribes_after_the_broker_restarts() {
+    // Daemon A is only a broker (its embedded rumqttd); daemon B uses it as an external broker.
+    let (dir_a, prefix_a) = Daemon::setup(&[], "30s", "10m", &Broker::Embedded);
+    let a = Daemon::start(dir_a, &prefix_a, &Broker::Embedded);
+    let url = format!("mqtt://{}", a.mqtt);
+    let port = a.mqtt.rsplit_once(':').unwrap().1.to_string();
+    let fleet = ["rec-006:recorder"];
+    let external = Broker::External(url);
+    let (dir_b, prefix) = Daemon::setup(&fleet, "30s", "10m", &external);
+    let b = Daemon::start(dir_b, &prefix, &external);
+    let mut sim = Sim::start(&b, &fleet);
+    all_online(&b, 1).await;
+
+    // The broker dies and comes back on the same port, with no memory of subscriptions.
+    let (_, dir_a) = a.terminate();
+    let cfg = std::fs::read_to_string(dir_a.path().join("aftercare.toml")).unwrap();
+    let cfg = cfg.replacen(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+        1,
+    );
+    std::fs::write(dir_a.path().join("aftercare.toml"), cfg).unwrap();
+    let a = Daemon::start(dir_a, &prefix_a, &Broker::Embedded);
+    assert_eq!(a.mqtt.rsplit_once(':').unwrap().1, port);
+
+    wait_for("a second MQTT connection", 40, || async {
+        (metric(&b, "aftercare_mqtt_connections_total").await >= 2.0).then_some(())
+    })
+    .await;
+    sim.send("inject rec-006 storage_failure");
+    let t = one_ticket(
+        &b,
+        "rec-006",
+        "storage_failure",
+        "opened after the broker restart",
+        |_| true,
+    )
+    .await;
+    assert_eq!(t["tier"], json!(1));
+    assert_eq!(metric(&b, "aftercare_mqtt_connected").await, 1.0);
+}
