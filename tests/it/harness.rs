@@ -127,6 +127,8 @@ impl Daemon {
         major_after: &str,
         broker: &Broker,
     ) -> (tempfile::TempDir, String) {
+        // Build the simulator first, so no daemon's heartbeat window runs while it compiles.
+        sim_binary();
         let dir = tempfile::tempdir().unwrap();
         let prefix = format!(
             "it{}x{}",

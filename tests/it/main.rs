@@ -164,7 +164,7 @@ async fn an_outage_is_tier_2_then_tier_1_past_its_major_threshold() {
 
 async fn an_outage_is_tier_2_then_tier_1_past_its_major_threshold_on(broker: &Broker) {
     let fleet = ["lit-002:lighting", "rec-002:recorder"];
-    let (dir, prefix) = Daemon::setup(&fleet, "2s", "4s", broker);
+    let (dir, prefix) = Daemon::setup(&fleet, "5s", "10s", broker);
     let d = Daemon::start(dir, &prefix, broker);
     let mut sim = Sim::start(&d, &fleet);
     all_online(&d, 2).await;
