@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod fleet;
+pub mod calendar;
 pub mod ingest;
 pub mod metrics;
 pub mod rules;

@@ -21,7 +21,9 @@ fn every_file_in_config_loads() {
                 continue;
             }
             let text = std::fs::read_to_string(&path).unwrap();
-            if text.contains("[kinds.") && !text.contains("include") {
+            if path.parent().is_some_and(|p| p.ends_with("calendars")) {
+                crate::calendar::Calendar::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            } else if text.contains("[kinds.") && !text.contains("include") {
                 let p = profiles_from_str(&path.display().to_string(), &text)
                     .unwrap_or_else(|e| panic!("{e}"));
                 assert!(!p.is_empty(), "{}", path.display());
@@ -31,7 +33,7 @@ fn every_file_in_config_loads() {
             seen += 1;
         }
     }
-    assert!(seen >= 6, "found only {seen} config files");
+    assert!(seen >= 7, "found only {seen} config files");
 }
 
 #[test]
