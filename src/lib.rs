@@ -6,12 +6,12 @@
 pub mod api;
 pub mod app;
 pub mod broker;
+pub mod calendar;
 pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod fleet;
-pub mod calendar;
 pub mod ingest;
 pub mod metrics;
 pub mod rules;

@@ -22,7 +22,8 @@ fn every_file_in_config_loads() {
             }
             let text = std::fs::read_to_string(&path).unwrap();
             if path.parent().is_some_and(|p| p.ends_with("calendars")) {
-                crate::calendar::Calendar::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                crate::calendar::Calendar::parse(&text)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             } else if text.contains("[kinds.") && !text.contains("include") {
                 let p = profiles_from_str(&path.display().to_string(), &text)
                     .unwrap_or_else(|e| panic!("{e}"));

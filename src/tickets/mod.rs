@@ -3,6 +3,7 @@
 
 pub mod lifecycle;
 pub mod model;
+pub mod sla;
 pub mod writer;
 
 pub use lifecycle::{State, TransitionError};
