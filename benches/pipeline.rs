@@ -23,12 +23,7 @@ const DEVICES: usize = 10_000;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let only = |name: &str| {
-        args.iter()
-            .skip(1)
-            .filter(|a| !a.starts_with("--"))
-            .all(|a| name.contains(a.as_str()))
-    };
+    let only = |name: &str| args.iter().skip(1).filter(|a| !a.starts_with("--")).all(|a| name.contains(a.as_str()));
     if only("in_process") {
         in_process();
     }
@@ -43,9 +38,7 @@ fn main() {
 fn recorder_profile() -> aftercare::rules::Profile {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/kinds/recorder.toml");
     let text = std::fs::read_to_string(&path).unwrap();
-    aftercare::config::profiles_from_str(&path.display().to_string(), &text)
-        .unwrap()
-        .remove(0)
+    aftercare::config::profiles_from_str(&path.display().to_string(), &text).unwrap().remove(0)
 }
 
 fn payload(n: u64, ts: &str) -> String {
@@ -58,9 +51,7 @@ fn payload(n: u64, ts: &str) -> String {
 fn in_process() {
     let p = recorder_profile();
     let mut states: Vec<DeviceState> = (0..DEVICES).map(|_| DeviceState::new(&p, 0)).collect();
-    let payloads: Vec<String> = (0..1000)
-        .map(|n| payload(n, "2026-11-22T08:00:00.000Z"))
-        .collect();
+    let payloads: Vec<String> = (0..1000).map(|n| payload(n, "2026-11-22T08:00:00.000Z")).collect();
     let mut readings: Vec<(u16, Value)> = Vec::with_capacity(16);
     let mut changes = Vec::new();
     let n: u64 = 2_000_000;
@@ -70,21 +61,12 @@ fn in_process() {
         readings.clear();
         let meta = parse_telemetry(body, &p, &mut readings).unwrap();
         let st = &mut states[(i as usize) % DEVICES];
-        st.apply(
-            &p,
-            meta.ts.unwrap_or(0) + (i / DEVICES as u64) as i64 * 1000,
-            &readings,
-            &mut changes,
-        );
+        st.apply(&p, meta.ts.unwrap_or(0) + (i / DEVICES as u64) as i64 * 1000, &readings, &mut changes);
         changes.clear();
     }
     let secs = start.elapsed().as_secs_f64();
     println!("in_process: parse + rules, recorder profile, {DEVICES} devices, one core");
-    println!(
-        "  {n} messages in {secs:.3} s: {:.0} msg/s, {:.3} µs/msg",
-        n as f64 / secs,
-        secs * 1e6 / n as f64
-    );
+    println!("  {n} messages in {secs:.3} s: {:.0} msg/s, {:.3} µs/msg", n as f64 / secs, secs * 1e6 / n as f64);
     println!("  device state: {} bytes per device", states[0].footprint());
 }
 
@@ -92,10 +74,7 @@ fn sim_binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
     // Build it every time: `cargo bench` builds only this package, and a stale simulator misleads.
-    let st = Command::new(env!("CARGO"))
-        .args(["build", "--release", "-p", "firmware-sim"])
-        .status()
-        .unwrap();
+    let st = Command::new(env!("CARGO")).args(["build", "--release", "-p", "firmware-sim"]).status().unwrap();
     assert!(st.success(), "building firmware-sim failed");
     dir.join("firmware-sim")
 }
@@ -129,18 +108,13 @@ fn get_json(http: &str, path: &str) -> serde_json::Value {
 }
 
 fn end_to_end(rate: u64) {
-    let messages: u64 = std::env::var("BENCH_MESSAGES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+    let messages: u64 = std::env::var("BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(dir.path().join("kinds")).unwrap();
     // The shipped recorder profile, with the storage failure raised at its first message,
     // so that the time measured is the pipeline's and not the rule's hold.
-    let kind = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/kinds/recorder.toml"),
-    )
-    .unwrap();
+    let kind =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/kinds/recorder.toml")).unwrap();
     let kind = kind.replacen("hold = \"30s\"", "hold = \"0s\"", 1);
     std::fs::write(dir.path().join("kinds/recorder.toml"), kind).unwrap();
     let external = std::env::var("AFTERCARE_BENCH_MQTT_URL").ok();
@@ -166,40 +140,16 @@ fn end_to_end(rate: u64) {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(daemon.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let field = |k: &str| {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(k))
-            .unwrap()
-            .to_string()
-    };
+    BufReader::new(daemon.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let field = |k: &str| line.split_whitespace().find_map(|w| w.strip_prefix(k)).unwrap().to_string();
     let http = field("http=");
-    let mqtt = external
-        .clone()
-        .unwrap_or_else(|| format!("mqtt://{}", field("mqtt=")));
+    let mqtt = external.clone().unwrap_or_else(|| format!("mqtt://{}", field("mqtt=")));
     std::thread::sleep(Duration::from_secs(1));
 
     let fault_at = messages / 2;
     let mut load = Command::new(sim_binary())
-        .args([
-            "load",
-            "--broker",
-            &mqtt,
-            "--devices",
-            &DEVICES.to_string(),
-            "--messages",
-            &messages.to_string(),
-        ])
-        .args([
-            "--connections",
-            "2",
-            "--fault-at",
-            &fault_at.to_string(),
-            "--rate",
-            &rate.to_string(),
-        ])
+        .args(["load", "--broker", &mqtt, "--devices", &DEVICES.to_string(), "--messages", &messages.to_string()])
+        .args(["--connections", "2", "--fault-at", &fault_at.to_string(), "--rate", &rate.to_string()])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -211,8 +161,8 @@ fn end_to_end(rate: u64) {
     loop {
         std::thread::sleep(Duration::from_millis(100));
         let text = scrape(&http);
-        let done = metric(&text, "aftercare_messages_accepted_total")
-            + metric(&text, "aftercare_messages_rejected_total");
+        let done =
+            metric(&text, "aftercare_messages_accepted_total") + metric(&text, "aftercare_messages_rejected_total");
         let now = Instant::now();
         if done > 0.0 && first.is_none() {
             first = Some((now, done));
@@ -224,10 +174,7 @@ fn end_to_end(rate: u64) {
             last = (now, done);
         }
         let generator_done = matches!(load.try_wait(), Ok(Some(_)));
-        if done >= messages as f64
-            || idle >= 30
-            || (generator_done && now - last.0 > Duration::from_secs(5))
-        {
+        if done >= messages as f64 || idle >= 30 || (generator_done && now - last.0 > Duration::from_secs(5)) {
             break;
         }
     }
@@ -237,10 +184,7 @@ fn end_to_end(rate: u64) {
     let text = scrape(&http);
     let accepted = metric(&text, "aftercare_messages_accepted_total");
     let received = metric(&text, "aftercare_messages_received_total");
-    let dropped = metric(
-        &text,
-        "aftercare_messages_rejected_total{reason=\"queue_full\"}",
-    );
+    let dropped = metric(&text, "aftercare_messages_rejected_total{reason=\"queue_full\"}");
     let Some((t0, c0)) = first else {
         println!("end_to_end: the daemon received nothing; load generator said: {report}");
         let _ = daemon.kill();
@@ -248,41 +192,21 @@ fn end_to_end(rate: u64) {
         return;
     };
     let secs = (last.0 - t0).as_secs_f64().max(1e-3);
-    let pace = if rate == 0 {
-        "as fast as possible".to_string()
-    } else {
-        format!("paced at {rate} msg/s")
-    };
+    let pace = if rate == 0 { "as fast as possible".to_string() } else { format!("paced at {rate} msg/s") };
     println!(
         "end_to_end: {} broker, {DEVICES} devices, {messages} messages, {pace}",
-        if external.is_some() {
-            "external"
-        } else {
-            "embedded"
-        }
+        if external.is_some() { "external" } else { "embedded" }
     );
     print!("  load generator: {report}");
-    println!(
-        "  daemon received {received:.0}, accepted {accepted:.0}, dropped (queue full) {dropped:.0}"
-    );
-    println!(
-        "  ingest → rules → state: {:.0} msg/s over {secs:.2} s",
-        (last.1 - c0) / secs
-    );
+    println!("  daemon received {received:.0}, accepted {accepted:.0}, dropped (queue full) {dropped:.0}");
+    println!("  ingest → rules → state: {:.0} msg/s over {secs:.2} s", (last.1 - c0) / secs);
     if let (Some(a), Some(b)) = (cpu0, cpu1) {
-        println!(
-            "  daemon CPU: {:.2} s for the run ({:.0}% of one core)",
-            b - a,
-            (b - a) / secs * 100.0
-        );
+        println!("  daemon CPU: {:.2} s for the run ({:.0}% of one core)", b - a, (b - a) / secs * 100.0);
     }
     let sum = metric(&text, "aftercare_fault_to_ticket_seconds_sum");
     let count = metric(&text, "aftercare_fault_to_ticket_seconds_count");
     if count > 0.0 {
-        println!(
-            "  fault → ticket row (in daemon, from rule evaluation to commit): {:.2} ms",
-            sum / count * 1e3
-        );
+        println!("  fault → ticket row (in daemon, from rule evaluation to commit): {:.2} ms", sum / count * 1e3);
     }
     if let Some(sent) = report.lines().find_map(|l| l.strip_prefix("fault sent ")) {
         let (ts, dev) = sent.split_once(' ').unwrap();
@@ -301,14 +225,10 @@ fn end_to_end(rate: u64) {
     let all = get_json(&http, "/api/v1/tickets?limit=10000");
     let mut codes = std::collections::BTreeMap::new();
     for t in all.as_array().into_iter().flatten() {
-        *codes
-            .entry(t["code"].as_str().unwrap_or("?").to_string())
-            .or_insert(0) += 1;
+        *codes.entry(t["code"].as_str().unwrap_or("?").to_string()).or_insert(0) += 1;
     }
     println!("  tickets opened: {codes:?}");
-    let _ = Command::new("kill")
-        .args(["-TERM", &daemon.id().to_string()])
-        .status();
+    let _ = Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status();
     let _ = daemon.wait();
 }
 

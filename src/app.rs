@@ -41,10 +41,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
     let store = Store::open(&config.store_path)
         .await
         .with_context(|| format!("opening the store at {}", config.store_path.display()))?;
-    let restored = store
-        .active_faults()
-        .await
-        .context("reading the faults active before the last stop")?;
+    let restored = store.active_faults().await.context("reading the faults active before the last stop")?;
 
     let broker = match &config.broker.mode {
         BrokerMode::Embedded { listen } => {
@@ -52,9 +49,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
             info!(%addr, "embedded MQTT broker listening");
             Some(addr)
         }
-        BrokerMode::External {
-            host, port, tls, ..
-        } => {
+        BrokerMode::External { host, port, tls, .. } => {
             info!(%host, port, tls, "using an external MQTT broker");
             None
         }
@@ -89,11 +84,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
         let (tx, rx) = mpsc::channel(config.ingest.queue_capacity);
         senders.push(tx);
         let shard = Shard::new(i, n, ctx.clone(), &restored);
-        ingest.push(tokio::spawn(shard.run(
-            rx,
-            fault_tx.clone(),
-            shutdown.clone(),
-        )));
+        ingest.push(tokio::spawn(shard.run(rx, fault_tx.clone(), shutdown.clone())));
     }
     drop(fault_tx);
     let router = Router {
@@ -105,41 +96,20 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
     };
     ingest.push(tokio::spawn(mqtt::run(opts, router, shutdown.clone())));
 
-    let listener = tokio::net::TcpListener::bind(config.http_listen)
-        .await
-        .with_context(|| {
-            format!(
-                "the HTTP API cannot listen on {}; set http.listen to a free address",
-                config.http_listen
-            )
-        })?;
+    let listener = tokio::net::TcpListener::bind(config.http_listen).await.with_context(|| {
+        format!("the HTTP API cannot listen on {}; set http.listen to a free address", config.http_listen)
+    })?;
     let http = listener.local_addr()?;
-    let state = AppState {
-        store,
-        fleet,
-        live,
-        metrics: Arc::clone(&metrics),
-        clock,
-    };
+    let state = AppState { store, fleet, live, metrics: Arc::clone(&metrics), clock };
     let stop = shutdown.clone();
     let http_task = tokio::spawn(async move {
-        let serve = axum::serve(listener, api::router(state))
-            .with_graceful_shutdown(stop.cancelled_owned());
+        let serve = axum::serve(listener, api::router(state)).with_graceful_shutdown(stop.cancelled_owned());
         if let Err(e) = serve.await {
             warn!(error = %e, "the HTTP server stopped");
         }
     });
     info!(%http, devices = config.fleet.devices.len(), shards = n, restored = restored.len(), "aftercare started");
-    Ok(App {
-        http,
-        broker,
-        notices,
-        metrics,
-        shutdown,
-        ingest,
-        writer,
-        http_task,
-    })
+    Ok(App { http, broker, notices, metrics, shutdown, ingest, writer, http_task })
 }
 
 impl App {

@@ -14,10 +14,7 @@ pub enum BrokerError {
     #[error(
         "the embedded MQTT broker cannot listen on {addr}: {source}; set broker.listen to a free address, or port 0 for any"
     )]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
     #[error("the embedded MQTT broker thread could not start: {0}")]
     Thread(std::io::Error),
 }
@@ -25,8 +22,7 @@ pub enum BrokerError {
 /// Finds the address to listen on: `addr` itself, or a free port when its port is 0.
 pub fn reserve(addr: SocketAddr) -> Result<SocketAddr, BrokerError> {
     let l = TcpListener::bind(addr).map_err(|source| BrokerError::Bind { addr, source })?;
-    l.local_addr()
-        .map_err(|source| BrokerError::Bind { addr, source })
+    l.local_addr().map_err(|source| BrokerError::Bind { addr, source })
 }
 
 /// Starts rumqttd on `addr` (port 0: any free port) and returns the address it listens on.
@@ -40,13 +36,8 @@ pub fn start(addr: SocketAddr, max_payload: usize) -> Result<SocketAddr, BrokerE
         external_auth: None,
         dynamic_filters: true,
     };
-    let server = ServerSettings {
-        name: "v4".to_string(),
-        listen: addr,
-        tls: None,
-        next_connection_delay_ms: 0,
-        connections,
-    };
+    let server =
+        ServerSettings { name: "v4".to_string(), listen: addr, tls: None, next_connection_delay_ms: 0, connections };
     let config = Config {
         id: 0,
         router: RouterConfig {

@@ -75,57 +75,34 @@ struct RawHours {
 }
 
 fn weekday(s: &str) -> Option<usize> {
-    ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-        .iter()
-        .position(|d| *d == s)
+    ["mon", "tue", "wed", "thu", "fri", "sat", "sun"].iter().position(|d| *d == s)
 }
 
 fn err(span: std::ops::Range<usize>, message: String) -> CalendarError {
-    CalendarError {
-        span: Some(span),
-        message,
-    }
+    CalendarError { span: Some(span), message }
 }
 
 fn date(s: &Spanned<String>, text: &str) -> Result<NaiveDate, CalendarError> {
     NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").map_err(|_| {
-        err(
-            s.span(),
-            format!(
-                "`{text}` is not a date; write \"2026-10-01\" or a range \"2026-10-01..2026-10-07\""
-            ),
-        )
+        err(s.span(), format!("`{text}` is not a date; write \"2026-10-01\" or a range \"2026-10-01..2026-10-07\""))
     })
 }
 
 fn ranges(list: &[Spanned<String>]) -> Result<Vec<(NaiveTime, NaiveTime)>, CalendarError> {
     let mut out = Vec::new();
     for s in list {
-        let bad = || {
-            err(
-                s.span(),
-                format!(
-                    "`{}` is not a span of hours; write one such as \"08:30-17:30\"",
-                    s.get_ref()
-                ),
-            )
-        };
+        let bad =
+            || err(s.span(), format!("`{}` is not a span of hours; write one such as \"08:30-17:30\"", s.get_ref()));
         let (a, b) = s.get_ref().split_once('-').ok_or_else(bad)?;
         let a = NaiveTime::parse_from_str(a.trim(), "%H:%M").map_err(|_| bad())?;
         let b = NaiveTime::parse_from_str(b.trim(), "%H:%M").map_err(|_| bad())?;
         if b <= a {
-            return Err(err(
-                s.span(),
-                format!("`{}` ends before it starts", s.get_ref()),
-            ));
+            return Err(err(s.span(), format!("`{}` ends before it starts", s.get_ref())));
         }
         if out.last().is_some_and(|&(_, end)| a < end) {
             return Err(err(
                 s.span(),
-                format!(
-                    "`{}` overlaps or precedes the span before it; list spans in order",
-                    s.get_ref()
-                ),
+                format!("`{}` overlaps or precedes the span before it; list spans in order", s.get_ref()),
             ));
         }
         out.push((a, b));
@@ -136,32 +113,18 @@ fn ranges(list: &[Spanned<String>]) -> Result<Vec<(NaiveTime, NaiveTime)>, Calen
 impl Calendar {
     /// Parses a calendar file's text.
     pub fn parse(text: &str) -> Result<Calendar, CalendarError> {
-        let raw: RawCalendar = toml::from_str(text).map_err(|e| CalendarError {
-            span: e.span(),
-            message: e.message().trim().to_string(),
-        })?;
+        let raw: RawCalendar = toml::from_str(text)
+            .map_err(|e| CalendarError { span: e.span(), message: e.message().trim().to_string() })?;
         let offset = match &raw.utc_offset {
             Some(o) => o.get_ref().parse::<FixedOffset>().map_err(|_| {
-                err(
-                    o.span(),
-                    format!(
-                        "`{}` is not an offset; write one such as \"+08:00\"",
-                        o.get_ref()
-                    ),
-                )
+                err(o.span(), format!("`{}` is not an offset; write one such as \"+08:00\"", o.get_ref()))
             })?,
             None => FixedOffset::east_opt(8 * 3600).ok_or_else(|| err(0..0, "offset".into()))?,
         };
         let mut workdays = [false; 7];
         for w in &raw.workdays {
             let i = weekday(w.get_ref()).ok_or_else(|| {
-                err(
-                    w.span(),
-                    format!(
-                        "`{}` is not a weekday; write mon, tue, wed, thu, fri, sat or sun",
-                        w.get_ref()
-                    ),
-                )
+                err(w.span(), format!("`{}` is not a weekday; write mon, tue, wed, thu, fri, sat or sun", w.get_ref()))
             })?;
             workdays[i] = true;
         }
@@ -187,18 +150,11 @@ impl Calendar {
             }
         }
         if !workdays.iter().any(|w| *w) {
-            return Err(CalendarError {
-                span: None,
-                message: "a calendar needs at least one workday".into(),
-            });
+            return Err(CalendarError { span: None, message: "a calendar needs at least one workday".into() });
         }
         let makeup_hours = match &h.makeup {
             Some(spans) => ranges(spans)?,
-            None => hours
-                .iter()
-                .find(|h| !h.is_empty())
-                .cloned()
-                .unwrap_or_default(),
+            None => hours.iter().find(|h| !h.is_empty()).cloned().unwrap_or_default(),
         };
         let mut holidays = BTreeSet::new();
         for s in &raw.holidays {
@@ -209,10 +165,7 @@ impl Calendar {
             if b < a || (b - a).num_days() > 366 {
                 return Err(err(
                     s.span(),
-                    format!(
-                        "`{}` is not a range of at most a year, first day first",
-                        s.get_ref()
-                    ),
+                    format!("`{}` is not a range of at most a year, first day first", s.get_ref()),
                 ));
             }
             holidays.extend(a.iter_days().take_while(|d| *d <= b));
@@ -221,22 +174,11 @@ impl Calendar {
         for s in &raw.makeup_workdays {
             let d = date(s, s.get_ref())?;
             if holidays.contains(&d) {
-                return Err(err(
-                    s.span(),
-                    format!("{d} is listed both as a holiday and as a make-up workday"),
-                ));
+                return Err(err(s.span(), format!("{d} is listed both as a holiday and as a make-up workday")));
             }
             makeup.insert(d);
         }
-        Ok(Calendar {
-            name: raw.name,
-            offset,
-            workdays,
-            hours,
-            makeup_hours,
-            holidays,
-            makeup,
-        })
+        Ok(Calendar { name: raw.name, offset, workdays, hours, makeup_hours, holidays, makeup })
     }
 
     pub fn is_working_day(&self, d: NaiveDate) -> bool {
@@ -258,11 +200,7 @@ impl Calendar {
     }
 
     fn at(&self, d: NaiveDate, t: NaiveTime) -> DateTime<Utc> {
-        d.and_time(t)
-            .and_local_timezone(self.offset)
-            .single()
-            .map(|t| t.to_utc())
-            .unwrap_or_default()
+        d.and_time(t).and_local_timezone(self.offset).single().map(|t| t.to_utc()).unwrap_or_default()
     }
 
     /// `start` plus `dur` of business time: the clock runs only within business hours.
@@ -311,21 +249,13 @@ impl Calendar {
     pub fn in_business_hours(&self, t: DateTime<Utc>) -> bool {
         let local = t.with_timezone(&self.offset);
         let time = local.time();
-        self.hours_on(local.date_naive())
-            .iter()
-            .any(|&(a, b)| a <= time && time < b)
+        self.hours_on(local.date_naive()).iter().any(|&(a, b)| a <= time && time < b)
     }
 }
 
 impl fmt::Display for Calendar {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} ({} holidays, {} make-up workdays)",
-            self.name,
-            self.holidays.len(),
-            self.makeup.len()
-        )
+        write!(f, "{} ({} holidays, {} make-up workdays)", self.name, self.holidays.len(), self.makeup.len())
     }
 }
 

@@ -30,13 +30,10 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn new(start: DateTime<Utc>) -> ManualClock {
-        ManualClock {
-            micros: AtomicI64::new(start.timestamp_micros()),
-        }
+        ManualClock { micros: AtomicI64::new(start.timestamp_micros()) }
     }
     pub fn advance(&self, by: TimeDelta) {
-        self.micros
-            .fetch_add(by.num_microseconds().unwrap_or(i64::MAX), Ordering::SeqCst);
+        self.micros.fetch_add(by.num_microseconds().unwrap_or(i64::MAX), Ordering::SeqCst);
     }
     pub fn set(&self, to: DateTime<Utc>) {
         self.micros.store(to.timestamp_micros(), Ordering::SeqCst);
@@ -74,10 +71,7 @@ pub struct LogLimiter {
 
 impl LogLimiter {
     pub const fn new(interval_secs: f64) -> LogLimiter {
-        LogLimiter {
-            interval_secs,
-            state: Mutex::new((None, 0)),
-        }
+        LogLimiter { interval_secs, state: Mutex::new((None, 0)) }
     }
     /// `Some(suppressed)` when this call may log, with how many were held back since the last one.
     pub fn allow(&self) -> Option<u64> {
@@ -102,9 +96,7 @@ mod tests {
 
     #[test]
     fn manual_clock_moves_only_when_told() {
-        let t0 = DateTime::parse_from_rfc3339("2026-11-22T08:00:00Z")
-            .unwrap()
-            .to_utc();
+        let t0 = DateTime::parse_from_rfc3339("2026-11-22T08:00:00Z").unwrap().to_utc();
         let c = ManualClock::new(t0);
         assert_eq!(c.now(), t0);
         c.advance(TimeDelta::minutes(15));

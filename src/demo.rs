@@ -19,22 +19,16 @@ use crate::tickets::model::Outcome;
 /// The demo's config files, built into the binary so it runs from anywhere.
 const FILES: &[(&str, &str)] = &[
     ("config/demo.toml", include_str!("../config/demo.toml")),
-    (
-        "config/kinds/recorder.toml",
-        include_str!("../config/kinds/recorder.toml"),
-    ),
-    (
-        "config/kinds/solar_heater.toml",
-        include_str!("../config/kinds/solar_heater.toml"),
-    ),
-    (
-        "config/kinds/led_display.toml",
-        include_str!("../config/kinds/led_display.toml"),
-    ),
-    (
-        "config/kinds/lighting.toml",
-        include_str!("../config/kinds/lighting.toml"),
-    ),
+    ("config/kinds/recorder.toml", include_str!("../config/kinds/recorder.toml")),
+    ("config/kinds/solar_heater.toml", include_str!("../config/kinds/solar_heater.toml")),
+    ("config/kinds/led_display.toml", include_str!("../config/kinds/led_display.toml")),
+    ("config/kinds/lighting.toml", include_str!("../config/kinds/lighting.toml")),
+    ("config/contracts/recorders-tender.toml", include_str!("../config/contracts/recorders-tender.toml")),
+    ("config/contracts/detailed-plan.toml", include_str!("../config/contracts/detailed-plan.toml")),
+    ("config/contracts/lighting.toml", include_str!("../config/contracts/lighting.toml")),
+    ("config/contracts/solar-heaters.toml", include_str!("../config/contracts/solar-heaters.toml")),
+    ("config/contracts/led-displays.toml", include_str!("../config/contracts/led-displays.toml")),
+    ("config/calendars/cn-2026.toml", include_str!("../config/calendars/cn-2026.toml")),
 ];
 
 /// Loads the built-in demo config.
@@ -62,20 +56,15 @@ fn free_or_other(addr: SocketAddr, what: &str) -> anyhow::Result<SocketAddr> {
         Ok(a) => Ok(a),
         Err(_) => {
             let other = crate::broker::reserve(SocketAddr::new(addr.ip(), 0))?;
-            println!(
-                "port {} is taken; the {what} listens on {other} instead",
-                addr.port()
-            );
+            println!("port {} is taken; the {what} listens on {other} instead", addr.port());
             Ok(other)
         }
     }
 }
 
 pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
-    let mut config =
-        config().map_err(|e| anyhow::anyhow!("the built-in demo config is broken:\n{e}"))?;
-    std::fs::create_dir_all(&opts.data)
-        .with_context(|| format!("creating {}", opts.data.display()))?;
+    let mut config = config().map_err(|e| anyhow::anyhow!("the built-in demo config is broken:\n{e}"))?;
+    std::fs::create_dir_all(&opts.data).with_context(|| format!("creating {}", opts.data.display()))?;
     config.store_path = opts.data.join("aftercare.db");
     if let BrokerMode::Embedded { listen } = &mut config.broker.mode {
         *listen = free_or_other(*listen, "embedded MQTT broker")?;
@@ -90,14 +79,9 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     println!();
     println!("aftercare demo");
     println!("  API        {api}/api/v1/tickets   {api}/api/v1/devices   {api}/metrics");
-    println!(
-        "  MQTT       mqtt://{broker} (embedded broker; topics aftercare/{{site}}/{{device}}/telemetry)"
-    );
+    println!("  MQTT       mqtt://{broker} (embedded broker; topics aftercare/{{site}}/{{device}}/telemetry)");
     println!("  data       {}", opts.data.display());
-    println!(
-        "  fleet      {} devices; faults start in 10 s. Ctrl-C stops.",
-        fleet.devices.len()
-    );
+    println!("  fleet      {} devices; faults start in 10 s. Ctrl-C stops.", fleet.devices.len());
     println!();
 
     let devices = fleet
@@ -105,11 +89,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         .iter()
         .filter_map(|d| {
             let kind = firmware_sim::Kind::parse(&fleet.kinds[d.kind].name)?;
-            Some(firmware_sim::DeviceSpec {
-                id: d.id.0.clone(),
-                kind,
-                site: d.site.0.clone(),
-            })
+            Some(firmware_sim::DeviceSpec { id: d.id.0.clone(), kind, site: d.site.0.clone() })
         })
         .collect::<Vec<_>>();
     let scenario = firmware_sim::scenario::demo(&devices);

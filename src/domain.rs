@@ -115,28 +115,11 @@ impl fmt::Display for Tier {
 #[derive(Debug, Clone, PartialEq)]
 pub enum FaultEvent {
     /// A rule's raise condition held for its hold time.
-    Raised {
-        device: DeviceIdx,
-        code: FaultCode,
-        tier: Tier,
-        at: DateTime<Utc>,
-        detail: String,
-    },
+    Raised { device: DeviceIdx, code: FaultCode, tier: Tier, at: DateTime<Utc>, detail: String },
     /// The fault's clear condition held for its clear hold time.
-    Cleared {
-        device: DeviceIdx,
-        code: FaultCode,
-        at: DateTime<Utc>,
-        detail: String,
-    },
+    Cleared { device: DeviceIdx, code: FaultCode, at: DateTime<Utc>, detail: String },
     /// An active fault became more severe (an outage passing 10 minutes).
-    Promoted {
-        device: DeviceIdx,
-        code: FaultCode,
-        tier: Tier,
-        at: DateTime<Utc>,
-        detail: String,
-    },
+    Promoted { device: DeviceIdx, code: FaultCode, tier: Tier, at: DateTime<Utc>, detail: String },
 }
 
 impl FaultEvent {
@@ -149,9 +132,9 @@ impl FaultEvent {
     }
     pub fn code(&self) -> &FaultCode {
         match self {
-            FaultEvent::Raised { code, .. }
-            | FaultEvent::Cleared { code, .. }
-            | FaultEvent::Promoted { code, .. } => code,
+            FaultEvent::Raised { code, .. } | FaultEvent::Cleared { code, .. } | FaultEvent::Promoted { code, .. } => {
+                code
+            }
         }
     }
 }

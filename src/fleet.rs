@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use chrono::{FixedOffset, NaiveDate};
 use serde::Serialize;
 
+use crate::contracts::{Contract, Deadlines};
 use crate::domain::{CustomerId, DeviceId, DeviceIdx, SiteId};
 use crate::rules::Profile;
 
@@ -50,6 +51,7 @@ pub struct Fleet {
     pub customers: Vec<Customer>,
     pub devices: Vec<Device>,
     pub kinds: Vec<Profile>,
+    pub contracts: Vec<Contract>,
     by_id: HashMap<String, DeviceIdx>,
 }
 
@@ -59,15 +61,23 @@ impl Fleet {
         customers: Vec<Customer>,
         devices: Vec<Device>,
         kinds: Vec<Profile>,
+        contracts: Vec<Contract>,
     ) -> Fleet {
         let by_id = devices.iter().map(|d| (d.id.0.clone(), d.idx)).collect();
-        Fleet {
-            sites,
-            customers,
-            devices,
-            kinds,
-            by_id,
+        Fleet { sites, customers, devices, kinds, contracts, by_id }
+    }
+    /// The local date at a device's site.
+    pub fn local_day(&self, idx: DeviceIdx, at: chrono::DateTime<chrono::Utc>) -> NaiveDate {
+        let d = self.device(idx);
+        match self.sites.iter().find(|s| s.id == d.site) {
+            Some(s) => at.with_timezone(&s.utc_offset).date_naive(),
+            None => at.date_naive(),
         }
+    }
+    /// The deadlines a new ticket of `tier` on device `idx` gets at `at`.
+    pub fn deadlines(&self, idx: DeviceIdx, tier: crate::domain::Tier, at: chrono::DateTime<chrono::Utc>) -> Deadlines {
+        let day = self.local_day(idx, at);
+        crate::contracts::deadlines_for(&self.contracts, self.device(idx), self.kind_name(idx), tier, at, day)
     }
     pub fn lookup(&self, id: &str) -> Option<DeviceIdx> {
         self.by_id.get(id).copied()

@@ -9,6 +9,7 @@ pub mod broker;
 pub mod calendar;
 pub mod clock;
 pub mod config;
+pub mod contracts;
 pub mod demo;
 pub mod domain;
 pub mod fleet;

@@ -45,12 +45,8 @@ enum Cmd {
 }
 
 fn init_logs(default: &str) {
-    let filter =
-        EnvFilter::try_from_env("AFTERCARE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = EnvFilter::try_from_env("AFTERCARE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 fn main() -> ExitCode {
@@ -87,36 +83,22 @@ fn main() -> ExitCode {
             runtime(async move {
                 let app = app::start(cfg, Arc::new(SystemClock)).await?;
                 // One line on stdout for scripts and tests to wait on.
-                let mqtt = app
-                    .broker
-                    .map(|b| b.to_string())
-                    .unwrap_or_else(|| "external".into());
+                let mqtt = app.broker.map(|b| b.to_string()).unwrap_or_else(|| "external".into());
                 println!("aftercare ready http={} mqtt={mqtt}", app.http);
                 app::stop_signal().await;
                 app.stop().await;
                 Ok(())
             })
         }
-        Cmd::Demo {
-            data,
-            interval,
-            seed,
-        } => {
+        Cmd::Demo { data, interval, seed } => {
             init_logs("warn,aftercare=warn");
-            runtime(demo::run(demo::DemoOptions {
-                data,
-                interval,
-                seed,
-            }))
+            runtime(demo::run(demo::DemoOptions { data, interval, seed }))
         }
     }
 }
 
 fn runtime(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("aftercare: cannot start the runtime: {e}");

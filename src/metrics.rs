@@ -64,26 +64,10 @@ impl Metrics {
             store_errors: Counter::default(),
             registry: Registry::default(),
         };
-        registry.register(
-            "messages_received",
-            "MQTT messages received from the broker",
-            m.received.clone(),
-        );
-        registry.register(
-            "messages_accepted",
-            "Messages parsed and applied to device state",
-            m.accepted.clone(),
-        );
-        registry.register(
-            "messages_rejected",
-            "Messages dropped, by reason",
-            m.rejected.clone(),
-        );
-        registry.register(
-            "tickets_opened",
-            "Tickets opened, by tier",
-            m.tickets_opened.clone(),
-        );
+        registry.register("messages_received", "MQTT messages received from the broker", m.received.clone());
+        registry.register("messages_accepted", "Messages parsed and applied to device state", m.accepted.clone());
+        registry.register("messages_rejected", "Messages dropped, by reason", m.rejected.clone());
+        registry.register("tickets_opened", "Tickets opened, by tier", m.tickets_opened.clone());
         registry.register(
             "ticket_events",
             "Fault events applied to tickets: opened, recurred, reopened, recovered, promoted",
@@ -99,21 +83,13 @@ impl Metrics {
             "Time from the message that completed a fault to its ticket row being committed",
             m.fault_to_ticket_seconds.clone(),
         );
-        registry.register(
-            "mqtt_connected",
-            "1 while the MQTT client is connected",
-            m.mqtt_connected.clone(),
-        );
+        registry.register("mqtt_connected", "1 while the MQTT client is connected", m.mqtt_connected.clone());
         registry.register(
             "mqtt_connections",
             "MQTT connections made (reconnects included)",
             m.mqtt_connections.clone(),
         );
-        registry.register(
-            "store_errors",
-            "Failed store transactions (retried)",
-            m.store_errors.clone(),
-        );
+        registry.register("store_errors", "Failed store transactions (retried)", m.store_errors.clone());
         Metrics { registry, ..m }
     }
 

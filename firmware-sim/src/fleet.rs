@@ -82,11 +82,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     #[allow(clippy::disallowed_methods)]
     let start = opts.start.unwrap_or_else(Utc::now);
-    let clock = SimClock {
-        origin: Instant::now(),
-        start,
-        speed: opts.speed.max(0.001),
-    };
+    let clock = SimClock { origin: Instant::now(), start, speed: opts.speed.max(0.001) };
     let mut inboxes: HashMap<String, mpsc::Sender<Command>> = HashMap::new();
     let mut tasks: Vec<JoinHandle<()>> = Vec::new();
     let mut seeder = StdRng::seed_from_u64(opts.seed);
@@ -155,25 +151,13 @@ struct Link {
 
 impl SimDevice {
     fn topic(&self, channel: &str) -> String {
-        format!(
-            "{}/{}/{}/{}",
-            self.opts.prefix, self.spec.site, self.spec.id, channel
-        )
+        format!("{}/{}/{}/{}", self.opts.prefix, self.spec.site, self.spec.id, channel)
     }
 
     fn connect(&self) -> Link {
-        let mut o = MqttOptions::new(
-            format!("sim-{}", self.spec.id),
-            &self.opts.host,
-            self.opts.port,
-        );
+        let mut o = MqttOptions::new(format!("sim-{}", self.spec.id), &self.opts.host, self.opts.port);
         o.set_keep_alive(Duration::from_secs(15));
-        o.set_last_will(LastWill::new(
-            self.topic("status"),
-            "offline",
-            QoS::AtLeastOnce,
-            true,
-        ));
+        o.set_last_will(LastWill::new(self.topic("status"), "offline", QoS::AtLeastOnce, true));
         if let Some(u) = &self.opts.username {
             o.set_credentials(u, self.opts.password.clone().unwrap_or_default());
         }
@@ -205,10 +189,7 @@ impl SimDevice {
         let mut link = Some(self.connect());
         // Spread the fleet's messages over the interval.
         let offset = self.rng.random_range(0.0..1.0) * self.opts.interval.as_secs_f64();
-        let mut tick = tokio::time::interval_at(
-            Instant::now() + Duration::from_secs_f64(offset),
-            self.opts.interval,
-        );
+        let mut tick = tokio::time::interval_at(Instant::now() + Duration::from_secs_f64(offset), self.opts.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let dt = self.opts.interval.as_secs_f64() * self.clock.speed;
         loop {
@@ -234,22 +215,14 @@ impl SimDevice {
         }
         if let Some(l) = link {
             // A clean goodbye: the device says it is going offline.
-            let _ = l
-                .client
-                .publish(self.topic("status"), QoS::AtLeastOnce, true, "offline")
-                .await;
+            let _ = l.client.publish(self.topic("status"), QoS::AtLeastOnce, true, "offline").await;
             let _ = l.client.disconnect().await;
             tokio::time::sleep(Duration::from_millis(100)).await;
             l.poller.abort();
         }
     }
 
-    async fn command(
-        &mut self,
-        cmd: Command,
-        faults: &mut BTreeSet<String>,
-        link: &mut Option<Link>,
-    ) {
+    async fn command(&mut self, cmd: Command, faults: &mut BTreeSet<String>, link: &mut Option<Link>) {
         let kind = self.spec.kind;
         match cmd {
             Command::Inject { fault, .. } => {
@@ -295,14 +268,8 @@ impl SimDevice {
         let (Some(code), Some(l)) = (self.spec.kind.event_code(fault), link) else {
             return;
         };
-        let ts = self
-            .clock
-            .now()
-            .to_rfc3339_opts(SecondsFormat::Millis, true);
+        let ts = self.clock.now().to_rfc3339_opts(SecondsFormat::Millis, true);
         let body = json!({ "code": code, "active": active, "ts": ts }).to_string();
-        let _ = l
-            .client
-            .publish(self.topic("event"), QoS::AtLeastOnce, false, body)
-            .await;
+        let _ = l.client.publish(self.topic("event"), QoS::AtLeastOnce, false, body).await;
     }
 }

@@ -91,25 +91,16 @@ pub async fn run(o: LoadOptions) -> anyhow::Result<LoadReport> {
                 let n = i * conns as u64 + c as u64;
                 let dev = (n % o2.devices as u64) as usize;
                 // From its onset the fault stays: every later message of that device carries it.
-                let fault = o2
-                    .fault_at
-                    .is_some_and(|f| n >= f && dev as u64 == f % o2.devices as u64);
+                let fault = o2.fault_at.is_some_and(|f| n >= f && dev as u64 == f % o2.devices as u64);
                 let ts = (base + TimeDelta::milliseconds((n / o2.devices as u64) as i64 * 1000))
                     .to_rfc3339_opts(SecondsFormat::Millis, true);
-                let topic = format!(
-                    "{}/{}/{}{:05}/telemetry",
-                    o2.prefix, o2.site, o2.id_prefix, dev
-                );
+                let topic = format!("{}/{}/{}{:05}/telemetry", o2.prefix, o2.site, o2.id_prefix, dev);
                 if fault && fault_sent.is_none() {
                     #[allow(clippy::disallowed_methods)]
                     let sent = Utc::now();
                     fault_sent = Some((sent, format!("{}{dev:05}", o2.id_prefix)));
                 }
-                if client
-                    .publish(topic, QoS::AtMostOnce, false, payload(&ts, n, fault))
-                    .await
-                    .is_err()
-                {
+                if client.publish(topic, QoS::AtMostOnce, false, payload(&ts, n, fault)).await.is_err() {
                     break;
                 }
             }

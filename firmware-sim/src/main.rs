@@ -50,10 +50,7 @@ struct RunArgs {
     #[arg(long)]
     password: Option<String>,
     /// How many devices of each kind: `recorder=2,solar_heater=1,...` (ids rec-001, swh-001, led-001, lit-001...).
-    #[arg(
-        long,
-        default_value = "recorder=1,solar_heater=1,led_display=1,lighting=1"
-    )]
+    #[arg(long, default_value = "recorder=1,solar_heater=1,led_display=1,lighting=1")]
     fleet: String,
     /// Site of the devices made by --fleet.
     #[arg(long, default_value = "site-a")]
@@ -108,18 +105,9 @@ struct LoadArgs {
 }
 
 fn broker_addr(url: &str) -> anyhow::Result<(String, u16)> {
-    let rest = url
-        .strip_prefix("mqtt://")
-        .with_context(|| format!("--broker {url}: expected mqtt://host:port"))?;
-    let (host, port) = rest
-        .trim_end_matches('/')
-        .rsplit_once(':')
-        .unwrap_or((rest, "1883"));
-    Ok((
-        host.to_string(),
-        port.parse()
-            .with_context(|| format!("--broker {url}: bad port"))?,
-    ))
+    let rest = url.strip_prefix("mqtt://").with_context(|| format!("--broker {url}: expected mqtt://host:port"))?;
+    let (host, port) = rest.trim_end_matches('/').rsplit_once(':').unwrap_or((rest, "1883"));
+    Ok((host.to_string(), port.parse().with_context(|| format!("--broker {url}: bad port"))?))
 }
 
 fn fleet(args: &RunArgs) -> anyhow::Result<Vec<DeviceSpec>> {
@@ -138,19 +126,11 @@ fn fleet(args: &RunArgs) -> anyhow::Result<Vec<DeviceSpec>> {
     }
     let mut out = Vec::new();
     for part in args.fleet.split(',').filter(|p| !p.is_empty()) {
-        let (k, n) = part
-            .split_once('=')
-            .with_context(|| format!("--fleet {part}: expected KIND=COUNT"))?;
+        let (k, n) = part.split_once('=').with_context(|| format!("--fleet {part}: expected KIND=COUNT"))?;
         let kind = Kind::parse(k).with_context(|| format!("--fleet: unknown kind `{k}`"))?;
-        let n: usize = n
-            .parse()
-            .with_context(|| format!("--fleet {part}: bad count"))?;
+        let n: usize = n.parse().with_context(|| format!("--fleet {part}: bad count"))?;
         for i in 1..=n {
-            out.push(DeviceSpec {
-                id: format!("{}-{i:03}", kind.id_prefix()),
-                kind,
-                site: args.site.clone(),
-            });
+            out.push(DeviceSpec { id: format!("{}-{i:03}", kind.id_prefix()), kind, site: args.site.clone() });
         }
     }
     Ok(out)
@@ -159,21 +139,10 @@ fn fleet(args: &RunArgs) -> anyhow::Result<Vec<DeviceSpec>> {
 fn parse_command(line: &str) -> Result<Command, String> {
     let w: Vec<&str> = line.split_whitespace().collect();
     match w.as_slice() {
-        ["inject", d, f] => Ok(Command::Inject {
-            device: d.to_string(),
-            fault: f.to_string(),
-        }),
-        ["clear", d] | ["clear", d, "all"] => Ok(Command::Clear {
-            device: d.to_string(),
-            fault: None,
-        }),
-        ["clear", d, f] => Ok(Command::Clear {
-            device: d.to_string(),
-            fault: Some(f.to_string()),
-        }),
-        _ => Err(format!(
-            "cannot read `{line}`: write `inject DEVICE FAULT` or `clear DEVICE [FAULT]`"
-        )),
+        ["inject", d, f] => Ok(Command::Inject { device: d.to_string(), fault: f.to_string() }),
+        ["clear", d] | ["clear", d, "all"] => Ok(Command::Clear { device: d.to_string(), fault: None }),
+        ["clear", d, f] => Ok(Command::Clear { device: d.to_string(), fault: Some(f.to_string()) }),
+        _ => Err(format!("cannot read `{line}`: write `inject DEVICE FAULT` or `clear DEVICE [FAULT]`")),
     }
 }
 
@@ -210,10 +179,7 @@ async fn main() -> anyhow::Result<()> {
                 r.messages as f64 / r.seconds
             );
             if let (Some(t), Some(d)) = (r.fault_sent, r.fault_device) {
-                println!(
-                    "fault sent {} {d}",
-                    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-                );
+                println!("fault sent {} {d}", t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
             }
             Ok(())
         }
@@ -225,10 +191,8 @@ async fn main() -> anyhow::Result<()> {
             }
             let mut steps = Vec::new();
             if let Some(path) = &a.scenario {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?;
-                steps = scenario::parse(&text, &devices)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                steps = scenario::parse(&text, &devices).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             }
             if a.demo_scenario {
                 steps.extend(scenario::demo(&devices));
@@ -276,20 +240,14 @@ async fn main() -> anyhow::Result<()> {
             #[cfg(unix)]
             {
                 let stop = shutdown.clone();
-                if let Ok(mut term) =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                {
+                if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
                     tokio::spawn(async move {
                         term.recv().await;
                         stop.cancel();
                     });
                 }
             }
-            println!(
-                "firmware-sim running {} devices against {}",
-                opts.devices.len(),
-                a.broker.broker
-            );
+            println!("firmware-sim running {} devices against {}", opts.devices.len(), a.broker.broker);
             firmware_sim::run(opts, rx, shutdown).await
         }
     }

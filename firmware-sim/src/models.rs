@@ -18,12 +18,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [
-        Kind::Recorder,
-        Kind::SolarHeater,
-        Kind::LedDisplay,
-        Kind::Lighting,
-    ];
+    pub const ALL: [Kind; 4] = [Kind::Recorder, Kind::SolarHeater, Kind::LedDisplay, Kind::Lighting];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -43,9 +38,7 @@ impl Kind {
         }
     }
     pub fn parse(s: &str) -> Option<Kind> {
-        Kind::ALL
-            .into_iter()
-            .find(|k| k.name() == s || k.id_prefix() == s)
+        Kind::ALL.into_iter().find(|k| k.name() == s || k.id_prefix() == s)
     }
     /// The faults this kind can be made to show.
     pub fn faults(self) -> &'static [&'static str] {
@@ -69,22 +62,12 @@ impl Kind {
                 "sensor_fault",
                 "offline",
             ],
-            Kind::LedDisplay => &[
-                "screen_dark",
-                "cabinet_offline",
-                "dead_pixels",
-                "over_temperature",
-                "psu_out_of_range",
-                "offline",
-            ],
-            Kind::Lighting => &[
-                "all_dark",
-                "circuit_failed",
-                "lamps_failed",
-                "leakage",
-                "lit_outside_schedule",
-                "offline",
-            ],
+            Kind::LedDisplay => {
+                &["screen_dark", "cabinet_offline", "dead_pixels", "over_temperature", "psu_out_of_range", "offline"]
+            }
+            Kind::Lighting => {
+                &["all_dark", "circuit_failed", "lamps_failed", "leakage", "lit_outside_schedule", "offline"]
+            }
         }
     }
     /// The device-reported alarm code a fault also raises, if the device has one.
@@ -104,11 +87,7 @@ fn hour(t: DateTime<FixedOffset>) -> f64 {
 
 /// Clear-sky irradiance (W/m²) by local hour: a half sine from 06:00 to 18:00.
 pub fn clear_sky(h: f64) -> f64 {
-    if (6.0..18.0).contains(&h) {
-        1000.0 * (PI * (h - 6.0) / 12.0).sin()
-    } else {
-        0.0
-    }
+    if (6.0..18.0).contains(&h) { 1000.0 * (PI * (h - 6.0) / 12.0).sin() } else { 0.0 }
 }
 
 /// Air temperature (°C): coolest at dawn, warmest mid-afternoon.
@@ -124,26 +103,10 @@ fn r(v: f64, digits: i32) -> f64 {
 /// One device's physical state.
 #[derive(Debug, Clone)]
 pub enum Model {
-    Recorder {
-        storage: f64,
-        battery: f64,
-        drift: f64,
-    },
-    SolarHeater {
-        tank: f64,
-        collector: f64,
-        level: f64,
-        cloud: f64,
-        pump: bool,
-        filling: bool,
-    },
-    LedDisplay {
-        dead_ppm: f64,
-        temp: f64,
-    },
-    Lighting {
-        leakage: f64,
-    },
+    Recorder { storage: f64, battery: f64, drift: f64 },
+    SolarHeater { tank: f64, collector: f64, level: f64, cloud: f64, pump: bool, filling: bool },
+    LedDisplay { dead_ppm: f64, temp: f64 },
+    Lighting { leakage: f64 },
 }
 
 impl Model {
@@ -162,13 +125,8 @@ impl Model {
                 pump: false,
                 filling: false,
             },
-            Kind::LedDisplay => Model::LedDisplay {
-                dead_ppm: rng.random_range(2.0..20.0),
-                temp: 30.0,
-            },
-            Kind::Lighting => Model::Lighting {
-                leakage: rng.random_range(2.0..8.0),
-            },
+            Kind::LedDisplay => Model::LedDisplay { dead_ppm: rng.random_range(2.0..20.0), temp: 30.0 },
+            Kind::Lighting => Model::Lighting { leakage: rng.random_range(2.0..8.0) },
         }
     }
 
@@ -186,66 +144,30 @@ impl Model {
         let amb = ambient(h) + rng.random_range(-0.3..0.3);
         let mut m = Map::new();
         match self {
-            Model::Recorder {
-                storage,
-                battery,
-                drift,
-            } => {
+            Model::Recorder { storage, battery, drift } => {
                 // Evidence is kept, not overwritten: storage fills ~2 %/day until offloaded.
                 *storage = (*storage + 2.0 * hours / 24.0).min(99.0);
                 *battery = (*battery + rng.random_range(-0.05..0.05)).clamp(80.0, 100.0);
                 *drift = (*drift + rng.random_range(-0.01..0.01)).clamp(-1.0, 1.0);
-                let storage_v = if f("storage_nearly_full") {
-                    95.5
-                } else {
-                    *storage
-                };
+                let storage_v = if f("storage_nearly_full") { 95.5 } else { *storage };
                 let failed = f("storage_failure");
                 m.insert("storage_used_pct".into(), json!(r(storage_v, 2)));
-                m.insert(
-                    "recording".into(),
-                    json!(!(failed || f("recording_stopped"))),
-                );
+                m.insert("recording".into(), json!(!(failed || f("recording_stopped"))));
                 m.insert("status_flags".into(), json!(if failed { 1 } else { 0 }));
-                let (bat, charging) = if f("battery_low") {
-                    (12.0, false)
-                } else {
-                    (*battery, true)
-                };
+                let (bat, charging) = if f("battery_low") { (12.0, false) } else { (*battery, true) };
                 m.insert("battery_pct".into(), json!(r(bat, 1)));
                 m.insert("charging".into(), json!(charging));
-                m.insert(
-                    "clock_offset_s".into(),
-                    json!(r(if f("clock_drift") { 42.0 } else { *drift }, 2)),
-                );
-                let temp = if f("over_temperature") {
-                    78.0
-                } else {
-                    amb + 12.0
-                };
-                m.insert(
-                    "temp_c".into(),
-                    json!(r(temp + rng.random_range(-0.2..0.2), 1)),
-                );
+                m.insert("clock_offset_s".into(), json!(r(if f("clock_drift") { 42.0 } else { *drift }, 2)));
+                let temp = if f("over_temperature") { 78.0 } else { amb + 12.0 };
+                m.insert("temp_c".into(), json!(r(temp + rng.random_range(-0.2..0.2), 1)));
             }
-            Model::SolarHeater {
-                tank,
-                collector,
-                level,
-                cloud,
-                pump,
-                filling,
-            } => {
+            Model::SolarHeater { tank, collector, level, cloud, pump, filling } => {
                 *cloud = (*cloud + rng.random_range(-0.02..0.02)).clamp(0.55, 1.0);
                 let irr = clear_sky(h) * *cloud;
                 let tube_ok = !f("tube_broken");
                 // The collector heads for ambient plus what the sun gives it; broken tubes lose their vacuum.
                 let gain = if tube_ok { 0.085 } else { 0.004 };
-                let target = if *pump {
-                    (*tank + irr * 0.02).max(amb)
-                } else {
-                    amb + irr * gain
-                };
+                let target = if *pump { (*tank + irr * 0.02).max(amb) } else { amb + irr * gain };
                 *collector += (target - *collector) * (1.0 - (-dt / 600.0).exp());
                 // Differential controller: pump on at +8 K, off at +3 K.
                 if *collector - *tank > 8.0 && tube_ok {
@@ -289,26 +211,16 @@ impl Model {
                 m.insert("irradiance_wm2".into(), json!(r(irr, 0)));
                 m.insert("ambient_temp_c".into(), json!(r(amb, 1)));
                 m.insert("collector_temp_c".into(), json!(r(*collector, 1)));
-                m.insert(
-                    "tank_temp_c".into(),
-                    json!(r(if sensor { -52.0 } else { *tank }, 2)),
-                );
+                m.insert("tank_temp_c".into(), json!(r(if sensor { -52.0 } else { *tank }, 2)));
                 m.insert("tank_level_pct".into(), json!(r(*level, 1)));
                 m.insert("draw_flow_lpm".into(), json!(draw));
                 m.insert("fill_valve_open".into(), json!(*filling));
                 m.insert("pump_on".into(), json!(*pump));
-                let flow = if *pump && !f("pump_failure") {
-                    6.0 + rng.random_range(-0.2..0.2)
-                } else {
-                    0.0
-                };
+                let flow = if *pump && !f("pump_failure") { 6.0 + rng.random_range(-0.2..0.2) } else { 0.0 };
                 m.insert("pump_flow_lpm".into(), json!(r(flow, 2)));
                 m.insert("heater_on".into(), json!(false));
                 let tilt = if f("bracket_deformed") { 36.5 } else { 45.0 };
-                m.insert(
-                    "tilt_deg".into(),
-                    json!(r(tilt + rng.random_range(-0.1..0.1), 2)),
-                );
+                m.insert("tilt_deg".into(), json!(r(tilt + rng.random_range(-0.1..0.1), 2)));
                 m.insert("sensor_flags".into(), json!(if sensor { 1 } else { 0 }));
             }
             Model::LedDisplay { dead_ppm, temp } => {
@@ -328,21 +240,11 @@ impl Model {
                 m.insert("signal".into(), json!(on && !dark));
                 m.insert("brightness_pct".into(), json!(brightness));
                 m.insert("cabinets_total".into(), json!(24));
-                m.insert(
-                    "cabinets_online".into(),
-                    json!(if f("cabinet_offline") { 23 } else { 24 }),
-                );
+                m.insert("cabinets_online".into(), json!(if f("cabinet_offline") { 23 } else { 24 }));
                 let ppm = if f("dead_pixels") { 260.0 } else { *dead_ppm };
                 m.insert("dead_pixel_ppm".into(), json!(r(ppm, 1)));
-                m.insert(
-                    "cabinet_temp_c".into(),
-                    json!(r(if f("over_temperature") { 68.0 } else { *temp }, 1)),
-                );
-                let v = if f("psu_out_of_range") {
-                    4.2
-                } else {
-                    5.05 + rng.random_range(-0.04..0.04)
-                };
+                m.insert("cabinet_temp_c".into(), json!(r(if f("over_temperature") { 68.0 } else { *temp }, 1)));
+                let v = if f("psu_out_of_range") { 4.2 } else { 5.05 + rng.random_range(-0.04..0.04) };
                 m.insert("psu_voltage_v".into(), json!(r(v, 3)));
             }
             Model::Lighting { leakage } => {
@@ -372,14 +274,8 @@ impl Model {
                 m.insert("circuits_lit".into(), json!(lit));
                 m.insert("total_current_a".into(), json!(r(current.max(0.0), 2)));
                 m.insert("rated_current_a".into(), json!(rated));
-                m.insert(
-                    "leakage_ma".into(),
-                    json!(r(if f("leakage") { 45.0 } else { *leakage }, 1)),
-                );
-                m.insert(
-                    "voltage_v".into(),
-                    json!(r(220.0 + rng.random_range(-3.0..3.0), 1)),
-                );
+                m.insert("leakage_ma".into(), json!(r(if f("leakage") { 45.0 } else { *leakage }, 1)));
+                m.insert("voltage_v".into(), json!(r(220.0 + rng.random_range(-3.0..3.0), 1)));
             }
         }
         m
@@ -421,14 +317,8 @@ mod tests {
         let d = day(Kind::SolarHeater, &[]);
         assert!(num(&d[12], "irradiance_wm2") > 500.0);
         assert_eq!(num(&d[2], "irradiance_wm2"), 0.0);
-        assert!(
-            num(&d[16], "tank_temp_c") > num(&d[9], "tank_temp_c") + 5.0,
-            "tank should warm through the day"
-        );
-        assert!(
-            num(&d[5], "tank_temp_c") < num(&d[1], "tank_temp_c"),
-            "tank should cool overnight"
-        );
+        assert!(num(&d[16], "tank_temp_c") > num(&d[9], "tank_temp_c") + 5.0, "tank should warm through the day");
+        assert!(num(&d[5], "tank_temp_c") < num(&d[1], "tank_temp_c"), "tank should cool overnight");
         assert!(num(&d[12], "collector_temp_c") - num(&d[12], "ambient_temp_c") > 10.0);
     }
 
@@ -444,11 +334,7 @@ mod tests {
         let bad = day(Kind::SolarHeater, &["insulation_failure"]);
         let drop = |d: &[Map<String, Value>]| num(&d[2], "tank_temp_c") - num(&d[4], "tank_temp_c");
         assert!(drop(&bad) > 5.0, "bad insulation: {} K in 2 h", drop(&bad));
-        assert!(
-            drop(&good) < 2.5,
-            "good insulation: {} K in 2 h",
-            drop(&good)
-        );
+        assert!(drop(&good) < 2.5, "good insulation: {} K in 2 h", drop(&good));
     }
 
     #[test]

@@ -41,12 +41,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/tickets/{id}/transition", post(transition))
         .route("/api/v1/devices", get(list_devices))
         .route("/api/v1/devices/{id}", get(get_device))
-        .fallback(|| async {
-            ApiError(
-                StatusCode::NOT_FOUND,
-                "no such endpoint; see README.md, \"HTTP API\"".into(),
-            )
-        })
+        .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint; see README.md, \"HTTP API\"".into()) })
         .with_state(state)
 }
 
@@ -63,10 +58,7 @@ impl IntoResponse for ApiError {
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> ApiError {
         tracing::error!(error = %e, "store error while answering the API");
-        ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("the store failed: {e}"),
-        )
+        ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("the store failed: {e}"))
     }
 }
 
@@ -85,11 +77,7 @@ impl From<JsonRejection> for ApiError {
 async fn healthz(State(s): State<AppState>) -> Response {
     let store = s.store.ping().await;
     let mqtt = s.metrics.mqtt_connected.get() == 1;
-    let status = if store.is_ok() {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = if store.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let body = json!({
         "status": if store.is_ok() { "ok" } else { "degraded" },
         "store": store.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
@@ -101,13 +89,7 @@ async fn healthz(State(s): State<AppState>) -> Response {
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        s.metrics.encode(),
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.metrics.encode())
         .into_response()
 }
 
@@ -134,17 +116,10 @@ async fn list_tickets(
     let Query(q) = q?;
     let bad = |m: String| ApiError(StatusCode::BAD_REQUEST, m);
     let filter = TicketFilter {
-        state: q
-            .state
-            .as_deref()
-            .map(str::parse::<TicketState>)
-            .transpose()
-            .map_err(bad)?,
+        state: q.state.as_deref().map(str::parse::<TicketState>).transpose().map_err(bad)?,
         open: q.open,
         tier: match q.tier {
-            Some(t) => Some(
-                Tier::from_number(t as i64).ok_or_else(|| bad("tier must be 1, 2 or 3".into()))?,
-            ),
+            Some(t) => Some(Tier::from_number(t as i64).ok_or_else(|| bad("tier must be 1, 2 or 3".into()))?),
             None => None,
         },
         device: q.device,
@@ -160,18 +135,12 @@ async fn list_tickets(
 }
 
 fn ticket_id(raw: &str) -> Result<TicketId, ApiError> {
-    raw.parse::<i64>().map(TicketId).map_err(|_| {
-        ApiError(
-            StatusCode::BAD_REQUEST,
-            format!("`{raw}` is not a ticket id; ids are numbers"),
-        )
-    })
+    raw.parse::<i64>()
+        .map(TicketId)
+        .map_err(|_| ApiError(StatusCode::BAD_REQUEST, format!("`{raw}` is not a ticket id; ids are numbers")))
 }
 
-async fn get_ticket(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+async fn get_ticket(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = ticket_id(&id)?;
     match s.store.ticket(id).await? {
         Some(t) => Ok(Json(t).into_response()),
@@ -195,21 +164,14 @@ async fn transition(
 ) -> Result<Response, ApiError> {
     let id = ticket_id(&id)?;
     let Json(b) = body?;
-    let to: TicketState =
-        b.to.parse()
-            .map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;
+    let to: TicketState = b.to.parse().map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;
     let by = b.by.trim();
     if by.is_empty() {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            "`by` must name who makes the change".into(),
-        ));
+        return Err(ApiError(StatusCode::BAD_REQUEST, "`by` must name who makes the change".into()));
     }
     match s.store.transition(id, to, by, &b.note, s.clock.now()).await {
         Ok(t) => Ok(Json(t).into_response()),
-        Err(TransitionFailure::NotFound(_)) => {
-            Err(ApiError(StatusCode::NOT_FOUND, format!("no ticket {id}")))
-        }
+        Err(TransitionFailure::NotFound(_)) => Err(ApiError(StatusCode::NOT_FOUND, format!("no ticket {id}"))),
         Err(e @ (TransitionFailure::Refused(_) | TransitionFailure::Conflict(_))) => {
             Err(ApiError(StatusCode::CONFLICT, e.to_string()))
         }
@@ -252,9 +214,7 @@ fn device_view(s: &AppState, d: &crate::fleet::Device) -> DeviceView {
             OFFLINE_STATE => Some(false),
             _ => None,
         },
-        last_seen: (seen > 0)
-            .then(|| DateTime::from_timestamp_millis(seen))
-            .flatten(),
+        last_seen: (seen > 0).then(|| DateTime::from_timestamp_millis(seen)).flatten(),
         active_faults: active,
     }
 }
@@ -277,30 +237,16 @@ async fn list_devices(
         .fleet
         .devices
         .iter()
-        .filter(|d| {
-            q.kind
-                .as_deref()
-                .is_none_or(|k| s.fleet.kinds[d.kind].name == k)
-        })
+        .filter(|d| q.kind.as_deref().is_none_or(|k| s.fleet.kinds[d.kind].name == k))
         .filter(|d| q.site.as_deref().is_none_or(|x| d.site.as_str() == x))
-        .filter(|d| {
-            q.customer
-                .as_deref()
-                .is_none_or(|x| d.customer.as_str() == x)
-        })
+        .filter(|d| q.customer.as_deref().is_none_or(|x| d.customer.as_str() == x))
         .map(|d| device_view(&s, d))
         .filter(|v| q.online.is_none_or(|o| v.online == Some(o)))
         .collect();
     Ok(Json(out).into_response())
 }
 
-async fn get_device(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let idx = s
-        .fleet
-        .lookup(&id)
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no device `{id}`")))?;
+async fn get_device(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let idx = s.fleet.lookup(&id).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no device `{id}`")))?;
     Ok(Json(device_view(&s, s.fleet.device(idx))).into_response())
 }

@@ -23,9 +23,7 @@ fn cal() -> Calendar {
 
 /// Local time (+08:00) to UTC.
 fn t(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(&format!("{s}+08:00"))
-        .unwrap()
-        .to_utc()
+    DateTime::parse_from_rfc3339(&format!("{s}+08:00")).unwrap().to_utc()
 }
 
 fn d(s: &str) -> NaiveDate {
@@ -46,17 +44,11 @@ fn working_days_follow_weekdays_holidays_and_make_up_days() {
     check("2026-10-10", true); // Saturday worked
     check("2026-10-11", false);
     check("2026-12-25", false); // single-day holiday on a Friday
-    assert_eq!(
-        c.hours_on(d("2026-10-10")).len(),
-        1,
-        "make-up days use the make-up hours"
-    );
+    assert_eq!(c.hours_on(d("2026-10-10")).len(), 1, "make-up days use the make-up hours");
 }
 
 fn check_business(start: &str, hours: f64, want: &str) {
-    let got = cal()
-        .add_business_time(t(start), Duration::from_secs_f64(hours * 3600.0))
-        .unwrap();
+    let got = cal().add_business_time(t(start), Duration::from_secs_f64(hours * 3600.0)).unwrap();
     assert_eq!(got, t(want), "{start} + {hours} business hours");
 }
 
@@ -103,14 +95,10 @@ fn working_days_end_at_close_of_business() {
 #[test]
 fn times_in_utc_are_read_in_the_calendar_s_offset() {
     // 2026-09-22T02:30Z is 10:30 in +08:00.
-    let start = DateTime::parse_from_rfc3339("2026-09-22T02:30:00Z")
-        .unwrap()
-        .to_utc();
+    let start = DateTime::parse_from_rfc3339("2026-09-22T02:30:00Z").unwrap().to_utc();
     assert!(cal().in_business_hours(start));
     assert!(!cal().in_business_hours(t("2026-09-22T12:30:00")));
-    let got = cal()
-        .add_business_time(start, Duration::from_secs(3600))
-        .unwrap();
+    let got = cal().add_business_time(start, Duration::from_secs(3600)).unwrap();
     assert_eq!(got, t("2026-09-22T11:30:00"));
 }
 
@@ -121,41 +109,19 @@ fn mistakes_are_named() {
         assert!(e.message.contains(want), "{}: {}", want, e.message);
     };
     let base = "name = \"x\"\nworkdays = [\"mon\"]\n[hours]\nmon = [\"09:00-17:00\"]\n";
-    check(
-        &base.replace("\"mon\"]\n[hours]", "\"monday\"]\n[hours]"),
-        "is not a weekday",
-    );
-    check(
-        &base.replace("09:00-17:00", "9-5"),
-        "is not a span of hours",
-    );
-    check(
-        &base.replace("09:00-17:00", "17:00-09:00"),
-        "ends before it starts",
-    );
-    check(
-        "name = \"x\"\nworkdays = [\"tue\"]\n[hours]\nmon = [\"09:00-17:00\"]\n",
-        "without business hours",
-    );
-    check(
-        &format!("holidays = [\"2026-13-01\"]\n{base}"),
-        "is not a date",
-    );
-    check(
-        &format!("holidays = [\"2026-10-01\"]\nmakeup_workdays = [\"2026-10-01\"]\n{base}"),
-        "both as a holiday",
-    );
-    check(
-        &format!("{base}tue = [\"09:00-12:00\", \"11:00-17:00\"]\n"),
-        "overlaps",
-    );
+    check(&base.replace("\"mon\"]\n[hours]", "\"monday\"]\n[hours]"), "is not a weekday");
+    check(&base.replace("09:00-17:00", "9-5"), "is not a span of hours");
+    check(&base.replace("09:00-17:00", "17:00-09:00"), "ends before it starts");
+    check("name = \"x\"\nworkdays = [\"tue\"]\n[hours]\nmon = [\"09:00-17:00\"]\n", "without business hours");
+    check(&format!("holidays = [\"2026-13-01\"]\n{base}"), "is not a date");
+    check(&format!("holidays = [\"2026-10-01\"]\nmakeup_workdays = [\"2026-10-01\"]\n{base}"), "both as a holiday");
+    check(&format!("{base}tue = [\"09:00-12:00\", \"11:00-17:00\"]\n"), "overlaps");
     check(&format!("colour = 1\n{base}"), "unknown field `colour`");
 }
 
 #[test]
 fn the_shipped_sample_calendar_loads() {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/calendars/cn-2026.toml");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/calendars/cn-2026.toml");
     let c = Calendar::parse(&std::fs::read_to_string(path).unwrap()).unwrap();
     // Spring Festival 2026: 15–23 February off; Saturday 14 and Saturday 28 February worked.
     assert!(!c.is_working_day(d("2026-02-17")));

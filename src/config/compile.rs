@@ -10,14 +10,14 @@ use std::time::Duration;
 use chrono::{FixedOffset, NaiveDate};
 use toml::Spanned;
 
-use super::raw::{RawBroker, RawCond, RawConfig, RawKind, RawKindFile, RawMetricType, RawRule};
-use super::{
-    BrokerConfig, BrokerMode, Config, ConfigError, IngestConfig, Problem, ReadFile, Source,
-    TicketConfig,
-};
+use super::raw::{RawBroker, RawCond, RawConfig, RawContract, RawIncluded, RawKind, RawMetricType, RawRule};
+use super::{BrokerConfig, BrokerMode, Config, ConfigError, IngestConfig, Problem, ReadFile, Source, TicketConfig};
+use crate::calendar::Calendar;
+use crate::contracts::{Contract, Covers, TierClocks};
 use crate::domain::{CustomerId, DeviceId, DeviceIdx, FaultCode, OFFLINE, SiteId, Tier};
 use crate::fleet::{Customer, Device, Fleet, Site};
 use crate::rules::{Cond, MetricDef, MetricType, Profile, Rule};
+use crate::tickets::sla::ClockSpec;
 
 /// Collects problems against the source they are in.
 struct Report<'a> {
@@ -28,12 +28,7 @@ struct Report<'a> {
 impl Report<'_> {
     fn at(&mut self, span: Range<usize>, message: impl Into<String>) {
         let (line, col) = self.src.line_col(span.start);
-        self.problems.push(Problem {
-            file: self.src.path.clone(),
-            line,
-            col,
-            message: message.into(),
-        });
+        self.problems.push(Problem { file: self.src.path.clone(), line, col, message: message.into() });
     }
 }
 
@@ -43,88 +38,74 @@ fn ms(d: Duration) -> i64 {
 
 /// Names that end up in MQTT topics and URLs: letters, digits, `-`, `_`, `.`.
 fn valid_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    !s.is_empty() && s.len() <= 64 && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
-pub(super) fn compile(
-    main: Source,
-    raw: RawConfig,
-    read: ReadFile<'_>,
-) -> Result<Config, ConfigError> {
+pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Result<Config, ConfigError> {
     let mut problems = Vec::new();
-    let base = main
-        .path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    let base = main.path.parent().map(Path::to_path_buf).unwrap_or_default();
 
     // Kind profiles: from the main file and from every included file.
     let mut kind_sources: Vec<(Source, BTreeMap<String, RawKind>)> = Vec::new();
+    let mut contract_sources: Vec<(Source, BTreeMap<String, RawContract>)> = Vec::new();
     for inc in &raw.include {
         let path = base.join(inc.get_ref());
         match read(&path) {
             Ok(text) => {
-                let src = Source {
-                    path: path.clone(),
-                    text,
-                };
-                match super::parse::<RawKindFile>(&src) {
-                    Ok(f) => kind_sources.push((src, f.kinds)),
+                let src = Source { path: path.clone(), text };
+                match super::parse::<RawIncluded>(&src) {
+                    Ok(f) => {
+                        contract_sources.push((src.clone(), f.contracts));
+                        kind_sources.push((src, f.kinds));
+                    }
                     Err(p) => problems.push(p),
                 }
             }
-            Err(e) => Report {
-                src: &main,
-                problems: &mut problems,
-            }
-            .at(
+            Err(e) => Report { src: &main, problems: &mut problems }.at(
                 inc.span(),
-                format!(
-                    "cannot read included file {}: {e}; include paths are relative to this file",
-                    path.display()
-                ),
+                format!("cannot read included file {}: {e}; include paths are relative to this file", path.display()),
             ),
         }
     }
     let RawConfig {
-        broker,
-        http,
-        store,
-        ingest,
-        tickets,
-        sites,
-        customers,
-        devices,
-        kinds,
-        ..
+        broker, http, store, ingest, tickets, sites, customers, devices, kinds, contracts, calendars, ..
     } = raw;
     kind_sources.push((main.clone(), kinds));
+    contract_sources.push((main.clone(), contracts));
+
+    // Business calendars.
+    let mut calendar_map: HashMap<String, Arc<Calendar>> = HashMap::new();
+    for (name, path) in &calendars {
+        let file = base.join(path.get_ref());
+        match read(&file) {
+            Ok(text) => match Calendar::parse(&text) {
+                Ok(c) => {
+                    calendar_map.insert(name.clone(), Arc::new(c));
+                }
+                Err(e) => {
+                    let src = Source { path: file.clone(), text };
+                    let mut r = Report { src: &src, problems: &mut problems };
+                    r.at(e.span.unwrap_or(0..0), e.message);
+                }
+            },
+            Err(e) => Report { src: &main, problems: &mut problems }.at(
+                path.span(),
+                format!("cannot read calendar {}: {e}; calendar paths are relative to this file", file.display()),
+            ),
+        }
+    }
 
     let mut profiles: Vec<Profile> = Vec::new();
     for (src, kinds) in &kind_sources {
         for (name, kind) in kinds {
-            let mut r = Report {
-                src,
-                problems: &mut problems,
-            };
+            let mut r = Report { src, problems: &mut problems };
             if profiles.iter().any(|p| &p.name == name) {
                 let span = kind.rules.first().map_or(0..0, |r| r.code.span());
-                r.at(
-                    span,
-                    format!("device kind `{name}` is defined twice; keep one [kinds.{name}] table"),
-                );
+                r.at(span, format!("device kind `{name}` is defined twice; keep one [kinds.{name}] table"));
                 continue;
             }
             if !valid_id(name) {
-                r.at(
-                    0..0,
-                    format!(
-                        "device kind name `{name}` may hold only letters, digits, `-`, `_` and `.`"
-                    ),
-                );
+                r.at(0..0, format!("device kind name `{name}` may hold only letters, digits, `-`, `_` and `.`"));
             }
             if let Some(p) = compile_kind(name, kind, &mut r) {
                 profiles.push(p);
@@ -132,10 +113,7 @@ pub(super) fn compile(
         }
     }
 
-    let mut r = Report {
-        src: &main,
-        problems: &mut problems,
-    };
+    let mut r = Report { src: &main, problems: &mut problems };
     let broker = compile_broker(broker, &base, &mut r);
     let http_listen = match &http.listen {
         Some(s) => parse_addr(s, &mut r),
@@ -143,12 +121,11 @@ pub(super) fn compile(
     };
     let store_path = base.join(store.path.as_deref().unwrap_or("aftercare.db"));
     let topic_prefix = match &ingest.topic_prefix {
-        Some(p)
-            if p.get_ref().is_empty()
-                || p.get_ref().contains(['+', '#'])
-                || p.get_ref().ends_with('/') =>
-        {
-            r.at(p.span(), "topic_prefix must be a plain topic level such as \"aftercare\" (no wildcards, no trailing /)");
+        Some(p) if p.get_ref().is_empty() || p.get_ref().contains(['+', '#']) || p.get_ref().ends_with('/') => {
+            r.at(
+                p.span(),
+                "topic_prefix must be a plain topic level such as \"aftercare\" (no wildcards, no trailing /)",
+            );
             String::new()
         }
         Some(p) => p.get_ref().clone(),
@@ -160,24 +137,15 @@ pub(super) fn compile(
             1
         }
         Some(s) => *s.get_ref(),
-        None => std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .clamp(1, 8),
+        None => std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8),
     };
     let ingest = IngestConfig {
         topic_prefix,
-        max_payload_bytes: ingest
-            .max_payload_bytes
-            .unwrap_or(64 * 1024)
-            .clamp(256, 1 << 20),
+        max_payload_bytes: ingest.max_payload_bytes.unwrap_or(64 * 1024).clamp(256, 1 << 20),
         shards,
         queue_capacity: ingest.queue_capacity.unwrap_or(16 * 1024).max(64),
     };
-    let tickets = TicketConfig {
-        reopen_window: tickets
-            .reopen_window
-            .map_or(Duration::from_secs(24 * 3600), |d| d.0),
-    };
+    let tickets = TicketConfig { reopen_window: tickets.reopen_window.map_or(Duration::from_secs(24 * 3600), |d| d.0) };
 
     // Sites, customers, devices.
     let mut site_list = Vec::new();
@@ -185,22 +153,13 @@ pub(super) fn compile(
     for s in sites {
         let id = s.id.get_ref();
         if !valid_id(id) {
-            r.at(
-                s.id.span(),
-                format!("site id `{id}` may hold only letters, digits, `-`, `_` and `.`"),
-            );
+            r.at(s.id.span(), format!("site id `{id}` may hold only letters, digits, `-`, `_` and `.`"));
         } else if !seen.insert(id.clone()) {
             r.at(s.id.span(), format!("site `{id}` is defined twice"));
         }
         let utc_offset = match &s.utc_offset {
             Some(o) => o.get_ref().parse::<FixedOffset>().unwrap_or_else(|_| {
-                r.at(
-                    o.span(),
-                    format!(
-                        "utc_offset `{}` is not an offset; write one such as \"+08:00\"",
-                        o.get_ref()
-                    ),
-                );
+                r.at(o.span(), format!("utc_offset `{}` is not an offset; write one such as \"+08:00\"", o.get_ref()));
                 FixedOffset::east_opt(0).expect("zero offset")
             }),
             None => FixedOffset::east_opt(8 * 3600).expect("valid offset"),
@@ -217,10 +176,7 @@ pub(super) fn compile(
     for c in customers {
         let id = c.id.get_ref();
         if !valid_id(id) {
-            r.at(
-                c.id.span(),
-                format!("customer id `{id}` may hold only letters, digits, `-`, `_` and `.`"),
-            );
+            r.at(c.id.span(), format!("customer id `{id}` may hold only letters, digits, `-`, `_` and `.`"));
         } else if !seen.insert(id.clone()) {
             r.at(c.id.span(), format!("customer `{id}` is defined twice"));
         }
@@ -239,7 +195,10 @@ pub(super) fn compile(
     for d in devices {
         let id = d.id.get_ref();
         if !valid_id(id) {
-            r.at(d.id.span(), format!("device id `{id}` may hold only letters, digits, `-`, `_` and `.` (it is a topic level)"));
+            r.at(
+                d.id.span(),
+                format!("device id `{id}` may hold only letters, digits, `-`, `_` and `.` (it is a topic level)"),
+            );
         } else if !seen.insert(id.clone()) {
             r.at(d.id.span(), format!("device `{id}` is defined twice"));
         }
@@ -257,10 +216,7 @@ pub(super) fn compile(
         if !site_ids.contains(d.site.get_ref().as_str()) {
             r.at(
                 d.site.span(),
-                format!(
-                    "device `{id}` names site `{}`, which no [[sites]] entry defines",
-                    d.site.get_ref()
-                ),
+                format!("device `{id}` names site `{}`, which no [[sites]] entry defines", d.site.get_ref()),
             );
         }
         if !customer_ids.contains(d.customer.get_ref().as_str()) {
@@ -275,7 +231,10 @@ pub(super) fn compile(
         let accepted_on = NaiveDate::parse_from_str(d.accepted_on.get_ref(), "%Y-%m-%d").unwrap_or_else(|_| {
             r.at(
                 d.accepted_on.span(),
-                format!("accepted_on `{}` is not a date; write the acceptance date as \"2025-03-01\"", d.accepted_on.get_ref()),
+                format!(
+                    "accepted_on `{}` is not a date; write the acceptance date as \"2025-03-01\"",
+                    d.accepted_on.get_ref()
+                ),
             );
             NaiveDate::default()
         });
@@ -292,6 +251,28 @@ pub(super) fn compile(
         });
     }
 
+    let mut contract_list = Vec::new();
+    let device_ids: HashSet<&str> = device_list.iter().map(|d| d.id.as_str()).collect();
+    let known = Known {
+        customers: &customer_ids,
+        sites: &site_ids,
+        kinds: &kind_names,
+        devices: &device_ids,
+        calendars: &calendar_map,
+    };
+    for (src, contracts) in &contract_sources {
+        for (id, c) in contracts {
+            let mut r = Report { src, problems: &mut problems };
+            if contract_list.iter().any(|k: &Contract| &k.id == id) {
+                r.at(c.customer.span(), format!("contract `{id}` is defined twice"));
+                continue;
+            }
+            if let Some(c) = compile_contract(id, c, &known, &mut r) {
+                contract_list.push(c);
+            }
+        }
+    }
+
     if !problems.is_empty() {
         problems.sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
         return Err(ConfigError(problems));
@@ -303,29 +284,19 @@ pub(super) fn compile(
         store_path,
         ingest,
         tickets,
-        fleet: Arc::new(Fleet::new(site_list, customer_list, device_list, profiles)),
+        fleet: Arc::new(Fleet::new(site_list, customer_list, device_list, profiles, contract_list)),
     })
 }
 
 fn list(names: &[&str]) -> String {
-    if names.is_empty() {
-        "(none defined)".to_string()
-    } else {
-        names.join(", ")
-    }
+    if names.is_empty() { "(none defined)".to_string() } else { names.join(", ") }
 }
 
 fn parse_addr(s: &Spanned<String>, r: &mut Report<'_>) -> Option<SocketAddr> {
     match s.get_ref().parse() {
         Ok(a) => Some(a),
         Err(_) => {
-            r.at(
-                s.span(),
-                format!(
-                    "`{}` is not a socket address; write one such as \"127.0.0.1:8080\"",
-                    s.get_ref()
-                ),
-            );
+            r.at(s.span(), format!("`{}` is not a socket address; write one such as \"127.0.0.1:8080\"", s.get_ref()));
             None
         }
     }
@@ -340,10 +311,7 @@ fn compile_broker(b: RawBroker, base: &Path, r: &mut Report<'_>) -> Option<Broke
         }
         (Some(false), None) => {
             let span = b.embedded.as_ref().map_or(0..0, |e| e.span());
-            r.at(
-                span,
-                "broker.embedded = false needs broker.url, such as url = \"mqtt://127.0.0.1:1883\"",
-            );
+            r.at(span, "broker.embedded = false needs broker.url, such as url = \"mqtt://127.0.0.1:1883\"");
             None
         }
         (_, Some(url)) => parse_broker_url(url, r).map(|(tls, host, port)| BrokerMode::External {
@@ -363,17 +331,10 @@ fn compile_broker(b: RawBroker, base: &Path, r: &mut Report<'_>) -> Option<Broke
         }
     };
     if let (Some(BrokerMode::External { .. }), Some(l)) = (&mode, &b.listen) {
-        r.at(
-            l.span(),
-            "broker.listen is for the embedded broker; with broker.url, remove it",
-        );
+        r.at(l.span(), "broker.listen is for the embedded broker; with broker.url, remove it");
     }
     let client_id = b.client_id.unwrap_or_else(|| "aftercare".to_string());
-    Some(BrokerConfig {
-        mode: mode?,
-        client_id,
-        keep_alive: b.keep_alive.map_or(Duration::from_secs(30), |d| d.0),
-    })
+    Some(BrokerConfig { mode: mode?, client_id, keep_alive: b.keep_alive.map_or(Duration::from_secs(30), |d| d.0) })
 }
 
 fn parse_broker_url(url: &Spanned<String>, r: &mut Report<'_>) -> Option<(bool, String, u16)> {
@@ -383,25 +344,22 @@ fn parse_broker_url(url: &Spanned<String>, r: &mut Report<'_>) -> Option<(bool, 
     } else if let Some(rest) = s.strip_prefix("mqtts://") {
         (true, rest)
     } else {
-        r.at(url.span(), format!("broker url `{s}` must start with mqtt:// or mqtts://, as in \"mqtt://127.0.0.1:1883\""));
+        r.at(
+            url.span(),
+            format!("broker url `{s}` must start with mqtt:// or mqtts://, as in \"mqtt://127.0.0.1:1883\""),
+        );
         return None;
     };
     let rest = rest.trim_end_matches('/');
     if rest.contains('@') {
-        r.at(
-            url.span(),
-            "put credentials in broker.username and broker.password, not in the url",
-        );
+        r.at(url.span(), "put credentials in broker.username and broker.password, not in the url");
         return None;
     }
     let (host, port) = match rest.rsplit_once(':') {
         Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => match p.parse::<u16>() {
             Ok(p) => (h, p),
             Err(_) => {
-                r.at(
-                    url.span(),
-                    format!("`{p}` is not a port number in broker url `{s}`"),
-                );
+                r.at(url.span(), format!("`{p}` is not a port number in broker url `{s}`"));
                 return None;
             }
         },
@@ -411,13 +369,7 @@ fn parse_broker_url(url: &Spanned<String>, r: &mut Report<'_>) -> Option<(bool, 
         r.at(url.span(), format!("broker url `{s}` has no host"));
         return None;
     }
-    Some((
-        tls,
-        host.trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string(),
-        port,
-    ))
+    Some((tls, host.trim_start_matches('[').trim_end_matches(']').to_string(), port))
 }
 
 /// Compiles one device kind; `None` when it has problems (already reported).
@@ -441,30 +393,15 @@ fn compile_kind(name: &str, k: &RawKind, r: &mut Report<'_>) -> Option<Profile> 
     let mut code_names = Vec::new();
     for c in &k.codes {
         if codes.len() >= 64 {
-            r.at(
-                c.span(),
-                "a device kind can declare at most 64 device codes",
-            );
+            r.at(c.span(), "a device kind can declare at most 64 device codes");
             break;
         }
-        if codes
-            .insert(c.get_ref().clone(), code_names.len() as u8)
-            .is_some()
-        {
-            r.at(
-                c.span(),
-                format!("device code `{}` is listed twice", c.get_ref()),
-            );
+        if codes.insert(c.get_ref().clone(), code_names.len() as u8).is_some() {
+            r.at(c.span(), format!("device code `{}` is listed twice", c.get_ref()));
         }
         code_names.push(c.get_ref().clone());
     }
-    let mut cx = KindCx {
-        kind: name,
-        metric_index: &metric_index,
-        metrics: &metrics,
-        codes: &codes,
-        rate_slots: 0,
-    };
+    let mut cx = KindCx { kind: name, metric_index: &metric_index, metrics: &metrics, codes: &codes, rate_slots: 0 };
     let mut rules = Vec::new();
     let mut seen = HashSet::new();
     for rule in &k.rules {
@@ -474,10 +411,7 @@ fn compile_kind(name: &str, k: &RawKind, r: &mut Report<'_>) -> Option<Profile> 
     }
     let mut stuck_tolerance = vec![0.0; metrics.len()];
     for rule in &k.rules {
-        for c in [Some(&rule.raise), rule.clear.as_ref(), rule.when.as_ref()]
-            .into_iter()
-            .flatten()
-        {
+        for c in [Some(&rule.raise), rule.clear.as_ref(), rule.when.as_ref()].into_iter().flatten() {
             collect_stuck(c, &metric_index, &mut stuck_tolerance);
         }
     }
@@ -497,9 +431,7 @@ fn compile_kind(name: &str, k: &RawKind, r: &mut Report<'_>) -> Option<Profile> 
         rate_slots,
         heartbeat_ms: ms(k.heartbeat.0),
         offline_tier: Tier::Main,
-        offline_major_after_ms: ms(k
-            .offline_major_after
-            .map_or(Duration::from_secs(600), |d| d.0)),
+        offline_major_after_ms: ms(k.offline_major_after.map_or(Duration::from_secs(600), |d| d.0)),
         offline_title: format!("{} offline", k.title),
     })
 }
@@ -532,13 +464,7 @@ impl KindCx<'_> {
     fn metric(&self, m: &Spanned<String>, r: &mut Report<'_>) -> Option<u16> {
         match self.metric_index.get(m.get_ref()) {
             Some(&i) if self.metrics[i as usize].ty == MetricType::Text => {
-                r.at(
-                    m.span(),
-                    format!(
-                        "metric `{}` is text; rules compare numbers and booleans only",
-                        m.get_ref()
-                    ),
-                );
+                r.at(m.span(), format!("metric `{}` is text; rules compare numbers and booleans only", m.get_ref()));
                 None
             }
             Some(&i) => Some(i),
@@ -560,37 +486,23 @@ impl KindCx<'_> {
     }
 }
 
-fn compile_rule(
-    rule: &RawRule,
-    cx: &mut KindCx<'_>,
-    seen: &mut HashSet<String>,
-    r: &mut Report<'_>,
-) -> Option<Rule> {
+fn compile_rule(rule: &RawRule, cx: &mut KindCx<'_>, seen: &mut HashSet<String>, r: &mut Report<'_>) -> Option<Rule> {
     let code = rule.code.get_ref();
     if !valid_id(code) {
-        r.at(
-            rule.code.span(),
-            format!("fault code `{code}` may hold only letters, digits, `-`, `_` and `.`"),
-        );
+        r.at(rule.code.span(), format!("fault code `{code}` may hold only letters, digits, `-`, `_` and `.`"));
     }
     if code == OFFLINE {
-        r.at(rule.code.span(), "`offline` is built in (set heartbeat and offline_major_after on the kind); use another code");
-    }
-    if !seen.insert(code.clone()) {
         r.at(
             rule.code.span(),
-            format!(
-                "fault code `{code}` is used by two rules of kind `{}`",
-                cx.kind
-            ),
+            "`offline` is built in (set heartbeat and offline_major_after on the kind); use another code",
         );
+    }
+    if !seen.insert(code.clone()) {
+        r.at(rule.code.span(), format!("fault code `{code}` is used by two rules of kind `{}`", cx.kind));
     }
     let tier = Tier::from_number(*rule.tier.get_ref() as i64);
     if tier.is_none() {
-        r.at(
-            rule.tier.span(),
-            "tier must be 1 (major), 2 (main) or 3 (minor)",
-        );
+        r.at(rule.tier.span(), "tier must be 1 (major), 2 (main) or 3 (minor)");
     }
     let when = rule.when.as_ref().map(|c| compile_cond(c, cx, r));
     let raise = compile_cond(&rule.raise, cx, r);
@@ -615,48 +527,30 @@ fn compile_rule(
 
 fn compile_cond(c: &RawCond, cx: &mut KindCx<'_>, r: &mut Report<'_>) -> Option<Cond> {
     Some(match c {
-        RawCond::Threshold(t) => Cond::Threshold {
-            metric: cx.metric(&t.metric, r)?,
-            op: t.op,
-            value: t.value.0,
-        },
+        RawCond::Threshold(t) => Cond::Threshold { metric: cx.metric(&t.metric, r)?, op: t.op, value: t.value.0 },
         RawCond::Range(t) => {
             let metric = cx.metric(&t.metric, r)?;
             if t.min.0 > t.max.0 {
                 r.at(
                     t.metric.span(),
-                    format!(
-                        "range on `{}` has min {} above max {}",
-                        t.metric.get_ref(),
-                        t.min.0,
-                        t.max.0
-                    ),
+                    format!("range on `{}` has min {} above max {}", t.metric.get_ref(), t.min.0, t.max.0),
                 );
                 return None;
             }
-            Cond::Range {
-                metric,
-                min: t.min.0,
-                max: t.max.0,
-                outside: t.outside,
-            }
+            Cond::Range { metric, min: t.min.0, max: t.max.0, outside: t.outside }
         }
         RawCond::Rate(t) => {
             let metric = cx.metric(&t.metric, r)?;
             if t.per.0.is_zero() || t.window.0.is_zero() {
-                r.at(t.metric.span(), "a rate needs a non-zero `per` and `window`, such as per = \"1h\", window = \"30m\"");
+                r.at(
+                    t.metric.span(),
+                    "a rate needs a non-zero `per` and `window`, such as per = \"1h\", window = \"30m\"",
+                );
                 return None;
             }
             let slot = cx.rate_slots;
             cx.rate_slots += 1;
-            Cond::Rate {
-                metric,
-                op: t.op,
-                value: t.value.0,
-                per_ms: ms(t.per.0),
-                window_ms: ms(t.window.0),
-                slot,
-            }
+            Cond::Rate { metric, op: t.op, value: t.value.0, per_ms: ms(t.per.0), window_ms: ms(t.window.0), slot }
         }
         RawCond::Stuck(t) => Cond::Stuck {
             metric: cx.metric(&t.metric, r)?,
@@ -665,21 +559,11 @@ fn compile_cond(c: &RawCond, cx: &mut KindCx<'_>, r: &mut Report<'_>) -> Option<
         },
         RawCond::Difference(p) => {
             let (a, b) = (cx.metric(&p.a, r), cx.metric(&p.b, r));
-            Cond::Difference {
-                a: a?,
-                b: b?,
-                op: p.op,
-                value: p.value.0,
-            }
+            Cond::Difference { a: a?, b: b?, op: p.op, value: p.value.0 }
         }
         RawCond::Ratio(p) => {
             let (a, b) = (cx.metric(&p.a, r), cx.metric(&p.b, r));
-            Cond::Ratio {
-                a: a?,
-                b: b?,
-                op: p.op,
-                value: p.value.0,
-            }
+            Cond::Ratio { a: a?, b: b?, op: p.op, value: p.value.0 }
         }
         RawCond::Flag(f) => {
             let metric = cx.metric(&f.metric, r)?;
@@ -687,58 +571,154 @@ fn compile_cond(c: &RawCond, cx: &mut KindCx<'_>, r: &mut Report<'_>) -> Option<
                 r.at(f.bit.span(), "bit must be 0..=31");
                 return None;
             }
-            Cond::Flag {
-                metric,
-                bit: *f.bit.get_ref(),
-                set: f.set,
-            }
+            Cond::Flag { metric, bit: *f.bit.get_ref(), set: f.set }
         }
-        RawCond::Code(c) => {
-            match cx.codes.get(c.code.get_ref()) {
-                Some(&code) => Cond::Code { code },
-                None => {
-                    r.at(
+        RawCond::Code(c) => match cx.codes.get(c.code.get_ref()) {
+            Some(&code) => Cond::Code { code },
+            None => {
+                r.at(
                     c.code.span(),
-                    format!("device code `{}` is not declared; add it to `codes = [...]` of kind `{}`", c.code.get_ref(), cx.kind),
+                    format!(
+                        "device code `{}` is not declared; add it to `codes = [...]` of kind `{}`",
+                        c.code.get_ref(),
+                        cx.kind
+                    ),
                 );
-                    return None;
-                }
+                return None;
             }
-        }
-        RawCond::NoData(n) => Cond::NoData {
-            metric: cx.metric(&n.metric, r)?,
-            for_ms: ms(n.for_.0),
         },
+        RawCond::NoData(n) => Cond::NoData { metric: cx.metric(&n.metric, r)?, for_ms: ms(n.for_.0) },
         RawCond::All(cs) | RawCond::Any(cs) => {
             let parts: Vec<Option<Cond>> = cs.iter().map(|c| compile_cond(c, cx, r)).collect();
             let parts: Option<Vec<Cond>> = parts.into_iter().collect();
-            if matches!(c, RawCond::All(_)) {
-                Cond::All(parts?)
-            } else {
-                Cond::Any(parts?)
-            }
+            if matches!(c, RawCond::All(_)) { Cond::All(parts?) } else { Cond::Any(parts?) }
         }
         RawCond::Not(inner) => Cond::Not(Box::new(compile_cond(inner, cx, r)?)),
     })
 }
 
+/// What contracts may refer to.
+struct Known<'a> {
+    customers: &'a HashSet<&'a str>,
+    sites: &'a HashSet<&'a str>,
+    kinds: &'a [&'a str],
+    devices: &'a HashSet<&'a str>,
+    calendars: &'a HashMap<String, Arc<Calendar>>,
+}
+
+fn parse_day(s: &Spanned<String>, what: &str, r: &mut Report<'_>) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(s.get_ref(), "%Y-%m-%d").ok().or_else(|| {
+        r.at(s.span(), format!("{what} `{}` is not a date; write it as \"2026-01-01\"", s.get_ref()));
+        None
+    })
+}
+
+fn hours_basis(h: &Spanned<String>, r: &mut Report<'_>) -> Option<bool> {
+    match h.get_ref().as_str() {
+        "7x24" => Some(false),
+        "business" => Some(true),
+        other => {
+            r.at(h.span(), format!("hours = `{other}`: write \"7x24\" or \"business\""));
+            None
+        }
+    }
+}
+
+fn compile_contract(id: &str, c: &RawContract, k: &Known<'_>, r: &mut Report<'_>) -> Option<Contract> {
+    let before = r.problems.len();
+    if !valid_id(id) {
+        r.at(c.customer.span(), format!("contract id `{id}` may hold only letters, digits, `-`, `_` and `.`"));
+    }
+    if !k.customers.contains(c.customer.get_ref().as_str()) {
+        r.at(
+            c.customer.span(),
+            format!("contract `{id}` names customer `{}`, which no [[customers]] entry defines", c.customer.get_ref()),
+        );
+    }
+    let starts = parse_day(&c.starts, "starts", r);
+    let ends = c.ends.as_ref().and_then(|e| parse_day(e, "ends", r));
+    if let (Some(s), Some(e), Some(span)) = (starts, ends, c.ends.as_ref().map(|e| e.span()))
+        && e < s
+    {
+        r.at(span, format!("contract `{id}` ends ({e}) before it starts ({s})"));
+    }
+    let calendar = match &c.calendar {
+        Some(name) => match k.calendars.get(name.get_ref()) {
+            Some(cal) => Some(Arc::clone(cal)),
+            None => {
+                let names: Vec<&str> = k.calendars.keys().map(String::as_str).collect();
+                r.at(
+                    name.span(),
+                    format!("calendar `{}` is not listed under [calendars]; known: {}", name.get_ref(), list(&names)),
+                );
+                None
+            }
+        },
+        None => None,
+    };
+    let business = c.hours.as_ref().map_or(Some(false), |h| hours_basis(h, r)).unwrap_or(false);
+    let mut check = |list: &[Spanned<String>], ok: &dyn Fn(&str) -> bool, what: &str| -> Vec<String> {
+        for s in list {
+            if !ok(s.get_ref()) {
+                r.at(s.span(), format!("contract `{id}` covers {what} `{}`, which is not configured", s.get_ref()));
+            }
+        }
+        list.iter().map(|s| s.get_ref().clone()).collect()
+    };
+    let covers = Covers {
+        sites: check(&c.covers.sites, &|s| k.sites.contains(s), "site"),
+        kinds: check(&c.covers.kinds, &|s| k.kinds.contains(&s), "kind"),
+        devices: check(&c.covers.devices, &|s| k.devices.contains(s), "device"),
+    };
+    let mut tiers: [TierClocks; 3] = Default::default();
+    for (i, t) in [&c.tier1, &c.tier2, &c.tier3].into_iter().enumerate() {
+        let Some(t) = t else { continue };
+        let business = t.hours.as_ref().map_or(Some(business), |h| hours_basis(h, r)).unwrap_or(business);
+        let mut clock = |s: &Option<Spanned<String>>| -> Option<ClockSpec> {
+            let s = s.as_ref()?;
+            match ClockSpec::parse(s.get_ref(), business) {
+                Ok(spec) if spec.needs_calendar() && calendar.is_none() => {
+                    r.at(
+                        s.span(),
+                        format!("`{}` counts business time; name a calendar with calendar = \"…\"", s.get_ref()),
+                    );
+                    None
+                }
+                Ok(spec) => Some(spec),
+                Err(e) => {
+                    r.at(s.span(), e);
+                    None
+                }
+            }
+        };
+        tiers[i] =
+            TierClocks { acknowledge: clock(&t.acknowledge), on_site: clock(&t.on_site), resolve: clock(&t.resolve) };
+    }
+    if r.problems.len() > before {
+        return None;
+    }
+    Some(Contract {
+        id: id.to_string(),
+        title: c.title.clone(),
+        customer: CustomerId(c.customer.get_ref().clone()),
+        starts: starts?,
+        ends,
+        calendar,
+        covers,
+        tiers,
+    })
+}
+
 /// Compiles the `[kinds.*]` tables of one profile file.
 pub(super) fn compile_kind_file(src: &Source) -> Result<Vec<Profile>, ConfigError> {
-    let file: RawKindFile = super::parse(src).map_err(|p| ConfigError(vec![p]))?;
+    let file: RawIncluded = super::parse(src).map_err(|p| ConfigError(vec![p]))?;
     let mut problems = Vec::new();
     let mut out = Vec::new();
     for (name, kind) in &file.kinds {
-        let mut r = Report {
-            src,
-            problems: &mut problems,
-        };
+        let mut r = Report { src, problems: &mut problems };
         if let Some(p) = compile_kind(name, kind, &mut r) {
             out.push(p);
         }
     }
-    if problems.is_empty() {
-        Ok(out)
-    } else {
-        Err(ConfigError(problems))
-    }
+    if problems.is_empty() { Ok(out) } else { Err(ConfigError(problems)) }
 }

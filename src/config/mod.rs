@@ -44,14 +44,7 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file.display(),
-            self.line,
-            self.col,
-            self.message
-        )
+        write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.col, self.message)
     }
 }
 
@@ -62,11 +55,7 @@ pub struct ConfigError(pub Vec<Problem>);
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
-        writeln!(
-            f,
-            "{n} problem{} in the configuration:",
-            if n == 1 { "" } else { "s" }
-        )?;
+        writeln!(f, "{n} problem{} in the configuration:", if n == 1 { "" } else { "s" })?;
         for p in &self.0 {
             writeln!(f, "  {p}")?;
         }
@@ -141,36 +130,22 @@ impl Config {
                 message: format!("cannot read the file: {e}"),
             }])
         })?;
-        let main = Source {
-            path: path.to_path_buf(),
-            text,
-        };
+        let main = Source { path: path.to_path_buf(), text };
         let raw: RawConfig = parse(&main).map_err(|p| ConfigError(vec![p]))?;
         compile::compile(main, raw, read)
     }
 }
 
 /// Compiles a file of device kind profiles (`[kinds.NAME]` tables) given as text.
-pub fn profiles_from_str(
-    name: &str,
-    text: &str,
-) -> Result<Vec<crate::rules::Profile>, ConfigError> {
-    compile::compile_kind_file(&Source {
-        path: PathBuf::from(name),
-        text: text.to_string(),
-    })
+pub fn profiles_from_str(name: &str, text: &str) -> Result<Vec<crate::rules::Profile>, ConfigError> {
+    compile::compile_kind_file(&Source { path: PathBuf::from(name), text: text.to_string() })
 }
 
 /// Parses a source as TOML into `T`, turning serde's error into a [`Problem`] with a line.
 pub(crate) fn parse<T: serde::de::DeserializeOwned>(src: &Source) -> Result<T, Problem> {
     toml::from_str(&src.text).map_err(|e| {
         let (line, col) = e.span().map_or((0, 0), |s| src.line_col(s.start));
-        Problem {
-            file: src.path.clone(),
-            line,
-            col,
-            message: e.message().trim().to_string(),
-        }
+        Problem { file: src.path.clone(), line, col, message: e.message().trim().to_string() }
     })
 }
 

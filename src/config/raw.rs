@@ -27,9 +27,7 @@ impl<'de> Deserialize<'de> for Dur {
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Dur, E> {
                 humantime::parse_duration(s.trim()).map(Dur).map_err(|e| {
-                    E::custom(format!(
-                        r#"`{s}` is not a duration ({e}); write one such as "30s", "15m" or "2h""#
-                    ))
+                    E::custom(format!(r#"`{s}` is not a duration ({e}); write one such as "30s", "15m" or "2h""#))
                 })
             }
         }
@@ -90,13 +88,63 @@ pub struct RawConfig {
     pub devices: Vec<RawDevice>,
     #[serde(default)]
     pub kinds: BTreeMap<String, RawKind>,
+    #[serde(default)]
+    pub contracts: BTreeMap<String, RawContract>,
+    /// Business calendars by name: file paths relative to this file.
+    #[serde(default)]
+    pub calendars: BTreeMap<String, Spanned<String>>,
 }
 
-/// An included file: device kind profiles only.
+/// An included file: device kind profiles and service contracts.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawKindFile {
+pub struct RawIncluded {
+    #[serde(default)]
     pub kinds: BTreeMap<String, RawKind>,
+    #[serde(default)]
+    pub contracts: BTreeMap<String, RawContract>,
+}
+
+/// A service contract: which devices it covers and the clocks it promises per tier.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawContract {
+    pub customer: Spanned<String>,
+    pub title: String,
+    /// First and last day in force, "YYYY-MM-DD"; no end: open-ended.
+    pub starts: Spanned<String>,
+    pub ends: Option<Spanned<String>>,
+    /// A calendar named under [calendars], for business hours and working days.
+    pub calendar: Option<Spanned<String>>,
+    /// How bare durations count: "7x24" (the default) or "business".
+    pub hours: Option<Spanned<String>>,
+    #[serde(default)]
+    pub covers: RawCovers,
+    pub tier1: Option<RawTier>,
+    pub tier2: Option<RawTier>,
+    pub tier3: Option<RawTier>,
+}
+
+/// Empty lists cover all of the customer's devices.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCovers {
+    #[serde(default)]
+    pub sites: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub kinds: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub devices: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTier {
+    pub acknowledge: Option<Spanned<String>>,
+    pub on_site: Option<Spanned<String>>,
+    pub resolve: Option<Spanned<String>>,
+    /// Overrides the contract's `hours` for this tier.
+    pub hours: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

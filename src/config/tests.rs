@@ -21,12 +21,15 @@ fn every_file_in_config_loads() {
                 continue;
             }
             let text = std::fs::read_to_string(&path).unwrap();
-            if path.parent().is_some_and(|p| p.ends_with("calendars")) {
-                crate::calendar::Calendar::parse(&text)
-                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            if path.parent().is_some_and(|p| p.ends_with("contracts")) {
+                // Contracts name customers: they are loaded through the demo config (next test).
+                let included = std::fs::read_to_string(config_dir().join("demo.toml")).unwrap();
+                let name = path.file_name().unwrap().to_string_lossy().to_string();
+                assert!(included.contains(&format!("contracts/{name}")), "demo.toml does not include {name}");
+            } else if path.parent().is_some_and(|p| p.ends_with("calendars")) {
+                crate::calendar::Calendar::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             } else if text.contains("[kinds.") && !text.contains("include") {
-                let p = profiles_from_str(&path.display().to_string(), &text)
-                    .unwrap_or_else(|e| panic!("{e}"));
+                let p = profiles_from_str(&path.display().to_string(), &text).unwrap_or_else(|e| panic!("{e}"));
                 assert!(!p.is_empty(), "{}", path.display());
             } else {
                 Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
@@ -49,14 +52,25 @@ fn the_demo_config_built_into_the_binary_loads() {
 }
 
 #[test]
+fn every_shipped_contract_loads_with_clocks_for_every_tier() {
+    let c = crate::demo::config().unwrap();
+    let mut ids: Vec<&str> = c.fleet.contracts.iter().map(|k| k.id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["detailed-plan", "led-displays", "lighting", "recorders-tender", "solar-heaters"]);
+    for k in &c.fleet.contracts {
+        for (i, t) in k.tiers.iter().enumerate() {
+            assert!(t.acknowledge.is_some() && t.resolve.is_some(), "{} tier {}", k.id, i + 1);
+        }
+        assert!(k.calendar.is_some(), "{}", k.id);
+    }
+}
+
+#[test]
 fn shipped_profiles_have_the_faults_and_tiers_the_contracts_name() {
     let c = crate::demo::config().unwrap();
     let tier = |kind: &str, code: &str| {
         let p = c.fleet.kinds.iter().find(|k| k.name == kind).unwrap();
-        p.rule(code)
-            .unwrap_or_else(|| panic!("{kind} has no rule {code}"))
-            .tier
-            .number()
+        p.rule(code).unwrap_or_else(|| panic!("{kind} has no rule {code}")).tier.number()
     };
     let want = [
         ("recorder", "storage_failure", 1),
@@ -93,14 +107,9 @@ fn shipped_profiles_have_the_faults_and_tiers_the_contracts_name() {
 
 /// Loads `main` (with the given extra files beside it) and returns the problems as `file:line: message` lines.
 fn problems(main: &str, extra: &[(&str, &str)]) -> Vec<String> {
-    let files: Vec<(String, String)> =
-        std::iter::once(("cfg/main.toml".to_string(), main.to_string()))
-            .chain(
-                extra
-                    .iter()
-                    .map(|(n, t)| (format!("cfg/{n}"), t.to_string())),
-            )
-            .collect();
+    let files: Vec<(String, String)> = std::iter::once(("cfg/main.toml".to_string(), main.to_string()))
+        .chain(extra.iter().map(|(n, t)| (format!("cfg/{n}"), t.to_string())))
+        .collect();
     let read = |p: &Path| {
         let key = p.to_string_lossy().to_string();
         files
@@ -111,11 +120,7 @@ fn problems(main: &str, extra: &[(&str, &str)]) -> Vec<String> {
     };
     match Config::load_with(Path::new("cfg/main.toml"), &read) {
         Ok(_) => vec![],
-        Err(e) => {
-            e.0.iter()
-                .map(|p| format!("{}:{}: {}", p.file.display(), p.line, p.message))
-                .collect()
-        }
+        Err(e) => e.0.iter().map(|p| format!("{}:{}: {}", p.file.display(), p.line, p.message)).collect(),
     }
 }
 
@@ -152,10 +157,7 @@ fn syntax_and_unknown_keys_are_reported_with_their_line() {
     assert!(p[0].starts_with("cfg/main.toml:2: "), "{p:?}");
     let p = problems("[tickets]\nreopen_window = \"soon\"\n", &[]);
     assert_eq!(p.len(), 1);
-    assert!(
-        p[0].starts_with("cfg/main.toml:2: ") && p[0].contains(r#"write one such as "30s""#),
-        "{p:?}"
-    );
+    assert!(p[0].starts_with("cfg/main.toml:2: ") && p[0].contains(r#"write one such as "30s""#), "{p:?}");
 }
 
 #[test]
@@ -238,7 +240,10 @@ raise = {{ code = {{ code = "E9" }} }}
     );
     let p = problems("include = [\"pump.toml\"]\n", &[("pump.toml", &bad_op)]);
     assert_eq!(p.len(), 1);
-    assert!(p[0].starts_with("cfg/pump.toml:13: unknown variant `=>`, expected one of `<`, `<=`, `>`, `>=`, `==`, `!=`"), "{p:?}");
+    assert!(
+        p[0].starts_with("cfg/pump.toml:13: unknown variant `=>`, expected one of `<`, `<=`, `>`, `>=`, `==`, `!=`"),
+        "{p:?}"
+    );
 }
 
 #[test]
@@ -247,63 +252,31 @@ fn broker_settings_are_checked() {
         let p = problems(text, &[]);
         assert!(p.len() == 1 && p[0].contains(want), "{text}: {p:?}");
     };
-    check(
-        "[broker]\nembedded = true\nurl = \"mqtt://h:1883\"\n",
-        "remove url, or set embedded = false",
-    );
+    check("[broker]\nembedded = true\nurl = \"mqtt://h:1883\"\n", "remove url, or set embedded = false");
     check("[broker]\nembedded = false\n", "needs broker.url");
-    check(
-        "[broker]\nurl = \"tcp://h:1883\"\n",
-        "must start with mqtt:// or mqtts://",
-    );
-    check(
-        "[broker]\nurl = \"mqtt://u:p@h:1883\"\n",
-        "put credentials in broker.username",
-    );
-    check(
-        "[broker]\nurl = \"mqtt://h:99999\"\n",
-        "is not a port number",
-    );
-    check(
-        "[broker]\nurl = \"mqtt://h\"\nlisten = \"127.0.0.1:1883\"\n",
-        "broker.listen is for the embedded broker",
-    );
-    check(
-        "[broker]\nlisten = \"localhost\"\n",
-        "is not a socket address",
-    );
+    check("[broker]\nurl = \"tcp://h:1883\"\n", "must start with mqtt:// or mqtts://");
+    check("[broker]\nurl = \"mqtt://u:p@h:1883\"\n", "put credentials in broker.username");
+    check("[broker]\nurl = \"mqtt://h:99999\"\n", "is not a port number");
+    check("[broker]\nurl = \"mqtt://h\"\nlisten = \"127.0.0.1:1883\"\n", "broker.listen is for the embedded broker");
+    check("[broker]\nlisten = \"localhost\"\n", "is not a socket address");
 }
 
 #[test]
 fn broker_urls_parse() {
     let read = |_: &Path| {
-        Ok(
-            "[broker]\nurl = \"mqtts://broker.example.net\"\nusername = \"u\"\npassword = \"p\"\n"
-                .to_string(),
-        )
+        Ok("[broker]\nurl = \"mqtts://broker.example.net\"\nusername = \"u\"\npassword = \"p\"\n".to_string())
     };
     let c = Config::load_with(Path::new("a.toml"), &read).unwrap();
     match c.broker.mode {
-        BrokerMode::External {
-            tls,
-            host,
-            port,
-            username,
-            ..
-        } => {
+        BrokerMode::External { tls, host, port, username, .. } => {
             assert!(tls);
-            assert_eq!(
-                (host.as_str(), port, username.as_deref()),
-                ("broker.example.net", 8883, Some("u"))
-            );
+            assert_eq!((host.as_str(), port, username.as_deref()), ("broker.example.net", 8883, Some("u")));
         }
         m => panic!("{m:?}"),
     }
     let read = |_: &Path| Ok("[broker]\nurl = \"mqtt://[::1]:1884\"\n".to_string());
     let c = Config::load_with(Path::new("a.toml"), &read).unwrap();
-    assert!(
-        matches!(c.broker.mode, BrokerMode::External { tls: false, ref host, port: 1884, .. } if host == "::1")
-    );
+    assert!(matches!(c.broker.mode, BrokerMode::External { tls: false, ref host, port: 1884, .. } if host == "::1"));
 }
 
 #[test]
@@ -311,4 +284,47 @@ fn secrets_are_not_printed() {
     let read = |_: &Path| Ok("[broker]\nurl = \"mqtt://h\"\npassword = \"hunter2\"\n".to_string());
     let c = Config::load_with(Path::new("a.toml"), &read).unwrap();
     assert!(!format!("{c:?}").contains("hunter2"));
+}
+
+#[test]
+fn contract_mistakes_are_reported_with_their_line() {
+    let main = r#"include = ["c.toml"]
+[calendars]
+cn = "cal.toml"
+[[sites]]
+id = "s1"
+[[customers]]
+id = "c1"
+"#;
+    let cal = "name = \"cn\"\nworkdays = [\"mon\"]\n[hours]\nmon = [\"09:00-17:00\"]\n";
+    let contract = r#"[contracts.k]
+customer = "c2"
+title = "K"
+starts = "2026-01-01"
+ends = "2025-01-01"
+calendar = "cn-2099"
+covers = { sites = ["s9"] }
+[contracts.k.tier1]
+acknowledge = "soon"
+resolve = "3 working days"
+[contracts.j]
+customer = "c1"
+title = "J"
+starts = "2026-01-01"
+[contracts.j.tier2]
+acknowledge = "2h business"
+"#;
+    let p = problems(main, &[("c.toml", contract), ("cal.toml", cal)]);
+    assert_eq!(
+        p,
+        vec![
+            "cfg/c.toml:2: contract `k` names customer `c2`, which no [[customers]] entry defines",
+            "cfg/c.toml:5: contract `k` ends (2025-01-01) before it starts (2026-01-01)",
+            "cfg/c.toml:6: calendar `cn-2099` is not listed under [calendars]; known: cn",
+            "cfg/c.toml:7: contract `k` covers site `s9`, which is not configured",
+            "cfg/c.toml:9: `soon` is not a clock; write a clock such as \"15m\", \"24h\", \"4h business\" or \"3 working days\"",
+            "cfg/c.toml:10: `3 working days` counts business time; name a calendar with calendar = \"…\"",
+            "cfg/c.toml:16: `2h business` counts business time; name a calendar with calendar = \"…\"",
+        ]
+    );
 }

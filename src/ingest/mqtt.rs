@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use rumqttc::{
-    AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport,
-};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 use secrecy::ExposeSecret;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -29,49 +27,27 @@ const MAX_PACKET: usize = 1 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum MqttSetupError {
     #[error("reading the broker's CA file {path}: {source}")]
-    CaFile {
-        path: String,
-        source: std::io::Error,
-    },
+    CaFile { path: String, source: std::io::Error },
     #[error("the broker's CA file {0} holds no usable certificate")]
     NoCerts(String),
 }
 
 /// Client options for the configured broker; `embedded` is the embedded broker's real address.
-pub fn options(
-    cfg: &BrokerConfig,
-    embedded: Option<std::net::SocketAddr>,
-) -> Result<MqttOptions, MqttSetupError> {
+pub fn options(cfg: &BrokerConfig, embedded: Option<std::net::SocketAddr>) -> Result<MqttOptions, MqttSetupError> {
     let mut opts = match (&cfg.mode, embedded) {
-        (BrokerMode::External { host, port, .. }, _) => {
-            MqttOptions::new(&cfg.client_id, host, *port)
-        }
+        (BrokerMode::External { host, port, .. }, _) => MqttOptions::new(&cfg.client_id, host, *port),
         (BrokerMode::Embedded { listen }, real) => {
             let addr = real.unwrap_or(*listen);
-            let host = if addr.ip().is_unspecified() {
-                "127.0.0.1".to_string()
-            } else {
-                addr.ip().to_string()
-            };
+            let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
             MqttOptions::new(&cfg.client_id, host, addr.port())
         }
     };
     opts.set_keep_alive(cfg.keep_alive);
     opts.set_max_packet_size(MAX_PACKET, 64 * 1024);
     opts.set_clean_session(true);
-    if let BrokerMode::External {
-        tls,
-        username,
-        password,
-        ca_file,
-        ..
-    } = &cfg.mode
-    {
+    if let BrokerMode::External { tls, username, password, ca_file, .. } = &cfg.mode {
         if let Some(u) = username {
-            let p = password
-                .as_ref()
-                .map(|p| p.expose_secret().to_string())
-                .unwrap_or_default();
+            let p = password.as_ref().map(|p| p.expose_secret().to_string()).unwrap_or_default();
             opts.set_credentials(u, p);
         }
         if *tls {
@@ -88,11 +64,10 @@ fn tls_config(ca_file: Option<&std::path::Path>) -> Result<TlsConfiguration, Mqt
     match ca_file {
         Some(path) => {
             let name = path.display().to_string();
-            let certs =
-                CertificateDer::pem_file_iter(path).map_err(|e| MqttSetupError::CaFile {
-                    path: name.clone(),
-                    source: std::io::Error::other(e.to_string()),
-                })?;
+            let certs = CertificateDer::pem_file_iter(path).map_err(|e| MqttSetupError::CaFile {
+                path: name.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
             for c in certs.flatten() {
                 let _ = roots.add(c);
             }
@@ -106,9 +81,7 @@ fn tls_config(ca_file: Option<&std::path::Path>) -> Result<TlsConfiguration, Mqt
             }
         }
     }
-    let cfg = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let cfg = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
     Ok(TlsConfiguration::Rustls(Arc::new(cfg)))
 }
 
@@ -132,12 +105,7 @@ impl Router {
             Err(r) => {
                 self.metrics.reject(r.label());
                 if let Some(held) = ROUTE_LOG.allow() {
-                    warn!(
-                        topic,
-                        reason = r.label(),
-                        similar_suppressed = held,
-                        "message rejected"
-                    );
+                    warn!(topic, reason = r.label(), similar_suppressed = held, "message rejected");
                 }
             }
         }
@@ -150,12 +118,7 @@ impl Router {
             return Err(Reject::WrongSite);
         }
         let shard = &self.shards[idx.0 as usize % self.shards.len()];
-        let msg = Msg {
-            device: idx,
-            channel,
-            payload,
-            recv_ms: self.clock.now().timestamp_millis(),
-        };
+        let msg = Msg { device: idx, channel, payload, recv_ms: self.clock.now().timestamp_millis() };
         shard.try_send(msg).map_err(|_| Reject::QueueFull)
     }
 }
@@ -199,9 +162,7 @@ pub async fn run(opts: MqttOptions, router: Router, shutdown: CancellationToken)
                     warn!(error = %e, retry_in = ?backoff, attempts = failures, "MQTT connection failed");
                 }
                 // Jitter from the sub-millisecond part of the clock keeps a fleet of gateways apart.
-                let jitter = Duration::from_millis(
-                    (router.clock.now().timestamp_subsec_micros() % 250) as u64,
-                );
+                let jitter = Duration::from_millis((router.clock.now().timestamp_subsec_micros() % 250) as u64);
                 tokio::select! {
                     _ = tokio::time::sleep(backoff + jitter) => {}
                     _ = shutdown.cancelled() => break,

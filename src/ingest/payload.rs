@@ -24,18 +24,10 @@ pub enum Channel {
 }
 
 /// Splits a topic into site, device and channel.
-pub fn parse_topic<'t>(
-    prefix: &str,
-    topic: &'t str,
-) -> Result<(&'t str, &'t str, Channel), Reject> {
-    let rest = topic
-        .strip_prefix(prefix)
-        .and_then(|r| r.strip_prefix('/'))
-        .ok_or(Reject::BadTopic)?;
+pub fn parse_topic<'t>(prefix: &str, topic: &'t str) -> Result<(&'t str, &'t str, Channel), Reject> {
+    let rest = topic.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')).ok_or(Reject::BadTopic)?;
     let mut parts = rest.split('/');
-    let (Some(site), Some(device), Some(ch), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(site), Some(device), Some(ch), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(Reject::BadTopic);
     };
     let ch = match ch {
@@ -66,12 +58,7 @@ pub fn parse_telemetry(
     let mut failure = None;
     let mut meta = TelemetryMeta::default();
     let mut de = serde_json::Deserializer::from_slice(payload);
-    let seed = Envelope {
-        profile,
-        out,
-        meta: &mut meta,
-        failure: &mut failure,
-    };
+    let seed = Envelope { profile, out, meta: &mut meta, failure: &mut failure };
     let res = seed.deserialize(&mut de).and_then(|()| de.end());
     match (res, failure) {
         (_, Some(r)) => Err(r),
@@ -161,9 +148,7 @@ impl<'de> Visitor<'de> for Metrics<'_> {
             let ty = self.profile.metrics[m as usize].ty;
             let value = match (ty, v) {
                 (_, Raw::Null) => continue,
-                (MetricType::Number | MetricType::Bool, Raw::Num(x)) if x.is_finite() => {
-                    Value::Num(x)
-                }
+                (MetricType::Number | MetricType::Bool, Raw::Num(x)) if x.is_finite() => Value::Num(x),
                 (MetricType::Number | MetricType::Bool, Raw::Bool(b)) => Value::Bool(b),
                 (MetricType::Text, Raw::Str) => Value::Text,
                 _ => {
@@ -245,9 +230,7 @@ impl<'de> Deserialize<'de> for Ts {
                     .map_err(|_| E::custom("bad timestamp"))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Ts, E> {
-                i64::try_from(v)
-                    .map(|v| Ts(Some(v)))
-                    .map_err(|_| E::custom("bad timestamp"))
+                i64::try_from(v).map(|v| Ts(Some(v))).map_err(|_| E::custom("bad timestamp"))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Ts, E> {
                 Ok(Ts(Some(v)))
@@ -277,26 +260,14 @@ pub fn parse_event(payload: &[u8]) -> Result<Event<'_>, Reject> {
         #[serde(default)]
         ts: Option<Ts>,
     }
-    let w: Wire<'_> = serde_json::from_slice(payload).map_err(|e| {
-        if e.to_string().contains("bad timestamp") {
-            Reject::BadTimestamp
-        } else {
-            Reject::Malformed
-        }
-    })?;
-    Ok(Event {
-        code: w.code,
-        active: w.active,
-        ts: w.ts.and_then(|t| t.0),
-    })
+    let w: Wire<'_> = serde_json::from_slice(payload)
+        .map_err(|e| if e.to_string().contains("bad timestamp") { Reject::BadTimestamp } else { Reject::Malformed })?;
+    Ok(Event { code: w.code, active: w.active, ts: w.ts.and_then(|t| t.0) })
 }
 
 /// Parses a status payload: `online` or `offline`, plain or as a JSON string.
 pub fn parse_status(payload: &[u8]) -> Result<bool, Reject> {
-    let s = std::str::from_utf8(payload)
-        .map_err(|_| Reject::BadStatus)?
-        .trim()
-        .trim_matches('"');
+    let s = std::str::from_utf8(payload).map_err(|_| Reject::BadStatus)?.trim().trim_matches('"');
     if s.eq_ignore_ascii_case("online") {
         Ok(true)
     } else if s.eq_ignore_ascii_case("offline") {
@@ -313,13 +284,9 @@ mod tests {
 
     #[test]
     fn topics_split_into_site_device_channel() {
-        let check = |t: &str, want: Result<(&str, &str, Channel), Reject>| {
-            assert_eq!(parse_topic("aftercare", t), want, "{t}")
-        };
-        check(
-            "aftercare/s1/d1/telemetry",
-            Ok(("s1", "d1", Channel::Telemetry)),
-        );
+        let check =
+            |t: &str, want: Result<(&str, &str, Channel), Reject>| assert_eq!(parse_topic("aftercare", t), want, "{t}");
+        check("aftercare/s1/d1/telemetry", Ok(("s1", "d1", Channel::Telemetry)));
         check("aftercare/s1/d1/event", Ok(("s1", "d1", Channel::Event)));
         check("aftercare/s1/d1/status", Ok(("s1", "d1", Channel::Status)));
         check("aftercare/s1/d1/other", Err(Reject::BadTopic));
@@ -345,10 +312,7 @@ mod tests {
         let door = p.metric("door").unwrap();
         assert!(out.contains(&(temp, Value::Num(61.5))));
         assert!(out.contains(&(door, Value::Bool(true))));
-        assert!(
-            out.iter()
-                .any(|(m, v)| *m == p.metric("firmware").unwrap() && *v == Value::Text)
-        );
+        assert!(out.iter().any(|(m, v)| *m == p.metric("firmware").unwrap() && *v == Value::Text));
         assert_eq!(out.len(), 3);
     }
 
@@ -357,11 +321,7 @@ mod tests {
         let p = profile();
         let check = |payload: &str, want: Reject| {
             let mut out = Vec::new();
-            assert_eq!(
-                parse_telemetry(payload.as_bytes(), &p, &mut out),
-                Err(want),
-                "{payload}"
-            );
+            assert_eq!(parse_telemetry(payload.as_bytes(), &p, &mut out), Err(want), "{payload}");
         };
         check("not json", Reject::Malformed);
         check("", Reject::Malformed);
@@ -371,14 +331,8 @@ mod tests {
         check(r#"{"metrics": {"temp": "hot"}}"#, Reject::WrongType);
         check(r#"{"metrics": {"temp": {"v": 1}}}"#, Reject::WrongType);
         check(r#"{"metrics": {"firmware": 3}}"#, Reject::WrongType);
-        check(
-            r#"{"ts": "yesterday", "metrics": {"temp": 1}}"#,
-            Reject::BadTimestamp,
-        );
-        check(
-            r#"{"ts": true, "metrics": {"temp": 1}}"#,
-            Reject::BadTimestamp,
-        );
+        check(r#"{"ts": "yesterday", "metrics": {"temp": 1}}"#, Reject::BadTimestamp);
+        check(r#"{"ts": true, "metrics": {"temp": 1}}"#, Reject::BadTimestamp);
         check(r#"{"metrics": {"temp": 1e999}}"#, Reject::Malformed);
     }
 
@@ -386,12 +340,7 @@ mod tests {
     fn epoch_millisecond_timestamps_are_accepted() {
         let p = profile();
         let mut out = Vec::new();
-        let meta = parse_telemetry(
-            br#"{"ts": 1795334400000, "metrics": {"temp": 1}}"#,
-            &p,
-            &mut out,
-        )
-        .unwrap();
+        let meta = parse_telemetry(br#"{"ts": 1795334400000, "metrics": {"temp": 1}}"#, &p, &mut out).unwrap();
         assert_eq!(meta.ts, Some(1_795_334_400_000));
     }
 
@@ -400,10 +349,7 @@ mod tests {
         let e = parse_event(br#"{"code": "E07", "active": true}"#).unwrap();
         assert_eq!((e.code.as_ref(), e.active, e.ts), ("E07", true, None));
         assert_eq!(parse_event(br#"{"code": "E07"}"#), Err(Reject::Malformed));
-        assert_eq!(
-            parse_event(br#"{"code": "E07", "active": false, "ts": "x"}"#),
-            Err(Reject::BadTimestamp)
-        );
+        assert_eq!(parse_event(br#"{"code": "E07", "active": false, "ts": "x"}"#), Err(Reject::BadTimestamp));
         assert_eq!(parse_status(b"online"), Ok(true));
         assert_eq!(parse_status(b"\"offline\"\n"), Ok(false));
         assert_eq!(parse_status(b"maybe"), Err(Reject::BadStatus));

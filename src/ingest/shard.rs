@@ -52,9 +52,7 @@ pub struct Live {
 
 impl Live {
     pub fn new(n: usize) -> Live {
-        Live {
-            devices: (0..n).map(|_| DeviceLive::default()).collect(),
-        }
+        Live { devices: (0..n).map(|_| DeviceLive::default()).collect() }
     }
     fn set_active(&self, idx: DeviceIdx, code: &FaultCode, on: bool) {
         let Some(d) = self.devices.get(idx.0 as usize) else {
@@ -107,14 +105,7 @@ impl Shard {
             .filter(|d| d.idx.0 as usize % count == index)
             .map(|d| DeviceState::new(&ctx.fleet.kinds[d.kind], now))
             .collect();
-        let mut shard = Shard {
-            index,
-            count,
-            states,
-            readings: Vec::with_capacity(32),
-            changes: Vec::new(),
-            ctx,
-        };
+        let mut shard = Shard { index, count, states, readings: Vec::with_capacity(32), changes: Vec::new(), ctx };
         for f in restored {
             let Some(idx) = shard.ctx.fleet.lookup(&f.device) else {
                 continue;
@@ -125,20 +116,14 @@ impl Shard {
             let profile = shard.ctx.fleet.profile_of(idx);
             let local = idx.0 as usize / count;
             if f.code == OFFLINE {
-                shard.states[local]
-                    .restore_offline(f.since.timestamp_millis(), f.tier == Tier::Major);
-                shard.ctx.live.devices[idx.0 as usize]
-                    .presence
-                    .store(OFFLINE_STATE, Ordering::Relaxed);
+                shard.states[local].restore_offline(f.since.timestamp_millis(), f.tier == Tier::Major);
+                shard.ctx.live.devices[idx.0 as usize].presence.store(OFFLINE_STATE, Ordering::Relaxed);
             } else if let Some(r) = profile.rules.iter().position(|r| r.code.as_str() == f.code) {
                 shard.states[local].restore_active(r as u16);
             } else {
                 continue;
             }
-            shard
-                .ctx
-                .live
-                .set_active(idx, &FaultCode(f.code.clone()), true);
+            shard.ctx.live.set_active(idx, &FaultCode(f.code.clone()), true);
         }
         shard
     }
@@ -191,8 +176,7 @@ impl Shard {
         self.ctx.metrics.reject(r.label());
         if let Some(held) = BAD_INPUT_LOG.allow() {
             let device = &self.ctx.fleet.device(msg.device).id;
-            let sample =
-                String::from_utf8_lossy(&msg.payload[..msg.payload.len().min(120)]).into_owned();
+            let sample = String::from_utf8_lossy(&msg.payload[..msg.payload.len().min(120)]).into_owned();
             warn!(%device, reason = r.label(), payload = %sample, similar_suppressed = held, "message rejected");
         }
     }
@@ -221,10 +205,7 @@ impl Shard {
             }
             Channel::Event => {
                 let ev = payload::parse_event(&msg.payload)?;
-                let code = *profile
-                    .codes
-                    .get(ev.code.as_ref())
-                    .ok_or(Reject::UnknownCode)?;
+                let code = *profile.codes.get(ev.code.as_ref()).ok_or(Reject::UnknownCode)?;
                 let at = ev.ts.unwrap_or(msg.recv_ms);
                 self.states[local].set_code(profile, code, ev.active, at, &mut self.changes);
             }
@@ -247,13 +228,7 @@ impl Shard {
         Ok(())
     }
 
-    fn rule_events(
-        &mut self,
-        idx: DeviceIdx,
-        profile: &Profile,
-        local: usize,
-        events: &mut Vec<FaultEvent>,
-    ) {
+    fn rule_events(&mut self, idx: DeviceIdx, profile: &Profile, local: usize, events: &mut Vec<FaultEvent>) {
         for ch in self.changes.drain(..) {
             let rule = &profile.rules[ch.rule as usize];
             let st = &self.states[local];
@@ -262,13 +237,7 @@ impl Shard {
             self.ctx.live.set_active(idx, &rule.code, ch.raised);
             if ch.raised {
                 rule.raise.describe(st, profile, &mut detail);
-                events.push(FaultEvent::Raised {
-                    device: idx,
-                    code: rule.code.clone(),
-                    tier: rule.tier,
-                    at,
-                    detail,
-                });
+                events.push(FaultEvent::Raised { device: idx, code: rule.code.clone(), tier: rule.tier, at, detail });
             } else {
                 match &rule.clear {
                     Some(c) => c.describe(st, profile, &mut detail),
@@ -277,12 +246,7 @@ impl Shard {
                         rule.raise.describe(st, profile, &mut detail);
                     }
                 }
-                events.push(FaultEvent::Cleared {
-                    device: idx,
-                    code: rule.code.clone(),
-                    at,
-                    detail,
-                });
+                events.push(FaultEvent::Cleared { device: idx, code: rule.code.clone(), at, detail });
             }
         }
     }
@@ -299,20 +263,13 @@ impl Shard {
         let code = FaultCode(OFFLINE.to_string());
         let live = &self.ctx.live;
         let fmt = |ms: i64| DateTime::from_timestamp_millis(ms).unwrap_or_default();
-        let hb = humantime::format_duration(std::time::Duration::from_millis(
-            profile.heartbeat_ms as u64,
-        ));
+        let hb = humantime::format_duration(std::time::Duration::from_millis(profile.heartbeat_ms as u64));
         match p {
             PresenceChange::Offline { since } => {
-                live.devices[idx.0 as usize]
-                    .presence
-                    .store(OFFLINE_STATE, Ordering::Relaxed);
+                live.devices[idx.0 as usize].presence.store(OFFLINE_STATE, Ordering::Relaxed);
                 live.set_active(idx, &code, true);
                 let detail = if said {
-                    format!(
-                        "the device reported offline (last will); last message {}",
-                        fmt(since).to_rfc3339()
-                    )
+                    format!("the device reported offline (last will); last message {}", fmt(since).to_rfc3339())
                 } else {
                     format!(
                         "no message for longer than its heartbeat window ({hb}); last message {}",
@@ -328,20 +285,10 @@ impl Shard {
                 });
             }
             PresenceChange::Promoted { since } => {
-                let major = humantime::format_duration(std::time::Duration::from_millis(
-                    profile.offline_major_after_ms as u64,
-                ));
-                let detail = format!(
-                    "outage since {} passed {major}: a major fault",
-                    fmt(since).to_rfc3339()
-                );
-                events.push(FaultEvent::Promoted {
-                    device: idx,
-                    code,
-                    tier: Tier::Major,
-                    at: fmt(now),
-                    detail,
-                });
+                let major =
+                    humantime::format_duration(std::time::Duration::from_millis(profile.offline_major_after_ms as u64));
+                let detail = format!("outage since {} passed {major}: a major fault", fmt(since).to_rfc3339());
+                events.push(FaultEvent::Promoted { device: idx, code, tier: Tier::Major, at: fmt(now), detail });
             }
             PresenceChange::Online => {
                 live.set_active(idx, &code, false);

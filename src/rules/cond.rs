@@ -116,25 +116,16 @@ impl Cond {
     pub(crate) fn eval(&self, st: &DeviceState, at: i64) -> Option<bool> {
         match self {
             Cond::Threshold { metric, op, value } => st.num(*metric).map(|v| op.test(v, *value)),
-            Cond::Range {
-                metric,
-                min,
-                max,
-                outside,
-            } => st.num(*metric).map(|v| {
+            Cond::Range { metric, min, max, outside } => st.num(*metric).map(|v| {
                 let inside = v >= *min && v <= *max;
                 inside != *outside
             }),
-            Cond::Rate {
-                op, value, slot, ..
-            } => st.rate(*slot).map(|r| op.test(r, *value)),
+            Cond::Rate { op, value, slot, .. } => st.rate(*slot).map(|r| op.test(r, *value)),
             Cond::Stuck { metric, for_ms, .. } => {
                 let s: &Slot = st.slot(*metric)?;
                 Some(at - s.changed_at >= *for_ms)
             }
-            Cond::Difference { a, b, op, value } => {
-                Some(op.test(st.num(*a)? - st.num(*b)?, *value))
-            }
+            Cond::Difference { a, b, op, value } => Some(op.test(st.num(*a)? - st.num(*b)?, *value)),
             Cond::Ratio { a, b, op, value } => {
                 let d = st.num(*b)?;
                 if d == 0.0 {
@@ -149,10 +140,7 @@ impl Cond {
             }
             Cond::Code { code } => Some(st.code_active(*code)),
             Cond::NoData { metric, for_ms } => {
-                let since = st
-                    .slot(*metric)
-                    .map(|s| s.at)
-                    .unwrap_or(st.tracking_since());
+                let since = st.slot(*metric).map(|s| s.at).unwrap_or(st.tracking_since());
                 Some(at - since >= *for_ms)
             }
             Cond::All(cs) => {
@@ -194,13 +182,7 @@ impl Cond {
     /// Calls `f` on every rate condition, to keep its window.
     pub(crate) fn for_each_rate(&self, f: &mut impl FnMut(u16, u16, i64, i64)) {
         match self {
-            Cond::Rate {
-                metric,
-                slot,
-                per_ms,
-                window_ms,
-                ..
-            } => f(*metric, *slot, *per_ms, *window_ms),
+            Cond::Rate { metric, slot, per_ms, window_ms, .. } => f(*metric, *slot, *per_ms, *window_ms),
             Cond::All(cs) | Cond::Any(cs) => cs.iter().for_each(|c| c.for_each_rate(f)),
             Cond::Not(c) => c.for_each_rate(f),
             _ => {}
@@ -210,120 +192,45 @@ impl Cond {
     /// A human sentence of the values behind this condition, for the ticket's
     /// timeline. Of an `any`, only the branches that hold are told.
     pub fn describe(&self, st: &DeviceState, profile: &Profile, out: &mut String) {
-        let name = |m: &u16| {
-            profile
-                .metrics
-                .get(*m as usize)
-                .map(|d| d.name.as_str())
-                .unwrap_or("?")
-        };
-        let is_bool = |m: &u16| {
-            profile
-                .metrics
-                .get(*m as usize)
-                .is_some_and(|d| d.ty == MetricType::Bool)
-        };
+        let name = |m: &u16| profile.metrics.get(*m as usize).map(|d| d.name.as_str()).unwrap_or("?");
+        let is_bool = |m: &u16| profile.metrics.get(*m as usize).is_some_and(|d| d.ty == MetricType::Bool);
         let val = |m: &u16| match st.num(*m) {
             Some(v) if is_bool(m) => (v != 0.0).to_string(),
             Some(v) => format!("{}", (v * 1000.0).round() / 1000.0),
             None => "unknown".to_string(),
         };
         let lit = |m: &u16, x: f64| {
-            if is_bool(m) {
-                (x != 0.0).to_string()
-            } else {
-                x.to_string()
-            }
+            if is_bool(m) { (x != 0.0).to_string() } else { x.to_string() }
         };
-        let dur = |ms: &i64| {
-            humantime::format_duration(std::time::Duration::from_millis(*ms as u64)).to_string()
-        };
+        let dur = |ms: &i64| humantime::format_duration(std::time::Duration::from_millis(*ms as u64)).to_string();
         match self {
             Cond::Threshold { metric, op, value } => {
-                let _ = write!(
-                    out,
-                    "{} = {} ({} {})",
-                    name(metric),
-                    val(metric),
-                    op.symbol(),
-                    lit(metric, *value)
-                );
+                let _ = write!(out, "{} = {} ({} {})", name(metric), val(metric), op.symbol(), lit(metric, *value));
             }
-            Cond::Range {
-                metric,
-                min,
-                max,
-                outside,
-            } => {
+            Cond::Range { metric, min, max, outside } => {
                 let w = if *outside { "outside" } else { "inside" };
                 let _ = write!(out, "{} = {} ({w} {min}..{max})", name(metric), val(metric));
             }
-            Cond::Rate {
-                metric,
-                op,
-                value,
-                per_ms,
-                slot,
-                ..
-            } => {
-                let r = st
-                    .rate(*slot)
-                    .map(|r| format!("{r:.3}"))
-                    .unwrap_or("unknown".into());
-                let _ = write!(
-                    out,
-                    "{} changing {r} per {} ({} {value})",
-                    name(metric),
-                    dur(per_ms),
-                    op.symbol()
-                );
+            Cond::Rate { metric, op, value, per_ms, slot, .. } => {
+                let r = st.rate(*slot).map(|r| format!("{r:.3}")).unwrap_or("unknown".into());
+                let _ = write!(out, "{} changing {r} per {} ({} {value})", name(metric), dur(per_ms), op.symbol());
             }
             Cond::Stuck { metric, for_ms, .. } => {
-                let _ = write!(
-                    out,
-                    "{} stuck at {} for {}",
-                    name(metric),
-                    val(metric),
-                    dur(for_ms)
-                );
+                let _ = write!(out, "{} stuck at {} for {}", name(metric), val(metric), dur(for_ms));
             }
             Cond::Difference { a, b, op, value } => {
-                let _ = write!(
-                    out,
-                    "{} - {} = {} - {} ({} {value})",
-                    name(a),
-                    name(b),
-                    val(a),
-                    val(b),
-                    op.symbol()
-                );
+                let _ = write!(out, "{} - {} = {} - {} ({} {value})", name(a), name(b), val(a), val(b), op.symbol());
             }
             Cond::Ratio { a, b, op, value } => {
-                let _ = write!(
-                    out,
-                    "{} / {} = {} / {} ({} {value})",
-                    name(a),
-                    name(b),
-                    val(a),
-                    val(b),
-                    op.symbol()
-                );
+                let _ = write!(out, "{} / {} = {} / {} ({} {value})", name(a), name(b), val(a), val(b), op.symbol());
             }
             Cond::Flag { metric, bit, set } => {
                 let s = if *set { "set" } else { "clear" };
                 let _ = write!(out, "{} = {} (bit {bit} {s})", name(metric), val(metric));
             }
             Cond::Code { code } => {
-                let n = profile
-                    .code_names
-                    .get(*code as usize)
-                    .map(String::as_str)
-                    .unwrap_or("?");
-                let s = if st.code_active(*code) {
-                    "active"
-                } else {
-                    "inactive"
-                };
+                let n = profile.code_names.get(*code as usize).map(String::as_str).unwrap_or("?");
+                let s = if st.code_active(*code) { "active" } else { "inactive" };
                 let _ = write!(out, "device code {n} {s}");
             }
             Cond::NoData { metric, for_ms } => {
@@ -332,8 +239,7 @@ impl Cond {
             Cond::All(cs) => join(cs.iter(), " and ", st, profile, out),
             Cond::Any(cs) => {
                 let at = st.last_reading_at().unwrap_or(st.tracking_since());
-                let holding: Vec<&Cond> =
-                    cs.iter().filter(|c| c.eval(st, at) == Some(true)).collect();
+                let holding: Vec<&Cond> = cs.iter().filter(|c| c.eval(st, at) == Some(true)).collect();
                 if holding.is_empty() {
                     join(cs.iter(), " or ", st, profile, out);
                 } else {
@@ -349,13 +255,7 @@ impl Cond {
     }
 }
 
-fn join<'a>(
-    cs: impl Iterator<Item = &'a Cond>,
-    sep: &str,
-    st: &DeviceState,
-    profile: &Profile,
-    out: &mut String,
-) {
+fn join<'a>(cs: impl Iterator<Item = &'a Cond>, sep: &str, st: &DeviceState, profile: &Profile, out: &mut String) {
     for (i, c) in cs.enumerate() {
         if i > 0 {
             out.push_str(sep);

@@ -93,9 +93,7 @@ impl Profile {
         if code == crate::domain::OFFLINE {
             return self.offline_title.clone();
         }
-        self.rule(code)
-            .map(|r| r.title.clone())
-            .unwrap_or_else(|| code.to_string())
+        self.rule(code).map(|r| r.title.clone()).unwrap_or_else(|| code.to_string())
     }
 }
 

@@ -79,23 +79,9 @@ impl DeviceState {
     pub fn new(profile: &Profile, now: i64) -> DeviceState {
         DeviceState {
             slots: vec![None; profile.metrics.len()].into_boxed_slice(),
-            rates: vec![
-                RateWindow {
-                    ref_v: 0.0,
-                    ref_t: NONE,
-                    rate: f64::NAN
-                };
-                profile.rate_slots as usize
-            ]
-            .into_boxed_slice(),
-            rules: vec![
-                RulePhase {
-                    active: false,
-                    since: NONE
-                };
-                profile.rules.len()
-            ]
-            .into_boxed_slice(),
+            rates: vec![RateWindow { ref_v: 0.0, ref_t: NONE, rate: f64::NAN }; profile.rate_slots as usize]
+                .into_boxed_slice(),
+            rules: vec![RulePhase { active: false, since: NONE }; profile.rules.len()].into_boxed_slice(),
             codes: 0,
             last_at: NONE,
             tracking_since: now,
@@ -144,10 +130,7 @@ impl DeviceState {
     /// Restores a fault that was active before a restart, so that it is not raised twice.
     pub fn restore_active(&mut self, rule: u16) {
         if let Some(r) = self.rules.get_mut(rule as usize) {
-            *r = RulePhase {
-                active: true,
-                since: NONE,
-            };
+            *r = RulePhase { active: true, since: NONE };
         }
     }
     /// Restores an outage that was open before a restart.
@@ -158,13 +141,7 @@ impl DeviceState {
 
     /// Applies one message's readings taken at device time `at`, then evaluates the rules.
     /// Readings older than the newest one applied are ignored (returns false).
-    pub fn apply(
-        &mut self,
-        profile: &Profile,
-        at: i64,
-        readings: &[(u16, Value)],
-        out: &mut Vec<RuleChange>,
-    ) -> bool {
+    pub fn apply(&mut self, profile: &Profile, at: i64, readings: &[(u16, Value)], out: &mut Vec<RuleChange>) -> bool {
         if self.last_at != NONE && at < self.last_at {
             return false;
         }
@@ -179,16 +156,10 @@ impl DeviceState {
                 continue;
             };
             *slot = Some(match *slot {
-                Some(old) if (old.v - v).abs() <= profile.stuck_tolerance[m as usize] => Slot {
-                    v,
-                    at,
-                    changed_at: old.changed_at,
-                },
-                _ => Slot {
-                    v,
-                    at,
-                    changed_at: at,
-                },
+                Some(old) if (old.v - v).abs() <= profile.stuck_tolerance[m as usize] => {
+                    Slot { v, at, changed_at: old.changed_at }
+                }
+                _ => Slot { v, at, changed_at: at },
             });
         }
         self.advance_rates(profile, at, readings);
@@ -197,14 +168,7 @@ impl DeviceState {
     }
 
     /// A device-reported code turned on or off at device time `at`.
-    pub fn set_code(
-        &mut self,
-        profile: &Profile,
-        code: u8,
-        active: bool,
-        at: i64,
-        out: &mut Vec<RuleChange>,
-    ) {
+    pub fn set_code(&mut self, profile: &Profile, code: u8, active: bool, at: i64, out: &mut Vec<RuleChange>) {
         if active {
             self.codes |= 1 << code;
         } else {
@@ -224,26 +188,14 @@ impl DeviceState {
 
     fn advance_rates(&mut self, profile: &Profile, at: i64, readings: &[(u16, Value)]) {
         for rule in &profile.rules {
-            rule.raise.for_each_rate(&mut |m, s, per, win| {
-                self.advance_rate(m, s, per, win, at, readings)
-            });
+            rule.raise.for_each_rate(&mut |m, s, per, win| self.advance_rate(m, s, per, win, at, readings));
             if let Some(c) = &rule.clear {
-                c.for_each_rate(&mut |m, s, per, win| {
-                    self.advance_rate(m, s, per, win, at, readings)
-                });
+                c.for_each_rate(&mut |m, s, per, win| self.advance_rate(m, s, per, win, at, readings));
             }
         }
     }
 
-    fn advance_rate(
-        &mut self,
-        m: u16,
-        slot: u16,
-        per_ms: i64,
-        window_ms: i64,
-        at: i64,
-        readings: &[(u16, Value)],
-    ) {
+    fn advance_rate(&mut self, m: u16, slot: u16, per_ms: i64, window_ms: i64, at: i64, readings: &[(u16, Value)]) {
         if !readings.iter().any(|(r, _)| *r == m) {
             return;
         }
@@ -264,11 +216,7 @@ impl DeviceState {
     fn reset_rates(&mut self, rule: &Rule) {
         let mut reset = |_m, s: u16, _p, _w| {
             if let Some(w) = self.rates.get_mut(s as usize) {
-                *w = RateWindow {
-                    ref_v: 0.0,
-                    ref_t: NONE,
-                    rate: f64::NAN,
-                };
+                *w = RateWindow { ref_v: 0.0, ref_t: NONE, rate: f64::NAN };
             }
         };
         rule.raise.for_each_rate(&mut reset);
@@ -312,11 +260,7 @@ impl DeviceState {
                     if at - p.since >= hold_ms {
                         p.active = !p.active;
                         p.since = NONE;
-                        out.push(RuleChange {
-                            rule: i as u16,
-                            raised: p.active,
-                            at,
-                        });
+                        out.push(RuleChange { rule: i as u16, raised: p.active, at });
                     }
                 }
                 Some(false) => p.since = NONE,
@@ -342,10 +286,7 @@ impl DeviceState {
             return None;
         }
         self.outage_since = self.last_seen.min(now);
-        self.check_promotion(profile, now)
-            .or(Some(PresenceChange::Offline {
-                since: self.outage_since,
-            }))
+        self.check_promotion(profile, now).or(Some(PresenceChange::Offline { since: self.outage_since }))
     }
 
     /// Checks the heartbeat window and the outage's length at gateway time `now`.
@@ -353,9 +294,7 @@ impl DeviceState {
         if self.outage_since == NONE {
             if now - self.last_seen > profile.heartbeat_ms {
                 self.outage_since = self.last_seen;
-                return Some(PresenceChange::Offline {
-                    since: self.last_seen,
-                });
+                return Some(PresenceChange::Offline { since: self.last_seen });
             }
             return None;
         }
@@ -368,9 +307,7 @@ impl DeviceState {
             && now - self.outage_since > profile.offline_major_after_ms
         {
             self.promoted = true;
-            return Some(PresenceChange::Promoted {
-                since: self.outage_since,
-            });
+            return Some(PresenceChange::Promoted { since: self.outage_since });
         }
         None
     }

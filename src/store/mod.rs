@@ -14,10 +14,7 @@ pub enum StoreError {
     #[error("migrating the database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("creating the data folder {path}: {source}")]
-    Folder {
-        path: String,
-        source: std::io::Error,
-    },
+    Folder { path: String, source: std::io::Error },
     #[error("the database holds a value aftercare cannot read: {0}")]
     Corrupt(String),
 }
@@ -48,6 +45,8 @@ pub struct FaultRecord {
     pub at: chrono::DateTime<chrono::Utc>,
     pub detail: String,
     pub change: Change,
+    /// The contract clocks for a raise (a new ticket) or a promotion.
+    pub deadlines: crate::contracts::Deadlines,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

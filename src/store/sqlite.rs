@@ -7,15 +7,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlSafeStr, SqliteConnection, SqlitePool};
 
 use super::{ActiveFault, Change, FaultRecord, StoreError, TransitionFailure};
 use crate::domain::{CustomerId, DeviceId, FaultCode, SiteId, TicketId, Tier};
 use crate::tickets::lifecycle::{self, State};
-use crate::tickets::model::{Outcome, Ticket, TicketFilter, TimelineEntry};
+use crate::tickets::model::{Clock, Outcome, Ticket, TicketFilter, TimelineEntry};
 
 /// The actor name of changes aftercare makes by itself.
 pub const SYSTEM: &str = "aftercare";
@@ -38,7 +36,8 @@ fn opt_ms(v: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
 }
 
 const TICKET_COLUMNS: &str = "id, device, site, customer, kind, code, title, tier, state, recovered, occurrences, \
-     fault_at, opened_at, updated_at, last_raised_at, recovered_at, acknowledged_at, resolved_at, closed_at, detail";
+     fault_at, opened_at, updated_at, last_raised_at, recovered_at, acknowledged_at, resolved_at, closed_at, detail, \
+     contract, no_clock, acknowledge_by, on_site_by, resolve_by, on_site_at, acknowledge_met, on_site_met, resolve_met";
 
 fn ticket_from_row(r: &SqliteRow) -> Result<Ticket, StoreError> {
     let state: String = r.try_get("state")?;
@@ -64,6 +63,17 @@ fn ticket_from_row(r: &SqliteRow) -> Result<Ticket, StoreError> {
         resolved_at: opt_ms(r.try_get("resolved_at")?)?,
         closed_at: opt_ms(r.try_get("closed_at")?)?,
         detail: r.try_get("detail")?,
+        clock: Clock {
+            contract: r.try_get("contract")?,
+            no_clock: r.try_get("no_clock")?,
+            acknowledge_by: opt_ms(r.try_get("acknowledge_by")?)?,
+            on_site_by: opt_ms(r.try_get("on_site_by")?)?,
+            resolve_by: opt_ms(r.try_get("resolve_by")?)?,
+            on_site_at: opt_ms(r.try_get("on_site_at")?)?,
+            acknowledge_met: r.try_get::<Option<i64>, _>("acknowledge_met")?.map(|v| v != 0),
+            on_site_met: r.try_get::<Option<i64>, _>("on_site_met")?.map(|v| v != 0),
+            resolve_met: r.try_get::<Option<i64>, _>("resolve_met")?.map(|v| v != 0),
+        },
         timeline: None,
     })
 }
@@ -78,12 +88,7 @@ struct Entry<'a> {
     note: &'a str,
 }
 
-async fn append(
-    conn: &mut SqliteConnection,
-    ticket: i64,
-    at: DateTime<Utc>,
-    e: Entry<'_>,
-) -> Result<(), StoreError> {
+async fn append(conn: &mut SqliteConnection, ticket: i64, at: DateTime<Utc>, e: Entry<'_>) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO timeline (ticket_id, at, event, actor, from_state, to_state, tier, note) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -102,25 +107,16 @@ async fn append(
 }
 
 /// The schema's migrations, built into the binary (without sqlx's macros, which cost a second build of sqlx).
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "tickets",
-    include_str!("../../migrations/sqlite/0001_tickets.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "tickets", include_str!("../../migrations/sqlite/0001_tickets.sql")),
+    (2, "deadlines", include_str!("../../migrations/sqlite/0002_deadlines.sql")),
+];
 
 fn migrator() -> Migrator {
     Migrator::with_migrations(
         MIGRATIONS
             .iter()
-            .map(|(v, d, sql)| {
-                Migration::new(
-                    *v,
-                    Cow::Borrowed(*d),
-                    MigrationType::Simple,
-                    sql.into_sql_str(),
-                    false,
-                )
-            })
+            .map(|(v, d, sql)| Migration::new(*v, Cow::Borrowed(*d), MigrationType::Simple, sql.into_sql_str(), false))
             .collect(),
     )
 }
@@ -129,10 +125,8 @@ impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Folder {
-                path: dir.display().to_string(),
-                source,
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|source| StoreError::Folder { path: dir.display().to_string(), source })?;
         }
         let opts = SqliteConnectOptions::new()
             .filename(path)
@@ -187,11 +181,7 @@ impl Store {
         note: &str,
         now: DateTime<Utc>,
     ) -> Result<Ticket, TransitionFailure> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(StoreError::from)?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(StoreError::from)?;
         let row = sqlx::query("SELECT state FROM tickets WHERE id = $1")
             .bind(id.0)
             .fetch_optional(&mut *tx)
@@ -201,20 +191,30 @@ impl Store {
         let from: String = row.try_get("state").map_err(StoreError::from)?;
         let from = State::from_str(&from).map_err(StoreError::Corrupt)?;
         lifecycle::check(from, to)?;
+        // The first move out of `open` is the response that the acknowledge clock measures.
+        let respond = if from == State::Open {
+            ", acknowledged_at = COALESCE(acknowledged_at, $3), acknowledge_met = COALESCE(acknowledge_met, \
+             CASE WHEN acknowledge_by IS NULL THEN NULL WHEN $3 <= acknowledge_by THEN 1 ELSE 0 END)"
+        } else {
+            ""
+        };
         let set = match to {
-            State::Acknowledged => ", acknowledged_at = COALESCE(acknowledged_at, $3)",
-            State::Resolved => ", resolved_at = $3",
+            State::OnSite => {
+                ", on_site_at = COALESCE(on_site_at, $3), on_site_met = COALESCE(on_site_met, \
+                 CASE WHEN on_site_by IS NULL THEN NULL WHEN $3 <= on_site_by THEN 1 ELSE 0 END)"
+            }
+            State::Resolved => {
+                ", resolved_at = $3, resolve_met = \
+                 CASE WHEN resolve_by IS NULL THEN NULL WHEN $3 <= resolve_by THEN 1 ELSE 0 END"
+            }
             State::Closed | State::Cancelled => ", closed_at = $3",
             State::Open => ", closed_at = NULL, resolved_at = NULL",
             _ => "",
         };
+        let set = format!("{respond}{set}");
         let sql = format!("UPDATE tickets SET state = $1, updated_at = $3{set} WHERE id = $2");
-        let res = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(to.as_str())
-            .bind(id.0)
-            .bind(ms(now))
-            .execute(&mut *tx)
-            .await;
+        let res =
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(to.as_str()).bind(id.0).bind(ms(now)).execute(&mut *tx).await;
         match res {
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 return Err(TransitionFailure::Conflict(format!(
@@ -225,29 +225,16 @@ impl Store {
                 r.map_err(StoreError::from)?;
             }
         }
-        let entry = Entry {
-            event: "transition",
-            actor: by,
-            from: Some(from),
-            to: Some(to),
-            tier: None,
-            note,
-        };
+        let entry = Entry { event: "transition", actor: by, from: Some(from), to: Some(to), tier: None, note };
         append(&mut tx, id.0, now, entry).await?;
         tx.commit().await.map_err(StoreError::from)?;
-        self.ticket(id)
-            .await?
-            .ok_or(TransitionFailure::NotFound(id.0))
+        self.ticket(id).await?.ok_or(TransitionFailure::NotFound(id.0))
     }
 
     /// One ticket with its timeline.
     pub async fn ticket(&self, id: TicketId) -> Result<Option<Ticket>, StoreError> {
         let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = $1");
-        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await?
-        else {
+        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.0).fetch_optional(&self.pool).await? else {
             return Ok(None);
         };
         let mut t = ticket_from_row(&row)?;
@@ -261,8 +248,7 @@ impl Store {
         for r in rows {
             let state = |c: &str| -> Result<Option<State>, StoreError> {
                 let s: Option<String> = r.try_get(c)?;
-                s.map(|s| State::from_str(&s).map_err(StoreError::Corrupt))
-                    .transpose()
+                s.map(|s| State::from_str(&s).map_err(StoreError::Corrupt)).transpose()
             };
             timeline.push(TimelineEntry {
                 at: from_ms(r.try_get("at")?)?,
@@ -270,9 +256,7 @@ impl Store {
                 actor: r.try_get("actor")?,
                 from_state: state("from_state")?,
                 to_state: state("to_state")?,
-                tier: r
-                    .try_get::<Option<i64>, _>("tier")?
-                    .and_then(Tier::from_number),
+                tier: r.try_get::<Option<i64>, _>("tier")?.and_then(Tier::from_number),
                 note: r.try_get("note")?,
             });
         }
@@ -300,11 +284,7 @@ impl Store {
             sql.push_str(&format!(" AND tier = {}", t.number()));
         }
         if let Some(r) = f.recovered {
-            sql.push_str(if r {
-                " AND recovered = 1"
-            } else {
-                " AND recovered = 0"
-            });
+            sql.push_str(if r { " AND recovered = 1" } else { " AND recovered = 0" });
         }
         if let Some(open) = f.open {
             sql.push_str(if open {
@@ -313,11 +293,7 @@ impl Store {
                 " AND state IN ('closed', 'cancelled')"
             });
         }
-        sql.push_str(&format!(
-            " ORDER BY id DESC LIMIT {} OFFSET {}",
-            f.limit.clamp(1, 10_000),
-            f.offset.max(0)
-        ));
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT {} OFFSET {}", f.limit.clamp(1, 10_000), f.offset.max(0)));
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for a in args {
             q = q.bind(a);
@@ -340,8 +316,7 @@ impl Store {
                 Ok(ActiveFault {
                     device: r.try_get("device")?,
                     code: r.try_get("code")?,
-                    tier: Tier::from_number(tier)
-                        .ok_or_else(|| StoreError::Corrupt(format!("tier {tier}")))?,
+                    tier: Tier::from_number(tier).ok_or_else(|| StoreError::Corrupt(format!("tier {tier}")))?,
                     since: from_ms(r.try_get("last_raised_at")?)?,
                 })
             })
@@ -369,11 +344,7 @@ async fn count_again(
     now: DateTime<Utc>,
     note: &str,
 ) -> Result<(Outcome, Option<TicketId>), StoreError> {
-    let reopen = if reopen_from.is_some() {
-        "state = 'open', closed_at = NULL, resolved_at = NULL, "
-    } else {
-        ""
-    };
+    let reopen = if reopen_from.is_some() { "state = 'open', closed_at = NULL, resolved_at = NULL, " } else { "" };
     let sql = format!(
         "UPDATE tickets SET {reopen}recovered = 0, recovered_at = NULL, occurrences = occurrences + 1, \
          tier = $2, last_raised_at = $3, updated_at = $4, detail = $5 WHERE id = $1"
@@ -390,14 +361,7 @@ async fn count_again(
         Some(_) => ("reopened", Outcome::Reopened, Some(State::Open)),
         None => ("recurred", Outcome::Recurred, None),
     };
-    let e = Entry {
-        event,
-        actor: SYSTEM,
-        from: reopen_from,
-        to,
-        tier: Some(tier),
-        note,
-    };
+    let e = Entry { event, actor: SYSTEM, from: reopen_from, to, tier: Some(tier), note };
     append(conn, id, now, e).await?;
     Ok((outcome, Some(TicketId(id))))
 }
@@ -417,18 +381,11 @@ async fn raise(
     .await?;
     if let Some(row) = open {
         let id: i64 = row.try_get("id")?;
-        let state =
-            State::from_str(&row.try_get::<String, _>("state")?).map_err(StoreError::Corrupt)?;
-        let tier = worse(
-            rec.tier,
-            Tier::from_number(row.try_get("tier")?).unwrap_or(rec.tier),
-        );
+        let state = State::from_str(&row.try_get::<String, _>("state")?).map_err(StoreError::Corrupt)?;
+        let tier = worse(rec.tier, Tier::from_number(row.try_get("tier")?).unwrap_or(rec.tier));
         if state == State::Resolved {
             // The repair did not hold.
-            let note = format!(
-                "the fault returned after the ticket was resolved: {}",
-                rec.detail
-            );
+            let note = format!("the fault returned after the ticket was resolved: {}", rec.detail);
             return count_again(conn, id, Some(State::Resolved), tier, rec, now, &note).await;
         }
         return count_again(conn, id, None, tier, rec, now, &rec.detail).await;
@@ -445,20 +402,15 @@ async fn raise(
     .await?;
     if let Some(row) = closed {
         let id: i64 = row.try_get("id")?;
-        let tier = worse(
-            rec.tier,
-            Tier::from_number(row.try_get("tier")?).unwrap_or(rec.tier),
-        );
+        let tier = worse(rec.tier, Tier::from_number(row.try_get("tier")?).unwrap_or(rec.tier));
         let window = humantime::format_duration(reopen_window);
-        let note = format!(
-            "the fault returned within {window} of closing: {}",
-            rec.detail
-        );
+        let note = format!("the fault returned within {window} of closing: {}", rec.detail);
         return count_again(conn, id, Some(State::Closed), tier, rec, now, &note).await;
     }
     let row = sqlx::query(
         "INSERT INTO tickets (device, site, customer, kind, code, title, tier, state, fault_at, opened_at, updated_at, \
-         last_raised_at, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8, $9, $9, $8, $10) RETURNING id",
+         last_raised_at, detail, contract, no_clock, acknowledge_by, on_site_by, resolve_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8, $9, $9, $8, $10, $11, $12, $13, $14, $15) RETURNING id",
     )
     .bind(&rec.device)
     .bind(&rec.site)
@@ -470,6 +422,11 @@ async fn raise(
     .bind(ms(rec.at))
     .bind(ms(now))
     .bind(&rec.detail)
+    .bind(&rec.deadlines.contract)
+    .bind(&rec.deadlines.no_clock)
+    .bind(rec.deadlines.acknowledge_by.map(ms))
+    .bind(rec.deadlines.on_site_by.map(ms))
+    .bind(rec.deadlines.resolve_by.map(ms))
     .fetch_one(&mut *conn)
     .await?;
     let id: i64 = row.try_get("id")?;
@@ -504,14 +461,7 @@ async fn clear(
         return Ok((Outcome::Nothing, None));
     };
     let id: i64 = row.try_get("id")?;
-    let e = Entry {
-        event: "recovered",
-        actor: SYSTEM,
-        from: None,
-        to: None,
-        tier: None,
-        note: &rec.detail,
-    };
+    let e = Entry { event: "recovered", actor: SYSTEM, from: None, to: None, tier: None, note: &rec.detail };
     append(conn, id, now, e).await?;
     Ok((Outcome::Recovered, Some(TicketId(id))))
 }
@@ -536,21 +486,24 @@ async fn promote(
     if worse(rec.tier, tier) == tier {
         return Ok((Outcome::Nothing, Some(TicketId(id))));
     }
-    sqlx::query("UPDATE tickets SET tier = $2, updated_at = $3 WHERE id = $1")
-        .bind(id)
-        .bind(rec.tier.number() as i64)
-        .bind(ms(now))
-        .execute(&mut *conn)
-        .await?;
+    // The stricter clocks start now; a deadline never moves later (tickets::sla::promoted_deadline).
+    sqlx::query(
+        "UPDATE tickets SET tier = $2, updated_at = $3, \
+         acknowledge_by = CASE WHEN $4 IS NULL THEN acknowledge_by ELSE MIN(COALESCE(acknowledge_by, $4), $4) END, \
+         on_site_by = CASE WHEN $5 IS NULL THEN on_site_by ELSE MIN(COALESCE(on_site_by, $5), $5) END, \
+         resolve_by = CASE WHEN $6 IS NULL THEN resolve_by ELSE MIN(COALESCE(resolve_by, $6), $6) END \
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(rec.tier.number() as i64)
+    .bind(ms(now))
+    .bind(rec.deadlines.acknowledge_by.map(ms))
+    .bind(rec.deadlines.on_site_by.map(ms))
+    .bind(rec.deadlines.resolve_by.map(ms))
+    .execute(&mut *conn)
+    .await?;
     let note = format!("tier {tier} → {}: {}", rec.tier, rec.detail);
-    let e = Entry {
-        event: "promoted",
-        actor: SYSTEM,
-        from: None,
-        to: None,
-        tier: Some(rec.tier),
-        note: &note,
-    };
+    let e = Entry { event: "promoted", actor: SYSTEM, from: None, to: None, tier: Some(rec.tier), note: &note };
     append(conn, id, now, e).await?;
     Ok((Outcome::Promoted, Some(TicketId(id))))
 }

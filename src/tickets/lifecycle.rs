@@ -71,13 +71,10 @@ impl fmt::Display for State {
 impl FromStr for State {
     type Err = String;
     fn from_str(s: &str) -> Result<State, String> {
-        ALL.iter()
-            .copied()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = ALL.iter().map(|s| s.as_str()).collect();
-                format!("unknown state `{s}`; states are {}", names.join(", "))
-            })
+        ALL.iter().copied().find(|st| st.as_str() == s).ok_or_else(|| {
+            let names: Vec<&str> = ALL.iter().map(|s| s.as_str()).collect();
+            format!("unknown state `{s}`; states are {}", names.join(", "))
+        })
     }
 }
 
@@ -103,11 +100,7 @@ pub fn check(from: State, to: State) -> Result<(), TransitionError> {
     if from == State::Cancelled {
         return Err(TransitionError::Final);
     }
-    if from.next().contains(&to) {
-        Ok(())
-    } else {
-        Err(TransitionError::Illegal { from, to })
-    }
+    if from.next().contains(&to) { Ok(()) } else { Err(TransitionError::Illegal { from, to }) }
 }
 
 #[cfg(test)]
@@ -135,20 +128,12 @@ mod tests {
 
     #[test]
     fn refusals_say_why() {
-        assert_eq!(
-            check(Open, Open).unwrap_err().to_string(),
-            "the ticket is already open"
-        );
+        assert_eq!(check(Open, Open).unwrap_err().to_string(), "the ticket is already open");
         assert_eq!(
             check(Closed, OnSite).unwrap_err().to_string(),
             "cannot go from closed to on_site; from closed a ticket can go to open"
         );
-        assert!(
-            check(Cancelled, Open)
-                .unwrap_err()
-                .to_string()
-                .contains("final")
-        );
+        assert!(check(Cancelled, Open).unwrap_err().to_string().contains("final"));
     }
 
     #[test]

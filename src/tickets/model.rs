@@ -31,8 +31,26 @@ pub struct Ticket {
     pub resolved_at: Option<DateTime<Utc>>,
     pub closed_at: Option<DateTime<Utc>>,
     pub detail: String,
+    /// The contract's clocks on this ticket.
+    pub clock: Clock,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeline: Option<Vec<TimelineEntry>>,
+}
+
+/// A ticket's contract clocks: deadlines, and whether each was met once its moment came.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Clock {
+    /// The governing contract's id; `null` with `no_clock` saying why when none governs.
+    pub contract: Option<String>,
+    pub no_clock: Option<String>,
+    pub acknowledge_by: Option<DateTime<Utc>>,
+    pub on_site_by: Option<DateTime<Utc>>,
+    pub resolve_by: Option<DateTime<Utc>>,
+    pub on_site_at: Option<DateTime<Utc>>,
+    /// `null` until the moment comes (or when the contract promises no such clock).
+    pub acknowledge_met: Option<bool>,
+    pub on_site_met: Option<bool>,
+    pub resolve_met: Option<bool>,
 }
 
 /// One append-only line of a ticket's history.

@@ -28,18 +28,10 @@ impl ClockSpec {
     pub fn parse(s: &str, business_by_default: bool) -> Result<ClockSpec, String> {
         let s = s.trim();
         let hint = r#"write a clock such as "15m", "24h", "4h business" or "3 working days""#;
-        if let Some(n) = s
-            .strip_suffix("working days")
-            .or_else(|| s.strip_suffix("working day"))
-        {
-            let n: u32 = n
-                .trim()
-                .parse()
-                .map_err(|_| format!("`{s}` is not a clock; {hint}"))?;
+        if let Some(n) = s.strip_suffix("working days").or_else(|| s.strip_suffix("working day")) {
+            let n: u32 = n.trim().parse().map_err(|_| format!("`{s}` is not a clock; {hint}"))?;
             if n == 0 {
-                return Err(format!(
-                    "`{s}`: a number of working days must be at least 1"
-                ));
+                return Err(format!("`{s}`: a number of working days must be at least 1"));
             }
             return Ok(ClockSpec::WorkingDays(n));
         }
@@ -50,13 +42,8 @@ impl ClockSpec {
                 None => (s, business_by_default),
             },
         };
-        let d =
-            humantime::parse_duration(d).map_err(|_| format!("`{s}` is not a clock; {hint}"))?;
-        Ok(if business {
-            ClockSpec::Business(d)
-        } else {
-            ClockSpec::Elapsed(d)
-        })
+        let d = humantime::parse_duration(d).map_err(|_| format!("`{s}` is not a clock; {hint}"))?;
+        Ok(if business { ClockSpec::Business(d) } else { ClockSpec::Elapsed(d) })
     }
 
     /// Whether this clock needs a business calendar.
@@ -106,9 +93,7 @@ mod tests {
     use super::*;
 
     fn t(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(&format!("{s}+08:00"))
-            .unwrap()
-            .to_utc()
+        DateTime::parse_from_rfc3339(&format!("{s}+08:00")).unwrap().to_utc()
     }
 
     fn cal() -> Calendar {
@@ -129,32 +114,18 @@ fri = ["09:00-17:00"]
 
     #[test]
     fn clocks_parse() {
-        let check = |s: &str, business: bool, want: ClockSpec| {
-            assert_eq!(ClockSpec::parse(s, business), Ok(want), "{s}")
-        };
+        let check =
+            |s: &str, business: bool, want: ClockSpec| assert_eq!(ClockSpec::parse(s, business), Ok(want), "{s}");
         check("15m", false, ClockSpec::Elapsed(Duration::from_secs(900)));
         check("15m", true, ClockSpec::Business(Duration::from_secs(900)));
-        check(
-            "1h 30m 7x24",
-            true,
-            ClockSpec::Elapsed(Duration::from_secs(5400)),
-        );
-        check(
-            "4h business",
-            false,
-            ClockSpec::Business(Duration::from_secs(14_400)),
-        );
+        check("1h 30m 7x24", true, ClockSpec::Elapsed(Duration::from_secs(5400)));
+        check("4h business", false, ClockSpec::Business(Duration::from_secs(14_400)));
         check("3 working days", false, ClockSpec::WorkingDays(3));
         check("1 working day", false, ClockSpec::WorkingDays(1));
         for bad in ["soon", "0 working days", "x working days", ""] {
             assert!(ClockSpec::parse(bad, false).is_err(), "{bad}");
         }
-        assert_eq!(
-            ClockSpec::parse("3 working days", false)
-                .unwrap()
-                .to_string(),
-            "3 working days"
-        );
+        assert_eq!(ClockSpec::parse("3 working days", false).unwrap().to_string(), "3 working days");
     }
 
     #[test]
@@ -166,17 +137,10 @@ fri = ["09:00-17:00"]
         assert_eq!(e.deadline(start, None), Some(t("2026-09-25T18:00:00")));
         let b = ClockSpec::parse("2h business", false).unwrap();
         assert_eq!(b.deadline(start, Some(&c)), Some(t("2026-09-28T10:00:00")));
-        assert_eq!(
-            b.deadline(start, None),
-            None,
-            "a business clock without a calendar has no deadline"
-        );
+        assert_eq!(b.deadline(start, None), None, "a business clock without a calendar has no deadline");
         let w = ClockSpec::parse("3 working days", false).unwrap();
         // Wednesday 30 September + 3 working days crosses National Day: 8, 9 and 12 October.
-        assert_eq!(
-            w.deadline(t("2026-09-30T10:00:00"), Some(&c)),
-            Some(t("2026-10-12T17:00:00"))
-        );
+        assert_eq!(w.deadline(t("2026-09-30T10:00:00"), Some(&c)), Some(t("2026-10-12T17:00:00")));
     }
 
     #[test]
@@ -187,17 +151,11 @@ fri = ["09:00-17:00"]
         // Promoted 10 minutes in to a 2 h clock: 12:10, earlier than before.
         let p = opened + chrono::TimeDelta::minutes(10);
         let two_h = ClockSpec::parse("2h", false).ok();
-        assert_eq!(
-            promoted_deadline(old, p, two_h, Some(&c)),
-            Some(t("2026-09-22T12:10:00"))
-        );
+        assert_eq!(promoted_deadline(old, p, two_h, Some(&c)), Some(t("2026-09-22T12:10:00")));
         // A promotion whose clock would end later keeps the old deadline.
         let week = ClockSpec::parse("7 working days", false).ok();
         assert_eq!(promoted_deadline(old, p, week, Some(&c)), old);
         // No clock before: the new one applies.
-        assert_eq!(
-            promoted_deadline(None, p, two_h, Some(&c)),
-            Some(t("2026-09-22T12:10:00"))
-        );
+        assert_eq!(promoted_deadline(None, p, two_h, Some(&c)), Some(t("2026-09-22T12:10:00")));
     }
 }

@@ -37,20 +37,14 @@ pub struct Writer {
     pub reopen_window: Duration,
 }
 
-fn record(fleet: &Fleet, e: &FaultEvent) -> FaultRecord {
+fn record(fleet: &Fleet, e: &FaultEvent, now: chrono::DateTime<chrono::Utc>) -> FaultRecord {
     let d = fleet.device(e.device());
     let profile = fleet.profile_of(e.device());
     let (tier, at, detail, change) = match e {
-        FaultEvent::Raised {
-            tier, at, detail, ..
-        } => (*tier, *at, detail, Change::Raised),
-        FaultEvent::Promoted {
-            tier, at, detail, ..
-        } => (*tier, *at, detail, Change::Promoted),
+        FaultEvent::Raised { tier, at, detail, .. } => (*tier, *at, detail, Change::Raised),
+        FaultEvent::Promoted { tier, at, detail, .. } => (*tier, *at, detail, Change::Promoted),
         FaultEvent::Cleared { at, detail, .. } => {
-            let tier = profile
-                .rule(e.code().as_str())
-                .map_or(profile.offline_tier, |r| r.tier);
+            let tier = profile.rule(e.code().as_str()).map_or(profile.offline_tier, |r| r.tier);
             (tier, *at, detail, Change::Cleared)
         }
     };
@@ -65,6 +59,11 @@ fn record(fleet: &Fleet, e: &FaultEvent) -> FaultRecord {
         at,
         detail: detail.clone(),
         change,
+        deadlines: match change {
+            // Clocks start when the ticket opens (or the fault becomes more severe), on the gateway's clock.
+            Change::Raised | Change::Promoted => fleet.deadlines(e.device(), tier, now),
+            Change::Cleared => Default::default(),
+        },
     }
 }
 
@@ -86,14 +85,11 @@ impl Writer {
         let mut records = Vec::with_capacity(256);
         while rx.recv_many(&mut batch, 256).await > 0 {
             records.clear();
-            records.extend(batch.iter().map(|(e, _)| record(&self.fleet, e)));
+            let now = self.clock.now();
+            records.extend(batch.iter().map(|(e, _)| record(&self.fleet, e, now)));
             let mut backoff = Duration::from_millis(50);
             let outcomes = loop {
-                match self
-                    .store
-                    .apply_faults(&records, self.clock.now(), self.reopen_window)
-                    .await
-                {
+                match self.store.apply_faults(&records, now, self.reopen_window).await {
                     Ok(o) => break o,
                     Err(e) => {
                         self.metrics.store_errors.inc();
@@ -104,12 +100,7 @@ impl Writer {
                 }
             };
             for (((_, sw), rec), (outcome, ticket)) in batch.drain(..).zip(&records).zip(outcomes) {
-                self.metrics
-                    .ticket_events
-                    .get_or_create(&EventLabel {
-                        event: label(outcome),
-                    })
-                    .inc();
+                self.metrics.ticket_events.get_or_create(&EventLabel { event: label(outcome) }).inc();
                 let Some(ticket) = ticket else { continue };
                 if outcome == Outcome::Nothing {
                     continue;
@@ -120,13 +111,8 @@ impl Writer {
                         Tier::Main => "2",
                         Tier::Minor => "3",
                     };
-                    self.metrics
-                        .tickets_opened
-                        .get_or_create(&TierLabel { tier })
-                        .inc();
-                    self.metrics
-                        .fault_to_ticket_seconds
-                        .observe(sw.elapsed_secs());
+                    self.metrics.tickets_opened.get_or_create(&TierLabel { tier }).inc();
+                    self.metrics.fault_to_ticket_seconds.observe(sw.elapsed_secs());
                 }
                 info!(
                     ticket = ticket.0,

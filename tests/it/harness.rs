@@ -21,10 +21,7 @@ pub fn sim_binary() -> PathBuf {
     let target = deps.parent().unwrap().parent().unwrap();
     let bin = target.join(format!("firmware-sim{}", std::env::consts::EXE_SUFFIX));
     if !bin.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "firmware-sim"])
-            .status()
-            .unwrap();
+        let status = Command::new(env!("CARGO")).args(["build", "-p", "firmware-sim"]).status().unwrap();
         assert!(status.success(), "building firmware-sim failed");
     }
     bin
@@ -43,10 +40,7 @@ pub enum Broker {
 /// named by AFTERCARE_TEST_MQTT_URL too when it is set (CI sets the machine's Mosquitto).
 pub fn brokers() -> Vec<Broker> {
     let mut b = vec![Broker::Embedded];
-    if let Some(url) = std::env::var("AFTERCARE_TEST_MQTT_URL")
-        .ok()
-        .filter(|s| !s.is_empty())
-    {
+    if let Some(url) = std::env::var("AFTERCARE_TEST_MQTT_URL").ok().filter(|s| !s.is_empty()) {
         b.push(Broker::External(url));
     }
     b
@@ -121,35 +115,19 @@ id = "cust-1"
 
 impl Daemon {
     /// A fresh temporary folder with kind profiles and a config for `devices`.
-    pub fn setup(
-        devices: &[&str],
-        heartbeat: &str,
-        major_after: &str,
-        broker: &Broker,
-    ) -> (tempfile::TempDir, String) {
+    pub fn setup(devices: &[&str], heartbeat: &str, major_after: &str, broker: &Broker) -> (tempfile::TempDir, String) {
         // Build the simulator first, so no daemon's heartbeat window runs while it compiles.
         sim_binary();
         let dir = tempfile::tempdir().unwrap();
-        let prefix = format!(
-            "it{}x{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::SeqCst)
-        );
+        let prefix = format!("it{}x{}", std::process::id(), SEQ.fetch_add(1, Ordering::SeqCst));
         write_kinds(dir.path(), heartbeat, major_after);
-        std::fs::write(
-            dir.path().join("aftercare.toml"),
-            config(devices, &prefix, broker),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("aftercare.toml"), config(devices, &prefix, broker)).unwrap();
         (dir, prefix)
     }
 
     /// Starts `aftercare run` on the config in `dir` and waits for its ready line.
     pub fn start(dir: tempfile::TempDir, prefix: &str, broker: &Broker) -> Daemon {
-        let log = dir.path().join(format!(
-            "aftercare-{}.log",
-            SEQ.fetch_add(1, Ordering::SeqCst)
-        ));
+        let log = dir.path().join(format!("aftercare-{}.log", SEQ.fetch_add(1, Ordering::SeqCst)));
         let mut child = Command::new(env!("CARGO_BIN_EXE_aftercare"))
             .args(["run", "--config"])
             .arg(dir.path().join("aftercare.toml"))
@@ -171,23 +149,12 @@ impl Daemon {
             Ok(l) => l,
             Err(_) => {
                 let _ = child.kill();
-                panic!(
-                    "aftercare did not get ready:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
+                panic!("aftercare did not get ready:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
             }
         };
-        let field = |k: &str| {
-            line.split_whitespace()
-                .find_map(|w| w.strip_prefix(k))
-                .map(str::to_string)
-                .unwrap()
-        };
+        let field = |k: &str| line.split_whitespace().find_map(|w| w.strip_prefix(k)).map(str::to_string).unwrap();
         let mqtt = match broker {
-            Broker::External(url) => url
-                .trim_start_matches("mqtt://")
-                .trim_end_matches('/')
-                .to_string(),
+            Broker::External(url) => url.trim_start_matches("mqtt://").trim_end_matches('/').to_string(),
             Broker::Embedded => field("mqtt="),
         };
         Daemon {
@@ -207,9 +174,7 @@ impl Daemon {
 
     /// Sends SIGTERM and waits for the exit; returns whether it exited 0.
     pub fn terminate(mut self) -> (bool, tempfile::TempDir) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         let mut ok = false;
         for _ in 0..200 {
             if let Ok(Some(st)) = self.child.try_wait() {
@@ -249,14 +214,7 @@ impl Sim {
     /// Simulated time starts at local noon and runs 120 times real time.
     pub fn start(d: &Daemon, devices: &[&str]) -> Sim {
         let mut cmd = Command::new(sim_binary());
-        cmd.args([
-            "run",
-            "--broker",
-            &format!("mqtt://{}", d.mqtt),
-            "--prefix",
-            &d.prefix,
-        ])
-        .args([
+        cmd.args(["run", "--broker", &format!("mqtt://{}", d.mqtt), "--prefix", &d.prefix]).args([
             "--interval",
             "200ms",
             "--speed",
@@ -269,12 +227,7 @@ impl Sim {
         for dev in devices {
             cmd.args(["--device", &format!("{dev}:site-a")]);
         }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap();
         let stdin = child.stdin.take().unwrap();
         Sim { child, stdin }
     }
@@ -293,10 +246,7 @@ impl Drop for Sim {
 }
 
 pub fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
+    reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap()
 }
 
 pub async fn get(url: &str) -> Value {
@@ -331,19 +281,9 @@ pub async fn tickets_for(d: &Daemon, device: &str, code: &str) -> Vec<Value> {
 
 /// Reads one counter from /metrics text.
 pub async fn metric(d: &Daemon, name: &str) -> f64 {
-    let text = http()
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = http().get(d.url("/metrics")).send().await.unwrap().text().await.unwrap();
     text.lines()
         .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            l.strip_prefix(name)
-                .and_then(|rest| rest.trim().parse().ok())
-        })
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.trim().parse().ok()))
         .unwrap_or(0.0)
 }

@@ -9,40 +9,22 @@ use std::time::Duration;
 use harness::*;
 use serde_json::{Value, json};
 
-const FLEET: &[&str] = &[
-    "rec-001:recorder",
-    "swh-001:solar_heater",
-    "led-001:led_display",
-    "lit-001:lighting",
-];
+const FLEET: &[&str] = &["rec-001:recorder", "swh-001:solar_heater", "led-001:led_display", "lit-001:lighting"];
 
 async fn all_online(d: &Daemon, n: usize) {
     wait_for("every device online", 30, || async {
         let devs = get(&d.url("/api/v1/devices")).await;
-        let online = devs
-            .as_array()?
-            .iter()
-            .filter(|v| v["online"] == json!(true))
-            .count();
+        let online = devs.as_array()?.iter().filter(|v| v["online"] == json!(true)).count();
         (online == n).then_some(())
     })
     .await;
 }
 
 /// Waits for exactly one ticket for (device, code) matching `pred`, and returns it.
-async fn one_ticket(
-    d: &Daemon,
-    device: &str,
-    code: &str,
-    what: &str,
-    pred: impl Fn(&Value) -> bool,
-) -> Value {
+async fn one_ticket(d: &Daemon, device: &str, code: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
     wait_for(&format!("{device}/{code}: {what}"), 40, || async {
         let t = tickets_for(d, device, code).await;
-        assert!(
-            t.len() <= 1,
-            "more than one ticket for {device}/{code}: {t:#?}"
-        );
+        assert!(t.len() <= 1, "more than one ticket for {device}/{code}: {t:#?}");
         t.into_iter().next().filter(|t| pred(t))
     })
     .await
@@ -78,17 +60,13 @@ async fn one_ticket_per_fault_of_every_kind_with_recovery_and_recurrence_on(brok
         assert_eq!(t["occurrences"], json!(1));
         assert_eq!(t["site"], json!("site-a"));
         assert_eq!(t["customer"], json!("cust-1"));
+        assert_eq!(t["clock"]["no_clock"], json!("no contract covers this device; no clock runs"), "{t:#}");
         for k in ["id", "device", "kind", "code", "opened_at", "updated_at"] {
             assert!(!t[k].is_null(), "{k} missing: {t:#}");
         }
     }
     let devices = get(&d.url("/api/v1/devices")).await;
-    let rec = devices
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["id"] == "rec-001")
-        .unwrap();
+    let rec = devices.as_array().unwrap().iter().find(|v| v["id"] == "rec-001").unwrap();
     assert_eq!(rec["active_faults"], json!(["storage_failure"]));
     assert!(rec["last_seen"].is_string());
 
@@ -97,27 +75,17 @@ async fn one_ticket_per_fault_of_every_kind_with_recovery_and_recurrence_on(brok
         sim.send(&format!("clear {dev} {inject}"));
     }
     for (dev, _, code, _) in faults {
-        let t = one_ticket(&d, dev, code, "recovered", |t| {
-            t["recovered"] == json!(true)
-        })
-        .await;
+        let t = one_ticket(&d, dev, code, "recovered", |t| t["recovered"] == json!(true)).await;
         assert_eq!(t["state"], json!("open"));
     }
 
     // The fault comes back: the same ticket counts it.
     sim.send("inject lit-001 leakage");
-    let t = one_ticket(&d, "lit-001", "leakage", "recurred", |t| {
-        t["occurrences"] == json!(2)
-    })
-    .await;
+    let t = one_ticket(&d, "lit-001", "leakage", "recurred", |t| t["occurrences"] == json!(2)).await;
     assert_eq!(t["recovered"], json!(false));
     let detail = get(&d.url(&format!("/api/v1/tickets/{}", t["id"]))).await;
-    let events: Vec<&str> = detail["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["event"].as_str().unwrap())
-        .collect();
+    let events: Vec<&str> =
+        detail["timeline"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
     assert_eq!(events, ["opened", "recovered", "recurred"]);
 
     // Nothing else was opened: no duplicates, no faults the fleet did not have.
@@ -126,32 +94,12 @@ async fn one_ticket_per_fault_of_every_kind_with_recovery_and_recurrence_on(brok
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| {
-            format!(
-                "{}/{}",
-                t["device"].as_str().unwrap(),
-                t["code"].as_str().unwrap()
-            )
-        })
+        .map(|t| format!("{}/{}", t["device"].as_str().unwrap(), t["code"].as_str().unwrap()))
         .collect();
     seen.sort();
-    assert_eq!(
-        seen,
-        [
-            "led-001/dead_pixels",
-            "lit-001/leakage",
-            "rec-001/storage_failure",
-            "swh-001/bracket_deformed"
-        ]
-    );
-    assert_eq!(
-        metric(&d, "aftercare_tickets_opened_total{tier=\"1\"}").await,
-        2.0
-    );
-    assert_eq!(
-        metric(&d, "aftercare_tickets_opened_total{tier=\"3\"}").await,
-        1.0
-    );
+    assert_eq!(seen, ["led-001/dead_pixels", "lit-001/leakage", "rec-001/storage_failure", "swh-001/bracket_deformed"]);
+    assert_eq!(metric(&d, "aftercare_tickets_opened_total{tier=\"1\"}").await, 2.0);
+    assert_eq!(metric(&d, "aftercare_tickets_opened_total{tier=\"3\"}").await, 1.0);
     assert!(metric(&d, "aftercare_messages_accepted_total").await > 20.0);
 }
 
@@ -173,37 +121,19 @@ async fn an_outage_is_tier_2_then_tier_1_past_its_major_threshold_on(broker: &Br
     sim.send("inject lit-002 offline");
     let t = one_ticket(&d, "lit-002", "offline", "opened", |_| true).await;
     assert_eq!(t["tier"], json!(2), "{t:#}");
-    let t = one_ticket(&d, "lit-002", "offline", "promoted", |t| {
-        t["tier"] == json!(1)
-    })
-    .await;
+    let t = one_ticket(&d, "lit-002", "offline", "promoted", |t| t["tier"] == json!(1)).await;
     let detail = get(&d.url(&format!("/api/v1/tickets/{}", t["id"]))).await;
-    let promoted = detail["timeline"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["event"] == "promoted")
-        .unwrap()
-        .clone();
-    assert!(
-        promoted["note"].as_str().unwrap().contains("tier 2 → 1"),
-        "{promoted:#}"
-    );
+    let promoted = detail["timeline"].as_array().unwrap().iter().find(|e| e["event"] == "promoted").unwrap().clone();
+    assert!(promoted["note"].as_str().unwrap().contains("tier 2 → 1"), "{promoted:#}");
     let devs = get(&d.url("/api/v1/devices?online=false")).await;
     assert_eq!(devs.as_array().unwrap().len(), 1);
     assert_eq!(devs[0]["id"], json!("lit-002"));
 
     // Power back: the ticket is marked recovered and stays at tier 1.
     sim.send("clear lit-002 offline");
-    let t = one_ticket(&d, "lit-002", "offline", "recovered", |t| {
-        t["recovered"] == json!(true)
-    })
-    .await;
+    let t = one_ticket(&d, "lit-002", "offline", "recovered", |t| t["recovered"] == json!(true)).await;
     assert_eq!(t["tier"], json!(1));
-    assert!(
-        tickets_for(&d, "rec-002", "offline").await.is_empty(),
-        "the other device never went offline"
-    );
+    assert!(tickets_for(&d, "rec-002", "offline").await.is_empty(), "the other device never went offline");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,17 +158,11 @@ async fn bad_input_is_counted_by_reason_and_dropped_on(broker: &Broker) {
     let sends: Vec<(String, String)> = vec![
         (p("rec-003"), "{not json".into()),
         (p("rec-003"), r#"{"metrics": {"temp_c": "hot"}}"#.into()),
-        (
-            p("rec-003"),
-            r#"{"ts": "noon", "metrics": {"temp_c": 1}}"#.into(),
-        ),
+        (p("rec-003"), r#"{"ts": "noon", "metrics": {"temp_c": 1}}"#.into()),
         (p("nobody"), good.clone()),
         (format!("{prefix}/site-b/rec-003/telemetry"), good.clone()),
         (format!("{prefix}/site-a/rec-003/status"), "sleepy".into()),
-        (
-            format!("{prefix}/site-a/rec-003/event"),
-            r#"{"code": "E99", "active": true}"#.into(),
-        ),
+        (format!("{prefix}/site-a/rec-003/event"), r#"{"code": "E99", "active": true}"#.into()),
         (p("rec-003"), big),
         (p("rec-003"), good.clone()),
     ];
@@ -249,10 +173,7 @@ async fn bad_input_is_counted_by_reason_and_dropped_on(broker: &Broker) {
         let d = &d;
         async move {
             for (topic, body) in &sends {
-                client
-                    .publish(topic, rumqttc::QoS::AtLeastOnce, false, body.clone())
-                    .await
-                    .unwrap();
+                client.publish(topic, rumqttc::QoS::AtLeastOnce, false, body.clone()).await.unwrap();
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
             let mut all = true;
@@ -266,12 +187,7 @@ async fn bad_input_is_counted_by_reason_and_dropped_on(broker: &Broker) {
                 "unknown_code",
                 "oversized",
             ] {
-                all &= metric(
-                    d,
-                    &format!("aftercare_messages_rejected_total{{reason=\"{r}\"}}"),
-                )
-                .await
-                    >= 1.0;
+                all &= metric(d, &format!("aftercare_messages_rejected_total{{reason=\"{r}\"}}")).await >= 1.0;
             }
             all.then_some(())
         }
@@ -282,13 +198,7 @@ async fn bad_input_is_counted_by_reason_and_dropped_on(broker: &Broker) {
     assert_eq!(health["status"], json!("ok"));
     let dev = get(&d.url("/api/v1/devices/rec-003")).await;
     assert_eq!(dev["online"], json!(true), "the good message still counts");
-    assert!(
-        get(&d.url("/api/v1/tickets"))
-            .await
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
+    assert!(get(&d.url("/api/v1/tickets")).await.as_array().unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -315,32 +225,16 @@ async fn the_api_answers_mistakes_with_json_errors_on(broker: &Broker) {
             (status, r.json::<Value>().await.unwrap())
         }
     };
-    let (s, b) = post(
-        json!({"to": "acknowledged", "by": "alice", "note": "calling the site"}),
-        id.to_string(),
-    )
-    .await;
+    let (s, b) = post(json!({"to": "acknowledged", "by": "alice", "note": "calling the site"}), id.to_string()).await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["state"], json!("acknowledged"));
     assert!(b["acknowledged_at"].is_string());
     let (s, b) = post(json!({"to": "closed", "by": "alice"}), id.to_string()).await;
     assert_eq!(s, 409);
-    assert!(
-        b["error"]
-            .as_str()
-            .unwrap()
-            .contains("cannot go from acknowledged to closed"),
-        "{b}"
-    );
+    assert!(b["error"].as_str().unwrap().contains("cannot go from acknowledged to closed"), "{b}");
     let (s, b) = post(json!({"to": "done", "by": "alice"}), id.to_string()).await;
     assert_eq!(s, 400);
-    assert!(
-        b["error"]
-            .as_str()
-            .unwrap()
-            .contains("unknown state `done`"),
-        "{b}"
-    );
+    assert!(b["error"].as_str().unwrap().contains("unknown state `done`"), "{b}");
     let (s, b) = post(json!({"to": "resolved", "by": " "}), id.to_string()).await;
     assert_eq!((s, b["error"].is_string()), (400, true));
     let (s, _) = post(json!({"to": "resolved", "by": "a"}), "999999".into()).await;
@@ -365,24 +259,13 @@ async fn the_api_answers_mistakes_with_json_errors_on(broker: &Broker) {
     ] {
         let r = http().get(d.url(url)).send().await.unwrap();
         assert_eq!(r.status().as_u16(), status, "{url}");
-        assert!(
-            r.json::<Value>().await.unwrap()["error"].is_string(),
-            "{url}"
-        );
+        assert!(r.json::<Value>().await.unwrap()["error"].is_string(), "{url}");
     }
     let listed = get(&d.url("/api/v1/tickets?state=acknowledged&tier=1&customer=cust-1")).await;
     assert_eq!(listed.as_array().unwrap().len(), 1);
     let detail = get(&d.url(&format!("/api/v1/tickets/{id}"))).await;
-    let last = detail["timeline"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
-    assert_eq!(
-        (last["actor"].as_str(), last["note"].as_str()),
-        (Some("alice"), Some("calling the site"))
-    );
+    let last = detail["timeline"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!((last["actor"].as_str(), last["note"].as_str()), (Some("alice"), Some("calling the site")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -415,20 +298,12 @@ async fn a_restart_neither_loses_nor_repeats_a_fault_and_sigterm_stops_cleanly_o
     .await;
     let t = tickets_for(&d, "rec-005", "storage_failure").await;
     assert_eq!(t.len(), 1);
-    assert_eq!(
-        t[0]["occurrences"],
-        json!(1),
-        "the fault was raised again after the restart: {:#}",
-        t[0]
-    );
+    assert_eq!(t[0]["occurrences"], json!(1), "the fault was raised again after the restart: {:#}", t[0]);
     let dev = get(&d.url("/api/v1/devices/rec-005")).await;
     assert_eq!(dev["active_faults"], json!(["storage_failure"]));
     // And it still clears.
     sim.send("clear rec-005 storage_failure");
-    one_ticket(&d, "rec-005", "storage_failure", "recovered", |t| {
-        t["recovered"] == json!(true)
-    })
-    .await;
+    one_ticket(&d, "rec-005", "storage_failure", "recovered", |t| t["recovered"] == json!(true)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -448,11 +323,7 @@ async fn the_client_reconnects_and_resubscribes_after_the_broker_restarts() {
     // The broker dies and comes back on the same port, with no memory of subscriptions.
     let (_, dir_a) = a.terminate();
     let cfg = std::fs::read_to_string(dir_a.path().join("aftercare.toml")).unwrap();
-    let cfg = cfg.replacen(
-        "listen = \"127.0.0.1:0\"",
-        &format!("listen = \"127.0.0.1:{port}\""),
-        1,
-    );
+    let cfg = cfg.replacen("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""), 1);
     std::fs::write(dir_a.path().join("aftercare.toml"), cfg).unwrap();
     let a = Daemon::start(dir_a, &prefix_a, &Broker::Embedded);
     assert_eq!(a.mqtt.rsplit_once(':').unwrap().1, port);
@@ -462,14 +333,7 @@ async fn the_client_reconnects_and_resubscribes_after_the_broker_restarts() {
     })
     .await;
     sim.send("inject rec-006 storage_failure");
-    let t = one_ticket(
-        &b,
-        "rec-006",
-        "storage_failure",
-        "opened after the broker restart",
-        |_| true,
-    )
-    .await;
+    let t = one_ticket(&b, "rec-006", "storage_failure", "opened after the broker restart", |_| true).await;
     assert_eq!(t["tier"], json!(1));
     assert_eq!(metric(&b, "aftercare_mqtt_connected").await, 1.0);
 }

@@ -3,19 +3,16 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::*;
+use crate::contracts::Deadlines;
 use crate::store::{Change, FaultRecord};
 
 fn t0() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-11-22T08:00:00Z")
-        .unwrap()
-        .to_utc()
+    DateTime::parse_from_rfc3339("2026-11-22T08:00:00Z").unwrap().to_utc()
 }
 
 async fn store() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let s = Store::open(&dir.path().join("sub/aftercare.db"))
-        .await
-        .unwrap();
+    let s = Store::open(&dir.path().join("sub/aftercare.db")).await.unwrap();
     (s, dir)
 }
 
@@ -31,6 +28,7 @@ fn rec(device: &str, code: &str, tier: Tier, change: Change, at: DateTime<Utc>) 
         at,
         detail: format!("{code} detail"),
         change,
+        deadlines: Deadlines::default(),
     }
 }
 
@@ -41,12 +39,7 @@ async fn apply(s: &Store, r: FaultRecord, now: DateTime<Utc>) -> (Outcome, Optio
 }
 
 fn events(t: &Ticket) -> Vec<String> {
-    t.timeline
-        .as_ref()
-        .unwrap()
-        .iter()
-        .map(|e| e.event.clone())
-        .collect()
+    t.timeline.as_ref().unwrap().iter().map(|e| e.event.clone()).collect()
 }
 
 #[tokio::test]
@@ -57,65 +50,19 @@ async fn one_fault_one_ticket_counting_occurrences() {
     assert_eq!(o, Outcome::Opened);
     let id = id.unwrap();
     assert_eq!(
-        apply(
-            &s,
-            rec("d1", "leak", Tier::Main, Change::Cleared, t0()),
-            t0()
-        )
-        .await,
+        apply(&s, rec("d1", "leak", Tier::Main, Change::Cleared, t0()), t0()).await,
         (Outcome::Recovered, Some(id))
     );
-    assert_eq!(
-        apply(
-            &s,
-            rec("d1", "leak", Tier::Main, Change::Cleared, t0()),
-            t0()
-        )
-        .await,
-        (Outcome::Nothing, None)
-    );
-    assert_eq!(
-        apply(&s, raise(), t0() + TimeDelta::minutes(5)).await,
-        (Outcome::Recurred, Some(id))
-    );
+    assert_eq!(apply(&s, rec("d1", "leak", Tier::Main, Change::Cleared, t0()), t0()).await, (Outcome::Nothing, None));
+    assert_eq!(apply(&s, raise(), t0() + TimeDelta::minutes(5)).await, (Outcome::Recurred, Some(id)));
     let t = s.ticket(id).await.unwrap().unwrap();
-    assert_eq!(
-        (t.occurrences, t.recovered, t.state),
-        (2, false, State::Open)
-    );
+    assert_eq!((t.occurrences, t.recovered, t.state), (2, false, State::Open));
     assert_eq!(events(&t), ["opened", "recovered", "recurred"]);
     assert_eq!(t.updated_at, t0() + TimeDelta::minutes(5));
     // Another device's or another code's fault is another ticket.
-    assert_eq!(
-        apply(
-            &s,
-            rec("d2", "leak", Tier::Main, Change::Raised, t0()),
-            t0()
-        )
-        .await
-        .0,
-        Outcome::Opened
-    );
-    assert_eq!(
-        apply(
-            &s,
-            rec("d1", "tilt", Tier::Main, Change::Raised, t0()),
-            t0()
-        )
-        .await
-        .0,
-        Outcome::Opened
-    );
-    assert_eq!(
-        s.tickets(&TicketFilter {
-            limit: 100,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .len(),
-        3
-    );
+    assert_eq!(apply(&s, rec("d2", "leak", Tier::Main, Change::Raised, t0()), t0()).await.0, Outcome::Opened);
+    assert_eq!(apply(&s, rec("d1", "tilt", Tier::Main, Change::Raised, t0()), t0()).await.0, Outcome::Opened);
+    assert_eq!(s.tickets(&TicketFilter { limit: 100, ..Default::default() }).await.unwrap().len(), 3);
 }
 
 #[tokio::test]
@@ -126,14 +73,7 @@ async fn concurrent_raises_of_one_fault_make_one_ticket() {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
             let now = t0() + TimeDelta::seconds(i);
-            s.apply_faults(
-                &[rec("d1", "leak", Tier::Main, Change::Raised, now)],
-                now,
-                DAY,
-            )
-            .await
-            .unwrap()[0]
-                .0
+            s.apply_faults(&[rec("d1", "leak", Tier::Main, Change::Raised, now)], now, DAY).await.unwrap()[0].0
         }));
     }
     let mut opened = 0;
@@ -143,13 +83,7 @@ async fn concurrent_raises_of_one_fault_make_one_ticket() {
         }
     }
     assert_eq!(opened, 1);
-    let all = s
-        .tickets(&TicketFilter {
-            limit: 100,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let all = s.tickets(&TicketFilter { limit: 100, ..Default::default() }).await.unwrap();
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].occurrences, 40);
 }
@@ -180,18 +114,9 @@ async fn the_database_itself_refuses_a_second_open_ticket() {
     }
     assert_eq!(ok, 1);
     // A closed one does not count.
-    sqlx::query("UPDATE tickets SET state = 'closed'")
-        .execute(s.pool())
-        .await
-        .unwrap();
+    sqlx::query("UPDATE tickets SET state = 'closed'").execute(s.pool()).await.unwrap();
     assert_eq!(
-        apply(
-            &s,
-            rec("d1", "leak", Tier::Main, Change::Raised, t0()),
-            t0() + TimeDelta::days(30)
-        )
-        .await
-        .0,
+        apply(&s, rec("d1", "leak", Tier::Main, Change::Raised, t0()), t0() + TimeDelta::days(30)).await.0,
         Outcome::Opened
     );
 }
@@ -199,174 +124,69 @@ async fn the_database_itself_refuses_a_second_open_ticket() {
 #[tokio::test]
 async fn a_fault_back_soon_after_close_reopens_later_opens_anew() {
     let (s, _d) = store().await;
-    let (_, id) = apply(
-        &s,
-        rec("d1", "leak", Tier::Main, Change::Raised, t0()),
-        t0(),
-    )
-    .await;
+    let (_, id) = apply(&s, rec("d1", "leak", Tier::Main, Change::Raised, t0()), t0()).await;
     let id = id.unwrap();
-    s.transition(
-        id,
-        State::Resolved,
-        "eng",
-        "replaced seal",
-        t0() + TimeDelta::hours(1),
-    )
-    .await
-    .unwrap();
+    s.transition(id, State::Resolved, "eng", "replaced seal", t0() + TimeDelta::hours(1)).await.unwrap();
     // Back while resolved: the repair did not hold.
-    let (o, again) = apply(
-        &s,
-        rec("d1", "leak", Tier::Main, Change::Raised, t0()),
-        t0() + TimeDelta::hours(2),
-    )
-    .await;
+    let (o, again) = apply(&s, rec("d1", "leak", Tier::Main, Change::Raised, t0()), t0() + TimeDelta::hours(2)).await;
     assert_eq!((o, again), (Outcome::Reopened, Some(id)));
-    s.transition(id, State::Resolved, "eng", "", t0() + TimeDelta::hours(3))
-        .await
-        .unwrap();
-    s.transition(id, State::Closed, "desk", "", t0() + TimeDelta::hours(4))
-        .await
-        .unwrap();
+    s.transition(id, State::Resolved, "eng", "", t0() + TimeDelta::hours(3)).await.unwrap();
+    s.transition(id, State::Closed, "desk", "", t0() + TimeDelta::hours(4)).await.unwrap();
     // Back within the window after close: reopened.
-    let (o, again) = apply(
-        &s,
-        rec("d1", "leak", Tier::Main, Change::Raised, t0()),
-        t0() + TimeDelta::hours(20),
-    )
-    .await;
+    let (o, again) = apply(&s, rec("d1", "leak", Tier::Main, Change::Raised, t0()), t0() + TimeDelta::hours(20)).await;
     assert_eq!((o, again), (Outcome::Reopened, Some(id)));
     let t = s.ticket(id).await.unwrap().unwrap();
-    assert_eq!(
-        (t.state, t.occurrences, t.closed_at),
-        (State::Open, 3, None)
-    );
-    s.transition(id, State::Resolved, "eng", "", t0() + TimeDelta::hours(21))
-        .await
-        .unwrap();
-    s.transition(id, State::Closed, "desk", "", t0() + TimeDelta::hours(22))
-        .await
-        .unwrap();
+    assert_eq!((t.state, t.occurrences, t.closed_at), (State::Open, 3, None));
+    s.transition(id, State::Resolved, "eng", "", t0() + TimeDelta::hours(21)).await.unwrap();
+    s.transition(id, State::Closed, "desk", "", t0() + TimeDelta::hours(22)).await.unwrap();
     // Back after the window: a new ticket.
-    let (o, other) = apply(
-        &s,
-        rec("d1", "leak", Tier::Main, Change::Raised, t0()),
-        t0() + TimeDelta::hours(22 + 25),
-    )
-    .await;
+    let (o, other) =
+        apply(&s, rec("d1", "leak", Tier::Main, Change::Raised, t0()), t0() + TimeDelta::hours(22 + 25)).await;
     assert_eq!(o, Outcome::Opened);
     assert_ne!(other, Some(id));
     let t = s.ticket(id).await.unwrap().unwrap();
     assert_eq!(
         events(&t),
-        [
-            "opened",
-            "transition",
-            "reopened",
-            "transition",
-            "transition",
-            "reopened",
-            "transition",
-            "transition"
-        ]
+        ["opened", "transition", "reopened", "transition", "transition", "reopened", "transition", "transition"]
     );
 }
 
 #[tokio::test]
 async fn promotion_raises_the_tier_once_and_says_so() {
     let (s, _d) = store().await;
-    let (_, id) = apply(
-        &s,
-        rec("d1", "offline", Tier::Main, Change::Raised, t0()),
-        t0(),
-    )
-    .await;
+    let (_, id) = apply(&s, rec("d1", "offline", Tier::Main, Change::Raised, t0()), t0()).await;
     let id = id.unwrap();
     let p = rec("d1", "offline", Tier::Major, Change::Promoted, t0());
-    assert_eq!(
-        apply(&s, p.clone(), t0() + TimeDelta::minutes(11)).await,
-        (Outcome::Promoted, Some(id))
-    );
-    assert_eq!(
-        apply(&s, p, t0() + TimeDelta::minutes(12)).await.0,
-        Outcome::Nothing
-    );
+    assert_eq!(apply(&s, p.clone(), t0() + TimeDelta::minutes(11)).await, (Outcome::Promoted, Some(id)));
+    assert_eq!(apply(&s, p, t0() + TimeDelta::minutes(12)).await.0, Outcome::Nothing);
     let t = s.ticket(id).await.unwrap().unwrap();
     assert_eq!(t.tier, Tier::Major);
     let last = t.timeline.unwrap().pop().unwrap();
-    assert_eq!(
-        (last.event.as_str(), last.tier),
-        ("promoted", Some(Tier::Major))
-    );
+    assert_eq!((last.event.as_str(), last.tier), ("promoted", Some(Tier::Major)));
     assert!(last.note.starts_with("tier 2 → 1"), "{}", last.note);
     // A recurrence at a lower tier does not lower it.
-    apply(
-        &s,
-        rec("d1", "offline", Tier::Main, Change::Raised, t0()),
-        t0() + TimeDelta::minutes(13),
-    )
-    .await;
+    apply(&s, rec("d1", "offline", Tier::Main, Change::Raised, t0()), t0() + TimeDelta::minutes(13)).await;
     assert_eq!(s.ticket(id).await.unwrap().unwrap().tier, Tier::Major);
 }
 
 #[tokio::test]
 async fn transitions_follow_the_state_machine_and_stamp_times() {
     let (s, _d) = store().await;
-    let (_, id) = apply(
-        &s,
-        rec("d1", "leak", Tier::Main, Change::Raised, t0()),
-        t0(),
-    )
-    .await;
+    let (_, id) = apply(&s, rec("d1", "leak", Tier::Main, Change::Raised, t0()), t0()).await;
     let id = id.unwrap();
-    let t = s
-        .transition(
-            id,
-            State::Acknowledged,
-            "alice",
-            "on it",
-            t0() + TimeDelta::minutes(3),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        (t.state, t.acknowledged_at),
-        (State::Acknowledged, Some(t0() + TimeDelta::minutes(3)))
-    );
-    let e = s
-        .transition(id, State::Closed, "alice", "", t0())
-        .await
-        .unwrap_err();
+    let t = s.transition(id, State::Acknowledged, "alice", "on it", t0() + TimeDelta::minutes(3)).await.unwrap();
+    assert_eq!((t.state, t.acknowledged_at), (State::Acknowledged, Some(t0() + TimeDelta::minutes(3))));
+    let e = s.transition(id, State::Closed, "alice", "", t0()).await.unwrap_err();
     assert!(matches!(e, TransitionFailure::Refused(_)), "{e}");
     assert!(matches!(
-        s.transition(TicketId(999), State::Closed, "a", "", t0())
-            .await,
+        s.transition(TicketId(999), State::Closed, "a", "", t0()).await,
         Err(TransitionFailure::NotFound(999))
     ));
-    s.transition(id, State::Cancelled, "alice", "false alarm", t0())
-        .await
-        .unwrap();
+    s.transition(id, State::Cancelled, "alice", "false alarm", t0()).await.unwrap();
     // A new ticket for the same fault, then reopening the cancelled one is refused by the machine.
-    apply(
-        &s,
-        rec("d1", "leak", Tier::Main, Change::Raised, t0()),
-        t0() + TimeDelta::days(2),
-    )
-    .await;
-    assert!(matches!(
-        s.transition(id, State::Open, "a", "", t0()).await,
-        Err(TransitionFailure::Refused(_))
-    ));
-    let last = s
-        .ticket(id)
-        .await
-        .unwrap()
-        .unwrap()
-        .timeline
-        .unwrap()
-        .pop()
-        .unwrap();
+    apply(&s, rec("d1", "leak", Tier::Main, Change::Raised, t0()), t0() + TimeDelta::days(2)).await;
+    assert!(matches!(s.transition(id, State::Open, "a", "", t0()).await, Err(TransitionFailure::Refused(_))));
+    let last = s.ticket(id).await.unwrap().unwrap().timeline.unwrap().pop().unwrap();
     assert_eq!(
         (last.actor.as_str(), last.from_state, last.to_state),
         ("alice", Some(State::Acknowledged), Some(State::Cancelled))
@@ -377,159 +197,52 @@ async fn transitions_follow_the_state_machine_and_stamp_times() {
 #[tokio::test]
 async fn reopening_by_hand_is_refused_while_another_ticket_holds_the_fault() {
     let (s, _d) = store().await;
-    let (_, first) = apply(
-        &s,
-        rec("d1", "leak", Tier::Main, Change::Raised, t0()),
-        t0(),
-    )
-    .await;
+    let (_, first) = apply(&s, rec("d1", "leak", Tier::Main, Change::Raised, t0()), t0()).await;
     let first = first.unwrap();
-    s.transition(first, State::Resolved, "eng", "", t0())
-        .await
-        .unwrap();
-    s.transition(first, State::Closed, "eng", "", t0())
-        .await
-        .unwrap();
-    apply(
-        &s,
-        rec("d1", "leak", Tier::Main, Change::Raised, t0()),
-        t0() + TimeDelta::days(3),
-    )
-    .await;
-    let e = s
-        .transition(first, State::Open, "eng", "", t0() + TimeDelta::days(3))
-        .await
-        .unwrap_err();
+    s.transition(first, State::Resolved, "eng", "", t0()).await.unwrap();
+    s.transition(first, State::Closed, "eng", "", t0()).await.unwrap();
+    apply(&s, rec("d1", "leak", Tier::Main, Change::Raised, t0()), t0() + TimeDelta::days(3)).await;
+    let e = s.transition(first, State::Open, "eng", "", t0() + TimeDelta::days(3)).await.unwrap_err();
     assert!(matches!(e, TransitionFailure::Conflict(_)), "{e}");
 }
 
 #[tokio::test]
 async fn the_timeline_is_append_only() {
     let (s, _d) = store().await;
-    apply(
-        &s,
-        rec("d1", "leak", Tier::Main, Change::Raised, t0()),
-        t0(),
-    )
-    .await;
-    assert!(
-        sqlx::query("UPDATE timeline SET note = 'x'")
-            .execute(s.pool())
-            .await
-            .is_err()
-    );
-    assert!(
-        sqlx::query("DELETE FROM timeline")
-            .execute(s.pool())
-            .await
-            .is_err()
-    );
+    apply(&s, rec("d1", "leak", Tier::Main, Change::Raised, t0()), t0()).await;
+    assert!(sqlx::query("UPDATE timeline SET note = 'x'").execute(s.pool()).await.is_err());
+    assert!(sqlx::query("DELETE FROM timeline").execute(s.pool()).await.is_err());
 }
 
 #[tokio::test]
 async fn filters_and_active_faults() {
     let (s, _d) = store().await;
-    apply(
-        &s,
-        rec("d1", "leak", Tier::Main, Change::Raised, t0()),
-        t0(),
-    )
-    .await;
-    apply(
-        &s,
-        rec("d2", "offline", Tier::Major, Change::Raised, t0()),
-        t0(),
-    )
-    .await;
-    apply(
-        &s,
-        rec("d3", "tilt", Tier::Minor, Change::Raised, t0()),
-        t0(),
-    )
-    .await;
-    apply(
-        &s,
-        rec("d3", "tilt", Tier::Minor, Change::Cleared, t0()),
-        t0(),
-    )
-    .await;
+    apply(&s, rec("d1", "leak", Tier::Main, Change::Raised, t0()), t0()).await;
+    apply(&s, rec("d2", "offline", Tier::Major, Change::Raised, t0()), t0()).await;
+    apply(&s, rec("d3", "tilt", Tier::Minor, Change::Raised, t0()), t0()).await;
+    apply(&s, rec("d3", "tilt", Tier::Minor, Change::Cleared, t0()), t0()).await;
     let f = |f: TicketFilter| {
         let s = s.clone();
         async move {
-            let mut v: Vec<String> = s
-                .tickets(&TicketFilter { limit: 100, ..f })
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|t| t.device.0)
-                .collect();
+            let mut v: Vec<String> =
+                s.tickets(&TicketFilter { limit: 100, ..f }).await.unwrap().into_iter().map(|t| t.device.0).collect();
             v.sort();
             v
         }
     };
+    assert_eq!(f(TicketFilter { tier: Some(Tier::Major), ..Default::default() }).await, ["d2"]);
+    assert_eq!(f(TicketFilter { recovered: Some(true), ..Default::default() }).await, ["d3"]);
+    assert_eq!(f(TicketFilter { code: Some("leak".into()), ..Default::default() }).await, ["d1"]);
+    assert_eq!(f(TicketFilter { state: Some(State::Open), ..Default::default() }).await, ["d1", "d2", "d3"]);
+    assert_eq!(f(TicketFilter { open: Some(false), ..Default::default() }).await, Vec::<String>::new());
     assert_eq!(
-        f(TicketFilter {
-            tier: Some(Tier::Major),
-            ..Default::default()
-        })
-        .await,
-        ["d2"]
-    );
-    assert_eq!(
-        f(TicketFilter {
-            recovered: Some(true),
-            ..Default::default()
-        })
-        .await,
-        ["d3"]
-    );
-    assert_eq!(
-        f(TicketFilter {
-            code: Some("leak".into()),
-            ..Default::default()
-        })
-        .await,
-        ["d1"]
-    );
-    assert_eq!(
-        f(TicketFilter {
-            state: Some(State::Open),
-            ..Default::default()
-        })
-        .await,
-        ["d1", "d2", "d3"]
-    );
-    assert_eq!(
-        f(TicketFilter {
-            open: Some(false),
-            ..Default::default()
-        })
-        .await,
+        f(TicketFilter { device: Some("d1' OR 1=1 --".into()), ..Default::default() }).await,
         Vec::<String>::new()
     );
-    assert_eq!(
-        f(TicketFilter {
-            device: Some("d1' OR 1=1 --".into()),
-            ..Default::default()
-        })
-        .await,
-        Vec::<String>::new()
-    );
-    let mut active: Vec<(String, String)> = s
-        .active_faults()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|a| (a.device, a.code))
-        .collect();
+    let mut active: Vec<(String, String)> =
+        s.active_faults().await.unwrap().into_iter().map(|a| (a.device, a.code)).collect();
     active.sort();
-    assert_eq!(
-        active,
-        [
-            ("d1".to_string(), "leak".to_string()),
-            ("d2".into(), "offline".into())
-        ]
-    );
+    assert_eq!(active, [("d1".to_string(), "leak".to_string()), ("d2".into(), "offline".into())]);
 }
 
 #[tokio::test]
@@ -538,15 +251,56 @@ async fn a_reopened_store_keeps_everything() {
     let path = dir.path().join("a.db");
     let id = {
         let s = Store::open(&path).await.unwrap();
-        apply(
-            &s,
-            rec("d1", "leak", Tier::Main, Change::Raised, t0()),
-            t0(),
-        )
-        .await
-        .1
-        .unwrap()
+        apply(&s, rec("d1", "leak", Tier::Main, Change::Raised, t0()), t0()).await.1.unwrap()
     };
     let s = Store::open(&path).await.unwrap();
     assert_eq!(s.ticket(id).await.unwrap().unwrap().code.0, "leak");
+}
+
+#[tokio::test]
+async fn deadlines_are_stored_and_met_or_missed_when_the_moment_comes() {
+    let (s, _d) = store().await;
+    let m = |min: i64| t0() + TimeDelta::minutes(min);
+    let mut r = rec("d1", "leak", Tier::Main, Change::Raised, t0());
+    r.deadlines = Deadlines {
+        contract: Some("c".into()),
+        no_clock: None,
+        acknowledge_by: Some(m(15)),
+        on_site_by: Some(m(120)),
+        resolve_by: Some(m(240)),
+    };
+    let id = apply(&s, r, t0()).await.1.unwrap();
+    // Dispatched at 10 min: the first response, within 15 min.
+    let t = s.transition(id, State::Dispatched, "desk", "", m(10)).await.unwrap();
+    assert_eq!((t.clock.acknowledge_met, t.acknowledged_at), (Some(true), Some(m(10))));
+    assert_eq!(t.clock.on_site_met, None, "not yet due");
+    // On site at 3 h: missed; resolved at 4 h exactly: met.
+    let t = s.transition(id, State::OnSite, "eng", "", m(180)).await.unwrap();
+    assert_eq!((t.clock.on_site_met, t.clock.on_site_at), (Some(false), Some(m(180))));
+    let t = s.transition(id, State::Resolved, "eng", "", m(240)).await.unwrap();
+    assert_eq!(t.clock.resolve_met, Some(true));
+    assert_eq!(t.clock.contract.as_deref(), Some("c"));
+    // A ticket without a contract says why and records nothing met or missed.
+    let mut r = rec("d2", "leak", Tier::Main, Change::Raised, t0());
+    r.deadlines.no_clock = Some("no contract covers this device; no clock runs".into());
+    let id = apply(&s, r, t0()).await.1.unwrap();
+    let t = s.transition(id, State::Acknowledged, "desk", "", m(500)).await.unwrap();
+    assert_eq!((t.clock.acknowledge_met, t.clock.no_clock.is_some()), (None, true));
+}
+
+#[tokio::test]
+async fn a_promotion_pulls_deadlines_earlier_never_later() {
+    let (s, _d) = store().await;
+    let m = |min: i64| t0() + TimeDelta::minutes(min);
+    let mut r = rec("d1", "offline", Tier::Main, Change::Raised, t0());
+    r.deadlines.acknowledge_by = Some(m(60));
+    r.deadlines.resolve_by = Some(m(600));
+    let id = apply(&s, r, t0()).await.1.unwrap();
+    let mut p = rec("d1", "offline", Tier::Major, Change::Promoted, m(10));
+    p.deadlines.acknowledge_by = Some(m(25)); // earlier: taken
+    p.deadlines.resolve_by = Some(m(900)); // later: ignored
+    p.deadlines.on_site_by = Some(m(130)); // none before: taken
+    apply(&s, p, m(10)).await;
+    let c = s.ticket(id).await.unwrap().unwrap().clock;
+    assert_eq!((c.acknowledge_by, c.on_site_by, c.resolve_by), (Some(m(25)), Some(m(130)), Some(m(600))));
 }

@@ -1,0 +1,262 @@
+//! Service contracts as configured: which devices each covers, when it is
+//! in force, and the clocks it promises per tier. Pure.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+
+use crate::calendar::Calendar;
+use crate::domain::{CustomerId, Tier};
+use crate::fleet::Device;
+use crate::tickets::sla::ClockSpec;
+
+/// The clocks of one tier; a missing clock is not promised.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TierClocks {
+    pub acknowledge: Option<ClockSpec>,
+    pub on_site: Option<ClockSpec>,
+    pub resolve: Option<ClockSpec>,
+}
+
+/// Which of the customer's devices a contract covers; empty lists cover all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Covers {
+    pub sites: Vec<String>,
+    pub kinds: Vec<String>,
+    pub devices: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Contract {
+    pub id: String,
+    pub title: String,
+    pub customer: CustomerId,
+    pub starts: NaiveDate,
+    pub ends: Option<NaiveDate>,
+    pub calendar: Option<Arc<Calendar>>,
+    pub covers: Covers,
+    /// Tier 1, 2, 3.
+    pub tiers: [TierClocks; 3],
+}
+
+/// A ticket's deadlines, computed when it opens.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Deadlines {
+    pub contract: Option<String>,
+    /// Why the ticket has no clock, when it has none.
+    pub no_clock: Option<String>,
+    pub acknowledge_by: Option<DateTime<Utc>>,
+    pub on_site_by: Option<DateTime<Utc>>,
+    pub resolve_by: Option<DateTime<Utc>>,
+}
+
+impl Contract {
+    /// How specifically the contract covers a device: 3 by id, 2 by site or kind, 1 customer-wide, 0 not.
+    pub fn coverage(&self, device: &Device, kind: &str) -> u8 {
+        if device.customer != self.customer {
+            return 0;
+        }
+        let c = &self.covers;
+        if c.devices.contains(&device.id.0) {
+            return 3;
+        }
+        if !c.devices.is_empty() && c.sites.is_empty() && c.kinds.is_empty() {
+            return 0;
+        }
+        let site_ok = c.sites.is_empty() || c.sites.contains(&device.site.0);
+        let kind_ok = c.kinds.is_empty() || c.kinds.iter().any(|k| k == kind);
+        match (site_ok && kind_ok, c.sites.is_empty() && c.kinds.is_empty()) {
+            (false, _) => 0,
+            (true, true) => 1,
+            (true, false) => 2,
+        }
+    }
+
+    pub fn in_force(&self, day: NaiveDate) -> bool {
+        day >= self.starts && self.ends.is_none_or(|e| day <= e)
+    }
+
+    pub fn clocks(&self, tier: Tier) -> &TierClocks {
+        &self.tiers[tier.number() as usize - 1]
+    }
+
+    /// The deadlines of a ticket of `tier` opened at `at`.
+    pub fn deadlines(&self, tier: Tier, at: DateTime<Utc>) -> Deadlines {
+        let c = self.clocks(tier);
+        let cal = self.calendar.as_deref();
+        let by = |clock: Option<ClockSpec>| clock.and_then(|k| k.deadline(at, cal));
+        Deadlines {
+            contract: Some(self.id.clone()),
+            no_clock: None,
+            acknowledge_by: by(c.acknowledge),
+            on_site_by: by(c.on_site),
+            resolve_by: by(c.resolve),
+        }
+    }
+}
+
+/// The contract that governs a device's tickets on `day`, or why there is none.
+pub fn governing<'a>(
+    contracts: &'a [Contract],
+    device: &Device,
+    kind: &str,
+    day: NaiveDate,
+) -> Result<&'a Contract, String> {
+    let mut best: Option<(&Contract, u8)> = None;
+    let mut expired: Option<&Contract> = None;
+    for c in contracts {
+        let cov = c.coverage(device, kind);
+        if cov == 0 {
+            continue;
+        }
+        if !c.in_force(day) {
+            expired.get_or_insert(c);
+            continue;
+        }
+        if best.is_none_or(|(_, b)| cov > b) {
+            best = Some((c, cov));
+        }
+    }
+    match (best, expired) {
+        (Some((c, _)), _) => Ok(c),
+        (None, Some(c)) => Err(match c.ends {
+            Some(e) if day > e => format!("contract {} ended on {e}; no clock runs", c.id),
+            _ => format!("contract {} starts on {}; no clock runs yet", c.id, c.starts),
+        }),
+        (None, None) => Err("no contract covers this device; no clock runs".to_string()),
+    }
+}
+
+/// Deadlines for a ticket opened at `at`, on `day` at the device's site:
+/// from the governing contract, or none with the reason.
+pub fn deadlines_for(
+    contracts: &[Contract],
+    device: &Device,
+    kind: &str,
+    tier: Tier,
+    at: DateTime<Utc>,
+    day: NaiveDate,
+) -> Deadlines {
+    match governing(contracts, device, kind, day) {
+        Ok(c) => c.deadlines(tier, at),
+        Err(why) => Deadlines { no_clock: Some(why), ..Deadlines::default() },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::Fleet;
+
+    /// Local time (+08:00) to UTC.
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(&format!("{s}+08:00")).unwrap().to_utc()
+    }
+
+    fn fleet() -> Arc<Fleet> {
+        crate::demo::config().unwrap().fleet
+    }
+
+    fn deadlines(f: &Fleet, device: &str, tier: Tier, at: DateTime<Utc>) -> Deadlines {
+        f.deadlines(f.lookup(device).unwrap(), tier, at)
+    }
+
+    /// The deadline is exactly the one the contract promises.
+    fn due(by: Option<DateTime<Utc>>, want: DateTime<Utc>) {
+        assert_eq!(by, Some(want));
+    }
+
+    #[test]
+    fn recorders_tender_answers_in_10_minutes_on_site_in_24_hours_fixed_in_36() {
+        let f = fleet();
+        let at = t("2026-06-01T10:00:00");
+        let d = deadlines(&f, "rec-001", Tier::Major, at);
+        assert_eq!(d.contract.as_deref(), Some("recorders-tender"));
+        due(d.acknowledge_by, t("2026-06-01T10:10:00"));
+        due(d.on_site_by, t("2026-06-02T10:00:00"));
+        due(d.resolve_by, t("2026-06-02T22:00:00"));
+        let minor = deadlines(&f, "rec-002", Tier::Minor, at);
+        due(minor.acknowledge_by, t("2026-06-01T10:20:00"));
+        assert_eq!(minor.on_site_by, None, "no on-site promise for minor faults");
+    }
+
+    #[test]
+    fn detailed_plan_levels_a_b_c() {
+        let f = fleet();
+        // Saturday night: the plan runs 7x24.
+        let at = t("2026-06-06T23:50:00");
+        let a = deadlines(&f, "led-002", Tier::Major, at);
+        assert_eq!(a.contract.as_deref(), Some("detailed-plan"));
+        due(a.acknowledge_by, t("2026-06-07T00:00:00"));
+        due(a.on_site_by, t("2026-06-07T01:50:00"));
+        due(a.resolve_by, t("2026-06-07T03:50:00"));
+        let c = deadlines(&f, "lit-002", Tier::Minor, at);
+        due(c.acknowledge_by, t("2026-06-07T00:20:00"));
+    }
+
+    #[test]
+    fn lighting_promises_run_one_year_from_acceptance() {
+        let f = fleet();
+        let d = deadlines(&f, "lit-001", Tier::Main, t("2025-06-01T20:00:00"));
+        due(d.acknowledge_by, t("2025-06-01T21:00:00"));
+        due(d.on_site_by, t("2025-06-03T20:00:00"));
+        due(d.resolve_by, t("2025-06-03T20:00:00"));
+        // After the year: no clock, and the ticket says why.
+        let late = deadlines(&f, "lit-001", Tier::Main, t("2026-06-01T20:00:00"));
+        assert_eq!(late.acknowledge_by, None);
+        assert_eq!(late.no_clock.as_deref(), Some("contract lighting ended on 2026-01-09; no clock runs"));
+    }
+
+    #[test]
+    fn solar_heaters_answer_in_4_hours_and_clear_in_12() {
+        let f = fleet();
+        let d = deadlines(&f, "swh-001", Tier::Main, t("2026-07-15T13:00:00"));
+        assert_eq!(d.contract.as_deref(), Some("solar-heaters"));
+        due(d.acknowledge_by, t("2026-07-15T17:00:00"));
+        due(d.on_site_by, t("2026-07-16T01:00:00"));
+        due(d.resolve_by, t("2026-07-16T01:00:00"));
+    }
+
+    #[test]
+    fn led_factory_repairs_take_5_working_days_across_national_day() {
+        let f = fleet();
+        // 30 September: 1–7 October off, Saturday 10 October worked.
+        let d = deadlines(&f, "led-001", Tier::Major, t("2026-09-30T10:00:00"));
+        assert_eq!(d.contract.as_deref(), Some("led-displays"));
+        due(d.acknowledge_by, t("2026-09-30T11:00:00"));
+        due(d.resolve_by, t("2026-10-13T17:30:00"));
+    }
+
+    #[test]
+    fn a_device_no_contract_covers_has_no_clock() {
+        let f = fleet();
+        let mut stranger = f.device(f.lookup("rec-001").unwrap()).clone();
+        stranger.customer = CustomerId("someone-else".into());
+        let d = deadlines_for(
+            &f.contracts,
+            &stranger,
+            "recorder",
+            Tier::Major,
+            t("2026-06-01T10:00:00"),
+            t("2026-06-01T10:00:00").date_naive(),
+        );
+        assert_eq!(d.no_clock.as_deref(), Some("no contract covers this device; no clock runs"));
+        assert_eq!((d.contract, d.acknowledge_by), (None, None));
+    }
+
+    #[test]
+    fn the_most_specific_contract_governs() {
+        let f = fleet();
+        let dev = f.device(f.lookup("rec-001").unwrap()).clone();
+        let mut named = f.contracts[0].clone();
+        named.id = "by-id".into();
+        named.customer = dev.customer.clone();
+        named.covers = Covers { devices: vec!["rec-001".into()], ..Covers::default() };
+        let mut all = f.contracts.clone();
+        all.push(named);
+        let day = NaiveDate::from_ymd_opt(2026, 6, 1).unwrap();
+        assert_eq!(governing(&all, &dev, "recorder", day).unwrap().id, "by-id");
+        assert_eq!(governing(&f.contracts, &dev, "recorder", day).unwrap().id, "recorders-tender");
+    }
+}
