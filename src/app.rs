@@ -100,6 +100,13 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
         format!("the HTTP API cannot listen on {}; set http.listen to a free address", config.http_listen)
     })?;
     let http = listener.local_addr()?;
+    let clocks = tokio::spawn(crate::tickets::clocks::watch(
+        store.clone(),
+        Arc::clone(&fleet),
+        Arc::clone(&clock),
+        shutdown.clone(),
+    ));
+    ingest.push(clocks);
     let state = AppState { store, fleet, live, metrics: Arc::clone(&metrics), clock };
     let stop = shutdown.clone();
     let http_task = tokio::spawn(async move {

@@ -17,6 +17,44 @@ pub struct TierClocks {
     pub acknowledge: Option<ClockSpec>,
     pub on_site: Option<ClockSpec>,
     pub resolve: Option<ClockSpec>,
+    /// In order of level.
+    pub escalation: Vec<Escalation>,
+}
+
+/// The milestone that stops an escalation step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Milestone {
+    Acknowledged,
+    OnSite,
+    Resolved,
+}
+
+impl Milestone {
+    pub fn parse(s: &str) -> Option<Milestone> {
+        match s {
+            "acknowledged" => Some(Milestone::Acknowledged),
+            "on_site" => Some(Milestone::OnSite),
+            "resolved" => Some(Milestone::Resolved),
+            _ => None,
+        }
+    }
+}
+
+/// One step of a tier's escalation chain.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Escalation {
+    pub level: u8,
+    /// After the ticket opened, 7x24.
+    #[serde(serialize_with = "ser_duration")]
+    pub after: std::time::Duration,
+    pub unless: Milestone,
+    pub to: String,
+    pub channel: String,
+}
+
+fn ser_duration<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_duration(*d))
 }
 
 /// Which of the customer's devices a contract covers; empty lists cover all.
@@ -38,6 +76,10 @@ pub struct Contract {
     pub covers: Covers,
     /// Tier 1, 2, 3.
     pub tiers: [TierClocks; 3],
+    pub loaner_on_resolve_breach: bool,
+    /// A dispatched ticket without progress this long goes to `inaction_to`.
+    pub inaction: Option<std::time::Duration>,
+    pub inaction_to: String,
 }
 
 /// A ticket's deadlines, computed when it opens.

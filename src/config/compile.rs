@@ -13,7 +13,7 @@ use toml::Spanned;
 use super::raw::{RawBroker, RawCond, RawConfig, RawContract, RawIncluded, RawKind, RawMetricType, RawRule};
 use super::{BrokerConfig, BrokerMode, Config, ConfigError, IngestConfig, Problem, ReadFile, Source, TicketConfig};
 use crate::calendar::Calendar;
-use crate::contracts::{Contract, Covers, TierClocks};
+use crate::contracts::{Contract, Covers, Escalation, Milestone, TierClocks};
 use crate::domain::{CustomerId, DeviceId, DeviceIdx, FaultCode, OFFLINE, SiteId, Tier};
 use crate::fleet::{Customer, Device, Fleet, Site};
 use crate::rules::{Cond, MetricDef, MetricType, Profile, Rule};
@@ -670,6 +670,13 @@ fn compile_contract(id: &str, c: &RawContract, k: &Known<'_>, r: &mut Report<'_>
         kinds: check(&c.covers.kinds, &|s| k.kinds.contains(&s), "kind"),
         devices: check(&c.covers.devices, &|s| k.devices.contains(s), "device"),
     };
+    let inaction = c.inaction.as_ref().and_then(|d| match humantime::parse_duration(d.get_ref()) {
+        Ok(d) => Some(d),
+        Err(_) => {
+            r.at(d.span(), format!("inaction = `{}` is not a duration; write one such as \"4h\"", d.get_ref()));
+            None
+        }
+    });
     let mut tiers: [TierClocks; 3] = Default::default();
     for (i, t) in [&c.tier1, &c.tier2, &c.tier3].into_iter().enumerate() {
         let Some(t) = t else { continue };
@@ -691,8 +698,44 @@ fn compile_contract(id: &str, c: &RawContract, k: &Known<'_>, r: &mut Report<'_>
                 }
             }
         };
-        tiers[i] =
-            TierClocks { acknowledge: clock(&t.acknowledge), on_site: clock(&t.on_site), resolve: clock(&t.resolve) };
+        let (acknowledge, on_site, resolve) = (clock(&t.acknowledge), clock(&t.on_site), clock(&t.resolve));
+        let mut escalation = Vec::new();
+        for e in &t.escalation {
+            let after = match humantime::parse_duration(e.after.get_ref()) {
+                Ok(d) => d,
+                Err(_) => {
+                    r.at(
+                        e.after.span(),
+                        format!("after = `{}` is not a duration; write one such as \"30m\"", e.after.get_ref()),
+                    );
+                    continue;
+                }
+            };
+            let unless = match &e.unless {
+                Some(u) => match Milestone::parse(u.get_ref()) {
+                    Some(m) => m,
+                    None => {
+                        r.at(u.span(), format!("unless = `{}`: write acknowledged, on_site or resolved", u.get_ref()));
+                        continue;
+                    }
+                },
+                None => Milestone::Resolved,
+            };
+            let channel = match &e.channel {
+                Some(c) if !["phone", "sms", "email", "helpdesk"].contains(&c.get_ref().as_str()) => {
+                    r.at(c.span(), format!("channel = `{}`: write phone, sms, email or helpdesk", c.get_ref()));
+                    continue;
+                }
+                Some(c) => c.get_ref().clone(),
+                None => "helpdesk".to_string(),
+            };
+            if escalation.last().is_some_and(|p: &Escalation| p.level >= *e.level.get_ref()) {
+                r.at(e.level.span(), "escalation levels must rise: list steps in order, 1, 2, 3…");
+                continue;
+            }
+            escalation.push(Escalation { level: *e.level.get_ref(), after, unless, to: e.to.clone(), channel });
+        }
+        tiers[i] = TierClocks { acknowledge, on_site, resolve, escalation };
     }
     if r.problems.len() > before {
         return None;
@@ -706,6 +749,9 @@ fn compile_contract(id: &str, c: &RawContract, k: &Known<'_>, r: &mut Report<'_>
         calendar,
         covers,
         tiers,
+        loaner_on_resolve_breach: c.loaner_on_resolve_breach,
+        inaction,
+        inaction_to: c.inaction_to.clone().unwrap_or_else(|| "management".to_string()),
     })
 }
 

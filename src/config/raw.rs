@@ -120,6 +120,12 @@ pub struct RawContract {
     pub hours: Option<Spanned<String>>,
     #[serde(default)]
     pub covers: RawCovers,
+    /// A missed resolve clock owes the customer a loaner unit.
+    #[serde(default)]
+    pub loaner_on_resolve_breach: bool,
+    /// A dispatched ticket with no progress for this long goes to `inaction_to`.
+    pub inaction: Option<Spanned<String>>,
+    pub inaction_to: Option<String>,
     pub tier1: Option<RawTier>,
     pub tier2: Option<RawTier>,
     pub tier3: Option<RawTier>,
@@ -145,6 +151,24 @@ pub struct RawTier {
     pub resolve: Option<Spanned<String>>,
     /// Overrides the contract's `hours` for this tier.
     pub hours: Option<Spanned<String>>,
+    #[serde(default)]
+    pub escalation: Vec<RawEscalation>,
+}
+
+/// One step of an escalation chain.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEscalation {
+    pub level: Spanned<u8>,
+    /// Elapsed time after the ticket opened.
+    pub after: Spanned<String>,
+    /// The step fires only if by then the ticket has not reached this: acknowledged, on_site or resolved (default).
+    pub unless: Option<Spanned<String>>,
+    /// A role or a contact.
+    pub to: String,
+    /// phone, sms, email or helpdesk.
+    #[serde(default)]
+    pub channel: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

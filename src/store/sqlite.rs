@@ -12,6 +12,7 @@ use sqlx::{Row, SqlSafeStr, SqliteConnection, SqlitePool};
 
 use super::{ActiveFault, Change, FaultRecord, StoreError, TransitionFailure};
 use crate::domain::{CustomerId, DeviceId, FaultCode, SiteId, TicketId, Tier};
+use crate::tickets::clocks::{ClockName, Firing, OpenClock};
 use crate::tickets::lifecycle::{self, State};
 use crate::tickets::model::{Clock, Outcome, Ticket, TicketFilter, TimelineEntry};
 
@@ -37,7 +38,9 @@ fn opt_ms(v: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
 
 const TICKET_COLUMNS: &str = "id, device, site, customer, kind, code, title, tier, state, recovered, occurrences, \
      fault_at, opened_at, updated_at, last_raised_at, recovered_at, acknowledged_at, resolved_at, closed_at, detail, \
-     contract, no_clock, acknowledge_by, on_site_by, resolve_by, on_site_at, acknowledge_met, on_site_met, resolve_met";
+     contract, no_clock, acknowledge_by, on_site_by, resolve_by, on_site_at, acknowledge_met, on_site_met, resolve_met, \
+     acknowledge_breached_at, on_site_breached_at, resolve_breached_at, escalation_level, loaner, dispatched_at, \
+     inaction_escalated_at";
 
 fn ticket_from_row(r: &SqliteRow) -> Result<Ticket, StoreError> {
     let state: String = r.try_get("state")?;
@@ -73,6 +76,12 @@ fn ticket_from_row(r: &SqliteRow) -> Result<Ticket, StoreError> {
             acknowledge_met: r.try_get::<Option<i64>, _>("acknowledge_met")?.map(|v| v != 0),
             on_site_met: r.try_get::<Option<i64>, _>("on_site_met")?.map(|v| v != 0),
             resolve_met: r.try_get::<Option<i64>, _>("resolve_met")?.map(|v| v != 0),
+            acknowledge_breached_at: opt_ms(r.try_get("acknowledge_breached_at")?)?,
+            on_site_breached_at: opt_ms(r.try_get("on_site_breached_at")?)?,
+            resolve_breached_at: opt_ms(r.try_get("resolve_breached_at")?)?,
+            escalation_level: r.try_get("escalation_level")?,
+            loaner: r.try_get::<i64, _>("loaner")? != 0,
+            dispatched_at: opt_ms(r.try_get("dispatched_at")?)?,
         },
         timeline: None,
     })
@@ -110,6 +119,7 @@ async fn append(conn: &mut SqliteConnection, ticket: i64, at: DateTime<Utc>, e: 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "tickets", include_str!("../../migrations/sqlite/0001_tickets.sql")),
     (2, "deadlines", include_str!("../../migrations/sqlite/0002_deadlines.sql")),
+    (3, "escalation", include_str!("../../migrations/sqlite/0003_escalation.sql")),
 ];
 
 fn migrator() -> Migrator {
@@ -207,6 +217,7 @@ impl Store {
                 ", resolved_at = $3, resolve_met = \
                  CASE WHEN resolve_by IS NULL THEN NULL WHEN $3 <= resolve_by THEN 1 ELSE 0 END"
             }
+            State::Dispatched => ", dispatched_at = $3",
             State::Closed | State::Cancelled => ", closed_at = $3",
             State::Open => ", closed_at = NULL, resolved_at = NULL",
             _ => "",
@@ -321,6 +332,113 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// The clocks of every ticket not closed or cancelled.
+    pub async fn open_clocks(&self) -> Result<Vec<OpenClock>, StoreError> {
+        let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE state NOT IN ('closed', 'cancelled')");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let t = ticket_from_row(r)?;
+            out.push(OpenClock {
+                id: t.id,
+                tier: t.tier,
+                state: t.state,
+                contract: t.clock.contract,
+                opened_at: t.opened_at,
+                acknowledged_at: t.acknowledged_at,
+                on_site_at: t.clock.on_site_at,
+                acknowledge_by: t.clock.acknowledge_by,
+                on_site_by: t.clock.on_site_by,
+                resolve_by: t.clock.resolve_by,
+                acknowledge_breached: t.clock.acknowledge_breached_at.is_some(),
+                on_site_breached: t.clock.on_site_breached_at.is_some(),
+                resolve_breached: t.clock.resolve_breached_at.is_some(),
+                escalation_level: t.clock.escalation_level,
+                dispatched_at: t.clock.dispatched_at,
+                inaction_escalated_at: opt_ms(r.try_get("inaction_escalated_at")?)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Applies what a ticket's clocks made due, each at most once; returns the firings that took effect.
+    pub async fn fire(&self, id: TicketId, firings: &[Firing], now: DateTime<Utc>) -> Result<Vec<Firing>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut done = Vec::new();
+        for f in firings {
+            let (sql, note): (&str, String) = match f {
+                Firing::Breach { clock: ClockName::Acknowledge, due, .. } => (
+                    "UPDATE tickets SET acknowledge_breached_at = $2, acknowledge_met = COALESCE(acknowledge_met, 0), \
+                     updated_at = $2 WHERE id = $1 AND acknowledge_breached_at IS NULL AND acknowledged_at IS NULL",
+                    format!("acknowledge clock missed: due {}", due.to_rfc3339()),
+                ),
+                Firing::Breach { clock: ClockName::OnSite, due, .. } => (
+                    "UPDATE tickets SET on_site_breached_at = $2, on_site_met = COALESCE(on_site_met, 0), \
+                     updated_at = $2 WHERE id = $1 AND on_site_breached_at IS NULL AND on_site_at IS NULL",
+                    format!("on-site clock missed: due {}", due.to_rfc3339()),
+                ),
+                Firing::Breach { clock: ClockName::Resolve, due, loaner } => (
+                    if *loaner {
+                        "UPDATE tickets SET resolve_breached_at = $2, resolve_met = 0, loaner = 1, updated_at = $2 \
+                         WHERE id = $1 AND resolve_breached_at IS NULL AND state NOT IN ('resolved', 'closed', 'cancelled')"
+                    } else {
+                        "UPDATE tickets SET resolve_breached_at = $2, resolve_met = 0, updated_at = $2 \
+                         WHERE id = $1 AND resolve_breached_at IS NULL AND state NOT IN ('resolved', 'closed', 'cancelled')"
+                    },
+                    if *loaner {
+                        format!(
+                            "resolve clock missed: due {}; a loaner unit is owed until it is fixed",
+                            due.to_rfc3339()
+                        )
+                    } else {
+                        format!("resolve clock missed: due {}", due.to_rfc3339())
+                    },
+                ),
+                Firing::Escalate { level, to, channel, due, unless } => {
+                    let sql = "UPDATE tickets SET escalation_level = $3, updated_at = $2 WHERE id = $1 AND escalation_level < $3";
+                    let res = sqlx::query(sql).bind(id.0).bind(ms(now)).bind(*level as i64).execute(&mut *tx).await?;
+                    if res.rows_affected() == 1 {
+                        let note = format!(
+                            "level {level}: to {to} by {channel}; not {} by {}",
+                            serde_json::to_value(unless)
+                                .ok()
+                                .and_then(|v| v.as_str().map(String::from))
+                                .unwrap_or_default(),
+                            due.to_rfc3339()
+                        );
+                        let e =
+                            Entry { event: "escalated", actor: SYSTEM, from: None, to: None, tier: None, note: &note };
+                        append(&mut tx, id.0, now, e).await?;
+                        done.push(f.clone());
+                    }
+                    continue;
+                }
+                Firing::Inaction { since, to } => {
+                    let sql = "UPDATE tickets SET inaction_escalated_at = $2, updated_at = $2 WHERE id = $1 \
+                               AND state = 'dispatched' AND dispatched_at = $3 \
+                               AND (inaction_escalated_at IS NULL OR inaction_escalated_at < dispatched_at)";
+                    let res = sqlx::query(sql).bind(id.0).bind(ms(now)).bind(ms(*since)).execute(&mut *tx).await?;
+                    if res.rows_affected() == 1 {
+                        let note = format!("dispatched at {} with no progress since: to {to}", since.to_rfc3339());
+                        let e =
+                            Entry { event: "inaction", actor: SYSTEM, from: None, to: None, tier: None, note: &note };
+                        append(&mut tx, id.0, now, e).await?;
+                        done.push(f.clone());
+                    }
+                    continue;
+                }
+            };
+            let res = sqlx::query(sql).bind(id.0).bind(ms(now)).execute(&mut *tx).await?;
+            if res.rows_affected() == 1 {
+                let e = Entry { event: "breach", actor: SYSTEM, from: None, to: None, tier: None, note: &note };
+                append(&mut tx, id.0, now, e).await?;
+                done.push(f.clone());
+            }
+        }
+        tx.commit().await?;
+        Ok(done)
     }
 
     #[cfg(test)]

@@ -51,6 +51,15 @@ pub struct Clock {
     pub acknowledge_met: Option<bool>,
     pub on_site_met: Option<bool>,
     pub resolve_met: Option<bool>,
+    /// When each clock ran out unmet, if it did.
+    pub acknowledge_breached_at: Option<DateTime<Utc>>,
+    pub on_site_breached_at: Option<DateTime<Utc>>,
+    pub resolve_breached_at: Option<DateTime<Utc>>,
+    /// The highest escalation step fired (0: none).
+    pub escalation_level: u8,
+    /// A loaner unit is owed (the resolve clock was missed under a contract that promises one).
+    pub loaner: bool,
+    pub dispatched_at: Option<DateTime<Utc>>,
 }
 
 /// One append-only line of a ticket's history.

@@ -1,0 +1,151 @@
+//! Watching the contract clocks of open tickets: breaches, escalation steps,
+//! loaners and the inaction rule fire from the deadlines persisted on each
+//! ticket, so a deadline that passed while the daemon was down fires at once
+//! after a restart, and the store's conditional updates make none fire twice.
+//!
+//! [`due`] is pure: it decides what is due for one ticket at a time. The
+//! watcher task asks the store for open tickets and fires what is due.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use super::State;
+use crate::clock::Clock;
+use crate::contracts::{Contract, Milestone};
+use crate::domain::{TicketId, Tier};
+use crate::fleet::Fleet;
+use crate::store::Store;
+
+/// What the store knows of an open ticket's clocks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenClock {
+    pub id: TicketId,
+    pub tier: Tier,
+    pub state: State,
+    pub contract: Option<String>,
+    pub opened_at: DateTime<Utc>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub on_site_at: Option<DateTime<Utc>>,
+    pub acknowledge_by: Option<DateTime<Utc>>,
+    pub on_site_by: Option<DateTime<Utc>>,
+    pub resolve_by: Option<DateTime<Utc>>,
+    pub acknowledge_breached: bool,
+    pub on_site_breached: bool,
+    pub resolve_breached: bool,
+    pub escalation_level: u8,
+    pub dispatched_at: Option<DateTime<Utc>>,
+    pub inaction_escalated_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClockName {
+    Acknowledge,
+    OnSite,
+    Resolve,
+}
+
+impl ClockName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClockName::Acknowledge => "acknowledge",
+            ClockName::OnSite => "on_site",
+            ClockName::Resolve => "resolve",
+        }
+    }
+}
+
+/// Something a clock makes happen to a ticket.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Firing {
+    /// A clock ran out before its moment came; a missed resolve clock may owe a loaner.
+    Breach { clock: ClockName, due: DateTime<Utc>, loaner: bool },
+    /// An escalation step's time came and the ticket had not reached its milestone.
+    Escalate { level: u8, to: String, channel: String, due: DateTime<Utc>, unless: Milestone },
+    /// Dispatched at `since` and no progress since for the contract's inaction time.
+    Inaction { since: DateTime<Utc>, to: String },
+}
+
+fn reached(t: &OpenClock, m: Milestone) -> bool {
+    match m {
+        Milestone::Acknowledged => t.acknowledged_at.is_some(),
+        Milestone::OnSite => t.on_site_at.is_some(),
+        Milestone::Resolved => t.state == State::Resolved,
+    }
+}
+
+/// What is due on ticket `t` at `now`, given its contract.
+pub fn due(t: &OpenClock, contract: Option<&Contract>, now: DateTime<Utc>) -> Vec<Firing> {
+    let mut out = Vec::new();
+    let passed = |by: Option<DateTime<Utc>>| by.filter(|b| *b <= now);
+    if let Some(due) = passed(t.acknowledge_by).filter(|_| !t.acknowledge_breached && t.acknowledged_at.is_none()) {
+        out.push(Firing::Breach { clock: ClockName::Acknowledge, due, loaner: false });
+    }
+    if let Some(due) = passed(t.on_site_by).filter(|_| !t.on_site_breached && t.on_site_at.is_none()) {
+        out.push(Firing::Breach { clock: ClockName::OnSite, due, loaner: false });
+    }
+    if let Some(due) = passed(t.resolve_by).filter(|_| !t.resolve_breached && t.state != State::Resolved) {
+        let loaner = contract.is_some_and(|c| c.loaner_on_resolve_breach);
+        out.push(Firing::Breach { clock: ClockName::Resolve, due, loaner });
+    }
+    let Some(c) = contract else { return out };
+    for step in &c.clocks(t.tier).escalation {
+        let due = t.opened_at + TimeDelta::from_std(step.after).unwrap_or(TimeDelta::MAX);
+        if step.level > t.escalation_level && due <= now && !reached(t, step.unless) {
+            out.push(Firing::Escalate {
+                level: step.level,
+                to: step.to.clone(),
+                channel: step.channel.clone(),
+                due,
+                unless: step.unless,
+            });
+        }
+    }
+    if let (Some(limit), Some(since), State::Dispatched) = (c.inaction, t.dispatched_at, t.state) {
+        let already = t.inaction_escalated_at.is_some_and(|at| at >= since);
+        if !already && since + TimeDelta::from_std(limit).unwrap_or(TimeDelta::MAX) <= now {
+            out.push(Firing::Inaction { since, to: c.inaction_to.clone() });
+        }
+    }
+    out
+}
+
+/// Fires what is due on every open ticket at `now`; returns how many firings took effect.
+pub async fn run_once(store: &Store, fleet: &Fleet, now: DateTime<Utc>) -> Result<usize, crate::store::StoreError> {
+    let mut fired = 0;
+    for t in store.open_clocks().await? {
+        let contract = t.contract.as_deref().and_then(|id| fleet.contracts.iter().find(|c| c.id == id));
+        let firings = due(&t, contract, now);
+        if firings.is_empty() {
+            continue;
+        }
+        for f in store.fire(t.id, &firings, now).await? {
+            fired += 1;
+            info!(ticket = t.id.0, firing = ?f, "contract clock fired");
+        }
+    }
+    Ok(fired)
+}
+
+/// Watches the clocks until shutdown: at once on start, then every second.
+pub async fn watch(store: Store, fleet: Arc<Fleet>, clock: Arc<dyn Clock>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        if let Err(e) = run_once(&store, &fleet, clock.now()).await {
+            error!(error = %e, "checking the contract clocks failed; retrying");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

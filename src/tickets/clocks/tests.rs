@@ -1,0 +1,197 @@
+use std::time::Duration;
+
+use chrono::TimeDelta;
+
+use super::*;
+use crate::store::{Change, FaultRecord};
+use crate::tickets::model::Ticket;
+
+/// Local time (+08:00) to UTC.
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(&format!("{s}+08:00")).unwrap().to_utc()
+}
+
+fn fleet() -> Arc<Fleet> {
+    crate::demo::config().unwrap().fleet
+}
+
+async fn store() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    (Store::open(&dir.path().join("a.db")).await.unwrap(), dir)
+}
+
+/// Opens a ticket for `device` at `at`, with the deadlines its contract gives, as the writer does.
+async fn open(s: &Store, f: &Fleet, device: &str, code: &str, tier: Tier, at: DateTime<Utc>) -> TicketId {
+    let idx = f.lookup(device).unwrap();
+    let d = f.device(idx);
+    let rec = FaultRecord {
+        device: device.into(),
+        site: d.site.0.clone(),
+        customer: d.customer.0.clone(),
+        kind: f.kind_name(idx).into(),
+        code: code.into(),
+        title: code.into(),
+        tier,
+        at,
+        detail: String::new(),
+        change: Change::Raised,
+        deadlines: f.deadlines(idx, tier, at),
+    };
+    s.apply_faults(&[rec], at, Duration::from_secs(3600)).await.unwrap()[0].1.unwrap()
+}
+
+async fn ticket(s: &Store, id: TicketId) -> Ticket {
+    s.ticket(id).await.unwrap().unwrap()
+}
+
+fn events(t: &Ticket) -> Vec<String> {
+    t.timeline.as_ref().unwrap().iter().map(|e| format!("{}: {}", e.event, e.note)).collect()
+}
+
+#[tokio::test]
+async fn the_recorders_tender_escalates_breaches_and_owes_a_loaner_once_each() {
+    let f = fleet();
+    let (s, dir) = store().await;
+    let t0 = t("2026-06-01T10:00:00");
+    let id = open(&s, &f, "rec-001", "storage_failure", Tier::Major, t0).await;
+    let at = |m: i64| t0 + TimeDelta::minutes(m);
+
+    assert_eq!(run_once(&s, &f, at(9)).await.unwrap(), 0, "nothing is due at 9 minutes");
+    // 10 minutes without an answer: the acknowledge clock is breached and level 1 fires.
+    assert_eq!(run_once(&s, &f, at(10)).await.unwrap(), 2);
+    assert_eq!(run_once(&s, &f, at(11)).await.unwrap(), 0, "nothing fires twice");
+    let c = ticket(&s, id).await.clock;
+    assert_eq!((c.acknowledge_met, c.escalation_level, c.loaner), (Some(false), 1, false));
+    s.transition(id, State::Dispatched, "desk", "", at(30)).await.unwrap();
+
+    // The daemon is down from here to 37 h later; a new store on the same file fires what passed, at once.
+    drop(s);
+    let s = Store::open(&dir.path().join("a.db")).await.unwrap();
+    assert_eq!(run_once(&s, &f, at(37 * 60)).await.unwrap(), 4, "on-site + resolve breaches, levels 2 and 3");
+    assert_eq!(run_once(&s, &f, at(38 * 60)).await.unwrap(), 0);
+    let tk = ticket(&s, id).await;
+    assert_eq!((tk.clock.escalation_level, tk.clock.loaner), (3, true));
+    assert_eq!(tk.clock.resolve_met, Some(false));
+    let ev = events(&tk);
+    let breaches: Vec<&String> = ev.iter().filter(|e| e.starts_with("breach")).collect();
+    assert_eq!(breaches.len(), 3, "{ev:#?}");
+    assert!(breaches[2].contains("a loaner unit is owed"), "{ev:#?}");
+    let escalated: Vec<&String> = ev.iter().filter(|e| e.starts_with("escalated")).collect();
+    assert_eq!(escalated.len(), 3);
+    assert!(escalated[0].contains("level 1: to service desk lead by phone; not acknowledged"), "{escalated:#?}");
+    assert!(escalated[2].contains("level 3: to technical director"), "{escalated:#?}");
+}
+
+/// One ticket per contract: handled in time, nothing fires; left alone, its clocks are breached.
+#[tokio::test]
+async fn every_shipped_contract_holds_when_kept_and_is_breached_when_not() {
+    let f = fleet();
+    let cases = [
+        ("recorders-tender", "rec-001", t("2026-06-01T10:00:00")),
+        ("detailed-plan", "led-002", t("2026-06-06T23:50:00")),
+        ("lighting", "lit-001", t("2025-06-01T20:00:00")),
+        ("solar-heaters", "swh-001", t("2026-07-15T13:00:00")),
+        ("led-displays", "led-001", t("2026-09-30T10:00:00")),
+    ];
+    for (contract, device, t0) in cases {
+        let (s, _d) = store().await;
+        let kept = open(&s, &f, device, "kept", Tier::Major, t0).await;
+        let broken = open(&s, &f, device, "broken", Tier::Major, t0).await;
+        let clock = ticket(&s, kept).await.clock;
+        assert_eq!(clock.contract.as_deref(), Some(contract), "{device}");
+        // The kept promise: each moment comes a minute before its deadline.
+        let before = |by: Option<DateTime<Utc>>| by.map(|b| b - TimeDelta::minutes(1));
+        let ack = before(clock.acknowledge_by).unwrap();
+        s.transition(kept, State::Acknowledged, "desk", "", ack).await.unwrap();
+        run_once(&s, &f, ack).await.unwrap();
+        if let Some(on_site) = before(clock.on_site_by) {
+            s.transition(kept, State::OnSite, "eng", "", on_site.max(ack)).await.unwrap();
+            run_once(&s, &f, on_site.max(ack)).await.unwrap();
+        }
+        let fixed = before(clock.resolve_by).unwrap();
+        s.transition(kept, State::Resolved, "eng", "", fixed).await.unwrap();
+        // Long after every deadline.
+        let later = clock.resolve_by.unwrap() + TimeDelta::days(30);
+        run_once(&s, &f, later).await.unwrap();
+        let k = ticket(&s, kept).await;
+        assert_eq!(k.clock.acknowledge_met, Some(true), "{contract}");
+        assert_eq!(k.clock.resolve_met, Some(true), "{contract}");
+        assert_eq!(k.clock.on_site_met, clock.on_site_by.map(|_| true), "{contract}");
+        assert!(!events(&k).iter().any(|e| e.starts_with("breach")), "{contract}: {:#?}", events(&k));
+        // The broken promise: nobody moved.
+        let b = ticket(&s, broken).await;
+        assert_eq!(b.clock.acknowledge_met, Some(false), "{contract}");
+        assert_eq!(b.clock.resolve_met, Some(false), "{contract}");
+        let loaner = f.contracts.iter().find(|c| c.id == contract).unwrap().loaner_on_resolve_breach;
+        assert_eq!(b.clock.loaner, loaner, "{contract}");
+        assert!(
+            b.clock.escalation_level >= 1,
+            "{contract}: every shipped contract escalates an unanswered major fault"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_dispatched_ticket_left_alone_goes_to_management_once_per_dispatch() {
+    let f = fleet();
+    let (s, _d) = store().await;
+    let t0 = t("2026-06-01T10:00:00");
+    let id = open(&s, &f, "lit-002", "circuit_failed", Tier::Main, t0).await;
+    let at = |m: i64| t0 + TimeDelta::minutes(m);
+    s.transition(id, State::Dispatched, "desk", "", at(5)).await.unwrap();
+    run_once(&s, &f, at(5 + 239)).await.unwrap();
+    assert!(!events(&ticket(&s, id).await).iter().any(|e| e.starts_with("inaction")));
+    run_once(&s, &f, at(5 + 240)).await.unwrap();
+    run_once(&s, &f, at(5 + 300)).await.unwrap();
+    let ev = events(&ticket(&s, id).await);
+    let inaction: Vec<&String> = ev.iter().filter(|e| e.starts_with("inaction")).collect();
+    assert_eq!(inaction.len(), 1, "{ev:#?}");
+    assert!(inaction[0].ends_with("to management"), "{inaction:?}");
+    // Progress, then dispatched again: the rule may fire again for the new dispatch.
+    s.transition(id, State::OnSite, "eng", "", at(310)).await.unwrap();
+    s.transition(id, State::Dispatched, "eng", "parts needed", at(320)).await.unwrap();
+    run_once(&s, &f, at(320 + 241)).await.unwrap();
+    let n = events(&ticket(&s, id).await).iter().filter(|e| e.starts_with("inaction")).count();
+    assert_eq!(n, 2);
+}
+
+#[test]
+fn due_is_decided_from_the_persisted_clock_alone() {
+    let base = OpenClock {
+        id: TicketId(1),
+        tier: Tier::Main,
+        state: State::Open,
+        contract: None,
+        opened_at: t("2026-06-01T10:00:00"),
+        acknowledged_at: None,
+        on_site_at: None,
+        acknowledge_by: Some(t("2026-06-01T10:15:00")),
+        on_site_by: Some(t("2026-06-02T10:00:00")),
+        resolve_by: Some(t("2026-06-03T10:00:00")),
+        acknowledge_breached: false,
+        on_site_breached: false,
+        resolve_breached: false,
+        escalation_level: 0,
+        dispatched_at: None,
+        inaction_escalated_at: None,
+    };
+    let clocks = |t: &OpenClock, now: &str| -> Vec<ClockName> {
+        due(t, None, super::tests::t(now))
+            .into_iter()
+            .filter_map(|f| match f {
+                Firing::Breach { clock, .. } => Some(clock),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(clocks(&base, "2026-06-01T10:14:59"), vec![]);
+    assert_eq!(clocks(&base, "2026-06-01T10:15:00"), vec![ClockName::Acknowledge]);
+    let acked = OpenClock { acknowledged_at: Some(t("2026-06-01T10:05:00")), ..base.clone() };
+    assert_eq!(clocks(&acked, "2026-06-02T11:00:00"), vec![ClockName::OnSite]);
+    let breached = OpenClock { acknowledge_breached: true, on_site_breached: true, ..base.clone() };
+    assert_eq!(clocks(&breached, "2026-06-03T10:00:00"), vec![ClockName::Resolve]);
+    let resolved = OpenClock { state: State::Resolved, on_site_at: Some(t("2026-06-01T12:00:00")), ..acked };
+    assert_eq!(clocks(&resolved, "2026-06-09T00:00:00"), vec![], "a resolved ticket owes nothing");
+    let no_clock = OpenClock { acknowledge_by: None, on_site_by: None, resolve_by: None, ..base };
+    assert_eq!(clocks(&no_clock, "2030-01-01T00:00:00"), vec![]);
+}
