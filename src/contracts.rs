@@ -80,6 +80,74 @@ pub struct Contract {
     /// A dispatched ticket without progress this long goes to `inaction_to`.
     pub inaction: Option<std::time::Duration>,
     pub inaction_to: String,
+    pub warranty: Warranty,
+    /// Causes a person may name to make a repair billable.
+    pub billable: Vec<String>,
+    /// A fault back on a device within this long after its repair means the repair failed.
+    pub repeat_window: std::time::Duration,
+    /// More failed repairs than this, in warranty, and the unit is replaced.
+    pub replace_after: u32,
+}
+
+/// A warranty period from the acceptance date, in calendar days or months.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Period {
+    Days(u32),
+    Months(u32),
+}
+
+impl Period {
+    /// Parses "90 days", "24 months", "3 years", "1 year".
+    pub fn parse(s: &str) -> Option<Period> {
+        let (n, unit) = s.trim().split_once(' ')?;
+        let n: u32 = n.trim().parse().ok()?;
+        match unit.trim() {
+            "day" | "days" => Some(Period::Days(n)),
+            "month" | "months" => Some(Period::Months(n)),
+            "year" | "years" => Some(Period::Months(n.checked_mul(12)?)),
+            _ => None,
+        }
+    }
+    /// The first day out of warranty for a period starting on `from`.
+    pub fn end(self, from: NaiveDate) -> Option<NaiveDate> {
+        match self {
+            Period::Days(n) => from.checked_add_days(chrono::Days::new(n as u64)),
+            Period::Months(n) => from.checked_add_months(chrono::Months::new(n)),
+        }
+    }
+}
+
+/// Warranty terms: periods per component class, and which faults concern which class.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Warranty {
+    pub periods: Vec<(String, Period)>,
+    /// The class of faults not listed in `faults`.
+    pub default: Option<String>,
+    pub faults: Vec<(String, String)>,
+}
+
+/// A device's warranty on the day of a fault.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct WarrantyStatus {
+    /// The component class the fault concerns.
+    pub component: Option<String>,
+    pub in_warranty: bool,
+    pub components: Vec<ComponentWarranty>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ComponentWarranty {
+    pub class: String,
+    /// Last day covered.
+    pub until: NaiveDate,
+    pub in_warranty: bool,
+}
+
+/// The repeat-repair rule of a contract, as the store applies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepeatRule {
+    pub window: std::time::Duration,
+    pub replace_after: u32,
 }
 
 /// A ticket's deadlines, computed when it opens.
@@ -113,6 +181,28 @@ impl Contract {
             (true, true) => 1,
             (true, false) => 2,
         }
+    }
+
+    /// The device's warranty per component class on `day`, and the class a fault `code` concerns.
+    pub fn warranty_status(&self, device: &Device, code: &str, day: NaiveDate) -> WarrantyStatus {
+        let components: Vec<ComponentWarranty> = self
+            .warranty
+            .periods
+            .iter()
+            .filter_map(|(class, p)| {
+                let end = p.end(device.accepted_on)?;
+                Some(ComponentWarranty { class: class.clone(), until: end.pred_opt()?, in_warranty: day < end })
+            })
+            .collect();
+        let component = self
+            .warranty
+            .faults
+            .iter()
+            .find(|(c, _)| c == code)
+            .map(|(_, class)| class.clone())
+            .or_else(|| self.warranty.default.clone());
+        let in_warranty = component.as_ref().is_some_and(|c| components.iter().any(|w| &w.class == c && w.in_warranty));
+        WarrantyStatus { component, in_warranty, components }
     }
 
     pub fn in_force(&self, day: NaiveDate) -> bool {
@@ -300,5 +390,49 @@ mod tests {
         let day = NaiveDate::from_ymd_opt(2026, 6, 1).unwrap();
         assert_eq!(governing(&all, &dev, "recorder", day).unwrap().id, "by-id");
         assert_eq!(governing(&f.contracts, &dev, "recorder", day).unwrap().id, "recorders-tender");
+    }
+}
+
+#[cfg(test)]
+mod warranty_tests {
+    use super::*;
+
+    #[test]
+    fn periods_parse_and_end_on_the_calendar() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        assert_eq!(Period::parse("24 months"), Some(Period::Months(24)));
+        assert_eq!(Period::parse("3 years"), Some(Period::Months(36)));
+        assert_eq!(Period::parse("1 year"), Some(Period::Months(12)));
+        assert_eq!(Period::parse("90 days"), Some(Period::Days(90)));
+        assert_eq!(Period::parse("two years"), None);
+        assert_eq!(Period::parse("3 fortnights"), None);
+        assert_eq!(Period::Months(24).end(d("2025-09-01")), Some(d("2027-09-01")));
+        // The end of February.
+        assert_eq!(Period::Months(12).end(d("2024-02-29")), Some(d("2025-02-28")));
+    }
+
+    #[test]
+    fn a_solar_heater_s_parts_have_their_own_warranties() {
+        let f = crate::demo::config().unwrap().fleet;
+        let idx = f.lookup("swh-001").unwrap(); // accepted 2024-06-15
+        let c = f.contracts.iter().find(|c| c.id == "solar-heaters").unwrap();
+        let day = NaiveDate::from_ymd_opt(2025, 7, 1).unwrap();
+        let pump = c.warranty_status(f.device(idx), "pump_failure", day);
+        assert_eq!((pump.component.as_deref(), pump.in_warranty), (Some("pipes_electrical"), false));
+        let leak = c.warranty_status(f.device(idx), "tank_leak", day);
+        assert_eq!((leak.component.as_deref(), leak.in_warranty), (Some("main"), true));
+        let until: Vec<(String, NaiveDate, bool)> =
+            leak.components.iter().map(|w| (w.class.clone(), w.until, w.in_warranty)).collect();
+        assert_eq!(
+            until,
+            [
+                ("main".to_string(), NaiveDate::from_ymd_opt(2027, 6, 14).unwrap(), true),
+                ("pipes_electrical".to_string(), NaiveDate::from_ymd_opt(2025, 6, 14).unwrap(), false),
+            ]
+        );
+        // The last day covered, and the day after.
+        let last = c.warranty_status(f.device(idx), "tank_leak", NaiveDate::from_ymd_opt(2027, 6, 14).unwrap());
+        let after = c.warranty_status(f.device(idx), "tank_leak", NaiveDate::from_ymd_opt(2027, 6, 15).unwrap());
+        assert_eq!((last.in_warranty, after.in_warranty), (true, false));
     }
 }

@@ -74,6 +74,22 @@ impl Fleet {
             None => at.date_naive(),
         }
     }
+    /// The warranty and repeat-repair terms for a fault `code` on device `idx` at `at`.
+    pub fn warranty(
+        &self,
+        idx: DeviceIdx,
+        code: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> (Option<crate::contracts::WarrantyStatus>, Option<crate::contracts::RepeatRule>) {
+        let day = self.local_day(idx, at);
+        match crate::contracts::governing(&self.contracts, self.device(idx), self.kind_name(idx), day) {
+            Ok(c) => (
+                Some(c.warranty_status(self.device(idx), code, day)),
+                Some(crate::contracts::RepeatRule { window: c.repeat_window, replace_after: c.replace_after }),
+            ),
+            Err(_) => (None, None),
+        }
+    }
     /// The deadlines a new ticket of `tier` on device `idx` gets at `at`.
     pub fn deadlines(&self, idx: DeviceIdx, tier: crate::domain::Tier, at: chrono::DateTime<chrono::Utc>) -> Deadlines {
         let day = self.local_day(idx, at);

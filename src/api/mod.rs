@@ -155,6 +155,8 @@ struct TransitionBody {
     by: String,
     #[serde(default)]
     note: String,
+    /// Makes the repair billable for this cause; it must be one the ticket's contract names.
+    billable: Option<String>,
 }
 
 async fn transition(
@@ -169,7 +171,27 @@ async fn transition(
     if by.is_empty() {
         return Err(ApiError(StatusCode::BAD_REQUEST, "`by` must name who makes the change".into()));
     }
-    match s.store.transition(id, to, by, &b.note, s.clock.now()).await {
+    if let Some(cause) = &b.billable {
+        let ticket =
+            s.store.ticket(id).await?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no ticket {id}")))?;
+        let contract = ticket.clock.contract.as_deref().and_then(|c| s.fleet.contracts.iter().find(|k| k.id == c));
+        match contract {
+            Some(c) if c.billable.iter().any(|b| b == cause) => {}
+            Some(c) => {
+                return Err(ApiError(
+                    StatusCode::CONFLICT,
+                    format!("contract {} does not make `{cause}` billable; it names: {}", c.id, c.billable.join(", ")),
+                ));
+            }
+            None => {
+                return Err(ApiError(
+                    StatusCode::CONFLICT,
+                    "no contract governs this ticket, so nothing makes it billable".into(),
+                ));
+            }
+        }
+    }
+    match s.store.transition_with(id, to, by, &b.note, s.clock.now(), b.billable.as_deref()).await {
         Ok(t) => Ok(Json(t).into_response()),
         Err(TransitionFailure::NotFound(_)) => Err(ApiError(StatusCode::NOT_FOUND, format!("no ticket {id}"))),
         Err(e @ (TransitionFailure::Refused(_) | TransitionFailure::Conflict(_))) => {

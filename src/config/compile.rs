@@ -13,7 +13,7 @@ use toml::Spanned;
 use super::raw::{RawBroker, RawCond, RawConfig, RawContract, RawIncluded, RawKind, RawMetricType, RawRule};
 use super::{BrokerConfig, BrokerMode, Config, ConfigError, IngestConfig, Problem, ReadFile, Source, TicketConfig};
 use crate::calendar::Calendar;
-use crate::contracts::{Contract, Covers, Escalation, Milestone, TierClocks};
+use crate::contracts::{Contract, Covers, Escalation, Milestone, Period, TierClocks, Warranty};
 use crate::domain::{CustomerId, DeviceId, DeviceIdx, FaultCode, OFFLINE, SiteId, Tier};
 use crate::fleet::{Customer, Device, Fleet, Site};
 use crate::rules::{Cond, MetricDef, MetricType, Profile, Rule};
@@ -253,12 +253,15 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
 
     let mut contract_list = Vec::new();
     let device_ids: HashSet<&str> = device_list.iter().map(|d| d.id.as_str()).collect();
+    let mut codes: HashSet<&str> = profiles.iter().flat_map(|p| p.rules.iter().map(|r| r.code.as_str())).collect();
+    codes.insert(OFFLINE);
     let known = Known {
         customers: &customer_ids,
         sites: &site_ids,
         kinds: &kind_names,
         devices: &device_ids,
         calendars: &calendar_map,
+        codes: &codes,
     };
     for (src, contracts) in &contract_sources {
         for (id, c) in contracts {
@@ -604,6 +607,8 @@ struct Known<'a> {
     kinds: &'a [&'a str],
     devices: &'a HashSet<&'a str>,
     calendars: &'a HashMap<String, Arc<Calendar>>,
+    /// Every fault code the kinds can raise, `offline` included.
+    codes: &'a HashSet<&'a str>,
 }
 
 fn parse_day(s: &Spanned<String>, what: &str, r: &mut Report<'_>) -> Option<NaiveDate> {
@@ -677,6 +682,63 @@ fn compile_contract(id: &str, c: &RawContract, k: &Known<'_>, r: &mut Report<'_>
             None
         }
     });
+    let mut warranty = Warranty::default();
+    if let Some(w) = &c.warranty {
+        for (class, p) in &w.periods {
+            match Period::parse(p.get_ref()) {
+                Some(period) => warranty.periods.push((class.clone(), period)),
+                None => r.at(
+                    p.span(),
+                    format!(
+                        "`{}` is not a warranty period; write one such as \"24 months\", \"3 years\" or \"90 days\"",
+                        p.get_ref()
+                    ),
+                ),
+            }
+        }
+        let known = |class: &Spanned<String>, r: &mut Report<'_>| {
+            let ok = w.periods.contains_key(class.get_ref());
+            if !ok {
+                let names: Vec<&str> = w.periods.keys().map(String::as_str).collect();
+                r.at(
+                    class.span(),
+                    format!("component class `{}` has no period; classes: {}", class.get_ref(), list(&names)),
+                );
+            }
+            ok
+        };
+        if let Some(d) = &w.default {
+            if known(d, r) {
+                warranty.default = Some(d.get_ref().clone());
+            }
+        }
+        for (code, class) in &w.faults {
+            if !k.codes.contains(code.as_str()) {
+                r.at(
+                    class.span(),
+                    format!("fault code `{code}` is not raised by any kind's rules (nor is it `offline`)"),
+                );
+            } else if known(class, r) {
+                warranty.faults.push((code.clone(), class.get_ref().clone()));
+            }
+        }
+    }
+    const CAUSES: [&str; 5] = ["user_damage", "unauthorised_repair", "improper_transport", "misuse", "force_majeure"];
+    let mut billable = Vec::new();
+    for b in &c.billable {
+        if CAUSES.contains(&b.get_ref().as_str()) {
+            billable.push(b.get_ref().clone());
+        } else {
+            r.at(b.span(), format!("billable cause `{}`: write one of {}", b.get_ref(), CAUSES.join(", ")));
+        }
+    }
+    let repeat_window = match &c.repeat_window {
+        Some(d) => humantime::parse_duration(d.get_ref()).unwrap_or_else(|_| {
+            r.at(d.span(), format!("repeat_window = `{}` is not a duration; write one such as \"30d\"", d.get_ref()));
+            std::time::Duration::ZERO
+        }),
+        None => std::time::Duration::from_secs(30 * 86_400),
+    };
     let mut tiers: [TierClocks; 3] = Default::default();
     for (i, t) in [&c.tier1, &c.tier2, &c.tier3].into_iter().enumerate() {
         let Some(t) = t else { continue };
@@ -750,6 +812,10 @@ fn compile_contract(id: &str, c: &RawContract, k: &Known<'_>, r: &mut Report<'_>
         covers,
         tiers,
         loaner_on_resolve_breach: c.loaner_on_resolve_breach,
+        warranty,
+        billable,
+        repeat_window,
+        replace_after: c.replace_after.unwrap_or(2),
         inaction,
         inaction_to: c.inaction_to.clone().unwrap_or_else(|| "management".to_string()),
     })

@@ -126,9 +126,31 @@ pub struct RawContract {
     /// A dispatched ticket with no progress for this long goes to `inaction_to`.
     pub inaction: Option<Spanned<String>>,
     pub inaction_to: Option<String>,
+    #[serde(default)]
+    pub warranty: Option<RawWarranty>,
+    /// Causes a person may name to bill a repair.
+    #[serde(default)]
+    pub billable: Vec<Spanned<String>>,
+    /// A fault back within this long after its repair counts as a failed repair (default 30 days).
+    pub repeat_window: Option<Spanned<String>>,
+    /// More failed repairs than this, in warranty, and the unit is replaced (default 2).
+    pub replace_after: Option<u32>,
     pub tier1: Option<RawTier>,
     pub tier2: Option<RawTier>,
     pub tier3: Option<RawTier>,
+}
+
+/// Warranty periods per component class, counted from the device's acceptance date.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWarranty {
+    /// Class → period: "24 months", "3 years", "90 days".
+    pub periods: BTreeMap<String, Spanned<String>>,
+    /// The class of faults not listed in `faults`.
+    pub default: Option<Spanned<String>>,
+    /// Fault code → class.
+    #[serde(default)]
+    pub faults: BTreeMap<String, Spanned<String>>,
 }
 
 /// Empty lists cover all of the customer's devices.

@@ -47,6 +47,10 @@ pub struct FaultRecord {
     pub change: Change,
     /// The contract clocks for a raise (a new ticket) or a promotion.
     pub deadlines: crate::contracts::Deadlines,
+    /// The device's warranty on the day of the fault, under its contract.
+    pub warranty: Option<crate::contracts::WarrantyStatus>,
+    /// The contract's repeat-repair rule.
+    pub repeat: Option<crate::contracts::RepeatRule>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use super::{ActiveFault, Change, FaultRecord, StoreError, TransitionFailure};
 use crate::domain::{CustomerId, DeviceId, FaultCode, SiteId, TicketId, Tier};
 use crate::tickets::clocks::{ClockName, Firing, OpenClock};
 use crate::tickets::lifecycle::{self, State};
-use crate::tickets::model::{Clock, Outcome, Ticket, TicketFilter, TimelineEntry};
+use crate::tickets::model::{Billing, Clock, Outcome, Ticket, TicketFilter, TimelineEntry};
 
 /// The actor name of changes aftercare makes by itself.
 pub const SYSTEM: &str = "aftercare";
@@ -40,7 +40,7 @@ const TICKET_COLUMNS: &str = "id, device, site, customer, kind, code, title, tie
      fault_at, opened_at, updated_at, last_raised_at, recovered_at, acknowledged_at, resolved_at, closed_at, detail, \
      contract, no_clock, acknowledge_by, on_site_by, resolve_by, on_site_at, acknowledge_met, on_site_met, resolve_met, \
      acknowledge_breached_at, on_site_breached_at, resolve_breached_at, escalation_level, loaner, dispatched_at, \
-     inaction_escalated_at";
+     inaction_escalated_at, warranty, billing, billing_reason, failed_repairs, replace_unit";
 
 fn ticket_from_row(r: &SqliteRow) -> Result<Ticket, StoreError> {
     let state: String = r.try_get("state")?;
@@ -83,6 +83,15 @@ fn ticket_from_row(r: &SqliteRow) -> Result<Ticket, StoreError> {
             loaner: r.try_get::<i64, _>("loaner")? != 0,
             dispatched_at: opt_ms(r.try_get("dispatched_at")?)?,
         },
+        warranty: match r.try_get::<Option<String>, _>("warranty")? {
+            Some(w) => Some(serde_json::from_str(&w).map_err(|e| StoreError::Corrupt(format!("warranty: {e}")))?),
+            None => None,
+        },
+        billing: r
+            .try_get::<Option<String>, _>("billing")?
+            .map(|class| Billing { class, reason: r.try_get("billing_reason").ok().flatten() }),
+        failed_repairs: r.try_get("failed_repairs")?,
+        replace_unit: r.try_get::<i64, _>("replace_unit")? != 0,
         timeline: None,
     })
 }
@@ -120,6 +129,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "tickets", include_str!("../../migrations/sqlite/0001_tickets.sql")),
     (2, "deadlines", include_str!("../../migrations/sqlite/0002_deadlines.sql")),
     (3, "escalation", include_str!("../../migrations/sqlite/0003_escalation.sql")),
+    (4, "warranty", include_str!("../../migrations/sqlite/0004_warranty.sql")),
 ];
 
 fn migrator() -> Migrator {
@@ -191,6 +201,19 @@ impl Store {
         note: &str,
         now: DateTime<Utc>,
     ) -> Result<Ticket, TransitionFailure> {
+        self.transition_with(id, to, by, note, now, None).await
+    }
+
+    /// A transition that may also make the repair billable, naming the cause (user damage, misuse, …).
+    pub async fn transition_with(
+        &self,
+        id: TicketId,
+        to: State,
+        by: &str,
+        note: &str,
+        now: DateTime<Utc>,
+        billable: Option<&str>,
+    ) -> Result<Ticket, TransitionFailure> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(StoreError::from)?;
         let row = sqlx::query("SELECT state FROM tickets WHERE id = $1")
             .bind(id.0)
@@ -238,6 +261,17 @@ impl Store {
         }
         let entry = Entry { event: "transition", actor: by, from: Some(from), to: Some(to), tier: None, note };
         append(&mut tx, id.0, now, entry).await?;
+        if let Some(cause) = billable {
+            sqlx::query("UPDATE tickets SET billing = 'billable', billing_reason = $2 WHERE id = $1")
+                .bind(id.0)
+                .bind(cause)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
+            let note = format!("billable: {cause}");
+            let entry = Entry { event: "billing", actor: by, from: None, to: None, tier: None, note: &note };
+            append(&mut tx, id.0, now, entry).await?;
+        }
         tx.commit().await.map_err(StoreError::from)?;
         self.ticket(id).await?.ok_or(TransitionFailure::NotFound(id.0))
     }
@@ -484,7 +518,77 @@ async fn count_again(
     Ok((outcome, Some(TicketId(id))))
 }
 
+/// Raises a fault, then applies the repeat-repair rule: a fault back within the
+/// contract's window after the device+fault was last repaired is a failed repair.
 async fn raise(
+    conn: &mut SqliteConnection,
+    rec: &FaultRecord,
+    now: DateTime<Utc>,
+    reopen_window: Duration,
+) -> Result<(Outcome, Option<TicketId>), StoreError> {
+    let last = sqlx::query(
+        "SELECT MAX(resolved_at) AS resolved_at, MAX(failed_repairs) AS failed FROM tickets WHERE device = $1 AND code = $2",
+    )
+    .bind(&rec.device)
+    .bind(&rec.code)
+    .fetch_one(&mut *conn)
+    .await?;
+    let last_resolved: Option<i64> = last.try_get("resolved_at")?;
+    let failed_before: Option<i64> = last.try_get("failed")?;
+    let (outcome, id) = open_or_count(conn, rec, now, reopen_window).await?;
+    if let (Outcome::Opened | Outcome::Reopened, Some(id), Some(rule), Some(resolved)) =
+        (outcome, id, rec.repeat, last_resolved)
+    {
+        let window = chrono::TimeDelta::from_std(rule.window).unwrap_or(chrono::TimeDelta::MAX);
+        let resolved = from_ms(resolved)?;
+        if now - resolved <= window {
+            let n = failed_before.unwrap_or(0) + 1;
+            let in_warranty = rec.warranty.as_ref().is_some_and(|w| w.in_warranty);
+            failed_repair(conn, id, n, resolved, rule.replace_after, in_warranty, now).await?;
+        }
+    }
+    Ok((outcome, id))
+}
+
+async fn failed_repair(
+    conn: &mut SqliteConnection,
+    id: TicketId,
+    n: i64,
+    resolved: DateTime<Utc>,
+    replace_after: u32,
+    in_warranty: bool,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE tickets SET failed_repairs = $2 WHERE id = $1").bind(id.0).bind(n).execute(&mut *conn).await?;
+    let note = format!(
+        "the fault returned {} after the repair of {}: {n} failed repair{}",
+        humantime::format_duration(std::time::Duration::from_secs((now - resolved).num_seconds().max(0) as u64)),
+        resolved.to_rfc3339(),
+        if n == 1 { "" } else { "s" }
+    );
+    append(
+        conn,
+        id.0,
+        now,
+        Entry { event: "repair_failed", actor: SYSTEM, from: None, to: None, tier: None, note: &note },
+    )
+    .await?;
+    if n > replace_after as i64 && in_warranty {
+        let res = sqlx::query("UPDATE tickets SET replace_unit = 1 WHERE id = $1 AND replace_unit = 0")
+            .bind(id.0)
+            .execute(&mut *conn)
+            .await?;
+        if res.rows_affected() == 1 {
+            let note =
+                format!("more than {replace_after} failed repairs in warranty: replace the unit; to service manager");
+            let e = Entry { event: "replace_unit", actor: SYSTEM, from: None, to: None, tier: None, note: &note };
+            append(conn, id.0, now, e).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn open_or_count(
     conn: &mut SqliteConnection,
     rec: &FaultRecord,
     now: DateTime<Utc>,
@@ -527,8 +631,8 @@ async fn raise(
     }
     let row = sqlx::query(
         "INSERT INTO tickets (device, site, customer, kind, code, title, tier, state, fault_at, opened_at, updated_at, \
-         last_raised_at, detail, contract, no_clock, acknowledge_by, on_site_by, resolve_by) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8, $9, $9, $8, $10, $11, $12, $13, $14, $15) RETURNING id",
+         last_raised_at, detail, contract, no_clock, acknowledge_by, on_site_by, resolve_by, warranty, billing) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8, $9, $9, $8, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING id",
     )
     .bind(&rec.device)
     .bind(&rec.site)
@@ -545,6 +649,8 @@ async fn raise(
     .bind(rec.deadlines.acknowledge_by.map(ms))
     .bind(rec.deadlines.on_site_by.map(ms))
     .bind(rec.deadlines.resolve_by.map(ms))
+    .bind(rec.warranty.as_ref().and_then(|w| serde_json::to_string(w).ok()))
+    .bind(rec.warranty.as_ref().map(|w| if w.in_warranty { "free" } else { "at_cost" }))
     .fetch_one(&mut *conn)
     .await?;
     let id: i64 = row.try_get("id")?;

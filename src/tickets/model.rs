@@ -33,6 +33,14 @@ pub struct Ticket {
     pub detail: String,
     /// The contract's clocks on this ticket.
     pub clock: Clock,
+    /// The device's warranty on the day of the fault; `null` when no contract governs it.
+    pub warranty: Option<crate::contracts::WarrantyStatus>,
+    /// free (in warranty), at_cost (out of warranty), or billable with a reason a person set.
+    pub billing: Option<Billing>,
+    /// Repairs of this device and fault that did not hold (the fault came back within the contract's window).
+    pub failed_repairs: i64,
+    /// More failed repairs than the contract allows, in warranty: the unit is to be replaced.
+    pub replace_unit: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeline: Option<Vec<TimelineEntry>>,
 }
@@ -60,6 +68,12 @@ pub struct Clock {
     /// A loaner unit is owed (the resolve clock was missed under a contract that promises one).
     pub loaner: bool,
     pub dispatched_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Billing {
+    pub class: String,
+    pub reason: Option<String>,
 }
 
 /// One append-only line of a ticket's history.

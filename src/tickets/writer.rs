@@ -48,7 +48,13 @@ fn record(fleet: &Fleet, e: &FaultEvent, now: chrono::DateTime<chrono::Utc>) -> 
             (tier, *at, detail, Change::Cleared)
         }
     };
+    let (warranty, repeat) = match change {
+        Change::Raised => fleet.warranty(e.device(), e.code().as_str(), now),
+        _ => (None, None),
+    };
     FaultRecord {
+        warranty,
+        repeat,
         device: d.id.0.clone(),
         site: d.site.0.clone(),
         customer: d.customer.0.clone(),

@@ -29,6 +29,8 @@ fn rec(device: &str, code: &str, tier: Tier, change: Change, at: DateTime<Utc>) 
         detail: format!("{code} detail"),
         change,
         deadlines: Deadlines::default(),
+        warranty: None,
+        repeat: None,
     }
 }
 

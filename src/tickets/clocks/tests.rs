@@ -36,6 +36,8 @@ async fn open(s: &Store, f: &Fleet, device: &str, code: &str, tier: Tier, at: Da
         detail: String::new(),
         change: Change::Raised,
         deadlines: f.deadlines(idx, tier, at),
+        warranty: f.warranty(idx, code, at).0,
+        repeat: f.warranty(idx, code, at).1,
     };
     s.apply_faults(&[rec], at, Duration::from_secs(3600)).await.unwrap()[0].1.unwrap()
 }
@@ -194,4 +196,86 @@ fn due_is_decided_from_the_persisted_clock_alone() {
     assert_eq!(clocks(&resolved, "2026-06-09T00:00:00"), vec![], "a resolved ticket owes nothing");
     let no_clock = OpenClock { acknowledge_by: None, on_site_by: None, resolve_by: None, ..base };
     assert_eq!(clocks(&no_clock, "2030-01-01T00:00:00"), vec![]);
+}
+
+#[tokio::test]
+async fn billing_follows_the_warranty_and_a_person_can_make_it_billable() {
+    let f = fleet();
+    let (s, _d) = store().await;
+    // swh-001 was accepted 2024-06-15: the main unit is in warranty in 2025, the pump is not.
+    let at = t("2025-07-01T09:00:00");
+    let leak = open(&s, &f, "swh-001", "tank_leak", Tier::Main, at).await;
+    let pump = open(&s, &f, "swh-001", "pump_failure", Tier::Main, at).await;
+    let l = ticket(&s, leak).await;
+    assert_eq!(l.billing.as_ref().map(|b| b.class.as_str()), Some("free"));
+    assert_eq!(l.warranty.as_ref().and_then(|w| w.component.as_deref()), Some("main"));
+    let p = ticket(&s, pump).await;
+    assert_eq!(p.billing.as_ref().map(|b| b.class.as_str()), Some("at_cost"));
+    // The engineer finds the tank was damaged by the user.
+    let l = s
+        .transition_with(leak, State::Acknowledged, "eng", "tank hit by a ladder", at, Some("user_damage"))
+        .await
+        .unwrap();
+    let b = l.billing.unwrap();
+    assert_eq!((b.class.as_str(), b.reason.as_deref()), ("billable", Some("user_damage")));
+    assert!(events(&s.ticket(leak).await.unwrap().unwrap()).iter().any(|e| e == "billing: billable: user_damage"));
+}
+
+#[tokio::test]
+async fn more_than_two_failed_repairs_in_warranty_replace_the_unit() {
+    let f = fleet();
+    let (s, _d) = store().await;
+    let t0 = t("2026-03-02T09:00:00");
+    let day = |n: i64| t0 + TimeDelta::days(n);
+    let id = open(&s, &f, "rec-001", "storage_failure", Tier::Major, t0).await;
+    // Repaired, back a day later, three times over; the same ticket reopens each time.
+    for (n, d) in [(1, 1), (2, 3), (3, 5)] {
+        s.transition(id, State::Resolved, "eng", "reseated the card", day(d)).await.unwrap();
+        let again = open(&s, &f, "rec-001", "storage_failure", Tier::Major, day(d + 1)).await;
+        assert_eq!(again, id);
+        let tk = ticket(&s, id).await;
+        assert_eq!(tk.failed_repairs, n);
+        assert_eq!(tk.replace_unit, n > 2, "after {n} failed repairs");
+    }
+    let ev = events(&ticket(&s, id).await);
+    assert_eq!(ev.iter().filter(|e| e.starts_with("repair_failed")).count(), 3);
+    let replace: Vec<&String> = ev.iter().filter(|e| e.starts_with("replace_unit")).collect();
+    assert_eq!(replace.len(), 1, "{ev:#?}");
+    assert!(replace[0].contains("more than 2 failed repairs in warranty"), "{replace:?}");
+}
+
+#[tokio::test]
+async fn a_fault_back_after_the_repeat_window_is_not_a_failed_repair() {
+    let f = fleet();
+    let (s, _d) = store().await;
+    let t0 = t("2026-03-02T09:00:00");
+    let id = open(&s, &f, "rec-001", "storage_failure", Tier::Major, t0).await;
+    s.transition(id, State::Resolved, "eng", "", t0 + TimeDelta::days(1)).await.unwrap();
+    s.transition(id, State::Closed, "desk", "", t0 + TimeDelta::days(1)).await.unwrap();
+    // 40 days later (window 30 days; reopen window 1 h): a new ticket, no failed repair.
+    let other = open(&s, &f, "rec-001", "storage_failure", Tier::Major, t0 + TimeDelta::days(41)).await;
+    assert_ne!(other, id);
+    assert_eq!(ticket(&s, other).await.failed_repairs, 0);
+    // Closed, then back within 30 days but after the reopen window: a new ticket that counts a failed repair.
+    s.transition(other, State::Resolved, "eng", "", t0 + TimeDelta::days(42)).await.unwrap();
+    s.transition(other, State::Closed, "desk", "", t0 + TimeDelta::days(42)).await.unwrap();
+    let third = open(&s, &f, "rec-001", "storage_failure", Tier::Major, t0 + TimeDelta::days(50)).await;
+    assert_ne!(third, other);
+    assert_eq!(ticket(&s, third).await.failed_repairs, 1);
+}
+
+#[tokio::test]
+async fn out_of_warranty_failed_repairs_do_not_replace_the_unit() {
+    let f = fleet();
+    let (s, _d) = store().await;
+    // rec-001 was accepted 2025-09-01 with 24 months: out of warranty from 2027-09-01 (contract still in force).
+    let t0 = t("2027-10-01T09:00:00");
+    let id = open(&s, &f, "rec-001", "storage_failure", Tier::Major, t0).await;
+    assert_eq!(ticket(&s, id).await.billing.map(|b| b.class), Some("at_cost".to_string()));
+    for d in [1, 3, 5] {
+        s.transition(id, State::Resolved, "eng", "", t0 + TimeDelta::days(d)).await.unwrap();
+        open(&s, &f, "rec-001", "storage_failure", Tier::Major, t0 + TimeDelta::days(d + 1)).await;
+    }
+    let tk = ticket(&s, id).await;
+    assert_eq!((tk.failed_repairs, tk.replace_unit), (3, false));
 }
