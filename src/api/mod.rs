@@ -39,6 +39,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/tickets", get(list_tickets))
         .route("/api/v1/tickets/{id}", get(get_ticket))
         .route("/api/v1/tickets/{id}/transition", post(transition))
+        .route("/api/v1/contracts", get(list_contracts))
+        .route("/api/v1/sla", get(sla))
         .route("/api/v1/devices", get(list_devices))
         .route("/api/v1/devices/{id}", get(get_device))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint; see README.md, \"HTTP API\"".into()) })
@@ -271,4 +273,115 @@ async fn list_devices(
 async fn get_device(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let idx = s.fleet.lookup(&id).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no device `{id}`")))?;
     Ok(Json(device_view(&s, s.fleet.device(idx))).into_response())
+}
+
+#[derive(Debug, Serialize)]
+struct TierView {
+    tier: u8,
+    acknowledge: Option<String>,
+    on_site: Option<String>,
+    resolve: Option<String>,
+    escalation: Vec<crate::contracts::Escalation>,
+}
+
+#[derive(Debug, Serialize)]
+struct ContractView {
+    id: String,
+    title: String,
+    customer: CustomerId,
+    starts: chrono::NaiveDate,
+    ends: Option<chrono::NaiveDate>,
+    in_force: bool,
+    calendar: Option<String>,
+    covers: serde_json::Value,
+    tiers: Vec<TierView>,
+    loaner_on_resolve_breach: bool,
+    inaction: Option<String>,
+    inaction_to: String,
+    warranty: serde_json::Value,
+    billable: Vec<String>,
+    repeat_window: String,
+    replace_after: u32,
+}
+
+async fn list_contracts(State(s): State<AppState>) -> Json<Vec<ContractView>> {
+    let today = s.clock.now().date_naive();
+    let fmt = |d: std::time::Duration| humantime::format_duration(d).to_string();
+    let out = s
+        .fleet
+        .contracts
+        .iter()
+        .map(|c| ContractView {
+            id: c.id.clone(),
+            title: c.title.clone(),
+            customer: c.customer.clone(),
+            starts: c.starts,
+            ends: c.ends,
+            in_force: c.in_force(today),
+            calendar: c.calendar.as_ref().map(|k| k.name.clone()),
+            covers: json!({ "sites": c.covers.sites, "kinds": c.covers.kinds, "devices": c.covers.devices }),
+            tiers: c
+                .tiers
+                .iter()
+                .enumerate()
+                .map(|(i, t)| TierView {
+                    tier: i as u8 + 1,
+                    acknowledge: t.acknowledge.map(|k| k.to_string()),
+                    on_site: t.on_site.map(|k| k.to_string()),
+                    resolve: t.resolve.map(|k| k.to_string()),
+                    escalation: t.escalation.clone(),
+                })
+                .collect(),
+            loaner_on_resolve_breach: c.loaner_on_resolve_breach,
+            inaction: c.inaction.map(fmt),
+            inaction_to: c.inaction_to.clone(),
+            warranty: json!({
+                "periods": c.warranty.periods.iter().map(|(k, p)| (k.clone(), match p {
+                    crate::contracts::Period::Days(n) => format!("{n} days"),
+                    crate::contracts::Period::Months(n) => format!("{n} months"),
+                })).collect::<std::collections::BTreeMap<_, _>>(),
+                "default": c.warranty.default,
+                "faults": c.warranty.faults.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+            }),
+            billable: c.billable.clone(),
+            repeat_window: fmt(c.repeat_window),
+            replace_after: c.replace_after,
+        })
+        .collect();
+    Json(out)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SlaQuery {
+    customer: Option<String>,
+    /// RFC 3339 time or a date; default: 30 days before `to`.
+    from: Option<String>,
+    /// RFC 3339 time or a date (exclusive); default: now.
+    to: Option<String>,
+}
+
+fn parse_time(s: &str) -> Result<DateTime<Utc>, ApiError> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.to_utc());
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| {
+            ApiError(StatusCode::BAD_REQUEST, format!("`{s}` is not a time; write 2026-11-01 or 2026-11-01T00:00:00Z"))
+        })
+}
+
+async fn sla(State(s): State<AppState>, q: Result<Query<SlaQuery>, QueryRejection>) -> Result<Response, ApiError> {
+    let Query(q) = q?;
+    let to = q.to.as_deref().map(parse_time).transpose()?.unwrap_or_else(|| s.clock.now());
+    let from = q.from.as_deref().map(parse_time).transpose()?.unwrap_or(to - chrono::TimeDelta::days(30));
+    if from >= to {
+        return Err(ApiError(StatusCode::BAD_REQUEST, "`from` must be before `to`".into()));
+    }
+    let rows = s.store.clock_outcomes(q.customer.as_deref(), from, to).await?;
+    let tiers = crate::tickets::sla::compliance(rows);
+    Ok(Json(json!({ "customer": q.customer, "from": from, "to": to, "tiers": tiers })).into_response())
 }

@@ -707,10 +707,10 @@ fn compile_contract(id: &str, c: &RawContract, k: &Known<'_>, r: &mut Report<'_>
             }
             ok
         };
-        if let Some(d) = &w.default {
-            if known(d, r) {
-                warranty.default = Some(d.get_ref().clone());
-            }
+        if let Some(d) = &w.default
+            && known(d, r)
+        {
+            warranty.default = Some(d.get_ref().clone());
         }
         for (code, class) in &w.faults {
             if !k.codes.contains(code.as_str()) {

@@ -368,6 +368,35 @@ impl Store {
             .collect()
     }
 
+    /// Clock outcomes (tier, acknowledge, on-site, resolve) of a customer's tickets opened in `[from, to)`.
+    pub async fn clock_outcomes(
+        &self,
+        customer: Option<&str>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(u8, Option<bool>, Option<bool>, Option<bool>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tier, acknowledge_met, on_site_met, resolve_met FROM tickets \
+             WHERE ($1 IS NULL OR customer = $1) AND opened_at >= $2 AND opened_at < $3 AND state != 'cancelled'",
+        )
+        .bind(customer)
+        .bind(ms(from))
+        .bind(ms(to))
+        .fetch_all(&self.pool)
+        .await?;
+        let b = |v: Option<i64>| v.map(|v| v != 0);
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<i64, _>("tier")? as u8,
+                    b(r.try_get("acknowledge_met")?),
+                    b(r.try_get("on_site_met")?),
+                    b(r.try_get("resolve_met")?),
+                ))
+            })
+            .collect()
+    }
+
     /// The clocks of every ticket not closed or cancelled.
     pub async fn open_clocks(&self) -> Result<Vec<OpenClock>, StoreError> {
         let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE state NOT IN ('closed', 'cancelled')");

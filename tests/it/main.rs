@@ -337,3 +337,81 @@ async fn the_client_reconnects_and_resubscribes_after_the_broker_restarts() {
     assert_eq!(t["tier"], json!(1));
     assert_eq!(metric(&b, "aftercare_mqtt_connected").await, 1.0);
 }
+
+/// A contract with clocks of seconds, so that its breaches, escalation and loaner happen while the test watches.
+const FAST_CONTRACT: &str = r#"
+[contracts.it-fast]
+customer = "cust-1"
+title = "Test contract"
+starts = "2020-01-01"
+loaner_on_resolve_breach = true
+billable = ["misuse"]
+[contracts.it-fast.warranty]
+periods = { unit = "10 years" }
+default = "unit"
+[contracts.it-fast.tier1]
+acknowledge = "2s"
+on_site = "3s"
+resolve = "4s"
+[[contracts.it-fast.tier1.escalation]]
+level = 1
+after = "1s"
+unless = "acknowledged"
+to = "duty engineer"
+channel = "sms"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_clocks_breach_escalate_and_owe_a_loaner_over_the_api() {
+    let fleet = ["lit-007:lighting"];
+    let broker = Broker::Embedded;
+    let (dir, prefix) = Daemon::setup(&fleet, "30s", "10m", &broker);
+    let path = dir.path().join("aftercare.toml");
+    let cfg = std::fs::read_to_string(&path).unwrap() + FAST_CONTRACT;
+    std::fs::write(&path, cfg).unwrap();
+    let d = Daemon::start(dir, &prefix, &broker);
+    let mut sim = Sim::start(&d, &fleet);
+    all_online(&d, 1).await;
+    sim.send("inject lit-007 leakage");
+    let t = one_ticket(&d, "lit-007", "leakage", "opened", |_| true).await;
+    assert_eq!(t["clock"]["contract"], json!("it-fast"), "{t:#}");
+    assert_eq!(t["billing"]["class"], json!("free"), "{t:#}");
+    assert_eq!(t["warranty"]["in_warranty"], json!(true));
+    let opened = chrono::DateTime::parse_from_rfc3339(t["opened_at"].as_str().unwrap()).unwrap();
+    let ack_by = chrono::DateTime::parse_from_rfc3339(t["clock"]["acknowledge_by"].as_str().unwrap()).unwrap();
+    assert_eq!((ack_by - opened).num_milliseconds(), 2000);
+
+    // Nobody answers: level 1 at 1 s, the three clocks at 2, 3 and 4 s, and a loaner.
+    let t = one_ticket(&d, "lit-007", "leakage", "the resolve clock breached", |t| t["clock"]["loaner"] == json!(true))
+        .await;
+    assert_eq!(t["clock"]["escalation_level"], json!(1));
+    assert_eq!(t["clock"]["acknowledge_met"], json!(false));
+    assert_eq!(t["clock"]["resolve_met"], json!(false));
+    let detail = get(&d.url(&format!("/api/v1/tickets/{}", t["id"]))).await;
+    let events: Vec<&str> =
+        detail["timeline"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(events.iter().filter(|e| **e == "breach").count(), 3, "{events:?}");
+    assert_eq!(events.iter().filter(|e| **e == "escalated").count(), 1, "{events:?}");
+
+    // A person finds misuse: billable for a cause the contract names, refused for one it does not.
+    let url = d.url(&format!("/api/v1/tickets/{}/transition", t["id"]));
+    let r =
+        http().post(&url).json(&json!({"to": "acknowledged", "by": "eng", "billable": "meteor"})).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 409);
+    let r =
+        http().post(&url).json(&json!({"to": "acknowledged", "by": "eng", "billable": "misuse"})).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!((b["billing"]["class"].as_str(), b["billing"]["reason"].as_str()), (Some("billable"), Some("misuse")));
+
+    let contracts = get(&d.url("/api/v1/contracts")).await;
+    assert_eq!(contracts[0]["id"], json!("it-fast"));
+    assert_eq!(contracts[0]["tiers"][0]["acknowledge"], json!("2s"));
+    assert_eq!(contracts[0]["in_force"], json!(true));
+    let sla = get(&d.url("/api/v1/sla?customer=cust-1")).await;
+    assert_eq!(sla["tiers"][0]["tickets"], json!(1), "{sla:#}");
+    assert_eq!(sla["tiers"][0]["acknowledge"]["missed"], json!(1));
+    assert_eq!(sla["tiers"][0]["acknowledge"]["share"], json!(0.0));
+    let r = http().get(d.url("/api/v1/sla?from=tomorrow")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+}
