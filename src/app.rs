@@ -107,6 +107,15 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
         shutdown.clone(),
     ));
     ingest.push(clocks);
+    let relay = crate::outbox::Relay::new(
+        store.clone(),
+        Arc::clone(&fleet),
+        crate::outbox::connectors(&config.helpdesks)?,
+        Arc::clone(&clock),
+        Arc::clone(&metrics),
+        config.outbox.clone(),
+    );
+    ingest.push(tokio::spawn(relay.run(shutdown.clone())));
     let state = AppState { store, fleet, live, metrics: Arc::clone(&metrics), clock };
     let stop = shutdown.clone();
     let http_task = tokio::spawn(async move {

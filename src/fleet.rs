@@ -26,6 +26,8 @@ fn ser_offset<S: serde::Serializer>(o: &FixedOffset, s: S) -> Result<S::Ok, S::E
 #[derive(Debug, Clone, Serialize)]
 pub struct Customer {
     pub id: CustomerId,
+    /// The helpdesk that receives this customer's tickets.
+    pub helpdesk: Option<String>,
     pub name: String,
     pub contact: String,
     pub phone: String,

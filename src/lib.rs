@@ -15,6 +15,7 @@ pub mod domain;
 pub mod fleet;
 pub mod ingest;
 pub mod metrics;
+pub mod outbox;
 pub mod rules;
 pub mod store;
 pub mod tickets;

@@ -34,6 +34,9 @@ pub struct Metrics {
     pub mqtt_connected: Gauge,
     pub mqtt_connections: Counter,
     pub store_errors: Counter,
+    pub outbox_delivered: Counter,
+    pub outbox_failures: Family<ReasonLabel, Counter>,
+    pub outbox_dead: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -62,6 +65,9 @@ impl Metrics {
             mqtt_connected: Gauge::default(),
             mqtt_connections: Counter::default(),
             store_errors: Counter::default(),
+            outbox_delivered: Counter::default(),
+            outbox_failures: Family::default(),
+            outbox_dead: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("messages_received", "MQTT messages received from the broker", m.received.clone());
@@ -90,6 +96,13 @@ impl Metrics {
             m.mqtt_connections.clone(),
         );
         registry.register("store_errors", "Failed store transactions (retried)", m.store_errors.clone());
+        registry.register("outbox_delivered", "Helpdesk events delivered", m.outbox_delivered.clone());
+        registry.register(
+            "outbox_failures",
+            "Failed helpdesk deliveries, by kind: retryable, permanent, gone",
+            m.outbox_failures.clone(),
+        );
+        registry.register("outbox_dead", "Helpdesk events dead-lettered", m.outbox_dead.clone());
         Metrics { registry, ..m }
     }
 

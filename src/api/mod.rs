@@ -40,6 +40,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/tickets/{id}", get(get_ticket))
         .route("/api/v1/tickets/{id}/transition", post(transition))
         .route("/api/v1/contracts", get(list_contracts))
+        .route("/api/v1/outbox", get(list_outbox))
+        .route("/api/v1/outbox/{id}/retry", post(retry_outbox))
         .route("/api/v1/sla", get(sla))
         .route("/api/v1/devices", get(list_devices))
         .route("/api/v1/devices/{id}", get(get_device))
@@ -384,4 +386,37 @@ async fn sla(State(s): State<AppState>, q: Result<Query<SlaQuery>, QueryRejectio
     let rows = s.store.clock_outcomes(q.customer.as_deref(), from, to).await?;
     let tiers = crate::tickets::sla::compliance(rows);
     Ok(Json(json!({ "customer": q.customer, "from": from, "to": to, "tiers": tiers })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutboxQuery {
+    /// pending, delivered, dead or skipped (default dead).
+    state: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list_outbox(
+    State(s): State<AppState>,
+    q: Result<Query<OutboxQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q?;
+    let state = q.state.unwrap_or_else(|| "dead".into());
+    if !["pending", "delivered", "dead", "skipped"].contains(&state.as_str()) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("state `{state}`: write pending, delivered, dead or skipped"),
+        ));
+    }
+    Ok(Json(s.store.outbox(&state, q.limit.unwrap_or(500).clamp(1, 10_000)).await?).into_response())
+}
+
+async fn retry_outbox(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id: i64 =
+        id.parse().map_err(|_| ApiError(StatusCode::BAD_REQUEST, format!("`{id}` is not an outbox row id")))?;
+    if s.store.outbox_retry(id, s.clock.now()).await? {
+        Ok(Json(json!({ "id": id, "state": "pending" })).into_response())
+    } else {
+        Err(ApiError(StatusCode::NOT_FOUND, format!("no dead outbox row {id}")))
+    }
 }

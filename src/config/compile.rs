@@ -11,7 +11,10 @@ use chrono::{FixedOffset, NaiveDate};
 use toml::Spanned;
 
 use super::raw::{RawBroker, RawCond, RawConfig, RawContract, RawIncluded, RawKind, RawMetricType, RawRule};
-use super::{BrokerConfig, BrokerMode, Config, ConfigError, IngestConfig, Problem, ReadFile, Source, TicketConfig};
+use super::{
+    BrokerConfig, BrokerMode, Config, ConfigError, HelpdeskConfig, HelpdeskKind, IngestConfig, OutboxConfig, Problem,
+    ReadFile, Source, TicketConfig,
+};
 use crate::calendar::Calendar;
 use crate::contracts::{Contract, Covers, Escalation, Milestone, Period, TierClocks, Warranty};
 use crate::domain::{CustomerId, DeviceId, DeviceIdx, FaultCode, OFFLINE, SiteId, Tier};
@@ -68,7 +71,20 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
         }
     }
     let RawConfig {
-        broker, http, store, ingest, tickets, sites, customers, devices, kinds, contracts, calendars, ..
+        broker,
+        http,
+        store,
+        ingest,
+        tickets,
+        sites,
+        customers,
+        devices,
+        kinds,
+        contracts,
+        calendars,
+        helpdesks,
+        outbox,
+        ..
     } = raw;
     kind_sources.push((main.clone(), kinds));
     contract_sources.push((main.clone(), contracts));
@@ -147,6 +163,43 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
     };
     let tickets = TicketConfig { reopen_window: tickets.reopen_window.map_or(Duration::from_secs(24 * 3600), |d| d.0) };
 
+    // Helpdesks.
+    let mut helpdesk_list = Vec::new();
+    for (name, h) in &helpdesks {
+        let Some(w) = &h.webhook else {
+            r.at(0..0, format!("helpdesk `{name}` names no connector; add webhook = {{ url = \"https://…\" }}"));
+            continue;
+        };
+        let url = w.url.get_ref();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            r.at(w.url.span(), format!("webhook url `{url}` must start with http:// or https://"));
+            continue;
+        }
+        let secret = match &w.secret {
+            Some(s) => {
+                use base64::Engine as _;
+                match s.get_ref().strip_prefix("whsec_").map(|k| base64::engine::general_purpose::STANDARD.decode(k)) {
+                    Some(Ok(key)) if !key.is_empty() => Some(key),
+                    _ => {
+                        r.at(s.span(), "a webhook secret is `whsec_` followed by the base64 of the key, as Standard Webhooks write it");
+                        continue;
+                    }
+                }
+            }
+            None => None,
+        };
+        let timeout = w.timeout.map_or(Duration::from_secs(10), |d| d.0);
+        helpdesk_list.push(HelpdeskConfig {
+            name: name.clone(),
+            kind: HelpdeskKind::Webhook { url: url.clone(), secret, timeout },
+        });
+    }
+    let outbox = OutboxConfig {
+        dead_after: outbox.dead_after.map_or(Duration::from_secs(24 * 3600), |d| d.0),
+        max_backoff: outbox.max_backoff.map_or(Duration::from_secs(600), |d| d.0),
+        concurrency: outbox.concurrency.unwrap_or(8).clamp(1, 64),
+    };
+
     // Sites, customers, devices.
     let mut site_list = Vec::new();
     let mut seen = HashSet::new();
@@ -180,7 +233,24 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
         } else if !seen.insert(id.clone()) {
             r.at(c.id.span(), format!("customer `{id}` is defined twice"));
         }
+        let helpdesk = c.helpdesk.as_ref().and_then(|h| {
+            if helpdesks.contains_key(h.get_ref()) {
+                Some(h.get_ref().clone())
+            } else {
+                let names: Vec<&str> = helpdesks.keys().map(String::as_str).collect();
+                r.at(
+                    h.span(),
+                    format!(
+                        "customer `{id}` names helpdesk `{}`, which [helpdesks] does not define; known: {}",
+                        h.get_ref(),
+                        list(&names)
+                    ),
+                );
+                None
+            }
+        });
         customer_list.push(Customer {
+            helpdesk,
             id: CustomerId(id.clone()),
             name: c.name.unwrap_or_else(|| id.clone()),
             contact: c.contact.unwrap_or_default(),
@@ -287,6 +357,8 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
         store_path,
         ingest,
         tickets,
+        helpdesks: helpdesk_list,
+        outbox,
         fleet: Arc::new(Fleet::new(site_list, customer_list, device_list, profiles, contract_list)),
     })
 }

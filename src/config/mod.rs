@@ -99,6 +99,25 @@ pub struct TicketConfig {
     pub reopen_window: Duration,
 }
 
+/// A helpdesk that receives tickets.
+#[derive(Debug, Clone)]
+pub enum HelpdeskKind {
+    Webhook { url: String, secret: Option<Vec<u8>>, timeout: Duration },
+}
+
+#[derive(Debug, Clone)]
+pub struct HelpdeskConfig {
+    pub name: String,
+    pub kind: HelpdeskKind,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutboxConfig {
+    pub dead_after: Duration,
+    pub max_backoff: Duration,
+    pub concurrency: usize,
+}
+
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -108,6 +127,8 @@ pub struct Config {
     pub store_path: PathBuf,
     pub ingest: IngestConfig,
     pub tickets: TicketConfig,
+    pub helpdesks: Vec<HelpdeskConfig>,
+    pub outbox: OutboxConfig,
     pub fleet: Arc<Fleet>,
 }
 

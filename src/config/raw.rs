@@ -93,6 +93,38 @@ pub struct RawConfig {
     /// Business calendars by name: file paths relative to this file.
     #[serde(default)]
     pub calendars: BTreeMap<String, Spanned<String>>,
+    /// Helpdesks by name, which customers name to receive their tickets.
+    #[serde(default)]
+    pub helpdesks: BTreeMap<String, RawHelpdesk>,
+    #[serde(default)]
+    pub outbox: RawOutbox,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHelpdesk {
+    pub webhook: Option<RawWebhook>,
+}
+
+/// A signed webhook (Standard Webhooks headers).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebhook {
+    pub url: Spanned<String>,
+    /// `whsec_` and the base64 of the signing key.
+    pub secret: Option<Spanned<String>>,
+    pub timeout: Option<Dur>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutbox {
+    /// A row still failing this long after it was written is dead (default 24h).
+    pub dead_after: Option<Dur>,
+    /// The longest wait between two attempts (default 10m).
+    pub max_backoff: Option<Dur>,
+    /// Deliveries in flight at once, across tickets (default 8).
+    pub concurrency: Option<usize>,
 }
 
 /// An included file: device kind profiles and service contracts.
@@ -249,6 +281,8 @@ pub struct RawSite {
 #[serde(deny_unknown_fields)]
 pub struct RawCustomer {
     pub id: Spanned<String>,
+    /// The helpdesk (under [helpdesks]) that receives this customer's tickets.
+    pub helpdesk: Option<Spanned<String>>,
     pub name: Option<String>,
     pub contact: Option<String>,
     pub phone: Option<String>,

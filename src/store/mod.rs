@@ -1,7 +1,10 @@
 //! Persistence. Only this module holds SQL; the rest of aftercare speaks
 //! the domain verbs of [`Store`].
 
+mod outbox;
 mod sqlite;
+
+pub use outbox::OutboxRow;
 
 pub use sqlite::Store;
 

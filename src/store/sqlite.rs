@@ -21,14 +21,14 @@ pub const SYSTEM: &str = "aftercare";
 
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pub(super) pool: SqlitePool,
 }
 
-fn ms(t: DateTime<Utc>) -> i64 {
+pub(super) fn ms(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
-fn from_ms(v: i64) -> Result<DateTime<Utc>, StoreError> {
+pub(super) fn from_ms(v: i64) -> Result<DateTime<Utc>, StoreError> {
     DateTime::from_timestamp_millis(v).ok_or_else(|| StoreError::Corrupt(format!("timestamp {v}")))
 }
 
@@ -121,6 +121,24 @@ async fn append(conn: &mut SqliteConnection, ticket: i64, at: DateTime<Utc>, e: 
     .bind(e.note)
     .execute(&mut *conn)
     .await?;
+    // Every change is one the helpdesk must see: an outbox row in the same transaction.
+    let action = match (e.event, e.to) {
+        ("opened" | "reopened", _) | (_, Some(State::Open)) => "trigger",
+        (_, Some(State::Resolved | State::Closed | State::Cancelled)) => "resolve",
+        _ => "update",
+    };
+    sqlx::query(
+        "INSERT INTO outbox (ticket_id, seq, event_id, event, action, note, customer, created_at, next_attempt_at) \
+         SELECT $1, n.seq, 'aftercare-' || $1 || '-' || n.seq, $2, $3, $4, t.customer, $5, $5 \
+         FROM tickets t, (SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM outbox WHERE ticket_id = $1) n WHERE t.id = $1",
+    )
+    .bind(ticket)
+    .bind(e.event)
+    .bind(action)
+    .bind(e.note)
+    .bind(ms(at))
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
@@ -130,6 +148,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "deadlines", include_str!("../../migrations/sqlite/0002_deadlines.sql")),
     (3, "escalation", include_str!("../../migrations/sqlite/0003_escalation.sql")),
     (4, "warranty", include_str!("../../migrations/sqlite/0004_warranty.sql")),
+    (5, "outbox", include_str!("../../migrations/sqlite/0005_outbox.sql")),
 ];
 
 fn migrator() -> Migrator {

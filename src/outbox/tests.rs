@@ -1,0 +1,185 @@
+use std::sync::Mutex;
+use std::time::Duration as StdDuration;
+
+use chrono::TimeDelta;
+
+use super::*;
+use crate::clock::ManualClock;
+use crate::domain::Tier;
+use crate::store::{Change, FaultRecord};
+
+/// A connector that answers from a script per event name, and records what it got.
+struct Scripted {
+    answers: Mutex<Vec<(String, Result<(), DeliveryError>)>>,
+    got: Mutex<Vec<String>>,
+}
+
+impl Scripted {
+    fn new(answers: &[(&str, Result<(), DeliveryError>)]) -> Arc<Scripted> {
+        Arc::new(Scripted {
+            answers: Mutex::new(answers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()),
+            got: Mutex::new(Vec::new()),
+        })
+    }
+    fn got(&self) -> Vec<String> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+impl Connector for Scripted {
+    fn name(&self) -> &str {
+        "scripted"
+    }
+    fn deliver<'a>(&'a self, d: &'a Delivery, _now: DateTime<Utc>) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(async move {
+            let key = format!("{}#{}", d.row.ticket_id.0, d.row.event);
+            self.got.lock().unwrap().push(key.clone());
+            let mut a = self.answers.lock().unwrap();
+            match a.iter().position(|(k, _)| *k == key) {
+                Some(i) => a.remove(i).1,
+                None => Ok(()),
+            }
+        })
+    }
+}
+
+fn t0() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-22T08:00:00Z").unwrap().to_utc()
+}
+
+fn cfg() -> OutboxConfig {
+    OutboxConfig { dead_after: StdDuration::from_secs(3600), max_backoff: StdDuration::from_secs(60), concurrency: 4 }
+}
+
+struct Rig {
+    store: Store,
+    clock: Arc<ManualClock>,
+    relay: Relay,
+    _dir: tempfile::TempDir,
+}
+
+/// A store and a relay whose customer `city-transit` (the demo's) routes to `conn`.
+async fn rig(conn: Arc<Scripted>) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("a.db")).await.unwrap();
+    let mut config = crate::demo::config().unwrap();
+    let fleet = Arc::make_mut(&mut config.fleet);
+    for c in &mut fleet.customers {
+        c.helpdesk = (c.id.as_str() == "city-transit").then(|| "hd".to_string());
+    }
+    let clock = Arc::new(ManualClock::new(t0()));
+    let mut connectors: HashMap<String, Arc<dyn Connector>> = HashMap::new();
+    connectors.insert("hd".into(), conn);
+    let relay = Relay::new(store.clone(), config.fleet, connectors, clock.clone(), Arc::new(Metrics::new()), cfg());
+    Rig { store, clock, relay, _dir: dir }
+}
+
+async fn raise(store: &Store, device: &str, customer: &str, code: &str, change: Change, at: DateTime<Utc>) {
+    let rec = FaultRecord {
+        device: device.into(),
+        site: "site-a".into(),
+        customer: customer.into(),
+        kind: "recorder".into(),
+        code: code.into(),
+        title: code.into(),
+        tier: Tier::Main,
+        at,
+        detail: String::new(),
+        change,
+        deadlines: Default::default(),
+        warranty: None,
+        repeat: None,
+    };
+    store.apply_faults(&[rec], at, StdDuration::from_secs(3600)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_ticket_s_events_go_in_order_and_wait_for_a_failing_one() {
+    let conn = Scripted::new(&[("1#opened", Err(DeliveryError::Retryable { after: None, message: "503".into() }))]);
+    let r = rig(conn.clone()).await;
+    raise(&r.store, "rec-001", "city-transit", "leak", Change::Raised, t0()).await;
+    raise(&r.store, "rec-001", "city-transit", "leak", Change::Cleared, t0()).await;
+    raise(&r.store, "rec-002", "city-transit", "tilt", Change::Raised, t0()).await;
+    r.relay.run_once().await.unwrap();
+    // Ticket 1's first event failed, so its second waits; ticket 2 is not held up.
+    assert_eq!(conn.got(), ["1#opened", "2#opened"]);
+    r.relay.run_once().await.unwrap();
+    assert_eq!(conn.got().len(), 2, "not due again before the backoff");
+    r.clock.advance(TimeDelta::seconds(2));
+    r.relay.run_once().await.unwrap();
+    r.relay.run_once().await.unwrap();
+    assert_eq!(conn.got(), ["1#opened", "2#opened", "1#opened", "1#recovered"]);
+    assert!(r.store.due_outbox(r.clock.now() + TimeDelta::days(1), 10).await.unwrap().is_empty());
+    let delivered = r.store.outbox("delivered", 10).await.unwrap();
+    assert_eq!(delivered.len(), 3);
+    let first = delivered.iter().find(|d| d.ticket_id.0 == 1 && d.seq == 1).unwrap();
+    assert_eq!((first.attempts, first.event_id.as_str()), (2, "aftercare-1-1"));
+}
+
+#[tokio::test]
+async fn a_poison_event_is_dead_lettered_and_blocks_nothing() {
+    let conn = Scripted::new(&[("1#opened", Err(DeliveryError::Permanent("HTTP 422: bad".into())))]);
+    let r = rig(conn.clone()).await;
+    raise(&r.store, "rec-001", "city-transit", "leak", Change::Raised, t0()).await;
+    raise(&r.store, "rec-001", "city-transit", "leak", Change::Cleared, t0()).await;
+    r.relay.run_once().await.unwrap();
+    r.relay.run_once().await.unwrap();
+    assert_eq!(conn.got(), ["1#opened", "1#recovered"]);
+    let dead = r.store.outbox("dead", 10).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].last_error.as_deref(), Some("HTTP 422: bad"));
+    // Requeued by a person, it goes again.
+    assert!(r.store.outbox_retry(dead[0].id, r.clock.now()).await.unwrap());
+    assert!(!r.store.outbox_retry(dead[0].id, r.clock.now()).await.unwrap(), "no longer dead");
+    r.relay.run_once().await.unwrap();
+    assert_eq!(conn.got().last().map(String::as_str), Some("1#opened"));
+    assert!(r.store.outbox("dead", 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn retries_stop_at_dead_after_and_honour_retry_after() {
+    let retry = || Err(DeliveryError::Retryable { after: Some(StdDuration::from_secs(120)), message: "429".into() });
+    let conn = Scripted::new(&[("1#opened", retry()), ("1#opened", retry())]);
+    let r = rig(conn.clone()).await;
+    raise(&r.store, "rec-001", "city-transit", "leak", Change::Raised, t0()).await;
+    r.relay.run_once().await.unwrap();
+    let row = &r.store.outbox("pending", 10).await.unwrap()[0];
+    assert_eq!(row.next_attempt_at, t0() + TimeDelta::seconds(120), "Retry-After wins over the backoff");
+    // Past dead_after (1 h), a retryable failure is final.
+    r.clock.advance(TimeDelta::minutes(59));
+    r.relay.run_once().await.unwrap();
+    assert_eq!(r.store.outbox("dead", 10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_gone_endpoint_is_disabled_and_its_rows_wait() {
+    let conn = Scripted::new(&[("1#opened", Err(DeliveryError::Gone("HTTP 410".into())))]);
+    let r = rig(conn.clone()).await;
+    raise(&r.store, "rec-001", "city-transit", "leak", Change::Raised, t0()).await;
+    raise(&r.store, "rec-002", "city-transit", "leak", Change::Raised, t0()).await;
+    r.relay.run_once().await.unwrap();
+    let first = conn.got().len();
+    r.relay.run_once().await.unwrap();
+    assert_eq!(conn.got().len(), first, "no delivery to a gone endpoint");
+    assert_eq!(r.store.outbox("dead", 10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn customers_without_a_helpdesk_are_skipped() {
+    let conn = Scripted::new(&[]);
+    let r = rig(conn.clone()).await;
+    raise(&r.store, "lit-002", "north-square", "leak", Change::Raised, t0()).await;
+    r.relay.run_once().await.unwrap();
+    assert!(conn.got().is_empty());
+    assert_eq!(r.store.outbox("skipped", 10).await.unwrap().len(), 1);
+}
+
+#[test]
+fn backoff_doubles_with_jitter_up_to_its_cap() {
+    let max = StdDuration::from_secs(600);
+    assert_eq!(backoff(0, max, 0), StdDuration::from_secs(1));
+    assert_eq!(backoff(3, max, 0), StdDuration::from_secs(8));
+    let j = backoff(3, max, 999);
+    assert!(j > StdDuration::from_secs(8) && j <= StdDuration::from_millis(9600), "{j:?}");
+    assert_eq!(backoff(40, max, 999), max);
+}

@@ -1,0 +1,153 @@
+//! The outbox's rows: claiming what is due, in order per ticket, and
+//! recording each delivery's outcome; the map of remote ticket ids.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::Row;
+
+use super::sqlite::{from_ms, ms};
+use super::{Store, StoreError};
+use crate::domain::TicketId;
+
+/// One event for the helpdesk.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub ticket_id: TicketId,
+    /// 1, 2, 3… per ticket, in the order the changes happened.
+    pub seq: i64,
+    /// Stable across retries: receivers deduplicate on it.
+    pub event_id: String,
+    pub event: String,
+    /// trigger, update or resolve.
+    pub action: String,
+    pub note: String,
+    pub customer: String,
+    pub created_at: DateTime<Utc>,
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+const COLUMNS: &str = "id, ticket_id, seq, event_id, event, action, note, customer, created_at, state, attempts, \
+                       next_attempt_at, last_error, delivered_at";
+
+fn row(r: &sqlx::sqlite::SqliteRow) -> Result<OutboxRow, StoreError> {
+    Ok(OutboxRow {
+        id: r.try_get("id")?,
+        ticket_id: TicketId(r.try_get("ticket_id")?),
+        seq: r.try_get("seq")?,
+        event_id: r.try_get("event_id")?,
+        event: r.try_get("event")?,
+        action: r.try_get("action")?,
+        note: r.try_get("note")?,
+        customer: r.try_get("customer")?,
+        created_at: from_ms(r.try_get("created_at")?)?,
+        state: r.try_get("state")?,
+        attempts: r.try_get("attempts")?,
+        next_attempt_at: from_ms(r.try_get("next_attempt_at")?)?,
+        last_error: r.try_get("last_error")?,
+        delivered_at: r.try_get::<Option<i64>, _>("delivered_at")?.map(from_ms).transpose()?,
+    })
+}
+
+impl Store {
+    /// Due rows, at most one per ticket (the earliest pending), oldest first.
+    /// A later row of a ticket waits until the rows before it are delivered or dead.
+    pub async fn due_outbox(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= $1 \
+             AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.ticket_id = o.ticket_id AND p.state = 'pending' AND p.seq < o.seq) \
+             ORDER BY o.id LIMIT $2"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(ms(now)).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(row).collect()
+    }
+
+    pub async fn outbox_delivered(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query("UPDATE outbox SET state = 'delivered', delivered_at = $2, attempts = attempts + 1 WHERE id = $1")
+            .bind(id)
+            .bind(ms(now))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records a failed attempt: retried at `next`, or dead when `next` is `None`.
+    pub async fn outbox_failed(&self, id: i64, error: &str, next: Option<DateTime<Utc>>) -> Result<(), StoreError> {
+        let q = match next {
+            Some(at) => sqlx::query(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(error)
+            .bind(ms(at)),
+            None => {
+                sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $2, state = 'dead' WHERE id = $1")
+                    .bind(id)
+                    .bind(error)
+            }
+        };
+        q.execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Marks the pending rows of customers without a helpdesk as skipped.
+    pub async fn outbox_skip_unrouted(&self, routed: &[String]) -> Result<u64, StoreError> {
+        let marks = (1..=routed.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let sql = if routed.is_empty() {
+            "UPDATE outbox SET state = 'skipped' WHERE state = 'pending'".to_string()
+        } else {
+            format!("UPDATE outbox SET state = 'skipped' WHERE state = 'pending' AND customer NOT IN ({marks})")
+        };
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for c in routed {
+            q = q.bind(c);
+        }
+        Ok(q.execute(&self.pool).await?.rows_affected())
+    }
+
+    /// Rows in a state (pending, delivered, dead, skipped), newest first.
+    pub async fn outbox(&self, state: &str, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM outbox WHERE state = $1 ORDER BY id DESC LIMIT $2");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(state).bind(limit).fetch_all(&self.pool).await?;
+        rows.iter().map(row).collect()
+    }
+
+    /// Puts a dead row back in the queue, due now; false if there is no dead row with that id.
+    pub async fn outbox_retry(&self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let res = sqlx::query(
+            "UPDATE outbox SET state = 'pending', next_attempt_at = $2, attempts = 0, created_at = $2 \
+             WHERE id = $1 AND state = 'dead'",
+        )
+        .bind(id)
+        .bind(ms(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    pub async fn remote_id(&self, ticket: TicketId, helpdesk: &str) -> Result<Option<String>, StoreError> {
+        let r = sqlx::query("SELECT remote_id FROM remote_tickets WHERE ticket_id = $1 AND helpdesk = $2")
+            .bind(ticket.0)
+            .bind(helpdesk)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(r.map(|r| r.try_get("remote_id")).transpose()?)
+    }
+
+    pub async fn set_remote_id(&self, ticket: TicketId, helpdesk: &str, remote: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO remote_tickets (ticket_id, helpdesk, remote_id) VALUES ($1, $2, $3) \
+             ON CONFLICT (ticket_id, helpdesk) DO UPDATE SET remote_id = excluded.remote_id",
+        )
+        .bind(ticket.0)
+        .bind(helpdesk)
+        .bind(remote)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
