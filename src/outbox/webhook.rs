@@ -54,6 +54,8 @@ fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
 
 impl Webhook {
     pub fn new(name: &str, url: &str, secret: Option<Vec<u8>>, timeout: Duration) -> anyhow::Result<Webhook> {
+        // The daemon installs ring as rustls' provider at start; a library user may not have.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).build()?;
         Ok(Webhook { name: name.to_string(), url: url.to_string(), secret, client })
     }

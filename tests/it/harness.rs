@@ -188,6 +188,13 @@ impl Daemon {
         (ok, dir)
     }
 
+    /// Kills the daemon with SIGKILL, as a power cut would, and hands back its folder.
+    pub fn kill9(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -246,6 +253,7 @@ impl Drop for Sim {
 }
 
 pub fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap()
 }
 

@@ -415,3 +415,83 @@ async fn contract_clocks_breach_escalate_and_owe_a_loaner_over_the_api() {
     let r = http().get(d.url("/api/v1/sla?from=tomorrow")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 400);
 }
+
+mod webhook;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_reach_a_signed_webhook_once_each_in_order_across_outages_and_a_kill() {
+    use std::sync::atomic::Ordering;
+    let (addr, rx) = webhook::start().await;
+    let fleet = ["lit-008:lighting"];
+    let broker = Broker::Embedded;
+    let (dir, prefix) = Daemon::setup(&fleet, "30s", "10m", &broker);
+    let path = dir.path().join("aftercare.toml");
+    let cfg = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("[[customers]]\nid = \"cust-1\"\n", "[[customers]]\nid = \"cust-1\"\nhelpdesk = \"hd\"\n")
+        + &format!(
+            "[helpdesks.hd]\nwebhook = {{ url = \"http://{addr}/hook\", secret = \"{}\", timeout = \"5s\" }}\n",
+            webhook::secret()
+        );
+    std::fs::write(&path, cfg).unwrap();
+    let d = Daemon::start(dir, &prefix, &broker);
+    let mut sim = Sim::start(&d, &fleet);
+    all_online(&d, 1).await;
+
+    // A fault opens: one signed trigger event with the whole ticket.
+    sim.send("inject lit-008 leakage");
+    wait_for("the opened event", 30, || async { (!rx.ids().is_empty()).then_some(()) }).await;
+    let first = rx.events()[0].clone();
+    assert_eq!(first["type"], json!("ticket.opened"), "{first:#}");
+    assert_eq!((first["action"].as_str(), first["sequence"].as_i64()), (Some("trigger"), Some(1)));
+    assert_eq!(first["ticket"]["code"], json!("leakage"));
+    let ticket = first["ticket"]["id"].as_i64().unwrap();
+    assert_eq!(first["dedup_key"], json!(format!("aftercare-ticket-{ticket}")));
+
+    // The helpdesk goes down for three attempts while the fault clears and a person resolves it.
+    rx.fail_next.store(3, Ordering::SeqCst);
+    sim.send("clear lit-008 leakage");
+    one_ticket(&d, "lit-008", "leakage", "recovered", |t| t["recovered"] == json!(true)).await;
+    let url = d.url(&format!("/api/v1/tickets/{ticket}/transition"));
+    let r =
+        http().post(&url).json(&json!({"to": "resolved", "by": "eng", "note": "RCD replaced"})).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    wait_for("every event after the outage", 30, || async { (rx.ids().len() >= 3).then_some(()) }).await;
+
+    // A delivery in flight when the daemon is killed: it is sent again with the same id after the restart.
+    rx.stall_ms.store(3000, Ordering::SeqCst);
+    let r = http().post(&url).json(&json!({"to": "closed", "by": "desk"})).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    wait_for("the close event to arrive", 20, || async { (rx.ids().len() >= 4).then_some(()) }).await;
+    let dir = d.kill9();
+    let d = Daemon::start(dir, &prefix, &broker);
+    wait_for("the close event again after the restart", 30, || async {
+        let last = rx.ids().last().cloned().unwrap_or_default();
+        let got = rx.got.lock().unwrap();
+        (got.iter().filter(|(id, _)| *id == last).count() >= 2).then_some(())
+    })
+    .await;
+
+    // Each event once by id, in order, all signed, with the right actions.
+    let events = rx.events();
+    let kinds: Vec<(String, String)> = events
+        .iter()
+        .map(|e| (e["event"]["name"].as_str().unwrap().to_string(), e["action"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("opened".to_string(), "trigger".to_string()),
+            ("recovered".into(), "update".into()),
+            ("transition".into(), "resolve".into()),
+            ("transition".into(), "resolve".into()),
+        ]
+    );
+    let seqs: Vec<i64> = events.iter().map(|e| e["sequence"].as_i64().unwrap()).collect();
+    assert_eq!(seqs, [1, 2, 3, 4]);
+    assert_eq!(rx.bad_signatures.load(Ordering::SeqCst), 0);
+    assert_eq!(events[3]["ticket"]["state"], json!("closed"));
+    let dead = get(&d.url("/api/v1/outbox?state=dead")).await;
+    assert_eq!(dead.as_array().unwrap().len(), 0);
+    assert!(metric(&d, "aftercare_outbox_delivered_total").await >= 1.0);
+}
