@@ -116,7 +116,15 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
         config.outbox.clone(),
     );
     ingest.push(tokio::spawn(relay.run(shutdown.clone())));
-    let state = AppState { store, fleet, live, metrics: Arc::clone(&metrics), clock };
+    let helpdesk_keys = config
+        .helpdesks
+        .iter()
+        .map(|h| match &h.kind {
+            crate::config::HelpdeskKind::Webhook { secret, .. } => (h.name.clone(), secret.clone()),
+        })
+        .collect();
+    let state =
+        AppState { store, fleet, live, metrics: Arc::clone(&metrics), clock, helpdesk_keys: Arc::new(helpdesk_keys) };
     let stop = shutdown.clone();
     let http_task = tokio::spawn(async move {
         let serve = axum::serve(listener, api::router(state)).with_graceful_shutdown(stop.cancelled_owned());

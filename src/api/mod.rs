@@ -30,6 +30,8 @@ pub struct AppState {
     pub live: Arc<Live>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
+    /// Helpdesks' signing keys by name, to check the events they send in.
+    pub helpdesk_keys: Arc<std::collections::HashMap<String, Option<Vec<u8>>>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -41,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/tickets/{id}/transition", post(transition))
         .route("/api/v1/contracts", get(list_contracts))
         .route("/api/v1/outbox", get(list_outbox))
+        .route("/api/v1/helpdesks/{name}/events", post(helpdesk_event))
         .route("/api/v1/outbox/{id}/retry", post(retry_outbox))
         .route("/api/v1/sla", get(sla))
         .route("/api/v1/devices", get(list_devices))
@@ -418,5 +421,75 @@ async fn retry_outbox(State(s): State<AppState>, Path(id): Path<String>) -> Resu
         Ok(Json(json!({ "id": id, "state": "pending" })).into_response())
     } else {
         Err(ApiError(StatusCode::NOT_FOUND, format!("no dead outbox row {id}")))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HelpdeskEvent {
+    /// aftercare's ticket id, or the `dedup_key` of its events.
+    ticket: Option<i64>,
+    dedup_key: Option<String>,
+    /// A ticket state, or `reopened`.
+    status: String,
+    #[serde(default)]
+    by: String,
+    #[serde(default)]
+    note: String,
+}
+
+/// A helpdesk tells aftercare what people did there, signed like our webhooks.
+async fn helpdesk_event(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let key = match s.helpdesk_keys.get(&name) {
+        None => return Err(ApiError(StatusCode::NOT_FOUND, format!("no helpdesk `{name}`"))),
+        Some(None) => {
+            return Err(ApiError(
+                StatusCode::FORBIDDEN,
+                format!("helpdesk `{name}` has no secret; set one to accept its events"),
+            ));
+        }
+        Some(Some(k)) => k,
+    };
+    let h = |k: &str| headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let (id, ts, sig) = (h("webhook-id"), h("webhook-timestamp"), h("webhook-signature"));
+    let unauthorized = |m: &str| ApiError(StatusCode::UNAUTHORIZED, m.to_string());
+    let ts: i64 = ts.parse().map_err(|_| unauthorized("missing or bad webhook-timestamp"))?;
+    if (s.clock.now().timestamp() - ts).abs() > 300 {
+        return Err(unauthorized("webhook-timestamp is more than 5 minutes from our clock"));
+    }
+    let want = crate::outbox::webhook::sign(key, &id, ts, &body);
+    if id.is_empty() || !sig.split_whitespace().any(|s| s == want) {
+        return Err(unauthorized("bad webhook-signature"));
+    }
+    let ev: HelpdeskEvent =
+        serde_json::from_slice(&body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("body: {e}")))?;
+    let ticket = match (ev.ticket, ev.dedup_key.as_deref().and_then(|k| k.strip_prefix("aftercare-ticket-"))) {
+        (Some(t), _) => TicketId(t),
+        (None, Some(k)) => TicketId(k.parse().map_err(|_| ApiError(StatusCode::BAD_REQUEST, "bad dedup_key".into()))?),
+        (None, None) => return Err(ApiError(StatusCode::BAD_REQUEST, "give `ticket` or `dedup_key`".into())),
+    };
+    let to: TicketState = match ev.status.as_str() {
+        "reopened" => TicketState::Open,
+        other => other.parse().map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?,
+    };
+    let t =
+        s.store.ticket(ticket).await?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no ticket {ticket}")))?;
+    let routed = s.fleet.customers.iter().find(|c| c.id == t.customer).and_then(|c| c.helpdesk.as_deref());
+    if routed != Some(name.as_str()) {
+        return Err(ApiError(StatusCode::FORBIDDEN, format!("ticket {ticket} does not go to helpdesk `{name}`")));
+    }
+    let actor = crate::outbox::origin_of(&name, ev.by.trim());
+    match s.store.transition(ticket, to, &actor, &ev.note, s.clock.now()).await {
+        Ok(t) => Ok(Json(t).into_response()),
+        Err(TransitionFailure::NotFound(_)) => Err(ApiError(StatusCode::NOT_FOUND, format!("no ticket {ticket}"))),
+        Err(e @ (TransitionFailure::Refused(_) | TransitionFailure::Conflict(_))) => {
+            Err(ApiError(StatusCode::CONFLICT, e.to_string()))
+        }
+        Err(TransitionFailure::Store(e)) => Err(e.into()),
     }
 }

@@ -70,6 +70,19 @@ pub fn connectors(cfg: &[HelpdeskConfig]) -> anyhow::Result<HashMap<String, Arc<
     Ok(out)
 }
 
+/// The actor name of a change that helpdesk `name` sent in.
+pub fn origin_of(name: &str, person: &str) -> String {
+    if person.is_empty() { format!("helpdesk:{name}") } else { format!("helpdesk:{name} ({person})") }
+}
+
+/// Whether a change made by `origin` came from helpdesk `name`.
+pub fn is_echo(origin: &str, name: &str) -> bool {
+    origin
+        .strip_prefix("helpdesk:")
+        .and_then(|r| r.strip_prefix(name))
+        .is_some_and(|r| r.is_empty() || r.starts_with(' '))
+}
+
 /// The wait before attempt `attempts + 1`: 1 s doubling, capped, with up to 20 % jitter.
 pub fn backoff(attempts: i64, max: Duration, jitter_seed: u32) -> Duration {
     let base = Duration::from_secs(1).saturating_mul(1u32 << attempts.clamp(0, 20) as u32).min(max);
@@ -142,6 +155,11 @@ impl Relay {
         let mut attempted = 0;
         for row in rows {
             let Some((conn, off)) = self.route(&row.customer) else { continue };
+            if is_echo(&row.origin, conn.name()) {
+                // The helpdesk made this change itself: sending it back would loop.
+                self.store.outbox_skip(row.id).await?;
+                continue;
+            }
             let Some(ticket) = self.store.ticket(row.ticket_id).await? else { continue };
             attempted += 1;
             let permit = Arc::clone(&sem).acquire_owned().await;

@@ -183,3 +183,12 @@ fn backoff_doubles_with_jitter_up_to_its_cap() {
     assert!(j > StdDuration::from_secs(8) && j <= StdDuration::from_millis(9600), "{j:?}");
     assert_eq!(backoff(40, max, 999), max);
 }
+
+#[test]
+fn changes_from_a_helpdesk_are_echoes_only_for_that_helpdesk() {
+    assert!(is_echo(&origin_of("rt", "alice"), "rt"));
+    assert!(is_echo(&origin_of("rt", ""), "rt"));
+    assert!(!is_echo(&origin_of("rt2", "alice"), "rt"));
+    assert!(!is_echo("alice", "rt"));
+    assert!(!is_echo("aftercare", "rt"));
+}

@@ -29,10 +29,12 @@ pub struct OutboxRow {
     pub next_attempt_at: DateTime<Utc>,
     pub last_error: Option<String>,
     pub delivered_at: Option<DateTime<Utc>>,
+    /// Who made the change: `aftercare`, a person, or `helpdesk:NAME …` for a change a helpdesk sent.
+    pub origin: String,
 }
 
 const COLUMNS: &str = "id, ticket_id, seq, event_id, event, action, note, customer, created_at, state, attempts, \
-                       next_attempt_at, last_error, delivered_at";
+                       next_attempt_at, last_error, delivered_at, origin";
 
 fn row(r: &sqlx::sqlite::SqliteRow) -> Result<OutboxRow, StoreError> {
     Ok(OutboxRow {
@@ -50,6 +52,7 @@ fn row(r: &sqlx::sqlite::SqliteRow) -> Result<OutboxRow, StoreError> {
         next_attempt_at: from_ms(r.try_get("next_attempt_at")?)?,
         last_error: r.try_get("last_error")?,
         delivered_at: r.try_get::<Option<i64>, _>("delivered_at")?.map(from_ms).transpose()?,
+        origin: r.try_get("origin")?,
     })
 }
 
@@ -91,6 +94,12 @@ impl Store {
             }
         };
         q.execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Marks one row skipped (a change that came from the helpdesk it would go to).
+    pub async fn outbox_skip(&self, id: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE outbox SET state = 'skipped' WHERE id = $1").bind(id).execute(&self.pool).await?;
         Ok(())
     }
 

@@ -128,8 +128,8 @@ async fn append(conn: &mut SqliteConnection, ticket: i64, at: DateTime<Utc>, e: 
         _ => "update",
     };
     sqlx::query(
-        "INSERT INTO outbox (ticket_id, seq, event_id, event, action, note, customer, created_at, next_attempt_at) \
-         SELECT $1, n.seq, 'aftercare-' || $1 || '-' || n.seq, $2, $3, $4, t.customer, $5, $5 \
+        "INSERT INTO outbox (ticket_id, seq, event_id, event, action, note, customer, created_at, next_attempt_at, origin) \
+         SELECT $1, n.seq, 'aftercare-' || $1 || '-' || n.seq, $2, $3, $4, t.customer, $5, $5, $6 \
          FROM tickets t, (SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM outbox WHERE ticket_id = $1) n WHERE t.id = $1",
     )
     .bind(ticket)
@@ -137,6 +137,7 @@ async fn append(conn: &mut SqliteConnection, ticket: i64, at: DateTime<Utc>, e: 
     .bind(action)
     .bind(e.note)
     .bind(ms(at))
+    .bind(e.actor)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -149,6 +150,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "escalation", include_str!("../../migrations/sqlite/0003_escalation.sql")),
     (4, "warranty", include_str!("../../migrations/sqlite/0004_warranty.sql")),
     (5, "outbox", include_str!("../../migrations/sqlite/0005_outbox.sql")),
+    (6, "outbox_origin", include_str!("../../migrations/sqlite/0006_outbox_origin.sql")),
 ];
 
 fn migrator() -> Migrator {

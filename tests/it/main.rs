@@ -494,4 +494,41 @@ async fn tickets_reach_a_signed_webhook_once_each_in_order_across_outages_and_a_
     let dead = get(&d.url("/api/v1/outbox?state=dead")).await;
     assert_eq!(dead.as_array().unwrap().len(), 0);
     assert!(metric(&d, "aftercare_outbox_delivered_total").await >= 1.0);
+
+    // The helpdesk reopens the ticket: applied with the helpdesk named, and not echoed back to it.
+    let hook = d.url("/api/v1/helpdesks/hd/events");
+    let body = json!({"dedup_key": format!("aftercare-ticket-{ticket}"), "status": "reopened", "by": "alice", "note": "customer called back"}).to_string();
+    // The test is the helpdesk here, with a clock of its own.
+    #[allow(clippy::disallowed_methods)]
+    let ts = chrono::Utc::now().timestamp();
+    let sign = |key: &[u8]| {
+        use base64::Engine as _;
+        use hmac::Mac as _;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+        mac.update(format!("evt-1.{ts}.{body}").as_bytes());
+        format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
+    };
+    let post = |sig: String| {
+        http()
+            .post(&hook)
+            .header("webhook-id", "evt-1")
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", sig)
+            .body(body.clone())
+            .send()
+    };
+    assert_eq!(post(sign(b"not the key")).await.unwrap().status().as_u16(), 401);
+    let r = post(sign(webhook::KEY)).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let t: Value = r.json().await.unwrap();
+    assert_eq!(t["state"], json!("open"));
+    let detail = get(&d.url(&format!("/api/v1/tickets/{ticket}"))).await;
+    let last = detail["timeline"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["actor"], json!("helpdesk:hd (alice)"), "{last:#}");
+    wait_for("the echo to be skipped", 10, || async {
+        let skipped = get(&d.url("/api/v1/outbox?state=skipped")).await;
+        (skipped.as_array().unwrap().len() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(rx.ids().len(), 4, "the helpdesk's own change is not sent back to it");
 }
