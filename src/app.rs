@@ -121,6 +121,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
         .iter()
         .map(|h| match &h.kind {
             crate::config::HelpdeskKind::Webhook { secret, .. } => (h.name.clone(), secret.clone()),
+            crate::config::HelpdeskKind::Email(_) => (h.name.clone(), None),
         })
         .collect();
     let state =

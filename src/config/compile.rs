@@ -166,8 +166,75 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
     // Helpdesks.
     let mut helpdesk_list = Vec::new();
     for (name, h) in &helpdesks {
+        if let Some(e) = &h.email {
+            if h.webhook.is_some() {
+                r.at(
+                    e.server.span(),
+                    format!("helpdesk `{name}` has both webhook and email; give it one, or make two helpdesks"),
+                );
+                continue;
+            }
+            let srv = e.server.get_ref();
+            let (security, rest, default_port) = if let Some(r) = srv.strip_prefix("smtps://") {
+                (crate::outbox::email::Security::Tls, r, 465)
+            } else if let Some(r) = srv.strip_prefix("smtp+starttls://") {
+                (crate::outbox::email::Security::StartTls, r, 587)
+            } else if let Some(r) = srv.strip_prefix("smtp://") {
+                (crate::outbox::email::Security::None, r, 25)
+            } else {
+                r.at(
+                    e.server.span(),
+                    format!("server `{srv}`: write smtp://host:25, smtp+starttls://host:587 or smtps://host:465"),
+                );
+                continue;
+            };
+            let rest = rest.trim_end_matches('/');
+            let (host, port) = match rest.rsplit_once(':') {
+                Some((h, p)) => match p.parse::<u16>() {
+                    Ok(p) => (h.to_string(), p),
+                    Err(_) => {
+                        r.at(e.server.span(), format!("`{p}` is not a port in `{srv}`"));
+                        continue;
+                    }
+                },
+                None => (rest.to_string(), default_port),
+            };
+            let mut ok = true;
+            for a in [&e.from, &e.to] {
+                if a.get_ref().parse::<lettre::message::Mailbox>().is_err() {
+                    r.at(
+                        a.span(),
+                        format!(
+                            "`{}` is not a mail address; write one such as \"Service desk <desk@example.net>\"",
+                            a.get_ref()
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+            if !ok {
+                continue;
+            }
+            let cfg = crate::outbox::email::EmailConfig {
+                host,
+                port,
+                security,
+                username: e.username.clone(),
+                password: e.password.clone(),
+                from: e.from.get_ref().clone(),
+                to: e.to.get_ref().clone(),
+                timeout: e.timeout.map_or(Duration::from_secs(30), |d| d.0),
+            };
+            helpdesk_list.push(HelpdeskConfig { name: name.clone(), kind: HelpdeskKind::Email(cfg) });
+            continue;
+        }
         let Some(w) = &h.webhook else {
-            r.at(0..0, format!("helpdesk `{name}` names no connector; add webhook = {{ url = \"https://…\" }}"));
+            r.at(
+                0..0,
+                format!(
+                    "helpdesk `{name}` names no connector; add webhook = {{ url = \"https://…\" }} or email = {{ … }}"
+                ),
+            );
             continue;
         };
         let url = w.url.get_ref();

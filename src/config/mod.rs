@@ -103,6 +103,7 @@ pub struct TicketConfig {
 #[derive(Debug, Clone)]
 pub enum HelpdeskKind {
     Webhook { url: String, secret: Option<Vec<u8>>, timeout: Duration },
+    Email(crate::outbox::email::EmailConfig),
 }
 
 #[derive(Debug, Clone)]

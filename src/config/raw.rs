@@ -104,6 +104,20 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawHelpdesk {
     pub webhook: Option<RawWebhook>,
+    pub email: Option<RawEmail>,
+}
+
+/// Mail to an email-to-ticket helpdesk.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmail {
+    /// `smtp://host:25` (plain), `smtp+starttls://host:587` or `smtps://host:465`.
+    pub server: Spanned<String>,
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    pub from: Spanned<String>,
+    pub to: Spanned<String>,
+    pub timeout: Option<Dur>,
 }
 
 /// A signed webhook (Standard Webhooks headers).

@@ -9,6 +9,7 @@
 //!
 //! Only this module talks to helpdesks.
 
+pub mod email;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -64,6 +65,7 @@ pub fn connectors(cfg: &[HelpdeskConfig]) -> anyhow::Result<HashMap<String, Arc<
             HelpdeskKind::Webhook { url, secret, timeout } => {
                 Arc::new(webhook::Webhook::new(&h.name, url, secret.clone(), *timeout)?)
             }
+            HelpdeskKind::Email(c) => Arc::new(email::Email::new(&h.name, c)?),
         };
         out.insert(h.name.clone(), c);
     }

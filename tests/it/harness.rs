@@ -295,3 +295,13 @@ pub async fn metric(d: &Daemon, name: &str) -> f64 {
         .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.trim().parse().ok()))
         .unwrap_or(0.0)
 }
+
+/// A helper process that is killed and reaped when the test ends, pass or fail.
+pub struct Reaped(pub Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -532,3 +532,75 @@ async fn tickets_reach_a_signed_webhook_once_each_in_order_across_outages_and_a_
     .await;
     assert_eq!(rx.ids().len(), 4, "the helpdesk's own change is not sent back to it");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_reach_an_email_helpdesk_as_one_thread() {
+    use std::io::BufRead;
+    // Python's own SMTP server prints every message it receives.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut sink = Reaped(
+        std::process::Command::new("python3")
+            .args(["-W", "ignore", "-u", "-m", "smtpd", "-n", "-c", "DebuggingServer", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 with its smtpd module"),
+    );
+    let out = sink.0.stdout.take().unwrap();
+    let mails = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let m2 = std::sync::Arc::clone(&mails);
+    std::thread::spawn(move || {
+        let mut cur = String::new();
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if line.contains("END MESSAGE") {
+                m2.lock().unwrap().push(std::mem::take(&mut cur));
+            } else {
+                // DebuggingServer prints each line as a Python bytes literal: b'...'.
+                let l = line.strip_prefix("b'").or_else(|| line.strip_prefix("b\"")).unwrap_or(&line);
+                let l = l.strip_suffix('\'').or_else(|| l.strip_suffix('"')).unwrap_or(l);
+                cur.push_str(l);
+                cur.push('\n');
+            }
+        }
+    });
+    let fleet = ["lit-009:lighting"];
+    let broker = Broker::Embedded;
+    let (dir, prefix) = Daemon::setup(&fleet, "30s", "10m", &broker);
+    let path = dir.path().join("aftercare.toml");
+    let cfg = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("[[customers]]\nid = \"cust-1\"\n", "[[customers]]\nid = \"cust-1\"\nhelpdesk = \"mail\"\n")
+        + &format!(
+            "[helpdesks.mail]\nemail = {{ server = \"smtp://127.0.0.1:{port}\", from = \"aftercare <aftercare@example.net>\", to = \"desk@example.net\", timeout = \"5s\" }}\n"
+        );
+    std::fs::write(&path, cfg).unwrap();
+    let d = Daemon::start(dir, &prefix, &broker);
+    let mut sim = Sim::start(&d, &fleet);
+    all_online(&d, 1).await;
+    sim.send("inject lit-009 leakage");
+    let t = one_ticket(&d, "lit-009", "leakage", "opened", |_| true).await;
+    let id = t["id"].as_i64().unwrap();
+    sim.send("clear lit-009 leakage");
+    let got = wait_for("two mails", 40, || async {
+        let m = mails.lock().unwrap().clone();
+        (m.len() >= 2).then_some(m)
+    })
+    .await;
+    drop(sink);
+    let header = |mail: &str, name: &str| {
+        mail.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))).map(str::to_string).unwrap_or_default()
+    };
+    assert_eq!(
+        header(&got[0], "Subject"),
+        format!("[aftercare #{id}] Tier 1 leakage on lit-009: opened"),
+        "{}",
+        got[0]
+    );
+    assert_eq!(header(&got[0], "Message-ID"), format!("<aftercare-{id}-1@example.net>"));
+    assert_eq!(header(&got[0], "In-Reply-To"), "");
+    assert_eq!(header(&got[1], "Subject"), format!("[aftercare #{id}] Tier 1 leakage on lit-009: recovered"));
+    assert_eq!(header(&got[1], "Message-ID"), format!("<aftercare-{id}-2@example.net>"));
+    assert_eq!(header(&got[1], "In-Reply-To"), format!("<aftercare-{id}-1@example.net>"));
+    assert_eq!(header(&got[1], "References"), format!("<aftercare-{id}-1@example.net>"));
+    assert!(got[0].contains("Leakage current (safety)"), "{}", got[0]);
+}
