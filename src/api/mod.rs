@@ -198,9 +198,14 @@ async fn transition(
             }
         }
     }
-    match s.store.transition_with(id, to, by, &b.note, s.clock.now(), b.billable.as_deref()).await {
+    transitioned(s.store.transition_with(id, to, by, &b.note, s.clock.now(), b.billable.as_deref()).await)
+}
+
+/// The answer to a transition: the ticket, 404, 409 with the reason, or 503.
+fn transitioned(r: Result<crate::tickets::Ticket, TransitionFailure>) -> Result<Response, ApiError> {
+    match r {
         Ok(t) => Ok(Json(t).into_response()),
-        Err(TransitionFailure::NotFound(_)) => Err(ApiError(StatusCode::NOT_FOUND, format!("no ticket {id}"))),
+        Err(TransitionFailure::NotFound(id)) => Err(ApiError(StatusCode::NOT_FOUND, format!("no ticket {id}"))),
         Err(e @ (TransitionFailure::Refused(_) | TransitionFailure::Conflict(_))) => {
             Err(ApiError(StatusCode::CONFLICT, e.to_string()))
         }
@@ -484,12 +489,5 @@ async fn helpdesk_event(
         return Err(ApiError(StatusCode::FORBIDDEN, format!("ticket {ticket} does not go to helpdesk `{name}`")));
     }
     let actor = crate::outbox::origin_of(&name, ev.by.trim());
-    match s.store.transition(ticket, to, &actor, &ev.note, s.clock.now()).await {
-        Ok(t) => Ok(Json(t).into_response()),
-        Err(TransitionFailure::NotFound(_)) => Err(ApiError(StatusCode::NOT_FOUND, format!("no ticket {ticket}"))),
-        Err(e @ (TransitionFailure::Refused(_) | TransitionFailure::Conflict(_))) => {
-            Err(ApiError(StatusCode::CONFLICT, e.to_string()))
-        }
-        Err(TransitionFailure::Store(e)) => Err(e.into()),
-    }
+    transitioned(s.store.transition(ticket, to, &actor, &ev.note, s.clock.now()).await)
 }
