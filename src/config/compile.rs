@@ -166,6 +166,16 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
     // Helpdesks.
     let mut helpdesk_list = Vec::new();
     for (name, h) in &helpdesks {
+        let priorities: [String; 3] = match &h.priorities {
+            Some(p) => match <[String; 3]>::try_from(p.get_ref().clone()) {
+                Ok(a) => a,
+                Err(_) => {
+                    r.at(p.span(), "priorities lists the helpdesk's priority for tiers 1, 2 and 3: three names");
+                    continue;
+                }
+            },
+            None => ["urgent".to_string(), "high".to_string(), "normal".to_string()],
+        };
         if let Some(e) = &h.email {
             if h.webhook.is_some() {
                 r.at(
@@ -225,7 +235,7 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
                 to: e.to.get_ref().clone(),
                 timeout: e.timeout.map_or(Duration::from_secs(30), |d| d.0),
             };
-            helpdesk_list.push(HelpdeskConfig { name: name.clone(), kind: HelpdeskKind::Email(cfg) });
+            helpdesk_list.push(HelpdeskConfig { name: name.clone(), kind: HelpdeskKind::Email(cfg), priorities });
             continue;
         }
         let Some(w) = &h.webhook else {
@@ -259,6 +269,7 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
         helpdesk_list.push(HelpdeskConfig {
             name: name.clone(),
             kind: HelpdeskKind::Webhook { url: url.clone(), secret, timeout },
+            priorities,
         });
     }
     let outbox = OutboxConfig {

@@ -110,6 +110,8 @@ pub enum HelpdeskKind {
 pub struct HelpdeskConfig {
     pub name: String,
     pub kind: HelpdeskKind,
+    /// The helpdesk's priority names for tiers 1, 2 and 3.
+    pub priorities: [String; 3],
 }
 
 #[derive(Debug, Clone)]

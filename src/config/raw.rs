@@ -105,6 +105,8 @@ pub struct RawConfig {
 pub struct RawHelpdesk {
     pub webhook: Option<RawWebhook>,
     pub email: Option<RawEmail>,
+    /// The helpdesk's priority for tiers 1, 2 and 3 (default "urgent", "high", "normal").
+    pub priorities: Option<Spanned<Vec<String>>>,
 }
 
 /// Mail to an email-to-ticket helpdesk.

@@ -328,3 +328,20 @@ acknowledge = "2h business"
         ]
     );
 }
+
+#[test]
+fn helpdesk_mistakes_are_named() {
+    let check = |text: &str, want: &str| {
+        let p = problems(text, &[]);
+        assert!(p.len() == 1 && p[0].contains(want), "{text}: {p:?}");
+    };
+    check("[helpdesks.hd]\npriorities = [\"P1\", \"P2\"]\nwebhook = { url = \"http://x/\" }\n", "three names");
+    check("[helpdesks.hd]\nwebhook = { url = \"ftp://x/\" }\n", "must start with http:// or https://");
+    check("[helpdesks.hd]\nwebhook = { url = \"http://x/\", secret = \"hunter2\" }\n", "whsec_");
+    check("[helpdesks.hd]\nemail = { server = \"imap://x\", from = \"a@b.c\", to = \"d@e.f\" }\n", "smtp+starttls://");
+    check(
+        "[helpdesks.hd]\nemail = { server = \"smtp://x\", from = \"nobody\", to = \"d@e.f\" }\n",
+        "is not a mail address",
+    );
+    check("[[customers]]\nid = \"c\"\nhelpdesk = \"zendesk\"\n", "which [helpdesks] does not define");
+}

@@ -41,6 +41,7 @@ pub struct Email {
     from: Mailbox,
     to: Mailbox,
     domain: String,
+    priorities: [String; 3],
     transport: AsyncSmtpTransport<Tokio1Executor>,
 }
 
@@ -65,7 +66,7 @@ pub fn subject(d: &Delivery) -> String {
     )
 }
 
-fn text(d: &Delivery) -> String {
+fn text(d: &Delivery, priority: &str) -> String {
     let t = &d.ticket;
     let mut s = format!(
         "{}\n\nTicket {}: {}, tier {}, {}\nDevice {} ({}) at site {}, customer {}\nEvent: {} at {}\n",
@@ -81,6 +82,7 @@ fn text(d: &Delivery) -> String {
         d.row.event,
         d.row.created_at
     );
+    s.push_str(&format!("Priority: {priority}\n"));
     if !d.row.note.is_empty() {
         s.push_str(&format!("Note: {}\n", d.row.note));
     }
@@ -92,7 +94,7 @@ fn text(d: &Delivery) -> String {
 }
 
 impl Email {
-    pub fn new(name: &str, c: &EmailConfig) -> anyhow::Result<Email> {
+    pub fn new(name: &str, c: &EmailConfig, priorities: [String; 3]) -> anyhow::Result<Email> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut b = match c.security {
             Security::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.host),
@@ -107,7 +109,7 @@ impl Email {
         }
         let from: Mailbox = c.from.parse()?;
         let domain = from.email.domain().to_string();
-        Ok(Email { name: name.to_string(), from, to: c.to.parse()?, domain, transport: b.build() })
+        Ok(Email { name: name.to_string(), from, to: c.to.parse()?, domain, priorities, transport: b.build() })
     }
 }
 
@@ -128,7 +130,9 @@ impl Connector for Email {
             if d.row.seq > 1 {
                 m = m.in_reply_to(root.clone()).references(root);
             }
-            let mail = m.body(text(d)).map_err(|e| DeliveryError::Permanent(format!("building the mail: {e}")))?;
+            let mail = m
+                .body(text(d, &self.priorities[d.ticket.tier.number() as usize - 1]))
+                .map_err(|e| DeliveryError::Permanent(format!("building the mail: {e}")))?;
             match self.transport.send(mail).await {
                 Ok(_) => Ok(()),
                 Err(e) if e.is_permanent() => Err(DeliveryError::Permanent(format!("SMTP: {e}"))),

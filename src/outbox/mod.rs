@@ -63,9 +63,9 @@ pub fn connectors(cfg: &[HelpdeskConfig]) -> anyhow::Result<HashMap<String, Arc<
     for h in cfg {
         let c: Arc<dyn Connector> = match &h.kind {
             HelpdeskKind::Webhook { url, secret, timeout } => {
-                Arc::new(webhook::Webhook::new(&h.name, url, secret.clone(), *timeout)?)
+                Arc::new(webhook::Webhook::new(&h.name, url, secret.clone(), *timeout, h.priorities.clone())?)
             }
-            HelpdeskKind::Email(c) => Arc::new(email::Email::new(&h.name, c)?),
+            HelpdeskKind::Email(c) => Arc::new(email::Email::new(&h.name, c, h.priorities.clone())?),
         };
         out.insert(h.name.clone(), c);
     }

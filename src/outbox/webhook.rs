@@ -18,6 +18,7 @@ pub struct Webhook {
     name: String,
     url: String,
     secret: Option<Vec<u8>>,
+    priorities: [String; 3],
     client: reqwest::Client,
 }
 
@@ -33,9 +34,10 @@ pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
 }
 
 /// The JSON body of an event, in the spirit of PagerDuty Events v2.
-pub fn body(d: &Delivery) -> serde_json::Value {
+pub fn body(d: &Delivery, priorities: &[String; 3]) -> serde_json::Value {
     let r = &d.row;
     json!({
+        "priority": priorities[d.ticket.tier.number() as usize - 1],
         "id": r.event_id,
         "type": format!("ticket.{}", r.event),
         "timestamp": r.created_at,
@@ -53,11 +55,17 @@ fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
 }
 
 impl Webhook {
-    pub fn new(name: &str, url: &str, secret: Option<Vec<u8>>, timeout: Duration) -> anyhow::Result<Webhook> {
+    pub fn new(
+        name: &str,
+        url: &str,
+        secret: Option<Vec<u8>>,
+        timeout: Duration,
+        priorities: [String; 3],
+    ) -> anyhow::Result<Webhook> {
         // The daemon installs ring as rustls' provider at start; a library user may not have.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).build()?;
-        Ok(Webhook { name: name.to_string(), url: url.to_string(), secret, client })
+        Ok(Webhook { name: name.to_string(), url: url.to_string(), secret, priorities, client })
     }
 }
 
@@ -68,7 +76,8 @@ impl Connector for Webhook {
 
     fn deliver<'a>(&'a self, d: &'a Delivery, now: DateTime<Utc>) -> BoxFuture<'a, Result<(), DeliveryError>> {
         Box::pin(async move {
-            let body = serde_json::to_vec(&body(d)).map_err(|e| DeliveryError::Permanent(e.to_string()))?;
+            let body =
+                serde_json::to_vec(&body(d, &self.priorities)).map_err(|e| DeliveryError::Permanent(e.to_string()))?;
             let ts = now.timestamp();
             let mut req = self
                 .client

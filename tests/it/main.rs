@@ -430,7 +430,7 @@ async fn tickets_reach_a_signed_webhook_once_each_in_order_across_outages_and_a_
         .unwrap()
         .replace("[[customers]]\nid = \"cust-1\"\n", "[[customers]]\nid = \"cust-1\"\nhelpdesk = \"hd\"\n")
         + &format!(
-            "[helpdesks.hd]\nwebhook = {{ url = \"http://{addr}/hook\", secret = \"{}\", timeout = \"5s\" }}\n",
+            "[helpdesks.hd]\npriorities = [\"P1\", \"P2\", \"P3\"]\nwebhook = {{ url = \"http://{addr}/hook\", secret = \"{}\", timeout = \"5s\" }}\n",
             webhook::secret()
         );
     std::fs::write(&path, cfg).unwrap();
@@ -445,6 +445,7 @@ async fn tickets_reach_a_signed_webhook_once_each_in_order_across_outages_and_a_
     assert_eq!(first["type"], json!("ticket.opened"), "{first:#}");
     assert_eq!((first["action"].as_str(), first["sequence"].as_i64()), (Some("trigger"), Some(1)));
     assert_eq!(first["ticket"]["code"], json!("leakage"));
+    assert_eq!(first["priority"], json!("P1"), "tier 1 maps to the helpdesk's P1");
     let ticket = first["ticket"]["id"].as_i64().unwrap();
     assert_eq!(first["dedup_key"], json!(format!("aftercare-ticket-{ticket}")));
 
@@ -603,4 +604,5 @@ async fn tickets_reach_an_email_helpdesk_as_one_thread() {
     assert_eq!(header(&got[1], "In-Reply-To"), format!("<aftercare-{id}-1@example.net>"));
     assert_eq!(header(&got[1], "References"), format!("<aftercare-{id}-1@example.net>"));
     assert!(got[0].contains("Leakage current (safety)"), "{}", got[0]);
+    assert!(got[0].contains("Priority: urgent"), "the default priority of tier 1: {}", got[0]);
 }
