@@ -291,9 +291,9 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
         let utc_offset = match &s.utc_offset {
             Some(o) => o.get_ref().parse::<FixedOffset>().unwrap_or_else(|_| {
                 r.at(o.span(), format!("utc_offset `{}` is not an offset; write one such as \"+08:00\"", o.get_ref()));
-                FixedOffset::east_opt(0).expect("zero offset")
+                UTC
             }),
-            None => FixedOffset::east_opt(8 * 3600).expect("valid offset"),
+            None => CHINA_STANDARD_TIME,
         };
         site_list.push(Site {
             id: SiteId(id.clone()),
@@ -424,14 +424,15 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
         }
     }
 
-    if !problems.is_empty() {
+    // A missing broker or address always comes with a problem reported above.
+    let (true, Some(broker), Some(http_listen)) = (problems.is_empty(), broker, http_listen) else {
         problems.sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
         return Err(ConfigError(problems));
-    }
+    };
     Ok(Config {
         path: main.path,
-        broker: broker.expect("no problems, so the broker is valid"),
-        http_listen: http_listen.expect("no problems, so the address is valid"),
+        broker,
+        http_listen,
         store_path,
         ingest,
         tickets,
@@ -440,6 +441,17 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
         fleet: Arc::new(Fleet::new(site_list, customer_list, device_list, profiles, contract_list)),
     })
 }
+
+const UTC: FixedOffset = match FixedOffset::east_opt(0) {
+    Some(o) => o,
+    None => panic!("zero is a valid offset"),
+};
+
+/// The default site offset: the contracts' sites are in mainland China.
+const CHINA_STANDARD_TIME: FixedOffset = match FixedOffset::east_opt(8 * 3600) {
+    Some(o) => o,
+    None => panic!("+08:00 is a valid offset"),
+};
 
 fn list(names: &[&str]) -> String {
     if names.is_empty() { "(none defined)".to_string() } else { names.join(", ") }

@@ -120,6 +120,8 @@ pub struct Relay {
     pub cfg: OutboxConfig,
     /// Connectors whose endpoint answered 410 Gone; their rows wait until restart.
     disabled: HashMap<String, Arc<AtomicBool>>,
+    /// Customers that have a helpdesk; fixed by the config.
+    routed: Vec<String>,
 }
 
 impl Relay {
@@ -132,7 +134,8 @@ impl Relay {
         cfg: OutboxConfig,
     ) -> Relay {
         let disabled = connectors.keys().map(|k| (k.clone(), Arc::new(AtomicBool::new(false)))).collect();
-        Relay { store, fleet, connectors, clock, metrics, cfg, disabled }
+        let routed = fleet.customers.iter().filter(|c| c.helpdesk.is_some()).map(|c| c.id.0.clone()).collect();
+        Relay { store, fleet, connectors, clock, metrics, cfg, disabled, routed }
     }
 
     /// The connector of a customer, unless it was disabled.
@@ -147,9 +150,7 @@ impl Relay {
 
     /// One pass: delivers what is due now; returns how many rows were attempted.
     pub async fn run_once(&self) -> Result<usize, crate::store::StoreError> {
-        let routed: Vec<String> =
-            self.fleet.customers.iter().filter(|c| c.helpdesk.is_some()).map(|c| c.id.0.clone()).collect();
-        self.store.outbox_skip_unrouted(&routed).await?;
+        self.store.outbox_skip_unrouted(&self.routed).await?;
         let now = self.clock.now();
         let rows = self.store.due_outbox(now, 256).await?;
         let mut set = JoinSet::new();
