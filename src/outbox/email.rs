@@ -9,9 +9,10 @@ use chrono::{DateTime, Utc};
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use super::{BoxFuture, Connector, Delivery, DeliveryError};
+use super::{BoxFuture, Connector, Delivered, Delivery, DeliveryError, describe, priority, tag};
 
 /// How the connector reaches its SMTP server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +35,8 @@ pub struct EmailConfig {
     pub from: String,
     pub to: String,
     pub timeout: Duration,
+    /// The CA of a server whose certificate no public CA signed (PEM), relative paths already resolved.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 pub struct Email {
@@ -54,8 +57,8 @@ pub fn message_id(event_id: &str, domain: &str) -> String {
 pub fn subject(d: &Delivery) -> String {
     let t = &d.ticket;
     format!(
-        "[aftercare #{}] Tier {} {} on {}: {}",
-        t.id.0,
+        "{} Tier {} {} on {}: {}",
+        tag(t),
         t.tier.number(),
         t.code.0,
         t.device.0,
@@ -66,40 +69,21 @@ pub fn subject(d: &Delivery) -> String {
     )
 }
 
-fn text(d: &Delivery, priority: &str) -> String {
-    let t = &d.ticket;
-    let mut s = format!(
-        "{}\n\nTicket {}: {}, tier {}, {}\nDevice {} ({}) at site {}, customer {}\nEvent: {} at {}\n",
-        t.title,
-        t.id.0,
-        t.code.0,
-        t.tier.number(),
-        t.state,
-        t.device.0,
-        t.kind,
-        t.site.0,
-        t.customer.0,
-        d.row.event,
-        d.row.created_at
-    );
-    s.push_str(&format!("Priority: {priority}\n"));
-    if !d.row.note.is_empty() {
-        s.push_str(&format!("Note: {}\n", d.row.note));
-    }
-    if let Some(by) = t.clock.resolve_by {
-        s.push_str(&format!("Resolve by: {by}\n"));
-    }
-    s.push_str(&format!("\nEvent id: {}, sequence {}\n", d.row.event_id, d.row.seq));
-    s
-}
-
 impl Email {
     pub fn new(name: &str, c: &EmailConfig, priorities: [String; 3]) -> anyhow::Result<Email> {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut b = match c.security {
-            Security::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.host),
-            Security::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&c.host)?,
-            Security::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&c.host)?,
+        let mut b = match (&c.security, &c.ca_file) {
+            (Security::None, _) => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.host),
+            (Security::StartTls, None) => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&c.host)?,
+            (Security::Tls, None) => AsyncSmtpTransport::<Tokio1Executor>::relay(&c.host)?,
+            (security, Some(ca)) => {
+                let pem = std::fs::read(ca).map_err(|e| anyhow::anyhow!("email ca_file {}: {e}", ca.display()))?;
+                let cert = Certificate::from_pem(&pem)
+                    .map_err(|e| anyhow::anyhow!("email ca_file {}: not a PEM certificate: {e}", ca.display()))?;
+                let params = TlsParameters::builder(c.host.clone()).add_root_certificate(cert).build_rustls()?;
+                let tls = if *security == Security::Tls { Tls::Wrapper(params) } else { Tls::Required(params) };
+                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.host).tls(tls)
+            }
         };
         b = b.port(c.port).timeout(Some(c.timeout));
         if let Some(u) = &c.username {
@@ -118,7 +102,7 @@ impl Connector for Email {
         &self.name
     }
 
-    fn deliver<'a>(&'a self, d: &'a Delivery, _now: DateTime<Utc>) -> BoxFuture<'a, Result<(), DeliveryError>> {
+    fn deliver<'a>(&'a self, d: &'a Delivery, _now: DateTime<Utc>) -> BoxFuture<'a, Result<Delivered, DeliveryError>> {
         Box::pin(async move {
             let root = message_id(&format!("aftercare-{}-1", d.ticket.id.0), &self.domain);
             let mut m = Message::builder()
@@ -131,10 +115,10 @@ impl Connector for Email {
                 m = m.in_reply_to(root.clone()).references(root);
             }
             let mail = m
-                .body(text(d, &self.priorities[d.ticket.tier.number() as usize - 1]))
+                .body(describe(d, priority(&d.ticket, &self.priorities)))
                 .map_err(|e| DeliveryError::Permanent(format!("building the mail: {e}")))?;
             match self.transport.send(mail).await {
-                Ok(_) => Ok(()),
+                Ok(_) => Ok(Delivered::default()),
                 Err(e) if e.is_permanent() => Err(DeliveryError::Permanent(format!("SMTP: {e}"))),
                 Err(e) => Err(DeliveryError::Retryable { after: None, message: format!("SMTP: {e}") }),
             }

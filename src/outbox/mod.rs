@@ -7,9 +7,16 @@
 //! blocks nothing: the ticket's next row goes on. Rows wait in the database,
 //! never in memory, however long a helpdesk is down.
 //!
+//! Request Tracker and Redmine are also polled for what people did there
+//! (status.rs), applied as transitions that name the helpdesk; a change a
+//! helpdesk made is never sent back to it.
+//!
 //! Only this module talks to helpdesks.
 
 pub mod email;
+pub mod redmine;
+pub mod rt;
+pub mod status;
 pub mod webhook;
 
 use std::collections::HashMap;
@@ -28,8 +35,8 @@ use crate::clock::Clock;
 use crate::config::{HelpdeskConfig, HelpdeskKind, OutboxConfig};
 use crate::fleet::Fleet;
 use crate::metrics::{Metrics, ReasonLabel};
-use crate::store::{OutboxRow, Store};
-use crate::tickets::Ticket;
+use crate::store::{OutboxRow, RemoteTicket, Store};
+use crate::tickets::{State, Ticket};
 
 /// Why a delivery did not take; tells the relay what to do without reading strings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +54,14 @@ pub enum DeliveryError {
 pub struct Delivery {
     pub row: OutboxRow,
     pub ticket: Ticket,
+    /// The remote ticket this ticket maps to in the connector's helpdesk, once known.
+    pub remote: Option<RemoteTicket>,
+}
+
+/// What a delivery learned: the remote ticket and its status, for helpdesks that have them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delivered {
+    pub remote: Option<RemoteTicket>,
 }
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -54,7 +69,177 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// A helpdesk connector. One file each.
 pub trait Connector: Send + Sync {
     fn name(&self) -> &str;
-    fn deliver<'a>(&'a self, d: &'a Delivery, now: DateTime<Utc>) -> BoxFuture<'a, Result<(), DeliveryError>>;
+    fn deliver<'a>(&'a self, d: &'a Delivery, now: DateTime<Utc>) -> BoxFuture<'a, Result<Delivered, DeliveryError>>;
+    /// Where status changes made in the helpdesk come from, for helpdesks aftercare polls.
+    fn status_source(&self) -> Option<&dyn status::StatusSource> {
+        None
+    }
+}
+
+/// The tag in every subject, which email-to-ticket helpdesks thread on and lookups search for.
+pub fn tag(t: &Ticket) -> String {
+    format!("[aftercare #{}]", t.id.0)
+}
+
+/// aftercare's reference of a ticket in other systems: the webhook dedup key, RT's custom field.
+pub fn reference(t: &Ticket) -> String {
+    format!("aftercare-ticket-{}", t.id.0)
+}
+
+/// The helpdesk's priority for the ticket's tier.
+pub fn priority<'a>(t: &Ticket, priorities: &'a [String; 3]) -> &'a str {
+    &priorities[(t.tier.number() as usize).clamp(1, 3) - 1]
+}
+
+/// The title of the remote ticket.
+pub fn remote_subject(t: &Ticket) -> String {
+    format!("{} Tier {} {} on {}: {}", tag(t), t.tier.number(), t.code.0, t.device.0, t.title)
+}
+
+/// An event as text, for a mail, a ticket's first description or a comment.
+pub fn describe(d: &Delivery, priority: &str) -> String {
+    let t = &d.ticket;
+    let mut s = format!(
+        "{}\n\nTicket {}: {}, tier {}, {}\nDevice {} ({}) at site {}, customer {}\nEvent: {} at {}\n",
+        t.title,
+        t.id.0,
+        t.code.0,
+        t.tier.number(),
+        t.state,
+        t.device.0,
+        t.kind,
+        t.site.0,
+        t.customer.0,
+        d.row.event,
+        d.row.created_at
+    );
+    s.push_str(&format!("Priority: {priority}\n"));
+    if !d.row.note.is_empty() {
+        s.push_str(&format!("Note: {}\n", d.row.note));
+    }
+    if let Some(by) = t.clock.resolve_by {
+        s.push_str(&format!("Resolve by: {by}\n"));
+    }
+    s.push_str(&format!("\nEvent id: {}, sequence {}\n", d.row.event_id, d.row.seq));
+    s
+}
+
+fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Reads an HTTP answer: its body on 2xx; otherwise retryable (408, 425, 429, 5xx,
+/// with `Retry-After`), gone (410) or permanent (other 4xx).
+pub async fn http_outcome(resp: reqwest::Response) -> Result<String, DeliveryError> {
+    let status = resp.status().as_u16();
+    let after = retry_after(resp.headers());
+    let text = resp.text().await;
+    if (200..300).contains(&status) {
+        return text.map_err(|e| DeliveryError::Retryable { after: None, message: format!("reading the answer: {e}") });
+    }
+    let text: String = text.unwrap_or_default().chars().take(300).collect();
+    Err(match status {
+        408 | 425 | 429 | 500..=599 => DeliveryError::Retryable { after, message: format!("HTTP {status}: {text}") },
+        410 => DeliveryError::Gone(format!("HTTP 410: {text}")),
+        _ => DeliveryError::Permanent(format!("HTTP {status}: {text}")),
+    })
+}
+
+/// Sends a request to helpdesk `system` (RT, Redmine…) and reads its answer, naming the
+/// system and what was asked in a permanent error.
+pub async fn send_to(system: &str, what: &str, req: reqwest::RequestBuilder) -> Result<String, DeliveryError> {
+    let resp = req.send().await.map_err(|e| unreachable(&format!("{system} {what}"), e))?;
+    http_outcome(resp).await.map_err(|e| match e {
+        DeliveryError::Permanent(m) => DeliveryError::Permanent(format!("{system} {what}: {m}")),
+        other => other,
+    })
+}
+
+/// An answer that does not parse: the server may be mid-upgrade or behind a proxy page; try again.
+pub fn bad_answer(system: &str, what: &str, e: impl std::fmt::Display) -> DeliveryError {
+    DeliveryError::Retryable {
+        after: None,
+        message: format!("{system} answered {what} with something unexpected: {e}"),
+    }
+}
+
+/// The remote ticket a delivery goes to, and whether its event still has to be told there:
+/// the one recorded; else the one `find` finds by reference (made by an earlier attempt whose
+/// answer was lost, which holds the first event already); else a new one from `create`,
+/// which holds this event.
+pub async fn remote_for<FF, CF>(
+    d: &Delivery,
+    find: impl FnOnce() -> FF,
+    create: impl FnOnce() -> CF,
+) -> Result<(RemoteTicket, bool), DeliveryError>
+where
+    FF: Future<Output = Result<Option<RemoteTicket>, DeliveryError>>,
+    CF: Future<Output = Result<RemoteTicket, DeliveryError>>,
+{
+    if let Some(r) = &d.remote {
+        return Ok((r.clone(), true));
+    }
+    match find().await? {
+        Some(r) => Ok((r, d.row.event != "opened")),
+        None => Ok((create().await?, false)),
+    }
+}
+
+/// A network failure (refused, reset, timed out) is worth another try.
+pub fn unreachable(what: &str, e: reqwest::Error) -> DeliveryError {
+    DeliveryError::Retryable { after: None, message: format!("{what}: {e}") }
+}
+
+/// Statuses of a helpdesk that aftercare sets, and how it reads the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusMap {
+    /// Set on a ticket that is open again (acknowledged, dispatched and on site included).
+    pub active: String,
+    pub resolved: String,
+    pub closed: String,
+    pub cancelled: String,
+}
+
+/// What a remote status means for an aftercare ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Meaning {
+    Active,
+    Resolved,
+    Closed,
+    Cancelled,
+    /// Nothing aftercare acts on (RT's `deleted`, say).
+    Ignore,
+}
+
+impl StatusMap {
+    /// The remote status that matches an aftercare state.
+    pub fn for_state(&self, s: State) -> &str {
+        match s {
+            State::Open | State::Acknowledged | State::Dispatched | State::OnSite => &self.active,
+            State::Resolved => &self.resolved,
+            State::Closed => &self.closed,
+            State::Cancelled => &self.cancelled,
+        }
+    }
+
+    /// What a remote status means; `is_closed` is the helpdesk's own verdict where it has one.
+    pub fn meaning(&self, remote: &str, is_closed: bool) -> Meaning {
+        let is = |s: &str| s.eq_ignore_ascii_case(remote);
+        if is(&self.closed) && !is(&self.resolved) {
+            Meaning::Closed
+        } else if is(&self.resolved) {
+            Meaning::Resolved
+        } else if is(&self.cancelled) {
+            Meaning::Cancelled
+        } else if is_closed {
+            Meaning::Closed
+        } else if remote.eq_ignore_ascii_case("deleted") {
+            Meaning::Ignore
+        } else {
+            Meaning::Active
+        }
+    }
 }
 
 /// Builds the configured connectors.
@@ -66,6 +251,8 @@ pub fn connectors(cfg: &[HelpdeskConfig]) -> anyhow::Result<HashMap<String, Arc<
                 Arc::new(webhook::Webhook::new(&h.name, url, secret.clone(), *timeout, h.priorities.clone())?)
             }
             HelpdeskKind::Email(c) => Arc::new(email::Email::new(&h.name, c, h.priorities.clone())?),
+            HelpdeskKind::RequestTracker(c) => Arc::new(rt::RequestTracker::new(&h.name, c, h.priorities.clone())?),
+            HelpdeskKind::Redmine(c) => Arc::new(redmine::Redmine::new(&h.name, c, h.priorities.clone())?),
         };
         out.insert(h.name.clone(), c);
     }
@@ -122,6 +309,8 @@ pub struct Relay {
     disabled: HashMap<String, Arc<AtomicBool>>,
     /// Customers that have a helpdesk; fixed by the config.
     routed: Vec<String>,
+    /// When each polled helpdesk was last asked for status changes.
+    polled: std::sync::Mutex<HashMap<String, DateTime<Utc>>>,
 }
 
 impl Relay {
@@ -135,7 +324,7 @@ impl Relay {
     ) -> Relay {
         let disabled = connectors.keys().map(|k| (k.clone(), Arc::new(AtomicBool::new(false)))).collect();
         let routed = fleet.customers.iter().filter(|c| c.helpdesk.is_some()).map(|c| c.id.0.clone()).collect();
-        Relay { store, fleet, connectors, clock, metrics, cfg, disabled, routed }
+        Relay { store, fleet, connectors, clock, metrics, cfg, disabled, routed, polled: Default::default() }
     }
 
     /// The connector of a customer, unless it was disabled.
@@ -164,18 +353,29 @@ impl Relay {
                 continue;
             }
             let Some(ticket) = self.store.ticket(row.ticket_id).await? else { continue };
+            let remote = self.store.remote(row.ticket_id, conn.name()).await?;
             attempted += 1;
             let permit = Arc::clone(&sem).acquire_owned().await;
             let (store, metrics, cfg, clock) =
                 (self.store.clone(), Arc::clone(&self.metrics), self.cfg.clone(), Arc::clone(&self.clock));
             set.spawn(async move {
                 let _permit = permit;
-                let d = Delivery { row, ticket };
+                let d = Delivery { row, ticket, remote };
                 let res = conn.deliver(&d, clock.now()).await;
                 let now = clock.now();
                 let row = &d.row;
                 let outcome = match &res {
-                    Ok(()) => store.outbox_delivered(row.id, now).await,
+                    Ok(done) => {
+                        async {
+                            // The remote id first: a crash between the two repeats the
+                            // event, which finds its remote ticket instead of making another.
+                            if let Some(r) = done.remote.as_ref().filter(|r| d.remote.as_ref() != Some(*r)) {
+                                store.set_remote(row.ticket_id, conn.name(), &r.id, r.status.as_deref()).await?;
+                            }
+                            store.outbox_delivered(row.id, now).await
+                        }
+                        .await
+                    }
                     Err(e) => {
                         let (reason, msg) = match e {
                             DeliveryError::Retryable { message, .. } => ("retryable", message.as_str()),
@@ -212,6 +412,31 @@ impl Relay {
         Ok(attempted)
     }
 
+    /// Polls the helpdesks whose poll is due for status changes and applies them.
+    /// Runs between delivery passes, never beside one, so that a status aftercare
+    /// is setting is never read back as somebody's change.
+    pub async fn poll_due(&self) {
+        let now = self.clock.now();
+        for (name, conn) in &self.connectors {
+            let Some(src) = conn.status_source() else { continue };
+            {
+                let Ok(mut last) = self.polled.lock() else { return };
+                let every = TimeDelta::from_std(src.every()).unwrap_or(TimeDelta::MAX);
+                if last.get(name).is_some_and(|t| now - *t < every) {
+                    continue;
+                }
+                last.insert(name.clone(), now);
+            }
+            match status::poll(&self.store, name, src, self.clock.as_ref()).await {
+                Ok(n) if n > 0 => info!(helpdesk = %name, applied = n, "status changes from the helpdesk applied"),
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(helpdesk = %name, error = %e, "polling the helpdesk for status changes failed; will retry")
+                }
+            }
+        }
+    }
+
     /// Runs until shutdown, a pass every 500 ms.
     pub async fn run(self, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -224,6 +449,7 @@ impl Relay {
             if let Err(e) = self.run_once().await {
                 error!(error = %e, "the outbox relay failed a pass; retrying");
             }
+            self.poll_due().await;
         }
     }
 }

@@ -5,13 +5,15 @@ use chrono::TimeDelta;
 
 use super::*;
 use crate::clock::ManualClock;
-use crate::domain::Tier;
+use crate::domain::{TicketId, Tier};
 use crate::store::{Change, FaultRecord};
 
 /// A connector that answers from a script per event name, and records what it got.
 struct Scripted {
     answers: Mutex<Vec<(String, Result<(), DeliveryError>)>>,
     got: Mutex<Vec<String>>,
+    /// The remote ticket each delivery was given.
+    remotes: Mutex<Vec<Option<String>>>,
 }
 
 impl Scripted {
@@ -19,6 +21,7 @@ impl Scripted {
         Arc::new(Scripted {
             answers: Mutex::new(answers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()),
             got: Mutex::new(Vec::new()),
+            remotes: Mutex::new(Vec::new()),
         })
     }
     fn got(&self) -> Vec<String> {
@@ -28,17 +31,20 @@ impl Scripted {
 
 impl Connector for Scripted {
     fn name(&self) -> &str {
-        "scripted"
+        "hd"
     }
-    fn deliver<'a>(&'a self, d: &'a Delivery, _now: DateTime<Utc>) -> BoxFuture<'a, Result<(), DeliveryError>> {
+    fn deliver<'a>(&'a self, d: &'a Delivery, _now: DateTime<Utc>) -> BoxFuture<'a, Result<Delivered, DeliveryError>> {
         Box::pin(async move {
             let key = format!("{}#{}", d.row.ticket_id.0, d.row.event);
             self.got.lock().unwrap().push(key.clone());
+            self.remotes.lock().unwrap().push(d.remote.as_ref().map(|r| r.id.clone()));
             let mut a = self.answers.lock().unwrap();
-            match a.iter().position(|(k, _)| *k == key) {
+            let answer = match a.iter().position(|(k, _)| *k == key) {
                 Some(i) => a.remove(i).1,
                 None => Ok(()),
-            }
+            };
+            let remote = RemoteTicket { id: format!("R{}", d.ticket.id.0), status: Some(d.ticket.state.to_string()) };
+            answer.map(|()| Delivered { remote: Some(remote) })
         })
     }
 }
@@ -191,4 +197,93 @@ fn changes_from_a_helpdesk_are_echoes_only_for_that_helpdesk() {
     assert!(!is_echo(&origin_of("rt2", "alice"), "rt"));
     assert!(!is_echo("alice", "rt"));
     assert!(!is_echo("aftercare", "rt"));
+}
+
+#[tokio::test]
+async fn the_remote_ticket_is_remembered_and_handed_to_later_events() {
+    let conn = Scripted::new(&[]);
+    let r = rig(conn.clone()).await;
+    raise(&r.store, "rec-001", "city-transit", "leak", Change::Raised, t0()).await;
+    r.relay.run_once().await.unwrap();
+    raise(&r.store, "rec-001", "city-transit", "leak", Change::Cleared, t0()).await;
+    r.relay.run_once().await.unwrap();
+    assert_eq!(*conn.remotes.lock().unwrap(), [None, Some("R1".to_string())]);
+    let remote = r.store.remote(TicketId(1), "hd").await.unwrap().unwrap();
+    assert_eq!((remote.id.as_str(), remote.status.as_deref()), ("R1", Some("open")));
+}
+
+/// A helpdesk whose polls answer from a script.
+struct Polls {
+    answers: Mutex<Vec<status::Polled>>,
+    cursors: Mutex<Vec<Option<String>>>,
+}
+
+impl status::StatusSource for Polls {
+    fn every(&self) -> StdDuration {
+        StdDuration::from_secs(1)
+    }
+    fn changed<'a>(
+        &'a self,
+        cursor: Option<&'a str>,
+        _now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<status::Polled, DeliveryError>> {
+        self.cursors.lock().unwrap().push(cursor.map(String::from));
+        let next = self.answers.lock().unwrap().remove(0);
+        Box::pin(async move { Ok(next) })
+    }
+}
+
+fn change(remote: &str, status: &str, meaning: Meaning) -> status::RemoteChange {
+    status::RemoteChange { remote_id: remote.into(), status: status.into(), meaning, by: Some("alice".into()) }
+}
+
+#[tokio::test]
+async fn a_status_change_in_the_helpdesk_applies_once_and_is_not_sent_back() {
+    let conn = Scripted::new(&[]);
+    let r = rig(conn.clone()).await;
+    raise(&r.store, "rec-001", "city-transit", "leak", Change::Raised, t0()).await;
+    r.relay.run_once().await.unwrap(); // remote R1, status "open"
+    let polled = |status: &str, meaning, cursor: &str| status::Polled {
+        changes: vec![change("R1", status, meaning), change("R99", "resolved", Meaning::Resolved)],
+        cursor: Some(cursor.into()),
+    };
+    let src = Polls {
+        answers: Mutex::new(vec![
+            polled("open", Meaning::Active, "2026-11-22T08:00:00Z"),
+            polled("resolved", Meaning::Resolved, "2026-11-22T08:01:00Z"),
+            polled("resolved", Meaning::Resolved, "2026-11-22T08:01:00Z"),
+            polled("open", Meaning::Active, "2026-11-22T08:00:30Z"),
+        ]),
+        cursors: Mutex::new(Vec::new()),
+    };
+    let clock = r.clock.as_ref();
+    // What aftercare set itself is no change; a ticket that is not ours (R99) is ignored.
+    assert_eq!(status::poll(&r.store, "hd", &src, clock).await.unwrap(), 0);
+    // Somebody resolved it there.
+    assert_eq!(status::poll(&r.store, "hd", &src, clock).await.unwrap(), 1);
+    let t = r.store.ticket(TicketId(1)).await.unwrap().unwrap();
+    assert_eq!(t.state, State::Resolved);
+    // Seen once is applied once.
+    assert_eq!(status::poll(&r.store, "hd", &src, clock).await.unwrap(), 0);
+    // And reopened there: it reopens here.
+    assert_eq!(status::poll(&r.store, "hd", &src, clock).await.unwrap(), 1);
+    let t = r.store.ticket(TicketId(1)).await.unwrap().unwrap();
+    assert_eq!(t.state, State::Open);
+    let actors: Vec<&str> = t.timeline.as_ref().unwrap().iter().map(|e| e.actor.as_str()).collect();
+    assert_eq!(actors.iter().filter(|a| **a == "helpdesk:hd (alice)").count(), 2, "{actors:?}");
+    // The cursor moves forward only, and each poll starts from it.
+    assert_eq!(
+        *src.cursors.lock().unwrap(),
+        [
+            None,
+            Some("2026-11-22T08:00:00Z".into()),
+            Some("2026-11-22T08:01:00Z".into()),
+            Some("2026-11-22T08:01:00Z".into())
+        ]
+    );
+    // The changes the helpdesk made are not sent back to it.
+    r.relay.run_once().await.unwrap();
+    r.relay.run_once().await.unwrap();
+    assert_eq!(conn.got(), ["1#opened"]);
+    assert_eq!(r.store.outbox("skipped", 10).await.unwrap().len(), 2);
 }

@@ -12,7 +12,7 @@ use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
-use super::{BoxFuture, Connector, Delivery, DeliveryError};
+use super::{BoxFuture, Connector, Delivered, Delivery, DeliveryError, http_outcome, priority, reference};
 
 pub struct Webhook {
     name: String,
@@ -39,21 +39,16 @@ pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
 pub fn body(d: &Delivery, priorities: &[String; 3]) -> serde_json::Value {
     let r = &d.row;
     json!({
-        "priority": priorities[d.ticket.tier.number() as usize - 1],
+        "priority": priority(&d.ticket, priorities),
         "id": r.event_id,
         "type": format!("ticket.{}", r.event),
         "timestamp": r.created_at,
         "sequence": r.seq,
-        "dedup_key": format!("aftercare-ticket-{}", r.ticket_id.0),
+        "dedup_key": reference(&d.ticket),
         "action": r.action,
         "event": { "name": r.event, "note": r.note, "at": r.created_at },
         "ticket": d.ticket,
     })
-}
-
-fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let v = h.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    v.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 impl Webhook {
@@ -76,7 +71,7 @@ impl Connector for Webhook {
         &self.name
     }
 
-    fn deliver<'a>(&'a self, d: &'a Delivery, now: DateTime<Utc>) -> BoxFuture<'a, Result<(), DeliveryError>> {
+    fn deliver<'a>(&'a self, d: &'a Delivery, now: DateTime<Utc>) -> BoxFuture<'a, Result<Delivered, DeliveryError>> {
         Box::pin(async move {
             let body =
                 serde_json::to_vec(&body(d, &self.priorities)).map_err(|e| DeliveryError::Permanent(e.to_string()))?;
@@ -95,17 +90,7 @@ impl Connector for Webhook {
                 .send()
                 .await
                 .map_err(|e| DeliveryError::Retryable { after: None, message: format!("{}: {e}", self.url) })?;
-            let status = resp.status().as_u16();
-            let after = retry_after(resp.headers());
-            let text: String = resp.text().await.unwrap_or_default().chars().take(300).collect();
-            match status {
-                200..=299 => Ok(()),
-                408 | 425 | 429 | 500..=599 => {
-                    Err(DeliveryError::Retryable { after, message: format!("HTTP {status}: {text}") })
-                }
-                410 => Err(DeliveryError::Gone(format!("HTTP 410: {text}"))),
-                _ => Err(DeliveryError::Permanent(format!("HTTP {status}: {text}"))),
-            }
+            http_outcome(resp).await.map(|_| Delivered::default())
         })
     }
 }

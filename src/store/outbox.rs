@@ -33,6 +33,14 @@ pub struct OutboxRow {
     pub origin: String,
 }
 
+/// The remote ticket an aftercare ticket maps to in one helpdesk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteTicket {
+    pub id: String,
+    /// The remote status last seen by a poll or set by a delivery.
+    pub status: Option<String>,
+}
+
 const COLUMNS: &str = "id, ticket_id, seq, event_id, event, action, note, customer, created_at, state, attempts, \
                        next_attempt_at, last_error, delivered_at, origin";
 
@@ -138,23 +146,79 @@ impl Store {
         Ok(res.rows_affected() == 1)
     }
 
-    pub async fn remote_id(&self, ticket: TicketId, helpdesk: &str) -> Result<Option<String>, StoreError> {
-        let r = sqlx::query("SELECT remote_id FROM remote_tickets WHERE ticket_id = $1 AND helpdesk = $2")
-            .bind(ticket.0)
-            .bind(helpdesk)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(r.map(|r| r.try_get("remote_id")).transpose()?)
+    /// The remote ticket a ticket maps to in a helpdesk, with the remote status last seen or set.
+    pub async fn remote(&self, ticket: TicketId, helpdesk: &str) -> Result<Option<RemoteTicket>, StoreError> {
+        let r =
+            sqlx::query("SELECT remote_id, remote_status FROM remote_tickets WHERE ticket_id = $1 AND helpdesk = $2")
+                .bind(ticket.0)
+                .bind(helpdesk)
+                .fetch_optional(&self.pool)
+                .await?;
+        r.map(|r| Ok(RemoteTicket { id: r.try_get("remote_id")?, status: r.try_get("remote_status")? })).transpose()
     }
 
-    pub async fn set_remote_id(&self, ticket: TicketId, helpdesk: &str, remote: &str) -> Result<(), StoreError> {
+    /// Records the remote ticket of a ticket; a `None` status keeps the one recorded.
+    pub async fn set_remote(
+        &self,
+        ticket: TicketId,
+        helpdesk: &str,
+        remote: &str,
+        status: Option<&str>,
+    ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO remote_tickets (ticket_id, helpdesk, remote_id) VALUES ($1, $2, $3) \
-             ON CONFLICT (ticket_id, helpdesk) DO UPDATE SET remote_id = excluded.remote_id",
+            "INSERT INTO remote_tickets (ticket_id, helpdesk, remote_id, remote_status) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (ticket_id, helpdesk) DO UPDATE SET remote_id = excluded.remote_id, \
+             remote_status = COALESCE(excluded.remote_status, remote_tickets.remote_status)",
         )
         .bind(ticket.0)
         .bind(helpdesk)
         .bind(remote)
+        .bind(status)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The ticket a remote ticket belongs to, with the remote status last seen or set.
+    pub async fn ticket_of_remote(
+        &self,
+        helpdesk: &str,
+        remote: &str,
+    ) -> Result<Option<(TicketId, Option<String>)>, StoreError> {
+        let r =
+            sqlx::query("SELECT ticket_id, remote_status FROM remote_tickets WHERE helpdesk = $1 AND remote_id = $2")
+                .bind(helpdesk)
+                .bind(remote)
+                .fetch_optional(&self.pool)
+                .await?;
+        r.map(|r| Ok((TicketId(r.try_get("ticket_id")?), r.try_get("remote_status")?))).transpose()
+    }
+
+    /// Whether a ticket has events still waiting to be delivered.
+    pub async fn outbox_pending_for(&self, ticket: TicketId) -> Result<bool, StoreError> {
+        let r = sqlx::query("SELECT 1 FROM outbox WHERE ticket_id = $1 AND state = 'pending' LIMIT 1")
+            .bind(ticket.0)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(r.is_some())
+    }
+
+    /// Where a helpdesk's last status poll stopped.
+    pub async fn poll_cursor(&self, helpdesk: &str) -> Result<Option<String>, StoreError> {
+        let r = sqlx::query("SELECT cursor FROM helpdesk_cursors WHERE helpdesk = $1")
+            .bind(helpdesk)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(r.map(|r| r.try_get("cursor")).transpose()?)
+    }
+
+    pub async fn set_poll_cursor(&self, helpdesk: &str, cursor: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO helpdesk_cursors (helpdesk, cursor) VALUES ($1, $2) \
+             ON CONFLICT (helpdesk) DO UPDATE SET cursor = excluded.cursor",
+        )
+        .bind(helpdesk)
+        .bind(cursor)
         .execute(&self.pool)
         .await?;
         Ok(())

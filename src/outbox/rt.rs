@@ -1,0 +1,285 @@
+//! The Request Tracker 5 connector (REST2, token auth). A ticket is created
+//! in the configured queue with aftercare's reference in a custom field (or,
+//! without one, in the subject tag); updates are comments; the RT status
+//! follows aftercare's state. Before creating, the connector looks the ticket
+//! up by its reference, so a create whose answer was lost is not repeated.
+//! RT is polled for status changes people make there (see status.rs).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::status::{Polled, RemoteChange, StatusSource};
+use super::{
+    BoxFuture, Connector, Delivered, Delivery, DeliveryError, StatusMap, bad_answer, describe, priority, reference,
+    remote_for, remote_subject, send_to, tag,
+};
+use crate::store::RemoteTicket;
+use crate::tickets::Ticket;
+
+#[derive(Debug, Clone)]
+pub struct RtConfig {
+    /// RT's web root, such as `https://rt.example.net/rt`; the API is under `/REST/2.0`.
+    pub url: String,
+    pub token: SecretString,
+    pub queue: String,
+    /// A ticket custom field that holds aftercare's reference; `None` searches the subject tag.
+    pub reference_field: Option<String>,
+    pub statuses: StatusMap,
+    pub timeout: Duration,
+    pub poll_every: Duration,
+}
+
+impl RtConfig {
+    /// RT's default lifecycle: new, open, stalled, resolved, rejected, deleted.
+    pub fn default_statuses() -> StatusMap {
+        StatusMap {
+            active: "open".into(),
+            resolved: "resolved".into(),
+            closed: "resolved".into(),
+            cancelled: "rejected".into(),
+        }
+    }
+}
+
+pub struct RequestTracker {
+    name: String,
+    api: String,
+    cfg: RtConfig,
+    priorities: [String; 3],
+    client: reqwest::Client,
+}
+
+/// How many tickets a search asks for, and how many pages one poll reads at most.
+const PER_PAGE: usize = 100;
+const MAX_PAGES: usize = 5;
+/// A poll reaches back this much before its cursor, for clock skew between us and RT.
+const SLACK_SECS: i64 = 120;
+
+#[derive(Debug, Deserialize)]
+struct Created {
+    id: serde_json::Value,
+}
+
+#[derive(Debug, Deserialize)]
+struct Page {
+    #[serde(default)]
+    items: Vec<Item>,
+    /// RT writes `0.0` here for an empty result: read it as a number of any kind.
+    #[serde(default)]
+    pages: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Item {
+    #[serde(rename = "id")]
+    id: serde_json::Value,
+    status: Option<String>,
+    subject: Option<String>,
+    last_updated: Option<String>,
+    last_updated_by: Option<UserRef>,
+}
+
+#[derive(Debug, Deserialize)]
+struct UserRef {
+    id: String,
+}
+
+/// RT sends ids as strings; accept numbers too.
+fn id_of(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A TicketSQL string literal.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+impl RequestTracker {
+    pub fn new(name: &str, cfg: &RtConfig, priorities: [String; 3]) -> anyhow::Result<RequestTracker> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder().timeout(cfg.timeout).connect_timeout(cfg.timeout).build()?;
+        let api = format!("{}/REST/2.0", cfg.url.trim_end_matches('/'));
+        Ok(RequestTracker { name: name.to_string(), api, cfg: cfg.clone(), priorities, client })
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, format!("{}/{path}", self.api))
+            .header("authorization", format!("token {}", self.cfg.token.expose_secret()))
+    }
+
+    async fn send(&self, what: &str, req: reqwest::RequestBuilder) -> Result<String, DeliveryError> {
+        send_to("RT", what, req).await
+    }
+
+    /// Which of aftercare's tickets a search covers: the reference field, or the subject tag.
+    fn ours(&self, t: Option<&Ticket>) -> String {
+        match (&self.cfg.reference_field, t) {
+            (Some(f), Some(t)) => format!("'CF.{{{f}}}' = {}", quote(&reference(t))),
+            (Some(f), None) => format!("'CF.{{{f}}}' LIKE 'aftercare-ticket-'"),
+            (None, Some(t)) => format!("Subject LIKE {}", quote(&tag(t))),
+            (None, None) => "Subject LIKE '[aftercare #'".to_string(),
+        }
+    }
+
+    async fn search(&self, query: &str, page: usize) -> Result<Page, DeliveryError> {
+        let req = self.request(reqwest::Method::GET, "tickets").query(&[
+            ("query", query),
+            ("fields", "Status,Subject,LastUpdated,LastUpdatedBy"),
+            ("orderby", "LastUpdated"),
+            ("order", "ASC"),
+            ("per_page", &PER_PAGE.to_string()),
+            ("page", &page.to_string()),
+        ]);
+        let body = self.send("search", req).await?;
+        serde_json::from_str(&body).map_err(|e| bad_answer("RT", "a search", e))
+    }
+
+    /// The RT ticket that carries this ticket's reference, if one was made already.
+    async fn find(&self, t: &Ticket) -> Result<Option<RemoteTicket>, DeliveryError> {
+        let q = format!("Queue = {} AND {}", quote(&self.cfg.queue), self.ours(Some(t)));
+        let page = self.search(&q, 1).await?;
+        let tag = tag(t);
+        let found = page
+            .items
+            .iter()
+            // A LIKE on the subject also matches `[aftercare #12]` inside other text: check.
+            .filter(|i| self.cfg.reference_field.is_some() || i.subject.as_deref().is_some_and(|s| s.contains(&tag)))
+            .filter_map(|i| Some((id_of(&i.id)?.parse::<u64>().ok()?, i.status.clone())))
+            .min_by_key(|(id, _)| *id);
+        Ok(found.map(|(id, status)| RemoteTicket { id: id.to_string(), status }))
+    }
+
+    async fn create(&self, d: &Delivery) -> Result<RemoteTicket, DeliveryError> {
+        let t = &d.ticket;
+        let p = priority(t, &self.priorities);
+        let mut body = json!({
+            "Queue": self.cfg.queue,
+            "Subject": remote_subject(t),
+            "Content": describe(d, p),
+            "ContentType": "text/plain",
+            "Priority": p,
+        });
+        if let Some(f) = &self.cfg.reference_field {
+            body["CustomFields"] = json!({ f: reference(t) });
+        }
+        let answer = self.send("create", self.request(reqwest::Method::POST, "ticket").json(&body)).await?;
+        let c: Created = serde_json::from_str(&answer).map_err(|e| bad_answer("RT", "a create", e))?;
+        let id = id_of(&c.id).ok_or_else(|| bad_answer("RT", "a create", "no id"))?;
+        Ok(RemoteTicket { id, status: Some("new".into()) })
+    }
+
+    async fn status_of(&self, id: &str) -> Result<String, DeliveryError> {
+        let body = self.send("read", self.request(reqwest::Method::GET, &format!("ticket/{id}"))).await?;
+        let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| bad_answer("RT", "a read", e))?;
+        Ok(v["Status"].as_str().unwrap_or_default().to_string())
+    }
+}
+
+impl Connector for RequestTracker {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn status_source(&self) -> Option<&dyn StatusSource> {
+        Some(self)
+    }
+
+    fn deliver<'a>(&'a self, d: &'a Delivery, _now: DateTime<Utc>) -> BoxFuture<'a, Result<Delivered, DeliveryError>> {
+        Box::pin(async move {
+            let t = &d.ticket;
+            let (mut remote, comment) = remote_for(d, || self.find(t), || self.create(d)).await?;
+            if comment {
+                let body = json!({
+                    "Subject": format!("{} {}", tag(t), d.row.event.replace('_', " ")),
+                    "Content": describe(d, priority(t, &self.priorities)),
+                    "ContentType": "text/plain",
+                });
+                let path = format!("ticket/{}/comment", remote.id);
+                self.send("comment", self.request(reqwest::Method::POST, &path).json(&body)).await?;
+            }
+            let want = self.cfg.statuses.for_state(t.state);
+            let map = &self.cfg.statuses;
+            let same = remote.status.as_deref().is_some_and(|s| map.meaning(s, false) == map.meaning(want, false));
+            let mut update = serde_json::Map::new();
+            if !same {
+                update.insert("Status".into(), want.into());
+            }
+            if d.row.event == "promoted" {
+                update.insert("Priority".into(), priority(t, &self.priorities).into());
+            }
+            if !update.is_empty() {
+                let path = format!("ticket/{}", remote.id);
+                let msgs = self.send("update", self.request(reqwest::Method::PUT, &path).json(&update)).await?;
+                if !same {
+                    // RT answers 200 even when it refuses a status; read it back.
+                    let now = self.status_of(&remote.id).await?;
+                    if !now.eq_ignore_ascii_case(want) {
+                        return Err(DeliveryError::Permanent(format!(
+                            "RT kept ticket {} at `{now}` instead of `{want}`: {}",
+                            remote.id,
+                            msgs.chars().take(300).collect::<String>()
+                        )));
+                    }
+                    remote.status = Some(now);
+                }
+            }
+            Ok(Delivered { remote: Some(remote) })
+        })
+    }
+}
+
+impl StatusSource for RequestTracker {
+    fn every(&self) -> Duration {
+        self.cfg.poll_every
+    }
+
+    fn changed<'a>(
+        &'a self,
+        cursor: Option<&'a str>,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Polled, DeliveryError>> {
+        Box::pin(async move {
+            let mut q = format!("Queue = {} AND {}", quote(&self.cfg.queue), self.ours(None));
+            if let Some(c) = cursor.and_then(|c| DateTime::parse_from_rfc3339(c).ok()) {
+                // RT reads absolute dates in the API user's time zone, which we do
+                // not know; a relative date means the same instant in any zone.
+                let back = (now - c.with_timezone(&Utc)).num_seconds().max(0) + SLACK_SECS;
+                q.push_str(&format!(" AND LastUpdated > '{back} seconds ago'"));
+            }
+            let mut out = Polled::default();
+            let mut newest: Option<DateTime<Utc>> = None;
+            for page in 1..=MAX_PAGES {
+                let p = self.search(&q, page).await?;
+                let n = p.items.len();
+                for i in p.items {
+                    let Some(id) = id_of(&i.id) else { continue };
+                    if let Some(at) = i.last_updated.as_deref().and_then(|s| DateTime::parse_from_rfc3339(s).ok()) {
+                        newest = newest.max(Some(at.with_timezone(&Utc)));
+                    }
+                    let Some(status) = i.status else { continue };
+                    out.changes.push(RemoteChange {
+                        remote_id: id,
+                        meaning: self.cfg.statuses.meaning(&status, false),
+                        status,
+                        by: i.last_updated_by.map(|u| u.id),
+                    });
+                }
+                if n < PER_PAGE || p.pages.is_some_and(|pages| page as f64 >= pages) {
+                    break;
+                }
+            }
+            out.cursor = newest.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            Ok(out)
+        })
+    }
+}

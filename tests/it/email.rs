@@ -1,0 +1,174 @@
+//! The email connector against an aiosmtpd sink (tests/peers/smtp_sink.py):
+//! plain SMTP, STARTTLS with AUTH, and TLS with AUTH, trusting a CA file.
+
+use std::io::BufRead;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use super::{all_online, one_ticket};
+use crate::harness::*;
+
+/// One received mail: the login it was sent with (`-` for none) and its text.
+type Mails = Arc<Mutex<Vec<(String, String)>>>;
+
+struct Sink {
+    port: u16,
+    mails: Mails,
+    _child: Reaped,
+}
+
+/// The Python with aiosmtpd, or `None` (then the test says so and passes,
+/// unless AFTERCARE_TEST_REQUIRE_PEERS is set, as in CI).
+fn python() -> Option<String> {
+    match std::env::var("AFTERCARE_TEST_SMTP_PYTHON") {
+        Ok(p) if !p.is_empty() => Some(p),
+        _ if std::env::var_os("AFTERCARE_TEST_REQUIRE_PEERS").is_some() => {
+            panic!("AFTERCARE_TEST_SMTP_PYTHON is not set; run `eval \"$(scripts/peers.sh)\"` first")
+        }
+        _ => {
+            eprintln!("AFTERCARE_TEST_SMTP_PYTHON is not set: skipping; `eval \"$(scripts/peers.sh)\"` sets it");
+            None
+        }
+    }
+}
+
+impl Sink {
+    fn start(python: &str, mode: &str, tls: Option<(&Path, &Path)>) -> Sink {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let script = repo().join("tests/peers/smtp_sink.py");
+        let mut cmd = std::process::Command::new(python);
+        cmd.arg(&script).arg(port.to_string()).arg(mode);
+        if let Some((cert, key)) = tls {
+            cmd.arg(cert).arg(key);
+        }
+        let mut child = Reaped(
+            cmd.stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("the SMTP sink"),
+        );
+        let out = child.0.stdout.take().unwrap();
+        let mails: Mails = Arc::default();
+        let m2 = Arc::clone(&mails);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut cur: Option<(String, String)> = None;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if line == "READY" {
+                    let _ = ready_tx.send(());
+                } else if let Some(login) = line.strip_prefix("MAIL ") {
+                    cur = Some((login.to_string(), String::new()));
+                } else if line == "END MAIL" {
+                    m2.lock().unwrap().extend(cur.take());
+                } else if let Some((_, text)) = cur.as_mut() {
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+            }
+        });
+        ready_rx.recv_timeout(std::time::Duration::from_secs(20)).expect("the SMTP sink to start");
+        Sink { port, mails, _child: child }
+    }
+}
+
+fn header(mail: &str, name: &str) -> String {
+    mail.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))).map(str::to_string).unwrap_or_default()
+}
+
+/// A daemon whose one customer mails its tickets with `email = { … }`.
+fn daemon(fleet: &[&str], email: &str) -> (Daemon, String) {
+    let broker = Broker::Embedded;
+    let (dir, prefix) = Daemon::setup(fleet, "30s", "10m", &broker);
+    let path = dir.path().join("aftercare.toml");
+    let cfg = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("[[customers]]\nid = \"cust-1\"\n", "[[customers]]\nid = \"cust-1\"\nhelpdesk = \"mail\"\n")
+        + &format!("[helpdesks.mail]\nemail = {{ {email} }}\n");
+    std::fs::write(&path, cfg).unwrap();
+    (Daemon::start(dir, &prefix, &broker), prefix)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_reach_an_email_helpdesk_as_one_thread() {
+    let Some(python) = python() else { return };
+    let sink = Sink::start(&python, "plain", None);
+    let fleet = ["lit-009:lighting"];
+    let (d, _) = daemon(
+        &fleet,
+        &format!(
+            "server = \"smtp://127.0.0.1:{}\", from = \"aftercare <aftercare@example.net>\", to = \"desk@example.net\", timeout = \"5s\"",
+            sink.port
+        ),
+    );
+    let mut sim = Sim::start(&d, &fleet);
+    all_online(&d, 1).await;
+    sim.send("inject lit-009 leakage");
+    let t = one_ticket(&d, "lit-009", "leakage", "opened", |_| true).await;
+    let id = t["id"].as_i64().unwrap();
+    sim.send("clear lit-009 leakage");
+    let got = wait_for("two mails", 40, || async {
+        let m = sink.mails.lock().unwrap().clone();
+        (m.len() >= 2).then_some(m)
+    })
+    .await;
+    let (first, second) = (&got[0].1, &got[1].1);
+    assert_eq!(got[0].0, "-", "no login on plain SMTP");
+    assert_eq!(header(first, "Subject"), format!("[aftercare #{id}] Tier 1 leakage on lit-009: opened"), "{first}");
+    assert_eq!(header(first, "Message-ID"), format!("<aftercare-{id}-1@example.net>"));
+    assert_eq!(header(first, "In-Reply-To"), "");
+    assert_eq!(header(second, "Subject"), format!("[aftercare #{id}] Tier 1 leakage on lit-009: recovered"));
+    assert_eq!(header(second, "Message-ID"), format!("<aftercare-{id}-2@example.net>"));
+    assert_eq!(header(second, "In-Reply-To"), format!("<aftercare-{id}-1@example.net>"));
+    assert_eq!(header(second, "References"), format!("<aftercare-{id}-1@example.net>"));
+    assert!(first.contains("Leakage current (safety)"), "{first}");
+    assert!(first.contains("Priority: urgent"), "the default priority of tier 1: {first}");
+}
+
+/// A self-signed certificate for `localhost`, which the daemon trusts through `ca_file`.
+fn certificate(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let ok = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost", "-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(ok.success());
+    (cert, key)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_goes_over_starttls_and_tls_with_a_login() {
+    let Some(python) = python() else { return };
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) = certificate(certs.path());
+    for (mode, scheme, device) in [("starttls", "smtp+starttls", "lit-041"), ("tls", "smtps", "lit-042")] {
+        let sink = Sink::start(&python, mode, Some((&cert, &key)));
+        let fleet = [&format!("{device}:lighting")[..]];
+        let (d, _) = daemon(
+            &fleet,
+            &format!(
+                "server = \"{scheme}://localhost:{}\", username = \"aftercare\", password = \"s3cret\", \
+                 from = \"aftercare@example.net\", to = \"desk@example.net\", timeout = \"5s\", ca_file = \"{}\"",
+                sink.port,
+                cert.display()
+            ),
+        );
+        let mut sim = Sim::start(&d, &fleet);
+        all_online(&d, 1).await;
+        sim.send(&format!("inject {device} leakage"));
+        let got = wait_for(&format!("a mail over {mode}"), 40, || async {
+            let m = sink.mails.lock().unwrap().clone();
+            (!m.is_empty()).then_some(m)
+        })
+        .await;
+        assert_eq!(got[0].0, "aftercare", "{mode}: sent after logging in");
+        assert!(header(&got[0].1, "Subject").ends_with(&format!("leakage on {device}: opened")), "{}", got[0].1);
+        d.terminate();
+    }
+}

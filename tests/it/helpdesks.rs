@@ -1,0 +1,363 @@
+//! Request Tracker 5 and Redmine 5, the real servers (`scripts/peers.sh`
+//! starts them on loopback and prints the environment these tests read),
+//! behind a proxy of the test's own that can take them down or lose answers.
+//! Each test files into a queue or project of its own.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::proxy::{Mode, Proxy};
+use super::{all_online, one_ticket};
+use crate::harness::*;
+
+/// A remote ticket as the test reads it from the helpdesk itself.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    pub id: String,
+    pub subject: String,
+    pub status: String,
+    pub priority: String,
+}
+
+pub enum Desk {
+    Rt { base: String, path: String, token: String, queue: String },
+    Redmine { base: String, key: String, project: String },
+}
+
+/// The env var, or `None` when the helpdesk servers were not started (then
+/// the test says so and passes, unless AFTERCARE_TEST_REQUIRE_PEERS is set, as in CI).
+fn env(name: &str) -> Option<String> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if std::env::var_os("AFTERCARE_TEST_REQUIRE_PEERS").is_some() => {
+            panic!("{name} is not set; run `eval \"$(scripts/peers.sh)\"` first")
+        }
+        _ => {
+            eprintln!("{name} is not set: skipping; `eval \"$(scripts/peers.sh)\"` starts RT and Redmine");
+            None
+        }
+    }
+}
+
+/// `http://host:port/path` → (`http://host:port`, `/path`).
+fn split(url: &str) -> (String, String) {
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    match rest.split_once('/') {
+        Some((host, path)) => (format!("http://{host}"), format!("/{}", path.trim_end_matches('/'))),
+        None => (format!("http://{rest}"), String::new()),
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    #[allow(clippy::disallowed_methods)] // a name no earlier run used
+    let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    format!("{prefix}-{}-{n}", std::process::id())
+}
+
+impl Desk {
+    pub async fn rt() -> Option<Desk> {
+        let (base, path) = split(&env("AFTERCARE_TEST_RT_URL")?);
+        let token = env("AFTERCARE_TEST_RT_TOKEN")?;
+        let desk = Desk::Rt { base, path, token, queue: unique("aftercare") };
+        let Desk::Rt { queue, .. } = &desk else { unreachable!() };
+        let r = desk.req(reqwest::Method::POST, "queue").json(&json!({ "Name": queue })).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 201, "creating queue {queue}: {}", r.text().await.unwrap());
+        Some(desk)
+    }
+
+    pub async fn redmine() -> Option<Desk> {
+        let (base, _) = split(&env("AFTERCARE_TEST_REDMINE_URL")?);
+        let key = env("AFTERCARE_TEST_REDMINE_KEY")?;
+        let desk = Desk::Redmine { base, key, project: unique("aftercare") };
+        let Desk::Redmine { project, .. } = &desk else { unreachable!() };
+        let body = json!({"project": {"name": project, "identifier": project, "enabled_module_names": ["issue_tracking"], "tracker_ids": [1, 2, 3]}});
+        let r = desk.req(reqwest::Method::POST, "projects.json").json(&body).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 201, "creating project {project}: {}", r.text().await.unwrap());
+        Some(desk)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        let base = match self {
+            Desk::Rt { base, .. } | Desk::Redmine { base, .. } => base,
+        };
+        base.strip_prefix("http://").unwrap().parse().unwrap()
+    }
+
+    /// The helpdesk's config, pointing at `via`.
+    pub fn config(&self, via: SocketAddr) -> String {
+        match self {
+            Desk::Rt { path, token, queue, .. } => format!(
+                "request_tracker = {{ url = \"http://{via}{path}\", token = \"{token}\", queue = \"{queue}\", \
+                 reference_field = \"aftercare\", poll_every = \"1s\", timeout = \"3s\" }}\n"
+            ),
+            Desk::Redmine { key, project, .. } => format!(
+                "redmine = {{ url = \"http://{via}\", api_key = \"{key}\", project = \"{project}\", \
+                 poll_every = \"1s\", timeout = \"3s\" }}\n"
+            ),
+        }
+    }
+
+    fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        match self {
+            Desk::Rt { base, path: root, token, .. } => http()
+                .request(method, format!("{base}{root}/REST/2.0/{path}"))
+                .header("authorization", format!("token {token}")),
+            Desk::Redmine { base, key, .. } => {
+                http().request(method, format!("{base}/{path}")).header("x-redmine-api-key", key.as_str())
+            }
+        }
+    }
+
+    async fn json(&self, path: &str) -> Value {
+        let r = self.req(reqwest::Method::GET, path).send().await.unwrap();
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.json().await.unwrap()
+    }
+
+    /// Every ticket in the test's queue or project, oldest first.
+    pub async fn tickets(&self) -> Vec<Remote> {
+        match self {
+            Desk::Rt { queue, .. } => {
+                let q = format!("Queue = '{queue}'");
+                let v = self
+                    .json(&format!(
+                        "tickets?query={}&fields=Subject,Status,Priority&orderby=id&order=ASC&per_page=100",
+                        urlencode(&q)
+                    ))
+                    .await;
+                v["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| Remote {
+                        id: i["id"].as_str().unwrap().to_string(),
+                        subject: i["Subject"].as_str().unwrap_or_default().to_string(),
+                        status: i["Status"].as_str().unwrap_or_default().to_string(),
+                        priority: i["Priority"].as_str().unwrap_or_default().to_string(),
+                    })
+                    .collect()
+            }
+            Desk::Redmine { project, .. } => {
+                let v = self.json(&format!("issues.json?project_id={project}&status_id=*&sort=id&limit=100")).await;
+                v["issues"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| Remote {
+                        id: i["id"].to_string(),
+                        subject: i["subject"].as_str().unwrap_or_default().to_string(),
+                        status: i["status"]["name"].as_str().unwrap_or_default().to_string(),
+                        priority: i["priority"]["name"].as_str().unwrap_or_default().to_string(),
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// How many updates (RT comments, Redmine notes) a ticket has.
+    pub async fn updates(&self, id: &str) -> usize {
+        match self {
+            Desk::Rt { .. } => {
+                let v = self.json(&format!("ticket/{id}/history?fields=Type&per_page=100")).await;
+                v["items"].as_array().unwrap().iter().filter(|t| t["Type"] == json!("Comment")).count()
+            }
+            Desk::Redmine { .. } => {
+                let v = self.json(&format!("issues/{id}.json?include=journals")).await;
+                v["issue"]["journals"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|j| !j["notes"].as_str().unwrap_or_default().is_empty())
+                    .count()
+            }
+        }
+    }
+
+    /// A person changes a ticket's status in the helpdesk.
+    pub async fn set_status(&self, id: &str, status: &str) {
+        let r = match self {
+            Desk::Rt { .. } => {
+                self.req(reqwest::Method::PUT, &format!("ticket/{id}")).json(&json!({ "Status": status })).send().await
+            }
+            Desk::Redmine { .. } => {
+                let statuses = self.json("issue_statuses.json").await;
+                let sid = statuses["issue_statuses"].as_array().unwrap().iter().find(|s| s["name"] == json!(status));
+                let body = json!({"issue": {"status_id": sid.unwrap()["id"]}});
+                self.req(reqwest::Method::PUT, &format!("issues/{id}.json")).json(&body).send().await
+            }
+        }
+        .unwrap();
+        assert!(r.status().is_success(), "setting {id} to {status}: {}", r.status());
+    }
+
+    /// A person deletes a ticket, where the helpdesk lets one (Redmine; RT only marks it deleted).
+    pub async fn delete(&self, id: &str) -> bool {
+        match self {
+            Desk::Rt { .. } => false,
+            Desk::Redmine { .. } => {
+                let r = self.req(reqwest::Method::DELETE, &format!("issues/{id}.json")).send().await.unwrap();
+                assert!(r.status().is_success(), "deleting {id}: {}", r.status());
+                true
+            }
+        }
+    }
+
+    /// The status names the test expects: (active, resolved, closed).
+    pub fn statuses(&self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Desk::Rt { .. } => ("open", "resolved", "resolved"),
+            Desk::Redmine { .. } => ("In Progress", "Resolved", "Closed"),
+        }
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn transition(d: &Daemon, ticket: i64, to: &str) {
+    let url = d.url(&format!("/api/v1/tickets/{ticket}/transition"));
+    let r = http().post(&url).json(&json!({"to": to, "by": "eng"})).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{to}: {}", r.text().await.unwrap());
+}
+
+async fn ticket(d: &Daemon, id: i64) -> Value {
+    get(&d.url(&format!("/api/v1/tickets/{id}"))).await
+}
+
+async fn outbox(d: &Daemon, state: &str) -> Vec<Value> {
+    get(&d.url(&format!("/api/v1/outbox?state={state}"))).await.as_array().unwrap().clone()
+}
+
+/// The whole round trip against one helpdesk: a fault opens, recovers and
+/// closes through an outage; a create whose answer is lost, with a kill -9;
+/// status changed in the helpdesk, reflected here and not echoed.
+async fn round_trip(desk: Desk, a: &str, b: &str, tier1_priority: &str) {
+    let proxy = Proxy::start(desk.addr()).await;
+    let fleet = [&format!("{a}:lighting")[..], &format!("{b}:lighting")[..]];
+    let broker = Broker::Embedded;
+    let (dir, prefix) = Daemon::setup(&fleet, "30s", "10m", &broker);
+    let path = dir.path().join("aftercare.toml");
+    let cfg = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("[[customers]]\nid = \"cust-1\"\n", "[[customers]]\nid = \"cust-1\"\nhelpdesk = \"desk\"\n")
+        + &format!("[helpdesks.desk]\n{}", desk.config(proxy.addr));
+    std::fs::write(&path, cfg).unwrap();
+    let d = Daemon::start(dir, &prefix, &broker);
+    let mut sim = Sim::start(&d, &fleet);
+    all_online(&d, 2).await;
+    let (active, resolved, closed) = desk.statuses();
+
+    // A fault opens: one remote ticket, tagged, at the tier's priority.
+    sim.send(&format!("inject {a} leakage"));
+    let t1 = one_ticket(&d, a, "leakage", "opened", |_| true).await["id"].as_i64().unwrap();
+    let first = wait_for("the remote ticket", 30, || async {
+        let t = desk.tickets().await;
+        (!t.is_empty()).then_some(t)
+    })
+    .await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    let r1 = first[0].clone();
+    assert!(r1.subject.starts_with(&format!("[aftercare #{t1}] Tier 1 leakage on {a}")), "{r1:?}");
+    assert_eq!(r1.priority, tier1_priority, "{r1:?}");
+
+    // The helpdesk is down while the fault recovers and people resolve and close the ticket.
+    proxy.set(Mode::Down);
+    sim.send(&format!("clear {a} leakage"));
+    one_ticket(&d, a, "leakage", "recovered", |t| t["recovered"] == json!(true)).await;
+    transition(&d, t1, "resolved").await;
+    transition(&d, t1, "closed").await;
+    wait_for("failed attempts while the helpdesk is down", 30, || async {
+        outbox(&d, "pending").await.iter().any(|r| r["attempts"].as_i64() >= Some(1)).then_some(())
+    })
+    .await;
+    proxy.set(Mode::Up);
+    wait_for("every event after the outage", 60, || async {
+        let t = desk.tickets().await;
+        (t.len() == 1 && t[0].status == closed && desk.updates(&t[0].id).await >= 3).then_some(())
+    })
+    .await;
+    assert_eq!(desk.updates(&r1.id).await, 3, "recovered, resolved and closed, once each");
+
+    // A create takes effect in the helpdesk but its answer is lost, and the daemon is killed.
+    proxy.set(Mode::SwallowPosts);
+    sim.send(&format!("inject {b} leakage"));
+    let t2 = one_ticket(&d, b, "leakage", "opened", |_| true).await["id"].as_i64().unwrap();
+    wait_for("the second remote ticket", 30, || async { (desk.tickets().await.len() == 2).then_some(()) }).await;
+    drop(sim);
+    let dir = d.kill9();
+    proxy.set(Mode::Up);
+    let d = Daemon::start(dir, &prefix, &broker);
+    wait_for("the open event delivered after the restart", 60, || async {
+        let done = outbox(&d, "delivered").await;
+        done.iter().any(|r| r["ticket_id"] == json!(t2) && r["seq"] == json!(1)).then_some(())
+    })
+    .await;
+    let all = desk.tickets().await;
+    assert_eq!(all.len(), 2, "still one remote ticket per fault: {all:?}");
+    let r2 = all[1].clone();
+    assert!(r2.subject.starts_with(&format!("[aftercare #{t2}]")), "{r2:?}");
+    assert_eq!(desk.updates(&r2.id).await, 0, "the lost create is not followed by a repeat of its event");
+
+    // A person resolves it in the helpdesk: resolved here, naming the helpdesk; not sent back.
+    desk.set_status(&r2.id, resolved).await;
+    let t = wait_for("the resolution to come back", 30, || async {
+        let t = ticket(&d, t2).await;
+        (t["state"] == json!("resolved")).then_some(t)
+    })
+    .await;
+    let last = t["timeline"].as_array().unwrap().last().unwrap().clone();
+    assert!(last["actor"].as_str().unwrap().starts_with("helpdesk:desk"), "{last:#}");
+    // And reopens it there: open again here.
+    desk.set_status(&r2.id, active).await;
+    wait_for("the reopening to come back", 30, || async {
+        (ticket(&d, t2).await["state"] == json!("open")).then_some(())
+    })
+    .await;
+    wait_for("both echoes skipped", 10, || async {
+        let skipped = outbox(&d, "skipped").await;
+        (skipped.iter().filter(|r| r["ticket_id"] == json!(t2)).count() == 2).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let now = desk.tickets().await;
+    assert_eq!(now[1].status, active, "aftercare does not undo what the person did: {now:?}");
+    assert_eq!(desk.updates(&r2.id).await, 0, "nothing was sent back");
+    assert!(outbox(&d, "dead").await.is_empty());
+
+    // Somebody deletes a remote ticket: its next event is refused for good and
+    // dead-lettered, and the other ticket's events still flow.
+    if desk.delete(&r1.id).await {
+        transition(&d, t1, "open").await;
+        transition(&d, t2, "acknowledged").await;
+        let dead = wait_for("the refused event dead-lettered", 30, || async {
+            let dead = outbox(&d, "dead").await;
+            (!dead.is_empty()).then_some(dead)
+        })
+        .await;
+        assert_eq!(dead.len(), 1, "{dead:?}");
+        assert_eq!(dead[0]["ticket_id"], json!(t1));
+        assert!(dead[0]["last_error"].as_str().unwrap().contains("404"), "{:?}", dead[0]);
+        wait_for("the other ticket's event", 30, || async { (desk.updates(&r2.id).await == 1).then_some(()) }).await;
+    }
+    d.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_reach_request_tracker_once_each_and_its_status_comes_back() {
+    let Some(desk) = Desk::rt().await else { return };
+    round_trip(desk, "lit-021", "lit-022", "High").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_reach_redmine_once_each_and_its_status_comes_back() {
+    let Some(desk) = Desk::redmine().await else { return };
+    round_trip(desk, "lit-031", "lit-032", "Urgent").await;
+}
