@@ -1,6 +1,7 @@
 //! Runs the simulated fleet: one task and one MQTT connection per device.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, SecondsFormat, TimeDelta, Utc};
@@ -57,6 +58,59 @@ pub struct SimOptions {
     pub scenario: Vec<Step>,
     /// Print a line per injected or cleared fault.
     pub verbose: bool,
+    /// Serve the devices over Modbus instead of publishing over MQTT.
+    pub modbus: Option<ModbusMode>,
+}
+
+/// How the devices are served over Modbus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModbusMode {
+    /// A TCP server per device: at `host:port`, `port + 1`, … (port 0: any free port each).
+    Tcp { host: String, port: u16 },
+    /// Every device a unit (1, 2, …) on one serial line.
+    Rtu { path: String, baud: u32 },
+}
+
+/// Starts the Modbus servers and prints where each device answers.
+async fn serve_modbus(mode: &ModbusMode, devices: &[(DeviceSpec, crate::modbus::Shared)]) -> anyhow::Result<()> {
+    use crate::modbus::{RtuLine, TcpDevice};
+    match mode {
+        ModbusMode::Tcp { host, port } => {
+            for (i, (spec, face)) in devices.iter().enumerate() {
+                let p = if *port == 0 { 0 } else { port.saturating_add(i as u16) };
+                let listener = tokio::net::TcpListener::bind((host.as_str(), p)).await?;
+                println!("modbus {} tcp {}", spec.id, listener.local_addr()?);
+                let service = TcpDevice { kind: spec.kind, face: Arc::clone(face) };
+                let server = tokio_modbus::server::tcp::Server::new(listener);
+                tokio::spawn(async move {
+                    let on_connected = |stream, _addr| {
+                        let s = service.clone();
+                        let stream = crate::modbus::Garbling { inner: stream, face: Arc::clone(&s.face) };
+                        async move { Ok(Some((s, stream))) }
+                    };
+                    let _ = server.serve(&on_connected, |e| eprintln!("firmware-sim: Modbus TCP: {e}")).await;
+                });
+            }
+        }
+        ModbusMode::Rtu { path, baud } => {
+            let units: Vec<(u8, Kind, crate::modbus::Shared)> = devices
+                .iter()
+                .enumerate()
+                .map(|(i, (spec, face))| ((i + 1).min(247) as u8, spec.kind, Arc::clone(face)))
+                .collect();
+            for (i, (spec, _)) in devices.iter().enumerate() {
+                println!("modbus {} rtu {path} unit {}", spec.id, i + 1);
+            }
+            let server = tokio_modbus::server::rtu::Server::new_from_path(path, *baud)?;
+            let service = RtuLine { units: Arc::new(units) };
+            tokio::spawn(async move {
+                if let Err(e) = server.serve_forever(service).await {
+                    eprintln!("firmware-sim: Modbus RTU: {e}");
+                }
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The simulated clock: starts at `start` and runs `speed` times real time.
@@ -86,7 +140,17 @@ pub async fn run(
     let mut inboxes: HashMap<String, mpsc::Sender<Command>> = HashMap::new();
     let mut tasks: Vec<JoinHandle<()>> = Vec::new();
     let mut seeder = StdRng::seed_from_u64(opts.seed);
-    for (i, spec) in opts.devices.iter().enumerate() {
+    let faces: Vec<(DeviceSpec, crate::modbus::Shared)> =
+        opts.devices.iter().map(|d| (d.clone(), crate::modbus::Shared::default())).collect();
+    if let Some(mode) = &opts.modbus {
+        for (spec, _) in &faces {
+            if crate::modbus::map(spec.kind).is_none() {
+                anyhow::bail!("{}: kind {} has no Modbus register map", spec.id, spec.kind.name());
+            }
+        }
+        serve_modbus(mode, &faces).await?;
+    }
+    for (i, (spec, face)) in faces.iter().enumerate() {
         let (tx, rx) = mpsc::channel(64);
         inboxes.insert(spec.id.clone(), tx);
         let dev = SimDevice {
@@ -94,6 +158,7 @@ pub async fn run(
             opts: opts.clone(),
             clock,
             rng: StdRng::seed_from_u64(seeder.random::<u64>() ^ i as u64),
+            face: opts.modbus.is_some().then(|| Arc::clone(face)),
         };
         tasks.push(tokio::spawn(dev.run(rx, shutdown.clone())));
     }
@@ -140,6 +205,8 @@ struct SimDevice {
     opts: SimOptions,
     clock: SimClock,
     rng: StdRng,
+    /// Its Modbus face, when the fleet is served over Modbus instead of MQTT.
+    face: Option<crate::modbus::Shared>,
 }
 
 /// A live MQTT connection of one device; dropping its task cuts the TCP
@@ -186,7 +253,7 @@ impl SimDevice {
     async fn run(mut self, mut inbox: mpsc::Receiver<Command>, shutdown: CancellationToken) {
         let mut model = Model::new(self.spec.kind, &mut self.rng);
         let mut faults: BTreeSet<String> = BTreeSet::new();
-        let mut link = Some(self.connect());
+        let mut link = if self.face.is_none() { Some(self.connect()) } else { None };
         // Spread the fleet's messages over the interval.
         let offset = self.rng.random_range(0.0..1.0) * self.opts.interval.as_secs_f64();
         let mut tick = tokio::time::interval_at(Instant::now() + Duration::from_secs_f64(offset), self.opts.interval);
@@ -203,7 +270,9 @@ impl SimDevice {
                     let now = self.clock.now();
                     let local = now.with_timezone(&self.opts.utc_offset);
                     let metrics = model.step(local, dt, &mut self.rng, &faults);
-                    if let Some(l) = &link {
+                    if let Some(face) = &self.face {
+                        face.lock().unwrap_or_else(|p| p.into_inner()).metrics = metrics;
+                    } else if let Some(l) = &link {
                         let body = json!({
                             "ts": now.to_rfc3339_opts(SecondsFormat::Millis, true),
                             "metrics": metrics,
@@ -224,6 +293,33 @@ impl SimDevice {
 
     async fn command(&mut self, cmd: Command, faults: &mut BTreeSet<String>, link: &mut Option<Link>) {
         let kind = self.spec.kind;
+        if let Some(face) = &self.face {
+            // On Modbus a power cut is silence; the Modbus faults show on the wire.
+            let (fault, on) = match &cmd {
+                Command::Inject { fault, .. } => (Some(fault.clone()), true),
+                Command::Clear { fault, .. } => (fault.clone(), false),
+            };
+            let wire = |f: &str| crate::modbus::FAULTS.contains(&f) || f == "offline";
+            if fault.as_deref().is_none_or(wire) {
+                let mut face = face.lock().unwrap_or_else(|p| p.into_inner());
+                face.fault = match (on, fault.as_deref()) {
+                    (true, Some("offline")) => Some("modbus_silent".into()),
+                    (true, f) => f.map(String::from),
+                    (false, _) => None,
+                };
+                if self.opts.verbose {
+                    println!(
+                        "{} {} {}",
+                        if on { "injected" } else { "cleared" },
+                        self.spec.id,
+                        fault.as_deref().unwrap_or_default()
+                    );
+                }
+                if fault.is_some() {
+                    return;
+                }
+            }
+        }
         match cmd {
             Command::Inject { fault, .. } => {
                 if let Err(e) = crate::scenario::check_fault(kind, &fault) {

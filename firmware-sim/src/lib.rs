@@ -10,8 +10,9 @@
 
 pub mod fleet;
 pub mod load;
+pub mod modbus;
 pub mod models;
 pub mod scenario;
 
-pub use fleet::{Command, DeviceSpec, SimOptions, run};
+pub use fleet::{Command, DeviceSpec, ModbusMode, SimOptions, run};
 pub use models::Kind;

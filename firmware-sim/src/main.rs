@@ -80,6 +80,16 @@ struct RunArgs {
     /// Print a line per injected or cleared fault.
     #[arg(long)]
     verbose: bool,
+    /// Serve the devices over Modbus TCP instead of MQTT: a server per device at HOST:PORT,
+    /// PORT+1, … (PORT 0: a free port each); prints `modbus ID tcp ADDR` per device.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "modbus_rtu")]
+    modbus_tcp: Option<String>,
+    /// Serve the devices as units 1, 2, … on this serial line (Modbus RTU) instead of MQTT.
+    #[arg(long, value_name = "PATH")]
+    modbus_rtu: Option<String>,
+    /// The RTU line's speed.
+    #[arg(long, default_value_t = 9600)]
+    baud: u32,
 }
 
 #[derive(clap::Args)]
@@ -212,6 +222,16 @@ async fn main() -> anyhow::Result<()> {
                 utc_offset: a.utc_offset,
                 scenario: steps,
                 verbose: a.verbose,
+                modbus: match (a.modbus_tcp, a.modbus_rtu) {
+                    (Some(t), _) => {
+                        let (h, p) =
+                            t.rsplit_once(':').with_context(|| format!("--modbus-tcp {t}: write HOST:PORT"))?;
+                        let port = p.parse().with_context(|| format!("--modbus-tcp {t}: bad port"))?;
+                        Some(firmware_sim::ModbusMode::Tcp { host: h.to_string(), port })
+                    }
+                    (None, Some(path)) => Some(firmware_sim::ModbusMode::Rtu { path, baud: a.baud }),
+                    (None, None) => None,
+                },
             };
             let (tx, rx) = mpsc::channel(64);
             let shutdown = CancellationToken::new();
@@ -247,7 +267,10 @@ async fn main() -> anyhow::Result<()> {
                     });
                 }
             }
-            println!("firmware-sim running {} devices against {}", opts.devices.len(), a.broker.broker);
+            match &opts.modbus {
+                None => println!("firmware-sim running {} devices against {}", opts.devices.len(), a.broker.broker),
+                Some(m) => println!("firmware-sim serving {} devices over Modbus ({m:?})", opts.devices.len()),
+            }
             firmware_sim::run(opts, rx, shutdown).await
         }
     }
