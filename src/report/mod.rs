@@ -1,0 +1,432 @@
+//! Service reports for a customer (or a site) and a period: availability,
+//! faults, the contract's clocks, open tickets, recurring problems, visits,
+//! warranties running out, and recommendations drawn from them. `compute`
+//! reads the store; `render` writes JSON, CSV or HTML (with SVG charts), in
+//! English or Chinese.
+
+pub mod render;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Datelike, Days, NaiveDate, Utc};
+use serde::Serialize;
+
+use crate::fleet::Fleet;
+use crate::store::{Store, StoreError, WorkOrder, WorkOrderFilter};
+use crate::tickets::sla::TierCompliance;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Lang {
+    #[serde(rename = "en")]
+    En,
+    #[serde(rename = "zh-CN")]
+    Zh,
+}
+
+impl Lang {
+    pub fn parse(s: &str) -> Option<Lang> {
+        match s {
+            "en" => Some(Lang::En),
+            "zh-CN" | "zh" => Some(Lang::Zh),
+            _ => None,
+        }
+    }
+}
+
+/// What a report covers.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub customer: Option<String>,
+    pub site: Option<String>,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceAvailability {
+    pub device: String,
+    pub name: String,
+    pub kind: String,
+    pub site: String,
+    pub model: String,
+    /// Share of the period the device was not offline, 0–1.
+    pub availability: f64,
+    pub downtime_hours: f64,
+    pub outages: u32,
+    pub faults: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FaultCount {
+    pub tier: u8,
+    pub kind: String,
+    pub code: String,
+    pub title: String,
+    pub tickets: u32,
+    /// Raised again while open, counted too.
+    pub occurrences: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OpenTicket {
+    pub id: i64,
+    pub device: String,
+    pub code: String,
+    pub tier: u8,
+    pub state: String,
+    pub opened_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Recurring {
+    /// The device, or (`by_model`) the model shared by several devices.
+    pub subject: String,
+    pub by_model: bool,
+    pub code: String,
+    pub times: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Expiring {
+    pub device: String,
+    pub class: String,
+    pub until: NaiveDate,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Visits {
+    pub due: u32,
+    pub done: u32,
+    pub missed: u32,
+    pub open: u32,
+}
+
+/// Recurring problems over a window ending with the report's period.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecurringWindow {
+    /// month, quarter or year.
+    pub window: String,
+    pub from: DateTime<Utc>,
+    pub recurring: Vec<Recurring>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    pub customer: Option<String>,
+    pub site: Option<String>,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub devices: Vec<DeviceAvailability>,
+    /// Mean availability over the devices.
+    pub availability: Option<f64>,
+    pub faults: Vec<FaultCount>,
+    /// Tickets opened per week (Monday) and tier.
+    pub faults_by_week: Vec<(NaiveDate, [u32; 3])>,
+    pub sla: Vec<TierCompliance>,
+    /// Mean time from a ticket's opening to its acknowledgement, minutes.
+    pub mtta_minutes: Option<f64>,
+    /// Mean time from a ticket's opening to its resolution, hours.
+    pub mttr_hours: Option<f64>,
+    pub open_tickets: Vec<OpenTicket>,
+    pub recurring: Vec<Recurring>,
+    /// The same over the last month, quarter and year to the report's end.
+    pub recurring_windows: Vec<RecurringWindow>,
+    pub visits: Visits,
+    pub work_orders: Vec<WorkOrder>,
+    pub warranties_expiring: Vec<Expiring>,
+    pub recommendations: Vec<String>,
+}
+
+/// Milliseconds of `[from, to)` covered by the outages (each `start`, `end` or still open).
+pub fn downtime(outages: &[(i64, Option<i64>)], from: i64, to: i64) -> (i64, u32) {
+    let mut total = 0;
+    let mut n = 0;
+    for (start, end) in outages {
+        let (s, e) = ((*start).max(from), end.unwrap_or(to).min(to));
+        if e > s {
+            total += e - s;
+            n += 1;
+        }
+    }
+    (total, n)
+}
+
+fn mean(xs: impl Iterator<Item = f64>) -> Option<f64> {
+    let (sum, n) = xs.fold((0.0, 0u32), |(s, n), x| (s + x, n + 1));
+    (n > 0).then(|| sum / n as f64)
+}
+
+/// Builds the report of `scope` from the store.
+pub async fn compute(store: &Store, fleet: &Fleet, scope: &Scope, lang: Lang) -> Result<Report, StoreError> {
+    let in_scope = |customer: &str, site: &str| {
+        scope.customer.as_deref().is_none_or(|c| c == customer) && scope.site.as_deref().is_none_or(|s| s == site)
+    };
+    let (from, to) = (scope.from.timestamp_millis(), scope.to.timestamp_millis());
+    let period = (to - from).max(1) as f64;
+    let tickets: Vec<_> = store
+        .tickets_opened(scope.customer.as_deref(), scope.from, scope.to)
+        .await?
+        .into_iter()
+        .filter(|t| in_scope(t.customer.as_str(), t.site.as_str()))
+        .collect();
+    let mut outages: BTreeMap<String, Vec<(i64, Option<i64>)>> = BTreeMap::new();
+    for (d, s, e) in store.outages(None, scope.from, scope.to).await? {
+        outages.entry(d).or_default().push((s, e));
+    }
+    let mut faults_of: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+    for t in &tickets {
+        *faults_of.entry(t.device.as_str()).or_default() += 1;
+    }
+    let mut devices = Vec::new();
+    for d in fleet.devices.iter().filter(|d| in_scope(d.customer.as_str(), d.site.as_str())) {
+        let (down, n) = outages.get(d.id.as_str()).map_or((0, 0), |o| downtime(o, from, to));
+        devices.push(DeviceAvailability {
+            device: d.id.0.clone(),
+            name: d.name.clone(),
+            kind: fleet.kinds[d.kind].name.clone(),
+            site: d.site.0.clone(),
+            model: d.model.clone(),
+            availability: 1.0 - down as f64 / period,
+            downtime_hours: down as f64 / 3_600_000.0,
+            outages: n,
+            faults: faults_of.get(d.id.as_str()).copied().unwrap_or(0),
+        });
+    }
+    let availability = mean(devices.iter().map(|d| d.availability));
+
+    let mut faults: BTreeMap<(u8, String, String), FaultCount> = BTreeMap::new();
+    let mut weeks: BTreeMap<NaiveDate, [u32; 3]> = BTreeMap::new();
+    for t in &tickets {
+        let tier = t.tier.number();
+        let f = faults.entry((tier, t.kind.clone(), t.code.0.clone())).or_insert_with(|| FaultCount {
+            tier,
+            kind: t.kind.clone(),
+            code: t.code.0.clone(),
+            title: t.title.clone(),
+            tickets: 0,
+            occurrences: 0,
+        });
+        f.tickets += 1;
+        f.occurrences += t.occurrences.max(1) as u32;
+        let day = t.opened_at.date_naive();
+        let monday = day - Days::new(day.weekday().num_days_from_monday() as u64);
+        weeks.entry(monday).or_default()[(tier as usize).clamp(1, 3) - 1] += 1;
+    }
+    let sla = crate::tickets::sla::compliance(
+        tickets.iter().map(|t| (t.tier.number(), t.clock.acknowledge_met, t.clock.on_site_met, t.clock.resolve_met)),
+    );
+    let mtta_minutes =
+        mean(tickets.iter().filter_map(|t| Some((t.acknowledged_at? - t.opened_at).num_seconds() as f64 / 60.0)));
+    let mttr_hours =
+        mean(tickets.iter().filter_map(|t| Some((t.resolved_at? - t.opened_at).num_seconds() as f64 / 3600.0)));
+    let open_tickets = store
+        .tickets_open_at(scope.customer.as_deref(), scope.to)
+        .await?
+        .into_iter()
+        .filter(|t| in_scope(t.customer.as_str(), t.site.as_str()))
+        .map(|t| OpenTicket {
+            id: t.id.0,
+            device: t.device.0.clone(),
+            code: t.code.0.clone(),
+            tier: t.tier.number(),
+            state: t.state.to_string(),
+            opened_at: t.opened_at,
+        })
+        .collect();
+
+    let recurring = recurring_of(fleet, &tickets);
+    // The early-warning view: the same over the month, quarter and year up to the report's end.
+    let mut recurring_windows = Vec::new();
+    for (name, months) in [("month", 1), ("quarter", 3), ("year", 12)] {
+        let Some(start) = scope.to.checked_sub_months(chrono::Months::new(months)) else { continue };
+        let window: Vec<_> = store
+            .tickets_opened(scope.customer.as_deref(), start, scope.to)
+            .await?
+            .into_iter()
+            .filter(|t| in_scope(t.customer.as_str(), t.site.as_str()))
+            .collect();
+        recurring_windows.push(RecurringWindow {
+            window: name.into(),
+            from: start,
+            recurring: recurring_of(fleet, &window),
+        });
+    }
+
+    let work_orders: Vec<WorkOrder> = store
+        .work_orders(
+            &WorkOrderFilter {
+                customer: scope.customer.clone(),
+                from: Some(scope.from.date_naive()),
+                ..Default::default()
+            },
+            100_000,
+        )
+        .await?
+        .into_iter()
+        .filter(|w| scope.site.as_deref().is_none_or(|s| s == w.site))
+        // Due in the period, or done in it (a visit made ahead of its due date counts where it was made).
+        .filter(|w| w.due_on < scope.to.date_naive() || w.completed_at.is_some_and(|c| c >= scope.from && c < scope.to))
+        .collect();
+    let mut visits = Visits { due: work_orders.len() as u32, ..Default::default() };
+    for w in &work_orders {
+        match w.state.as_str() {
+            "done" => visits.done += 1,
+            "missed" => visits.missed += 1,
+            _ => visits.open += 1,
+        }
+    }
+
+    let end = scope.to.date_naive();
+    let horizon = end + Days::new(90);
+    let mut warranties_expiring = Vec::new();
+    for d in fleet.devices.iter().filter(|d| in_scope(d.customer.as_str(), d.site.as_str())) {
+        let kind = fleet.kinds[d.kind].name.as_str();
+        let Ok(c) = crate::contracts::governing(&fleet.contracts, d, kind, end) else { continue };
+        for w in c.warranty_status(d, "", end).components {
+            if w.until >= end && w.until < horizon {
+                warranties_expiring.push(Expiring { device: d.id.0.clone(), class: w.class, until: w.until });
+            }
+        }
+    }
+    warranties_expiring.sort_by(|a, b| a.until.cmp(&b.until).then(a.device.cmp(&b.device)));
+
+    let mut report = Report {
+        customer: scope.customer.clone(),
+        site: scope.site.clone(),
+        from: scope.from,
+        to: scope.to,
+        devices,
+        availability,
+        faults: faults.into_values().collect(),
+        faults_by_week: weeks.into_iter().collect(),
+        sla,
+        mtta_minutes,
+        mttr_hours,
+        open_tickets,
+        recurring,
+        recurring_windows,
+        visits,
+        work_orders,
+        warranties_expiring,
+        recommendations: Vec::new(),
+    };
+    report.recommendations = render::recommendations(&report, lang);
+    Ok(report)
+}
+
+/// After an inspection work order is done: the report of its customer's site for the period
+/// since the site's previous inspection (or the last 3 months), in English and Chinese, kept in
+/// the store; the contracts want it within 3 working days of the inspection.
+pub async fn after_inspection(
+    store: &Store,
+    fleet: &Fleet,
+    w: &WorkOrder,
+    now: DateTime<Utc>,
+) -> Result<Vec<i64>, StoreError> {
+    let done = w.completed_at.unwrap_or(now);
+    let from =
+        store.last_inspection(&w.device, done.timestamp_millis()).await?.unwrap_or(done - chrono::TimeDelta::days(91));
+    // Up to and with the inspection itself.
+    let to = done + chrono::TimeDelta::seconds(1);
+    let scope = Scope { customer: Some(w.customer.clone()), site: Some(w.site.clone()), from, to };
+    let calendar = fleet.contracts.iter().find(|c| c.id == w.contract).and_then(|c| c.calendar.clone());
+    let due_by = match calendar {
+        Some(c) => c.add_working_days(done, 3),
+        None => done.checked_add_signed(chrono::TimeDelta::days(3)),
+    };
+    let mut ids = Vec::new();
+    for (lang, tag) in [(Lang::Zh, "zh-CN"), (Lang::En, "en")] {
+        let r = compute(store, fleet, &scope, lang).await?;
+        let stored = crate::store::StoredReport {
+            id: 0,
+            work_order_id: Some(w.id),
+            customer: w.customer.clone(),
+            site: Some(w.site.clone()),
+            from,
+            to,
+            made_at: now,
+            due_by,
+            lang: tag.into(),
+            json: serde_json::to_string(&r).unwrap_or_default(),
+            html: render::html(&r, lang),
+        };
+        ids.extend(store.add_report(&stored).await?);
+    }
+    Ok(ids)
+}
+
+/// The same fault on the same device (twice or more), or on several devices of one model
+/// (three times or more), most frequent first.
+fn recurring_of(fleet: &Fleet, tickets: &[crate::tickets::Ticket]) -> Vec<Recurring> {
+    let mut per_device: BTreeMap<(String, String), u32> = BTreeMap::new();
+    let mut per_model: BTreeMap<(String, String), (u32, std::collections::BTreeSet<String>)> = BTreeMap::new();
+    for t in tickets {
+        let times = t.occurrences.max(1) as u32;
+        *per_device.entry((t.device.0.clone(), t.code.0.clone())).or_default() += times;
+        if let Some(d) = fleet.lookup(t.device.as_str()).map(|i| fleet.device(i)).filter(|d| !d.model.is_empty()) {
+            let e = per_model.entry((d.model.clone(), t.code.0.clone())).or_default();
+            e.0 += times;
+            e.1.insert(d.id.0.clone());
+        }
+    }
+    let mut recurring: Vec<Recurring> = per_device
+        .into_iter()
+        .filter(|(_, n)| *n >= 2)
+        .map(|((d, c), n)| Recurring { subject: d, by_model: false, code: c, times: n })
+        .chain(
+            per_model
+                .into_iter()
+                .filter(|(_, (n, devs))| devs.len() >= 2 && *n >= 3)
+                .map(|((m, c), (n, _))| Recurring { subject: m, by_model: true, code: c, times: n }),
+        )
+        .collect();
+    recurring.sort_by(|a, b| b.times.cmp(&a.times).then(a.subject.cmp(&b.subject)));
+    recurring
+}
+
+/// A day ("2026-11-01", midnight UTC) or an RFC 3339 time.
+pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.to_utc());
+    }
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| format!("`{s}` is not a time; write 2026-11-01 or 2026-11-01T00:00:00Z"))
+}
+
+/// Checks a report request: the period, the format and the language, and who it is for.
+pub fn check(fleet: &Fleet, scope: &Scope, format: &str, lang: &str) -> Result<Lang, String> {
+    if scope.from >= scope.to {
+        return Err("`from` must be before `to`".into());
+    }
+    if !["json", "csv", "html", "pdf"].contains(&format) {
+        return Err(format!("format `{format}`: write json, csv, html or pdf"));
+    }
+    if let Some(c) = scope.customer.as_deref().filter(|c| !fleet.customers.iter().any(|x| x.id.as_str() == *c)) {
+        return Err(format!("no customer `{c}`"));
+    }
+    if let Some(s) = scope.site.as_deref().filter(|s| !fleet.sites.iter().any(|x| x.id.as_str() == *s)) {
+        return Err(format!("no site `{s}`"));
+    }
+    Lang::parse(lang).ok_or_else(|| format!("lang `{lang}`: write en or zh-CN"))
+}
+
+/// The report of `scope` in a format, from the store the config names (for the CLI).
+pub async fn write(config: &crate::config::Config, scope: &Scope, format: &str, lang: &str) -> anyhow::Result<Vec<u8>> {
+    let lang = check(&config.fleet, scope, format, lang).map_err(|e| anyhow::anyhow!(e))?;
+    let store = Store::open(&config.store_path).await?;
+    let r = compute(&store, &config.fleet, scope, lang).await?;
+    Ok(match format {
+        "json" => serde_json::to_vec_pretty(&r)?,
+        "csv" => render::csv(&r).into_bytes(),
+        "pdf" => {
+            render::pdf(&r, lang, render::fonts().map_err(|e| anyhow::anyhow!(e))?).map_err(|e| anyhow::anyhow!(e))?
+        }
+        _ => render::html(&r, lang).into_bytes(),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,199 @@
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::*;
+use crate::domain::Tier;
+use crate::store::{Change, FaultRecord};
+use crate::tickets::State;
+
+fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+}
+
+fn rec(device: &str, code: &str, tier: Tier, change: Change, at: DateTime<Utc>) -> FaultRecord {
+    let mut deadlines = crate::contracts::Deadlines::default();
+    if change == Change::Raised {
+        deadlines.acknowledge_by = Some(at + TimeDelta::minutes(15));
+    }
+    FaultRecord {
+        device: device.into(),
+        site: "site-a".into(),
+        customer: "city-transit".into(),
+        kind: "recorder".into(),
+        code: code.into(),
+        title: code.into(),
+        tier,
+        at,
+        detail: String::new(),
+        change,
+        deadlines,
+        warranty: None,
+        repeat: None,
+    }
+}
+
+#[test]
+fn downtime_is_clipped_to_the_period() {
+    let h = 3_600_000;
+    // An outage from before the period, one inside, one still going at its end.
+    let o = [(-2 * h, Some(3 * h)), (10 * h, Some(12 * h)), (20 * h, None)];
+    assert_eq!(downtime(&o, 0, 24 * h), (3 * h + 2 * h + 4 * h, 3));
+    assert_eq!(downtime(&[(30 * h, None)], 0, 24 * h), (0, 0));
+}
+
+/// Figures worked out by hand over 1–11 November 2026 (240 hours).
+#[tokio::test]
+async fn a_report_s_figures_match_the_ones_worked_out_by_hand() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("a.db")).await.unwrap();
+    let config = crate::demo::config().unwrap();
+    let fleet = &config.fleet;
+    let apply = |r: FaultRecord| {
+        let store = store.clone();
+        async move {
+            store.apply_faults(std::slice::from_ref(&r), r.at, std::time::Duration::from_secs(86_400)).await.unwrap()[0]
+                .1
+        }
+    };
+    // swh-001 offline from 31 Oct to 1 Nov 12:00: 12 h inside the period.
+    apply(rec("swh-001", "offline", Tier::Main, Change::Raised, t("2026-10-31T00:00:00Z"))).await;
+    apply(rec("swh-001", "offline", Tier::Main, Change::Cleared, t("2026-11-01T12:00:00Z"))).await;
+    // rec-001 offline 2 Nov 00:00–06:00 (6 h), acknowledged after 30 min (late), resolved after 4 h…
+    let a = apply(rec("rec-001", "offline", Tier::Main, Change::Raised, t("2026-11-02T00:00:00Z"))).await.unwrap();
+    store.transition(a, State::Acknowledged, "eng", "", t("2026-11-02T00:30:00Z")).await.unwrap();
+    store.transition(a, State::Resolved, "eng", "", t("2026-11-02T04:00:00Z")).await.unwrap();
+    apply(rec("rec-001", "offline", Tier::Main, Change::Cleared, t("2026-11-02T06:00:00Z"))).await;
+    // …and offline again from 10 Nov 12:00 to the end (12 h): the repair did not hold.
+    apply(rec("rec-001", "offline", Tier::Main, Change::Raised, t("2026-11-10T12:00:00Z"))).await;
+    // A tier-1 fault on led-001, acknowledged after 10 min (in time), resolved after 8 h.
+    let b =
+        apply(rec("led-001", "cabinet_offline", Tier::Major, Change::Raised, t("2026-11-03T00:00:00Z"))).await.unwrap();
+    store.transition(b, State::Acknowledged, "eng", "", t("2026-11-03T00:10:00Z")).await.unwrap();
+    store.transition(b, State::Resolved, "eng", "", t("2026-11-03T08:00:00Z")).await.unwrap();
+
+    let scope = Scope {
+        customer: Some("city-transit".into()),
+        site: None,
+        from: t("2026-11-01T00:00:00Z"),
+        to: t("2026-11-11T00:00:00Z"),
+    };
+    let r = compute(&store, fleet, &scope, Lang::En).await.unwrap();
+    let dev = |id: &str| r.devices.iter().find(|d| d.device == id).unwrap();
+    assert_eq!((dev("rec-001").downtime_hours, dev("rec-001").outages), (18.0, 2));
+    assert!((dev("rec-001").availability - (1.0 - 18.0 / 240.0)).abs() < 1e-12);
+    assert!((dev("swh-001").availability - 0.95).abs() < 1e-12);
+    assert_eq!(dev("lit-001").availability, 1.0);
+    // Tickets opened in the period: rec-001 offline (raised twice) and led-001's fault.
+    let faults: Vec<(u8, &str, u32, u32)> =
+        r.faults.iter().map(|f| (f.tier, f.code.as_str(), f.tickets, f.occurrences)).collect();
+    assert_eq!(faults, [(1, "cabinet_offline", 1, 1), (2, "offline", 1, 2)]);
+    assert_eq!(r.mtta_minutes, Some(20.0), "(30 + 10) / 2");
+    // rec-001's repair did not hold: its ticket is open again and has no resolution; led-001's took 8 h.
+    assert_eq!(r.mttr_hours, Some(8.0));
+    let ack: Vec<(u8, u32, u32)> = r.sla.iter().map(|t| (t.tier, t.acknowledge.met, t.acknowledge.missed)).collect();
+    assert_eq!(ack, [(1, 1, 0), (2, 0, 1), (3, 0, 0)]);
+    assert_eq!(r.recurring.len(), 1);
+    assert_eq!(
+        (r.recurring[0].subject.as_str(), r.recurring[0].code.as_str(), r.recurring[0].times),
+        ("rec-001", "offline", 2)
+    );
+    // The early-warning windows up to the report's end hold the same tickets here.
+    let windows: Vec<(&str, usize)> =
+        r.recurring_windows.iter().map(|w| (w.window.as_str(), w.recurring.len())).collect();
+    assert_eq!(windows, [("month", 1), ("quarter", 1), ("year", 1)]);
+    // rec-001's ticket is open again at the end of the period; led-001's is resolved (open until closed).
+    let open: Vec<&str> = r.open_tickets.iter().map(|t| t.device.as_str()).collect();
+    assert!(open.contains(&"rec-001") && open.contains(&"led-001"), "{open:?}");
+    assert!(r.recommendations.iter().any(|x| x.contains("rec-001 was available 92.5 %")), "{:?}", r.recommendations);
+    assert!(r.recommendations.iter().any(|x| x.contains("1 contract clocks were missed")));
+
+    // The renderings carry the same figures.
+    let csv = render::csv(&r);
+    assert!(csv.lines().any(|l| l.starts_with("rec-001,") && l.contains(",0.925000,18.000,2,")), "{csv}");
+    let zh = render::html(&compute(&store, fleet, &scope, Lang::Zh).await.unwrap(), Lang::Zh);
+    for want in ["售后服务报告", "设备可用率", "重复故障", "92.50%", "<svg", "平均修复时间（小时）: 8.0"]
+    {
+        assert!(zh.contains(want), "{want} missing");
+    }
+    let en = render::html(&r, Lang::En);
+    assert!(en.contains("Mean time to resolve (h): 8.0") && en.contains("Recurring problems"));
+}
+
+/// pdftotext and pdftoppm (poppler-utils) and the fonts, or `None` (then the test says so and
+/// passes, unless AFTERCARE_TEST_REQUIRE_PEERS is set, as in CI, where scripts/peers.sh installs them).
+fn pdf_tools() -> Option<Vec<Vec<u8>>> {
+    let tools = ["pdftotext", "pdftoppm"].iter().all(|t| std::process::Command::new(t).arg("-v").output().is_ok());
+    match (tools, render::fonts()) {
+        (true, Ok(f)) => Some(f),
+        (tools, f) => {
+            let why = format!("pdftotext/pdftoppm present: {tools}; fonts: {:?}", f.err());
+            assert!(std::env::var_os("AFTERCARE_TEST_REQUIRE_PEERS").is_none(), "{why}");
+            eprintln!("skipping the PDF test: {why}");
+            None
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_pdf_carries_the_chinese_text_and_its_page_is_drawn() {
+    let Some(fonts) = pdf_tools() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("a.db")).await.unwrap();
+    let config = crate::demo::config().unwrap();
+    let at = t("2026-11-03T00:00:00Z");
+    store
+        .apply_faults(
+            &[rec("led-001", "cabinet_offline", Tier::Major, Change::Raised, at)],
+            at,
+            std::time::Duration::ZERO,
+        )
+        .await
+        .unwrap();
+    let scope = Scope {
+        customer: Some("city-transit".into()),
+        site: None,
+        from: t("2026-11-01T00:00:00Z"),
+        to: t("2026-11-11T00:00:00Z"),
+    };
+    let r = compute(&store, &config.fleet, &scope, Lang::Zh).await.unwrap();
+    let pdf = render::pdf(&r, Lang::Zh, fonts).unwrap();
+    assert!(pdf.starts_with(b"%PDF"));
+    let path = dir.path().join("r.pdf");
+    std::fs::write(&path, &pdf).unwrap();
+    let text = std::process::Command::new("pdftotext").arg(&path).arg("-").output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    for want in
+        ["售后服务报告", "设备可用率 100.0%", "故障统计", "cabinet_offline", "led-001", "100.00%", "未结工单 (1)"]
+    {
+        assert!(text.contains(want), "{want} missing from:\n{text}");
+    }
+    // The first page drawn at 30 dpi in grey: something other than white on it.
+    let out = dir.path().join("page");
+    let ok = std::process::Command::new("pdftoppm")
+        .args(["-gray", "-r", "30", "-f", "1", "-l", "1"])
+        .arg(&path)
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let pgm = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name().to_string_lossy().ends_with(".pgm"))
+        .map(|e| std::fs::read(e.path()).unwrap())
+        .unwrap();
+    // P5 header: magic, width, height, max; then one byte a pixel.
+    let mut fields = 0;
+    let mut start = 0;
+    for (i, b) in pgm.iter().enumerate() {
+        if b.is_ascii_whitespace() && i > 0 && !pgm[i - 1].is_ascii_whitespace() {
+            fields += 1;
+            if fields == 4 {
+                start = i + 1;
+                break;
+            }
+        }
+    }
+    let pixels = &pgm[start..];
+    let ink = pixels.iter().filter(|p| **p < 200).count();
+    assert!(ink * 100 > pixels.len(), "the page is blank: {ink} dark pixels of {}", pixels.len());
+}

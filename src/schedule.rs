@@ -1,0 +1,485 @@
+//! Visit plans: patrols, inspections, maintenance and follow-up calls that
+//! the contracts promise, and the dates they fall due. Pure.
+//!
+//! A plan is a list of steps counted from an anchor: a fixed date, or each
+//! device's acceptance date. A step is one visit `at` an offset, or visits
+//! `every` period until an offset (or the contract's end), the last day
+//! included. An `every` step starts where the previous `every` step ended (a
+//! one-off `at` moves nothing). Dates are anchor + k × period, computed from
+//! the anchor each time, so a plan anchored on the 31st stays on month ends
+//! (31 Jan, 28 or 29 Feb, 31 Mar …) rather than drifting.
+//!
+//! The scheduler makes each visit a work order `lead` days before it is due,
+//! once: the store's unique key makes a second pass, a restart or a clock
+//! jumping back a no-op.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Days, NaiveDate, Utc};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use crate::clock::Clock;
+use crate::contracts::Period;
+use crate::fleet::Fleet;
+use crate::store::{NewWorkOrder, Store, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VisitKind {
+    Patrol,
+    Inspection,
+    Maintenance,
+    FollowUp,
+}
+
+impl VisitKind {
+    pub fn parse(s: &str) -> Option<VisitKind> {
+        match s {
+            "patrol" => Some(VisitKind::Patrol),
+            "inspection" => Some(VisitKind::Inspection),
+            "maintenance" => Some(VisitKind::Maintenance),
+            "follow_up" => Some(VisitKind::FollowUp),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VisitKind::Patrol => "patrol",
+            VisitKind::Inspection => "inspection",
+            VisitKind::Maintenance => "maintenance",
+            VisitKind::FollowUp => "follow_up",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Anchor {
+    Date(NaiveDate),
+    /// Each device's acceptance (delivery) date.
+    Acceptance,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// One visit this long after the anchor.
+    At(Period),
+    /// A visit every `every`, from where the previous step ended, until `until` after the anchor
+    /// (`None`: the contract's end).
+    Every { every: Period, until: Option<Period> },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub name: String,
+    pub kind: VisitKind,
+    pub anchor: Anchor,
+    pub steps: Vec<Step>,
+    /// A work order is made this many days before its visit is due.
+    pub lead_days: u32,
+    /// Device kinds the plan covers; empty: all the contract covers.
+    pub kinds: Vec<String>,
+    /// What to check, per device kind.
+    pub checklist: Vec<(String, Vec<String>)>,
+    /// Checklist items the telemetry answers.
+    pub measured: Vec<(String, Measure)>,
+}
+
+/// How the telemetry answers a checklist item, over the time since the device's previous visit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Measure {
+    /// A statistic of a metric's hourly rollups: min, max, mean or last.
+    Metric { metric: String, stat: String },
+    /// The share of the time the device was online.
+    Online,
+    /// How many faults were raised (offline aside).
+    Faults,
+}
+
+impl Measure {
+    pub fn parse(s: &str) -> Option<Measure> {
+        match s.split_whitespace().collect::<Vec<_>>().as_slice() {
+            ["online"] => Some(Measure::Online),
+            ["faults"] => Some(Measure::Faults),
+            [m, stat] if ["min", "max", "mean", "last"].contains(stat) => {
+                Some(Measure::Metric { metric: m.to_string(), stat: stat.to_string() })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The dates a plan's visits fall due for an anchor date, up to `last` (inclusive; the contract's end).
+pub fn due_dates(steps: &[Step], anchor: NaiveDate, last: NaiveDate) -> Vec<NaiveDate> {
+    let mut out = Vec::new();
+    // Where the current step starts, as an offset from the anchor.
+    let mut from: Option<Period> = None;
+    let start_of = |p: Option<Period>| p.map_or(Some(anchor), |p| p.end(anchor));
+    for step in steps {
+        match *step {
+            Step::At(p) => {
+                // A one-off: the steps after it still count from where the schedule stood.
+                if let Some(d) = p.end(anchor).filter(|d| *d <= last) {
+                    out.push(d);
+                }
+            }
+            Step::Every { every, until } => {
+                let Some(start) = start_of(from) else { break };
+                let end = until.and_then(|u| u.end(anchor)).map_or(last, |u| u.min(last));
+                // Offsets counted from the anchor: start + k × every is anchor + (from + k × every).
+                for k in 1.. {
+                    let Some(step) = every.times(k) else { break };
+                    let d = match (from, step) {
+                        (Some(Period::Months(a)), Period::Months(b)) => Period::Months(a + b).end(anchor),
+                        (Some(Period::Days(a)), Period::Days(b)) => Period::Days(a + b).end(anchor),
+                        (None, s) => s.end(anchor),
+                        (Some(_), s) => s.end(start),
+                    };
+                    let Some(d) = d else { break };
+                    // A visit on the step's last day is its own; the next step's first comes one period on.
+                    if d > end {
+                        break;
+                    }
+                    out.push(d);
+                }
+                from = until;
+                if until.is_none() {
+                    break;
+                }
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// A visit past its due date by more than this is not made late: it shows as missed only
+/// if it was made in time.
+const LATE_DAYS: u64 = 31;
+
+/// The work orders whose time to be made has come at `now` (each device's local day): due
+/// within its plan's lead time, or due lately (a daemon that was down makes them when back).
+pub fn due_work(fleet: &Fleet, now: DateTime<Utc>) -> Vec<NewWorkOrder> {
+    let mut out = Vec::new();
+    for c in &fleet.contracts {
+        for p in &c.plans {
+            for d in &fleet.devices {
+                let kind = fleet.kinds[d.kind].name.as_str();
+                if c.coverage(d, kind) == 0 || (!p.kinds.is_empty() && !p.kinds.iter().any(|k| k == kind)) {
+                    continue;
+                }
+                let today = fleet.local_day(d.idx, now);
+                let anchor = match p.anchor {
+                    Anchor::Date(a) => a,
+                    Anchor::Acceptance => d.accepted_on,
+                };
+                let horizon = today.checked_add_days(Days::new(p.lead_days as u64 + 1)).unwrap_or(today);
+                let last = c.ends.map_or(horizon, |e| e.min(horizon));
+                for due in due_dates(&p.steps, anchor, last) {
+                    let make_on = due.checked_sub_days(Days::new(p.lead_days as u64)).unwrap_or(due);
+                    let late = due.checked_add_days(Days::new(LATE_DAYS)).unwrap_or(due);
+                    if make_on > today || late < today || due < c.starts {
+                        continue;
+                    }
+                    out.push(NewWorkOrder {
+                        contract: c.id.clone(),
+                        plan: p.name.clone(),
+                        kind: p.kind.as_str(),
+                        device: d.id.0.clone(),
+                        site: d.site.0.clone(),
+                        customer: d.customer.0.clone(),
+                        due_on: due,
+                        checklist: p
+                            .checklist
+                            .iter()
+                            .find(|(k, _)| k == kind)
+                            .map(|(_, v)| v.clone())
+                            .unwrap_or_default(),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One pass: makes what is due (once: the store ignores a work order it has) and marks what was missed.
+pub async fn run_once(store: &Store, fleet: &Fleet, now: DateTime<Utc>) -> Result<(u64, u64), StoreError> {
+    let added = store.add_work_orders(&due_work(fleet, now), now).await?;
+    // The earliest local day of any site is at most a day behind UTC's.
+    let missed = match now.date_naive().checked_sub_days(Days::new(1)) {
+        Some(day) => store.mark_missed(day).await?,
+        None => 0,
+    };
+    Ok((added, missed))
+}
+
+/// Runs a pass a minute until shutdown.
+pub async fn run(store: Store, fleet: Arc<Fleet>, clock: Arc<dyn Clock>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        match run_once(&store, &fleet, clock.now()).await {
+            Ok((0, 0)) => {}
+            Ok((added, missed)) => info!(added, missed, "work orders made from the contracts' plans"),
+            Err(e) => error!(error = %e, "making work orders failed; retrying in a minute"),
+        }
+    }
+}
+
+/// The checklist items of a work order that the telemetry answers, measured over the time
+/// since the plan's previous visit to the device (or the last 30 days), up to `now`:
+/// item → `{ "value", "measured": true, "how", "since" }`.
+pub async fn measure(
+    store: &Store,
+    fleet: &Fleet,
+    w: &crate::store::WorkOrder,
+    now: DateTime<Utc>,
+) -> Result<serde_json::Map<String, serde_json::Value>, StoreError> {
+    let mut out = serde_json::Map::new();
+    let Some(plan) =
+        fleet.contracts.iter().find(|c| c.id == w.contract).and_then(|c| c.plans.iter().find(|p| p.name == w.plan))
+    else {
+        return Ok(out);
+    };
+    let Some(idx) = fleet.lookup(&w.device) else { return Ok(out) };
+    let profile = fleet.profile_of(idx);
+    let to = w.completed_at.unwrap_or(now);
+    let from = store
+        .last_visit(&w.contract, &w.plan, &w.device, to.timestamp_millis())
+        .await?
+        .unwrap_or(to - chrono::TimeDelta::days(30));
+    for (item, m) in plan.measured.iter().filter(|(i, _)| w.checklist.contains(i)) {
+        let value = match m {
+            Measure::Metric { metric, stat } => {
+                if profile.metric(metric).is_none() {
+                    continue;
+                }
+                let rows = store.rollups(&w.device, metric, from, to).await?;
+                let Some(acc) = rows.iter().map(|(_, a)| *a).reduce(|a, b| a.merge(&b)) else { continue };
+                match stat.as_str() {
+                    "min" => acc.min,
+                    "max" => acc.max,
+                    "mean" => acc.mean(),
+                    _ => acc.last,
+                }
+            }
+            Measure::Online => {
+                let outages: Vec<(i64, Option<i64>)> =
+                    store.outages(Some(&w.device), from, to).await?.into_iter().map(|(_, s, e)| (s, e)).collect();
+                let (f, t) = (from.timestamp_millis(), to.timestamp_millis());
+                1.0 - crate::report::downtime(&outages, f, t).0 as f64 / (t - f).max(1) as f64
+            }
+            Measure::Faults => {
+                let events = store.device_events(&w.device, from, to, 100_000).await?;
+                events.iter().filter(|e| e.event == "raised" && e.code != crate::domain::OFFLINE).count() as f64
+            }
+        };
+        let how = match m {
+            Measure::Metric { metric, stat } => format!("{stat} of {metric}"),
+            Measure::Online => "share of the time online".into(),
+            Measure::Faults => "faults raised".into(),
+        };
+        out.insert(item.clone(), serde_json::json!({ "value": value, "measured": true, "how": how, "since": from }));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    fn p(s: &str) -> Period {
+        Period::parse(s).unwrap()
+    }
+
+    fn dates(v: &[NaiveDate]) -> Vec<String> {
+        v.iter().map(|d| d.to_string()).collect()
+    }
+
+    #[test]
+    fn monthly_from_a_month_end_stays_on_month_ends_through_a_leap_february() {
+        let steps = [Step::Every { every: p("1 month"), until: None }];
+        let got = due_dates(&steps, d("2027-12-31"), d("2028-06-30"));
+        // Worked out by hand: 2028 is a leap year.
+        assert_eq!(dates(&got), ["2028-01-31", "2028-02-29", "2028-03-31", "2028-04-30", "2028-05-31", "2028-06-30"]);
+        let got = due_dates(&steps, d("2026-01-31"), d("2026-04-30"));
+        assert_eq!(dates(&got), ["2026-02-28", "2026-03-31", "2026-04-30"]);
+    }
+
+    #[test]
+    fn quarterly_inspections_until_the_contract_ends() {
+        let steps = [Step::Every { every: p("3 months"), until: None }];
+        let got = due_dates(&steps, d("2026-01-15"), d("2026-12-31"));
+        assert_eq!(dates(&got), ["2026-04-15", "2026-07-15", "2026-10-15"]);
+        let steps = [Step::Every { every: p("6 months"), until: None }];
+        let got = due_dates(&steps, d("2025-08-31"), d("2027-03-01"));
+        assert_eq!(dates(&got), ["2026-02-28", "2026-08-31", "2027-02-28"]);
+    }
+
+    #[test]
+    fn the_follow_up_plan_after_delivery() {
+        // Once within a week; every 3 months for 2 years; then every 6 months until year 5 (DOMAIN.md, 004).
+        let steps = [
+            Step::At(p("1 week")),
+            Step::Every { every: p("3 months"), until: Some(p("2 years")) },
+            Step::Every { every: p("6 months"), until: Some(p("5 years")) },
+        ];
+        let got = due_dates(&steps, d("2024-02-29"), d("2030-12-31"));
+        assert_eq!(
+            dates(&got),
+            [
+                "2024-03-07",
+                // Every 3 months from delivery for 2 years, the second anniversary included.
+                "2024-05-29",
+                "2024-08-29",
+                "2024-11-29",
+                "2025-02-28",
+                "2025-05-29",
+                "2025-08-29",
+                "2025-11-29",
+                "2026-02-28",
+                // Then every 6 months from the second anniversary until the fifth.
+                "2026-08-29",
+                "2027-02-28",
+                "2027-08-29",
+                "2028-02-29",
+                "2028-08-29",
+                "2029-02-28",
+            ]
+        );
+        // The contract ending early cuts the plan short.
+        assert_eq!(due_dates(&steps, d("2024-02-29"), d("2024-06-01")).len(), 2);
+    }
+
+    /// A config with one contract of three plans, for a year of scheduling.
+    fn year_config() -> crate::config::Config {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/kinds");
+        let main = r#"
+include = ["kinds/recorder.toml", "kinds/lighting.toml"]
+[[sites]]
+id = "s"
+utc_offset = "+08:00"
+[[customers]]
+id = "c"
+[[devices]]
+id = "rec-1"
+kind = "recorder"
+site = "s"
+customer = "c"
+accepted_on = "2025-12-31"
+[[devices]]
+id = "lit-1"
+kind = "lighting"
+site = "s"
+customer = "c"
+accepted_on = "2026-01-15"
+[contracts.k]
+customer = "c"
+title = "k"
+starts = "2026-01-31"
+ends = "2026-12-31"
+tier1 = { acknowledge = "1h" }
+tier2 = { acknowledge = "1h" }
+tier3 = { acknowledge = "1h" }
+[[contracts.k.plans]]
+name = "patrol"
+kind = "patrol"
+every = "1 month"
+lead = "5 days"
+checklist = { lighting = ["circuits", "lamps"] }
+[[contracts.k.plans]]
+name = "follow-up"
+kind = "follow_up"
+anchor = "acceptance"
+steps = [{ at = "1 week" }, { every = "3 months", until = "2 years" }]
+lead = "3 days"
+kinds = ["recorder"]
+[[contracts.k.plans]]
+name = "inspection"
+kind = "inspection"
+anchor = "2025-11-30"
+every = "3 months"
+lead = "2 weeks"
+kinds = ["lighting"]
+"#;
+        let read = |p: &std::path::Path| match p.file_name().and_then(|f| f.to_str()) {
+            Some("main.toml") => Ok(main.to_string()),
+            Some(f) => std::fs::read_to_string(dir.join(f)),
+            None => Err(std::io::Error::other("no name")),
+        };
+        crate::config::Config::load_with(std::path::Path::new("cfg/main.toml"), &read).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn a_year_of_plans_makes_exactly_the_visits_worked_out_by_hand_once() {
+        let config = year_config();
+        let fleet = &config.fleet;
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("a.db");
+        let mut store = Store::open(&path).await.unwrap();
+        let noon = |day: NaiveDate| day.and_hms_opt(4, 0, 0).unwrap().and_utc(); // 12:00 at +08:00
+        let mut day = d("2026-01-01");
+        while day <= d("2027-01-31") {
+            run_once(&store, fleet, noon(day)).await.unwrap();
+            if day == d("2026-07-01") {
+                // A restart, and the clock jumping back three months for a day.
+                drop(store);
+                store = Store::open(&path).await.unwrap();
+                run_once(&store, fleet, noon(d("2026-04-01"))).await.unwrap();
+            }
+            day = day.succ_opt().unwrap();
+        }
+        let all = store.work_orders(&Default::default(), 1000).await.unwrap();
+        let mut got: Vec<String> = all.iter().map(|w| format!("{} {} {}", w.plan, w.device, w.due_on)).collect();
+        got.sort();
+        let mut want: Vec<String> = Vec::new();
+        // Monthly from the contract's start on 31 January: month ends, the last on its end day.
+        for due in [
+            "2026-02-28",
+            "2026-03-31",
+            "2026-04-30",
+            "2026-05-31",
+            "2026-06-30",
+            "2026-07-31",
+            "2026-08-31",
+            "2026-09-30",
+            "2026-10-31",
+            "2026-11-30",
+            "2026-12-31",
+        ] {
+            want.push(format!("patrol lit-1 {due}"));
+            want.push(format!("patrol rec-1 {due}"));
+        }
+        // From the recorder's acceptance on 31 December 2025: the call after a week (7 January)
+        // falls before the contract starts; then quarterly, on month ends.
+        for due in ["2026-03-31", "2026-06-30", "2026-09-30", "2026-12-31"] {
+            want.push(format!("follow-up rec-1 {due}"));
+        }
+        // Quarterly from 30 November 2025, the lighting only.
+        for due in ["2026-02-28", "2026-05-30", "2026-08-30", "2026-11-30"] {
+            want.push(format!("inspection lit-1 {due}"));
+        }
+        want.sort();
+        assert_eq!(got, want);
+        // Each made `lead` days ahead (local time), with its kind's checklist.
+        let first =
+            all.iter().find(|w| w.plan == "patrol" && w.device == "lit-1" && w.due_on == d("2026-02-28")).unwrap();
+        assert_eq!(first.created_at, noon(d("2026-02-23")));
+        assert_eq!(first.checklist, ["circuits", "lamps"]);
+        let insp = all.iter().find(|w| w.plan == "inspection" && w.due_on == d("2026-05-30")).unwrap();
+        assert_eq!(insp.created_at, noon(d("2026-05-16")));
+        // None was done: all missed, once past due.
+        assert!(all.iter().all(|w| w.state == "missed"), "{:?}", all.iter().map(|w| &w.state).collect::<Vec<_>>());
+    }
+}

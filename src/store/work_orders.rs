@@ -1,0 +1,273 @@
+//! Work orders: the visits the scheduler makes from the contracts' plans.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use sqlx::Row;
+
+use super::sqlite::{from_ms, ms};
+use super::{Store, StoreError};
+
+/// A visit to make, from a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewWorkOrder {
+    pub contract: String,
+    pub plan: String,
+    pub kind: &'static str,
+    pub device: String,
+    pub site: String,
+    pub customer: String,
+    pub due_on: NaiveDate,
+    pub checklist: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorkOrder {
+    pub id: i64,
+    pub contract: String,
+    pub plan: String,
+    pub kind: String,
+    pub device: String,
+    pub site: String,
+    pub customer: String,
+    pub due_on: NaiveDate,
+    pub created_at: DateTime<Utc>,
+    pub state: String,
+    pub checklist: Vec<String>,
+    pub answers: Option<serde_json::Value>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub completed_by: Option<String>,
+}
+
+fn row(r: &sqlx::sqlite::SqliteRow) -> Result<WorkOrder, StoreError> {
+    let due: String = r.try_get("due_on")?;
+    let checklist: String = r.try_get("checklist")?;
+    let answers: Option<String> = r.try_get("answers")?;
+    Ok(WorkOrder {
+        id: r.try_get("id")?,
+        contract: r.try_get("contract")?,
+        plan: r.try_get("plan")?,
+        kind: r.try_get("kind")?,
+        device: r.try_get("device")?,
+        site: r.try_get("site")?,
+        customer: r.try_get("customer")?,
+        due_on: NaiveDate::parse_from_str(&due, "%Y-%m-%d")
+            .map_err(|e| StoreError::Corrupt(format!("due_on {due}: {e}")))?,
+        created_at: from_ms(r.try_get("created_at")?)?,
+        state: r.try_get("state")?,
+        checklist: serde_json::from_str(&checklist).unwrap_or_default(),
+        answers: answers.and_then(|a| serde_json::from_str(&a).ok()),
+        completed_at: r.try_get::<Option<i64>, _>("completed_at")?.map(from_ms).transpose()?,
+        completed_by: r.try_get("completed_by")?,
+    })
+}
+
+/// Filters for listing work orders.
+#[derive(Debug, Clone, Default)]
+pub struct WorkOrderFilter {
+    pub state: Option<String>,
+    pub kind: Option<String>,
+    pub device: Option<String>,
+    pub customer: Option<String>,
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+}
+
+impl Store {
+    /// Makes the work orders not made yet; returns how many were new.
+    pub async fn add_work_orders(&self, orders: &[NewWorkOrder], now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut added = 0;
+        for o in orders {
+            let r = sqlx::query(
+                "INSERT INTO work_orders (contract, plan, kind, device, site, customer, due_on, created_at, checklist) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (contract, plan, device, due_on) DO NOTHING",
+            )
+            .bind(&o.contract)
+            .bind(&o.plan)
+            .bind(o.kind)
+            .bind(&o.device)
+            .bind(&o.site)
+            .bind(&o.customer)
+            .bind(o.due_on.to_string())
+            .bind(ms(now))
+            .bind(serde_json::to_string(&o.checklist).unwrap_or_else(|_| "[]".into()))
+            .execute(&mut *tx)
+            .await?;
+            added += r.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    /// Open work orders due before `today` are missed.
+    pub async fn mark_missed(&self, today: NaiveDate) -> Result<u64, StoreError> {
+        let r = sqlx::query("UPDATE work_orders SET state = 'missed' WHERE state = 'open' AND due_on < $1")
+            .bind(today.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    pub async fn work_orders(&self, f: &WorkOrderFilter, limit: i64) -> Result<Vec<WorkOrder>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM work_orders WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR kind = $2) \
+             AND ($3 IS NULL OR device = $3) AND ($4 IS NULL OR customer = $4) \
+             AND ($5 IS NULL OR due_on >= $5) AND ($6 IS NULL OR due_on < $6) ORDER BY due_on, id LIMIT $7",
+        )
+        .bind(&f.state)
+        .bind(&f.kind)
+        .bind(&f.device)
+        .bind(&f.customer)
+        .bind(f.from.map(|d| d.to_string()))
+        .bind(f.to.map(|d| d.to_string()))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(row).collect()
+    }
+
+    pub async fn work_order(&self, id: i64) -> Result<Option<WorkOrder>, StoreError> {
+        let r = sqlx::query("SELECT * FROM work_orders WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        r.as_ref().map(row).transpose()
+    }
+
+    /// Starts a visit (open or missed → in progress); false if it cannot be started.
+    pub async fn start_work_order(&self, id: i64) -> Result<bool, StoreError> {
+        let r =
+            sqlx::query("UPDATE work_orders SET state = 'in_progress' WHERE id = $1 AND state IN ('open', 'missed')")
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Completes a visit with its checklist answers; false if it is already done.
+    pub async fn complete_work_order(
+        &self,
+        id: i64,
+        by: &str,
+        answers: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE work_orders SET state = 'done', answers = $2, completed_by = $3, completed_at = $4 \
+             WHERE id = $1 AND state != 'done'",
+        )
+        .bind(id)
+        .bind(answers.to_string())
+        .bind(by)
+        .bind(ms(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+}
+
+/// A report kept in the store.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredReport {
+    pub id: i64,
+    pub work_order_id: Option<i64>,
+    pub customer: String,
+    pub site: Option<String>,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub made_at: DateTime<Utc>,
+    /// When the contract wants it by (3 working days after the inspection).
+    pub due_by: Option<DateTime<Utc>>,
+    pub lang: String,
+    #[serde(skip)]
+    pub json: String,
+    #[serde(skip)]
+    pub html: String,
+}
+
+fn report_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredReport, StoreError> {
+    Ok(StoredReport {
+        id: r.try_get("id")?,
+        work_order_id: r.try_get("work_order_id")?,
+        customer: r.try_get("customer")?,
+        site: r.try_get("site")?,
+        from: from_ms(r.try_get("period_from")?)?,
+        to: from_ms(r.try_get("period_to")?)?,
+        made_at: from_ms(r.try_get("made_at")?)?,
+        due_by: r.try_get::<Option<i64>, _>("due_by")?.map(from_ms).transpose()?,
+        lang: r.try_get("lang")?,
+        json: r.try_get("json")?,
+        html: r.try_get("html")?,
+    })
+}
+
+impl Store {
+    /// Keeps a report; one per work order and language (a second is ignored). Returns its id.
+    pub async fn add_report(&self, r: &StoredReport) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO reports (work_order_id, customer, site, period_from, period_to, made_at, due_by, lang, json, html) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (work_order_id, lang) DO NOTHING RETURNING id",
+        )
+        .bind(r.work_order_id)
+        .bind(&r.customer)
+        .bind(&r.site)
+        .bind(ms(r.from))
+        .bind(ms(r.to))
+        .bind(ms(r.made_at))
+        .bind(r.due_by.map(ms))
+        .bind(&r.lang)
+        .bind(&r.json)
+        .bind(&r.html)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get("id")).transpose()?)
+    }
+
+    /// Kept reports, newest first (without their bodies' use in listings).
+    pub async fn reports(&self, customer: Option<&str>, limit: i64) -> Result<Vec<StoredReport>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM reports WHERE ($1 IS NULL OR customer = $1) ORDER BY id DESC LIMIT $2")
+            .bind(customer)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(report_row).collect()
+    }
+
+    pub async fn report(&self, id: i64) -> Result<Option<StoredReport>, StoreError> {
+        let r = sqlx::query("SELECT * FROM reports WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        r.as_ref().map(report_row).transpose()
+    }
+
+    /// The last inspection of a device done before `before`, if any: when the next report's period starts.
+    pub async fn last_inspection(&self, device: &str, before: i64) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let r: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT MAX(completed_at) FROM work_orders WHERE device = $1 AND kind = 'inspection' AND state = 'done' \
+             AND completed_at < $2",
+        )
+        .bind(device)
+        .bind(before)
+        .fetch_optional(&self.pool)
+        .await?;
+        r.flatten().map(from_ms).transpose()
+    }
+}
+
+impl Store {
+    /// When the previous visit of a plan to a device was done, before `before` (ms).
+    pub async fn last_visit(
+        &self,
+        contract: &str,
+        plan: &str,
+        device: &str,
+        before: i64,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let r: Option<Option<i64>> = sqlx::query_scalar(
+            "SELECT MAX(completed_at) FROM work_orders WHERE contract = $1 AND plan = $2 AND device = $3 \
+             AND state = 'done' AND completed_at < $4",
+        )
+        .bind(contract)
+        .bind(plan)
+        .bind(device)
+        .bind(before)
+        .fetch_optional(&self.pool)
+        .await?;
+        r.flatten().map(from_ms).transpose()
+    }
+}
