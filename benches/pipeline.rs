@@ -131,6 +131,11 @@ fn end_to_end(rate: u64) {
             "[[devices]]\nid = \"load-{i:05}\"\nkind = \"recorder\"\nsite = \"load\"\ncustomer = \"c\"\naccepted_on = \"2025-01-01\"\n"
         ));
     }
+    // With AFTERCARE_BENCH_INFLUX_URL, the daemon also writes every reading to that server.
+    if let Ok(url) = std::env::var("AFTERCARE_BENCH_INFLUX_URL") {
+        cfg.push_str(&format!("[history.influxdb]\nurl = \"{url}\"\norg = \"o\"\nbucket = \"b\"\n"));
+        println!("  (writing telemetry to {url})");
+    }
     std::fs::write(dir.path().join("a.toml"), cfg).unwrap();
     let mut daemon = Command::new(env!("CARGO_BIN_EXE_aftercare"))
         .args(["run", "--config"])

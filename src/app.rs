@@ -70,12 +70,51 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
     };
     let writer = tokio::spawn(writer.run(fault_rx));
 
+    // Hourly rollups from the shards, merged into the embedded store; ends after the shards.
+    let (history_tx, history_rx) = mpsc::channel(256);
+    let history = tokio::spawn(crate::history::run(
+        store.clone(),
+        Arc::clone(&fleet),
+        Arc::clone(&clock),
+        config.history_retention,
+        history_rx,
+    ));
+    // Telemetry to InfluxDB through the on-disk spool: a batcher (ends after the shards) and a sender.
+    let mut influx_tasks = Vec::new();
+    let influx_tx = match &config.influx {
+        None => None,
+        Some(cfg) => {
+            let spool = crate::history::spool::Spool::open(&cfg.spool_dir, cfg.spool_max_bytes)
+                .with_context(|| format!("opening the InfluxDB spool at {}", cfg.spool_dir.display()))?;
+            let spool = Arc::new(std::sync::Mutex::new(spool));
+            let wake = Arc::new(tokio::sync::Notify::new());
+            let (tx, rx) = mpsc::channel(64);
+            influx_tasks.push(tokio::spawn(crate::history::influx::batcher(
+                cfg.clone(),
+                Arc::clone(&spool),
+                Arc::clone(&wake),
+                Arc::clone(&metrics),
+                rx,
+            )));
+            influx_tasks.push(tokio::spawn(crate::history::influx::sender(
+                cfg.clone(),
+                spool,
+                wake,
+                Arc::clone(&metrics),
+                shutdown.clone(),
+            )));
+            info!(url = %cfg.url, bucket = %cfg.bucket, spool = %cfg.spool_dir.display(), "writing telemetry to InfluxDB");
+            Some(tx)
+        }
+    };
     let ctx = ShardCtx {
         fleet: Arc::clone(&fleet),
         live: Arc::clone(&live),
         clock: Arc::clone(&clock),
         metrics: Arc::clone(&metrics),
         max_payload: config.ingest.max_payload_bytes,
+        history: Some(history_tx),
+        influx: influx_tx,
     };
     let n = config.ingest.shards;
     let mut senders = Vec::with_capacity(n);
@@ -86,6 +125,22 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
         let shard = Shard::new(i, n, ctx.clone(), &restored);
         ingest.push(tokio::spawn(shard.run(rx, fault_tx.clone(), shutdown.clone())));
     }
+    // Only the shards hold the history sender now; the writer is awaited after them.
+    drop(ctx);
+    ingest.push(history);
+    ingest.extend(influx_tasks);
+    let outlet = crate::ingest::modbus::poll::Outlet {
+        shards: senders.clone(),
+        faults: fault_tx.clone(),
+        clock: Arc::clone(&clock),
+        metrics: Arc::clone(&metrics),
+        fleet: Arc::clone(&fleet),
+    };
+    let pollers = crate::ingest::modbus::poll::spawn(outlet, config.ingest.modbus_concurrency, shutdown.clone());
+    if !pollers.is_empty() {
+        info!(tasks = pollers.len(), "polling Modbus devices");
+    }
+    ingest.extend(pollers);
     drop(fault_tx);
     let router = Router {
         prefix: config.ingest.topic_prefix.clone(),
@@ -107,6 +162,12 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
         shutdown.clone(),
     ));
     ingest.push(clocks);
+    ingest.push(tokio::spawn(crate::schedule::run(
+        store.clone(),
+        Arc::clone(&fleet),
+        Arc::clone(&clock),
+        shutdown.clone(),
+    )));
     let relay = crate::outbox::Relay::new(
         store.clone(),
         Arc::clone(&fleet),
@@ -121,7 +182,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
         .iter()
         .map(|h| match &h.kind {
             crate::config::HelpdeskKind::Webhook { secret, .. } => (h.name.clone(), secret.clone()),
-            crate::config::HelpdeskKind::Email(_) => (h.name.clone(), None),
+            _ => (h.name.clone(), None),
         })
         .collect();
     let state =

@@ -87,6 +87,8 @@ pub struct Contract {
     pub repeat_window: std::time::Duration,
     /// More failed repairs than this, in warranty, and the unit is replaced.
     pub replace_after: u32,
+    /// The visits it promises.
+    pub plans: Vec<crate::schedule::Plan>,
 }
 
 /// A warranty period from the acceptance date, in calendar days or months.
@@ -97,18 +99,28 @@ pub enum Period {
 }
 
 impl Period {
-    /// Parses "90 days", "24 months", "3 years", "1 year".
+    /// Parses "90 days", "1 week", "24 months", "3 years", "1 year".
     pub fn parse(s: &str) -> Option<Period> {
         let (n, unit) = s.trim().split_once(' ')?;
         let n: u32 = n.trim().parse().ok()?;
         match unit.trim() {
             "day" | "days" => Some(Period::Days(n)),
+            "week" | "weeks" => Some(Period::Days(n.checked_mul(7)?)),
             "month" | "months" => Some(Period::Months(n)),
             "year" | "years" => Some(Period::Months(n.checked_mul(12)?)),
             _ => None,
         }
     }
-    /// The first day out of warranty for a period starting on `from`.
+    /// `k` times this period.
+    pub fn times(self, k: u32) -> Option<Period> {
+        Some(match self {
+            Period::Days(n) => Period::Days(n.checked_mul(k)?),
+            Period::Months(n) => Period::Months(n.checked_mul(k)?),
+        })
+    }
+
+    /// The first day out of warranty for a period starting on `from`; in general `from` plus the
+    /// period, a month on from the 31st landing on the month's last day.
     pub fn end(self, from: NaiveDate) -> Option<NaiveDate> {
         match self {
             Period::Days(n) => from.checked_add_days(chrono::Days::new(n as u64)),

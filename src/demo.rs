@@ -107,6 +107,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         utc_offset: chrono::FixedOffset::east_opt(8 * 3600).context("offset")?,
         scenario,
         verbose: false,
+        modbus: None,
     };
     let sim_stop = CancellationToken::new();
     let (_commands, commands) = mpsc::channel(1);
@@ -139,9 +140,10 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
 
     app::stop_signal().await;
     println!("stopping…");
-    sim_stop.cancel();
-    let _ = tokio::time::timeout(Duration::from_secs(5), sim).await;
+    // The daemon first: the simulated devices' goodbyes are the demo ending, not outages.
     app.stop().await;
     printer.abort();
+    sim_stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(5), sim).await;
     Ok(())
 }

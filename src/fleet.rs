@@ -45,6 +45,8 @@ pub struct Device {
     pub model: String,
     pub serial: String,
     pub accepted_on: NaiveDate,
+    /// How to poll it, for a Modbus device.
+    pub modbus: Option<crate::ingest::modbus::Endpoint>,
 }
 
 #[derive(Debug, Clone, Default)]

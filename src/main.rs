@@ -42,6 +42,30 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Write a service report for a customer (or site) and a period, from the daemon's store.
+    Report {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        customer: Option<String>,
+        #[arg(long)]
+        site: Option<String>,
+        /// First day (or RFC 3339 time) of the period.
+        #[arg(long)]
+        from: String,
+        /// Day (or time) after the period.
+        #[arg(long)]
+        to: String,
+        /// json, csv, html or pdf.
+        #[arg(long, default_value = "html")]
+        format: String,
+        /// en or zh-CN.
+        #[arg(long, default_value = "en")]
+        lang: String,
+        /// Where to write it (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 fn init_logs(default: &str) {
@@ -73,13 +97,7 @@ fn main() -> ExitCode {
         },
         Cmd::Run { config } => {
             init_logs("info,rumqttd=warn,rumqttd::router::routing=off,sqlx=warn");
-            let cfg = match Config::load(&config) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprint!("{e}");
-                    return ExitCode::FAILURE;
-                }
-            };
+            let Some(cfg) = load(&config) else { return ExitCode::FAILURE };
             runtime(async move {
                 let app = app::start(cfg, Arc::new(SystemClock)).await?;
                 // One line on stdout for scripts and tests to wait on.
@@ -90,11 +108,34 @@ fn main() -> ExitCode {
                 Ok(())
             })
         }
+        Cmd::Report { config, customer, site, from, to, format, lang, out } => {
+            init_logs("warn");
+            let Some(cfg) = load(&config) else { return ExitCode::FAILURE };
+            runtime(async move {
+                let time = |s: &str| aftercare::report::parse_time(s).map_err(|e| anyhow::anyhow!("{e}"));
+                let scope = aftercare::report::Scope { customer, site, from: time(&from)?, to: time(&to)? };
+                let text = aftercare::report::write(&cfg, &scope, &format, &lang).await?;
+                match out {
+                    Some(p) => std::fs::write(&p, text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+                    None => {
+                        use std::io::Write as _;
+                        std::io::stdout().write_all(&text)?;
+                    }
+                }
+                Ok(())
+            })
+        }
         Cmd::Demo { data, interval, seed } => {
-            init_logs("warn,aftercare=warn");
+            // The embedded broker logs every client it drops at the demo's end as an error.
+            init_logs("warn,aftercare=warn,rumqttd=off");
             runtime(demo::run(demo::DemoOptions { data, interval, seed }))
         }
     }
+}
+
+/// The config at `path`, or `None` after printing every problem in it.
+fn load(path: &std::path::Path) -> Option<Config> {
+    Config::load(path).map_err(|e| eprint!("{e}")).ok()
 }
 
 fn runtime(f: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {

@@ -13,6 +13,17 @@ pub struct ReasonLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeviceReasonLabel {
+    pub device: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TierLabel {
     pub tier: &'static str,
 }
@@ -37,6 +48,18 @@ pub struct Metrics {
     pub outbox_delivered: Counter,
     pub outbox_failures: Family<ReasonLabel, Counter>,
     pub outbox_dead: Counter,
+    pub modbus_polls: Family<ResultLabel, Counter>,
+    pub modbus_requests: Counter,
+    pub modbus_failures: Family<DeviceReasonLabel, Counter>,
+    pub modbus_poll_seconds: Histogram,
+    pub history_dropped: Counter,
+    pub influx_lines_spooled: Counter,
+    pub influx_lines_written: Counter,
+    pub influx_lines_dropped: Counter,
+    pub influx_refused_batches: Counter,
+    pub influx_failed_attempts: Counter,
+    pub influx_spool_dropped_bytes: Counter,
+    pub influx_spool_torn_frames: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -68,6 +91,18 @@ impl Metrics {
             outbox_delivered: Counter::default(),
             outbox_failures: Family::default(),
             outbox_dead: Counter::default(),
+            modbus_polls: Family::default(),
+            modbus_requests: Counter::default(),
+            modbus_failures: Family::default(),
+            modbus_poll_seconds: Histogram::new(exponential_buckets(1e-4, 2.5, 14)),
+            history_dropped: Counter::default(),
+            influx_lines_spooled: Counter::default(),
+            influx_lines_written: Counter::default(),
+            influx_lines_dropped: Counter::default(),
+            influx_refused_batches: Counter::default(),
+            influx_failed_attempts: Counter::default(),
+            influx_spool_dropped_bytes: Counter::default(),
+            influx_spool_torn_frames: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("messages_received", "MQTT messages received from the broker", m.received.clone());
@@ -103,7 +138,63 @@ impl Metrics {
             m.outbox_failures.clone(),
         );
         registry.register("outbox_dead", "Helpdesk events dead-lettered", m.outbox_dead.clone());
+        registry.register(
+            "modbus_polls",
+            "Modbus polls, by result: ok (some answer) or failed",
+            m.modbus_polls.clone(),
+        );
+        registry.register("modbus_requests", "Modbus read requests sent", m.modbus_requests.clone());
+        registry.register(
+            "modbus_failures",
+            "Failed Modbus requests, by device and reason (timeout, connect, exception_NN, garbage, short_response, backoff)",
+            m.modbus_failures.clone(),
+        );
+        registry.register("modbus_poll_seconds", "Time to poll one Modbus device", m.modbus_poll_seconds.clone());
+        registry.register(
+            "history_dropped",
+            "Partial-hour rollups dropped because the history writer fell behind",
+            m.history_dropped.clone(),
+        );
+        registry.register(
+            "influx_lines_spooled",
+            "Telemetry lines written to the InfluxDB spool",
+            m.influx_lines_spooled.clone(),
+        );
+        registry.register(
+            "influx_lines_written",
+            "Telemetry lines the InfluxDB server accepted",
+            m.influx_lines_written.clone(),
+        );
+        registry.register(
+            "influx_lines_dropped",
+            "Telemetry lines lost before the spool (its queue full, or the disk failing)",
+            m.influx_lines_dropped.clone(),
+        );
+        registry.register(
+            "influx_refused_batches",
+            "Batches the InfluxDB server refused for good (4xx), skipped",
+            m.influx_refused_batches.clone(),
+        );
+        registry.register(
+            "influx_failed_attempts",
+            "Failed attempts to write a batch to InfluxDB (retried)",
+            m.influx_failed_attempts.clone(),
+        );
+        registry.register(
+            "influx_spool_dropped_bytes",
+            "Unsent spool bytes deleted because the spool was over its quota",
+            m.influx_spool_dropped_bytes.clone(),
+        );
+        registry.register(
+            "influx_spool_torn_frames",
+            "Torn or corrupt spool frames skipped",
+            m.influx_spool_torn_frames.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    pub fn modbus_failure(&self, device: &str, reason: &str) {
+        self.modbus_failures.get_or_create(&DeviceReasonLabel { device: device.into(), reason: reason.into() }).inc();
     }
 
     pub fn reject(&self, reason: &'static str) {

@@ -48,6 +48,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/sla", get(sla))
         .route("/api/v1/devices", get(list_devices))
         .route("/api/v1/devices/{id}", get(get_device))
+        .route("/api/v1/devices/{id}/history", get(device_history))
+        .route("/api/v1/devices/{id}/events", get(device_events))
+        .route("/api/v1/reports", get(report))
+        .route("/api/v1/reports/kept", get(list_kept_reports))
+        .route("/api/v1/reports/kept/{id}", get(kept_report))
+        .route("/api/v1/work-orders", get(list_work_orders))
+        .route("/api/v1/work-orders/{id}", get(get_work_order))
+        .route("/api/v1/work-orders/{id}/start", post(start_work_order))
+        .route("/api/v1/work-orders/{id}/complete", post(complete_work_order))
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint; see README.md, \"HTTP API\"".into()) })
         .with_state(state)
 }
@@ -394,6 +403,350 @@ async fn sla(State(s): State<AppState>, q: Result<Query<SlaQuery>, QueryRejectio
     let rows = s.store.clock_outcomes(q.customer.as_deref(), from, to).await?;
     let tiers = crate::tickets::sla::compliance(rows);
     Ok(Json(json!({ "customer": q.customer, "from": from, "to": to, "tiers": tiers })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    metric: Option<String>,
+    /// RFC 3339 time or a date; default: `to` minus 24 hours.
+    from: Option<String>,
+    /// RFC 3339 time or a date (exclusive); default: now.
+    to: Option<String>,
+    /// A whole number of hours, such as 1h, 6h, 1d (default 1h).
+    step: Option<String>,
+}
+
+/// One step of a metric's history.
+#[derive(Debug, Serialize)]
+struct HistoryPoint {
+    t: DateTime<Utc>,
+    min: f64,
+    max: f64,
+    mean: f64,
+    last: f64,
+    count: u32,
+}
+
+fn range(
+    s: &AppState,
+    from: Option<&str>,
+    to: Option<&str>,
+    default: chrono::TimeDelta,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
+    let to = to.map(parse_time).transpose()?.unwrap_or_else(|| s.clock.now());
+    let from = from.map(parse_time).transpose()?.unwrap_or(to - default);
+    if from >= to {
+        return Err(ApiError(StatusCode::BAD_REQUEST, "`from` must be before `to`".into()));
+    }
+    Ok((from, to))
+}
+
+fn known_device<'a>(s: &'a AppState, id: &str) -> Result<&'a crate::fleet::Device, ApiError> {
+    s.fleet
+        .lookup(id)
+        .map(|i| s.fleet.device(i))
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no device `{id}`")))
+}
+
+/// A metric's hourly rollups, combined into steps: min, max, mean, last and count.
+async fn device_history(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    q: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q?;
+    let dev = known_device(&s, &id)?;
+    let profile = &s.fleet.kinds[dev.kind];
+    let names: Vec<&str> = profile.metric_names().collect();
+    let metric = q
+        .metric
+        .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, format!("give metric=, one of: {}", names.join(", "))))?;
+    if profile.metric(&metric).is_none() {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("device `{id}` ({}) has no metric `{metric}`; it has: {}", profile.name, names.join(", ")),
+        ));
+    }
+    let step = match q.step.as_deref() {
+        None => std::time::Duration::from_secs(3600),
+        Some(st) => {
+            humantime::parse_duration(st).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("step `{st}`: {e}")))?
+        }
+    };
+    let hours = step.as_secs() / 3600;
+    if hours == 0 || step.as_secs() % 3600 != 0 {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "step is a whole number of hours: 1h, 6h, 1d…; history is kept by the hour".into(),
+        ));
+    }
+    let (from, to) = range(&s, q.from.as_deref(), q.to.as_deref(), chrono::TimeDelta::hours(24))?;
+    let step_ms = hours as i64 * crate::history::rollup::HOUR_MS;
+    if (to - from).num_milliseconds() / step_ms > 10_000 {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "more than 10,000 steps; take a longer step or a shorter range".into(),
+        ));
+    }
+    let rows = s.store.rollups(&id, &metric, from, to).await?;
+    let mut out: Vec<HistoryPoint> = Vec::new();
+    let mut cur: Option<(i64, crate::history::Acc)> = None;
+    for (hour, acc) in rows {
+        let t = hour.div_euclid(step_ms) * step_ms;
+        cur = match cur {
+            Some((ct, a)) if ct == t => Some((ct, a.merge(&acc))),
+            Some((ct, a)) => {
+                out.push(point(ct, &a));
+                Some((t, acc))
+            }
+            None => Some((t, acc)),
+        };
+    }
+    if let Some((ct, a)) = cur {
+        out.push(point(ct, &a));
+    }
+    Ok(Json(
+        json!({ "device": id, "metric": metric, "from": from, "to": to, "step": format!("{hours}h"), "points": out }),
+    )
+    .into_response())
+}
+
+fn point(t: i64, a: &crate::history::Acc) -> HistoryPoint {
+    HistoryPoint {
+        t: DateTime::from_timestamp_millis(t).unwrap_or_default(),
+        min: a.min,
+        max: a.max,
+        mean: a.mean(),
+        last: a.last,
+        count: a.count,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<i64>,
+}
+
+/// A device's state changes: faults raised, promoted and cleared; `offline` is the device going offline.
+async fn device_events(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    q: Result<Query<EventsQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q?;
+    known_device(&s, &id)?;
+    let (from, to) = range(&s, q.from.as_deref(), q.to.as_deref(), chrono::TimeDelta::days(30))?;
+    let events = s.store.device_events(&id, from, to, q.limit.unwrap_or(1000).clamp(1, 100_000)).await?;
+    Ok(Json(json!({ "device": id, "from": from, "to": to, "events": events })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportQuery {
+    customer: Option<String>,
+    site: Option<String>,
+    /// Default: the last 30 days.
+    from: Option<String>,
+    to: Option<String>,
+    /// json (default), csv or html.
+    format: Option<String>,
+    /// en (default) or zh-CN.
+    lang: Option<String>,
+}
+
+/// A service report for a customer (or site) and a period.
+async fn report(
+    State(s): State<AppState>,
+    q: Result<Query<ReportQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q?;
+    let (from, to) = range(&s, q.from.as_deref(), q.to.as_deref(), chrono::TimeDelta::days(30))?;
+    let scope = crate::report::Scope { customer: q.customer, site: q.site, from, to };
+    let format = q.format.unwrap_or_else(|| "json".into());
+    let lang = crate::report::check(&s.fleet, &scope, &format, q.lang.as_deref().unwrap_or("en"))
+        .map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;
+    let r = crate::report::compute(&s.store, &s.fleet, &scope, lang).await?;
+    Ok(match format.as_str() {
+        "csv" => ([(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")], crate::report::render::csv(&r))
+            .into_response(),
+        "html" => {
+            ([(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")], crate::report::render::html(&r, lang))
+                .into_response()
+        }
+        "pdf" => {
+            let fonts = crate::report::render::fonts().map_err(|m| ApiError(StatusCode::SERVICE_UNAVAILABLE, m))?;
+            // Setting a long report takes a while: off the async workers.
+            let pdf = tokio::task::spawn_blocking(move || crate::report::render::pdf(&r, lang, fonts))
+                .await
+                .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+                .map_err(|m| ApiError(StatusCode::INTERNAL_SERVER_ERROR, m))?;
+            ([(axum::http::header::CONTENT_TYPE, "application/pdf")], pdf).into_response()
+        }
+        _ => Json(r).into_response(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeptQuery {
+    customer: Option<String>,
+    limit: Option<i64>,
+}
+
+/// Reports kept in the store (inspection reports), newest first.
+async fn list_kept_reports(
+    State(s): State<AppState>,
+    q: Result<Query<KeptQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q?;
+    Ok(Json(s.store.reports(q.customer.as_deref(), q.limit.unwrap_or(100).clamp(1, 10_000)).await?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeptOne {
+    /// html (default) or json.
+    format: Option<String>,
+}
+
+async fn kept_report(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    q: Result<Query<KeptOne>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q?;
+    let id: i64 = id.parse().map_err(|_| ApiError(StatusCode::BAD_REQUEST, format!("`{id}` is not a report id")))?;
+    let r = s.store.report(id).await?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no report {id}")))?;
+    Ok(match q.format.as_deref() {
+        None | Some("html") => {
+            ([(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")], r.html).into_response()
+        }
+        Some("json") => ([(axum::http::header::CONTENT_TYPE, "application/json")], r.json).into_response(),
+        Some(f) => return Err(ApiError(StatusCode::BAD_REQUEST, format!("format `{f}`: write html or json"))),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkOrderQuery {
+    /// open, in_progress, done or missed.
+    state: Option<String>,
+    /// patrol, inspection, maintenance or follow_up.
+    kind: Option<String>,
+    device: Option<String>,
+    customer: Option<String>,
+    /// Due on or after this date.
+    from: Option<chrono::NaiveDate>,
+    /// Due before this date.
+    to: Option<chrono::NaiveDate>,
+    limit: Option<i64>,
+}
+
+async fn list_work_orders(
+    State(s): State<AppState>,
+    q: Result<Query<WorkOrderQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q?;
+    if let Some(st) = q.state.as_deref().filter(|st| !["open", "in_progress", "done", "missed"].contains(st)) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("state `{st}`: write open, in_progress, done or missed"),
+        ));
+    }
+    if let Some(k) = q.kind.as_deref().filter(|k| crate::schedule::VisitKind::parse(k).is_none()) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("kind `{k}`: write patrol, inspection, maintenance or follow_up"),
+        ));
+    }
+    let f = crate::store::WorkOrderFilter {
+        state: q.state,
+        kind: q.kind,
+        device: q.device,
+        customer: q.customer,
+        from: q.from,
+        to: q.to,
+    };
+    Ok(Json(s.store.work_orders(&f, q.limit.unwrap_or(500).clamp(1, 10_000)).await?).into_response())
+}
+
+fn work_order_id(id: &str) -> Result<i64, ApiError> {
+    id.parse().map_err(|_| ApiError(StatusCode::BAD_REQUEST, format!("`{id}` is not a work order id")))
+}
+
+/// One work order, with the checklist items the telemetry answers pre-filled (`measured`).
+async fn get_work_order(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id = work_order_id(&id)?;
+    let w =
+        s.store.work_order(id).await?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no work order {id}")))?;
+    let measured = crate::schedule::measure(&s.store, &s.fleet, &w, s.clock.now()).await?;
+    let mut v = serde_json::to_value(&w).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    v["measured"] = serde_json::Value::Object(measured);
+    Ok(Json(v).into_response())
+}
+
+async fn start_work_order(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id = work_order_id(&id)?;
+    let w =
+        s.store.work_order(id).await?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no work order {id}")))?;
+    if !s.store.start_work_order(id).await? {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("work order {id} is {}; only an open or missed one starts", w.state),
+        ));
+    }
+    get_work_order(State(s), Path(id.to_string())).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompleteBody {
+    by: String,
+    /// Checklist item → answer (any JSON).
+    #[serde(default)]
+    answers: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Completes a visit with its checklist answers; every checklist item must be answered.
+async fn complete_work_order(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<CompleteBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let id = work_order_id(&id)?;
+    let Json(b) = body?;
+    if b.by.trim().is_empty() {
+        return Err(ApiError(StatusCode::BAD_REQUEST, "`by` must name who made the visit".into()));
+    }
+    let w =
+        s.store.work_order(id).await?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no work order {id}")))?;
+    // What the telemetry answers stands unless the engineer answers it otherwise.
+    let mut b = b;
+    for (item, m) in crate::schedule::measure(&s.store, &s.fleet, &w, s.clock.now()).await? {
+        b.answers.entry(item).or_insert(m);
+    }
+    let missing: Vec<&str> = w.checklist.iter().filter(|i| !b.answers.contains_key(*i)).map(String::as_str).collect();
+    if !missing.is_empty() {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("answer every checklist item; missing: {}", missing.join(", ")),
+        ));
+    }
+    if !s.store.complete_work_order(id, b.by.trim(), &serde_json::Value::Object(b.answers), s.clock.now()).await? {
+        return Err(ApiError(StatusCode::CONFLICT, format!("work order {id} is already done")));
+    }
+    if w.kind == "inspection" {
+        // The written report an inspection owes the customer, made now.
+        if let Some(done) = s.store.work_order(id).await? {
+            let made = crate::report::after_inspection(&s.store, &s.fleet, &done, s.clock.now()).await?;
+            tracing::info!(work_order = id, reports = ?made, "inspection report made");
+        }
+    }
+    get_work_order(State(s), Path(id.to_string())).await
 }
 
 #[derive(Debug, Deserialize)]

@@ -3,14 +3,17 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{FixedOffset, NaiveDate};
 use toml::Spanned;
 
-use super::raw::{RawBroker, RawCond, RawConfig, RawContract, RawIncluded, RawKind, RawMetricType, RawRule};
+use super::raw::{
+    RawBroker, RawCond, RawConfig, RawContract, RawEmail, RawHelpdesk, RawIncluded, RawKind, RawMetricType,
+    RawModbusDevice, RawModbusMap, RawRule, RawStatuses,
+};
 use super::{
     BrokerConfig, BrokerMode, Config, ConfigError, HelpdeskConfig, HelpdeskKind, IngestConfig, OutboxConfig, Problem,
     ReadFile, Source, TicketConfig,
@@ -19,6 +22,8 @@ use crate::calendar::Calendar;
 use crate::contracts::{Contract, Covers, Escalation, Milestone, Period, TierClocks, Warranty};
 use crate::domain::{CustomerId, DeviceId, DeviceIdx, FaultCode, OFFLINE, SiteId, Tier};
 use crate::fleet::{Customer, Device, Fleet, Site};
+use crate::ingest::modbus::RegisterMap;
+use crate::outbox::StatusMap;
 use crate::rules::{Cond, MetricDef, MetricType, Profile, Rule};
 use crate::tickets::sla::ClockSpec;
 
@@ -84,6 +89,7 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
         calendars,
         helpdesks,
         outbox,
+        history,
         ..
     } = raw;
     kind_sources.push((main.clone(), kinds));
@@ -160,118 +166,38 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
         max_payload_bytes: ingest.max_payload_bytes.unwrap_or(64 * 1024).clamp(256, 1 << 20),
         shards,
         queue_capacity: ingest.queue_capacity.unwrap_or(16 * 1024).max(64),
+        modbus_concurrency: ingest.modbus_concurrency.unwrap_or(64).clamp(1, 4096),
     };
     let tickets = TicketConfig { reopen_window: tickets.reopen_window.map_or(Duration::from_secs(24 * 3600), |d| d.0) };
 
     // Helpdesks.
-    let mut helpdesk_list = Vec::new();
-    for (name, h) in &helpdesks {
-        let priorities: [String; 3] = match &h.priorities {
-            Some(p) => match <[String; 3]>::try_from(p.get_ref().clone()) {
-                Ok(a) => a,
-                Err(_) => {
-                    r.at(p.span(), "priorities lists the helpdesk's priority for tiers 1, 2 and 3: three names");
-                    continue;
-                }
-            },
-            None => ["urgent".to_string(), "high".to_string(), "normal".to_string()],
-        };
-        if let Some(e) = &h.email {
-            if h.webhook.is_some() {
-                r.at(
-                    e.server.span(),
-                    format!("helpdesk `{name}` has both webhook and email; give it one, or make two helpdesks"),
-                );
-                continue;
-            }
-            let srv = e.server.get_ref();
-            let (security, rest, default_port) = if let Some(r) = srv.strip_prefix("smtps://") {
-                (crate::outbox::email::Security::Tls, r, 465)
-            } else if let Some(r) = srv.strip_prefix("smtp+starttls://") {
-                (crate::outbox::email::Security::StartTls, r, 587)
-            } else if let Some(r) = srv.strip_prefix("smtp://") {
-                (crate::outbox::email::Security::None, r, 25)
-            } else {
-                r.at(
-                    e.server.span(),
-                    format!("server `{srv}`: write smtp://host:25, smtp+starttls://host:587 or smtps://host:465"),
-                );
-                continue;
-            };
-            let rest = rest.trim_end_matches('/');
-            let (host, port) = match rest.rsplit_once(':') {
-                Some((h, p)) => match p.parse::<u16>() {
-                    Ok(p) => (h.to_string(), p),
-                    Err(_) => {
-                        r.at(e.server.span(), format!("`{p}` is not a port in `{srv}`"));
-                        continue;
-                    }
-                },
-                None => (rest.to_string(), default_port),
-            };
-            let mut ok = true;
-            for a in [&e.from, &e.to] {
-                if a.get_ref().parse::<lettre::message::Mailbox>().is_err() {
-                    r.at(
-                        a.span(),
-                        format!(
-                            "`{}` is not a mail address; write one such as \"Service desk <desk@example.net>\"",
-                            a.get_ref()
-                        ),
-                    );
-                    ok = false;
-                }
-            }
-            if !ok {
-                continue;
-            }
-            let cfg = crate::outbox::email::EmailConfig {
-                host,
-                port,
-                security,
-                username: e.username.clone(),
-                password: e.password.clone(),
-                from: e.from.get_ref().clone(),
-                to: e.to.get_ref().clone(),
-                timeout: e.timeout.map_or(Duration::from_secs(30), |d| d.0),
-            };
-            helpdesk_list.push(HelpdeskConfig { name: name.clone(), kind: HelpdeskKind::Email(cfg), priorities });
-            continue;
+    let helpdesk_list: Vec<HelpdeskConfig> =
+        helpdesks.iter().filter_map(|(name, h)| helpdesk(name, h, &base, &mut r)).collect();
+    let influx = history.influxdb.as_ref().and_then(|i| {
+        let span = i.span();
+        let i = i.get_ref();
+        let url = http_url(&mut r, &i.url, "influxdb")?;
+        if i.org.trim().is_empty() || i.bucket.trim().is_empty() {
+            r.at(span, "influxdb needs org and bucket (VictoriaMetrics takes any)");
+            return None;
         }
-        let Some(w) = &h.webhook else {
-            r.at(
-                0..0,
-                format!(
-                    "helpdesk `{name}` names no connector; add webhook = {{ url = \"https://…\" }} or email = {{ … }}"
-                ),
-            );
-            continue;
+        let spool_dir = match &i.spool {
+            Some(p) => base.join(p),
+            None => store_path.parent().map_or_else(|| PathBuf::from("influx-spool"), |d| d.join("influx-spool")),
         };
-        let url = w.url.get_ref();
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            r.at(w.url.span(), format!("webhook url `{url}` must start with http:// or https://"));
-            continue;
-        }
-        let secret = match &w.secret {
-            Some(s) => {
-                use base64::Engine as _;
-                match s.get_ref().strip_prefix("whsec_").map(|k| base64::engine::general_purpose::STANDARD.decode(k)) {
-                    Some(Ok(key)) if !key.is_empty() => Some(key),
-                    _ => {
-                        r.at(s.span(), "a webhook secret is `whsec_` followed by the base64 of the key, as Standard Webhooks write it");
-                        continue;
-                    }
-                }
-            }
-            None => None,
-        };
-        let timeout = w.timeout.map_or(Duration::from_secs(10), |d| d.0);
-        helpdesk_list.push(HelpdeskConfig {
-            name: name.clone(),
-            kind: HelpdeskKind::Webhook { url: url.clone(), secret, timeout },
-            priorities,
-        });
-    }
+        Some(crate::history::influx::InfluxConfig {
+            url,
+            org: i.org.clone(),
+            bucket: i.bucket.clone(),
+            token: i.token.clone(),
+            batch_lines: i.batch_lines.unwrap_or(5000).clamp(1, 1_000_000),
+            batch_age: i.batch_age.map_or(Duration::from_secs(1), |d| d.0).max(Duration::from_millis(10)),
+            gzip: i.gzip.unwrap_or(true),
+            timeout: i.timeout.map_or(Duration::from_secs(10), |d| d.0),
+            spool_dir,
+            spool_max_bytes: i.spool_max_mb.unwrap_or(1024).max(16) << 20,
+        })
+    });
     let outbox = OutboxConfig {
         dead_after: outbox.dead_after.map_or(Duration::from_secs(24 * 3600), |d| d.0),
         max_backoff: outbox.max_backoff.map_or(Duration::from_secs(600), |d| d.0),
@@ -386,7 +312,24 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
             );
             NaiveDate::default()
         });
+        let modbus = d.modbus.as_ref().and_then(|m| {
+            let ep = modbus_endpoint(m.get_ref(), &mut r)?;
+            match kind.map(|k| &profiles[k]) {
+                Some(p) if p.modbus.is_none() => {
+                    r.at(
+                        m.span(),
+                        format!(
+                            "device `{id}` is polled over Modbus, but kind `{}` has no register map; add [kinds.{}.modbus]",
+                            p.name, p.name
+                        ),
+                    );
+                    None
+                }
+                _ => Some(ep),
+            }
+        });
         device_list.push(Device {
+            modbus,
             idx: DeviceIdx(device_list.len() as u32),
             id: DeviceId(id.clone()),
             name: d.name.unwrap_or_default(),
@@ -438,6 +381,8 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
         tickets,
         helpdesks: helpdesk_list,
         outbox,
+        history_retention: history.retention.map_or(Duration::from_secs(5 * 365 * 24 * 3600 + 24 * 3600), |d| d.0),
+        influx,
         fleet: Arc::new(Fleet::new(site_list, customer_list, device_list, profiles, contract_list)),
     })
 }
@@ -581,10 +526,12 @@ fn compile_kind(name: &str, k: &RawKind, r: &mut Report<'_>) -> Option<Profile> 
         }
     }
     let rate_slots = cx.rate_slots;
+    let modbus = k.modbus.as_ref().and_then(|m| register_map(name, m, &metric_index, &metrics, r)).map(Arc::new);
     if r.problems.len() > before {
         return None;
     }
     Some(Profile {
+        modbus,
         name: name.to_string(),
         title: k.title.clone(),
         metrics,
@@ -964,7 +911,9 @@ fn compile_contract(id: &str, c: &RawContract, k: &Known<'_>, r: &mut Report<'_>
     if r.problems.len() > before {
         return None;
     }
+    let plans: Vec<crate::schedule::Plan> = c.plans.iter().filter_map(|p| compile_plan(id, p, starts, k, r)).collect();
     Some(Contract {
+        plans,
         id: id.to_string(),
         title: c.title.clone(),
         customer: CustomerId(c.customer.get_ref().clone()),
@@ -995,4 +944,570 @@ pub(super) fn compile_kind_file(src: &Source) -> Result<Vec<Profile>, ConfigErro
         }
     }
     if problems.is_empty() { Ok(out) } else { Err(ConfigError(problems)) }
+}
+
+fn http_url(r: &mut Report<'_>, url: &Spanned<String>, what: &str) -> Option<String> {
+    let u = url.get_ref().trim_end_matches('/');
+    if u.starts_with("http://") || u.starts_with("https://") {
+        Some(u.to_string())
+    } else {
+        r.at(url.span(), format!("{what} url `{u}` must start with http:// or https://"));
+        None
+    }
+}
+
+fn statuses(raw: Option<&RawStatuses>, default: StatusMap) -> StatusMap {
+    let Some(s) = raw else { return default };
+    StatusMap {
+        active: s.active.clone().unwrap_or(default.active),
+        resolved: s.resolved.clone().unwrap_or(default.resolved),
+        closed: s.closed.clone().unwrap_or(default.closed),
+        cancelled: s.cancelled.clone().unwrap_or(default.cancelled),
+    }
+}
+
+/// One helpdesk: exactly one connector, checked.
+fn helpdesk(name: &str, h: &Spanned<RawHelpdesk>, base: &Path, r: &mut Report<'_>) -> Option<HelpdeskConfig> {
+    let span = h.span();
+    let h = h.get_ref();
+    let given: Vec<(&str, Range<usize>)> = [
+        h.webhook.as_ref().map(|w| ("webhook", w.span())),
+        h.email.as_ref().map(|w| ("email", w.span())),
+        h.request_tracker.as_ref().map(|w| ("request_tracker", w.span())),
+        h.redmine.as_ref().map(|w| ("redmine", w.span())),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    match given.as_slice() {
+        [] => {
+            r.at(
+                span,
+                format!(
+                    "helpdesk `{name}` names no connector; add one of webhook = {{ url = \"https://…\" }}, \
+                     email = {{ … }}, request_tracker = {{ … }} or redmine = {{ … }}"
+                ),
+            );
+            return None;
+        }
+        [_] => {}
+        [_, (second, at), ..] => {
+            let names: Vec<&str> = given.iter().map(|g| g.0).collect();
+            r.at(
+                at.clone(),
+                format!(
+                    "helpdesk `{name}` has {}; give it one, or make one helpdesk each (`{second}` is the second)",
+                    names.join(" and ")
+                ),
+            );
+            return None;
+        }
+    }
+    let default_priorities: [&str; 3] = if h.request_tracker.is_some() {
+        ["High", "Medium", "Low"]
+    } else if h.redmine.is_some() {
+        ["Urgent", "High", "Normal"]
+    } else {
+        ["urgent", "high", "normal"]
+    };
+    let priorities: [String; 3] = match &h.priorities {
+        Some(p) => match <[String; 3]>::try_from(p.get_ref().clone()) {
+            Ok(a) => a,
+            Err(_) => {
+                r.at(p.span(), "priorities lists the helpdesk's priority for tiers 1, 2 and 3: three names");
+                return None;
+            }
+        },
+        None => default_priorities.map(String::from),
+    };
+    let kind = if let Some(e) = &h.email {
+        HelpdeskKind::Email(email(e.get_ref(), base, r)?)
+    } else if let Some(rt) = &h.request_tracker {
+        let rt = rt.get_ref();
+        HelpdeskKind::RequestTracker(crate::outbox::rt::RtConfig {
+            url: http_url(r, &rt.url, "request_tracker")?,
+            token: rt.token.clone(),
+            queue: rt.queue.clone().unwrap_or_else(|| "General".into()),
+            reference_field: rt.reference_field.clone(),
+            statuses: statuses(rt.statuses.as_ref(), crate::outbox::rt::RtConfig::default_statuses()),
+            timeout: rt.timeout.map_or(Duration::from_secs(10), |d| d.0),
+            poll_every: rt.poll_every.map_or(Duration::from_secs(30), |d| d.0.max(Duration::from_millis(200))),
+        })
+    } else if let Some(rm) = &h.redmine {
+        let rm = rm.get_ref();
+        if rm.project.get_ref().trim().is_empty() {
+            r.at(rm.project.span(), "project is the identifier of a Redmine project, as in its URL /projects/ID");
+            return None;
+        }
+        HelpdeskKind::Redmine(crate::outbox::redmine::RedmineConfig {
+            url: http_url(r, &rm.url, "redmine")?,
+            api_key: rm.api_key.clone(),
+            project: rm.project.get_ref().clone(),
+            tracker: rm.tracker.clone(),
+            statuses: statuses(rm.statuses.as_ref(), crate::outbox::redmine::RedmineConfig::default_statuses()),
+            timeout: rm.timeout.map_or(Duration::from_secs(10), |d| d.0),
+            poll_every: rm.poll_every.map_or(Duration::from_secs(30), |d| d.0.max(Duration::from_millis(200))),
+        })
+    } else if let Some(w) = &h.webhook {
+        let w = w.get_ref();
+        let url = http_url(r, &w.url, "webhook")?;
+        let secret = match &w.secret {
+            Some(s) => {
+                use base64::Engine as _;
+                match s.get_ref().strip_prefix("whsec_").map(|k| base64::engine::general_purpose::STANDARD.decode(k)) {
+                    Some(Ok(key)) if !key.is_empty() => Some(key),
+                    _ => {
+                        r.at(
+                            s.span(),
+                            "a webhook secret is `whsec_` followed by the base64 of the key, as Standard Webhooks write it",
+                        );
+                        return None;
+                    }
+                }
+            }
+            None => None,
+        };
+        HelpdeskKind::Webhook { url, secret, timeout: w.timeout.map_or(Duration::from_secs(10), |d| d.0) }
+    } else {
+        return None;
+    };
+    Some(HelpdeskConfig { name: name.to_string(), kind, priorities })
+}
+
+fn email(e: &RawEmail, base: &Path, r: &mut Report<'_>) -> Option<crate::outbox::email::EmailConfig> {
+    let srv = e.server.get_ref();
+    let (security, rest, default_port) = if let Some(r) = srv.strip_prefix("smtps://") {
+        (crate::outbox::email::Security::Tls, r, 465)
+    } else if let Some(r) = srv.strip_prefix("smtp+starttls://") {
+        (crate::outbox::email::Security::StartTls, r, 587)
+    } else if let Some(r) = srv.strip_prefix("smtp://") {
+        (crate::outbox::email::Security::None, r, 25)
+    } else {
+        r.at(
+            e.server.span(),
+            format!("server `{srv}`: write smtp://host:25, smtp+starttls://host:587 or smtps://host:465"),
+        );
+        return None;
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => match p.parse::<u16>() {
+            Ok(p) => (h.to_string(), p),
+            Err(_) => {
+                r.at(e.server.span(), format!("`{p}` is not a port in `{srv}`"));
+                return None;
+            }
+        },
+        None => (rest.to_string(), default_port),
+    };
+    let mut ok = true;
+    for a in [&e.from, &e.to] {
+        if a.get_ref().parse::<lettre::message::Mailbox>().is_err() {
+            r.at(
+                a.span(),
+                format!(
+                    "`{}` is not a mail address; write one such as \"Service desk <desk@example.net>\"",
+                    a.get_ref()
+                ),
+            );
+            ok = false;
+        }
+    }
+    ok.then(|| crate::outbox::email::EmailConfig {
+        host,
+        port,
+        security,
+        username: e.username.clone(),
+        password: e.password.clone(),
+        from: e.from.get_ref().clone(),
+        to: e.to.get_ref().clone(),
+        timeout: e.timeout.map_or(Duration::from_secs(30), |d| d.0),
+        ca_file: e.ca_file.as_ref().map(|f| base.join(f)),
+    })
+}
+
+/// A kind's register map: every point checked, overlaps refused, requests planned.
+fn register_map(
+    kind: &str,
+    m: &RawModbusMap,
+    metric_index: &HashMap<String, u16>,
+    metrics: &[MetricDef],
+    r: &mut Report<'_>,
+) -> Option<RegisterMap> {
+    use crate::ingest::modbus::{DataType, Function, Order, Point};
+    let before = r.problems.len();
+    let mut points = Vec::new();
+    let mut spans = Vec::new();
+    for sp in &m.points {
+        let p = sp.get_ref();
+        let at = sp.span();
+        let Some(&metric) = metric_index.get(p.metric.get_ref()) else {
+            let names: Vec<&str> = metrics.iter().map(|m| m.name.as_str()).collect();
+            r.at(
+                p.metric.span(),
+                format!("kind `{kind}` has no metric `{}`; it has: {}", p.metric.get_ref(), list(&names)),
+            );
+            continue;
+        };
+        let named = match &p.function {
+            None => None,
+            Some(f) => match f.get_ref().as_str() {
+                "coil" | "coils" => Some(Function::Coil),
+                "discrete" | "discrete_input" | "discrete_inputs" => Some(Function::Discrete),
+                "input" | "input_register" | "input_registers" => Some(Function::Input),
+                "holding" | "holding_register" | "holding_registers" => Some(Function::Holding),
+                other => {
+                    r.at(f.span(), format!("function `{other}`: write coil, discrete, input or holding"));
+                    continue;
+                }
+            },
+        };
+        let (function, address) = match (&p.address, &p.reference) {
+            (Some(_), Some(rf)) => {
+                r.at(
+                    rf.span(),
+                    "give either address (0-based, as on the wire) or ref (1-based Modicon reference such as 40001), not both",
+                );
+                continue;
+            }
+            (None, None) => {
+                r.at(
+                    at,
+                    "a point needs address = N (0-based protocol address) or ref = 40001 (1-based Modicon reference)",
+                );
+                continue;
+            }
+            (Some(a), None) => {
+                let Some(f) = named else {
+                    r.at(a.span(), "with address, name the function: coil, discrete, input or holding");
+                    continue;
+                };
+                match u16::try_from(*a.get_ref()) {
+                    Ok(a) => (f, a),
+                    Err(_) => {
+                        r.at(a.span(), format!("address {} is past 65535, the last Modbus address", a.get_ref()));
+                        continue;
+                    }
+                }
+            }
+            (None, Some(rf)) => match Function::from_reference(*rf.get_ref()) {
+                Some((f, a)) if named.is_none_or(|n| n == f) => (f, a),
+                Some((f, _)) => {
+                    r.at(
+                        rf.span(),
+                        format!(
+                            "ref {} is a {} address, but function says otherwise; drop one",
+                            rf.get_ref(),
+                            f.name()
+                        ),
+                    );
+                    continue;
+                }
+                None => {
+                    r.at(
+                        rf.span(),
+                        format!(
+                            "ref {} is not a Modicon reference: 1–9999 coils, 10001– discrete inputs, 30001– input \
+                             registers, 40001– holding registers (or six digits: 400001–465536)",
+                            rf.get_ref()
+                        ),
+                    );
+                    continue;
+                }
+            },
+        };
+        let ty_name = p.ty.as_ref().map(|t| t.get_ref().to_ascii_lowercase());
+        let ty = match (ty_name.as_deref(), &p.bit) {
+            (None, None) if function.is_bits() => DataType::Bool,
+            (None, None) => DataType::U16,
+            (Some("bit") | None, Some(b)) if *b.get_ref() < 16 => DataType::Bit(*b.get_ref()),
+            (Some("bit") | None, Some(b)) => {
+                r.at(b.span(), format!("bit {} is past 15, the last bit of a register", b.get_ref()));
+                continue;
+            }
+            (Some("bit"), None) => {
+                r.at(at, "type = \"bit\" needs bit = N, 0 the least significant bit");
+                continue;
+            }
+            (Some(t), None) => match t {
+                "bool" => DataType::Bool,
+                "u16" | "uint16" => DataType::U16,
+                "i16" | "int16" => DataType::I16,
+                "u32" | "uint32" => DataType::U32,
+                "i32" | "int32" => DataType::I32,
+                "u64" | "uint64" => DataType::U64,
+                "i64" | "int64" => DataType::I64,
+                "f32" | "float32" => DataType::F32,
+                "f64" | "float64" => DataType::F64,
+                other => {
+                    let span = p.ty.as_ref().map_or(at.clone(), |t| t.span());
+                    r.at(span, format!("type `{other}`: write bool, bit, u16, i16, u32, i32, u64, i64, f32 or f64"));
+                    continue;
+                }
+            },
+            (Some(_), Some(b)) => {
+                r.at(b.span(), "bit = N goes with type = \"bit\"");
+                continue;
+            }
+        };
+        if function.is_bits() != (ty == DataType::Bool) {
+            let msg = if function.is_bits() {
+                format!("a {} is one bit: its type is bool", function.name())
+            } else {
+                format!("a {} register holds numbers; read one bit of it with type = \"bit\", bit = N", function.name())
+            };
+            r.at(p.ty.as_ref().map_or(at.clone(), |t| t.span()), msg);
+            continue;
+        }
+        let metric_is_bool = metrics[metric as usize].ty == MetricType::Bool;
+        if metrics[metric as usize].ty == MetricType::Text || metric_is_bool != ty.is_bool() {
+            r.at(
+                p.metric.span(),
+                format!(
+                    "metric `{}` is {:?}, but this point reads a {}",
+                    p.metric.get_ref(),
+                    metrics[metric as usize].ty,
+                    if ty.is_bool() { "bit" } else { "number" }
+                ),
+            );
+            continue;
+        }
+        let point = Point {
+            metric,
+            function,
+            address,
+            ty,
+            order: match &p.order {
+                None => Order::Abcd,
+                Some(o) => match Order::parse(o.get_ref()) {
+                    Some(o) => o,
+                    None => {
+                        r.at(o.span(), format!("order `{}`: write ABCD, DCBA, BADC or CDAB", o.get_ref()));
+                        continue;
+                    }
+                },
+            },
+            scale: p.scale.unwrap_or(1.0),
+            offset: p.offset.unwrap_or(0.0),
+        };
+        if point.end() > 65536 {
+            r.at(at, format!("a {:?} at address {address} runs past 65535, the last Modbus address", ty));
+            continue;
+        }
+        points.push(point);
+        spans.push(at);
+    }
+    for (i, j) in crate::ingest::modbus::plan::overlaps(&points) {
+        r.at(
+            spans[j].clone(),
+            format!(
+                "this point overlaps the one on line {} ({} address {}); each register feeds one point, or distinct bits",
+                r.src.line_col(spans[i].start).0,
+                points[i].function.name(),
+                points[i].address
+            ),
+        );
+    }
+    (r.problems.len() == before).then(|| RegisterMap::new(points, m.gap.unwrap_or(8)))
+}
+
+/// How a device is polled: the transport, the unit and the timing.
+fn modbus_endpoint(m: &RawModbusDevice, r: &mut Report<'_>) -> Option<crate::ingest::modbus::Endpoint> {
+    use crate::ingest::modbus::{Endpoint, Line, Parity, Transport};
+    let before = r.problems.len();
+    let transport = match (&m.tcp, &m.rtu) {
+        (Some(t), None) => {
+            let a = t.get_ref();
+            if a.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
+                r.at(t.span(), format!("tcp = `{a}`: write host:port, such as \"10.0.0.5:502\""));
+            }
+            Transport::Tcp(a.clone())
+        }
+        (None, Some(path)) => {
+            let parity = match m.parity.as_ref().map(|p| p.get_ref().to_ascii_lowercase()) {
+                None => Parity::None,
+                Some(p) => match p.as_str() {
+                    "none" | "n" => Parity::None,
+                    "even" | "e" => Parity::Even,
+                    "odd" | "o" => Parity::Odd,
+                    _ => {
+                        r.at(m.parity.as_ref().map_or(0..0, |p| p.span()), "parity: write none, even or odd");
+                        Parity::None
+                    }
+                },
+            };
+            let data_bits = m.data_bits.as_ref().map_or(8, |d| *d.get_ref());
+            if !(5..=8).contains(&data_bits) {
+                r.at(m.data_bits.as_ref().map_or(0..0, |d| d.span()), "data_bits is 5, 6, 7 or 8 (Modbus RTU uses 8)");
+            }
+            let stop_bits = m.stop_bits.as_ref().map_or(1, |d| *d.get_ref());
+            if !(1..=2).contains(&stop_bits) {
+                r.at(m.stop_bits.as_ref().map_or(0..0, |d| d.span()), "stop_bits is 1 or 2");
+            }
+            Transport::Rtu(Line {
+                path: path.get_ref().clone(),
+                baud: m.baud.unwrap_or(9600),
+                parity,
+                data_bits,
+                stop_bits,
+            })
+        }
+        (Some(t), Some(_)) => {
+            r.at(t.span(), "a device is on tcp = \"host:port\" or on rtu = \"/dev/ttyUSB0\", not both");
+            return None;
+        }
+        (None, None) => {
+            r.at(0..0, "modbus needs tcp = \"host:port\" or rtu = \"/dev/ttyUSB0\"");
+            return None;
+        }
+    };
+    let rtu = matches!(transport, Transport::Rtu(_));
+    let unit = m.unit.as_ref().map_or(1, |u| *u.get_ref());
+    let max_unit = if rtu { 247 } else { 255 };
+    if unit > max_unit || (rtu && unit == 0) {
+        r.at(
+            m.unit.as_ref().map_or(0..0, |u| u.span()),
+            format!("unit {unit}: an RTU unit is 1–247, a TCP unit 0–255"),
+        );
+    }
+    let timeout = m.timeout.map_or(Duration::from_secs(1), |d| d.0);
+    let ep = Endpoint {
+        transport,
+        unit: unit.min(255) as u8,
+        poll: m.poll.map_or(Duration::from_secs(5), |d| d.0).max(Duration::from_millis(10)),
+        timeout: timeout.max(Duration::from_millis(10)),
+        retries: m.retries.unwrap_or(1).min(10),
+        pause: m.pause.map_or(if rtu { Duration::from_millis(5) } else { Duration::ZERO }, |d| d.0),
+        offline_after: m.offline_after.unwrap_or(3).max(1),
+    };
+    (r.problems.len() == before).then_some(ep)
+}
+
+fn period(s: &Spanned<String>, what: &str, r: &mut Report<'_>) -> Option<Period> {
+    Period::parse(s.get_ref()).or_else(|| {
+        r.at(
+            s.span(),
+            format!("{what} `{}`: write a period such as \"1 week\", \"3 months\" or \"2 years\"", s.get_ref()),
+        );
+        None
+    })
+}
+
+/// A visit plan of contract `id`.
+fn compile_plan(
+    id: &str,
+    sp: &Spanned<crate::config::raw::RawPlan>,
+    starts: Option<NaiveDate>,
+    k: &Known<'_>,
+    r: &mut Report<'_>,
+) -> Option<crate::schedule::Plan> {
+    use crate::schedule::{Anchor, Plan, Step, VisitKind};
+    let before = r.problems.len();
+    let p = sp.get_ref();
+    let kind = VisitKind::parse(p.kind.get_ref()).or_else(|| {
+        r.at(p.kind.span(), format!("kind `{}`: write patrol, inspection, maintenance or follow_up", p.kind.get_ref()));
+        None
+    });
+    let anchor = match p.anchor.as_ref().map(|a| (a, a.get_ref().as_str())) {
+        None | Some((_, "contract")) => None,
+        Some((_, "acceptance")) => Some(Anchor::Acceptance),
+        Some((a, _)) => parse_day(a, "anchor", r).map(Anchor::Date),
+    };
+    let steps: Vec<Step> = match (&p.every, &p.steps) {
+        (Some(e), None) => {
+            period(e, "every", r).map(|every| vec![Step::Every { every, until: None }]).unwrap_or_default()
+        }
+        (None, Some(steps)) if !steps.is_empty() => steps
+            .iter()
+            .filter_map(|s| {
+                let st = s.get_ref();
+                match (&st.at, &st.every) {
+                    (Some(a), None) if st.until.is_none() => period(a, "at", r).map(Step::At),
+                    (None, Some(e)) => {
+                        let every = period(e, "every", r)?;
+                        let until = match &st.until {
+                            Some(u) => Some(period(u, "until", r)?),
+                            None => None,
+                        };
+                        Some(Step::Every { every, until })
+                    }
+                    _ => {
+                        r.at(
+                            s.span(),
+                            "a step is { at = \"1 week\" } or { every = \"3 months\", until = \"2 years\" }",
+                        );
+                        None
+                    }
+                }
+            })
+            .collect(),
+        _ => {
+            r.at(
+                sp.span(),
+                format!(
+                    "plan `{}` of contract `{id}` needs every = \"3 months\" or steps = [...], one of them",
+                    p.name.get_ref()
+                ),
+            );
+            Vec::new()
+        }
+    };
+    let lead_days = match &p.lead {
+        None => 7,
+        Some(l) => match period(l, "lead", r) {
+            Some(Period::Days(n)) => n,
+            Some(Period::Months(_)) => {
+                r.at(l.span(), "lead is counted in days or weeks, such as \"7 days\"");
+                0
+            }
+            None => 0,
+        },
+    };
+    let mut measured = Vec::new();
+    for (item, spec) in &p.measured {
+        match crate::schedule::Measure::parse(spec.get_ref()) {
+            Some(m) => {
+                if !p.checklist.values().any(|items| items.contains(item)) {
+                    r.at(
+                        spec.span(),
+                        format!("`{item}` is measured but on no checklist of plan `{}`", p.name.get_ref()),
+                    );
+                }
+                measured.push((item.clone(), m));
+            }
+            None => r.at(
+                spec.span(),
+                format!("measured `{}`: write \"METRIC min|max|mean|last\", \"online\" or \"faults\"", spec.get_ref()),
+            ),
+        }
+    }
+    for kd in &p.kinds {
+        if !k.kinds.contains(&kd.get_ref().as_str()) {
+            r.at(
+                kd.span(),
+                format!(
+                    "plan `{}` names kind `{}`, which no profile defines; write one of: {}",
+                    p.name.get_ref(),
+                    kd.get_ref(),
+                    list(k.kinds)
+                ),
+            );
+        }
+    }
+    if r.problems.len() > before {
+        return None;
+    }
+    Some(Plan {
+        name: p.name.get_ref().clone(),
+        kind: kind?,
+        anchor: match anchor {
+            Some(a) => a,
+            None => Anchor::Date(starts?),
+        },
+        steps,
+        lead_days,
+        kinds: p.kinds.iter().map(|k| k.get_ref().clone()).collect(),
+        checklist: p.checklist.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        measured,
+    })
 }

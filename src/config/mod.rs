@@ -91,6 +91,7 @@ pub struct IngestConfig {
     pub max_payload_bytes: usize,
     pub shards: usize,
     pub queue_capacity: usize,
+    pub modbus_concurrency: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -104,6 +105,8 @@ pub struct TicketConfig {
 pub enum HelpdeskKind {
     Webhook { url: String, secret: Option<Vec<u8>>, timeout: Duration },
     Email(crate::outbox::email::EmailConfig),
+    RequestTracker(crate::outbox::rt::RtConfig),
+    Redmine(crate::outbox::redmine::RedmineConfig),
 }
 
 #[derive(Debug, Clone)]
@@ -132,6 +135,10 @@ pub struct Config {
     pub tickets: TicketConfig,
     pub helpdesks: Vec<HelpdeskConfig>,
     pub outbox: OutboxConfig,
+    /// How long history is kept.
+    pub history_retention: Duration,
+    /// Telemetry to InfluxDB, when configured.
+    pub influx: Option<crate::history::influx::InfluxConfig>,
     pub fleet: Arc<Fleet>,
 }
 

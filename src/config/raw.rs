@@ -95,18 +95,100 @@ pub struct RawConfig {
     pub calendars: BTreeMap<String, Spanned<String>>,
     /// Helpdesks by name, which customers name to receive their tickets.
     #[serde(default)]
-    pub helpdesks: BTreeMap<String, RawHelpdesk>,
+    pub helpdesks: BTreeMap<String, Spanned<RawHelpdesk>>,
     #[serde(default)]
     pub outbox: RawOutbox,
+    #[serde(default)]
+    pub history: RawHistory,
+}
+
+/// Telemetry history in the embedded store.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHistory {
+    /// How long hourly rollups and device state changes are kept (default 5 years,
+    /// as long as the contracts keep service records).
+    pub retention: Option<Dur>,
+    /// Telemetry to InfluxDB, or a server of its v2 write API (VictoriaMetrics, InfluxDB 3).
+    pub influxdb: Option<Spanned<RawInflux>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInflux {
+    /// The server's root, such as "http://127.0.0.1:8086".
+    pub url: Spanned<String>,
+    pub org: String,
+    pub bucket: String,
+    pub token: Option<SecretString>,
+    /// Lines per batch (default 5000).
+    pub batch_lines: Option<usize>,
+    /// The longest a line waits for its batch (default 1s).
+    pub batch_age: Option<Dur>,
+    /// Compress batches (default true; turned off by itself if the server refuses gzip).
+    pub gzip: Option<bool>,
+    pub timeout: Option<Dur>,
+    /// The on-disk buffer for outages, relative to this file (default: `influx-spool` beside the store).
+    pub spool: Option<String>,
+    /// Its quota in MB (default 1024); past it the oldest data is dropped, and counted.
+    pub spool_max_mb: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHelpdesk {
-    pub webhook: Option<RawWebhook>,
-    pub email: Option<RawEmail>,
-    /// The helpdesk's priority for tiers 1, 2 and 3 (default "urgent", "high", "normal").
+    pub webhook: Option<Spanned<RawWebhook>>,
+    pub email: Option<Spanned<RawEmail>>,
+    pub request_tracker: Option<Spanned<RawRequestTracker>>,
+    pub redmine: Option<Spanned<RawRedmine>>,
+    /// The helpdesk's priority for tiers 1, 2 and 3 (the default depends on the connector).
     pub priorities: Option<Spanned<Vec<String>>>,
+}
+
+/// Request Tracker 5 through its REST2 API.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRequestTracker {
+    /// RT's web root, such as `https://rt.example.net/rt`.
+    pub url: Spanned<String>,
+    /// An auth token (RT: Settings → Auth Tokens).
+    pub token: SecretString,
+    /// The queue new tickets go to (default "General").
+    pub queue: Option<String>,
+    /// A ticket custom field that holds aftercare's reference; without one, the subject tag does.
+    pub reference_field: Option<String>,
+    pub statuses: Option<RawStatuses>,
+    pub timeout: Option<Dur>,
+    /// How often to ask RT for status changes (default 30s).
+    pub poll_every: Option<Dur>,
+}
+
+/// Redmine through its REST API.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedmine {
+    pub url: Spanned<String>,
+    /// The API access key of the user aftercare acts as (My account → API access key).
+    pub api_key: SecretString,
+    /// The project's identifier.
+    pub project: Spanned<String>,
+    /// The tracker of new issues, by name (default: the project's first).
+    pub tracker: Option<String>,
+    pub statuses: Option<RawStatuses>,
+    pub timeout: Option<Dur>,
+    /// How often to ask Redmine for status changes (default 30s).
+    pub poll_every: Option<Dur>,
+}
+
+/// The helpdesk's status names for aftercare's states.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStatuses {
+    /// Open, acknowledged, dispatched and on site.
+    pub active: Option<String>,
+    pub resolved: Option<String>,
+    pub closed: Option<String>,
+    pub cancelled: Option<String>,
 }
 
 /// Mail to an email-to-ticket helpdesk.
@@ -120,6 +202,8 @@ pub struct RawEmail {
     pub from: Spanned<String>,
     pub to: Spanned<String>,
     pub timeout: Option<Dur>,
+    /// A PEM file of the CA that signed the server's certificate, when it is not a public one.
+    pub ca_file: Option<String>,
 }
 
 /// A signed webhook (Standard Webhooks headers).
@@ -186,6 +270,46 @@ pub struct RawContract {
     pub tier1: Option<RawTier>,
     pub tier2: Option<RawTier>,
     pub tier3: Option<RawTier>,
+    /// Visits the contract promises: patrols, inspections, maintenance, follow-up calls.
+    #[serde(default)]
+    pub plans: Vec<Spanned<RawPlan>>,
+}
+
+/// A visit plan: `every` period, or `steps`, from an anchor.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlan {
+    pub name: Spanned<String>,
+    /// patrol, inspection, maintenance or follow_up.
+    pub kind: Spanned<String>,
+    /// "contract" (its start, the default), "acceptance" (each device's), or a date.
+    pub anchor: Option<Spanned<String>>,
+    /// Shorthand for one step: "1 month", "3 months", "6 months".
+    pub every: Option<Spanned<String>>,
+    pub steps: Option<Vec<Spanned<RawPlanStep>>>,
+    /// How long before a visit is due its work order is made (default "7 days").
+    pub lead: Option<Spanned<String>>,
+    /// The device kinds it covers (default: every device the contract covers).
+    #[serde(default)]
+    pub kinds: Vec<Spanned<String>>,
+    /// What to check, per device kind.
+    #[serde(default)]
+    pub checklist: BTreeMap<String, Vec<String>>,
+    /// Checklist items the telemetry answers: item → "METRIC min|max|mean|last", "online" (the
+    /// share of the time online) or "faults" (faults raised); pre-filled and marked as measured.
+    #[serde(default)]
+    pub measured: BTreeMap<String, Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlanStep {
+    /// One visit this long after the anchor.
+    pub at: Option<Spanned<String>>,
+    /// Or a visit every this long…
+    pub every: Option<Spanned<String>>,
+    /// …until this long after the anchor (default: the contract's end).
+    pub until: Option<Spanned<String>>,
 }
 
 /// Warranty periods per component class, counted from the device's acceptance date.
@@ -275,6 +399,8 @@ pub struct RawIngest {
     pub max_payload_bytes: Option<usize>,
     pub shards: Option<Spanned<usize>>,
     pub queue_capacity: Option<usize>,
+    /// Modbus TCP devices polled at the same time, at most (default 64).
+    pub modbus_concurrency: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -318,6 +444,64 @@ pub struct RawDevice {
     /// Date of acceptance (验收), "YYYY-MM-DD": warranties run from it.
     pub accepted_on: Spanned<String>,
     pub name: Option<String>,
+    /// How to poll the device over Modbus, when it does not speak MQTT.
+    pub modbus: Option<Spanned<RawModbusDevice>>,
+}
+
+/// A Modbus device: `tcp = "host:port"`, or `rtu = "/dev/ttyUSB0"` with its line settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModbusDevice {
+    pub tcp: Option<Spanned<String>>,
+    pub rtu: Option<Spanned<String>>,
+    /// RTU line settings (default 9600 baud, parity "none", 8 data bits, 1 stop bit).
+    pub baud: Option<u32>,
+    pub parity: Option<Spanned<String>>,
+    pub data_bits: Option<Spanned<u8>>,
+    pub stop_bits: Option<Spanned<u8>>,
+    /// The unit (slave) id, 1–247 (0–255 over TCP); default 1.
+    pub unit: Option<Spanned<u32>>,
+    /// Default 5s.
+    pub poll: Option<Dur>,
+    /// Per request; default 1s.
+    pub timeout: Option<Dur>,
+    /// Default 1.
+    pub retries: Option<u32>,
+    /// Between requests; default 0 over TCP, 5ms over RTU.
+    pub pause: Option<Dur>,
+    /// Consecutive failed polls that make the device offline; default 3.
+    pub offline_after: Option<u32>,
+}
+
+/// A kind's register map.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModbusMap {
+    /// Unused registers a request may bridge to take in the next point (default 8).
+    pub gap: Option<u16>,
+    pub points: Vec<Spanned<RawPoint>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPoint {
+    pub metric: Spanned<String>,
+    /// coil, discrete, input or holding; implied by `ref`.
+    pub function: Option<Spanned<String>>,
+    /// The 0-based protocol address, as on the wire.
+    pub address: Option<Spanned<u32>>,
+    /// Or the 1-based Modicon reference (40001 = holding register 0), which names its function.
+    #[serde(rename = "ref")]
+    pub reference: Option<Spanned<u32>>,
+    /// bool, bit, u16, i16, u32, i32, u64, i64, f32, f64 (default bool for bits, u16 for registers).
+    #[serde(rename = "type")]
+    pub ty: Option<Spanned<String>>,
+    /// For `type = "bit"`: which bit of the register, 0 the least significant.
+    pub bit: Option<Spanned<u8>>,
+    /// ABCD (default), DCBA, BADC or CDAB.
+    pub order: Option<Spanned<String>>,
+    pub scale: Option<f64>,
+    pub offset: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -333,6 +517,8 @@ pub struct RawKind {
     pub codes: Vec<Spanned<String>>,
     #[serde(default)]
     pub rules: Vec<RawRule>,
+    /// Where the metrics are in a Modbus device's registers.
+    pub modbus: Option<RawModbusMap>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -344,4 +344,133 @@ fn helpdesk_mistakes_are_named() {
         "is not a mail address",
     );
     check("[[customers]]\nid = \"c\"\nhelpdesk = \"zendesk\"\n", "which [helpdesks] does not define");
+    check("[helpdesks.hd]\npriorities = [\"a\", \"b\", \"c\"]\n", "names no connector");
+    check(
+        "[history.influxdb]\nurl = \"influx:8086\"\norg = \"o\"\nbucket = \"b\"\n",
+        "influxdb url `influx:8086` must start with http://",
+    );
+    check("[history.influxdb]\nurl = \"http://x\"\norg = \"\"\nbucket = \"b\"\n", "needs org and bucket");
+    check("[history.influxdb]\nurl = \"http://x\"\nbucket = \"b\"\n", "missing field `org`");
+    let plan = |extra: &str| {
+        format!(
+            "[[customers]]\nid = \"c\"\n[contracts.k]\ncustomer = \"c\"\ntitle = \"k\"\nstarts = \"2026-01-01\"\n\
+             tier1 = {{ acknowledge = \"1h\" }}\ntier2 = {{ acknowledge = \"1h\" }}\ntier3 = {{ acknowledge = \"1h\" }}\n\
+             [[contracts.k.plans]]\nname = \"p\"\n{extra}"
+        )
+    };
+    check(&plan("kind = \"visit\"\nevery = \"1 month\"\n"), "write patrol, inspection, maintenance or follow_up");
+    check(&plan("kind = \"patrol\"\n"), "needs every = \"3 months\" or steps");
+    check(&plan("kind = \"patrol\"\nevery = \"monthly\"\n"), "write a period such as");
+    check(&plan("kind = \"patrol\"\nevery = \"1 month\"\nlead = \"1 month\"\n"), "counted in days or weeks");
+    check(&plan("kind = \"patrol\"\nsteps = [{ at = \"1 week\", every = \"1 month\" }]\n"), "a step is");
+    check(
+        &plan(
+            "kind = \"patrol\"\nevery = \"1 month\"\nchecklist = { lighting = [\"lamps\"] }\nmeasured = { lamps = \"leakage_ma median\" }\n",
+        ),
+        "METRIC min|max|mean|last",
+    );
+    check(&plan("kind = \"patrol\"\nevery = \"1 month\"\nmeasured = { lamps = \"online\" }\n"), "on no checklist");
+    check(
+        "[helpdesks.hd]\nwebhook = { url = \"http://x/\" }\nredmine = { url = \"http://r\", api_key = \"k\", project = \"p\" }\n",
+        "has webhook and redmine; give it one",
+    );
+    check("[helpdesks.hd]\nrequest_tracker = { url = \"rt.example.net\", token = \"t\" }\n", "must start with http://");
+    check(
+        "[helpdesks.hd]\nredmine = { url = \"http://r\", api_key = \"k\", project = \" \" }\n",
+        "identifier of a Redmine",
+    );
+    check(
+        "[helpdesks.hd]\nrequest_tracker = { url = \"http://r\", token = \"t\", statuses = { done = \"x\" } }\n",
+        "unknown field `done`",
+    );
+}
+
+#[test]
+fn helpdesk_connectors_take_their_defaults() {
+    let text = "[helpdesks.rt]\nrequest_tracker = { url = \"http://r/rt/\", token = \"t\", reference_field = \"aftercare\" }\n\
+                [helpdesks.rm]\nredmine = { url = \"http://m\", api_key = \"k\", project = \"p\", statuses = { active = \"New\" } }\n";
+    let read = |_: &Path| Ok(text.to_string());
+    let c = Config::load_with(Path::new("x/h.toml"), &read).unwrap();
+    let rt = c.helpdesks.iter().find(|h| h.name == "rt").unwrap();
+    assert_eq!(rt.priorities, ["High", "Medium", "Low"]);
+    let crate::config::HelpdeskKind::RequestTracker(r) = &rt.kind else { panic!("{:?}", rt.kind) };
+    assert_eq!(
+        (r.url.as_str(), r.queue.as_str(), r.reference_field.as_deref()),
+        ("http://r/rt", "General", Some("aftercare"))
+    );
+    assert_eq!(r.statuses.resolved, "resolved");
+    let rm = c.helpdesks.iter().find(|h| h.name == "rm").unwrap();
+    assert_eq!(rm.priorities, ["Urgent", "High", "Normal"]);
+    let crate::config::HelpdeskKind::Redmine(m) = &rm.kind else { panic!("{:?}", rm.kind) };
+    assert_eq!((m.statuses.active.as_str(), m.statuses.closed.as_str()), ("New", "Closed"));
+    assert_eq!(m.poll_every, std::time::Duration::from_secs(30));
+}
+
+/// The shipped register maps are the ones firmware-sim serves, point for point.
+#[test]
+fn shipped_register_maps_match_the_simulator() {
+    use crate::ingest::modbus::{DataType, Function, Order};
+    use firmware_sim::modbus as sim;
+    let c = Config::load(&config_dir().join("demo.toml")).unwrap();
+    for kind in [firmware_sim::Kind::SolarHeater, firmware_sim::Kind::Lighting] {
+        let profile = c.fleet.kinds.iter().find(|k| k.name == kind.name()).unwrap();
+        let map = profile.modbus.as_ref().unwrap_or_else(|| panic!("{} has no register map", kind.name()));
+        let regs = sim::map(kind).unwrap();
+        assert_eq!(map.points.len(), regs.len(), "{}", kind.name());
+        for r in regs {
+            let metric = profile.metric(r.metric).unwrap();
+            let p = map.points.iter().find(|p| p.metric == metric).unwrap_or_else(|| panic!("{}", r.metric));
+            let function = match r.function {
+                sim::Function::Coil => Function::Coil,
+                sim::Function::Discrete => Function::Discrete,
+                sim::Function::Input => Function::Input,
+                sim::Function::Holding => Function::Holding,
+            };
+            let ty = match r.ty {
+                sim::Type::Bool => DataType::Bool,
+                sim::Type::U16 => DataType::U16,
+                sim::Type::I16 => DataType::I16,
+                sim::Type::U32 => DataType::U32,
+                sim::Type::F32 => DataType::F32,
+            };
+            let order = if r.order == sim::Order::Cdab { Order::Cdab } else { Order::Abcd };
+            assert_eq!((p.function, p.address, p.ty, p.order), (function, r.address, ty, order), "{}", r.metric);
+            assert!((p.scale - r.scale).abs() < 1e-12 && p.offset == 0.0, "{}", r.metric);
+        }
+        // Planned once: the heater's 12 points in two reads, the lighting's 7 in two.
+        assert_eq!(map.requests.len(), 2, "{}: {:?}", kind.name(), map.requests);
+    }
+}
+
+#[test]
+fn register_map_mistakes_are_named_with_their_line() {
+    let kind = |points: &str| {
+        format!(
+            "[kinds.pump]\ntitle = \"Pump\"\nheartbeat = \"1m\"\n[kinds.pump.metrics]\nflow = {{}}\nrunning = {{ type = \"bool\" }}\n\
+             [kinds.pump.modbus]\npoints = [\n{points}]\n"
+        )
+    };
+    let check = |points: &str, want: &str| {
+        let p = problems(&kind(points), &[]);
+        assert!(p.len() == 1 && p[0].contains(want), "{points}: {p:?}");
+    };
+    check(
+        "{ metric = \"flow\", ref = 40001, type = \"u32\" },\n{ metric = \"running\", ref = 40002, bit = 0 },\n",
+        "main.toml:10: this point overlaps the one on line 9",
+    );
+    check("{ metric = \"flow\", address = 3 },\n", "name the function");
+    check("{ metric = \"flow\", address = 3, ref = 40004, function = \"holding\" },\n", "not both");
+    check("{ metric = \"flow\", ref = 20001 },\n", "not a Modicon reference");
+    check("{ metric = \"flow\", ref = 40001, type = \"f16\" },\n", "write bool, bit, u16");
+    check("{ metric = \"flow\", ref = 40001, order = \"ACBD\" },\n", "write ABCD, DCBA, BADC or CDAB");
+    check("{ metric = \"flow\", ref = 465536, type = \"f32\" },\n", "runs past 65535");
+    check("{ metric = \"flow\", ref = 1 },\n", "metric `flow` is Number, but this point reads a bit");
+    check("{ metric = \"running\", ref = 30001, type = \"bool\" },\n", "read one bit of it with type = \"bit\"");
+    check("{ metric = \"speed\", ref = 30001 },\n", "has no metric `speed`");
+    check("{ metric = \"running\", ref = 30001, bit = 16 },\n", "past 15");
+    // Two different bits of one register may share it.
+    check(
+        "{ metric = \"running\", ref = 30001, bit = 0 },\n{ metric = \"flow\", ref = 30002 },\n{ metric = \"running\", ref = 30001, bit = 0 },\n",
+        "overlaps",
+    );
 }

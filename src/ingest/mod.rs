@@ -1,6 +1,7 @@
 //! Getting readings in: the MQTT client, payload parsing, and the shard
 //! workers that own device state and run the rules.
 
+pub mod modbus;
 pub mod mqtt;
 pub mod payload;
 pub mod shard;

@@ -118,7 +118,8 @@ impl Router {
             return Err(Reject::WrongSite);
         }
         let shard = &self.shards[idx.0 as usize % self.shards.len()];
-        let msg = Msg { device: idx, channel, payload, recv_ms: self.clock.now().timestamp_millis() };
+        let msg =
+            Msg { device: idx, channel, payload, recv_ms: self.clock.now().timestamp_millis(), readings: Vec::new() };
         shard.try_send(msg).map_err(|_| Reject::QueueFull)
     }
 }

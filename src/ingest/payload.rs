@@ -21,6 +21,12 @@ pub enum Channel {
     Telemetry,
     Event,
     Status,
+    /// Readings a Modbus poll decoded (in `Msg::readings`), at the poll's time.
+    Polled,
+    /// A Modbus device failed its last `offline_after` polls.
+    Unreachable,
+    /// A Modbus unit on a bus that is down: the bus fault stands for it, not one fault per unit.
+    Covered,
 }
 
 /// Splits a topic into site, device and channel.

@@ -28,6 +28,8 @@ pub struct Msg {
     pub payload: Bytes,
     /// Gateway time of receipt, ms.
     pub recv_ms: i64,
+    /// Decoded readings, for `Channel::Polled`; empty (and unallocated) otherwise.
+    pub readings: Vec<(u16, Value)>,
 }
 
 pub const UNKNOWN: u8 = 0;
@@ -80,9 +82,24 @@ pub struct ShardCtx {
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     pub max_payload: usize,
+    /// Where hourly rollups go (the embedded history), if anywhere.
+    pub history: Option<crate::history::RollupSender>,
+    /// Where line protocol for InfluxDB goes, when it is configured.
+    pub influx: Option<mpsc::Sender<crate::history::influx::Chunk>>,
 }
 
 static BAD_INPUT_LOG: LogLimiter = LogLimiter::new(10.0);
+
+/// What told the shard a device is offline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Said {
+    /// Its MQTT last will, or its own `offline` status.
+    LastWill,
+    /// Its Modbus polls went unanswered.
+    Unanswered,
+    /// Nothing: it fell silent past its heartbeat.
+    Nothing,
+}
 
 /// The devices one shard owns and the scratch buffers it reuses.
 pub struct Shard {
@@ -92,20 +109,41 @@ pub struct Shard {
     readings: Vec<(u16, Value)>,
     changes: Vec<RuleChange>,
     ctx: ShardCtx,
+    /// Per owned device: this hour's rollup so far.
+    rollups: Vec<crate::history::DeviceRollup>,
+    /// Partial hours waiting to be handed to the history writer.
+    pending: Vec<crate::history::RollupRow>,
+    ticks: u32,
+    /// Line protocol waiting for the InfluxDB batcher, and how many lines it holds.
+    lines: Vec<u8>,
+    line_count: usize,
 }
 
 impl Shard {
     /// A shard owning devices `i` with `i % count == index`, with faults restored from the store.
     pub fn new(index: usize, count: usize, ctx: ShardCtx, restored: &[ActiveFault]) -> Shard {
         let now = ctx.clock.now().timestamp_millis();
-        let states = ctx
+        let states: Vec<DeviceState> = ctx
             .fleet
             .devices
             .iter()
             .filter(|d| d.idx.0 as usize % count == index)
             .map(|d| DeviceState::new(&ctx.fleet.kinds[d.kind], now))
             .collect();
-        let mut shard = Shard { index, count, states, readings: Vec::with_capacity(32), changes: Vec::new(), ctx };
+        let rollups = vec![crate::history::DeviceRollup::default(); states.len()];
+        let mut shard = Shard {
+            index,
+            count,
+            states,
+            readings: Vec::with_capacity(32),
+            changes: Vec::new(),
+            ctx,
+            rollups,
+            pending: Vec::new(),
+            ticks: 0,
+            lines: Vec::new(),
+            line_count: 0,
+        };
         for f in restored {
             let Some(idx) = shard.ctx.fleet.lookup(&f.device) else {
                 continue;
@@ -139,7 +177,7 @@ impl Shard {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut events = Vec::new();
-        loop {
+        'run: loop {
             // Started when work arrives, so fault-to-ticket time excludes idle waiting.
             let sw;
             tokio::select! {
@@ -157,18 +195,77 @@ impl Shard {
                     }
                     self.ctx.metrics.accepted.inc_by(accepted);
                     self.ctx.metrics.rule_eval_seconds.observe(sw.elapsed_secs() / n as f64);
+                    if self.pending.len() >= 1024 {
+                        self.hand_on_rollups();
+                    }
+                    if self.lines.len() >= 256 * 1024 {
+                        self.hand_on_lines();
+                    }
                 }
                 _ = tick.tick() => {
                     sw = Stopwatch::start();
                     self.tick(&mut events);
+                    self.hand_on_lines();
+                    // Every minute the partial hours go to the store, so a crash loses a minute at most.
+                    self.ticks += 1;
+                    if self.ticks.is_multiple_of(60) {
+                        self.drain_rollups();
+                        self.hand_on_rollups();
+                    }
                 }
                 _ = shutdown.cancelled() => break,
             }
             for e in events.drain(..) {
                 if tx.send((e, sw)).await.is_err() {
-                    return;
+                    break 'run;
                 }
             }
+        }
+        self.flush_rollups().await;
+    }
+
+    fn drain_rollups(&mut self) {
+        for (local, r) in self.rollups.iter_mut().enumerate() {
+            r.drain(DeviceIdx((local * self.count + self.index) as u32), &mut self.pending);
+        }
+    }
+
+    /// Hands pending rollups to the history writer without waiting; a full queue drops them, counted.
+    fn hand_on_rollups(&mut self) {
+        let Some(h) = &self.ctx.history else { return };
+        if self.pending.is_empty() {
+            return;
+        }
+        let rows = std::mem::take(&mut self.pending);
+        let n = rows.len() as u64;
+        if h.try_send(rows).is_err() {
+            self.ctx.metrics.history_dropped.inc_by(n);
+        }
+    }
+
+    /// On the way out: every partial hour to the history writer, and every line to
+    /// the InfluxDB batcher, waiting for room.
+    async fn flush_rollups(&mut self) {
+        self.drain_rollups();
+        if let (Some(h), false) = (&self.ctx.history, self.pending.is_empty()) {
+            let _ = h.send(std::mem::take(&mut self.pending)).await;
+        }
+        if let (Some(i), false) = (&self.ctx.influx, self.lines.is_empty()) {
+            let chunk = (bytes::Bytes::from(std::mem::take(&mut self.lines)), self.line_count);
+            let _ = i.send(chunk).await;
+        }
+    }
+
+    /// Hands the lines so far to the InfluxDB batcher without waiting; a full queue drops them, counted.
+    fn hand_on_lines(&mut self) {
+        let Some(i) = &self.ctx.influx else { return };
+        if self.lines.is_empty() {
+            return;
+        }
+        let n = std::mem::take(&mut self.line_count);
+        let chunk = (bytes::Bytes::from(std::mem::replace(&mut self.lines, Vec::with_capacity(64 * 1024))), n);
+        if i.try_send(chunk).is_err() {
+            self.ctx.metrics.influx_lines_dropped.inc_by(n as u64);
         }
     }
 
@@ -202,6 +299,14 @@ impl Shard {
                 if !st.apply(profile, at, &self.readings, &mut self.changes) {
                     return Err(Reject::OutOfOrder);
                 }
+                if self.ctx.history.is_some() {
+                    self.rollups[local].add(idx, profile.metrics.len(), at, &self.readings, &mut self.pending);
+                }
+                if self.ctx.influx.is_some()
+                    && crate::history::influx::encode_line(&fleet, idx, at, &self.readings, &mut self.lines)
+                {
+                    self.line_count += 1;
+                }
             }
             Channel::Event => {
                 let ev = payload::parse_event(&msg.payload)?;
@@ -213,16 +318,40 @@ impl Shard {
                 let online = payload::parse_status(&msg.payload)?;
                 if !online {
                     if let Some(p) = self.states[local].said_offline(profile, msg.recv_ms) {
-                        self.presence(idx, profile, p, msg.recv_ms, true, events);
+                        self.presence(idx, profile, p, msg.recv_ms, Said::LastWill, events);
                     }
                     return Ok(());
                 }
+            }
+            Channel::Polled => {
+                let st = &mut self.states[local];
+                if !st.apply(profile, msg.recv_ms, &msg.readings, &mut self.changes) {
+                    return Err(Reject::OutOfOrder);
+                }
+                if self.ctx.history.is_some() {
+                    self.rollups[local].add(idx, profile.metrics.len(), msg.recv_ms, &msg.readings, &mut self.pending);
+                }
+                if self.ctx.influx.is_some()
+                    && crate::history::influx::encode_line(&fleet, idx, msg.recv_ms, &msg.readings, &mut self.lines)
+                {
+                    self.line_count += 1;
+                }
+            }
+            Channel::Unreachable => {
+                if let Some(p) = self.states[local].said_offline(profile, msg.recv_ms) {
+                    self.presence(idx, profile, p, msg.recv_ms, Said::Unanswered, events);
+                }
+                return Ok(());
+            }
+            Channel::Covered => {
+                self.states[local].covered(msg.recv_ms);
+                return Ok(());
             }
         }
         live.last_seen.store(msg.recv_ms, Ordering::Relaxed);
         live.presence.store(ONLINE, Ordering::Relaxed);
         if let Some(p) = self.states[local].seen(msg.recv_ms) {
-            self.presence(idx, profile, p, msg.recv_ms, false, events);
+            self.presence(idx, profile, p, msg.recv_ms, Said::Nothing, events);
         }
         self.rule_events(idx, profile, local, events);
         Ok(())
@@ -257,7 +386,7 @@ impl Shard {
         profile: &Profile,
         p: PresenceChange,
         now: i64,
-        said: bool,
+        said: Said,
         events: &mut Vec<FaultEvent>,
     ) {
         let code = FaultCode(OFFLINE.to_string());
@@ -268,13 +397,20 @@ impl Shard {
             PresenceChange::Offline { since } => {
                 live.devices[idx.0 as usize].presence.store(OFFLINE_STATE, Ordering::Relaxed);
                 live.set_active(idx, &code, true);
-                let detail = if said {
-                    format!("the device reported offline (last will); last message {}", fmt(since).to_rfc3339())
-                } else {
-                    format!(
+                let detail = match said {
+                    Said::LastWill => {
+                        format!("the device reported offline (last will); last message {}", fmt(since).to_rfc3339())
+                    }
+                    Said::Unanswered => {
+                        format!(
+                            "the device stopped answering its Modbus polls; last answer {}",
+                            fmt(since).to_rfc3339()
+                        )
+                    }
+                    Said::Nothing => format!(
                         "no message for longer than its heartbeat window ({hb}); last message {}",
                         fmt(since).to_rfc3339()
-                    )
+                    ),
                 };
                 events.push(FaultEvent::Raised {
                     device: idx,
@@ -310,7 +446,7 @@ impl Shard {
             let idx = DeviceIdx((local * self.count + self.index) as u32);
             let profile = fleet.profile_of(idx);
             if let Some(p) = self.states[local].check_presence(profile, now) {
-                self.presence(idx, profile, p, now, false, events);
+                self.presence(idx, profile, p, now, Said::Nothing, events);
             }
             self.changes.clear();
             self.states[local].tick(profile, now, &mut self.changes);

@@ -76,6 +76,8 @@ pub struct Profile {
     /// An outage longer than this promotes `offline` to tier 1 (DOMAIN.md: service interrupted > 10 min).
     pub offline_major_after_ms: i64,
     pub offline_title: String,
+    /// Where the metrics are in a Modbus device's registers, for kinds that have one.
+    pub modbus: Option<std::sync::Arc<crate::ingest::modbus::RegisterMap>>,
 }
 
 impl Profile {
@@ -92,6 +94,9 @@ impl Profile {
     pub fn fault_title(&self, code: &str) -> String {
         if code == crate::domain::OFFLINE {
             return self.offline_title.clone();
+        }
+        if code == crate::ingest::modbus::poll::BUS_DOWN {
+            return "RTU line down: no unit answers".to_string();
         }
         self.rule(code).map(|r| r.title.clone()).unwrap_or_else(|| code.to_string())
     }

@@ -280,6 +280,14 @@ impl DeviceState {
         None
     }
 
+    /// Something else answers for the device at `now` (its bus is down): a healthy
+    /// device is not found silent meanwhile; an offline one stays offline.
+    pub fn covered(&mut self, now: i64) {
+        if self.outage_since == NONE {
+            self.last_seen = self.last_seen.max(now);
+        }
+    }
+
     /// The device's status topic said `offline` (its last will) at `now`.
     pub fn said_offline(&mut self, profile: &Profile, now: i64) -> Option<PresenceChange> {
         if self.outage_since != NONE {

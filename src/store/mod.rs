@@ -1,10 +1,14 @@
 //! Persistence. Only this module holds SQL; the rest of aftercare speaks
 //! the domain verbs of [`Store`].
 
+mod history;
 mod outbox;
 mod sqlite;
+mod work_orders;
 
-pub use outbox::OutboxRow;
+pub use history::DeviceEvent;
+pub use outbox::{OutboxRow, RemoteTicket};
+pub use work_orders::{NewWorkOrder, StoredReport, WorkOrder, WorkOrderFilter};
 
 pub use sqlite::Store;
 

@@ -40,7 +40,7 @@ const TICKET_COLUMNS: &str = "id, device, site, customer, kind, code, title, tie
      fault_at, opened_at, updated_at, last_raised_at, recovered_at, acknowledged_at, resolved_at, closed_at, detail, \
      contract, no_clock, acknowledge_by, on_site_by, resolve_by, on_site_at, acknowledge_met, on_site_met, resolve_met, \
      acknowledge_breached_at, on_site_breached_at, resolve_breached_at, escalation_level, loaner, dispatched_at, \
-     inaction_escalated_at, warranty, billing, billing_reason, failed_repairs, replace_unit";
+     inaction_escalated_at, warranty, billing, billing_reason, failed_repairs, replace_unit, silenced_by";
 
 fn ticket_from_row(r: &SqliteRow) -> Result<Ticket, StoreError> {
     let state: String = r.try_get("state")?;
@@ -92,6 +92,7 @@ fn ticket_from_row(r: &SqliteRow) -> Result<Ticket, StoreError> {
             .map(|class| Billing { class, reason: r.try_get("billing_reason").ok().flatten() }),
         failed_repairs: r.try_get("failed_repairs")?,
         replace_unit: r.try_get::<i64, _>("replace_unit")? != 0,
+        silenced_by: r.try_get("silenced_by")?,
         timeline: None,
     })
 }
@@ -128,8 +129,9 @@ async fn append(conn: &mut SqliteConnection, ticket: i64, at: DateTime<Utc>, e: 
         _ => "update",
     };
     sqlx::query(
-        "INSERT INTO outbox (ticket_id, seq, event_id, event, action, note, customer, created_at, next_attempt_at, origin) \
-         SELECT $1, n.seq, 'aftercare-' || $1 || '-' || n.seq, $2, $3, $4, t.customer, $5, $5, $6 \
+        "INSERT INTO outbox (ticket_id, seq, event_id, event, action, note, customer, created_at, next_attempt_at, origin, state) \
+         SELECT $1, n.seq, 'aftercare-' || $1 || '-' || n.seq, $2, $3, $4, t.customer, $5, $5, $6, \
+         CASE WHEN t.silenced_by IS NULL THEN 'pending' ELSE 'skipped' END \
          FROM tickets t, (SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM outbox WHERE ticket_id = $1) n WHERE t.id = $1",
     )
     .bind(ticket)
@@ -151,6 +153,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "warranty", include_str!("../../migrations/sqlite/0004_warranty.sql")),
     (5, "outbox", include_str!("../../migrations/sqlite/0005_outbox.sql")),
     (6, "outbox_origin", include_str!("../../migrations/sqlite/0006_outbox_origin.sql")),
+    (7, "remote_status", include_str!("../../migrations/sqlite/0007_remote_status.sql")),
+    (8, "history", include_str!("../../migrations/sqlite/0008_history.sql")),
+    (9, "work_orders", include_str!("../../migrations/sqlite/0009_work_orders.sql")),
+    (10, "silenced", include_str!("../../migrations/sqlite/0010_silenced.sql")),
+    (11, "reports", include_str!("../../migrations/sqlite/0011_reports.sql")),
 ];
 
 fn migrator() -> Migrator {
@@ -207,6 +214,27 @@ impl Store {
                 Change::Cleared => clear(&mut tx, rec, now).await?,
                 Change::Promoted => promote(&mut tx, rec, now).await?,
             };
+            // The device's state history, kept apart from tickets (which merge recurrences);
+            // a clear that found nothing open changed nothing.
+            if matches!(r.0, Outcome::Nothing) {
+                out.push(r);
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO device_events (device, at, event, code, tier, detail) VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&rec.device)
+            .bind(ms(rec.at))
+            .bind(match rec.change {
+                Change::Raised => "raised",
+                Change::Cleared => "cleared",
+                Change::Promoted => "promoted",
+            })
+            .bind(&rec.code)
+            .bind(rec.tier.number() as i64)
+            .bind(&rec.detail)
+            .execute(&mut *tx)
+            .await?;
             out.push(r);
         }
         tx.commit().await?;
@@ -365,6 +393,24 @@ impl Store {
             q = q.bind(a);
         }
         let rows = q.fetch_all(&self.pool).await?;
+        rows.iter().map(ticket_from_row).collect()
+    }
+
+    /// Tickets matching a condition over ($1 customer or NULL, $2 from, $3 to), oldest first.
+    pub(super) async fn tickets_where(
+        &self,
+        cond: &'static str,
+        customer: Option<&str>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Ticket>, StoreError> {
+        let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE {cond} ORDER BY opened_at, id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(customer)
+            .bind(ms(from))
+            .bind(ms(to))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(ticket_from_row).collect()
     }
 
@@ -679,10 +725,30 @@ async fn open_or_count(
         let note = format!("the fault returned within {window} of closing: {}", rec.detail);
         return count_again(conn, id, Some(State::Closed), tier, rec, now, &note).await;
     }
+    // An engineer on a visit to the device: the fault is recorded, but nobody is paged for it.
+    let visit: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM work_orders WHERE device = $1 AND state = 'in_progress' ORDER BY id LIMIT 1",
+    )
+    .bind(&rec.device)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let silenced_note;
+    let (deadlines, detail) = match visit {
+        Some(w) => {
+            silenced_note = format!("opened during the visit of work order {w}, silenced: {}", rec.detail);
+            let d = crate::contracts::Deadlines {
+                contract: rec.deadlines.contract.clone(),
+                no_clock: Some(format!("silenced: opened during the visit of work order {w}")),
+                ..Default::default()
+            };
+            (d, silenced_note.as_str())
+        }
+        None => (rec.deadlines.clone(), rec.detail.as_str()),
+    };
     let row = sqlx::query(
         "INSERT INTO tickets (device, site, customer, kind, code, title, tier, state, fault_at, opened_at, updated_at, \
-         last_raised_at, detail, contract, no_clock, acknowledge_by, on_site_by, resolve_by, warranty, billing) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8, $9, $9, $8, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING id",
+         last_raised_at, detail, contract, no_clock, acknowledge_by, on_site_by, resolve_by, warranty, billing, silenced_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8, $9, $9, $8, $10, $11, $12, $13, $14, $15, $16, $17, $18) RETURNING id",
     )
     .bind(&rec.device)
     .bind(&rec.site)
@@ -694,24 +760,19 @@ async fn open_or_count(
     .bind(ms(rec.at))
     .bind(ms(now))
     .bind(&rec.detail)
-    .bind(&rec.deadlines.contract)
-    .bind(&rec.deadlines.no_clock)
-    .bind(rec.deadlines.acknowledge_by.map(ms))
-    .bind(rec.deadlines.on_site_by.map(ms))
-    .bind(rec.deadlines.resolve_by.map(ms))
+    .bind(&deadlines.contract)
+    .bind(&deadlines.no_clock)
+    .bind(deadlines.acknowledge_by.map(ms))
+    .bind(deadlines.on_site_by.map(ms))
+    .bind(deadlines.resolve_by.map(ms))
     .bind(rec.warranty.as_ref().and_then(|w| serde_json::to_string(w).ok()))
     .bind(rec.warranty.as_ref().map(|w| if w.in_warranty { "free" } else { "at_cost" }))
+    .bind(visit)
     .fetch_one(&mut *conn)
     .await?;
     let id: i64 = row.try_get("id")?;
-    let e = Entry {
-        event: "opened",
-        actor: SYSTEM,
-        from: None,
-        to: Some(State::Open),
-        tier: Some(rec.tier),
-        note: &rec.detail,
-    };
+    let e =
+        Entry { event: "opened", actor: SYSTEM, from: None, to: Some(State::Open), tier: Some(rec.tier), note: detail };
     append(conn, id, now, e).await?;
     Ok((Outcome::Opened, Some(TicketId(id))))
 }

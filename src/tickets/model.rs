@@ -41,6 +41,8 @@ pub struct Ticket {
     pub failed_repairs: i64,
     /// More failed repairs than the contract allows, in warranty: the unit is to be replaced.
     pub replace_unit: bool,
+    /// The work order in progress when the ticket opened: recorded, but no clocks and no helpdesk.
+    pub silenced_by: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeline: Option<Vec<TimelineEntry>>,
 }

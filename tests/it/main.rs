@@ -151,7 +151,14 @@ async fn bad_input_is_counted_by_reason_and_dropped_on(broker: &Broker) {
     let mut o = rumqttc::MqttOptions::new(format!("{prefix}-bad"), host, port.parse().unwrap());
     o.set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut el) = rumqttc::AsyncClient::new(o, 100);
-    tokio::spawn(async move { while el.poll().await.is_ok() {} });
+    // A broker may drop a client that sends an oversized message; polling on reconnects it.
+    tokio::spawn(async move {
+        loop {
+            if el.poll().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
     let p = |dev: &str| format!("{prefix}/site-a/{dev}/telemetry");
     let good = r#"{"metrics": {"temp_c": 30, "recording": true, "battery_pct": 99}}"#.to_string();
     let big = format!(r#"{{"metrics": {{"firmware": "{}"}}}}"#, "x".repeat(70_000));
@@ -416,6 +423,11 @@ async fn contract_clocks_breach_escalate_and_owe_a_loaner_over_the_api() {
     assert_eq!(r.status().as_u16(), 400);
 }
 
+mod email;
+mod helpdesks;
+mod influx;
+mod modbus;
+mod proxy;
 mod webhook;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -535,74 +547,157 @@ async fn tickets_reach_a_signed_webhook_once_each_in_order_across_outages_and_a_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tickets_reach_an_email_helpdesk_as_one_thread() {
-    use std::io::BufRead;
-    // Python's own SMTP server prints every message it receives.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut sink = Reaped(
-        std::process::Command::new("python3")
-            .args(["-W", "ignore", "-u", "-m", "smtpd", "-n", "-c", "DebuggingServer", &format!("127.0.0.1:{port}")])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("python3 with its smtpd module"),
-    );
-    let out = sink.0.stdout.take().unwrap();
-    let mails = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let m2 = std::sync::Arc::clone(&mails);
-    std::thread::spawn(move || {
-        let mut cur = String::new();
-        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            if line.contains("END MESSAGE") {
-                m2.lock().unwrap().push(std::mem::take(&mut cur));
-            } else {
-                // DebuggingServer prints each line as a Python bytes literal: b'...'.
-                let l = line.strip_prefix("b'").or_else(|| line.strip_prefix("b\"")).unwrap_or(&line);
-                let l = l.strip_suffix('\'').or_else(|| l.strip_suffix('"')).unwrap_or(l);
-                cur.push_str(l);
-                cur.push('\n');
-            }
-        }
-    });
-    let fleet = ["lit-009:lighting"];
+async fn telemetry_history_is_kept_as_hourly_rollups_and_state_changes() {
+    let fleet = ["lit-011:lighting"];
     let broker = Broker::Embedded;
     let (dir, prefix) = Daemon::setup(&fleet, "30s", "10m", &broker);
-    let path = dir.path().join("aftercare.toml");
-    let cfg = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("[[customers]]\nid = \"cust-1\"\n", "[[customers]]\nid = \"cust-1\"\nhelpdesk = \"mail\"\n")
-        + &format!(
-            "[helpdesks.mail]\nemail = {{ server = \"smtp://127.0.0.1:{port}\", from = \"aftercare <aftercare@example.net>\", to = \"desk@example.net\", timeout = \"5s\" }}\n"
-        );
-    std::fs::write(&path, cfg).unwrap();
     let d = Daemon::start(dir, &prefix, &broker);
     let mut sim = Sim::start(&d, &fleet);
     all_online(&d, 1).await;
-    sim.send("inject lit-009 leakage");
-    let t = one_ticket(&d, "lit-009", "leakage", "opened", |_| true).await;
-    let id = t["id"].as_i64().unwrap();
-    sim.send("clear lit-009 leakage");
-    let got = wait_for("two mails", 40, || async {
-        let m = mails.lock().unwrap().clone();
-        (m.len() >= 2).then_some(m)
+    sim.send("inject lit-011 leakage");
+    one_ticket(&d, "lit-011", "leakage", "opened", |_| true).await;
+    sim.send("clear lit-011 leakage");
+    one_ticket(&d, "lit-011", "leakage", "recovered", |t| t["recovered"] == json!(true)).await;
+    drop(sim);
+    // A clean stop hands the partial hours to the store; the restarted daemon serves them.
+    let (clean, dir) = d.terminate();
+    assert!(clean);
+    let d = Daemon::start(dir, &prefix, &broker);
+    let h = get(&d.url("/api/v1/devices/lit-011/history?metric=leakage_ma&from=2026-06-21&to=2026-06-22")).await;
+    let points = h["points"].as_array().unwrap();
+    assert!(!points.is_empty(), "{h:#}");
+    let max = points.iter().map(|p| p["max"].as_f64().unwrap()).fold(f64::MIN, f64::max);
+    let min = points.iter().map(|p| p["min"].as_f64().unwrap()).fold(f64::MAX, f64::min);
+    let count: u64 = points.iter().map(|p| p["count"].as_u64().unwrap()).sum();
+    assert_eq!(max, 45.0, "the leak is in the history: {h:#}");
+    assert!(min < 15.0 && count >= 3, "{h:#}");
+    assert!(points.iter().all(|p| p["t"].as_str().unwrap().ends_with(":00:00Z")), "hourly steps: {h:#}");
+    // A day in one step.
+    let day =
+        get(&d.url("/api/v1/devices/lit-011/history?metric=leakage_ma&from=2026-06-21&to=2026-06-22&step=1d")).await;
+    assert_eq!(day["points"].as_array().unwrap().len(), 1, "{day:#}");
+    assert_eq!(day["points"][0]["count"].as_u64().unwrap(), count);
+    assert_eq!(day["points"][0]["max"], json!(45.0));
+    // The state changes, kept apart from the ticket.
+    let ev = get(&d.url("/api/v1/devices/lit-011/events?from=2026-06-21&to=2026-06-22")).await;
+    let kinds: Vec<(String, String)> = ev["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["event"].as_str().unwrap().to_string(), e["code"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(kinds, [("raised".to_string(), "leakage".to_string()), ("cleared".into(), "leakage".into())], "{ev:#}");
+    // The report of those days, over the API and from the command line: from the simulated
+    // day of the readings to tomorrow, when the tickets were opened (on the gateway's clock).
+    #[allow(clippy::disallowed_methods)]
+    let tomorrow = (chrono::Utc::now() + chrono::TimeDelta::days(1)).date_naive().to_string();
+    let period = format!("from=2026-06-21&to={tomorrow}");
+    let r = http()
+        .get(d.url(&format!("/api/v1/reports?customer=cust-1&{period}&format=html&lang=zh-CN")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("售后服务报告") && html.contains("lit-011") && html.contains("<svg"), "{html}");
+    let json = get(&d.url(&format!("/api/v1/reports?customer=cust-1&{period}"))).await;
+    assert_eq!(json["faults"][0]["code"], json!("leakage"), "{json:#}");
+    let r = http().get(d.url("/api/v1/reports?customer=nobody")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aftercare"))
+        .args(["report", "--config"])
+        .arg(d.dir.path().join("aftercare.toml"))
+        .args(["--customer", "cust-1", "--from", "2026-06-21", "--to", &tomorrow, "--format", "csv"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let csv = String::from_utf8(out.stdout).unwrap();
+    assert!(csv.starts_with("device,name,kind,site,model,availability") && csv.contains("\nlit-011,"), "{csv}");
+    // Mistakes are named.
+    for (q, status, says) in [
+        ("lit-011/history?from=2026-06-21", 400, "give metric="),
+        ("lit-011/history?metric=flux", 400, "has no metric `flux`"),
+        ("lit-011/history?metric=leakage_ma&step=30m", 400, "whole number of hours"),
+        ("nobody/history?metric=leakage_ma", 404, "no device"),
+        ("lit-011/events?from=2026-06-22&to=2026-06-21", 400, "`from` must be before `to`"),
+    ] {
+        let r = http().get(d.url(&format!("/api/v1/devices/{q}"))).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{q}");
+        let body: Value = r.json().await.unwrap();
+        assert!(body["error"].as_str().unwrap().contains(says), "{q}: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plans_make_work_orders_that_are_completed_with_their_checklist() {
+    let fleet = ["lit-013:lighting"];
+    let broker = Broker::Embedded;
+    let (dir, prefix) = Daemon::setup(&fleet, "30s", "10m", &broker);
+    // A monthly plan whose last visit was due about four weeks ago and whose next is due in three days.
+    #[allow(clippy::disallowed_methods)]
+    let today = chrono::Utc::now().date_naive();
+    let next = today + chrono::Days::new(3);
+    let anchor = next.checked_sub_months(chrono::Months::new(2)).unwrap();
+    let path = dir.path().join("aftercare.toml");
+    let cfg = std::fs::read_to_string(&path).unwrap()
+        + &format!(
+            "[contracts.k]\ncustomer = \"cust-1\"\ntitle = \"k\"\nstarts = \"2020-01-01\"\n\
+             tier1 = {{ acknowledge = \"1h\" }}\ntier2 = {{ acknowledge = \"1h\" }}\ntier3 = {{ acknowledge = \"1h\" }}\n\
+             [[contracts.k.plans]]\nname = \"inspection\"\nkind = \"inspection\"\nanchor = \"{anchor}\"\nevery = \"1 month\"\nlead = \"5 days\"\n\
+             checklist = {{ lighting = [\"circuits\", \"lamps\"] }}\nmeasured = {{ circuits = \"online\" }}\n"
+        );
+    std::fs::write(&path, cfg).unwrap();
+    let d = Daemon::start(dir, &prefix, &broker);
+    let orders = wait_for("the work orders", 30, || async {
+        let w = get(&d.url("/api/v1/work-orders")).await;
+        (w.as_array()?.len() == 2).then_some(w)
     })
     .await;
-    drop(sink);
-    let header = |mail: &str, name: &str| {
-        mail.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))).map(str::to_string).unwrap_or_default()
+    let (past, open) = (&orders[0], &orders[1]);
+    assert_eq!(past["state"], json!("missed"), "{orders:#}");
+    assert_eq!(open["state"], json!("open"));
+    assert_eq!(open["due_on"], json!(next.to_string()));
+    assert_eq!((open["kind"].as_str(), open["device"].as_str()), (Some("inspection"), Some("lit-013")));
+    assert_eq!(open["checklist"], json!(["circuits", "lamps"]));
+    let id = open["id"].as_i64().unwrap();
+    let post = |path: String, body: Value| {
+        let url = d.url(&path);
+        async move { http().post(url).json(&body).send().await.unwrap() }
     };
-    assert_eq!(
-        header(&got[0], "Subject"),
-        format!("[aftercare #{id}] Tier 1 leakage on lit-009: opened"),
-        "{}",
-        got[0]
-    );
-    assert_eq!(header(&got[0], "Message-ID"), format!("<aftercare-{id}-1@example.net>"));
-    assert_eq!(header(&got[0], "In-Reply-To"), "");
-    assert_eq!(header(&got[1], "Subject"), format!("[aftercare #{id}] Tier 1 leakage on lit-009: recovered"));
-    assert_eq!(header(&got[1], "Message-ID"), format!("<aftercare-{id}-2@example.net>"));
-    assert_eq!(header(&got[1], "In-Reply-To"), format!("<aftercare-{id}-1@example.net>"));
-    assert_eq!(header(&got[1], "References"), format!("<aftercare-{id}-1@example.net>"));
-    assert!(got[0].contains("Leakage current (safety)"), "{}", got[0]);
-    assert!(got[0].contains("Priority: urgent"), "the default priority of tier 1: {}", got[0]);
+    // The telemetry answers `circuits` (the device was never offline): pre-filled and marked as measured.
+    let one = get(&d.url(&format!("/api/v1/work-orders/{id}"))).await;
+    assert_eq!(one["measured"]["circuits"]["value"], json!(1.0), "{one:#}");
+    assert_eq!(one["measured"]["circuits"]["measured"], json!(true));
+    let r = post(format!("/api/v1/work-orders/{id}/start"), json!({})).await;
+    assert_eq!(r.status().as_u16(), 200);
+    let r = post(format!("/api/v1/work-orders/{id}/complete"), json!({"by": "eng", "answers": {}})).await;
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().await.unwrap().contains("missing: lamps"), "only what the telemetry cannot answer");
+    let r =
+        post(format!("/api/v1/work-orders/{id}/complete"), json!({"by": "eng", "answers": {"lamps": "2 replaced"}}))
+            .await;
+    assert_eq!(r.status().as_u16(), 200);
+    let w: Value = r.json().await.unwrap();
+    assert_eq!((w["state"].as_str(), w["completed_by"].as_str()), (Some("done"), Some("eng")));
+    assert_eq!(w["answers"]["lamps"], json!("2 replaced"));
+    assert_eq!(w["answers"]["circuits"]["measured"], json!(true));
+    let r = post(
+        format!("/api/v1/work-orders/{id}/complete"),
+        json!({"by": "eng", "answers": {"circuits": "ok", "lamps": "ok"}}),
+    )
+    .await;
+    assert_eq!(r.status().as_u16(), 409);
+    let done = get(&d.url("/api/v1/work-orders?state=done")).await;
+    assert_eq!(done.as_array().unwrap().len(), 1);
+    // The inspection's written report, in Chinese and English, made at once (due within 3 working days).
+    let kept = get(&d.url("/api/v1/reports/kept?customer=cust-1")).await;
+    let kept = kept.as_array().unwrap();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(kept.iter().all(|r| r["work_order_id"] == json!(id) && r["due_by"].is_string()));
+    let zh = kept.iter().find(|r| r["lang"] == json!("zh-CN")).unwrap();
+    let html =
+        http().get(d.url(&format!("/api/v1/reports/kept/{}", zh["id"]))).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("售后服务报告") && html.contains("lit-013") && html.contains("lamps: 2 replaced"), "{html}");
+    let r = http().get(d.url("/api/v1/work-orders?state=late")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
 }

@@ -306,3 +306,76 @@ async fn a_promotion_pulls_deadlines_earlier_never_later() {
     let c = s.ticket(id).await.unwrap().unwrap().clock;
     assert_eq!((c.acknowledge_by, c.on_site_by, c.resolve_by), (Some(m(25)), Some(m(130)), Some(m(600))));
 }
+
+#[tokio::test]
+async fn partial_hours_merge_and_old_history_is_pruned() {
+    use crate::history::{Acc, RollupRow};
+    let (s, _dir) = store().await;
+    let config = crate::demo::config().unwrap();
+    let fleet = &config.fleet;
+    let dev = fleet.lookup("rec-001").unwrap();
+    let metric = fleet.profile_of(dev).metric("temp_c").unwrap();
+    let hour = t0().timestamp_millis();
+    let part = |xs: &[(f64, i64)]| {
+        let mut a = Acc::EMPTY;
+        for (x, at) in xs {
+            a.push(*x, hour + at);
+        }
+        RollupRow { device: dev, metric, hour, acc: a }
+    };
+    s.merge_rollups(fleet, &[part(&[(20.0, 1), (30.0, 5)])]).await.unwrap();
+    s.merge_rollups(fleet, &[part(&[(10.0, 3), (25.0, 2)])]).await.unwrap();
+    let rows = s.rollups("rec-001", "temp_c", t0(), t0() + TimeDelta::hours(1)).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    let a = rows[0].1;
+    assert_eq!((a.min, a.max, a.count, a.sum), (10.0, 30.0, 4, 85.0));
+    assert_eq!((a.last, a.last_at), (30.0, hour + 5), "the latest reading wins, whichever part came last");
+    // State changes are kept with the faults, and both are pruned past the retention.
+    apply(&s, rec("rec-001", "leak", Tier::Main, Change::Raised, t0()), t0()).await;
+    assert_eq!(s.device_events("rec-001", t0(), t0() + TimeDelta::hours(1), 10).await.unwrap().len(), 1);
+    assert_eq!(s.prune_history(t0()).await.unwrap(), 0, "nothing before the hour");
+    assert_eq!(s.prune_history(t0() + TimeDelta::hours(1)).await.unwrap(), 2);
+    assert!(s.rollups("rec-001", "temp_c", t0(), t0() + TimeDelta::hours(1)).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_fault_during_a_visit_is_recorded_but_silenced() {
+    let (s, _dir) = store().await;
+    let visit = crate::store::NewWorkOrder {
+        contract: "k".into(),
+        plan: "patrol".into(),
+        kind: "patrol",
+        device: "rec-001".into(),
+        site: "s1".into(),
+        customer: "c1".into(),
+        due_on: t0().date_naive(),
+        checklist: vec![],
+    };
+    assert_eq!(s.add_work_orders(&[visit], t0()).await.unwrap(), 1);
+    let wo = s.work_orders(&Default::default(), 10).await.unwrap()[0].id;
+    // Before the visit starts, a fault is a ticket like any other.
+    let mut r = rec("rec-001", "leak", Tier::Major, Change::Raised, t0());
+    r.deadlines.acknowledge_by = Some(t0() + TimeDelta::minutes(15));
+    let (_, before) = apply(&s, r.clone(), t0()).await;
+    let before = s.ticket(before.unwrap()).await.unwrap().unwrap();
+    assert_eq!((before.silenced_by, before.clock.acknowledge_by.is_some()), (None, true));
+    assert!(s.start_work_order(wo).await.unwrap());
+    let mut r2 = r.clone();
+    r2.code = "tilt".into();
+    let (_, during) = apply(&s, r2, t0()).await;
+    let during = s.ticket(during.unwrap()).await.unwrap().unwrap();
+    assert_eq!(during.silenced_by, Some(wo));
+    assert_eq!(during.clock.acknowledge_by, None, "no clock runs");
+    assert!(during.clock.no_clock.as_deref().unwrap().contains("silenced"));
+    // Nothing of it goes to the helpdesk; the first ticket's events still do.
+    let pending = s.outbox("pending", 100).await.unwrap();
+    assert!(pending.iter().all(|o| o.ticket_id == before.id), "{pending:?}");
+    assert!(s.outbox("skipped", 100).await.unwrap().iter().any(|o| o.ticket_id == during.id));
+    // Another device is not silenced by this visit.
+    let (_, other) = apply(&s, rec("rec-002", "tilt", Tier::Major, Change::Raised, t0()), t0()).await;
+    assert_eq!(s.ticket(other.unwrap()).await.unwrap().unwrap().silenced_by, None);
+    // Done, the visit silences nothing more.
+    assert!(s.complete_work_order(wo, "eng", &serde_json::json!({}), t0()).await.unwrap());
+    let (_, after) = apply(&s, rec("rec-001", "smoke", Tier::Major, Change::Raised, t0()), t0()).await;
+    assert_eq!(s.ticket(after.unwrap()).await.unwrap().unwrap().silenced_by, None);
+}
