@@ -33,7 +33,7 @@ log() { echo "peers: $*" >&2; }
 up() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 wait_http() { # url seconds
   for _ in $(seq $(($2 * 5))); do
-    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+    curl -fsS --max-time 10 -o /dev/null "$1" 2>/dev/null && return 0
     sleep 0.2
   done
   log "no answer from $1 after $2 s"; return 1
@@ -168,15 +168,18 @@ fi
 REDMINE_KEY=$(cat "$DIR/redmine.key")
 if ! up $REDMINE_PORT; then
   log "starting Redmine on 127.0.0.1:$REDMINE_PORT"
-  (cd /usr/share/redmine && setsid runuser -u www-data -- env BUNDLER_VERSION=2.3.15 BUNDLE_GEMFILE="$RM/Gemfile" \
+  # The whole subshell is redirected and backgrounded: nothing that runs on
+  # may hold this script's stdout, which `eval "$(scripts/peers.sh)"` reads
+  # to its end.
+  (cd /usr/share/redmine && exec setsid runuser -u www-data -- env BUNDLER_VERSION=2.3.15 BUNDLE_GEMFILE="$RM/Gemfile" \
     REDMINE_INSTANCE=default RAILS_ENV=production bundle exec rackup -s webrick -o 127.0.0.1 -p $REDMINE_PORT \
-    -E production -P "$RM/redmine.pid" config.ru >"$DIR/redmine.log" 2>&1 </dev/null &)
+    -E production -P "$RM/redmine.pid" config.ru) >"$DIR/redmine.log" 2>&1 </dev/null &
   wait_http "http://127.0.0.1:$REDMINE_PORT/" 120
 fi
 # A fresh Redmine has no project; the tests file into `aftercare-test`.
-if ! curl -fsS -o /dev/null -H "X-Redmine-API-Key: $REDMINE_KEY" \
+if ! curl -fsS --max-time 30 -o /dev/null -H "X-Redmine-API-Key: $REDMINE_KEY" 2>/dev/null \
   "http://127.0.0.1:$REDMINE_PORT/projects/aftercare-test.json"; then
-  curl -fsS -o /dev/null -H "X-Redmine-API-Key: $REDMINE_KEY" -H 'Content-Type: application/json' \
+  curl -fsS --max-time 60 -o /dev/null -H "X-Redmine-API-Key: $REDMINE_KEY" -H 'Content-Type: application/json' \
     -X POST "http://127.0.0.1:$REDMINE_PORT/projects.json" \
     -d '{"project":{"name":"aftercare test","identifier":"aftercare-test","is_public":false,"enabled_module_names":["issue_tracking"]}}'
 fi
