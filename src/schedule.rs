@@ -84,6 +84,8 @@ pub struct Plan {
     pub checklist: Vec<(String, Vec<String>)>,
     /// Checklist items the telemetry answers.
     pub measured: Vec<(String, Measure)>,
+    /// Whether its visits go to the customer's helpdesk, like tickets (default yes).
+    pub helpdesk: bool,
 }
 
 /// How the telemetry answers a checklist item, over the time since the device's previous visit.
@@ -197,6 +199,7 @@ pub fn due_work(fleet: &Fleet, now: DateTime<Utc>) -> Vec<NewWorkOrder> {
                             .find(|(k, _)| k == kind)
                             .map(|(_, v)| v.clone())
                             .unwrap_or_default(),
+                        to_helpdesk: p.helpdesk,
                     });
                 }
             }
@@ -210,7 +213,7 @@ pub async fn run_once(store: &Store, fleet: &Fleet, now: DateTime<Utc>) -> Resul
     let added = store.add_work_orders(&due_work(fleet, now), now).await?;
     // The earliest local day of any site is at most a day behind UTC's.
     let missed = match now.date_naive().checked_sub_days(Days::new(1)) {
-        Some(day) => store.mark_missed(day).await?,
+        Some(day) => store.mark_missed(day, now).await?,
         None => 0,
     };
     Ok((added, missed))

@@ -689,11 +689,25 @@ async fn get_work_order(State(s): State<AppState>, Path(id): Path<String>) -> Re
     Ok(Json(v).into_response())
 }
 
-async fn start_work_order(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartQuery {
+    /// Who is on site (default `api`).
+    by: Option<String>,
+}
+
+/// Starts a visit: new tickets of the device are silenced until it is done.
+async fn start_work_order(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    q: Result<Query<StartQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q?;
     let id = work_order_id(&id)?;
+    let by = q.by.as_deref().map(str::trim).filter(|b| !b.is_empty()).unwrap_or("api");
     let w =
         s.store.work_order(id).await?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no work order {id}")))?;
-    if !s.store.start_work_order(id).await? {
+    if !s.store.start_work_order(id, by, s.clock.now()).await? {
         return Err(ApiError(
             StatusCode::CONFLICT,
             format!("work order {id} is {}; only an open or missed one starts", w.state),

@@ -1509,5 +1509,6 @@ fn compile_plan(
         kinds: p.kinds.iter().map(|k| k.get_ref().clone()).collect(),
         checklist: p.checklist.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         measured,
+        helpdesk: p.helpdesk.unwrap_or(true),
     })
 }

@@ -299,6 +299,8 @@ pub struct RawPlan {
     /// share of the time online) or "faults" (faults raised); pre-filled and marked as measured.
     #[serde(default)]
     pub measured: BTreeMap<String, Spanned<String>>,
+    /// Whether its visits go to the customer's helpdesk like tickets (default true).
+    pub helpdesk: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -12,7 +12,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use super::{BoxFuture, Connector, Delivered, Delivery, DeliveryError, describe, priority, tag};
+use super::{BoxFuture, Connector, Delivered, Delivery, DeliveryError, describe};
 
 /// How the connector reaches its SMTP server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,18 +55,7 @@ pub fn message_id(event_id: &str, domain: &str) -> String {
 
 /// The subject: the tag helpdesks match on, then what happened.
 pub fn subject(d: &Delivery) -> String {
-    let t = &d.ticket;
-    format!(
-        "{} Tier {} {} on {}: {}",
-        tag(t),
-        t.tier.number(),
-        t.code.0,
-        t.device.0,
-        match d.row.event.as_str() {
-            "transition" => format!("now {}", t.state),
-            other => other.replace('_', " "),
-        }
-    )
+    d.subject.headline(&d.row.event)
 }
 
 impl Email {
@@ -104,7 +93,7 @@ impl Connector for Email {
 
     fn deliver<'a>(&'a self, d: &'a Delivery, _now: DateTime<Utc>) -> BoxFuture<'a, Result<Delivered, DeliveryError>> {
         Box::pin(async move {
-            let root = message_id(&format!("aftercare-{}-1", d.ticket.id.0), &self.domain);
+            let root = message_id(&d.subject.first_event_id(), &self.domain);
             let mut m = Message::builder()
                 .from(self.from.clone())
                 .to(self.to.clone())
@@ -115,7 +104,7 @@ impl Connector for Email {
                 m = m.in_reply_to(root.clone()).references(root);
             }
             let mail = m
-                .body(describe(d, priority(&d.ticket, &self.priorities)))
+                .body(describe(d, d.subject.priority(&self.priorities)))
                 .map_err(|e| DeliveryError::Permanent(format!("building the mail: {e}")))?;
             match self.transport.send(mail).await {
                 Ok(_) => Ok(Delivered::default()),

@@ -1,7 +1,7 @@
-//! Delivering ticket changes to the customers' helpdesks. The store writes an
-//! outbox row in the same transaction as each change; the relay here claims
-//! due rows (the earliest pending one per ticket, so a ticket's events arrive
-//! in order), hands each to its customer's connector, and records the
+//! Delivering ticket and work order changes to the customers' helpdesks. The
+//! store writes an outbox row in the same transaction as each change; the relay
+//! here claims due rows (the earliest pending one per ticket or work order, so
+//! their events arrive in order), hands each to its customer's connector, and records the
 //! outcome: delivered, retried later with backoff and jitter (honouring
 //! `Retry-After`), or dead after `outbox.dead_after`. A dead (poison) row
 //! blocks nothing: the ticket's next row goes on. Rows wait in the database,
@@ -9,7 +9,8 @@
 //!
 //! Request Tracker and Redmine are also polled for what people did there
 //! (status.rs), applied as transitions that name the helpdesk; a change a
-//! helpdesk made is never sent back to it.
+//! helpdesk made is never sent back to it. A work order is completed with its
+//! checklist answers through the API, so its remote status is not read back.
 //!
 //! Only this module talks to helpdesks.
 
@@ -35,7 +36,7 @@ use crate::clock::Clock;
 use crate::config::{HelpdeskConfig, HelpdeskKind, OutboxConfig};
 use crate::fleet::Fleet;
 use crate::metrics::{Metrics, ReasonLabel};
-use crate::store::{OutboxRow, RemoteTicket, Store};
+use crate::store::{OutboxRow, RemoteTicket, Store, SubjectId, WorkOrder};
 use crate::tickets::{State, Ticket};
 
 /// Why a delivery did not take; tells the relay what to do without reading strings.
@@ -49,12 +50,19 @@ pub enum DeliveryError {
     Gone(String),
 }
 
-/// One event to deliver, with the ticket as it is now.
+/// What an event is about, as it is now: a ticket, or a work order (a planned visit).
+#[derive(Debug, Clone)]
+pub enum Subject {
+    Ticket(Box<Ticket>),
+    WorkOrder(Box<WorkOrder>),
+}
+
+/// One event to deliver, with its ticket or work order as it is now.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub row: OutboxRow,
-    pub ticket: Ticket,
-    /// The remote ticket this ticket maps to in the connector's helpdesk, once known.
+    pub subject: Subject,
+    /// The remote ticket this ticket or work order maps to in the connector's helpdesk, once known.
     pub remote: Option<RemoteTicket>,
 }
 
@@ -76,52 +84,191 @@ pub trait Connector: Send + Sync {
     }
 }
 
-/// The tag in every subject, which email-to-ticket helpdesks thread on and lookups search for.
-pub fn tag(t: &Ticket) -> String {
-    format!("[aftercare #{}]", t.id.0)
+/// A visit kind as people write it: `Inspection`, `Follow-up`.
+fn visit_name(kind: &str) -> String {
+    let mut name = kind.replace('_', "-");
+    if let Some(first) = name.get(0..1) {
+        name.replace_range(0..1, &first.to_uppercase());
+    }
+    name
 }
 
-/// aftercare's reference of a ticket in other systems: the webhook dedup key, RT's custom field.
-pub fn reference(t: &Ticket) -> String {
-    format!("aftercare-ticket-{}", t.id.0)
-}
+impl Subject {
+    /// The tag in every subject, which email-to-ticket helpdesks thread on and lookups search
+    /// for: `[aftercare #12]` for a ticket, `[aftercare WO-7]` for a work order.
+    pub fn tag(&self) -> String {
+        match self {
+            Subject::Ticket(t) => format!("[aftercare #{}]", t.id.0),
+            Subject::WorkOrder(w) => format!("[aftercare WO-{}]", w.id),
+        }
+    }
 
-/// The helpdesk's priority for the ticket's tier.
-pub fn priority<'a>(t: &Ticket, priorities: &'a [String; 3]) -> &'a str {
-    &priorities[(t.tier.number() as usize).clamp(1, 3) - 1]
-}
+    /// aftercare's reference in other systems: the webhook dedup key, RT's custom field.
+    pub fn reference(&self) -> String {
+        match self {
+            Subject::Ticket(t) => format!("aftercare-ticket-{}", t.id.0),
+            Subject::WorkOrder(w) => format!("aftercare-work-order-{}", w.id),
+        }
+    }
 
-/// The title of the remote ticket.
-pub fn remote_subject(t: &Ticket) -> String {
-    format!("{} Tier {} {} on {}: {}", tag(t), t.tier.number(), t.code.0, t.device.0, t.title)
+    /// The event id of the first event, which every later mail refers to.
+    pub fn first_event_id(&self) -> String {
+        match self {
+            Subject::Ticket(t) => format!("aftercare-{}-1", t.id.0),
+            Subject::WorkOrder(w) => format!("aftercare-wo-{}-1", w.id),
+        }
+    }
+
+    /// The helpdesk's priority: the ticket's tier; a planned visit is never urgent (tier 3's).
+    pub fn priority<'a>(&self, priorities: &'a [String; 3]) -> &'a str {
+        let tier = match self {
+            Subject::Ticket(t) => (t.tier.number() as usize).clamp(1, 3),
+            Subject::WorkOrder(_) => 3,
+        };
+        &priorities[tier - 1]
+    }
+
+    /// The title of the remote ticket.
+    pub fn title(&self) -> String {
+        match self {
+            Subject::Ticket(t) => {
+                format!("{} Tier {} {} on {}: {}", self.tag(), t.tier.number(), t.code.0, t.device.0, t.title)
+            }
+            Subject::WorkOrder(w) => {
+                format!("{} {} of {} at {}, due {}", self.tag(), visit_name(&w.kind), w.device, w.site, w.due_on)
+            }
+        }
+    }
+
+    /// The title of a mail about `event`: the tag helpdesks match on, then what happened.
+    pub fn headline(&self, event: &str) -> String {
+        match self {
+            Subject::Ticket(t) => format!(
+                "{} Tier {} {} on {}: {}",
+                self.tag(),
+                t.tier.number(),
+                t.code.0,
+                t.device.0,
+                match event {
+                    "transition" => format!("now {}", t.state),
+                    other => other.replace('_', " "),
+                }
+            ),
+            Subject::WorkOrder(w) => format!(
+                "{} {} of {} due {}: {}",
+                self.tag(),
+                visit_name(&w.kind),
+                w.device,
+                w.due_on,
+                event.replace('_', " ")
+            ),
+        }
+    }
+
+    /// What the remote ticket's status should mean now.
+    pub fn meaning(&self) -> Meaning {
+        match self {
+            Subject::Ticket(t) => match t.state {
+                State::Open | State::Acknowledged | State::Dispatched | State::OnSite => Meaning::Active,
+                State::Resolved => Meaning::Resolved,
+                State::Closed => Meaning::Closed,
+                State::Cancelled => Meaning::Cancelled,
+            },
+            // A missed visit is still owed: it stays open until it is done.
+            Subject::WorkOrder(w) if w.state == "done" => Meaning::Resolved,
+            Subject::WorkOrder(_) => Meaning::Active,
+        }
+    }
+
+    /// `ticket` or `work_order`: the prefix of webhook event types.
+    pub fn noun(&self) -> &'static str {
+        match self {
+            Subject::Ticket(_) => "ticket",
+            Subject::WorkOrder(_) => "work_order",
+        }
+    }
 }
 
 /// An event as text, for a mail, a ticket's first description or a comment.
 pub fn describe(d: &Delivery, priority: &str) -> String {
-    let t = &d.ticket;
-    let mut s = format!(
-        "{}\n\nTicket {}: {}, tier {}, {}\nDevice {} ({}) at site {}, customer {}\nEvent: {} at {}\n",
-        t.title,
-        t.id.0,
-        t.code.0,
-        t.tier.number(),
-        t.state,
-        t.device.0,
-        t.kind,
-        t.site.0,
-        t.customer.0,
-        d.row.event,
-        d.row.created_at
-    );
-    s.push_str(&format!("Priority: {priority}\n"));
-    if !d.row.note.is_empty() {
-        s.push_str(&format!("Note: {}\n", d.row.note));
-    }
-    if let Some(by) = t.clock.resolve_by {
-        s.push_str(&format!("Resolve by: {by}\n"));
-    }
+    let mut s = match &d.subject {
+        Subject::Ticket(t) => {
+            let mut s = format!(
+                "{}\n\nTicket {}: {}, tier {}, {}\nDevice {} ({}) at site {}, customer {}\nEvent: {} at {}\n",
+                t.title,
+                t.id.0,
+                t.code.0,
+                t.tier.number(),
+                t.state,
+                t.device.0,
+                t.kind,
+                t.site.0,
+                t.customer.0,
+                d.row.event,
+                d.row.created_at
+            );
+            s.push_str(&format!("Priority: {priority}\n"));
+            if !d.row.note.is_empty() {
+                s.push_str(&format!("Note: {}\n", d.row.note));
+            }
+            if let Some(by) = t.clock.resolve_by {
+                s.push_str(&format!("Resolve by: {by}\n"));
+            }
+            s
+        }
+        Subject::WorkOrder(w) => {
+            let mut s = format!(
+                "{} of device {} at site {}, customer {}, due on {}\n\nWork order {}: {} (contract {}, plan {})\n\
+                 Event: {} at {}\nPriority: {priority}\n",
+                visit_name(&w.kind),
+                w.device,
+                w.site,
+                w.customer,
+                w.due_on,
+                w.id,
+                w.state,
+                w.contract,
+                w.plan,
+                d.row.event,
+                d.row.created_at
+            );
+            if !d.row.note.is_empty() {
+                s.push_str(&format!("Note: {}\n", d.row.note));
+            }
+            let answers = w.answers.as_ref().and_then(|a| a.as_object());
+            if !w.checklist.is_empty() {
+                s.push_str(if answers.is_some() { "\nChecklist, as answered:\n" } else { "\nChecklist:\n" });
+                for item in &w.checklist {
+                    match answers.and_then(|a| a.get(item)) {
+                        Some(v) => s.push_str(&format!("- {item}: {}\n", answer_text(v))),
+                        None => s.push_str(&format!("- {item}\n")),
+                    }
+                }
+            }
+            if let (Some(by), Some(at)) = (&w.completed_by, w.completed_at) {
+                s.push_str(&format!("Done by {by} at {at}\n"));
+            }
+            s
+        }
+    };
     s.push_str(&format!("\nEvent id: {}, sequence {}\n", d.row.event_id, d.row.seq));
     s
+}
+
+/// A checklist answer as text: a measured one shows its value and that it was measured.
+fn answer_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Object(o) if o.contains_key("value") => {
+            let value = o.get("value").map(answer_text).unwrap_or_default();
+            if o.get("measured").and_then(|m| m.as_bool()) == Some(true) {
+                format!("{value} (measured)")
+            } else {
+                value
+            }
+        }
+        other => other.to_string(),
+    }
 }
 
 fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
@@ -213,13 +360,13 @@ pub enum Meaning {
 }
 
 impl StatusMap {
-    /// The remote status that matches an aftercare state.
-    pub fn for_state(&self, s: State) -> &str {
-        match s {
-            State::Open | State::Acknowledged | State::Dispatched | State::OnSite => &self.active,
-            State::Resolved => &self.resolved,
-            State::Closed => &self.closed,
-            State::Cancelled => &self.cancelled,
+    /// The remote status that has a meaning (`Ignore` reads as active).
+    pub fn status_for(&self, m: Meaning) -> &str {
+        match m {
+            Meaning::Active | Meaning::Ignore => &self.active,
+            Meaning::Resolved => &self.resolved,
+            Meaning::Closed => &self.closed,
+            Meaning::Cancelled => &self.cancelled,
         }
     }
 
@@ -352,15 +499,19 @@ impl Relay {
                 self.store.outbox_skip(row.id).await?;
                 continue;
             }
-            let Some(ticket) = self.store.ticket(row.ticket_id).await? else { continue };
-            let remote = self.store.remote(row.ticket_id, conn.name()).await?;
+            let subject = match row.subject {
+                SubjectId::Ticket(id) => self.store.ticket(id).await?.map(|t| Subject::Ticket(Box::new(t))),
+                SubjectId::WorkOrder(id) => self.store.work_order(id).await?.map(|w| Subject::WorkOrder(Box::new(w))),
+            };
+            let Some(subject) = subject else { continue };
+            let remote = self.store.remote(row.subject, conn.name()).await?;
             attempted += 1;
             let permit = Arc::clone(&sem).acquire_owned().await;
             let (store, metrics, cfg, clock) =
                 (self.store.clone(), Arc::clone(&self.metrics), self.cfg.clone(), Arc::clone(&self.clock));
             set.spawn(async move {
                 let _permit = permit;
-                let d = Delivery { row, ticket, remote };
+                let d = Delivery { row, subject, remote };
                 let res = conn.deliver(&d, clock.now()).await;
                 let now = clock.now();
                 let row = &d.row;
@@ -370,7 +521,7 @@ impl Relay {
                             // The remote id first: a crash between the two repeats the
                             // event, which finds its remote ticket instead of making another.
                             if let Some(r) = done.remote.as_ref().filter(|r| d.remote.as_ref() != Some(*r)) {
-                                store.set_remote(row.ticket_id, conn.name(), &r.id, r.status.as_deref()).await?;
+                                store.set_remote(row.subject, conn.name(), &r.id, r.status.as_deref()).await?;
                             }
                             store.outbox_delivered(row.id, now).await
                         }
@@ -401,7 +552,7 @@ impl Relay {
                 };
                 if res.is_ok() {
                     metrics.outbox_delivered.inc();
-                    info!(helpdesk = conn.name(), event = %row.event_id, ticket = row.ticket_id.0, "delivered");
+                    info!(helpdesk = conn.name(), event = %row.event_id, "delivered");
                 }
                 if let Err(e) = outcome {
                     error!(error = %e, event = %row.event_id, "recording a delivery failed; it will be tried again");

@@ -15,11 +15,10 @@ use tokio::sync::OnceCell;
 
 use super::status::{Polled, RemoteChange, StatusSource};
 use super::{
-    BoxFuture, Connector, Delivered, Delivery, DeliveryError, StatusMap, bad_answer, describe, priority, remote_for,
-    remote_subject, send_to, tag,
+    BoxFuture, Connector, Delivered, Delivery, DeliveryError, StatusMap, Subject, bad_answer, describe, remote_for,
+    send_to,
 };
 use crate::store::RemoteTicket;
-use crate::tickets::Ticket;
 
 #[derive(Debug, Clone)]
 pub struct RedmineConfig {
@@ -192,13 +191,13 @@ impl Redmine {
             .await
     }
 
-    fn priority_id(&self, names: &Names, t: &Ticket) -> Option<i64> {
-        find_name(&names.priorities, priority(t, &self.priorities)).map(|p| p.id)
+    fn priority_id(&self, names: &Names, s: &Subject) -> Option<i64> {
+        find_name(&names.priorities, s.priority(&self.priorities)).map(|p| p.id)
     }
 
-    /// The issue that carries this ticket's subject tag, if one was made already.
-    async fn find(&self, t: &Ticket) -> Result<Option<RemoteTicket>, DeliveryError> {
-        let tag = tag(t);
+    /// The issue that carries this ticket's or work order's subject tag, if one was made already.
+    async fn find(&self, s: &Subject) -> Result<Option<RemoteTicket>, DeliveryError> {
+        let tag = s.tag();
         let req = self.request(reqwest::Method::GET, "issues.json").query(&[
             ("project_id", self.cfg.project.as_str()),
             ("status_id", "*"),
@@ -214,13 +213,13 @@ impl Redmine {
     }
 
     async fn create(&self, d: &Delivery, names: &Names) -> Result<RemoteTicket, DeliveryError> {
-        let t = &d.ticket;
+        let s = &d.subject;
         let mut issue = json!({
             "project_id": self.cfg.project,
-            "subject": remote_subject(t),
-            "description": describe(d, priority(t, &self.priorities)),
+            "subject": s.title(),
+            "description": describe(d, s.priority(&self.priorities)),
         });
-        if let Some(p) = self.priority_id(names, t) {
+        if let Some(p) = self.priority_id(names, s) {
             issue["priority_id"] = p.into();
         }
         if let Some(tr) = names.tracker {
@@ -248,24 +247,24 @@ impl Connector for Redmine {
 
     fn deliver<'a>(&'a self, d: &'a Delivery, _now: DateTime<Utc>) -> BoxFuture<'a, Result<Delivered, DeliveryError>> {
         Box::pin(async move {
-            let t = &d.ticket;
+            let s = &d.subject;
             let names = self.names().await?;
-            let (mut remote, note) = remote_for(d, || self.find(t), || self.create(d, names)).await?;
+            let (mut remote, note) = remote_for(d, || self.find(s), || self.create(d, names)).await?;
             let map = &self.cfg.statuses;
-            let want = map.for_state(t.state);
+            let want = map.status_for(s.meaning());
             let closed = |s: &str| find_name(&names.statuses, s).is_some_and(|n| n.is_closed);
             let same =
                 remote.status.as_deref().is_some_and(|s| map.meaning(s, closed(s)) == map.meaning(want, closed(want)));
             let mut issue = serde_json::Map::new();
             if note {
-                issue.insert("notes".into(), describe(d, priority(t, &self.priorities)).into());
+                issue.insert("notes".into(), describe(d, s.priority(&self.priorities)).into());
             }
             if !same {
                 let id = find_name(&names.statuses, want).map(|s| s.id);
                 issue.insert("status_id".into(), id.into());
             }
             if d.row.event == "promoted" {
-                issue.insert("priority_id".into(), self.priority_id(names, t).into());
+                issue.insert("priority_id".into(), self.priority_id(names, s).into());
             }
             if !issue.is_empty() {
                 let path = format!("issues/{}.json", remote.id);

@@ -14,11 +14,10 @@ use serde_json::json;
 
 use super::status::{Polled, RemoteChange, StatusSource};
 use super::{
-    BoxFuture, Connector, Delivered, Delivery, DeliveryError, StatusMap, bad_answer, describe, priority, reference,
-    remote_for, remote_subject, send_to, tag,
+    BoxFuture, Connector, Delivered, Delivery, DeliveryError, StatusMap, Subject, bad_answer, describe, remote_for,
+    send_to,
 };
 use crate::store::RemoteTicket;
-use crate::tickets::Ticket;
 
 #[derive(Debug, Clone)]
 pub struct RtConfig {
@@ -121,12 +120,13 @@ impl RequestTracker {
         send_to("RT", what, req).await
     }
 
-    /// Which of aftercare's tickets a search covers: the reference field, or the subject tag.
-    fn ours(&self, t: Option<&Ticket>) -> String {
-        match (&self.cfg.reference_field, t) {
-            (Some(f), Some(t)) => format!("'CF.{{{f}}}' = {}", quote(&reference(t))),
+    /// Which RT tickets a search covers: one ticket's or work order's, by the reference field
+    /// or the subject tag; or (`None`) all of aftercare's tickets, work orders aside.
+    fn ours(&self, s: Option<&Subject>) -> String {
+        match (&self.cfg.reference_field, s) {
+            (Some(f), Some(s)) => format!("'CF.{{{f}}}' = {}", quote(&s.reference())),
             (Some(f), None) => format!("'CF.{{{f}}}' LIKE 'aftercare-ticket-'"),
-            (None, Some(t)) => format!("Subject LIKE {}", quote(&tag(t))),
+            (None, Some(s)) => format!("Subject LIKE {}", quote(&s.tag())),
             (None, None) => "Subject LIKE '[aftercare #'".to_string(),
         }
     }
@@ -144,11 +144,11 @@ impl RequestTracker {
         serde_json::from_str(&body).map_err(|e| bad_answer("RT", "a search", e))
     }
 
-    /// The RT ticket that carries this ticket's reference, if one was made already.
-    async fn find(&self, t: &Ticket) -> Result<Option<RemoteTicket>, DeliveryError> {
-        let q = format!("Queue = {} AND {}", quote(&self.cfg.queue), self.ours(Some(t)));
+    /// The RT ticket that carries this ticket's or work order's reference, if one was made already.
+    async fn find(&self, s: &Subject) -> Result<Option<RemoteTicket>, DeliveryError> {
+        let q = format!("Queue = {} AND {}", quote(&self.cfg.queue), self.ours(Some(s)));
         let page = self.search(&q, 1).await?;
-        let tag = tag(t);
+        let tag = s.tag();
         let found = page
             .items
             .iter()
@@ -160,17 +160,17 @@ impl RequestTracker {
     }
 
     async fn create(&self, d: &Delivery) -> Result<RemoteTicket, DeliveryError> {
-        let t = &d.ticket;
-        let p = priority(t, &self.priorities);
+        let s = &d.subject;
+        let p = s.priority(&self.priorities);
         let mut body = json!({
             "Queue": self.cfg.queue,
-            "Subject": remote_subject(t),
+            "Subject": s.title(),
             "Content": describe(d, p),
             "ContentType": "text/plain",
             "Priority": p,
         });
         if let Some(f) = &self.cfg.reference_field {
-            body["CustomFields"] = json!({ f: reference(t) });
+            body["CustomFields"] = json!({ f: s.reference() });
         }
         let answer = self.send("create", self.request(reqwest::Method::POST, "ticket").json(&body)).await?;
         let c: Created = serde_json::from_str(&answer).map_err(|e| bad_answer("RT", "a create", e))?;
@@ -196,18 +196,18 @@ impl Connector for RequestTracker {
 
     fn deliver<'a>(&'a self, d: &'a Delivery, _now: DateTime<Utc>) -> BoxFuture<'a, Result<Delivered, DeliveryError>> {
         Box::pin(async move {
-            let t = &d.ticket;
-            let (mut remote, comment) = remote_for(d, || self.find(t), || self.create(d)).await?;
+            let s = &d.subject;
+            let (mut remote, comment) = remote_for(d, || self.find(s), || self.create(d)).await?;
             if comment {
                 let body = json!({
-                    "Subject": format!("{} {}", tag(t), d.row.event.replace('_', " ")),
-                    "Content": describe(d, priority(t, &self.priorities)),
+                    "Subject": format!("{} {}", s.tag(), d.row.event.replace('_', " ")),
+                    "Content": describe(d, s.priority(&self.priorities)),
                     "ContentType": "text/plain",
                 });
                 let path = format!("ticket/{}/comment", remote.id);
                 self.send("comment", self.request(reqwest::Method::POST, &path).json(&body)).await?;
             }
-            let want = self.cfg.statuses.for_state(t.state);
+            let want = self.cfg.statuses.status_for(s.meaning());
             let map = &self.cfg.statuses;
             let same = remote.status.as_deref().is_some_and(|s| map.meaning(s, false) == map.meaning(want, false));
             let mut update = serde_json::Map::new();
@@ -215,7 +215,7 @@ impl Connector for RequestTracker {
                 update.insert("Status".into(), want.into());
             }
             if d.row.event == "promoted" {
-                update.insert("Priority".into(), priority(t, &self.priorities).into());
+                update.insert("Priority".into(), s.priority(&self.priorities).into());
             }
             if !update.is_empty() {
                 let path = format!("ticket/{}", remote.id);

@@ -13,7 +13,7 @@ use tracing::warn;
 
 use super::{BoxFuture, DeliveryError, Meaning, origin_of};
 use crate::clock::Clock;
-use crate::store::{Store, StoreError, TransitionFailure};
+use crate::store::{Store, StoreError, SubjectId, TransitionFailure};
 use crate::tickets::State;
 
 /// A remote ticket whose status may have changed.
@@ -103,7 +103,7 @@ pub async fn poll(store: &Store, name: &str, src: &dyn StatusSource, clock: &dyn
             }
             applied += 1;
         }
-        store.set_remote(ticket_id, name, &c.remote_id, Some(&c.status)).await?;
+        store.set_remote(SubjectId::Ticket(ticket_id), name, &c.remote_id, Some(&c.status)).await?;
     }
     // Cursors are RFC 3339 times in UTC, to the second: their order is the text's.
     if let Some(next) = polled.cursor.filter(|n| cursor.as_ref().is_none_or(|c| n > c)) {

@@ -35,7 +35,10 @@ impl Connector for Scripted {
     }
     fn deliver<'a>(&'a self, d: &'a Delivery, _now: DateTime<Utc>) -> BoxFuture<'a, Result<Delivered, DeliveryError>> {
         Box::pin(async move {
-            let key = format!("{}#{}", d.row.ticket_id.0, d.row.event);
+            let key = match d.row.subject {
+                SubjectId::Ticket(t) => format!("{}#{}", t.0, d.row.event),
+                SubjectId::WorkOrder(w) => format!("WO-{w}#{}", d.row.event),
+            };
             self.got.lock().unwrap().push(key.clone());
             self.remotes.lock().unwrap().push(d.remote.as_ref().map(|r| r.id.clone()));
             let mut a = self.answers.lock().unwrap();
@@ -43,7 +46,10 @@ impl Connector for Scripted {
                 Some(i) => a.remove(i).1,
                 None => Ok(()),
             };
-            let remote = RemoteTicket { id: format!("R{}", d.ticket.id.0), status: Some(d.ticket.state.to_string()) };
+            let remote = match &d.subject {
+                Subject::Ticket(t) => RemoteTicket { id: format!("R{}", t.id.0), status: Some(t.state.to_string()) },
+                Subject::WorkOrder(w) => RemoteTicket { id: format!("RW{}", w.id), status: Some(w.state.clone()) },
+            };
             answer.map(|()| Delivered { remote: Some(remote) })
         })
     }
@@ -118,7 +124,7 @@ async fn a_ticket_s_events_go_in_order_and_wait_for_a_failing_one() {
     assert!(r.store.due_outbox(r.clock.now() + TimeDelta::days(1), 10).await.unwrap().is_empty());
     let delivered = r.store.outbox("delivered", 10).await.unwrap();
     assert_eq!(delivered.len(), 3);
-    let first = delivered.iter().find(|d| d.ticket_id.0 == 1 && d.seq == 1).unwrap();
+    let first = delivered.iter().find(|d| d.subject == SubjectId::Ticket(TicketId(1)) && d.seq == 1).unwrap();
     assert_eq!((first.attempts, first.event_id.as_str()), (2, "aftercare-1-1"));
 }
 
@@ -208,7 +214,7 @@ async fn the_remote_ticket_is_remembered_and_handed_to_later_events() {
     raise(&r.store, "rec-001", "city-transit", "leak", Change::Cleared, t0()).await;
     r.relay.run_once().await.unwrap();
     assert_eq!(*conn.remotes.lock().unwrap(), [None, Some("R1".to_string())]);
-    let remote = r.store.remote(TicketId(1), "hd").await.unwrap().unwrap();
+    let remote = r.store.remote(SubjectId::Ticket(TicketId(1)), "hd").await.unwrap().unwrap();
     assert_eq!((remote.id.as_str(), remote.status.as_deref()), ("R1", Some("open")));
 }
 
@@ -286,4 +292,85 @@ async fn a_status_change_in_the_helpdesk_applies_once_and_is_not_sent_back() {
     r.relay.run_once().await.unwrap();
     assert_eq!(conn.got(), ["1#opened"]);
     assert_eq!(r.store.outbox("skipped", 10).await.unwrap().len(), 2);
+}
+
+fn visit(device: &str, due: &str, to_helpdesk: bool) -> crate::store::NewWorkOrder {
+    crate::store::NewWorkOrder {
+        contract: "k".into(),
+        plan: if to_helpdesk { "inspection" } else { "patrol" }.into(),
+        kind: if to_helpdesk { "inspection" } else { "patrol" },
+        device: device.into(),
+        site: "site-a".into(),
+        customer: "city-transit".into(),
+        due_on: due.parse().unwrap(),
+        checklist: vec!["storage".into(), "battery".into()],
+        to_helpdesk,
+    }
+}
+
+#[tokio::test]
+async fn work_orders_go_to_the_helpdesk_in_order_beside_tickets() {
+    let conn =
+        Scripted::new(&[("WO-1#scheduled", Err(DeliveryError::Retryable { after: None, message: "503".into() }))]);
+    let r = rig(conn.clone()).await;
+    let orders = [visit("rec-001", "2026-11-25", true), visit("rec-002", "2026-11-25", false)];
+    assert_eq!(r.store.add_work_orders(&orders, t0()).await.unwrap(), 2);
+    assert_eq!(r.store.add_work_orders(&orders, t0()).await.unwrap(), 0, "made once");
+    raise(&r.store, "rec-001", "city-transit", "leak", Change::Raised, t0()).await;
+    assert!(r.store.start_work_order(1, "Li Wei", t0()).await.unwrap());
+    r.relay.run_once().await.unwrap();
+    // The work order's first event failed, so its next waits; the ticket is not held up,
+    // and the patrol (kept out of the helpdesk) sends nothing.
+    assert_eq!(conn.got(), ["WO-1#scheduled", "1#opened"]);
+    r.clock.advance(TimeDelta::seconds(2));
+    let answers = serde_json::json!({"storage": "ok", "battery": {"value": 12.6, "measured": true}});
+    assert!(r.store.complete_work_order(1, "Li Wei", &answers, r.clock.now()).await.unwrap());
+    for _ in 0..3 {
+        r.relay.run_once().await.unwrap();
+    }
+    assert_eq!(conn.got(), ["WO-1#scheduled", "1#opened", "WO-1#scheduled", "WO-1#started", "WO-1#completed"]);
+    let remotes = conn.remotes.lock().unwrap().clone();
+    assert_eq!(&remotes[3..], [Some("RW1".to_string()), Some("RW1".to_string())], "later events find the remote");
+    let rows = r.store.outbox("delivered", 10).await.unwrap();
+    let wo: Vec<_> = rows.iter().filter(|o| o.subject == SubjectId::WorkOrder(1)).collect();
+    assert_eq!(wo.len(), 3);
+    assert!(wo.iter().any(|o| o.event_id == "aftercare-wo-1-3" && o.action == "resolve" && o.origin == "Li Wei"));
+    let skipped = r.store.outbox("skipped", 10).await.unwrap();
+    assert_eq!(skipped.len(), 1);
+    assert_eq!((skipped[0].subject, skipped[0].event.as_str()), (SubjectId::WorkOrder(2), "scheduled"));
+    // A missed visit is told too, and only the visits that go to the helpdesk are delivered.
+    let more = [visit("rec-001", "2026-11-20", true), visit("rec-002", "2026-11-20", false)];
+    r.store.add_work_orders(&more, t0()).await.unwrap();
+    assert_eq!(r.store.mark_missed(t0().date_naive(), t0()).await.unwrap(), 2);
+    r.relay.run_once().await.unwrap();
+    r.relay.run_once().await.unwrap();
+    assert_eq!(&conn.got()[5..], ["WO-3#scheduled", "WO-3#missed"]);
+    assert_eq!(r.store.outbox("skipped", 10).await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn a_work_order_reads_well_in_a_mail_and_a_webhook() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("a.db")).await.unwrap();
+    store.add_work_orders(&[visit("rec-001", "2026-11-25", true)], t0()).await.unwrap();
+    let answers = serde_json::json!({"storage": "ok", "battery": {"value": 12.6, "measured": true}});
+    store.complete_work_order(1, "Li Wei", &answers, t0()).await.unwrap();
+    let w = store.work_order(1).await.unwrap().unwrap();
+    let row = store.outbox("pending", 10).await.unwrap().into_iter().find(|o| o.event == "completed").unwrap();
+    let d = Delivery { row, subject: Subject::WorkOrder(Box::new(w)), remote: None };
+    assert_eq!(d.subject.title(), "[aftercare WO-1] Inspection of rec-001 at site-a, due 2026-11-25");
+    assert_eq!(email::subject(&d), "[aftercare WO-1] Inspection of rec-001 due 2026-11-25: completed");
+    let p = ["P1".to_string(), "P2".to_string(), "P3".to_string()];
+    let text = describe(&d, d.subject.priority(&p));
+    for want in ["Priority: P3", "- storage: ok", "- battery: 12.6 (measured)", "Note: visit done by Li Wei"] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+    let body = webhook::body(&d, &p);
+    assert_eq!(body["type"], "work_order.completed");
+    assert_eq!(body["dedup_key"], "aftercare-work-order-1");
+    assert_eq!(body["action"], "resolve");
+    assert_eq!(body["work_order"]["state"], "done");
+    assert!(body.get("ticket").is_none());
+    assert_eq!(d.subject.meaning(), Meaning::Resolved);
+    assert_eq!(email::message_id(&d.subject.first_event_id(), "x"), "<aftercare-wo-1-1@x>");
 }

@@ -12,7 +12,7 @@ use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
-use super::{BoxFuture, Connector, Delivered, Delivery, DeliveryError, http_outcome, priority, reference};
+use super::{BoxFuture, Connector, Delivered, Delivery, DeliveryError, Subject, http_outcome};
 
 pub struct Webhook {
     name: String,
@@ -38,17 +38,21 @@ pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
 /// The JSON body of an event, in the spirit of PagerDuty Events v2.
 pub fn body(d: &Delivery, priorities: &[String; 3]) -> serde_json::Value {
     let r = &d.row;
-    json!({
-        "priority": priority(&d.ticket, priorities),
+    let mut v = json!({
+        "priority": d.subject.priority(priorities),
         "id": r.event_id,
-        "type": format!("ticket.{}", r.event),
+        "type": format!("{}.{}", d.subject.noun(), r.event),
         "timestamp": r.created_at,
         "sequence": r.seq,
-        "dedup_key": reference(&d.ticket),
+        "dedup_key": d.subject.reference(),
         "action": r.action,
         "event": { "name": r.event, "note": r.note, "at": r.created_at },
-        "ticket": d.ticket,
-    })
+    });
+    v[d.subject.noun()] = match &d.subject {
+        Subject::Ticket(t) => json!(t),
+        Subject::WorkOrder(w) => json!(w),
+    };
+    v
 }
 
 impl Webhook {

@@ -7,7 +7,7 @@ mod sqlite;
 mod work_orders;
 
 pub use history::DeviceEvent;
-pub use outbox::{OutboxRow, RemoteTicket};
+pub use outbox::{OutboxRow, RemoteTicket, SubjectId};
 pub use work_orders::{NewWorkOrder, StoredReport, WorkOrder, WorkOrderFilter};
 
 pub use sqlite::Store;

@@ -9,12 +9,23 @@ use super::sqlite::{from_ms, ms};
 use super::{Store, StoreError};
 use crate::domain::TicketId;
 
+/// What an outbox row is about: a ticket, or a work order (a planned visit).
+/// Serialized as `"ticket_id": N` or `"work_order_id": N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum SubjectId {
+    #[serde(rename = "ticket_id")]
+    Ticket(TicketId),
+    #[serde(rename = "work_order_id")]
+    WorkOrder(i64),
+}
+
 /// One event for the helpdesk.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OutboxRow {
     pub id: i64,
-    pub ticket_id: TicketId,
-    /// 1, 2, 3… per ticket, in the order the changes happened.
+    #[serde(flatten)]
+    pub subject: SubjectId,
+    /// 1, 2, 3… per ticket or work order, in the order the changes happened.
     pub seq: i64,
     /// Stable across retries: receivers deduplicate on it.
     pub event_id: String,
@@ -41,13 +52,21 @@ pub struct RemoteTicket {
     pub status: Option<String>,
 }
 
-const COLUMNS: &str = "id, ticket_id, seq, event_id, event, action, note, customer, created_at, state, attempts, \
+const COLUMNS: &str = "id, ticket_id, work_order_id, seq, event_id, event, action, note, customer, created_at, state, attempts, \
                        next_attempt_at, last_error, delivered_at, origin";
 
 fn row(r: &sqlx::sqlite::SqliteRow) -> Result<OutboxRow, StoreError> {
+    let id: i64 = r.try_get("id")?;
+    let subject = match (r.try_get::<Option<i64>, _>("ticket_id")?, r.try_get::<Option<i64>, _>("work_order_id")?) {
+        (Some(t), None) => SubjectId::Ticket(TicketId(t)),
+        (None, Some(w)) => SubjectId::WorkOrder(w),
+        _ => {
+            return Err(StoreError::Corrupt(format!("outbox row {id} is about neither one ticket nor one work order")));
+        }
+    };
     Ok(OutboxRow {
-        id: r.try_get("id")?,
-        ticket_id: TicketId(r.try_get("ticket_id")?),
+        id,
+        subject,
         seq: r.try_get("seq")?,
         event_id: r.try_get("event_id")?,
         event: r.try_get("event")?,
@@ -65,12 +84,13 @@ fn row(r: &sqlx::sqlite::SqliteRow) -> Result<OutboxRow, StoreError> {
 }
 
 impl Store {
-    /// Due rows, at most one per ticket (the earliest pending), oldest first.
+    /// Due rows, at most one per ticket or work order (the earliest pending), oldest first.
     /// A later row of a ticket waits until the rows before it are delivered or dead.
     pub async fn due_outbox(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= $1 \
-             AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.ticket_id = o.ticket_id AND p.state = 'pending' AND p.seq < o.seq) \
+             AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.state = 'pending' AND p.seq < o.seq \
+                 AND (p.ticket_id = o.ticket_id OR p.work_order_id = o.work_order_id)) \
              ORDER BY o.id LIMIT $2"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(ms(now)).bind(limit).fetch_all(&self.pool).await?;
@@ -146,36 +166,46 @@ impl Store {
         Ok(res.rows_affected() == 1)
     }
 
-    /// The remote ticket a ticket maps to in a helpdesk, with the remote status last seen or set.
-    pub async fn remote(&self, ticket: TicketId, helpdesk: &str) -> Result<Option<RemoteTicket>, StoreError> {
-        let r =
-            sqlx::query("SELECT remote_id, remote_status FROM remote_tickets WHERE ticket_id = $1 AND helpdesk = $2")
-                .bind(ticket.0)
-                .bind(helpdesk)
-                .fetch_optional(&self.pool)
-                .await?;
+    /// The remote ticket a ticket or work order maps to in a helpdesk, with the remote status
+    /// last seen or set.
+    pub async fn remote(&self, subject: SubjectId, helpdesk: &str) -> Result<Option<RemoteTicket>, StoreError> {
+        let (sql, id) = match subject {
+            SubjectId::Ticket(t) => {
+                ("SELECT remote_id, remote_status FROM remote_tickets WHERE ticket_id = $1 AND helpdesk = $2", t.0)
+            }
+            SubjectId::WorkOrder(w) => (
+                "SELECT remote_id, remote_status FROM remote_work_orders WHERE work_order_id = $1 AND helpdesk = $2",
+                w,
+            ),
+        };
+        let r = sqlx::query(sql).bind(id).bind(helpdesk).fetch_optional(&self.pool).await?;
         r.map(|r| Ok(RemoteTicket { id: r.try_get("remote_id")?, status: r.try_get("remote_status")? })).transpose()
     }
 
-    /// Records the remote ticket of a ticket; a `None` status keeps the one recorded.
+    /// Records the remote ticket of a ticket or work order; a `None` status keeps the one recorded.
     pub async fn set_remote(
         &self,
-        ticket: TicketId,
+        subject: SubjectId,
         helpdesk: &str,
         remote: &str,
         status: Option<&str>,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO remote_tickets (ticket_id, helpdesk, remote_id, remote_status) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (ticket_id, helpdesk) DO UPDATE SET remote_id = excluded.remote_id, \
-             remote_status = COALESCE(excluded.remote_status, remote_tickets.remote_status)",
-        )
-        .bind(ticket.0)
-        .bind(helpdesk)
-        .bind(remote)
-        .bind(status)
-        .execute(&self.pool)
-        .await?;
+        let (sql, id) = match subject {
+            SubjectId::Ticket(t) => (
+                "INSERT INTO remote_tickets (ticket_id, helpdesk, remote_id, remote_status) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (ticket_id, helpdesk) DO UPDATE SET remote_id = excluded.remote_id, \
+                 remote_status = COALESCE(excluded.remote_status, remote_tickets.remote_status)",
+                t.0,
+            ),
+            SubjectId::WorkOrder(w) => (
+                "INSERT INTO remote_work_orders (work_order_id, helpdesk, remote_id, remote_status) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (work_order_id, helpdesk) DO UPDATE SET \
+                 remote_id = excluded.remote_id, \
+                 remote_status = COALESCE(excluded.remote_status, remote_work_orders.remote_status)",
+                w,
+            ),
+        };
+        sqlx::query(sql).bind(id).bind(helpdesk).bind(remote).bind(status).execute(&self.pool).await?;
         Ok(())
     }
 

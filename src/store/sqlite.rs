@@ -158,12 +158,19 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "work_orders", include_str!("../../migrations/sqlite/0009_work_orders.sql")),
     (10, "silenced", include_str!("../../migrations/sqlite/0010_silenced.sql")),
     (11, "reports", include_str!("../../migrations/sqlite/0011_reports.sql")),
+    (12, "work_order_outbox", include_str!("../../migrations/sqlite/0012_work_order_outbox.sql")),
 ];
 
 fn migrator() -> Migrator {
+    migrator_to(i64::MAX)
+}
+
+/// The migrations up to `version`, for testing an upgrade from an older schema.
+fn migrator_to(version: i64) -> Migrator {
     Migrator::with_migrations(
         MIGRATIONS
             .iter()
+            .filter(|(v, _, _)| *v <= version)
             .map(|(v, d, sql)| Migration::new(*v, Cow::Borrowed(*d), MigrationType::Simple, sql.into_sql_str(), false))
             .collect(),
     )

@@ -1,8 +1,11 @@
 //! Work orders: the visits the scheduler makes from the contracts' plans.
+//! Each change a helpdesk must see (scheduled, missed, started, completed,
+//! report kept) writes an outbox row in the change's transaction, as ticket
+//! changes do.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
-use sqlx::Row;
+use sqlx::{Row, SqliteConnection};
 
 use super::sqlite::{from_ms, ms};
 use super::{Store, StoreError};
@@ -18,6 +21,8 @@ pub struct NewWorkOrder {
     pub customer: String,
     pub due_on: NaiveDate,
     pub checklist: Vec<String>,
+    /// Whether the visit goes to the customer's helpdesk (a plan can keep its visits out).
+    pub to_helpdesk: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -72,15 +77,60 @@ pub struct WorkOrderFilter {
     pub to: Option<NaiveDate>,
 }
 
+/// Writes the outbox row of a change to work order `id`: the next in its sequence,
+/// `skipped` when `deliver` is false.
+#[allow(clippy::too_many_arguments)]
+async fn event(
+    conn: &mut SqliteConnection,
+    id: i64,
+    event: &str,
+    action: &str,
+    note: &str,
+    origin: &str,
+    at: DateTime<Utc>,
+    deliver: bool,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO outbox (work_order_id, seq, event_id, event, action, note, customer, created_at, next_attempt_at, \
+         origin, state) \
+         SELECT $1, n.seq, 'aftercare-wo-' || $1 || '-' || n.seq, $2, $3, $4, w.customer, $5, $5, $6, $7 \
+         FROM work_orders w, (SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM outbox WHERE work_order_id = $1) n \
+         WHERE w.id = $1",
+    )
+    .bind(id)
+    .bind(event)
+    .bind(action)
+    .bind(note)
+    .bind(ms(at))
+    .bind(origin)
+    .bind(if deliver { "pending" } else { "skipped" })
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Whether a work order's later events go to the helpdesk: as its first one did.
+async fn delivers(conn: &mut SqliteConnection, id: i64) -> Result<bool, StoreError> {
+    let first: Option<String> = sqlx::query_scalar("SELECT state FROM outbox WHERE work_order_id = $1 AND seq = 1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await?;
+    Ok(first.is_none_or(|s| s != "skipped"))
+}
+
 impl Store {
-    /// Makes the work orders not made yet; returns how many were new.
+    /// Makes the work orders not made yet, each with its `scheduled` event; returns how many were new.
     pub async fn add_work_orders(&self, orders: &[NewWorkOrder], now: DateTime<Utc>) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut added = 0;
         for o in orders {
-            let r = sqlx::query(
+            let id: Option<i64> = sqlx::query_scalar(
+                // The NOT EXISTS spares an id: a conflicting insert would use one up, and work
+                // order numbers are what people quote.
                 "INSERT INTO work_orders (contract, plan, kind, device, site, customer, due_on, created_at, checklist) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (contract, plan, device, due_on) DO NOTHING",
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE NOT EXISTS (SELECT 1 FROM work_orders \
+                 WHERE contract = $1 AND plan = $2 AND device = $4 AND due_on = $7) \
+                 ON CONFLICT (contract, plan, device, due_on) DO NOTHING RETURNING id",
             )
             .bind(&o.contract)
             .bind(&o.plan)
@@ -91,21 +141,34 @@ impl Store {
             .bind(o.due_on.to_string())
             .bind(ms(now))
             .bind(serde_json::to_string(&o.checklist).unwrap_or_else(|_| "[]".into()))
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?;
-            added += r.rows_affected();
+            if let Some(id) = id {
+                let note = format!("due on {}", o.due_on);
+                event(&mut tx, id, "scheduled", "trigger", &note, "aftercare", now, o.to_helpdesk).await?;
+                added += 1;
+            }
         }
         tx.commit().await?;
         Ok(added)
     }
 
-    /// Open work orders due before `today` are missed.
-    pub async fn mark_missed(&self, today: NaiveDate) -> Result<u64, StoreError> {
-        let r = sqlx::query("UPDATE work_orders SET state = 'missed' WHERE state = 'open' AND due_on < $1")
-            .bind(today.to_string())
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected())
+    /// Open work orders due before `today` are missed; returns how many.
+    pub async fn mark_missed(&self, today: NaiveDate, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let missed: Vec<(i64, String)> = sqlx::query_as(
+            "UPDATE work_orders SET state = 'missed' WHERE state = 'open' AND due_on < $1 RETURNING id, due_on",
+        )
+        .bind(today.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+        for (id, due) in &missed {
+            let deliver = delivers(&mut tx, *id).await?;
+            let note = format!("not done by its due date, {due}");
+            event(&mut tx, *id, "missed", "update", &note, "aftercare", now, deliver).await?;
+        }
+        tx.commit().await?;
+        Ok(missed.len() as u64)
     }
 
     pub async fn work_orders(&self, f: &WorkOrderFilter, limit: i64) -> Result<Vec<WorkOrder>, StoreError> {
@@ -132,13 +195,20 @@ impl Store {
     }
 
     /// Starts a visit (open or missed → in progress); false if it cannot be started.
-    pub async fn start_work_order(&self, id: i64) -> Result<bool, StoreError> {
+    pub async fn start_work_order(&self, id: i64, by: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let r =
             sqlx::query("UPDATE work_orders SET state = 'in_progress' WHERE id = $1 AND state IN ('open', 'missed')")
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
-        Ok(r.rows_affected() == 1)
+        if r.rows_affected() != 1 {
+            return Ok(false);
+        }
+        let deliver = delivers(&mut tx, id).await?;
+        event(&mut tx, id, "started", "update", &format!("visit started by {by}"), by, now, deliver).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Completes a visit with its checklist answers; false if it is already done.
@@ -149,6 +219,7 @@ impl Store {
         answers: &serde_json::Value,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let r = sqlx::query(
             "UPDATE work_orders SET state = 'done', answers = $2, completed_by = $3, completed_at = $4 \
              WHERE id = $1 AND state != 'done'",
@@ -157,9 +228,15 @@ impl Store {
         .bind(answers.to_string())
         .bind(by)
         .bind(ms(now))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(r.rows_affected() == 1)
+        if r.rows_affected() != 1 {
+            return Ok(false);
+        }
+        let deliver = delivers(&mut tx, id).await?;
+        event(&mut tx, id, "completed", "resolve", &format!("visit done by {by}"), by, now, deliver).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }
 
@@ -200,7 +277,9 @@ fn report_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredReport, StoreError> {
 
 impl Store {
     /// Keeps a report; one per work order and language (a second is ignored). Returns its id.
+    /// The work order's helpdesk ticket hears of it.
     pub async fn add_report(&self, r: &StoredReport) -> Result<Option<i64>, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
             "INSERT INTO reports (work_order_id, customer, site, period_from, period_to, made_at, due_by, lang, json, html) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (work_order_id, lang) DO NOTHING RETURNING id",
@@ -215,9 +294,17 @@ impl Store {
         .bind(&r.lang)
         .bind(&r.json)
         .bind(&r.html)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(row.map(|r| r.try_get("id")).transpose()?)
+        let id: Option<i64> = row.map(|r| r.try_get("id")).transpose()?;
+        if let (Some(id), Some(wo)) = (id, r.work_order_id) {
+            let deliver = delivers(&mut tx, wo).await?;
+            let due = r.due_by.map(|d| format!(", due to the customer by {d}")).unwrap_or_default();
+            let note = format!("report {id} ({}) kept{due}", r.lang);
+            event(&mut tx, wo, "report_kept", "update", &note, "aftercare", r.made_at, deliver).await?;
+        }
+        tx.commit().await?;
+        Ok(id)
     }
 
     /// Kept reports, newest first (without their bodies' use in listings).

@@ -175,6 +175,26 @@ impl Desk {
         }
     }
 
+    /// Everything written on a ticket: its description and every update.
+    pub async fn text(&self, id: &str) -> String {
+        let (v, items, field) = match self {
+            Desk::Rt { .. } => {
+                (self.json(&format!("ticket/{id}/attachments?fields=Content&per_page=100")).await, "items", "Content")
+            }
+            Desk::Redmine { .. } => {
+                let v = self.json(&format!("issues/{id}.json?include=journals")).await;
+                let mut all = vec![v["issue"]["description"].clone()];
+                all.extend(v["issue"]["journals"].as_array().unwrap().iter().map(|j| j["notes"].clone()));
+                (
+                    json!({ "items": all.into_iter().map(|n| json!({ "notes": n })).collect::<Vec<_>>() }),
+                    "items",
+                    "notes",
+                )
+            }
+        };
+        v[items].as_array().unwrap().iter().filter_map(|i| i[field].as_str()).collect::<Vec<_>>().join("\n---\n")
+    }
+
     /// A person changes a ticket's status in the helpdesk.
     pub async fn set_status(&self, id: &str, status: &str) {
         let r = match self {
@@ -360,4 +380,112 @@ async fn tickets_reach_request_tracker_once_each_and_its_status_comes_back() {
 async fn tickets_reach_redmine_once_each_and_its_status_comes_back() {
     let Some(desk) = Desk::redmine().await else { return };
     round_trip(desk, "lit-031", "lit-032", "Urgent").await;
+}
+
+async fn work_order(d: &Daemon, id: i64) -> Value {
+    get(&d.url(&format!("/api/v1/work-orders/{id}"))).await
+}
+
+/// Planned visits go to the helpdesk like tickets: one remote ticket per work
+/// order, at the lowest priority, updated when it is missed, started and done
+/// (with the checklist's answers), and resolved there when it is done.
+async fn visits(desk: Desk, device: &str, low_priority: &str) {
+    let fleet = [&format!("{device}:lighting")[..]];
+    let broker = Broker::Embedded;
+    let (dir, prefix) = Daemon::setup(&fleet, "30s", "10m", &broker);
+    // A monthly inspection whose last visit was due about four weeks ago (missed) and whose next is due in three days.
+    #[allow(clippy::disallowed_methods)]
+    let today = chrono::Utc::now().date_naive();
+    let next = today + chrono::Days::new(3);
+    let anchor = next.checked_sub_months(chrono::Months::new(2)).unwrap();
+    let path = dir.path().join("aftercare.toml");
+    let cfg = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("[[customers]]\nid = \"cust-1\"\n", "[[customers]]\nid = \"cust-1\"\nhelpdesk = \"desk\"\n")
+        + &format!("[helpdesks.desk]\n{}", desk.config(desk.addr()))
+        + &format!(
+            "[contracts.k]\ncustomer = \"cust-1\"\ntitle = \"k\"\nstarts = \"2020-01-01\"\n\
+             tier1 = {{ acknowledge = \"1h\" }}\ntier2 = {{ acknowledge = \"1h\" }}\ntier3 = {{ acknowledge = \"1h\" }}\n\
+             [[contracts.k.plans]]\nname = \"inspection\"\nkind = \"inspection\"\nanchor = \"{anchor}\"\n\
+             every = \"1 month\"\nlead = \"5 days\"\nchecklist = {{ lighting = [\"circuits\", \"lamps\"] }}\n\
+             measured = {{ circuits = \"online\" }}\n\
+             [[contracts.k.plans]]\nname = \"patrol\"\nkind = \"patrol\"\nanchor = \"{anchor}\"\nevery = \"1 month\"\n\
+             lead = \"5 days\"\nhelpdesk = false\n"
+        );
+    std::fs::write(&path, cfg).unwrap();
+    let d = Daemon::start(dir, &prefix, &broker);
+    let orders = wait_for("the work orders", 30, || async {
+        let w = get(&d.url("/api/v1/work-orders?kind=inspection")).await;
+        (w.as_array()?.len() == 2).then_some(w)
+    })
+    .await;
+    let (missed, open) = (orders[0]["id"].as_i64().unwrap(), orders[1]["id"].as_i64().unwrap());
+    assert_eq!(orders[0]["state"], json!("missed"), "{orders:#}");
+    let (_, resolved, _) = desk.statuses();
+    let remotes = wait_for("a remote ticket per inspection", 30, || async {
+        let t = desk.tickets().await;
+        (t.len() >= 2).then_some(t)
+    })
+    .await;
+    assert_eq!(remotes.len(), 2, "one per inspection; the patrol plan keeps out of the helpdesk: {remotes:?}");
+    let remote_of = |id: i64| {
+        let tag = format!("[aftercare WO-{id}] Inspection of {device} at site-a, due ");
+        remotes.iter().find(|r| r.subject.starts_with(&tag)).unwrap_or_else(|| panic!("{tag}: {remotes:?}")).clone()
+    };
+    let (rm, ro) = (remote_of(missed), remote_of(open));
+    assert!(ro.subject.ends_with(&next.to_string()), "{ro:?}");
+    assert_eq!((ro.priority.as_str(), rm.priority.as_str()), (low_priority, low_priority));
+    wait_for("the missed visit told", 30, || async { (desk.updates(&rm.id).await == 1).then_some(()) }).await;
+    assert!(desk.tickets().await.iter().all(|r| r.status != resolved), "both still owed");
+
+    // The engineer starts and completes the visit; the inspection's reports are kept.
+    let post = |path: String, body: Value| {
+        let url = d.url(&path);
+        async move { http().post(url).json(&body).send().await.unwrap() }
+    };
+    let r = post(format!("/api/v1/work-orders/{open}/start?by=Li%20Wei"), json!({})).await;
+    assert_eq!(r.status().as_u16(), 200);
+    let body = json!({"by": "Li Wei", "answers": {"lamps": "2 replaced"}});
+    let r = post(format!("/api/v1/work-orders/{open}/complete"), body).await;
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+    wait_for("the done visit resolved in the helpdesk", 60, || async {
+        let t = desk.tickets().await;
+        t.iter().any(|r| r.id == ro.id && r.status == resolved).then_some(())
+    })
+    .await;
+    // started, completed, and a report kept in each language: once each.
+    wait_for("the visit's updates", 30, || async { (desk.updates(&ro.id).await >= 4).then_some(()) }).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(desk.updates(&ro.id).await, 4);
+    assert_eq!(desk.updates(&rm.id).await, 1);
+    let text = desk.text(&ro.id).await;
+    assert!(text.contains("lamps: 2 replaced") && text.contains("circuits: 1.0 (measured)"), "{text}");
+    assert!(text.contains("visit done by Li Wei"), "{text}");
+
+    // A work order is done through the API, with its answers: what people do to its remote
+    // ticket is not taken for a visit.
+    desk.set_status(&rm.id, resolved).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(work_order(&d, missed).await["state"], json!("missed"));
+    // The patrol plan's visits are kept out of the helpdesk: their events are skipped.
+    let patrols = get(&d.url("/api/v1/work-orders?kind=patrol")).await;
+    let patrols: Vec<Value> = patrols.as_array().unwrap().iter().map(|w| w["id"].clone()).collect();
+    assert_eq!(patrols.len(), 2, "{patrols:?}");
+    let skipped = outbox(&d, "skipped").await;
+    assert!(skipped.iter().all(|r| patrols.contains(&r["work_order_id"])), "{skipped:?}");
+    assert!(patrols.iter().all(|p| skipped.iter().any(|r| r["work_order_id"] == *p)), "{skipped:?}");
+    assert!(outbox(&d, "dead").await.is_empty(), "{:?}", outbox(&d, "dead").await);
+    d.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_orders_reach_request_tracker_and_resolve_when_done() {
+    let Some(desk) = Desk::rt().await else { return };
+    visits(desk, "lit-041", "Low").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_orders_reach_redmine_and_resolve_when_done() {
+    let Some(desk) = Desk::redmine().await else { return };
+    visits(desk, "lit-051", "Normal").await;
 }

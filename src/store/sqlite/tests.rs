@@ -4,7 +4,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::*;
 use crate::contracts::Deadlines;
-use crate::store::{Change, FaultRecord};
+use crate::store::{Change, FaultRecord, SubjectId};
 
 fn t0() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-11-22T08:00:00Z").unwrap().to_utc()
@@ -350,6 +350,7 @@ async fn a_fault_during_a_visit_is_recorded_but_silenced() {
         customer: "c1".into(),
         due_on: t0().date_naive(),
         checklist: vec![],
+        to_helpdesk: false,
     };
     assert_eq!(s.add_work_orders(&[visit], t0()).await.unwrap(), 1);
     let wo = s.work_orders(&Default::default(), 10).await.unwrap()[0].id;
@@ -359,7 +360,7 @@ async fn a_fault_during_a_visit_is_recorded_but_silenced() {
     let (_, before) = apply(&s, r.clone(), t0()).await;
     let before = s.ticket(before.unwrap()).await.unwrap().unwrap();
     assert_eq!((before.silenced_by, before.clock.acknowledge_by.is_some()), (None, true));
-    assert!(s.start_work_order(wo).await.unwrap());
+    assert!(s.start_work_order(wo, "eng", t0()).await.unwrap());
     let mut r2 = r.clone();
     r2.code = "tilt".into();
     let (_, during) = apply(&s, r2, t0()).await;
@@ -369,8 +370,8 @@ async fn a_fault_during_a_visit_is_recorded_but_silenced() {
     assert!(during.clock.no_clock.as_deref().unwrap().contains("silenced"));
     // Nothing of it goes to the helpdesk; the first ticket's events still do.
     let pending = s.outbox("pending", 100).await.unwrap();
-    assert!(pending.iter().all(|o| o.ticket_id == before.id), "{pending:?}");
-    assert!(s.outbox("skipped", 100).await.unwrap().iter().any(|o| o.ticket_id == during.id));
+    assert!(pending.iter().all(|o| o.subject == SubjectId::Ticket(before.id)), "{pending:?}");
+    assert!(s.outbox("skipped", 100).await.unwrap().iter().any(|o| o.subject == SubjectId::Ticket(during.id)));
     // Another device is not silenced by this visit.
     let (_, other) = apply(&s, rec("rec-002", "tilt", Tier::Major, Change::Raised, t0()), t0()).await;
     assert_eq!(s.ticket(other.unwrap()).await.unwrap().unwrap().silenced_by, None);
@@ -378,4 +379,47 @@ async fn a_fault_during_a_visit_is_recorded_but_silenced() {
     assert!(s.complete_work_order(wo, "eng", &serde_json::json!({}), t0()).await.unwrap());
     let (_, after) = apply(&s, rec("rec-001", "smoke", Tier::Major, Change::Raised, t0()), t0()).await;
     assert_eq!(s.ticket(after.unwrap()).await.unwrap().unwrap().silenced_by, None);
+}
+
+#[tokio::test]
+async fn the_outbox_keeps_its_rows_when_work_orders_join_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        // A database of the schema before work orders went to helpdesks, with a ticket's events.
+        let opts = SqliteConnectOptions::new().filename(&path).create_if_missing(true).foreign_keys(true);
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await.unwrap();
+        migrator_to(11).run(&pool).await.unwrap();
+        let old = Store { pool };
+        apply(&old, rec("rec-001", "leak", Tier::Major, Change::Raised, t0()), t0()).await;
+        apply(&old, rec("rec-001", "leak", Tier::Major, Change::Cleared, t0()), t0()).await;
+        old.pool.close().await;
+    }
+    let s = Store::open(&path).await.unwrap();
+    let rows = s.outbox("pending", 10).await.unwrap();
+    let events: Vec<_> = rows.iter().map(|o| (o.subject, o.seq, o.event.as_str())).collect();
+    let t = SubjectId::Ticket(TicketId(1));
+    assert_eq!(events, [(t, 2, "recovered"), (t, 1, "opened")]);
+    // The ticket's next event continues its sequence; a work order starts its own.
+    apply(&s, rec("rec-001", "leak", Tier::Major, Change::Raised, t0()), t0()).await;
+    let visit = crate::store::NewWorkOrder {
+        contract: "k".into(),
+        plan: "inspection".into(),
+        kind: "inspection",
+        device: "rec-001".into(),
+        site: "s1".into(),
+        customer: "c1".into(),
+        due_on: t0().date_naive(),
+        checklist: vec![],
+        to_helpdesk: true,
+    };
+    s.add_work_orders(&[visit], t0()).await.unwrap();
+    let rows = s.outbox("pending", 10).await.unwrap();
+    assert_eq!(
+        (rows[0].subject, rows[0].seq, rows[0].event_id.as_str()),
+        (SubjectId::WorkOrder(1), 1, "aftercare-wo-1-1")
+    );
+    assert_eq!((rows[1].subject, rows[1].seq), (t, 3));
+    let due = s.due_outbox(t0(), 10).await.unwrap();
+    assert_eq!(due.iter().map(|o| (o.subject, o.seq)).collect::<Vec<_>>(), [(t, 1), (SubjectId::WorkOrder(1), 1)]);
 }
