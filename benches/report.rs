@@ -105,6 +105,7 @@ async fn main() {
             due_on: (from + TimeDelta::days(10 + 30 * (i / DEVICES) as i64)).date_naive(),
             checklist: vec!["a".into(), "b".into()],
             to_helpdesk: true,
+            ticket_id: None,
         })
         .collect();
     store.add_work_orders(&orders, from).await.unwrap();

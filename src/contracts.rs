@@ -89,6 +89,8 @@ pub struct Contract {
     pub replace_after: u32,
     /// The visits it promises.
     pub plans: Vec<crate::schedule::Plan>,
+    /// The reports made for its customer after each whole week, month, quarter or year.
+    pub reports: Vec<crate::report::Cadence>,
 }
 
 /// A warranty period from the acceptance date, in calendar days or months.

@@ -12,6 +12,11 @@
 //! The scheduler makes each visit a work order `lead` days before it is due,
 //! once: the store's unique key makes a second pass, a restart or a clock
 //! jumping back a no-op.
+//!
+//! A plan may instead follow the services themselves (`after`): a written
+//! fault analysis after every on-site repair, a satisfaction call after every
+//! service. Its work order is made when the ticket is resolved, due `within`
+//! days, once per ticket.
 
 use std::sync::Arc;
 
@@ -23,7 +28,7 @@ use tracing::{error, info};
 use crate::clock::Clock;
 use crate::contracts::Period;
 use crate::fleet::Fleet;
-use crate::store::{NewWorkOrder, Store, StoreError};
+use crate::store::{NewWorkOrder, Served, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -61,6 +66,32 @@ pub enum Anchor {
     Acceptance,
 }
 
+/// The service a plan follows, instead of a calendar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum After {
+    /// Every ticket resolved by people.
+    Service,
+    /// Every ticket resolved after somebody was on site.
+    OnSiteRepair,
+}
+
+impl After {
+    pub fn parse(s: &str) -> Option<After> {
+        match s {
+            "service" => Some(After::Service),
+            "on_site_repair" => Some(After::OnSiteRepair),
+            _ => None,
+        }
+    }
+
+    fn follows(self, s: &Served) -> bool {
+        match self {
+            After::Service => true,
+            After::OnSiteRepair => s.on_site,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
     /// One visit this long after the anchor.
@@ -86,6 +117,22 @@ pub struct Plan {
     pub measured: Vec<(String, Measure)>,
     /// Whether its visits go to the customer's helpdesk, like tickets (default yes).
     pub helpdesk: bool,
+    /// The service it follows, with how many days after it the visit is due; `None`: the
+    /// calendar of `anchor` and `steps`.
+    pub after: Option<(After, u32)>,
+}
+
+impl Plan {
+    /// The checklist for a device kind: its own, else the one for every kind (`"*"`).
+    fn checklist_for(&self, kind: &str) -> Vec<String> {
+        let own = self.checklist.iter().find(|(k, _)| k == kind);
+        own.or_else(|| self.checklist.iter().find(|(k, _)| k == "*")).map(|(_, v)| v.clone()).unwrap_or_default()
+    }
+
+    /// Whether the plan covers a device of contract `c`.
+    fn covers(&self, c: &crate::contracts::Contract, d: &crate::fleet::Device, kind: &str) -> bool {
+        c.coverage(d, kind) > 0 && (self.kinds.is_empty() || self.kinds.iter().any(|k| k == kind))
+    }
 }
 
 /// How the telemetry answers a checklist item, over the time since the device's previous visit.
@@ -166,10 +213,10 @@ const LATE_DAYS: u64 = 31;
 pub fn due_work(fleet: &Fleet, now: DateTime<Utc>) -> Vec<NewWorkOrder> {
     let mut out = Vec::new();
     for c in &fleet.contracts {
-        for p in &c.plans {
+        for p in c.plans.iter().filter(|p| p.after.is_none()) {
             for d in &fleet.devices {
                 let kind = fleet.kinds[d.kind].name.as_str();
-                if c.coverage(d, kind) == 0 || (!p.kinds.is_empty() && !p.kinds.iter().any(|k| k == kind)) {
+                if !p.covers(c, d, kind) {
                     continue;
                 }
                 let today = fleet.local_day(d.idx, now);
@@ -193,13 +240,9 @@ pub fn due_work(fleet: &Fleet, now: DateTime<Utc>) -> Vec<NewWorkOrder> {
                         site: d.site.0.clone(),
                         customer: d.customer.0.clone(),
                         due_on: due,
-                        checklist: p
-                            .checklist
-                            .iter()
-                            .find(|(k, _)| k == kind)
-                            .map(|(_, v)| v.clone())
-                            .unwrap_or_default(),
+                        checklist: p.checklist_for(kind),
                         to_helpdesk: p.helpdesk,
+                        ticket_id: None,
                     });
                 }
             }
@@ -208,9 +251,53 @@ pub fn due_work(fleet: &Fleet, now: DateTime<Utc>) -> Vec<NewWorkOrder> {
     out
 }
 
+/// The work orders owed for the services in `served` (tickets resolved lately), by the plans
+/// that follow services: due `within` days after the ticket's resolution, the device's local day.
+pub fn after_service_work(fleet: &Fleet, served: &[Served], now: DateTime<Utc>) -> Vec<NewWorkOrder> {
+    let mut out = Vec::new();
+    for s in served {
+        let Some(idx) = fleet.lookup(&s.device) else { continue };
+        let d = fleet.device(idx);
+        let kind = fleet.kinds[d.kind].name.as_str();
+        let today = fleet.local_day(idx, now);
+        for c in &fleet.contracts {
+            for p in &c.plans {
+                let Some((after, within)) = p.after else { continue };
+                if !after.follows(s) || !p.covers(c, d, kind) {
+                    continue;
+                }
+                let served_on = fleet.local_day(idx, s.resolved_at);
+                let due = served_on.checked_add_days(Days::new(within as u64)).unwrap_or(served_on);
+                let late = due.checked_add_days(Days::new(LATE_DAYS)).unwrap_or(due);
+                if late < today || served_on < c.starts || c.ends.is_some_and(|e| served_on > e) {
+                    continue;
+                }
+                out.push(NewWorkOrder {
+                    contract: c.id.clone(),
+                    plan: p.name.clone(),
+                    kind: p.kind.as_str(),
+                    device: d.id.0.clone(),
+                    site: d.site.0.clone(),
+                    customer: d.customer.0.clone(),
+                    due_on: due,
+                    checklist: p.checklist_for(kind),
+                    to_helpdesk: p.helpdesk,
+                    ticket_id: Some(s.ticket),
+                });
+            }
+        }
+    }
+    out
+}
+
 /// One pass: makes what is due (once: the store ignores a work order it has) and marks what was missed.
 pub async fn run_once(store: &Store, fleet: &Fleet, now: DateTime<Utc>) -> Result<(u64, u64), StoreError> {
-    let added = store.add_work_orders(&due_work(fleet, now), now).await?;
+    let mut added = store.add_work_orders(&due_work(fleet, now), now).await?;
+    if fleet.contracts.iter().any(|c| c.plans.iter().any(|p| p.after.is_some())) {
+        let since = now - chrono::TimeDelta::days(LATE_DAYS as i64 + 1);
+        let served = store.served_since(since).await?;
+        added += store.add_work_orders(&after_service_work(fleet, &served, now), now).await?;
+    }
     // The earliest local day of any site is at most a day behind UTC's.
     let missed = match now.date_naive().checked_sub_days(Days::new(1)) {
         Some(day) => store.mark_missed(day, now).await?,
@@ -232,6 +319,11 @@ pub async fn run(store: Store, fleet: Arc<Fleet>, clock: Arc<dyn Clock>, shutdow
             Ok((0, 0)) => {}
             Ok((added, missed)) => info!(added, missed, "work orders made from the contracts' plans"),
             Err(e) => error!(error = %e, "making work orders failed; retrying in a minute"),
+        }
+        match crate::report::on_cadence(&store, &fleet, clock.now()).await {
+            Ok(made) if made.is_empty() => {}
+            Ok(made) => info!(reports = ?made, "reports of the past period made"),
+            Err(e) => error!(error = %e, "making the periodic reports failed; retrying in a minute"),
         }
     }
 }
@@ -297,6 +389,8 @@ pub async fn measure(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::TicketId;
+    use crate::tickets::State;
 
     fn d(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
@@ -484,5 +578,129 @@ kinds = ["lighting"]
         assert_eq!(insp.created_at, noon(d("2026-05-16")));
         // None was done: all missed, once past due.
         assert!(all.iter().all(|w| w.state == "missed"), "{:?}", all.iter().map(|w| &w.state).collect::<Vec<_>>());
+    }
+
+    fn after_config() -> crate::config::Config {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/kinds");
+        let main = r#"
+include = ["kinds/recorder.toml", "kinds/lighting.toml"]
+[[sites]]
+id = "s"
+utc_offset = "+08:00"
+[[customers]]
+id = "c"
+[[devices]]
+id = "rec-1"
+kind = "recorder"
+site = "s"
+customer = "c"
+accepted_on = "2025-12-31"
+[[devices]]
+id = "lit-1"
+kind = "lighting"
+site = "s"
+customer = "c"
+accepted_on = "2026-01-15"
+[contracts.k]
+customer = "c"
+title = "k"
+starts = "2026-01-31"
+ends = "2026-12-31"
+tier1 = { acknowledge = "1h" }
+tier2 = { acknowledge = "1h" }
+tier3 = { acknowledge = "1h" }
+[[contracts.k.plans]]
+name = "fault analysis"
+kind = "follow_up"
+after = "on_site_repair"
+within = "3 days"
+checklist = { "*" = ["cause", "prevention"], lighting = ["cause", "prevention", "circuits"] }
+[[contracts.k.plans]]
+name = "satisfaction survey"
+kind = "follow_up"
+after = "service"
+within = "1 week"
+checklist = { "*" = ["satisfaction"] }
+"#;
+        let read = |p: &std::path::Path| match p.file_name().and_then(|f| f.to_str()) {
+            Some("main.toml") => Ok(main.to_string()),
+            Some(f) => std::fs::read_to_string(dir.join(f)),
+            None => Err(std::io::Error::other("no name")),
+        };
+        crate::config::Config::load_with(std::path::Path::new("cfg/main.toml"), &read).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Opens a ticket on `device` at `at` and takes it through `path` an hour apart; returns it.
+    async fn serve(store: &Store, device: &str, kind: &str, at: DateTime<Utc>, path: &[State]) -> TicketId {
+        let code = format!("fault-{}", at.timestamp());
+        let rec = crate::store::FaultRecord {
+            device: device.into(),
+            site: "s".into(),
+            customer: "c".into(),
+            kind: kind.into(),
+            code: code.clone().into(),
+            title: code,
+            tier: crate::domain::Tier::Main,
+            at,
+            detail: String::new(),
+            change: crate::store::Change::Raised,
+            deadlines: Default::default(),
+            warranty: None,
+            repeat: None,
+        };
+        let id = store.apply_faults(&[rec], at, std::time::Duration::from_secs(60)).await.unwrap()[0].1.unwrap();
+        for (i, to) in path.iter().enumerate() {
+            store.transition(id, *to, "eng", "", at + chrono::TimeDelta::hours(i as i64 + 1)).await.unwrap();
+        }
+        id
+    }
+
+    #[tokio::test]
+    async fn a_fault_analysis_follows_each_on_site_repair_and_a_survey_each_service_once() {
+        use crate::tickets::State::*;
+        let config = after_config();
+        let fleet = &config.fleet;
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("a.db")).await.unwrap();
+        // 20:00 UTC on 10 March is 04:00 on 11 March at the site: the local day counts.
+        let at = d("2026-03-10").and_hms_opt(15, 0, 0).unwrap().and_utc();
+        let repaired = serve(&store, "rec-1", "recorder", at, &[Acknowledged, Dispatched, OnSite, Resolved]).await;
+        let remote = serve(&store, "lit-1", "lighting", at, &[Acknowledged, Resolved]).await;
+        let cancelled = serve(&store, "lit-1", "lighting", at - chrono::TimeDelta::days(1), &[Cancelled]).await;
+        let now = at + chrono::TimeDelta::hours(6);
+        assert_eq!(run_once(&store, fleet, now).await.unwrap().0, 3);
+        assert_eq!(run_once(&store, fleet, now + chrono::TimeDelta::minutes(1)).await.unwrap().0, 0, "once");
+        let all = store.work_orders(&Default::default(), 100).await.unwrap();
+        let mut got: Vec<String> =
+            all.iter().map(|w| format!("{} {} {} {:?}", w.plan, w.device, w.due_on, w.ticket_id)).collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                format!("fault analysis rec-1 2026-03-14 Some({})", repaired.0),
+                format!("satisfaction survey lit-1 2026-03-18 Some({})", remote.0),
+                format!("satisfaction survey rec-1 2026-03-18 Some({})", repaired.0),
+            ]
+        );
+        assert!(all.iter().all(|w| w.ticket_id != Some(cancelled.0)), "a cancelled ticket was no service");
+        let analysis = all.iter().find(|w| w.plan == "fault analysis").unwrap();
+        assert_eq!(
+            (analysis.kind.as_str(), analysis.checklist.clone()),
+            ("follow_up", vec!["cause".into(), "prevention".into()])
+        );
+        // Reopened and resolved again, a week later: no second analysis or survey for the ticket.
+        let later = at + chrono::TimeDelta::days(7);
+        store.transition(repaired, Open, "eng", "", later).await.unwrap();
+        store.transition(repaired, Resolved, "eng", "", later + chrono::TimeDelta::hours(1)).await.unwrap();
+        assert_eq!(run_once(&store, fleet, later + chrono::TimeDelta::hours(2)).await.unwrap().0, 0);
+        // A service more than a month past its visit's due date is not made late.
+        let long_ago = at - chrono::TimeDelta::days(40);
+        serve(&store, "rec-1", "recorder", long_ago, &[Acknowledged, Resolved]).await;
+        assert_eq!(run_once(&store, fleet, later + chrono::TimeDelta::hours(3)).await.unwrap().0, 0);
+        // The helpdesk hears which ticket called for the visit.
+        let rows = store.outbox("pending", 100).await.unwrap();
+        let of_analysis = |o: &&crate::store::OutboxRow| o.subject == crate::store::SubjectId::WorkOrder(analysis.id);
+        let scheduled = rows.iter().filter(of_analysis).find(|o| o.event == "scheduled").unwrap();
+        assert_eq!(scheduled.note, format!("due on 2026-03-14 after the service of ticket {}", repaired.0));
     }
 }

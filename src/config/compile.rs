@@ -912,8 +912,20 @@ fn compile_contract(id: &str, c: &RawContract, k: &Known<'_>, r: &mut Report<'_>
         return None;
     }
     let plans: Vec<crate::schedule::Plan> = c.plans.iter().filter_map(|p| compile_plan(id, p, starts, k, r)).collect();
+    let mut reports = Vec::new();
+    for s in &c.reports {
+        match crate::report::Cadence::parse(s.get_ref()) {
+            Some(cad) if !reports.contains(&cad) => reports.push(cad),
+            Some(_) => r.at(s.span(), format!("report `{}` is listed twice", s.get_ref())),
+            None => r.at(
+                s.span(),
+                format!("report `{}`: write \"weekly\", \"monthly\", \"quarterly\" or \"yearly\"", s.get_ref()),
+            ),
+        }
+    }
     Some(Contract {
         plans,
+        reports,
         id: id.to_string(),
         title: c.title.clone(),
         customer: CustomerId(c.customer.get_ref().clone()),
@@ -1413,7 +1425,42 @@ fn compile_plan(
         Some((_, "acceptance")) => Some(Anchor::Acceptance),
         Some((a, _)) => parse_day(a, "anchor", r).map(Anchor::Date),
     };
+    let after = p.after.as_ref().and_then(|a| {
+        crate::schedule::After::parse(a.get_ref()).or_else(|| {
+            r.at(a.span(), format!("after `{}`: write \"service\" or \"on_site_repair\"", a.get_ref()));
+            None
+        })
+    });
+    if let Some(a) = &p.after {
+        let calendar = [("every", p.every.as_ref().map(|e| e.span())), ("anchor", p.anchor.as_ref().map(|e| e.span()))];
+        for (key, span) in calendar
+            .into_iter()
+            .chain([("steps", p.steps.as_ref().and_then(|s| s.first()).map(|s| s.span()))])
+            .chain([("lead", p.lead.as_ref().map(|l| l.span()))])
+        {
+            if let Some(span) = span {
+                r.at(span, format!("plan `{}` follows services (after = \"{}\"): it has no {key}; its visits are due `within` a period of each service", p.name.get_ref(), a.get_ref()));
+            }
+        }
+    } else if let Some(w) = &p.within {
+        r.at(
+            w.span(),
+            format!("plan `{}`: within goes with after = \"service\" or \"on_site_repair\"", p.name.get_ref()),
+        );
+    }
+    let within_days = match &p.within {
+        None => 3,
+        Some(w) => match period(w, "within", r) {
+            Some(Period::Days(n)) => n,
+            Some(Period::Months(_)) => {
+                r.at(w.span(), "within is counted in days or weeks, such as \"3 days\"");
+                0
+            }
+            None => 0,
+        },
+    };
     let steps: Vec<Step> = match (&p.every, &p.steps) {
+        _ if p.after.is_some() => Vec::new(),
         (Some(e), None) => {
             period(e, "every", r).map(|every| vec![Step::Every { every, until: None }]).unwrap_or_default()
         }
@@ -1510,5 +1557,6 @@ fn compile_plan(
         checklist: p.checklist.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         measured,
         helpdesk: p.helpdesk.unwrap_or(true),
+        after: after.map(|a| (a, within_days)),
     })
 }

@@ -273,6 +273,10 @@ pub struct RawContract {
     /// Visits the contract promises: patrols, inspections, maintenance, follow-up calls.
     #[serde(default)]
     pub plans: Vec<Spanned<RawPlan>>,
+    /// Reports made for the customer after each whole period: "weekly", "monthly",
+    /// "quarterly", "yearly".
+    #[serde(default)]
+    pub reports: Vec<Spanned<String>>,
 }
 
 /// A visit plan: `every` period, or `steps`, from an anchor.
@@ -301,6 +305,11 @@ pub struct RawPlan {
     pub measured: BTreeMap<String, Spanned<String>>,
     /// Whether its visits go to the customer's helpdesk like tickets (default true).
     pub helpdesk: Option<bool>,
+    /// Instead of a calendar, a visit after every "service" (a ticket people resolved) or
+    /// every "on_site_repair" (one resolved after somebody was on site)…
+    pub after: Option<Spanned<String>>,
+    /// …due this long after it (default "3 days").
+    pub within: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

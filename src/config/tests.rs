@@ -474,3 +474,57 @@ fn register_map_mistakes_are_named_with_their_line() {
         "overlaps",
     );
 }
+
+#[test]
+fn plan_and_report_mistakes_are_reported_with_their_line() {
+    let main = r#"include = ["c.toml"]
+[[sites]]
+id = "s1"
+[[customers]]
+id = "c1"
+"#;
+    let contract = r#"[contracts.k]
+customer = "c1"
+title = "K"
+starts = "2026-01-01"
+reports = ["monthly", "fortnightly", "monthly"]
+[[contracts.k.plans]]
+name = "survey"
+kind = "follow_up"
+after = "service"
+every = "1 month"
+[[contracts.k.plans]]
+name = "analysis"
+kind = "follow_up"
+after = "repairs"
+within = "1 month"
+[[contracts.k.plans]]
+name = "patrol"
+kind = "patrol"
+every = "1 month"
+within = "3 days"
+"#;
+    let p = problems(main, &[("c.toml", contract)]);
+    assert_eq!(
+        p,
+        vec![
+            "cfg/c.toml:5: report `fortnightly`: write \"weekly\", \"monthly\", \"quarterly\" or \"yearly\"",
+            "cfg/c.toml:5: report `monthly` is listed twice",
+            "cfg/c.toml:10: plan `survey` follows services (after = \"service\"): it has no every; its visits are due `within` a period of each service",
+            "cfg/c.toml:14: after `repairs`: write \"service\" or \"on_site_repair\"",
+            "cfg/c.toml:15: within is counted in days or weeks, such as \"3 days\"",
+            "cfg/c.toml:20: plan `patrol`: within goes with after = \"service\" or \"on_site_repair\"",
+        ]
+    );
+}
+
+#[test]
+fn the_shipped_contracts_follow_services_and_make_reports() {
+    let c = crate::demo::config().unwrap();
+    let dp = c.fleet.contracts.iter().find(|c| c.id == "detailed-plan").unwrap();
+    use crate::report::Cadence::*;
+    assert_eq!(dp.reports, [Weekly, Monthly, Quarterly, Yearly]);
+    let after: Vec<_> = dp.plans.iter().filter_map(|p| Some((p.name.as_str(), p.after?))).collect();
+    use crate::schedule::After;
+    assert_eq!(after, [("fault analysis", (After::OnSiteRepair, 3)), ("satisfaction survey", (After::Service, 3))]);
+}

@@ -93,6 +93,15 @@ fn visit_name(kind: &str) -> String {
     name
 }
 
+/// What a visit is: `Inspection of lit-001`, or for a plan that follows services, known by
+/// its name, `Fault analysis after ticket #12 on lit-001`.
+fn visit(w: &WorkOrder) -> String {
+    match w.ticket_id {
+        Some(t) => format!("{} after ticket #{t} on {}", visit_name(&w.plan), w.device),
+        None => format!("{} of {}", visit_name(&w.kind), w.device),
+    }
+}
+
 impl Subject {
     /// The tag in every subject, which email-to-ticket helpdesks thread on and lookups search
     /// for: `[aftercare #12]` for a ticket, `[aftercare WO-7]` for a work order.
@@ -134,9 +143,7 @@ impl Subject {
             Subject::Ticket(t) => {
                 format!("{} Tier {} {} on {}: {}", self.tag(), t.tier.number(), t.code.0, t.device.0, t.title)
             }
-            Subject::WorkOrder(w) => {
-                format!("{} {} of {} at {}, due {}", self.tag(), visit_name(&w.kind), w.device, w.site, w.due_on)
-            }
+            Subject::WorkOrder(w) => format!("{} {} at {}, due {}", self.tag(), visit(w), w.site, w.due_on),
         }
     }
 
@@ -154,14 +161,9 @@ impl Subject {
                     other => other.replace('_', " "),
                 }
             ),
-            Subject::WorkOrder(w) => format!(
-                "{} {} of {} due {}: {}",
-                self.tag(),
-                visit_name(&w.kind),
-                w.device,
-                w.due_on,
-                event.replace('_', " ")
-            ),
+            Subject::WorkOrder(w) => {
+                format!("{} {} due {}: {}", self.tag(), visit(w), w.due_on, event.replace('_', " "))
+            }
         }
     }
 
@@ -232,6 +234,9 @@ pub fn describe(d: &Delivery, priority: &str) -> String {
                 d.row.event,
                 d.row.created_at
             );
+            if let Some(t) = w.ticket_id {
+                s.push_str(&format!("After the service of ticket {t}\n"));
+            }
             if !d.row.note.is_empty() {
                 s.push_str(&format!("Note: {}\n", d.row.note));
             }

@@ -305,6 +305,7 @@ fn visit(device: &str, due: &str, to_helpdesk: bool) -> crate::store::NewWorkOrd
         due_on: due.parse().unwrap(),
         checklist: vec!["storage".into(), "battery".into()],
         to_helpdesk,
+        ticket_id: None,
     }
 }
 

@@ -33,6 +33,56 @@ impl Lang {
     }
 }
 
+/// How often a report is made for a customer, each after a whole period of the
+/// customer's local calendar (weeks start on Monday).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cadence {
+    Weekly,
+    Monthly,
+    Quarterly,
+    Yearly,
+}
+
+impl Cadence {
+    pub fn parse(s: &str) -> Option<Cadence> {
+        match s {
+            "weekly" => Some(Cadence::Weekly),
+            "monthly" => Some(Cadence::Monthly),
+            "quarterly" => Some(Cadence::Quarterly),
+            "yearly" => Some(Cadence::Yearly),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cadence::Weekly => "weekly",
+            Cadence::Monthly => "monthly",
+            Cadence::Quarterly => "quarterly",
+            Cadence::Yearly => "yearly",
+        }
+    }
+
+    /// The last whole period before the one `today` is in: its first day and the day after its last.
+    pub fn last_whole(self, today: NaiveDate) -> Option<(NaiveDate, NaiveDate)> {
+        let (y, m) = (today.year(), today.month());
+        let start = match self {
+            Cadence::Weekly => today.checked_sub_days(Days::new(today.weekday().num_days_from_monday() as u64))?,
+            Cadence::Monthly => NaiveDate::from_ymd_opt(y, m, 1)?,
+            Cadence::Quarterly => NaiveDate::from_ymd_opt(y, (m - 1) / 3 * 3 + 1, 1)?,
+            Cadence::Yearly => NaiveDate::from_ymd_opt(y, 1, 1)?,
+        };
+        let from = match self {
+            Cadence::Weekly => start.checked_sub_days(Days::new(7))?,
+            Cadence::Monthly => start.checked_sub_months(chrono::Months::new(1))?,
+            Cadence::Quarterly => start.checked_sub_months(chrono::Months::new(3))?,
+            Cadence::Yearly => start.checked_sub_months(chrono::Months::new(12))?,
+        };
+        Some((from, start))
+    }
+}
+
 /// What a report covers.
 #[derive(Debug, Clone)]
 pub struct Scope {
@@ -347,10 +397,60 @@ pub async fn after_inspection(
             made_at: now,
             due_by,
             lang: tag.into(),
+            cadence: None,
             json: serde_json::to_string(&r).unwrap_or_default(),
             html: render::html(&r, lang),
         };
         ids.extend(store.add_report(&stored).await?);
+    }
+    Ok(ids)
+}
+
+/// The reports the contracts want after each whole week, month, quarter or year, for their
+/// customers, made once each (in English and Chinese) when their period has ended, in the
+/// customer's local calendar (its first site's offset). Returns the ids of those made now.
+pub async fn on_cadence(store: &Store, fleet: &Fleet, now: DateTime<Utc>) -> Result<Vec<i64>, StoreError> {
+    let mut ids = Vec::new();
+    for c in fleet.contracts.iter().filter(|c| !c.reports.is_empty()) {
+        let customer = c.customer.0.as_str();
+        let site = fleet.devices.iter().find(|d| d.customer.0 == customer).map(|d| &d.site);
+        let offset = site
+            .and_then(|s| fleet.sites.iter().find(|x| &x.id == s))
+            .map_or(chrono::FixedOffset::east_opt(0), |s| Some(s.utc_offset));
+        let Some(offset) = offset else { continue };
+        let today = now.with_timezone(&offset).date_naive();
+        for cadence in &c.reports {
+            let Some((first, next)) = cadence.last_whole(today) else { continue };
+            // Only a period the contract ran in.
+            if next <= c.starts || c.ends.is_some_and(|e| first > e) {
+                continue;
+            }
+            let instant = |d: NaiveDate| d.and_time(chrono::NaiveTime::MIN).and_local_timezone(offset).single();
+            let (Some(from), Some(to)) = (instant(first), instant(next)) else { continue };
+            let (from, to) = (from.to_utc(), to.to_utc());
+            let scope = Scope { customer: Some(customer.to_string()), site: None, from, to };
+            for (lang, tag) in [(Lang::Zh, "zh-CN"), (Lang::En, "en")] {
+                if store.has_cadence_report(customer, cadence.as_str(), from, tag).await? {
+                    continue;
+                }
+                let r = compute(store, fleet, &scope, lang).await?;
+                let stored = crate::store::StoredReport {
+                    id: 0,
+                    work_order_id: None,
+                    customer: customer.to_string(),
+                    site: None,
+                    from,
+                    to,
+                    made_at: now,
+                    due_by: None,
+                    lang: tag.into(),
+                    cadence: Some(cadence.as_str().into()),
+                    json: serde_json::to_string(&r).unwrap_or_default(),
+                    html: render::html(&r, lang),
+                };
+                ids.extend(store.add_report(&stored).await?);
+            }
+        }
     }
     Ok(ids)
 }

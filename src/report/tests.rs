@@ -197,3 +197,57 @@ async fn the_pdf_carries_the_chinese_text_and_its_page_is_drawn() {
     let ink = pixels.iter().filter(|p| **p < 200).count();
     assert!(ink * 100 > pixels.len(), "the page is blank: {ink} dark pixels of {}", pixels.len());
 }
+
+#[test]
+fn the_last_whole_period_is_worked_out_on_the_local_calendar() {
+    let d = |s: &str| s.parse::<NaiveDate>().unwrap();
+    let cases = [
+        // Weeks start on Monday: on a Monday the week before is whole; on a Sunday the one before that.
+        (Cadence::Weekly, "2026-11-23", "2026-11-16", "2026-11-23"),
+        (Cadence::Weekly, "2026-11-22", "2026-11-09", "2026-11-16"),
+        (Cadence::Monthly, "2026-03-01", "2026-02-01", "2026-03-01"),
+        (Cadence::Monthly, "2024-03-31", "2024-02-01", "2024-03-01"),
+        (Cadence::Monthly, "2027-01-15", "2026-12-01", "2027-01-01"),
+        (Cadence::Quarterly, "2026-05-20", "2026-01-01", "2026-04-01"),
+        (Cadence::Quarterly, "2026-01-01", "2025-10-01", "2026-01-01"),
+        (Cadence::Quarterly, "2026-12-31", "2026-07-01", "2026-10-01"),
+        (Cadence::Yearly, "2026-06-30", "2025-01-01", "2026-01-01"),
+    ];
+    for (c, today, from, to) in cases {
+        assert_eq!(c.last_whole(d(today)), Some((d(from), d(to))), "{c:?} on {today}");
+    }
+}
+
+#[tokio::test]
+async fn reports_are_made_once_after_each_whole_period_the_contract_ran_in() {
+    let config = crate::demo::config().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("a.db")).await.unwrap();
+    // 08:00 on 1 January 2027 at +08:00. The detailed plan (north-square) ran to the end of
+    // 2026: its weekly, monthly, quarterly and yearly reports are due. The lighting contract
+    // (city-transit) ended on 9 January 2026: only its yearly one.
+    let now = t("2027-01-01T00:00:00Z");
+    let made = on_cadence(&store, &config.fleet, now).await.unwrap();
+    assert_eq!(made.len(), 10, "{made:?}");
+    assert!(on_cadence(&store, &config.fleet, now + TimeDelta::minutes(1)).await.unwrap().is_empty(), "once");
+    let kept = store.reports(None, 100).await.unwrap();
+    let mut got: Vec<String> = kept
+        .iter()
+        .map(|r| format!("{} {} {} {} {}", r.customer, r.cadence.as_deref().unwrap_or("-"), r.from, r.to, r.lang))
+        .filter(|s| s.ends_with(" en"))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "city-transit yearly 2025-12-31 16:00:00 UTC 2026-12-31 16:00:00 UTC en",
+            "north-square monthly 2026-11-30 16:00:00 UTC 2026-12-31 16:00:00 UTC en",
+            "north-square quarterly 2026-09-30 16:00:00 UTC 2026-12-31 16:00:00 UTC en",
+            "north-square weekly 2026-12-20 16:00:00 UTC 2026-12-27 16:00:00 UTC en",
+            "north-square yearly 2025-12-31 16:00:00 UTC 2026-12-31 16:00:00 UTC en",
+        ]
+    );
+    let weekly = kept.iter().find(|r| r.cadence.as_deref() == Some("weekly") && r.lang == "zh-CN").unwrap();
+    assert!(weekly.html.contains("售后服务报告"), "a whole report, in Chinese");
+    assert_eq!((weekly.work_order_id, weekly.due_by), (None, None));
+}

@@ -8,7 +8,7 @@ mod work_orders;
 
 pub use history::DeviceEvent;
 pub use outbox::{OutboxRow, RemoteTicket, SubjectId};
-pub use work_orders::{NewWorkOrder, StoredReport, WorkOrder, WorkOrderFilter};
+pub use work_orders::{NewWorkOrder, Served, StoredReport, WorkOrder, WorkOrderFilter};
 
 pub use sqlite::Store;
 

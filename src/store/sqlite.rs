@@ -159,6 +159,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (10, "silenced", include_str!("../../migrations/sqlite/0010_silenced.sql")),
     (11, "reports", include_str!("../../migrations/sqlite/0011_reports.sql")),
     (12, "work_order_outbox", include_str!("../../migrations/sqlite/0012_work_order_outbox.sql")),
+    (13, "after_service", include_str!("../../migrations/sqlite/0013_after_service.sql")),
 ];
 
 fn migrator() -> Migrator {

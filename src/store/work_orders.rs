@@ -23,6 +23,8 @@ pub struct NewWorkOrder {
     pub checklist: Vec<String>,
     /// Whether the visit goes to the customer's helpdesk (a plan can keep its visits out).
     pub to_helpdesk: bool,
+    /// The ticket whose service called for the visit, for plans made after a service.
+    pub ticket_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -41,6 +43,18 @@ pub struct WorkOrder {
     pub answers: Option<serde_json::Value>,
     pub completed_at: Option<DateTime<Utc>>,
     pub completed_by: Option<String>,
+    /// The ticket whose service called for the visit (a fault analysis, a satisfaction call).
+    pub ticket_id: Option<i64>,
+}
+
+/// A ticket that was served: resolved by people, perhaps on site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    pub ticket: i64,
+    pub device: String,
+    pub resolved_at: DateTime<Utc>,
+    /// Whether somebody was on site for it.
+    pub on_site: bool,
 }
 
 fn row(r: &sqlx::sqlite::SqliteRow) -> Result<WorkOrder, StoreError> {
@@ -63,6 +77,7 @@ fn row(r: &sqlx::sqlite::SqliteRow) -> Result<WorkOrder, StoreError> {
         answers: answers.and_then(|a| serde_json::from_str(&a).ok()),
         completed_at: r.try_get::<Option<i64>, _>("completed_at")?.map(from_ms).transpose()?,
         completed_by: r.try_get("completed_by")?,
+        ticket_id: r.try_get("ticket_id")?,
     })
 }
 
@@ -127,10 +142,11 @@ impl Store {
             let id: Option<i64> = sqlx::query_scalar(
                 // The NOT EXISTS spares an id: a conflicting insert would use one up, and work
                 // order numbers are what people quote.
-                "INSERT INTO work_orders (contract, plan, kind, device, site, customer, due_on, created_at, checklist) \
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE NOT EXISTS (SELECT 1 FROM work_orders \
-                 WHERE contract = $1 AND plan = $2 AND device = $4 AND due_on = $7) \
-                 ON CONFLICT (contract, plan, device, due_on) DO NOTHING RETURNING id",
+                "INSERT INTO work_orders (contract, plan, kind, device, site, customer, due_on, created_at, checklist, \
+                 ticket_id) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 WHERE NOT EXISTS (SELECT 1 FROM work_orders \
+                 WHERE contract = $1 AND plan = $2 AND (device = $4 AND due_on = $7 OR ticket_id = $10)) \
+                 ON CONFLICT DO NOTHING RETURNING id",
             )
             .bind(&o.contract)
             .bind(&o.plan)
@@ -141,10 +157,12 @@ impl Store {
             .bind(o.due_on.to_string())
             .bind(ms(now))
             .bind(serde_json::to_string(&o.checklist).unwrap_or_else(|_| "[]".into()))
+            .bind(o.ticket_id)
             .fetch_optional(&mut *tx)
             .await?;
             if let Some(id) = id {
-                let note = format!("due on {}", o.due_on);
+                let after = o.ticket_id.map(|t| format!(" after the service of ticket {t}")).unwrap_or_default();
+                let note = format!("due on {}{after}", o.due_on);
                 event(&mut tx, id, "scheduled", "trigger", &note, "aftercare", now, o.to_helpdesk).await?;
                 added += 1;
             }
@@ -169,6 +187,20 @@ impl Store {
         }
         tx.commit().await?;
         Ok(missed.len() as u64)
+    }
+
+    /// Tickets resolved by people at or after `since` (not cancelled), oldest first.
+    pub async fn served_since(&self, since: DateTime<Utc>) -> Result<Vec<Served>, StoreError> {
+        let rows: Vec<(i64, String, i64, bool)> = sqlx::query_as(
+            "SELECT id, device, resolved_at, on_site_at IS NOT NULL FROM tickets \
+             WHERE resolved_at >= $1 AND state IN ('resolved', 'closed') ORDER BY resolved_at",
+        )
+        .bind(ms(since))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(ticket, device, at, on_site)| Ok(Served { ticket, device, resolved_at: from_ms(at)?, on_site }))
+            .collect()
     }
 
     pub async fn work_orders(&self, f: &WorkOrderFilter, limit: i64) -> Result<Vec<WorkOrder>, StoreError> {
@@ -253,6 +285,9 @@ pub struct StoredReport {
     /// When the contract wants it by (3 working days after the inspection).
     pub due_by: Option<DateTime<Utc>>,
     pub lang: String,
+    /// weekly, monthly, quarterly or yearly for a report made on a cadence; `None` for an
+    /// inspection's.
+    pub cadence: Option<String>,
     #[serde(skip)]
     pub json: String,
     #[serde(skip)]
@@ -270,6 +305,7 @@ fn report_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredReport, StoreError> {
         made_at: from_ms(r.try_get("made_at")?)?,
         due_by: r.try_get::<Option<i64>, _>("due_by")?.map(from_ms).transpose()?,
         lang: r.try_get("lang")?,
+        cadence: r.try_get("cadence")?,
         json: r.try_get("json")?,
         html: r.try_get("html")?,
     })
@@ -281,8 +317,8 @@ impl Store {
     pub async fn add_report(&self, r: &StoredReport) -> Result<Option<i64>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
-            "INSERT INTO reports (work_order_id, customer, site, period_from, period_to, made_at, due_by, lang, json, html) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (work_order_id, lang) DO NOTHING RETURNING id",
+            "INSERT INTO reports (work_order_id, customer, site, period_from, period_to, made_at, due_by, lang, json, html, \
+             cadence) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING RETURNING id",
         )
         .bind(r.work_order_id)
         .bind(&r.customer)
@@ -294,6 +330,7 @@ impl Store {
         .bind(&r.lang)
         .bind(&r.json)
         .bind(&r.html)
+        .bind(&r.cadence)
         .fetch_optional(&mut *tx)
         .await?;
         let id: Option<i64> = row.map(|r| r.try_get("id")).transpose()?;
@@ -315,6 +352,26 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(report_row).collect()
+    }
+
+    /// Whether the report of a cadence for a customer's period starting at `from` was made in `lang`.
+    pub async fn has_cadence_report(
+        &self,
+        customer: &str,
+        cadence: &str,
+        from: DateTime<Utc>,
+        lang: &str,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "SELECT 1 FROM reports WHERE customer = $1 AND cadence = $2 AND period_from = $3 AND lang = $4 LIMIT 1",
+        )
+        .bind(customer)
+        .bind(cadence)
+        .bind(ms(from))
+        .bind(lang)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(r.is_some())
     }
 
     pub async fn report(&self, id: i64) -> Result<Option<StoredReport>, StoreError> {

@@ -351,6 +351,7 @@ async fn a_fault_during_a_visit_is_recorded_but_silenced() {
         due_on: t0().date_naive(),
         checklist: vec![],
         to_helpdesk: false,
+        ticket_id: None,
     };
     assert_eq!(s.add_work_orders(&[visit], t0()).await.unwrap(), 1);
     let wo = s.work_orders(&Default::default(), 10).await.unwrap()[0].id;
@@ -412,6 +413,7 @@ async fn the_outbox_keeps_its_rows_when_work_orders_join_it() {
         due_on: t0().date_naive(),
         checklist: vec![],
         to_helpdesk: true,
+        ticket_id: None,
     };
     s.add_work_orders(&[visit], t0()).await.unwrap();
     let rows = s.outbox("pending", 10).await.unwrap();
