@@ -638,7 +638,7 @@ checklist = { "*" = ["satisfaction"] }
             site: "s".into(),
             customer: "c".into(),
             kind: kind.into(),
-            code: code.clone().into(),
+            code: code.clone(),
             title: code,
             tier: crate::domain::Tier::Main,
             at,
