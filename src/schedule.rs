@@ -142,15 +142,17 @@ pub enum Measure {
     Metric { metric: String, stat: String },
     /// The share of the time the device was online.
     Online,
-    /// How many faults were raised (offline aside).
-    Faults,
+    /// How many faults were raised (offline aside), or of one fault code only: the tank's
+    /// heat-loss faults answer its insulation, its broken-tube faults its tubes.
+    Faults { code: Option<String> },
 }
 
 impl Measure {
     pub fn parse(s: &str) -> Option<Measure> {
         match s.split_whitespace().collect::<Vec<_>>().as_slice() {
             ["online"] => Some(Measure::Online),
-            ["faults"] => Some(Measure::Faults),
+            ["faults"] => Some(Measure::Faults { code: None }),
+            ["faults", code] => Some(Measure::Faults { code: Some(code.to_string()) }),
             [m, stat] if ["min", "max", "mean", "last"].contains(stat) => {
                 Some(Measure::Metric { metric: m.to_string(), stat: stat.to_string() })
             }
@@ -371,15 +373,17 @@ pub async fn measure(
                 let (f, t) = (from.timestamp_millis(), to.timestamp_millis());
                 1.0 - crate::report::downtime(&outages, f, t).0 as f64 / (t - f).max(1) as f64
             }
-            Measure::Faults => {
+            Measure::Faults { code } => {
                 let events = store.device_events(&w.device, from, to, 100_000).await?;
-                events.iter().filter(|e| e.event == "raised" && e.code != crate::domain::OFFLINE).count() as f64
+                let counts = |c: &str| code.as_deref().map_or(c != crate::domain::OFFLINE, |want| c == want);
+                events.iter().filter(|e| e.event == "raised" && counts(&e.code)).count() as f64
             }
         };
         let how = match m {
             Measure::Metric { metric, stat } => format!("{stat} of {metric}"),
             Measure::Online => "share of the time online".into(),
-            Measure::Faults => "faults raised".into(),
+            Measure::Faults { code: None } => "faults raised".into(),
+            Measure::Faults { code: Some(c) } => format!("{c} faults raised"),
         };
         out.insert(item.clone(), serde_json::json!({ "value": value, "measured": true, "how": how, "since": from }));
     }

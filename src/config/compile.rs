@@ -1513,6 +1513,14 @@ fn compile_plan(
     let mut measured = Vec::new();
     for (item, spec) in &p.measured {
         match crate::schedule::Measure::parse(spec.get_ref()) {
+            Some(crate::schedule::Measure::Faults { code: Some(c) }) if !k.codes.contains(c.as_str()) => {
+                let mut codes: Vec<&str> = k.codes.iter().copied().collect();
+                codes.sort_unstable();
+                r.at(
+                    spec.span(),
+                    format!("measured `{}`: no kind raises fault `{c}`; known: {}", spec.get_ref(), codes.join(", ")),
+                );
+            }
             Some(m) => {
                 if !p.checklist.values().any(|items| items.contains(item)) {
                     r.at(
@@ -1524,7 +1532,10 @@ fn compile_plan(
             }
             None => r.at(
                 spec.span(),
-                format!("measured `{}`: write \"METRIC min|max|mean|last\", \"online\" or \"faults\"", spec.get_ref()),
+                format!(
+                    "measured `{}`: write \"METRIC min|max|mean|last\", \"online\", \"faults\" or \"faults CODE\"",
+                    spec.get_ref()
+                ),
             ),
         }
     }

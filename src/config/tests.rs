@@ -503,6 +503,8 @@ name = "patrol"
 kind = "patrol"
 every = "1 month"
 within = "3 days"
+checklist = { "*" = ["tubes", "tank"] }
+measured = { tubes = "faults tube_brokn", tank = "faults offline" }
 "#;
     let p = problems(main, &[("c.toml", contract)]);
     assert_eq!(
@@ -514,6 +516,7 @@ within = "3 days"
             "cfg/c.toml:14: after `repairs`: write \"service\" or \"on_site_repair\"",
             "cfg/c.toml:15: within is counted in days or weeks, such as \"3 days\"",
             "cfg/c.toml:20: plan `patrol`: within goes with after = \"service\" or \"on_site_repair\"",
+            "cfg/c.toml:22: measured `faults tube_brokn`: no kind raises fault `tube_brokn`; known: offline",
         ]
     );
 }
