@@ -308,13 +308,15 @@ pub async fn run_once(store: &Store, fleet: &Fleet, now: DateTime<Utc>) -> Resul
     Ok((added, missed))
 }
 
-/// Runs a pass a minute until shutdown.
+/// Runs a pass a minute, and at once when a ticket is resolved (for the plans that follow
+/// services), until shutdown.
 pub async fn run(store: Store, fleet: Arc<Fleet>, clock: Arc<dyn Clock>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            _ = store.resolved() => {}
             _ = shutdown.cancelled() => return,
         }
         match run_once(&store, &fleet, clock.now()).await {

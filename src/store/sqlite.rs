@@ -22,6 +22,8 @@ pub const SYSTEM: &str = "aftercare";
 #[derive(Debug, Clone)]
 pub struct Store {
     pub(super) pool: SqlitePool,
+    /// Woken when a ticket is resolved: the scheduler makes what follows a service at once.
+    resolved: std::sync::Arc<tokio::sync::Notify>,
 }
 
 pub(super) fn ms(t: DateTime<Utc>) -> i64 {
@@ -197,7 +199,7 @@ impl Store {
             .connect_with(opts)
             .await?;
         migrator().run(&pool).await?;
-        Ok(Store { pool })
+        Ok(Store { pool, resolved: Default::default() })
     }
 
     /// Checks that the database answers.
@@ -330,7 +332,15 @@ impl Store {
             append(&mut tx, id.0, now, entry).await?;
         }
         tx.commit().await.map_err(StoreError::from)?;
+        if to == State::Resolved {
+            self.resolved.notify_one();
+        }
         self.ticket(id).await?.ok_or(TransitionFailure::NotFound(id.0))
+    }
+
+    /// Returns when a ticket was resolved since the last call returned (at once if one was).
+    pub async fn resolved(&self) {
+        self.resolved.notified().await
     }
 
     /// One ticket with its timeline.

@@ -701,3 +701,52 @@ async fn plans_make_work_orders_that_are_completed_with_their_checklist() {
     let r = http().get(d.url("/api/v1/work-orders?state=late")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repair_is_followed_by_its_fault_analysis_and_survey_and_reports_come_on_cadence() {
+    let fleet = ["lit-061:lighting"];
+    let broker = Broker::Embedded;
+    let (dir, prefix) = Daemon::setup(&fleet, "30s", "10m", &broker);
+    let path = dir.path().join("aftercare.toml");
+    let cfg = std::fs::read_to_string(&path).unwrap()
+        + "[contracts.k]\ncustomer = \"cust-1\"\ntitle = \"k\"\nstarts = \"2020-01-01\"\nreports = [\"weekly\", \"monthly\"]\n\
+           tier1 = { acknowledge = \"1h\" }\ntier2 = { acknowledge = \"1h\" }\ntier3 = { acknowledge = \"1h\" }\n\
+           [[contracts.k.plans]]\nname = \"fault analysis\"\nkind = \"follow_up\"\nafter = \"on_site_repair\"\n\
+           within = \"3 days\"\nchecklist = { \"*\" = [\"cause\", \"prevention\"] }\n\
+           [[contracts.k.plans]]\nname = \"satisfaction survey\"\nkind = \"follow_up\"\nafter = \"service\"\n\
+           within = \"1 week\"\nchecklist = { \"*\" = [\"satisfaction\"] }\n";
+    std::fs::write(&path, cfg).unwrap();
+    let d = Daemon::start(dir, &prefix, &broker);
+    // The reports of the last whole week and month, made at start, in both languages.
+    let kept = wait_for("the reports of the past week and month", 30, || async {
+        let k = get(&d.url("/api/v1/reports/kept?customer=cust-1")).await;
+        (k.as_array()?.len() >= 4).then_some(k)
+    })
+    .await;
+    let mut cadences: Vec<String> =
+        kept.as_array().unwrap().iter().map(|r| format!("{} {}", r["cadence"].as_str().unwrap(), r["lang"])).collect();
+    cadences.sort();
+    assert_eq!(cadences, ["monthly \"en\"", "monthly \"zh-CN\"", "weekly \"en\"", "weekly \"zh-CN\""]);
+
+    let mut sim = Sim::start(&d, &fleet);
+    all_online(&d, 1).await;
+    sim.send("inject lit-061 leakage");
+    let id = one_ticket(&d, "lit-061", "leakage", "opened", |_| true).await["id"].as_i64().unwrap();
+    let url = d.url(&format!("/api/v1/tickets/{id}/transition"));
+    for to in ["acknowledged", "dispatched", "on_site", "resolved"] {
+        let r = http().post(&url).json(&json!({"to": to, "by": "eng"})).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{to}");
+    }
+    // Made at once on the resolution, not at the scheduler's next minute.
+    let after = wait_for("the visits that follow the repair", 10, || async {
+        let w = get(&d.url("/api/v1/work-orders?kind=follow_up")).await;
+        (w.as_array()?.len() == 2).then_some(w)
+    })
+    .await;
+    let mut plans: Vec<String> = after.as_array().unwrap().iter().map(|w| w["plan"].as_str().unwrap().into()).collect();
+    plans.sort();
+    assert_eq!(plans, ["fault analysis", "satisfaction survey"]);
+    assert!(after.as_array().unwrap().iter().all(|w| w["ticket_id"] == json!(id) && w["state"] == json!("open")));
+    let analysis = after.as_array().unwrap().iter().find(|w| w["plan"] == json!("fault analysis")).unwrap();
+    assert_eq!(analysis["checklist"], json!(["cause", "prevention"]));
+}

@@ -391,7 +391,7 @@ async fn the_outbox_keeps_its_rows_when_work_orders_join_it() {
         let opts = SqliteConnectOptions::new().filename(&path).create_if_missing(true).foreign_keys(true);
         let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await.unwrap();
         migrator_to(11).run(&pool).await.unwrap();
-        let old = Store { pool };
+        let old = Store { pool, resolved: Default::default() };
         apply(&old, rec("rec-001", "leak", Tier::Major, Change::Raised, t0()), t0()).await;
         apply(&old, rec("rec-001", "leak", Tier::Major, Change::Cleared, t0()), t0()).await;
         old.pool.close().await;
