@@ -245,7 +245,9 @@ pub fn describe(d: &Delivery, priority: &str) -> String {
                 s.push_str(if answers.is_some() { "\nChecklist, as answered:\n" } else { "\nChecklist:\n" });
                 for item in &w.checklist {
                     match answers.and_then(|a| a.get(item)) {
-                        Some(v) => s.push_str(&format!("- {item}: {}\n", answer_text(v))),
+                        Some(v) => {
+                            s.push_str(&format!("- {item}: {}\n", crate::report::render::answer_text(v, "measured")))
+                        }
                         None => s.push_str(&format!("- {item}\n")),
                     }
                 }
@@ -258,22 +260,6 @@ pub fn describe(d: &Delivery, priority: &str) -> String {
     };
     s.push_str(&format!("\nEvent id: {}, sequence {}\n", d.row.event_id, d.row.seq));
     s
-}
-
-/// A checklist answer as text: a measured one shows its value and that it was measured.
-fn answer_text(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Object(o) if o.contains_key("value") => {
-            let value = o.get("value").map(answer_text).unwrap_or_default();
-            if o.get("measured").and_then(|m| m.as_bool()) == Some(true) {
-                format!("{value} (measured)")
-            } else {
-                value
-            }
-        }
-        other => other.to_string(),
-    }
 }
 
 fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {

@@ -48,6 +48,11 @@ struct Words {
     recommendations: &'static str,
     none: &'static str,
     windows: [&'static str; 3],
+    visit: &'static str,
+    by: &'static str,
+    measured: &'static str,
+    /// "{shown} of {all} rows shown…"
+    cut: &'static str,
 }
 
 const EN: Words = Words {
@@ -92,6 +97,10 @@ const EN: Words = Words {
     recommendations: "Recommendations",
     none: "None",
     windows: ["Last month", "Last quarter", "Last year"],
+    visit: "Visit",
+    by: "By",
+    measured: "measured",
+    cut: "{shown} of {all} rows shown, the first in the order above; the CSV and JSON renderings carry them all.",
 };
 
 const ZH: Words = Words {
@@ -136,6 +145,10 @@ const ZH: Words = Words {
     recommendations: "建议",
     none: "无",
     windows: ["近一个月", "近一个季度", "近一年"],
+    visit: "服务项目",
+    by: "执行人",
+    measured: "实测",
+    cut: "共 {all} 行，此处按上表顺序列出前 {shown} 行；CSV 与 JSON 版本列出全部。",
 };
 
 fn words(lang: Lang) -> &'static Words {
@@ -286,12 +299,14 @@ struct Table<'a> {
     rows: Vec<Vec<String>>,
 }
 
+/// Devices, the least available first (then by id): a cut table keeps the ones that matter.
 fn device_table<'a>(r: &Report, w: &'a Words) -> Table<'a> {
+    let mut devices: Vec<_> = r.devices.iter().collect();
+    devices.sort_by(|a, b| a.availability.total_cmp(&b.availability).then_with(|| a.device.cmp(&b.device)));
     Table {
         head: vec![w.device, w.kind, w.site, w.availability, w.downtime_h, w.outages, w.faults],
-        rows: r
-            .devices
-            .iter()
+        rows: devices
+            .into_iter()
             .map(|d| {
                 vec![
                     d.device.clone(),
@@ -304,6 +319,52 @@ fn device_table<'a>(r: &Report, w: &'a Words) -> Table<'a> {
                 ]
             })
             .collect(),
+    }
+}
+
+/// The visits done, with every checklist answer (a measured one marked).
+fn visit_table<'a>(r: &Report, w: &'a Words) -> Table<'a> {
+    Table {
+        head: vec![w.done, w.device, w.visit, w.by, w.checklist],
+        rows: r
+            .work_orders
+            .iter()
+            .filter(|o| o.state == "done")
+            .map(|o| {
+                let answers = o.answers.as_ref().and_then(|a| a.as_object());
+                let items: Vec<String> = o
+                    .checklist
+                    .iter()
+                    .map(|i| {
+                        let a = answers.and_then(|a| a.get(i)).map_or("–".into(), |v| answer_text(v, w.measured));
+                        format!("{i}: {a}")
+                    })
+                    .collect();
+                vec![
+                    o.completed_at.map_or_else(|| o.due_on.to_string(), |c| c.format("%Y-%m-%d").to_string()),
+                    o.device.clone(),
+                    o.plan.clone(),
+                    o.completed_by.clone().unwrap_or_default(),
+                    items.join("; "),
+                ]
+            })
+            .collect(),
+    }
+}
+
+/// A checklist answer as text: a measured one shows its value and that it was measured.
+pub fn answer_text(v: &serde_json::Value, measured: &str) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Object(o) if o.contains_key("value") => {
+            let value = o.get("value").map(|v| answer_text(v, measured)).unwrap_or_default();
+            if o.get("measured").and_then(|m| m.as_bool()) == Some(true) {
+                format!("{value} ({measured})")
+            } else {
+                value
+            }
+        }
+        other => other.to_string(),
     }
 }
 
@@ -481,28 +542,9 @@ pub fn html(r: &Report, lang: Lang) -> String {
         "<h2>{}</h2><p>{}: {} · {}: {} · {}: {} · {}: {}</p>",
         w.visits, w.due, v.due, w.done, v.done, w.missed, v.missed, w.open, v.open
     );
-    for o in r.work_orders.iter().filter(|o| o.state == "done") {
-        let answers = o.answers.as_ref().and_then(|a| a.as_object());
-        let items: Vec<String> = o
-            .checklist
-            .iter()
-            .map(|i| {
-                let a = answers.and_then(|a| a.get(i)).map_or("–".to_string(), |v| match v {
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                });
-                format!("{}: {}", esc(i), esc(&a))
-            })
-            .collect();
-        let _ = write!(
-            s,
-            "<p>{} {} {} – {}: {}</p>",
-            o.due_on,
-            esc(&o.device),
-            esc(&o.plan),
-            w.checklist,
-            items.join("; ")
-        );
+    let visits = visit_table(r, w);
+    if !visits.rows.is_empty() {
+        s.push_str(&html_table(&visits));
     }
     let _ = write!(s, "<h2>{}</h2>", w.warranties);
     if r.warranties_expiring.is_empty() {
@@ -540,7 +582,11 @@ fn lit(s: &str) -> String {
 }
 
 /// A table in Typst, at most `max` rows: a header row and rows of cells, every cell a string.
-fn typst_table(t: &Table<'_>, max: usize) -> String {
+/// Rows a PDF table holds: a service manager reads the worst first; the CSV and JSON hold all.
+const PDF_ROWS: usize = 500;
+
+/// A table set by Typst, cut at `max` rows with a note that says so.
+fn typst_table(t: &Table<'_>, max: usize, w: &Words) -> String {
     let mut s = format!("#table(columns: {}, fill: (_, y) => if y == 0 {{ luma(230) }},", t.head.len());
     for h in &t.head {
         let _ = write!(s, " [*#{}*],", lit(h));
@@ -551,6 +597,10 @@ fn typst_table(t: &Table<'_>, max: usize) -> String {
         }
     }
     s.push_str(")\n");
+    if t.rows.len() > max {
+        let note = w.cut.replace("{shown}", &max.to_string()).replace("{all}", &t.rows.len().to_string());
+        let _ = writeln!(s, "#emph({})\n", lit(&note));
+    }
     s
 }
 
@@ -604,9 +654,9 @@ pub fn pdf(r: &Report, lang: Lang, fonts: Vec<Vec<u8>>) -> Result<Vec<u8>, Strin
     );
     let _ = writeln!(s, "== #{}", lit(&format!("{} {}", w.availability, pct(r.availability))));
     s.push_str(&image(&bars(&worst(r, 20), 100.0, "%")));
-    s.push_str(&typst_table(&device_table(r, w), 500));
+    s.push_str(&typst_table(&device_table(r, w), PDF_ROWS, w));
     let _ = writeln!(s, "== #{}", lit(w.faults));
-    s.push_str(&typst_table(&fault_table(r, w), 500));
+    s.push_str(&typst_table(&fault_table(r, w), PDF_ROWS, w));
     if !r.faults_by_week.is_empty() {
         let _ = writeln!(s, "=== #{}", lit(w.faults_over_time));
         s.push_str(&image(&weekly(&r.faults_by_week)));
@@ -616,7 +666,7 @@ pub fn pdf(r: &Report, lang: Lang, fonts: Vec<Vec<u8>>) -> Result<Vec<u8>, Strin
     if !clocks.is_empty() {
         s.push_str(&image(&bars(&clocks, 100.0, "%")));
     }
-    s.push_str(&typst_table(&sla_table(r, w), 500));
+    s.push_str(&typst_table(&sla_table(r, w), PDF_ROWS, w));
     let num = |x: Option<f64>| x.map_or("–".into(), |v| format!("{v:.1}"));
     let _ = writeln!(
         s,
@@ -626,7 +676,7 @@ pub fn pdf(r: &Report, lang: Lang, fonts: Vec<Vec<u8>>) -> Result<Vec<u8>, Strin
     );
     let _ = writeln!(s, "== #{}", lit(&format!("{} ({})", w.open_tickets, r.open_tickets.len())));
     if !r.open_tickets.is_empty() {
-        s.push_str(&typst_table(&open_table(r, w), 500));
+        s.push_str(&typst_table(&open_table(r, w), PDF_ROWS, w));
     }
     let _ = writeln!(s, "== #{}", lit(w.recurring));
     let items: Vec<String> = r.recurring.iter().take(30).map(|x| recurring_line(x, w)).collect();
@@ -646,11 +696,15 @@ pub fn pdf(r: &Report, lang: Lang, fonts: Vec<Vec<u8>>) -> Result<Vec<u8>, Strin
             w.due, v.due, w.done, v.done, w.missed, v.missed, w.open, v.open
         ))
     );
+    let visits = visit_table(r, w);
+    if !visits.rows.is_empty() {
+        s.push_str(&typst_table(&visits, PDF_ROWS, w));
+    }
     let _ = writeln!(s, "== #{}", lit(w.warranties));
     if r.warranties_expiring.is_empty() {
         let _ = writeln!(s, "#{}\n", lit(w.none));
     } else {
-        s.push_str(&typst_table(&warranty_table(r, w), 500));
+        s.push_str(&typst_table(&warranty_table(r, w), PDF_ROWS, w));
     }
     let _ = writeln!(s, "== #{}", lit(w.recommendations));
     if r.recommendations.is_empty() {

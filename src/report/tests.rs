@@ -148,6 +148,22 @@ async fn the_pdf_carries_the_chinese_text_and_its_page_is_drawn() {
         )
         .await
         .unwrap();
+    // A visit done, one answer measured.
+    let visit = crate::store::NewWorkOrder {
+        contract: "led-displays".into(),
+        plan: "patrol".into(),
+        kind: "patrol",
+        device: "led-001".into(),
+        site: "site-a".into(),
+        customer: "city-transit".into(),
+        due_on: "2026-11-05".parse().unwrap(),
+        checklist: vec!["pixels".into(), "power".into()],
+        to_helpdesk: false,
+        ticket_id: None,
+    };
+    store.add_work_orders(&[visit], at).await.unwrap();
+    let answers = serde_json::json!({"pixels": {"value": 12.0, "measured": true}, "power": "ok"});
+    store.complete_work_order(1, "Li Wei", &answers, t("2026-11-05T03:00:00Z")).await.unwrap();
     let scope = Scope {
         customer: Some("city-transit".into()),
         site: None,
@@ -161,9 +177,18 @@ async fn the_pdf_carries_the_chinese_text_and_its_page_is_drawn() {
     std::fs::write(&path, &pdf).unwrap();
     let text = std::process::Command::new("pdftotext").arg(&path).arg("-").output().unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
-    for want in
-        ["售后服务报告", "设备可用率 100.0%", "故障统计", "cabinet_offline", "led-001", "100.00%", "未结工单 (1)"]
-    {
+    for want in [
+        "售后服务报告",
+        "设备可用率 100.0%",
+        "故障统计",
+        "cabinet_offline",
+        "led-001",
+        "100.00%",
+        "未结工单 (1)",
+        "Li Wei",
+        "实测",
+        "power: ok",
+    ] {
         assert!(text.contains(want), "{want} missing from:\n{text}");
     }
     // The first page drawn at 30 dpi in grey: something other than white on it.

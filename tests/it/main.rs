@@ -698,6 +698,7 @@ async fn plans_make_work_orders_that_are_completed_with_their_checklist() {
     let html =
         http().get(d.url(&format!("/api/v1/reports/kept/{}", zh["id"]))).send().await.unwrap().text().await.unwrap();
     assert!(html.contains("售后服务报告") && html.contains("lit-013") && html.contains("lamps: 2 replaced"), "{html}");
+    assert!(html.contains("circuits: 1.0 (实测)"), "a measured answer reads as one: {html}");
     let r = http().get(d.url("/api/v1/work-orders?state=late")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 400);
 }
