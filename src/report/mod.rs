@@ -151,6 +151,47 @@ pub struct Visits {
     pub open: u32,
 }
 
+/// What the satisfaction surveys done in the period scored: the answers to checklist items
+/// named `satisfaction…`, read as numbers from 1 to 5.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Satisfaction {
+    pub mean: f64,
+    pub surveys: u32,
+    /// Devices whose survey scored 2 or less, to call back.
+    pub low: Vec<String>,
+}
+
+/// A survey's score: a number from 1 to 5, or text that starts with one ("4", "4/5", "5 - happy").
+fn score(v: &serde_json::Value) -> Option<f64> {
+    let x = match v {
+        serde_json::Value::Number(n) => n.as_f64()?,
+        serde_json::Value::String(s) => {
+            let head: String = s.trim().chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+            head.parse().ok()?
+        }
+        serde_json::Value::Object(o) => return o.get("value").and_then(score),
+        _ => return None,
+    };
+    (1.0..=5.0).contains(&x).then_some(x)
+}
+
+fn satisfaction_of(work_orders: &[WorkOrder]) -> Option<Satisfaction> {
+    let mut scores = Vec::new();
+    let mut low = Vec::new();
+    for w in work_orders.iter().filter(|w| w.state == "done") {
+        let Some(answers) = w.answers.as_ref().and_then(|a| a.as_object()) else { continue };
+        let item = w.checklist.iter().find(|i| i.to_lowercase().starts_with("satisfaction"));
+        if let Some(x) = item.and_then(|i| answers.get(i)).and_then(score) {
+            scores.push(x);
+            if x <= 2.0 && !low.contains(&w.device) {
+                low.push(w.device.clone());
+            }
+        }
+    }
+    let n = scores.len() as u32;
+    mean(scores.into_iter()).map(|mean| Satisfaction { mean, surveys: n, low })
+}
+
 /// Recurring problems over a window ending with the report's period.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RecurringWindow {
@@ -182,6 +223,7 @@ pub struct Report {
     /// The same over the last month, quarter and year to the report's end.
     pub recurring_windows: Vec<RecurringWindow>,
     pub visits: Visits,
+    pub satisfaction: Option<Satisfaction>,
     pub work_orders: Vec<WorkOrder>,
     pub warranties_expiring: Vec<Expiring>,
     pub recommendations: Vec<String>,
@@ -356,6 +398,7 @@ pub async fn compute(store: &Store, fleet: &Fleet, scope: &Scope, lang: Lang) ->
         recurring,
         recurring_windows,
         visits,
+        satisfaction: satisfaction_of(&work_orders),
         work_orders,
         warranties_expiring,
         recommendations: Vec::new(),

@@ -50,6 +50,8 @@ struct Words {
     windows: [&'static str; 3],
     visit: &'static str,
     by: &'static str,
+    satisfaction: &'static str,
+    surveys: &'static str,
     measured: &'static str,
     /// "{shown} of {all} rows shown…"
     cut: &'static str,
@@ -99,6 +101,8 @@ const EN: Words = Words {
     windows: ["Last month", "Last quarter", "Last year"],
     visit: "Visit",
     by: "By",
+    satisfaction: "Customer satisfaction",
+    surveys: "surveys",
     measured: "measured",
     cut: "{shown} of {all} rows shown, the first in the order above; the CSV and JSON renderings carry them all.",
 };
@@ -147,6 +151,8 @@ const ZH: Words = Words {
     windows: ["近一个月", "近一个季度", "近一年"],
     visit: "服务项目",
     by: "执行人",
+    satisfaction: "客户满意度",
+    surveys: "份回访",
     measured: "实测",
     cut: "共 {all} 行，此处按上表顺序列出前 {shown} 行；CSV 与 JSON 版本列出全部。",
 };
@@ -201,6 +207,14 @@ pub fn recommendations(r: &Report, lang: Lang) -> Vec<String> {
             format!("有 {missed} 项时限超时：复核排班与备件库存。")
         } else {
             format!("{missed} contract clocks were missed: review the duty roster and the spare parts stock.")
+        });
+    }
+    if let Some(s) = r.satisfaction.as_ref().filter(|s| !s.low.is_empty()) {
+        let who = s.low.join(", ");
+        out.push(if zh {
+            format!("{who} 的满意度回访评分不高于 2 分：请回访客户并跟进整改。")
+        } else {
+            format!("The satisfaction survey for {who} scored 2 or less: call the customer back and follow up.")
         });
     }
     if r.visits.missed > 0 {
@@ -320,6 +334,12 @@ fn device_table<'a>(r: &Report, w: &'a Words) -> Table<'a> {
             })
             .collect(),
     }
+}
+
+/// "Customer satisfaction: 4.5 / 5 (12 surveys)".
+fn satisfaction_line(r: &Report, w: &Words) -> Option<String> {
+    let s = r.satisfaction.as_ref()?;
+    Some(format!("{}: {:.1} / 5 ({} {})", w.satisfaction, s.mean, s.surveys, w.surveys))
 }
 
 /// The visits done, with every checklist answer (a measured one marked).
@@ -542,6 +562,9 @@ pub fn html(r: &Report, lang: Lang) -> String {
         "<h2>{}</h2><p>{}: {} · {}: {} · {}: {} · {}: {}</p>",
         w.visits, w.due, v.due, w.done, v.done, w.missed, v.missed, w.open, v.open
     );
+    if let Some(line) = satisfaction_line(r, w) {
+        let _ = write!(s, "<p>{}</p>", esc(&line));
+    }
     let visits = visit_table(r, w);
     if !visits.rows.is_empty() {
         s.push_str(&html_table(&visits));
@@ -696,6 +719,9 @@ pub fn pdf(r: &Report, lang: Lang, fonts: Vec<Vec<u8>>) -> Result<Vec<u8>, Strin
             w.due, v.due, w.done, v.done, w.missed, v.missed, w.open, v.open
         ))
     );
+    if let Some(line) = satisfaction_line(r, w) {
+        let _ = writeln!(s, "#{}\n", lit(&line));
+    }
     let visits = visit_table(r, w);
     if !visits.rows.is_empty() {
         s.push_str(&typst_table(&visits, PDF_ROWS, w));

@@ -276,3 +276,37 @@ async fn reports_are_made_once_after_each_whole_period_the_contract_ran_in() {
     assert!(weekly.html.contains("售后服务报告"), "a whole report, in Chinese");
     assert_eq!((weekly.work_order_id, weekly.due_by), (None, None));
 }
+
+#[test]
+fn survey_scores_are_averaged_and_the_low_ones_called_back() {
+    let wo = |device: &str, state: &str, answer: serde_json::Value| WorkOrder {
+        id: 1,
+        contract: "k".into(),
+        plan: "satisfaction survey".into(),
+        kind: "follow_up".into(),
+        device: device.into(),
+        site: "s".into(),
+        customer: "c".into(),
+        due_on: "2026-11-20".parse().unwrap(),
+        created_at: t("2026-11-17T00:00:00Z"),
+        state: state.into(),
+        checklist: vec!["Satisfaction (1-5)".into(), "comments".into()],
+        answers: Some(serde_json::json!({ "Satisfaction (1-5)": answer, "comments": "" })),
+        completed_at: None,
+        completed_by: None,
+        ticket_id: Some(1),
+    };
+    use serde_json::json;
+    let orders = [
+        wo("a", "done", json!("4")),
+        wo("b", "done", json!(5)),
+        wo("c", "done", json!("2 - the engineer came late")),
+        wo("d", "done", json!({"value": 3, "measured": false})),
+        wo("e", "done", json!("n/a")),
+        wo("f", "done", json!(7)),
+        wo("g", "open", json!(1)),
+    ];
+    let s = satisfaction_of(&orders).unwrap();
+    assert_eq!((s.mean, s.surveys, s.low.clone()), (3.5, 4, vec!["c".to_string()]));
+    assert_eq!(satisfaction_of(&orders[4..6]), None, "no score, no figure");
+}
