@@ -451,9 +451,15 @@ pub async fn after_inspection(
 
 /// The reports the contracts want after each whole week, month, quarter or year, for their
 /// customers, made once each (in English and Chinese) when their period has ended, in the
-/// customer's local calendar (its first site's offset). Returns the ids of those made now.
+/// customer's local calendar (its first site's offset). Only a period aftercare watched whole
+/// (since the store was made) is reported: a report of a time it did not watch would show
+/// figures it never saw. Returns the ids of those made now.
 pub async fn on_cadence(store: &Store, fleet: &Fleet, now: DateTime<Utc>) -> Result<Vec<i64>, StoreError> {
     let mut ids = Vec::new();
+    if fleet.contracts.iter().all(|c| c.reports.is_empty()) {
+        return Ok(ids);
+    }
+    let watched_from = store.created_at().await?;
     for c in fleet.contracts.iter().filter(|c| !c.reports.is_empty()) {
         let customer = c.customer.0.as_str();
         let site = fleet.devices.iter().find(|d| d.customer.0 == customer).map(|d| &d.site);
@@ -471,6 +477,9 @@ pub async fn on_cadence(store: &Store, fleet: &Fleet, now: DateTime<Utc>) -> Res
             let instant = |d: NaiveDate| d.and_time(chrono::NaiveTime::MIN).and_local_timezone(offset).single();
             let (Some(from), Some(to)) = (instant(first), instant(next)) else { continue };
             let (from, to) = (from.to_utc(), to.to_utc());
+            if from < watched_from {
+                continue;
+            }
             let scope = Scope { customer: Some(customer.to_string()), site: None, from, to };
             for (lang, tag) in [(Lang::Zh, "zh-CN"), (Lang::En, "en")] {
                 if store.has_cadence_report(customer, cadence.as_str(), from, tag).await? {

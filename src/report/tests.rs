@@ -252,8 +252,14 @@ async fn reports_are_made_once_after_each_whole_period_the_contract_ran_in() {
     // 2026: its weekly, monthly, quarterly and yearly reports are due. The lighting contract
     // (city-transit) ended on 9 January 2026: only its yearly one.
     let now = t("2027-01-01T00:00:00Z");
+    // A store made on 5 December watched only the last week whole.
+    store.set_created_at(t("2026-12-05T00:00:00Z")).await;
     let made = on_cadence(&store, &config.fleet, now).await.unwrap();
-    assert_eq!(made.len(), 10, "{made:?}");
+    assert_eq!(made.len(), 2, "the week of 21 December, in two languages: {made:?}");
+    // One made early in 2025 watched them all.
+    store.set_created_at(t("2025-01-01T00:00:00Z")).await;
+    let made = on_cadence(&store, &config.fleet, now).await.unwrap();
+    assert_eq!(made.len(), 8, "{made:?}");
     assert!(on_cadence(&store, &config.fleet, now + TimeDelta::minutes(1)).await.unwrap().is_empty(), "once");
     let kept = store.reports(None, 100).await.unwrap();
     let mut got: Vec<String> = kept

@@ -202,6 +202,25 @@ impl Store {
         Ok(Store { pool, resolved: Default::default() })
     }
 
+    /// When the store was made: since then aftercare has watched the fleet. Read from the
+    /// migrations' own record of the first one.
+    pub async fn created_at(&self) -> Result<DateTime<Utc>, StoreError> {
+        let at: String = sqlx::query_scalar("SELECT installed_on FROM _sqlx_migrations WHERE version = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        chrono::NaiveDateTime::parse_from_str(&at, "%Y-%m-%d %H:%M:%S")
+            .map(|t| t.and_utc())
+            .map_err(|e| StoreError::Corrupt(format!("the store's creation time `{at}`: {e}")))
+    }
+
+    /// Makes the store look made at `at`, for tests of what depends on how long it has watched.
+    #[cfg(test)]
+    pub(crate) async fn set_created_at(&self, at: DateTime<Utc>) {
+        let at = at.format("%Y-%m-%d %H:%M:%S").to_string();
+        let q = sqlx::query("UPDATE _sqlx_migrations SET installed_on = $1 WHERE version = 1").bind(at);
+        q.execute(&self.pool).await.map(drop).unwrap_or_else(|e| panic!("{e}"));
+    }
+
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

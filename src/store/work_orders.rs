@@ -92,9 +92,8 @@ pub struct WorkOrderFilter {
     pub to: Option<NaiveDate>,
 }
 
-/// Writes the outbox row of a change to work order `id`: the next in its sequence,
-/// `skipped` when `deliver` is false.
-#[allow(clippy::too_many_arguments)]
+/// Writes the outbox row of a change to work order `id`: the next in its sequence, `skipped`
+/// for a work order whose plan keeps its visits out of the helpdesk.
 async fn event(
     conn: &mut SqliteConnection,
     id: i64,
@@ -103,12 +102,12 @@ async fn event(
     note: &str,
     origin: &str,
     at: DateTime<Utc>,
-    deliver: bool,
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO outbox (work_order_id, seq, event_id, event, action, note, customer, created_at, next_attempt_at, \
          origin, state) \
-         SELECT $1, n.seq, 'aftercare-wo-' || $1 || '-' || n.seq, $2, $3, $4, w.customer, $5, $5, $6, $7 \
+         SELECT $1, n.seq, 'aftercare-wo-' || $1 || '-' || n.seq, $2, $3, $4, w.customer, $5, $5, $6, \
+         CASE WHEN w.helpdesk = 1 THEN 'pending' ELSE 'skipped' END \
          FROM work_orders w, (SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM outbox WHERE work_order_id = $1) n \
          WHERE w.id = $1",
     )
@@ -118,19 +117,9 @@ async fn event(
     .bind(note)
     .bind(ms(at))
     .bind(origin)
-    .bind(if deliver { "pending" } else { "skipped" })
     .execute(&mut *conn)
     .await?;
     Ok(())
-}
-
-/// Whether a work order's later events go to the helpdesk: as its first one did.
-async fn delivers(conn: &mut SqliteConnection, id: i64) -> Result<bool, StoreError> {
-    let first: Option<String> = sqlx::query_scalar("SELECT state FROM outbox WHERE work_order_id = $1 AND seq = 1")
-        .bind(id)
-        .fetch_optional(conn)
-        .await?;
-    Ok(first.is_none_or(|s| s != "skipped"))
 }
 
 impl Store {
@@ -143,8 +132,8 @@ impl Store {
                 // The NOT EXISTS spares an id: a conflicting insert would use one up, and work
                 // order numbers are what people quote.
                 "INSERT INTO work_orders (contract, plan, kind, device, site, customer, due_on, created_at, checklist, \
-                 ticket_id) \
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 WHERE NOT EXISTS (SELECT 1 FROM work_orders \
+                 ticket_id, helpdesk) \
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 WHERE NOT EXISTS (SELECT 1 FROM work_orders \
                  WHERE contract = $1 AND plan = $2 AND (device = $4 AND due_on = $7 OR ticket_id = $10)) \
                  ON CONFLICT DO NOTHING RETURNING id",
             )
@@ -158,12 +147,13 @@ impl Store {
             .bind(ms(now))
             .bind(serde_json::to_string(&o.checklist).unwrap_or_else(|_| "[]".into()))
             .bind(o.ticket_id)
+            .bind(o.to_helpdesk)
             .fetch_optional(&mut *tx)
             .await?;
             if let Some(id) = id {
                 let after = o.ticket_id.map(|t| format!(" after the service of ticket {t}")).unwrap_or_default();
                 let note = format!("due on {}{after}", o.due_on);
-                event(&mut tx, id, "scheduled", "trigger", &note, "aftercare", now, o.to_helpdesk).await?;
+                event(&mut tx, id, "scheduled", "trigger", &note, "aftercare", now).await?;
                 added += 1;
             }
         }
@@ -181,9 +171,8 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         for (id, due) in &missed {
-            let deliver = delivers(&mut tx, *id).await?;
             let note = format!("not done by its due date, {due}");
-            event(&mut tx, *id, "missed", "update", &note, "aftercare", now, deliver).await?;
+            event(&mut tx, *id, "missed", "update", &note, "aftercare", now).await?;
         }
         tx.commit().await?;
         Ok(missed.len() as u64)
@@ -237,8 +226,7 @@ impl Store {
         if r.rows_affected() != 1 {
             return Ok(false);
         }
-        let deliver = delivers(&mut tx, id).await?;
-        event(&mut tx, id, "started", "update", &format!("visit started by {by}"), by, now, deliver).await?;
+        event(&mut tx, id, "started", "update", &format!("visit started by {by}"), by, now).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -265,8 +253,7 @@ impl Store {
         if r.rows_affected() != 1 {
             return Ok(false);
         }
-        let deliver = delivers(&mut tx, id).await?;
-        event(&mut tx, id, "completed", "resolve", &format!("visit done by {by}"), by, now, deliver).await?;
+        event(&mut tx, id, "completed", "resolve", &format!("visit done by {by}"), by, now).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -335,10 +322,9 @@ impl Store {
         .await?;
         let id: Option<i64> = row.map(|r| r.try_get("id")).transpose()?;
         if let (Some(id), Some(wo)) = (id, r.work_order_id) {
-            let deliver = delivers(&mut tx, wo).await?;
             let due = r.due_by.map(|d| format!(", due to the customer by {d}")).unwrap_or_default();
             let note = format!("report {id} ({}) kept{due}", r.lang);
-            event(&mut tx, wo, "report_kept", "update", &note, "aftercare", r.made_at, deliver).await?;
+            event(&mut tx, wo, "report_kept", "update", &note, "aftercare", r.made_at).await?;
         }
         tx.commit().await?;
         Ok(id)

@@ -704,7 +704,7 @@ async fn plans_make_work_orders_that_are_completed_with_their_checklist() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_repair_is_followed_by_its_fault_analysis_and_survey_and_reports_come_on_cadence() {
+async fn a_repair_is_followed_by_its_fault_analysis_and_survey_at_once() {
     let fleet = ["lit-061:lighting"];
     let broker = Broker::Embedded;
     let (dir, prefix) = Daemon::setup(&fleet, "30s", "10m", &broker);
@@ -718,16 +718,6 @@ async fn a_repair_is_followed_by_its_fault_analysis_and_survey_and_reports_come_
            within = \"1 week\"\nchecklist = { \"*\" = [\"satisfaction\"] }\n";
     std::fs::write(&path, cfg).unwrap();
     let d = Daemon::start(dir, &prefix, &broker);
-    // The reports of the last whole week and month, made at start, in both languages.
-    let kept = wait_for("the reports of the past week and month", 30, || async {
-        let k = get(&d.url("/api/v1/reports/kept?customer=cust-1")).await;
-        (k.as_array()?.len() >= 4).then_some(k)
-    })
-    .await;
-    let mut cadences: Vec<String> =
-        kept.as_array().unwrap().iter().map(|r| format!("{} {}", r["cadence"].as_str().unwrap(), r["lang"])).collect();
-    cadences.sort();
-    assert_eq!(cadences, ["monthly \"en\"", "monthly \"zh-CN\"", "weekly \"en\"", "weekly \"zh-CN\""]);
 
     let mut sim = Sim::start(&d, &fleet);
     all_online(&d, 1).await;
@@ -750,4 +740,8 @@ async fn a_repair_is_followed_by_its_fault_analysis_and_survey_and_reports_come_
     assert!(after.as_array().unwrap().iter().all(|w| w["ticket_id"] == json!(id) && w["state"] == json!("open")));
     let analysis = after.as_array().unwrap().iter().find(|w| w["plan"] == json!("fault analysis")).unwrap();
     assert_eq!(analysis["checklist"], json!(["cause", "prevention"]));
+    // The scheduler has made two passes by now: the last week and month, which this new store
+    // did not watch, are not reported (figures it never saw would read as a clean record).
+    let kept = get(&d.url("/api/v1/reports/kept?customer=cust-1")).await;
+    assert_eq!(kept, json!([]));
 }
