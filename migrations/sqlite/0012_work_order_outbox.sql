@@ -27,6 +27,9 @@ INSERT INTO outbox_new (id, ticket_id, seq, event_id, event, action, note, custo
                         next_attempt_at, last_error, delivered_at, origin)
     SELECT id, ticket_id, seq, event_id, event, action, note, customer, created_at, state, attempts,
            next_attempt_at, last_error, delivered_at, origin FROM outbox;
+-- Row ids go on from where the old table's left off, never reused.
+UPDATE sqlite_sequence SET seq = (SELECT MAX(seq) FROM sqlite_sequence WHERE name IN ('outbox', 'outbox_new'))
+    WHERE name = 'outbox_new';
 DROP TABLE outbox;
 ALTER TABLE outbox_new RENAME TO outbox;
 CREATE INDEX outbox_due ON outbox (state, next_attempt_at);
