@@ -453,7 +453,8 @@ pub async fn after_inspection(
 /// customers, made once each (in English and Chinese) when their period has ended, in the
 /// customer's local calendar (its first site's offset). Only a period aftercare watched whole
 /// (since the store was made) is reported: a report of a time it did not watch would show
-/// figures it never saw. Returns the ids of those made now.
+/// figures it never saw. Periods that ended within the last `CATCH_UP_DAYS` and were not
+/// reported (the daemon was down) are made too. Returns the ids of those made now.
 pub async fn on_cadence(store: &Store, fleet: &Fleet, now: DateTime<Utc>) -> Result<Vec<i64>, StoreError> {
     let mut ids = Vec::new();
     if fleet.contracts.iter().all(|c| c.reports.is_empty()) {
@@ -468,41 +469,68 @@ pub async fn on_cadence(store: &Store, fleet: &Fleet, now: DateTime<Utc>) -> Res
             .map_or(chrono::FixedOffset::east_opt(0), |s| Some(s.utc_offset));
         let Some(offset) = offset else { continue };
         let today = now.with_timezone(&offset).date_naive();
+        let oldest_end = today.checked_sub_days(Days::new(CATCH_UP_DAYS)).unwrap_or(today);
+        let instant = |d: NaiveDate| d.and_time(chrono::NaiveTime::MIN).and_local_timezone(offset).single();
         for cadence in &c.reports {
-            let Some((first, next)) = cadence.last_whole(today) else { continue };
-            // Only a period the contract ran in.
-            if next <= c.starts || c.ends.is_some_and(|e| first > e) {
-                continue;
-            }
-            let instant = |d: NaiveDate| d.and_time(chrono::NaiveTime::MIN).and_local_timezone(offset).single();
-            let (Some(from), Some(to)) = (instant(first), instant(next)) else { continue };
-            let (from, to) = (from.to_utc(), to.to_utc());
-            if from < watched_from {
-                continue;
-            }
-            let scope = Scope { customer: Some(customer.to_string()), site: None, from, to };
-            for (lang, tag) in [(Lang::Zh, "zh-CN"), (Lang::En, "en")] {
-                if store.has_cadence_report(customer, cadence.as_str(), from, tag).await? {
-                    continue;
+            // The whole periods that ended lately, newest first.
+            let mut periods = Vec::new();
+            let mut last = cadence.last_whole(today);
+            while let Some((first, next)) = last.filter(|(_, next)| *next >= oldest_end && *next > c.starts) {
+                // Only a period the contract ran in, and aftercare watched whole.
+                let watched = instant(first).is_some_and(|f| f.to_utc() >= watched_from);
+                if !watched {
+                    break;
                 }
-                let r = compute(store, fleet, &scope, lang).await?;
-                let stored = crate::store::StoredReport {
-                    id: 0,
-                    work_order_id: None,
-                    customer: customer.to_string(),
-                    site: None,
-                    from,
-                    to,
-                    made_at: now,
-                    due_by: None,
-                    lang: tag.into(),
-                    cadence: Some(cadence.as_str().into()),
-                    json: serde_json::to_string(&r).unwrap_or_default(),
-                    html: render::html(&r, lang),
-                };
-                ids.extend(store.add_report(&stored).await?);
+                if c.ends.is_none_or(|e| first <= e) {
+                    periods.push((first, next));
+                }
+                last = cadence.last_whole(first);
+            }
+            for (first, next) in periods {
+                let (Some(from), Some(to)) = (instant(first), instant(next)) else { continue };
+                let (from, to) = (from.to_utc(), to.to_utc());
+                ids.extend(keep_cadence_report(store, fleet, customer, *cadence, from, to, now).await?);
             }
         }
+    }
+    Ok(ids)
+}
+
+/// How far back a cadence report not made in time (the daemon was down) is still made.
+const CATCH_UP_DAYS: u64 = 93;
+
+/// Makes and keeps a customer's report of one period in the languages it lacks.
+async fn keep_cadence_report(
+    store: &Store,
+    fleet: &Fleet,
+    customer: &str,
+    cadence: Cadence,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Vec<i64>, StoreError> {
+    let mut ids = Vec::new();
+    let scope = Scope { customer: Some(customer.to_string()), site: None, from, to };
+    for (lang, tag) in [(Lang::Zh, "zh-CN"), (Lang::En, "en")] {
+        if store.has_cadence_report(customer, cadence.as_str(), from, tag).await? {
+            continue;
+        }
+        let r = compute(store, fleet, &scope, lang).await?;
+        let stored = crate::store::StoredReport {
+            id: 0,
+            work_order_id: None,
+            customer: customer.to_string(),
+            site: None,
+            from,
+            to,
+            made_at: now,
+            due_by: None,
+            lang: tag.into(),
+            cadence: Some(cadence.as_str().into()),
+            json: serde_json::to_string(&r).unwrap_or_default(),
+            html: render::html(&r, lang),
+        };
+        ids.extend(store.add_report(&stored).await?);
     }
     Ok(ids)
 }
