@@ -9,3 +9,5 @@ ALTER TABLE work_orders ADD COLUMN helpdesk INTEGER NOT NULL DEFAULT 1 CHECK (he
 -- quarterly and yearly analyses): once per customer, cadence, period and language.
 ALTER TABLE reports ADD COLUMN cadence TEXT;
 CREATE UNIQUE INDEX reports_by_cadence ON reports (customer, cadence, period_from, lang) WHERE cadence IS NOT NULL;
+-- The scheduler asks every minute which tickets were resolved lately.
+CREATE INDEX tickets_by_resolved ON tickets (resolved_at) WHERE resolved_at IS NOT NULL;
