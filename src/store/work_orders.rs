@@ -178,11 +178,13 @@ impl Store {
         Ok(missed.len() as u64)
     }
 
-    /// Tickets resolved by people at or after `since` (not cancelled), oldest first.
+    /// Tickets resolved by people at or after `since` (not cancelled), oldest first. (The `+`
+    /// keeps SQLite on the resolution-time index rather than the state one, which holds every
+    /// closed ticket ever.)
     pub async fn served_since(&self, since: DateTime<Utc>) -> Result<Vec<Served>, StoreError> {
         let rows: Vec<(i64, String, i64, bool)> = sqlx::query_as(
             "SELECT id, device, resolved_at, on_site_at IS NOT NULL FROM tickets \
-             WHERE resolved_at >= $1 AND state IN ('resolved', 'closed') ORDER BY resolved_at",
+             WHERE resolved_at >= $1 AND +state IN ('resolved', 'closed') ORDER BY resolved_at",
         )
         .bind(ms(since))
         .fetch_all(&self.pool)
