@@ -294,9 +294,21 @@ pub fn after_service_work(fleet: &Fleet, served: &[Served], now: DateTime<Utc>) 
 
 /// One pass: makes what is due (once: the store ignores a work order it has) and marks what was missed.
 pub async fn run_once(store: &Store, fleet: &Fleet, now: DateTime<Utc>) -> Result<(u64, u64), StoreError> {
+    run_once_after(store, fleet, now, None).await
+}
+
+/// A pass that looks for services only after `served_after` (the previous pass, less a slack),
+/// instead of over the whole time a visit may still be made late.
+async fn run_once_after(
+    store: &Store,
+    fleet: &Fleet,
+    now: DateTime<Utc>,
+    served_after: Option<DateTime<Utc>>,
+) -> Result<(u64, u64), StoreError> {
     let mut added = store.add_work_orders(&due_work(fleet, now), now).await?;
     if fleet.contracts.iter().any(|c| c.plans.iter().any(|p| p.after.is_some())) {
-        let since = now - chrono::TimeDelta::days(LATE_DAYS as i64 + 1);
+        let oldest = now - chrono::TimeDelta::days(LATE_DAYS as i64 + 1);
+        let since = served_after.map_or(oldest, |a| a.max(oldest));
         let served = store.served_since(since).await?;
         added += store.add_work_orders(&after_service_work(fleet, &served, now), now).await?;
     }
@@ -313,13 +325,23 @@ pub async fn run_once(store: &Store, fleet: &Fleet, now: DateTime<Utc>) -> Resul
 pub async fn run(store: Store, fleet: Arc<Fleet>, clock: Arc<dyn Clock>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The first pass looks back over the whole late window; later ones from the previous pass.
+    let mut last_pass: Option<DateTime<Utc>> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = store.resolved() => {}
             _ = shutdown.cancelled() => return,
         }
-        match run_once(&store, &fleet, clock.now()).await {
+        let now = clock.now();
+        // A resolution is stamped by its own clock reading, a little before it commits; and a
+        // clock set back stamps earlier ones: both stay inside the slack.
+        let after = last_pass.map(|l: DateTime<Utc>| l.min(now) - chrono::TimeDelta::minutes(5));
+        let pass = run_once_after(&store, &fleet, now, after).await;
+        if pass.is_ok() {
+            last_pass = Some(now);
+        }
+        match pass {
             Ok((0, 0)) => {}
             Ok((added, missed)) => info!(added, missed, "work orders made from the contracts' plans"),
             Err(e) => error!(error = %e, "making work orders failed; retrying in a minute"),
@@ -674,6 +696,8 @@ checklist = { "*" = ["satisfaction"] }
         let remote = serve(&store, "lit-1", "lighting", at, &[Acknowledged, Resolved]).await;
         let cancelled = serve(&store, "lit-1", "lighting", at - chrono::TimeDelta::days(1), &[Cancelled]).await;
         let now = at + chrono::TimeDelta::hours(6);
+        // A pass that looks only after its previous one does not see services before it.
+        assert_eq!(run_once_after(&store, fleet, now, Some(now - chrono::TimeDelta::hours(1))).await.unwrap().0, 0);
         assert_eq!(run_once(&store, fleet, now).await.unwrap().0, 3);
         assert_eq!(run_once(&store, fleet, now + chrono::TimeDelta::minutes(1)).await.unwrap().0, 0, "once");
         let all = store.work_orders(&Default::default(), 100).await.unwrap();
