@@ -112,7 +112,8 @@ fn main() -> ExitCode {
             init_logs("warn");
             let Some(cfg) = load(&config) else { return ExitCode::FAILURE };
             runtime(async move {
-                let time = |s: &str| aftercare::report::parse_time(s).map_err(|e| anyhow::anyhow!("{e}"));
+                let offset = aftercare::report::offset_of(&cfg.fleet, customer.as_deref(), site.as_deref());
+                let time = |s: &str| aftercare::report::parse_time(s, offset).map_err(|e| anyhow::anyhow!("{e}"));
                 let scope = aftercare::report::Scope { customer, site, from: time(&from)?, to: time(&to)? };
                 let text = aftercare::report::write(&cfg, &scope, &format, &lang).await?;
                 match out {

@@ -564,7 +564,11 @@ async fn report(
     q: Result<Query<ReportQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q?;
-    let (from, to) = range(&s, q.from.as_deref(), q.to.as_deref(), chrono::TimeDelta::days(30))?;
+    // Dates are the customer's (or site's) own days.
+    let offset = crate::report::offset_of(&s.fleet, q.customer.as_deref(), q.site.as_deref());
+    let bound = |t: &str| crate::report::parse_time(t, offset).map_err(|m| ApiError(StatusCode::BAD_REQUEST, m));
+    let to = q.to.as_deref().map(bound).transpose()?.unwrap_or_else(|| s.clock.now());
+    let from = q.from.as_deref().map(bound).transpose()?.unwrap_or(to - chrono::TimeDelta::days(30));
     let scope = crate::report::Scope { customer: q.customer, site: q.site, from, to };
     let format = q.format.unwrap_or_else(|| "json".into());
     let lang = crate::report::check(&s.fleet, &scope, &format, q.lang.as_deref().unwrap_or("en"))

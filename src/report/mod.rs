@@ -8,7 +8,7 @@ pub mod render;
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Datelike, Days, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Days, FixedOffset, NaiveDate, Offset as _, Utc};
 use serde::Serialize;
 
 use crate::fleet::Fleet;
@@ -204,9 +204,14 @@ pub struct RecurringWindow {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Report {
     pub customer: Option<String>,
+    /// The customer's name, as the fleet config gives it.
+    pub customer_name: Option<String>,
     pub site: Option<String>,
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
+    /// The period as the customer reads it: its first and last day, in the local calendar.
+    pub first_day: NaiveDate,
+    pub last_day: NaiveDate,
     pub devices: Vec<DeviceAvailability>,
     /// Mean availability over the devices.
     pub availability: Option<f64>,
@@ -382,11 +387,20 @@ pub async fn compute(store: &Store, fleet: &Fleet, scope: &Scope, lang: Lang) ->
     }
     warranties_expiring.sort_by(|a, b| a.until.cmp(&b.until).then(a.device.cmp(&b.device)));
 
+    let offset = offset_of(fleet, scope.customer.as_deref(), scope.site.as_deref());
     let mut report = Report {
         customer: scope.customer.clone(),
+        customer_name: scope
+            .customer
+            .as_deref()
+            .and_then(|c| fleet.customers.iter().find(|x| x.id.as_str() == c))
+            .filter(|c| !c.name.is_empty() && c.name != c.id.as_str())
+            .map(|c| c.name.clone()),
         site: scope.site.clone(),
         from: scope.from,
         to: scope.to,
+        first_day: scope.from.with_timezone(&offset).date_naive(),
+        last_day: (scope.to - chrono::TimeDelta::milliseconds(1)).with_timezone(&offset).date_naive(),
         devices,
         availability,
         faults: faults.into_values().collect(),
@@ -463,11 +477,7 @@ pub async fn on_cadence(store: &Store, fleet: &Fleet, now: DateTime<Utc>) -> Res
     let watched_from = store.created_at().await?;
     for c in fleet.contracts.iter().filter(|c| !c.reports.is_empty()) {
         let customer = c.customer.0.as_str();
-        let site = fleet.devices.iter().find(|d| d.customer.0 == customer).map(|d| &d.site);
-        let offset = site
-            .and_then(|s| fleet.sites.iter().find(|x| &x.id == s))
-            .map_or(chrono::FixedOffset::east_opt(0), |s| Some(s.utc_offset));
-        let Some(offset) = offset else { continue };
+        let offset = offset_of(fleet, Some(customer), None);
         let today = now.with_timezone(&offset).date_naive();
         let oldest_end = today.checked_sub_days(Days::new(CATCH_UP_DAYS)).unwrap_or(today);
         let instant = |d: NaiveDate| d.and_time(chrono::NaiveTime::MIN).and_local_timezone(offset).single();
@@ -565,15 +575,27 @@ fn recurring_of(fleet: &Fleet, tickets: &[crate::tickets::Ticket]) -> Vec<Recurr
 }
 
 /// A day ("2026-11-01", midnight UTC) or an RFC 3339 time.
-pub fn parse_time(s: &str) -> Result<DateTime<Utc>, String> {
+/// A report's bound: an RFC 3339 time, or a date, which starts at local midnight at `offset`
+/// (a customer's `--from 2026-10-01` is its own 1 October).
+pub fn parse_time(s: &str, offset: FixedOffset) -> Result<DateTime<Utc>, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.to_utc());
     }
     NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc())
+        .and_then(|d| d.and_time(chrono::NaiveTime::MIN).and_local_timezone(offset).single())
+        .map(|t| t.to_utc())
         .ok_or_else(|| format!("`{s}` is not a time; write 2026-11-01 or 2026-11-01T00:00:00Z"))
+}
+
+/// The offset of a report's local calendar: the site's, else that of the customer's first
+/// device's site, else UTC.
+pub fn offset_of(fleet: &Fleet, customer: Option<&str>, site: Option<&str>) -> FixedOffset {
+    let site = site.map(str::to_string).or_else(|| {
+        let c = customer?;
+        fleet.devices.iter().find(|d| d.customer.as_str() == c).map(|d| d.site.0.clone())
+    });
+    site.and_then(|s| fleet.sites.iter().find(|x| x.id.as_str() == s)).map_or_else(|| Utc.fix(), |s| s.utc_offset)
 }
 
 /// Checks a report request: the period, the format and the language, and who it is for.

@@ -336,6 +336,19 @@ fn device_table<'a>(r: &Report, w: &'a Words) -> Table<'a> {
     }
 }
 
+/// Who the report is for: the customer's name and id, the site, or all customers.
+fn customer_of(r: &Report, w: &Words) -> String {
+    let who = match (&r.customer, &r.customer_name) {
+        (Some(id), Some(name)) => format!("{name} ({id})"),
+        (Some(id), None) => id.clone(),
+        (None, _) => w.all.to_string(),
+    };
+    match &r.site {
+        Some(site) => format!("{who}, {} {site}", w.site),
+        None => who,
+    }
+}
+
 /// "Customer satisfaction: 4.5 / 5 (12 surveys)".
 fn satisfaction_line(r: &Report, w: &Words) -> Option<String> {
     let s = r.satisfaction.as_ref()?;
@@ -497,7 +510,7 @@ fn html_table(t: &Table<'_>) -> String {
 pub fn html(r: &Report, lang: Lang) -> String {
     let w = words(lang);
     let mut s = String::new();
-    let customer = r.customer.as_deref().unwrap_or(w.all);
+    let customer = customer_of(r, w);
     let _ = write!(
         s,
         "<!doctype html><html lang=\"{}\"><head><meta charset=\"utf-8\"><title>{} – {}</title>\
@@ -505,17 +518,17 @@ pub fn html(r: &Report, lang: Lang) -> String {
          td,th{{border:1px solid #ccc;padding:2px 6px;text-align:left}}</style></head><body>",
         if lang == Lang::Zh { "zh-CN" } else { "en" },
         w.title,
-        esc(customer)
+        esc(&customer)
     );
     let _ = write!(
         s,
         "<h1>{}</h1><p>{}: {}<br>{}: {} – {}</p>",
         w.title,
         w.customer,
-        esc(customer),
+        esc(&customer),
         w.period,
-        r.from.format("%Y-%m-%d"),
-        r.to.format("%Y-%m-%d")
+        r.first_day,
+        r.last_day
     );
     let _ = write!(s, "<h2>{} {}</h2>", w.availability, pct(r.availability));
     s.push_str(&bars(&worst(r, 30), 100.0, "%"));
@@ -661,7 +674,7 @@ pub fn fonts() -> Result<Vec<Vec<u8>>, String> {
 /// The report as a PDF, set with Typst in the given fonts; the charts are the HTML's SVG.
 pub fn pdf(r: &Report, lang: Lang, fonts: Vec<Vec<u8>>) -> Result<Vec<u8>, String> {
     let w = words(lang);
-    let customer = r.customer.as_deref().unwrap_or(w.all);
+    let customer = customer_of(r, w);
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -673,7 +686,7 @@ pub fn pdf(r: &Report, lang: Lang, fonts: Vec<Vec<u8>>) -> Result<Vec<u8>, Strin
         s,
         "#{}\n\n#{}\n",
         lit(&format!("{}: {customer}", w.customer)),
-        lit(&format!("{}: {} – {}", w.period, r.from.format("%Y-%m-%d"), r.to.format("%Y-%m-%d")))
+        lit(&format!("{}: {} – {}", w.period, r.first_day, r.last_day))
     );
     let _ = writeln!(s, "== #{}", lit(&format!("{} {}", w.availability, pct(r.availability))));
     s.push_str(&image(&bars(&worst(r, 20), 100.0, "%")));

@@ -77,6 +77,12 @@ async fn a_report_s_figures_match_the_ones_worked_out_by_hand() {
         to: t("2026-11-11T00:00:00Z"),
     };
     let r = compute(&store, fleet, &scope, Lang::En).await.unwrap();
+    // The period in the customer's calendar (+08:00): 08:00 on 1 November to 07:59:59 on the 11th.
+    assert_eq!((r.first_day.to_string(), r.last_day.to_string()), ("2026-11-01".into(), "2026-11-11".into()));
+    assert_eq!(r.customer_name.as_deref(), Some("City Transit Authority"));
+    assert!(render::html(&r, Lang::En).contains("City Transit Authority (city-transit)"));
+    assert_eq!(parse_time("2026-11-01", offset_of(fleet, Some("city-transit"), None)), Ok(t("2026-10-31T16:00:00Z")));
+    assert_eq!(parse_time("2026-11-01T00:00:00Z", offset_of(fleet, None, None)), Ok(t("2026-11-01T00:00:00Z")));
     let dev = |id: &str| r.devices.iter().find(|d| d.device == id).unwrap();
     assert_eq!((dev("rec-001").downtime_hours, dev("rec-001").outages), (18.0, 2));
     assert!((dev("rec-001").availability - (1.0 - 18.0 / 240.0)).abs() < 1e-12);

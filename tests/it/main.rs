@@ -588,9 +588,10 @@ async fn telemetry_history_is_kept_as_hourly_rollups_and_state_changes() {
         .collect();
     assert_eq!(kinds, [("raised".to_string(), "leakage".to_string()), ("cleared".into(), "leakage".into())], "{ev:#}");
     // The report of those days, over the API and from the command line: from the simulated
-    // day of the readings to tomorrow, when the tickets were opened (on the gateway's clock).
+    // day of the readings to past today, when the tickets were opened (on the gateway's clock;
+    // two days ahead, for the site's day (+08:00) may be ahead of UTC's).
     #[allow(clippy::disallowed_methods)]
-    let tomorrow = (chrono::Utc::now() + chrono::TimeDelta::days(1)).date_naive().to_string();
+    let tomorrow = (chrono::Utc::now() + chrono::TimeDelta::days(2)).date_naive().to_string();
     let period = format!("from=2026-06-21&to={tomorrow}");
     let r = http()
         .get(d.url(&format!("/api/v1/reports?customer=cust-1&{period}&format=html&lang=zh-CN")))
@@ -602,6 +603,8 @@ async fn telemetry_history_is_kept_as_hourly_rollups_and_state_changes() {
     assert!(html.contains("售后服务报告") && html.contains("lit-011") && html.contains("<svg"), "{html}");
     let json = get(&d.url(&format!("/api/v1/reports?customer=cust-1&{period}"))).await;
     assert_eq!(json["faults"][0]["code"], json!("leakage"), "{json:#}");
+    // A date is the customer's own day: midnight at the site's +08:00.
+    assert_eq!((json["from"].as_str(), json["first_day"].as_str()), (Some("2026-06-20T16:00:00Z"), Some("2026-06-21")));
     let r = http().get(d.url("/api/v1/reports?customer=nobody")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 400);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_aftercare"))
