@@ -212,6 +212,10 @@ pub struct Report {
     /// The period as the customer reads it: its first and last day, in the local calendar.
     pub first_day: NaiveDate,
     pub last_day: NaiveDate,
+    /// Set when the period began before the store was made: the local day aftercare began
+    /// watching. Nothing before it is known: no faults are counted there and the time counts
+    /// as available, which the renderings say.
+    pub watched_since: Option<NaiveDate>,
     pub devices: Vec<DeviceAvailability>,
     /// Mean availability over the devices.
     pub availability: Option<f64>,
@@ -388,6 +392,7 @@ pub async fn compute(store: &Store, fleet: &Fleet, scope: &Scope, lang: Lang) ->
     warranties_expiring.sort_by(|a, b| a.until.cmp(&b.until).then(a.device.cmp(&b.device)));
 
     let offset = offset_of(fleet, scope.customer.as_deref(), scope.site.as_deref());
+    let created = store.created_at().await?;
     let mut report = Report {
         customer: scope.customer.clone(),
         customer_name: scope
@@ -401,6 +406,7 @@ pub async fn compute(store: &Store, fleet: &Fleet, scope: &Scope, lang: Lang) ->
         to: scope.to,
         first_day: scope.from.with_timezone(&offset).date_naive(),
         last_day: (scope.to - chrono::TimeDelta::milliseconds(1)).with_timezone(&offset).date_naive(),
+        watched_since: (scope.from < created).then(|| created.with_timezone(&offset).date_naive()),
         devices,
         availability,
         faults: faults.into_values().collect(),

@@ -52,6 +52,12 @@ struct Words {
     by: &'static str,
     satisfaction: &'static str,
     surveys: &'static str,
+    /// The sign-off block: its heading, the three roles, and the columns to fill in.
+    /// "Watched since {day}: …"
+    watched: &'static str,
+    sign_off: &'static str,
+    roles: [&'static str; 3],
+    name_sign_date: [&'static str; 3],
     measured: &'static str,
     /// "{shown} of {all} rows shown…"
     cut: &'static str,
@@ -103,6 +109,10 @@ const EN: Words = Words {
     by: "By",
     satisfaction: "Customer satisfaction",
     surveys: "surveys",
+    watched: "aftercare has watched these devices since {day}. It knows nothing of them before that day: no faults are counted there, and the time is counted as available.",
+    sign_off: "Sign-off",
+    roles: ["Prepared by (service engineer)", "Approved by (service manager)", "Received by (customer)"],
+    name_sign_date: ["Name", "Signature", "Date"],
     measured: "measured",
     cut: "{shown} of {all} rows shown, the first in the order above; the CSV and JSON renderings carry them all.",
 };
@@ -153,6 +163,10 @@ const ZH: Words = Words {
     by: "执行人",
     satisfaction: "客户满意度",
     surveys: "份回访",
+    watched: "aftercare 自 {day} 起监测这些设备。此前情况未知：该段时间未计入故障，并按可用计算。",
+    sign_off: "签字确认",
+    roles: ["编制（服务工程师）", "审核（服务经理）", "客户确认"],
+    name_sign_date: ["姓名", "签字", "日期"],
     measured: "实测",
     cut: "共 {all} 行，此处按上表顺序列出前 {shown} 行；CSV 与 JSON 版本列出全部。",
 };
@@ -530,6 +544,9 @@ pub fn html(r: &Report, lang: Lang) -> String {
         r.first_day,
         r.last_day
     );
+    if let Some(day) = r.watched_since {
+        let _ = write!(s, "<p><em>{}</em></p>", esc(&w.watched.replace("{day}", &day.to_string())));
+    }
     let _ = write!(s, "<h2>{} {}</h2>", w.availability, pct(r.availability));
     s.push_str(&bars(&worst(r, 30), 100.0, "%"));
     s.push_str(&html_table(&device_table(r, w)));
@@ -598,6 +615,18 @@ pub fn html(r: &Report, lang: Lang) -> String {
         }
         s.push_str("</ul>");
     }
+    let _ = write!(s, "<h2>{}</h2><table><tr><th></th>", w.sign_off);
+    for h in w.name_sign_date {
+        let _ = write!(s, "<th>{h}</th>");
+    }
+    s.push_str("</tr>");
+    for role in w.roles {
+        let _ = write!(
+            s,
+            "<tr><td>{role}</td><td style=\"width:10em;height:2.5em\"></td><td style=\"width:12em\"></td><td style=\"width:7em\"></td></tr>"
+        );
+    }
+    s.push_str("</table>");
     s.push_str("</body></html>");
     s
 }
@@ -688,6 +717,9 @@ pub fn pdf(r: &Report, lang: Lang, fonts: Vec<Vec<u8>>) -> Result<Vec<u8>, Strin
         lit(&format!("{}: {customer}", w.customer)),
         lit(&format!("{}: {} – {}", w.period, r.first_day, r.last_day))
     );
+    if let Some(day) = r.watched_since {
+        let _ = writeln!(s, "#emph({})\n", lit(&w.watched.replace("{day}", &day.to_string())));
+    }
     let _ = writeln!(s, "== #{}", lit(&format!("{} {}", w.availability, pct(r.availability))));
     s.push_str(&image(&bars(&worst(r, 20), 100.0, "%")));
     s.push_str(&typst_table(&device_table(r, w), PDF_ROWS, w));
@@ -752,6 +784,15 @@ pub fn pdf(r: &Report, lang: Lang, fonts: Vec<Vec<u8>>) -> Result<Vec<u8>, Strin
     for x in &r.recommendations {
         let _ = writeln!(s, "- #{}", lit(x));
     }
+    let _ = writeln!(s, "== #{}", lit(w.sign_off));
+    let _ = write!(s, "#table(columns: (auto, 1fr, 1.4fr, 0.8fr), rows: (auto, 2.2em, 2.2em, 2.2em), [],");
+    for h in w.name_sign_date {
+        let _ = write!(s, " [*#{}*],", lit(h));
+    }
+    for role in w.roles {
+        let _ = write!(s, " {}, [], [], [],", lit(role));
+    }
+    s.push_str(")\n");
     let engine = typst_as_lib::TypstEngine::builder().main_file(s).fonts(fonts).build();
     let doc: typst_layout::PagedDocument =
         engine.compile().output.map_err(|e| format!("setting the PDF failed: {e:?}"))?;

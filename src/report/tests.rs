@@ -81,6 +81,14 @@ async fn a_report_s_figures_match_the_ones_worked_out_by_hand() {
     assert_eq!((r.first_day.to_string(), r.last_day.to_string()), ("2026-11-01".into(), "2026-11-11".into()));
     assert_eq!(r.customer_name.as_deref(), Some("City Transit Authority"));
     assert!(render::html(&r, Lang::En).contains("City Transit Authority (city-transit)"));
+    // The store was made after the period began: the report says what it does not know.
+    store.set_created_at(t("2026-11-05T02:00:00Z")).await;
+    let r = compute(&store, fleet, &scope, Lang::En).await.unwrap();
+    assert_eq!(r.watched_since.map(|d| d.to_string()).as_deref(), Some("2026-11-05"));
+    assert!(render::html(&r, Lang::En).contains("watched these devices since 2026-11-05"));
+    store.set_created_at(t("2026-10-01T00:00:00Z")).await;
+    let r = compute(&store, fleet, &scope, Lang::En).await.unwrap();
+    assert_eq!(r.watched_since, None);
     assert_eq!(parse_time("2026-11-01", offset_of(fleet, Some("city-transit"), None)), Ok(t("2026-10-31T16:00:00Z")));
     assert_eq!(parse_time("2026-11-01T00:00:00Z", offset_of(fleet, None, None)), Ok(t("2026-11-01T00:00:00Z")));
     let dev = |id: &str| r.devices.iter().find(|d| d.device == id).unwrap();
@@ -194,6 +202,8 @@ async fn the_pdf_carries_the_chinese_text_and_its_page_is_drawn() {
         "Li Wei",
         "实测",
         "power: ok",
+        "签字确认",
+        "审核（服务经理）",
     ] {
         assert!(text.contains(want), "{want} missing from:\n{text}");
     }
