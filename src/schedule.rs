@@ -294,24 +294,31 @@ pub fn after_service_work(fleet: &Fleet, served: &[Served], now: DateTime<Utc>) 
 
 /// One pass: makes what is due (once: the store ignores a work order it has) and marks what was missed.
 pub async fn run_once(store: &Store, fleet: &Fleet, now: DateTime<Utc>) -> Result<(u64, u64), StoreError> {
-    run_once_after(store, fleet, now, None).await
+    let added = services_once(store, fleet, now, None).await?;
+    let (more, missed) = calendar_once(store, fleet, now).await?;
+    Ok((added + more, missed))
 }
 
-/// A pass that looks for services only after `served_after` (the previous pass, less a slack),
-/// instead of over the whole time a visit may still be made late.
-async fn run_once_after(
+/// The work orders owed for services resolved after `served_after` (the previous pass, less a
+/// slack) or, without it, over the whole time a visit may still be made late; how many are new.
+async fn services_once(
     store: &Store,
     fleet: &Fleet,
     now: DateTime<Utc>,
     served_after: Option<DateTime<Utc>>,
-) -> Result<(u64, u64), StoreError> {
-    let mut added = store.add_work_orders(&due_work(fleet, now), now).await?;
-    if fleet.contracts.iter().any(|c| c.plans.iter().any(|p| p.after.is_some())) {
-        let oldest = now - chrono::TimeDelta::days(LATE_DAYS as i64 + 1);
-        let since = served_after.map_or(oldest, |a| a.max(oldest));
-        let served = store.served_since(since).await?;
-        added += store.add_work_orders(&after_service_work(fleet, &served, now), now).await?;
+) -> Result<u64, StoreError> {
+    if !fleet.contracts.iter().any(|c| c.plans.iter().any(|p| p.after.is_some())) {
+        return Ok(0);
     }
+    let oldest = now - chrono::TimeDelta::days(LATE_DAYS as i64 + 1);
+    let since = served_after.map_or(oldest, |a| a.max(oldest));
+    let served = store.served_since(since).await?;
+    store.add_work_orders(&after_service_work(fleet, &served, now), now).await
+}
+
+/// The calendar plans' work orders due now, and the missed ones marked: (made, missed).
+async fn calendar_once(store: &Store, fleet: &Fleet, now: DateTime<Utc>) -> Result<(u64, u64), StoreError> {
+    let added = store.add_work_orders(&due_work(fleet, now), now).await?;
     // The earliest local day of any site is at most a day behind UTC's.
     let missed = match now.date_naive().checked_sub_days(Days::new(1)) {
         Some(day) => store.mark_missed(day, now).await?,
@@ -320,31 +327,38 @@ async fn run_once_after(
     Ok((added, missed))
 }
 
-/// Runs a pass a minute, and at once when a ticket is resolved (for the plans that follow
-/// services), until shutdown.
+/// Runs a pass a minute, and the plans that follow services at once when a ticket is
+/// resolved, until shutdown.
 pub async fn run(store: Store, fleet: Arc<Fleet>, clock: Arc<dyn Clock>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first pass looks back over the whole late window; later ones from the previous pass.
     let mut last_pass: Option<DateTime<Utc>> = None;
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = store.resolved() => {}
+        // Reports of past periods wait for the minute: a burst of resolutions changes none.
+        let minute = tokio::select! {
+            _ = tick.tick() => true,
+            _ = store.resolved() => false,
             _ = shutdown.cancelled() => return,
-        }
+        };
         let now = clock.now();
         // A resolution is stamped by its own clock reading, a little before it commits; and a
         // clock set back stamps earlier ones: both stay inside the slack.
         let after = last_pass.map(|l: DateTime<Utc>| l.min(now) - chrono::TimeDelta::minutes(5));
-        let pass = run_once_after(&store, &fleet, now, after).await;
-        if pass.is_ok() {
+        // A resolution only calls for what follows services; the calendar waits for the minute.
+        let services = services_once(&store, &fleet, now, after).await;
+        if services.is_ok() {
             last_pass = Some(now);
         }
+        let calendar = if minute { calendar_once(&store, &fleet, now).await } else { Ok((0, 0)) };
+        let pass = services.and_then(|a| calendar.map(|(b, missed)| (a + b, missed)));
         match pass {
             Ok((0, 0)) => {}
             Ok((added, missed)) => info!(added, missed, "work orders made from the contracts' plans"),
             Err(e) => error!(error = %e, "making work orders failed; retrying in a minute"),
+        }
+        if !minute {
+            continue;
         }
         match crate::report::on_cadence(&store, &fleet, clock.now()).await {
             Ok(made) if made.is_empty() => {}
@@ -487,8 +501,9 @@ mod tests {
         assert_eq!(due_dates(&steps, d("2024-02-29"), d("2024-06-01")).len(), 2);
     }
 
-    /// A config with one contract of three plans, for a year of scheduling.
-    fn year_config() -> crate::config::Config {
+    /// A config of a recorder and a lighting installation at +08:00 under contract `k` (31
+    /// January to 31 December 2026), with `plans` appended.
+    fn config_with(plans: &str) -> crate::config::Config {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/kinds");
         let main = r#"
 include = ["kinds/recorder.toml", "kinds/lighting.toml"]
@@ -517,7 +532,21 @@ ends = "2026-12-31"
 tier1 = { acknowledge = "1h" }
 tier2 = { acknowledge = "1h" }
 tier3 = { acknowledge = "1h" }
-[[contracts.k.plans]]
+"#
+        .to_string()
+            + plans;
+        let read = |p: &std::path::Path| match p.file_name().and_then(|f| f.to_str()) {
+            Some("main.toml") => Ok(main.clone()),
+            Some(f) => std::fs::read_to_string(dir.join(f)),
+            None => Err(std::io::Error::other("no name")),
+        };
+        crate::config::Config::load_with(std::path::Path::new("cfg/main.toml"), &read).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// One contract of three plans, for a year of scheduling.
+    fn year_config() -> crate::config::Config {
+        config_with(
+            r#"[[contracts.k.plans]]
 name = "patrol"
 kind = "patrol"
 every = "1 month"
@@ -537,13 +566,8 @@ anchor = "2025-11-30"
 every = "3 months"
 lead = "2 weeks"
 kinds = ["lighting"]
-"#;
-        let read = |p: &std::path::Path| match p.file_name().and_then(|f| f.to_str()) {
-            Some("main.toml") => Ok(main.to_string()),
-            Some(f) => std::fs::read_to_string(dir.join(f)),
-            None => Err(std::io::Error::other("no name")),
-        };
-        crate::config::Config::load_with(std::path::Path::new("cfg/main.toml"), &read).unwrap_or_else(|e| panic!("{e}"))
+"#,
+        )
     }
 
     #[tokio::test]
@@ -608,36 +632,10 @@ kinds = ["lighting"]
         assert!(all.iter().all(|w| w.state == "missed"), "{:?}", all.iter().map(|w| &w.state).collect::<Vec<_>>());
     }
 
+    /// Two plans that follow services.
     fn after_config() -> crate::config::Config {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/kinds");
-        let main = r#"
-include = ["kinds/recorder.toml", "kinds/lighting.toml"]
-[[sites]]
-id = "s"
-utc_offset = "+08:00"
-[[customers]]
-id = "c"
-[[devices]]
-id = "rec-1"
-kind = "recorder"
-site = "s"
-customer = "c"
-accepted_on = "2025-12-31"
-[[devices]]
-id = "lit-1"
-kind = "lighting"
-site = "s"
-customer = "c"
-accepted_on = "2026-01-15"
-[contracts.k]
-customer = "c"
-title = "k"
-starts = "2026-01-31"
-ends = "2026-12-31"
-tier1 = { acknowledge = "1h" }
-tier2 = { acknowledge = "1h" }
-tier3 = { acknowledge = "1h" }
-[[contracts.k.plans]]
+        config_with(
+            r#"[[contracts.k.plans]]
 name = "fault analysis"
 kind = "follow_up"
 after = "on_site_repair"
@@ -649,13 +647,8 @@ kind = "follow_up"
 after = "service"
 within = "1 week"
 checklist = { "*" = ["satisfaction"] }
-"#;
-        let read = |p: &std::path::Path| match p.file_name().and_then(|f| f.to_str()) {
-            Some("main.toml") => Ok(main.to_string()),
-            Some(f) => std::fs::read_to_string(dir.join(f)),
-            None => Err(std::io::Error::other("no name")),
-        };
-        crate::config::Config::load_with(std::path::Path::new("cfg/main.toml"), &read).unwrap_or_else(|e| panic!("{e}"))
+"#,
+        )
     }
 
     /// Opens a ticket on `device` at `at` and takes it through `path` an hour apart; returns it.
@@ -697,7 +690,7 @@ checklist = { "*" = ["satisfaction"] }
         let cancelled = serve(&store, "lit-1", "lighting", at - chrono::TimeDelta::days(1), &[Cancelled]).await;
         let now = at + chrono::TimeDelta::hours(6);
         // A pass that looks only after its previous one does not see services before it.
-        assert_eq!(run_once_after(&store, fleet, now, Some(now - chrono::TimeDelta::hours(1))).await.unwrap().0, 0);
+        assert_eq!(services_once(&store, fleet, now, Some(now - chrono::TimeDelta::hours(1))).await.unwrap(), 0);
         assert_eq!(run_once(&store, fleet, now).await.unwrap().0, 3);
         assert_eq!(run_once(&store, fleet, now + chrono::TimeDelta::minutes(1)).await.unwrap().0, 0, "once");
         let all = store.work_orders(&Default::default(), 100).await.unwrap();

@@ -305,3 +305,29 @@ impl Drop for Reaped {
         let _ = self.0.wait();
     }
 }
+
+/// Contract `k` of cust-1, in force since 2020 with an hour on every clock; `keys` go into its
+/// table (`reports = […]`), `plans` after it.
+pub fn contract(keys: &str, plans: &str) -> String {
+    format!(
+        "[contracts.k]\ncustomer = \"cust-1\"\ntitle = \"k\"\nstarts = \"2020-01-01\"\n{keys}\
+         tier1 = {{ acknowledge = \"1h\" }}\ntier2 = {{ acknowledge = \"1h\" }}\ntier3 = {{ acknowledge = \"1h\" }}\n{plans}"
+    )
+}
+
+/// A monthly inspection of lighting (`circuits` answered by the time online, `lamps` by hand)
+/// whose last visit was due about four weeks ago and whose next is due in three days; with
+/// that next due date. `extra` are more plans on the same anchor (`{anchor}` in them is replaced).
+pub fn monthly_inspection(extra: &str) -> (String, chrono::NaiveDate) {
+    #[allow(clippy::disallowed_methods)]
+    let today = chrono::Utc::now().date_naive();
+    let next = today + chrono::Days::new(3);
+    let anchor = next.checked_sub_months(chrono::Months::new(2)).unwrap();
+    let plans = format!(
+        "[[contracts.k.plans]]\nname = \"inspection\"\nkind = \"inspection\"\nanchor = \"{anchor}\"\n\
+         every = \"1 month\"\nlead = \"5 days\"\nchecklist = {{ lighting = [\"circuits\", \"lamps\"] }}\n\
+         measured = {{ circuits = \"online\" }}\n{}",
+        extra.replace("{anchor}", &anchor.to_string())
+    );
+    (contract("", &plans), next)
+}

@@ -393,25 +393,17 @@ async fn visits(desk: Desk, device: &str, low_priority: &str) {
     let fleet = [&format!("{device}:lighting")[..]];
     let broker = Broker::Embedded;
     let (dir, prefix) = Daemon::setup(&fleet, "30s", "10m", &broker);
-    // A monthly inspection whose last visit was due about four weeks ago (missed) and whose next is due in three days.
-    #[allow(clippy::disallowed_methods)]
-    let today = chrono::Utc::now().date_naive();
-    let next = today + chrono::Days::new(3);
-    let anchor = next.checked_sub_months(chrono::Months::new(2)).unwrap();
+    // A monthly inspection whose last visit was due about four weeks ago (missed) and whose
+    // next is due in three days, and patrols kept out of the helpdesk.
+    let patrols = "[[contracts.k.plans]]\nname = \"patrol\"\nkind = \"patrol\"\nanchor = \"{anchor}\"\n\
+                   every = \"1 month\"\nlead = \"5 days\"\nhelpdesk = false\n";
+    let (contract, next) = monthly_inspection(patrols);
     let path = dir.path().join("aftercare.toml");
     let cfg = std::fs::read_to_string(&path)
         .unwrap()
         .replace("[[customers]]\nid = \"cust-1\"\n", "[[customers]]\nid = \"cust-1\"\nhelpdesk = \"desk\"\n")
         + &format!("[helpdesks.desk]\n{}", desk.config(desk.addr()))
-        + &format!(
-            "[contracts.k]\ncustomer = \"cust-1\"\ntitle = \"k\"\nstarts = \"2020-01-01\"\n\
-             tier1 = {{ acknowledge = \"1h\" }}\ntier2 = {{ acknowledge = \"1h\" }}\ntier3 = {{ acknowledge = \"1h\" }}\n\
-             [[contracts.k.plans]]\nname = \"inspection\"\nkind = \"inspection\"\nanchor = \"{anchor}\"\n\
-             every = \"1 month\"\nlead = \"5 days\"\nchecklist = {{ lighting = [\"circuits\", \"lamps\"] }}\n\
-             measured = {{ circuits = \"online\" }}\n\
-             [[contracts.k.plans]]\nname = \"patrol\"\nkind = \"patrol\"\nanchor = \"{anchor}\"\nevery = \"1 month\"\n\
-             lead = \"5 days\"\nhelpdesk = false\n"
-        );
+        + &contract;
     std::fs::write(&path, cfg).unwrap();
     let d = Daemon::start(dir, &prefix, &broker);
     let orders = wait_for("the work orders", 30, || async {

@@ -637,18 +637,9 @@ async fn plans_make_work_orders_that_are_completed_with_their_checklist() {
     let broker = Broker::Embedded;
     let (dir, prefix) = Daemon::setup(&fleet, "30s", "10m", &broker);
     // A monthly plan whose last visit was due about four weeks ago and whose next is due in three days.
-    #[allow(clippy::disallowed_methods)]
-    let today = chrono::Utc::now().date_naive();
-    let next = today + chrono::Days::new(3);
-    let anchor = next.checked_sub_months(chrono::Months::new(2)).unwrap();
+    let (contract, next) = monthly_inspection("");
     let path = dir.path().join("aftercare.toml");
-    let cfg = std::fs::read_to_string(&path).unwrap()
-        + &format!(
-            "[contracts.k]\ncustomer = \"cust-1\"\ntitle = \"k\"\nstarts = \"2020-01-01\"\n\
-             tier1 = {{ acknowledge = \"1h\" }}\ntier2 = {{ acknowledge = \"1h\" }}\ntier3 = {{ acknowledge = \"1h\" }}\n\
-             [[contracts.k.plans]]\nname = \"inspection\"\nkind = \"inspection\"\nanchor = \"{anchor}\"\nevery = \"1 month\"\nlead = \"5 days\"\n\
-             checklist = {{ lighting = [\"circuits\", \"lamps\"] }}\nmeasured = {{ circuits = \"online\" }}\n"
-        );
+    let cfg = std::fs::read_to_string(&path).unwrap() + &contract;
     std::fs::write(&path, cfg).unwrap();
     let d = Daemon::start(dir, &prefix, &broker);
     let orders = wait_for("the work orders", 30, || async {
@@ -712,13 +703,11 @@ async fn a_repair_is_followed_by_its_fault_analysis_and_survey_at_once() {
     let broker = Broker::Embedded;
     let (dir, prefix) = Daemon::setup(&fleet, "30s", "10m", &broker);
     let path = dir.path().join("aftercare.toml");
-    let cfg = std::fs::read_to_string(&path).unwrap()
-        + "[contracts.k]\ncustomer = \"cust-1\"\ntitle = \"k\"\nstarts = \"2020-01-01\"\nreports = [\"weekly\", \"monthly\"]\n\
-           tier1 = { acknowledge = \"1h\" }\ntier2 = { acknowledge = \"1h\" }\ntier3 = { acknowledge = \"1h\" }\n\
-           [[contracts.k.plans]]\nname = \"fault analysis\"\nkind = \"follow_up\"\nafter = \"on_site_repair\"\n\
+    let plans = "[[contracts.k.plans]]\nname = \"fault analysis\"\nkind = \"follow_up\"\nafter = \"on_site_repair\"\n\
            within = \"3 days\"\nchecklist = { \"*\" = [\"cause\", \"prevention\"] }\n\
            [[contracts.k.plans]]\nname = \"satisfaction survey\"\nkind = \"follow_up\"\nafter = \"service\"\n\
            within = \"1 week\"\nchecklist = { \"*\" = [\"satisfaction\"] }\n";
+    let cfg = std::fs::read_to_string(&path).unwrap() + &contract("reports = [\"weekly\", \"monthly\"]\n", plans);
     std::fs::write(&path, cfg).unwrap();
     let d = Daemon::start(dir, &prefix, &broker);
 
