@@ -319,7 +319,8 @@ where
         return Ok((r.clone(), true));
     }
     match find().await? {
-        Some(r) => Ok((r, d.row.event != "opened")),
+        // The first event (a ticket's `opened`, a work order's `scheduled`) is what made it.
+        Some(r) => Ok((r, d.row.seq > 1)),
         None => Ok((create().await?, false)),
     }
 }

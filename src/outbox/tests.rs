@@ -375,3 +375,22 @@ async fn a_work_order_reads_well_in_a_mail_and_a_webhook() {
     assert_eq!(d.subject.meaning(), Meaning::Resolved);
     assert_eq!(email::message_id(&d.subject.first_event_id(), "x"), "<aftercare-wo-1-1@x>");
 }
+
+#[tokio::test]
+async fn a_found_remote_ticket_already_holds_the_first_event_of_a_ticket_or_a_work_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("a.db")).await.unwrap();
+    store.add_work_orders(&[visit("rec-001", "2026-11-25", true)], t0()).await.unwrap();
+    store.start_work_order(1, "Li Wei", t0()).await.unwrap();
+    let w = store.work_order(1).await.unwrap().unwrap();
+    let mut rows = store.outbox("pending", 10).await.unwrap();
+    rows.sort_by_key(|r| r.seq);
+    let found = || async { Ok(Some(RemoteTicket { id: "R9".into(), status: None })) };
+    let create = || async { Err::<RemoteTicket, _>(DeliveryError::Permanent("not to be called".into())) };
+    for (row, tell) in rows.into_iter().zip([false, true]) {
+        let d = Delivery { row, subject: Subject::WorkOrder(Box::new(w.clone())), remote: None };
+        // A create whose answer was lost made R9 with the `scheduled` event: not told again.
+        let (remote, comment) = remote_for(&d, found, create).await.unwrap();
+        assert_eq!((remote.id.as_str(), comment), ("R9", tell), "{}", d.row.event);
+    }
+}
