@@ -68,9 +68,11 @@ fi
 if ! up $VM_PORT; then
   log "starting VictoriaMetrics on 127.0.0.1:$VM_PORT"
   mkdir -p "$DIR/vm"
-  # A long retention: the simulator's clock may be months away from today's.
+  # A long retention: the simulator's clock may be months away from today's. Deduplication
+  # stores a point resent after a lost answer once, as InfluxDB does (same series, same time).
   setsid victoria-metrics -storageDataPath="$DIR/vm" -httpListenAddr=127.0.0.1:$VM_PORT \
-    -retentionPeriod=100y -search.latencyOffset=0s -search.disableCache >"$DIR/vm.log" 2>&1 </dev/null &
+    -retentionPeriod=100y -search.latencyOffset=0s -search.disableCache -dedup.minScrapeInterval=1ms \
+    >"$DIR/vm.log" 2>&1 </dev/null &
   wait_http "http://127.0.0.1:$VM_PORT/health" 30
 fi
 
@@ -99,9 +101,9 @@ EOF
 fi
 if ! up $RT_PORT; then
   log "starting Request Tracker on 127.0.0.1:$RT_PORT"
-  # Ten workers (the default) take 2.3 GB; two are plenty.
+  # Ten workers (the default) take 2.3 GB; four serve the tests that run side by side.
   setsid runuser -u www-data -- /usr/share/request-tracker5/libexec/rt-server \
-    --host 127.0.0.1 --port $RT_PORT --webpath /rt --max-workers 2 \
+    --host 127.0.0.1 --port $RT_PORT --webpath /rt --max-workers 4 \
     >"$DIR/rt.log" 2>&1 </dev/null &
   wait_http "http://127.0.0.1:$RT_PORT/rt/" 120
 fi

@@ -258,8 +258,14 @@ pub fn describe(d: &Delivery, priority: &str) -> String {
             s
         }
     };
-    s.push_str(&format!("\nEvent id: {}, sequence {}\n", d.row.event_id, d.row.seq));
+    s.push_str(&format!("\n{}\n", marker(&d.row)));
     s
+}
+
+/// The line every text of an event ends with. A retry looks for it on the remote ticket: a
+/// comment whose answer was lost (a timeout, a kill) is not written twice.
+pub fn marker(row: &OutboxRow) -> String {
+    format!("Event id: {}, sequence {}", row.event_id, row.seq)
 }
 
 fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {

@@ -15,8 +15,8 @@ use tokio::sync::OnceCell;
 
 use super::status::{Polled, RemoteChange, StatusSource};
 use super::{
-    BoxFuture, Connector, Delivered, Delivery, DeliveryError, StatusMap, Subject, bad_answer, describe, remote_for,
-    send_to,
+    BoxFuture, Connector, Delivered, Delivery, DeliveryError, StatusMap, Subject, bad_answer, describe, marker,
+    remote_for, send_to,
 };
 use crate::store::RemoteTicket;
 
@@ -86,6 +86,8 @@ struct Issue {
 #[derive(Debug, Deserialize)]
 struct Journal {
     user: Option<Named>,
+    #[serde(default)]
+    notes: Option<String>,
     #[serde(default)]
     details: Vec<Detail>,
 }
@@ -195,6 +197,18 @@ impl Redmine {
         find_name(&names.priorities, s.priority(&self.priorities)).map(|p| p.id)
     }
 
+    /// Whether the issue already carries an event's note: the last attempt's update took,
+    /// though its answer was lost.
+    async fn told(&self, id: &str, d: &Delivery) -> Result<bool, DeliveryError> {
+        #[derive(Deserialize)]
+        struct One {
+            issue: Issue,
+        }
+        let one: One = self.get("a read", &format!("issues/{id}.json?include=journals")).await?;
+        let mark = marker(&d.row);
+        Ok(one.issue.journals.iter().any(|j| j.notes.as_deref().is_some_and(|n| n.contains(&mark))))
+    }
+
     /// The issue that carries this ticket's or work order's subject tag, if one was made already.
     async fn find(&self, s: &Subject) -> Result<Option<RemoteTicket>, DeliveryError> {
         let tag = s.tag();
@@ -256,7 +270,7 @@ impl Connector for Redmine {
             let same =
                 remote.status.as_deref().is_some_and(|s| map.meaning(s, closed(s)) == map.meaning(want, closed(want)));
             let mut issue = serde_json::Map::new();
-            if note {
+            if note && (d.row.attempts == 0 || !self.told(&remote.id, d).await?) {
                 issue.insert("notes".into(), describe(d, s.priority(&self.priorities)).into());
             }
             if !same {

@@ -14,8 +14,8 @@ use serde_json::json;
 
 use super::status::{Polled, RemoteChange, StatusSource};
 use super::{
-    BoxFuture, Connector, Delivered, Delivery, DeliveryError, StatusMap, Subject, bad_answer, describe, remote_for,
-    send_to,
+    BoxFuture, Connector, Delivered, Delivery, DeliveryError, StatusMap, Subject, bad_answer, describe, marker,
+    remote_for, send_to,
 };
 use crate::store::RemoteTicket;
 
@@ -178,6 +178,26 @@ impl RequestTracker {
         Ok(RemoteTicket { id, status: Some("new".into()) })
     }
 
+    /// Whether the ticket already carries an event's text: the last attempt's comment took,
+    /// though its answer was lost. Its newest texts are enough, for a retry follows soon.
+    async fn told(&self, id: &str, d: &Delivery) -> Result<bool, DeliveryError> {
+        let path = format!("ticket/{id}/attachments?fields=Content&orderby=id&order=DESC&per_page=20");
+        let body = self.send("read", self.request(reqwest::Method::GET, &path)).await?;
+        #[derive(Deserialize)]
+        struct Texts {
+            #[serde(default)]
+            items: Vec<Text>,
+        }
+        #[derive(Deserialize)]
+        struct Text {
+            #[serde(rename = "Content", default)]
+            content: Option<String>,
+        }
+        let t: Texts = serde_json::from_str(&body).map_err(|e| bad_answer("RT", "a read", e))?;
+        let mark = marker(&d.row);
+        Ok(t.items.iter().any(|i| i.content.as_deref().is_some_and(|c| c.contains(&mark))))
+    }
+
     async fn status_of(&self, id: &str) -> Result<String, DeliveryError> {
         let body = self.send("read", self.request(reqwest::Method::GET, &format!("ticket/{id}"))).await?;
         let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| bad_answer("RT", "a read", e))?;
@@ -198,7 +218,7 @@ impl Connector for RequestTracker {
         Box::pin(async move {
             let s = &d.subject;
             let (mut remote, comment) = remote_for(d, || self.find(s), || self.create(d)).await?;
-            if comment {
+            if comment && (d.row.attempts == 0 || !self.told(&remote.id, d).await?) {
                 let body = json!({
                     "Subject": format!("{} {}", s.tag(), d.row.event.replace('_', " ")),
                     "Content": describe(d, s.priority(&self.priorities)),

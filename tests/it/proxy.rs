@@ -18,6 +18,8 @@ pub enum Mode {
     /// Requests reach the helpdesk, but the answers to POSTs never come back:
     /// a create takes effect and its answer is lost.
     SwallowPosts,
+    /// The same for the answers to POSTs and PUTs: an update takes effect and its answer is lost.
+    SwallowWrites,
 }
 
 pub struct Proxy {
@@ -63,7 +65,9 @@ async fn serve(mut client: TcpStream, upstream: SocketAddr, mut rx: watch::Recei
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             };
-            if mode == Mode::SwallowPosts && buf[..n].starts_with(b"POST ") {
+            let write = buf[..n].starts_with(b"POST ") || buf[..n].starts_with(b"PUT ");
+            if (mode == Mode::SwallowPosts && buf[..n].starts_with(b"POST ")) || (mode == Mode::SwallowWrites && write)
+            {
                 swallowing.store(true, Ordering::SeqCst);
             }
             if sw.write_all(&buf[..n]).await.is_err() {
