@@ -117,7 +117,7 @@ async fn main() {
     let scope = Scope { customer: Some("c".into()), site: None, from, to };
     for run in 1..=3 {
         let t = Instant::now();
-        let r = compute(&store, &config.fleet, &scope, Lang::Zh).await.unwrap();
+        let r = compute(&store, &config.fleet, &scope, Lang::Zh, to).await.unwrap();
         let computed = t.elapsed();
         let html = render::html(&r, Lang::Zh);
         let json = serde_json::to_string(&r).unwrap();
@@ -137,7 +137,7 @@ async fn main() {
     }
     match render::fonts() {
         Ok(fonts) => {
-            let r = compute(&store, &config.fleet, &scope, Lang::Zh).await.unwrap();
+            let r = compute(&store, &config.fleet, &scope, Lang::Zh, to).await.unwrap();
             for run in 1..=3 {
                 let t = Instant::now();
                 let pdf = render::pdf(&r, Lang::Zh, fonts.clone()).unwrap();

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs (from Debian's packages and PyPI, if missing) and starts the real
 # peers the tests talk to, on loopback: Request Tracker 5 and Redmine 5, an
-# SMTP sink's Python (aiosmtpd), pymodbus, mbpoll, socat, VictoriaMetrics, and
-# the fonts and poppler-utils of the PDF report test. Then prints the
+# SMTP sink's Python (aiosmtpd), pymodbus, mbpoll, socat, VictoriaMetrics,
+# promtool, and the fonts and poppler-utils of the PDF report test. Then prints the
 # environment the tests read:
 #
 #   eval "$(scripts/peers.sh)"
@@ -50,6 +50,12 @@ apt_install() { # quiet unless it fails
 if ! /usr/bin/python3 -c 'import pymodbus' 2>/dev/null || ! command -v mbpoll >/dev/null || ! command -v socat >/dev/null; then
   log "installing pymodbus, mbpoll and socat"
   apt_install python3-pymodbus python3-serial python3-serial-asyncio mbpoll socat
+fi
+
+# ---- promtool, which checks what /metrics serves ------------------------------
+if ! command -v promtool >/dev/null; then
+  log "installing prometheus (for promtool)"
+  apt_install prometheus
 fi
 
 # ---- PDF reports: fonts with Chinese glyphs, and poppler to read the PDFs back ----

@@ -41,20 +41,16 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
     let store = Store::open(&config.store_path)
         .await
         .with_context(|| format!("opening the store at {}", config.store_path.display()))?;
+    for w in fleet.calendars_ending(clock.now().date_naive(), 60) {
+        warn!("{w}");
+    }
     let restored = store.active_faults().await.context("reading the faults active before the last stop")?;
-
-    let broker = match &config.broker.mode {
-        BrokerMode::Embedded { listen } => {
-            let addr = crate::broker::start(*listen, config.ingest.max_payload_bytes.max(1 << 20))?;
-            info!(%addr, "embedded MQTT broker listening");
-            Some(addr)
-        }
-        BrokerMode::External { host, port, tls, .. } => {
-            info!(%host, port, tls, "using an external MQTT broker");
-            None
-        }
+    let alarms = store.active_alarms().await.context("reading the devices' alarms active before the last stop")?;
+    let client_id = match &config.broker.client_id {
+        Some(id) => id.clone(),
+        None => format!("aftercare-{}", store.installation_id().await.context("reading the installation's id")?),
     };
-    let opts = mqtt::options(&config.broker, broker)?;
+    let opts = mqtt::options(&config.broker, &client_id)?;
 
     let shutdown = CancellationToken::new();
     let live = Arc::new(Live::new(fleet.devices.len()));
@@ -112,7 +108,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
         live: Arc::clone(&live),
         clock: Arc::clone(&clock),
         metrics: Arc::clone(&metrics),
-        max_payload: config.ingest.max_payload_bytes,
+        max_clock_skew_ms: i64::try_from(config.ingest.max_clock_skew.as_millis()).unwrap_or(i64::MAX),
         history: Some(history_tx),
         influx: influx_tx,
     };
@@ -122,7 +118,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
     for i in 0..n {
         let (tx, rx) = mpsc::channel(config.ingest.queue_capacity);
         senders.push(tx);
-        let shard = Shard::new(i, n, ctx.clone(), &restored);
+        let shard = Shard::new(i, n, ctx.clone(), &restored, &alarms);
         ingest.push(tokio::spawn(shard.run(rx, fault_tx.clone(), shutdown.clone())));
     }
     // Only the shards hold the history sender now; the writer is awaited after them.
@@ -148,8 +144,37 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
         shards: senders,
         clock: Arc::clone(&clock),
         metrics: Arc::clone(&metrics),
+        max_payload: config.ingest.max_payload_bytes,
     };
-    ingest.push(tokio::spawn(mqtt::run(opts, router, shutdown.clone())));
+    let (broker, link) = match (&config.broker.mode, opts) {
+        (BrokerMode::Embedded { listen }, _) => {
+            let limits = crate::broker::Limits {
+                max_connections: config.broker.max_connections,
+                max_payload: config.ingest.max_payload_bytes,
+                ..Default::default()
+            };
+            let (b, task) = crate::broker::start(
+                *listen,
+                config.ingest.topic_prefix.clone(),
+                limits,
+                Arc::new(router),
+                Arc::clone(&metrics),
+                shutdown.clone(),
+            )
+            .await?;
+            info!(addr = %b.addr, "embedded MQTT broker listening");
+            metrics.mqtt_connected.set(1);
+            ingest.push(task);
+            (Some(b.addr), Arc::new(mqtt::Link::in_process(clock.now())))
+        }
+        (BrokerMode::External { host, port, tls, .. }, Some(opts)) => {
+            info!(%host, port, tls, client_id = %client_id, "using an external MQTT broker");
+            let link = Arc::new(mqtt::Link::new(clock.now()));
+            ingest.push(tokio::spawn(mqtt::run(opts, router, Arc::clone(&link), shutdown.clone())));
+            (None, link)
+        }
+        (BrokerMode::External { .. }, None) => anyhow::bail!("no client options for the external broker"),
+    };
 
     let listener = tokio::net::TcpListener::bind(config.http_listen).await.with_context(|| {
         format!("the HTTP API cannot listen on {}; set http.listen to a free address", config.http_listen)
@@ -177,16 +202,17 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
         config.outbox.clone(),
     );
     ingest.push(tokio::spawn(relay.run(shutdown.clone())));
-    let helpdesk_keys = config
-        .helpdesks
-        .iter()
-        .map(|h| match &h.kind {
-            crate::config::HelpdeskKind::Webhook { secret, .. } => (h.name.clone(), secret.clone()),
-            _ => (h.name.clone(), None),
-        })
-        .collect();
-    let state =
-        AppState { store, fleet, live, metrics: Arc::clone(&metrics), clock, helpdesk_keys: Arc::new(helpdesk_keys) };
+    let helpdesk_keys = config.helpdesks.iter().map(|h| (h.name.clone(), h.secret.clone())).collect();
+    let state = AppState {
+        store,
+        fleet,
+        live,
+        metrics: Arc::clone(&metrics),
+        clock,
+        helpdesk_keys: Arc::new(helpdesk_keys),
+        mqtt: link,
+        unhealthy_after: config.broker.unhealthy_after,
+    };
     let stop = shutdown.clone();
     let http_task = tokio::spawn(async move {
         let serve = axum::serve(listener, api::router(state)).with_graceful_shutdown(stop.cancelled_owned());

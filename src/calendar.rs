@@ -3,10 +3,11 @@
 //! clock arithmetic the contracts need: "4 business hours", "3 working days".
 //! Pure: no I/O, no clock.
 //!
-//! A calendar file (TOML):
+//! A calendar file (TOML), one per year of official schedule:
 //!
 //! ```toml
 //! name = "cn-2026"
+//! year = 2026                                           # the year whose days it settles
 //! utc_offset = "+08:00"
 //! workdays = ["mon", "tue", "wed", "thu", "fri"]
 //! holidays = ["2026-01-01", "2026-02-15..2026-02-23"]   # single days or inclusive ranges
@@ -15,6 +16,10 @@
 //! mon = ["08:30-12:00", "13:30-17:30"]
 //! makeup = ["08:30-12:00", "13:30-17:30"]               # on make-up days; default: Monday's
 //! ```
+//!
+//! Several years' files make one calendar ([`Calendar::merge`]). A day in a
+//! year no file covers is counted by the weekdays alone, which is wrong around
+//! that year's holidays: [`Calendar::gap`] says when a clock ran into one.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -37,6 +42,8 @@ pub struct Calendar {
     makeup_hours: Vec<(NaiveTime, NaiveTime)>,
     holidays: BTreeSet<NaiveDate>,
     makeup: BTreeSet<NaiveDate>,
+    /// The years whose holidays and make-up days the calendar knows.
+    years: BTreeSet<i32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,6 +58,9 @@ pub struct CalendarError {
 #[serde(deny_unknown_fields)]
 struct RawCalendar {
     name: String,
+    /// The year the file settles; by default the year of its holidays.
+    #[serde(default)]
+    year: Option<Spanned<i32>>,
     #[serde(default)]
     utc_offset: Option<Spanned<String>>,
     workdays: Vec<Spanned<String>>,
@@ -178,7 +188,71 @@ impl Calendar {
             }
             makeup.insert(d);
         }
-        Ok(Calendar { name: raw.name, offset, workdays, hours, makeup_hours, holidays, makeup })
+        let mentioned: BTreeSet<i32> = holidays.iter().chain(&makeup).map(|d| d.year()).collect();
+        let year = match (&raw.year, mentioned.len()) {
+            (Some(y), _) => {
+                if let Some(other) = mentioned.iter().find(|m| **m != *y.get_ref()) {
+                    return Err(err(
+                        y.span(),
+                        format!("the file settles {}, but lists days of {other}: keep one year a file", y.get_ref()),
+                    ));
+                }
+                *y.get_ref()
+            }
+            (None, 1) => mentioned.iter().copied().next().unwrap_or_default(),
+            (None, _) => {
+                return Err(CalendarError {
+                    span: None,
+                    message: "say which year the file settles, as year = 2026 (one file a year)".into(),
+                });
+            }
+        };
+        Ok(Calendar {
+            name: raw.name,
+            offset,
+            workdays,
+            hours,
+            makeup_hours,
+            holidays,
+            makeup,
+            years: BTreeSet::from([year]),
+        })
+    }
+
+    /// One calendar of two years' files: their offset, workdays and hours must agree.
+    pub fn merge(mut self, other: Calendar) -> Result<Calendar, String> {
+        if self.offset != other.offset || self.workdays != other.workdays || self.hours != other.hours {
+            return Err(format!(
+                "{} and {} differ in utc_offset, workdays or hours; one calendar keeps the same week every year",
+                self.name, other.name
+            ));
+        }
+        if let Some(y) = self.years.intersection(&other.years).next() {
+            return Err(format!("{} and {} both settle {y}", self.name, other.name));
+        }
+        self.holidays.extend(other.holidays);
+        self.makeup.extend(other.makeup);
+        self.years.extend(other.years);
+        Ok(self)
+    }
+
+    /// Whether the calendar knows `d`'s year (its holidays and make-up days).
+    pub fn covers(&self, d: NaiveDate) -> bool {
+        self.years.contains(&d.year())
+    }
+
+    /// The last day of the last year the calendar knows.
+    pub fn last_covered_day(&self) -> Option<NaiveDate> {
+        self.years.last().and_then(|y| NaiveDate::from_ymd_opt(*y, 12, 31))
+    }
+
+    /// The first day in `from..=to` (local days of the instants) of a year the calendar does
+    /// not know, if any: a clock across it was counted by weekdays alone.
+    pub fn gap(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<NaiveDate> {
+        let (a, b) = (from.with_timezone(&self.offset).date_naive(), to.with_timezone(&self.offset).date_naive());
+        (a.year()..=b.year())
+            .find(|y| !self.years.contains(y))
+            .map(|y| if y == a.year() { a } else { NaiveDate::from_ymd_opt(y, 1, 1).unwrap_or(a) })
     }
 
     pub fn is_working_day(&self, d: NaiveDate) -> bool {
@@ -255,7 +329,15 @@ impl Calendar {
 
 impl fmt::Display for Calendar {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ({} holidays, {} make-up workdays)", self.name, self.holidays.len(), self.makeup.len())
+        let years: Vec<String> = self.years.iter().map(i32::to_string).collect();
+        write!(
+            f,
+            "{} ({}: {} holidays, {} make-up workdays)",
+            self.name,
+            years.join(", "),
+            self.holidays.len(),
+            self.makeup.len()
+        )
     }
 }
 

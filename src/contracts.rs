@@ -85,8 +85,9 @@ pub struct Contract {
     pub billable: Vec<String>,
     /// A fault back on a device within this long after its repair means the repair failed.
     pub repeat_window: std::time::Duration,
-    /// More failed repairs than this, in warranty, and the unit is replaced.
-    pub replace_after: u32,
+    /// This many failed repairs within `repeat_window`, in warranty, and the unit is replaced
+    /// (004: "维修2次以上仍不能修复的…更换": two or more).
+    pub replace_at_failed_repairs: u32,
     /// The visits it promises.
     pub plans: Vec<crate::schedule::Plan>,
     /// The reports made for its customer after each whole week, month, quarter or year.
@@ -161,7 +162,7 @@ pub struct ComponentWarranty {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RepeatRule {
     pub window: std::time::Duration,
-    pub replace_after: u32,
+    pub replace_at_failed_repairs: u32,
 }
 
 /// A ticket's deadlines, computed when it opens.
@@ -173,6 +174,8 @@ pub struct Deadlines {
     pub acknowledge_by: Option<DateTime<Utc>>,
     pub on_site_by: Option<DateTime<Utc>>,
     pub resolve_by: Option<DateTime<Utc>>,
+    /// A clock that ran past the years its calendar knows, and what that means.
+    pub calendar_gap: Option<String>,
 }
 
 impl Contract {
@@ -232,12 +235,28 @@ impl Contract {
         let c = self.clocks(tier);
         let cal = self.calendar.as_deref();
         let by = |clock: Option<ClockSpec>| clock.and_then(|k| k.deadline(at, cal));
+        let none = c.acknowledge.is_none() && c.on_site.is_none() && c.resolve.is_none();
+        let (acknowledge_by, on_site_by, resolve_by) = (by(c.acknowledge), by(c.on_site), by(c.resolve));
+        // Only clocks counted on the calendar can run into a year it does not know.
+        let gap = [(c.acknowledge, acknowledge_by), (c.on_site, on_site_by), (c.resolve, resolve_by)]
+            .into_iter()
+            .filter(|(spec, _)| spec.is_some_and(ClockSpec::needs_calendar))
+            .find_map(|(_, due)| cal.zip(due).and_then(|(k, due)| k.gap(at, due)));
         Deadlines {
             contract: Some(self.id.clone()),
-            no_clock: None,
-            acknowledge_by: by(c.acknowledge),
-            on_site_by: by(c.on_site),
-            resolve_by: by(c.resolve),
+            no_clock: none.then(|| format!("contract {} promises no clock for tier {tier}; none runs", self.id)),
+            acknowledge_by,
+            on_site_by,
+            resolve_by,
+            calendar_gap: gap.zip(cal).map(|(day, k)| {
+                format!(
+                    "calendar {} knows no official schedule for {} (it ends on {}): the clock counts that year's \
+                     weekdays only, its holidays and make-up days ignored; add next year's calendar file",
+                    k.name,
+                    chrono::Datelike::year(&day),
+                    k.last_covered_day().map_or_else(String::new, |d| d.to_string())
+                )
+            }),
         }
     }
 }

@@ -120,6 +120,9 @@ pub enum FaultEvent {
     Cleared { device: DeviceIdx, code: FaultCode, at: DateTime<Utc>, detail: String },
     /// An active fault became more severe (an outage passing 10 minutes).
     Promoted { device: DeviceIdx, code: FaultCode, tier: Tier, at: DateTime<Utc>, detail: String },
+    /// A device-reported alarm code turned on or off: kept, so that an alarm a device sends
+    /// once is not forgotten by a restart during its rule's hold.
+    Alarm { device: DeviceIdx, code: String, active: bool, at: DateTime<Utc> },
 }
 
 impl FaultEvent {
@@ -127,14 +130,17 @@ impl FaultEvent {
         match self {
             FaultEvent::Raised { device, .. }
             | FaultEvent::Cleared { device, .. }
-            | FaultEvent::Promoted { device, .. } => *device,
+            | FaultEvent::Promoted { device, .. }
+            | FaultEvent::Alarm { device, .. } => *device,
         }
     }
-    pub fn code(&self) -> &FaultCode {
+    /// The fault code of a fault's event; `None` for a device's alarm.
+    pub fn code(&self) -> Option<&FaultCode> {
         match self {
             FaultEvent::Raised { code, .. } | FaultEvent::Cleared { code, .. } | FaultEvent::Promoted { code, .. } => {
-                code
+                Some(code)
             }
+            FaultEvent::Alarm { .. } => None,
         }
     }
 }

@@ -89,7 +89,10 @@ impl Fleet {
         match crate::contracts::governing(&self.contracts, self.device(idx), self.kind_name(idx), day) {
             Ok(c) => (
                 Some(c.warranty_status(self.device(idx), code, day)),
-                Some(crate::contracts::RepeatRule { window: c.repeat_window, replace_after: c.replace_after }),
+                Some(crate::contracts::RepeatRule {
+                    window: c.repeat_window,
+                    replace_at_failed_repairs: c.replace_at_failed_repairs,
+                }),
             ),
             Err(_) => (None, None),
         }
@@ -98,6 +101,35 @@ impl Fleet {
     pub fn deadlines(&self, idx: DeviceIdx, tier: crate::domain::Tier, at: chrono::DateTime<chrono::Utc>) -> Deadlines {
         let day = self.local_day(idx, at);
         crate::contracts::deadlines_for(&self.contracts, self.device(idx), self.kind_name(idx), tier, at, day)
+    }
+    /// The business calendars that contracts in force (or yet to start) count on and that end
+    /// within `within` days of `today`: each a line saying so, and what to do.
+    pub fn calendars_ending(&self, today: NaiveDate, within: i64) -> Vec<String> {
+        let mut out: Vec<(String, Vec<&str>, NaiveDate)> = Vec::new();
+        for c in self.contracts.iter().filter(|c| c.ends.is_none_or(|e| e >= today)) {
+            let Some(cal) = &c.calendar else { continue };
+            let Some(last) = cal.last_covered_day() else { continue };
+            if (last - today).num_days() > within {
+                continue;
+            }
+            match out.iter_mut().find(|(name, _, _)| *name == cal.name) {
+                Some((_, users, _)) => users.push(&c.id),
+                None => out.push((cal.name.clone(), vec![&c.id], last)),
+            }
+        }
+        out.into_iter()
+            .map(|(name, users, last)| {
+                let when = match (last - today).num_days() {
+                    d if d < 0 => format!("ended on {last}"),
+                    d => format!("ends on {last}, in {d} days"),
+                };
+                format!(
+                    "calendar {name} (contracts {}) {when}: working-day and business-hour clocks past it count \
+                     weekdays only; add next year's official schedule as a file of its own (README, \"Business calendars\")",
+                    users.join(", ")
+                )
+            })
+            .collect()
     }
     pub fn lookup(&self, id: &str) -> Option<DeviceIdx> {
         self.by_id.get(id).copied()

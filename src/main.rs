@@ -80,6 +80,10 @@ fn main() -> ExitCode {
     match cli.cmd {
         Cmd::CheckConfig { file } => match Config::load(&file) {
             Ok(c) => {
+                use aftercare::clock::Clock as _;
+                for w in c.fleet.calendars_ending(SystemClock.now().date_naive(), 60) {
+                    eprintln!("warning: {w}");
+                }
                 println!(
                     "{}: valid ({} devices, {} kinds, {} sites, {} customers)",
                     file.display(),
@@ -96,7 +100,7 @@ fn main() -> ExitCode {
             }
         },
         Cmd::Run { config } => {
-            init_logs("info,rumqttd=warn,rumqttd::router::routing=off,sqlx=warn");
+            init_logs("info,sqlx=warn");
             let Some(cfg) = load(&config) else { return ExitCode::FAILURE };
             runtime(async move {
                 let app = app::start(cfg, Arc::new(SystemClock)).await?;
@@ -128,7 +132,7 @@ fn main() -> ExitCode {
         }
         Cmd::Demo { data, interval, seed } => {
             // The embedded broker logs every client it drops at the demo's end as an error.
-            init_logs("warn,aftercare=warn,rumqttd=off");
+            init_logs("warn,aftercare=warn");
             runtime(demo::run(demo::DemoOptions { data, interval, seed }))
         }
     }

@@ -44,7 +44,16 @@ pub struct Metrics {
     pub fault_to_ticket_seconds: Histogram,
     pub mqtt_connected: Gauge,
     pub mqtt_connections: Counter,
+    pub ingest_waits: Counter,
+    pub ingest_wait_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+    pub broker_connections: Gauge,
+    pub broker_connections_total: Counter,
+    pub broker_refused: Family<ReasonLabel, Counter>,
+    pub broker_dropped: Counter,
+    pub broker_skipped: Counter,
+    pub broker_retained_refused: Counter,
     pub store_errors: Counter,
+    pub calendar_gaps: Counter,
     pub outbox_delivered: Counter,
     pub outbox_failures: Family<ReasonLabel, Counter>,
     pub outbox_dead: Counter,
@@ -87,7 +96,16 @@ impl Metrics {
             fault_to_ticket_seconds: Histogram::new(exponential_buckets(1e-4, 2.5, 14)),
             mqtt_connected: Gauge::default(),
             mqtt_connections: Counter::default(),
+            ingest_waits: Counter::default(),
+            ingest_wait_seconds: Counter::default(),
+            broker_connections: Gauge::default(),
+            broker_connections_total: Counter::default(),
+            broker_refused: Family::default(),
+            broker_dropped: Counter::default(),
+            broker_skipped: Counter::default(),
+            broker_retained_refused: Counter::default(),
             store_errors: Counter::default(),
+            calendar_gaps: Counter::default(),
             outbox_delivered: Counter::default(),
             outbox_failures: Family::default(),
             outbox_dead: Counter::default(),
@@ -130,7 +148,52 @@ impl Metrics {
             "MQTT connections made (reconnects included)",
             m.mqtt_connections.clone(),
         );
+        registry.register(
+            "ingest_waits",
+            "Times ingest waited for room in a full shard queue (the broker held the messages meanwhile)",
+            m.ingest_waits.clone(),
+        );
+        registry.register(
+            "ingest_wait_seconds",
+            "Time ingest spent waiting for room in full shard queues",
+            m.ingest_wait_seconds.clone(),
+        );
+        registry.register(
+            "broker_connections",
+            "Clients connected to the embedded MQTT broker",
+            m.broker_connections.clone(),
+        );
+        registry.register(
+            "broker_accepted_connections",
+            "Client connections the embedded MQTT broker accepted",
+            m.broker_connections_total.clone(),
+        );
+        registry.register(
+            "broker_refused",
+            "Client connections the embedded MQTT broker refused or closed, by reason",
+            m.broker_refused.clone(),
+        );
+        registry.register(
+            "broker_dropped",
+            "Messages the embedded MQTT broker dropped for a subscriber whose queue was full",
+            m.broker_dropped.clone(),
+        );
+        registry.register(
+            "broker_skipped",
+            "Oversized messages the embedded MQTT broker skipped on topics outside the prefix",
+            m.broker_skipped.clone(),
+        );
+        registry.register(
+            "broker_retained_refused",
+            "Retained messages the embedded MQTT broker did not keep (over its retained bytes)",
+            m.broker_retained_refused.clone(),
+        );
         registry.register("store_errors", "Failed store transactions (retried)", m.store_errors.clone());
+        registry.register(
+            "calendar_gaps",
+            "Tickets whose working-day or business-hour clock ran past the years its calendar knows",
+            m.calendar_gaps.clone(),
+        );
         registry.register("outbox_delivered", "Helpdesk events delivered", m.outbox_delivered.clone());
         registry.register(
             "outbox_failures",
@@ -201,10 +264,57 @@ impl Metrics {
         self.rejected.get_or_create(&ReasonLabel { reason }).inc();
     }
 
+    /// The registry as OpenMetrics text (`application/openmetrics-text; version=1.0.0`).
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+
+    /// The registry as Prometheus text (`text/plain; version=0.0.4`), for scrapers that do
+    /// not ask for OpenMetrics.
+    pub fn encode_prometheus(&self) -> String {
+        to_prometheus_text(&self.encode())
+    }
+}
+
+/// OpenMetrics text → Prometheus text format 0.0.4. The two differ, for what this registry
+/// holds, in three ways: a counter family is named without `_total` in OpenMetrics' HELP and
+/// TYPE lines but with it in 0.0.4's (where the samples' name must match); `# UNIT` lines do
+/// not exist in 0.0.4; and 0.0.4 has no `# EOF`.
+pub fn to_prometheus_text(open_metrics: &str) -> String {
+    let mut out = String::with_capacity(open_metrics.len());
+    // HELP comes before TYPE: hold it until TYPE says whether the family is a counter.
+    let mut help: Option<(&str, &str)> = None;
+    for line in open_metrics.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let (name, text) = rest.split_once(' ').unwrap_or((rest, ""));
+            help = Some((name, text));
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let suffix = if kind == "counter" && !name.ends_with("_total") { "_total" } else { "" };
+            if let Some((h, text)) = help.take() {
+                let s = if h == name { suffix } else { "" };
+                out.push_str(&format!("# HELP {h}{s} {text}\n"));
+            }
+            let kind = match kind {
+                "counter" | "gauge" | "histogram" | "summary" => kind,
+                _ => "untyped",
+            };
+            out.push_str(&format!("# TYPE {name}{suffix} {kind}\n"));
+            continue;
+        }
+        if let Some((h, text)) = help.take() {
+            out.push_str(&format!("# HELP {h} {text}\n"));
+        }
+        if line.starts_with("# UNIT ") || line == "# EOF" || line.is_empty() {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }

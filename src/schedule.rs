@@ -212,7 +212,9 @@ const LATE_DAYS: u64 = 31;
 
 /// The work orders whose time to be made has come at `now` (each device's local day): due
 /// within its plan's lead time, or due lately (a daemon that was down makes them when back).
-pub fn due_work(fleet: &Fleet, now: DateTime<Utc>) -> Vec<NewWorkOrder> {
+/// Nothing due before `watched_from` (when the store was made) is made: a visit due before
+/// anyone watched was not missed by anyone here.
+pub fn due_work(fleet: &Fleet, now: DateTime<Utc>, watched_from: DateTime<Utc>) -> Vec<NewWorkOrder> {
     let mut out = Vec::new();
     for c in &fleet.contracts {
         for p in c.plans.iter().filter(|p| p.after.is_none()) {
@@ -222,6 +224,7 @@ pub fn due_work(fleet: &Fleet, now: DateTime<Utc>) -> Vec<NewWorkOrder> {
                     continue;
                 }
                 let today = fleet.local_day(d.idx, now);
+                let first_day = fleet.local_day(d.idx, watched_from);
                 let anchor = match p.anchor {
                     Anchor::Date(a) => a,
                     Anchor::Acceptance => d.accepted_on,
@@ -231,7 +234,7 @@ pub fn due_work(fleet: &Fleet, now: DateTime<Utc>) -> Vec<NewWorkOrder> {
                 for due in due_dates(&p.steps, anchor, last) {
                     let make_on = due.checked_sub_days(Days::new(p.lead_days as u64)).unwrap_or(due);
                     let late = due.checked_add_days(Days::new(LATE_DAYS)).unwrap_or(due);
-                    if make_on > today || late < today || due < c.starts {
+                    if make_on > today || late < today || due < c.starts || due < first_day {
                         continue;
                     }
                     out.push(NewWorkOrder {
@@ -318,7 +321,8 @@ async fn services_once(
 
 /// The calendar plans' work orders due now, and the missed ones marked: (made, missed).
 async fn calendar_once(store: &Store, fleet: &Fleet, now: DateTime<Utc>) -> Result<(u64, u64), StoreError> {
-    let added = store.add_work_orders(&due_work(fleet, now), now).await?;
+    let watched_from = store.created_at().await?;
+    let added = store.add_work_orders(&due_work(fleet, now, watched_from), now).await?;
     // The earliest local day of any site is at most a day behind UTC's.
     let missed = match now.date_naive().checked_sub_days(Days::new(1)) {
         Some(day) => store.mark_missed(day, now).await?,
@@ -577,6 +581,8 @@ kinds = ["lighting"]
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("a.db");
         let mut store = Store::open(&path).await.unwrap();
+        // Watching since before the year began: every visit of it is aftercare's to make.
+        store.set_created_at(d("2025-12-01").and_hms_opt(0, 0, 0).unwrap().and_utc()).await;
         let noon = |day: NaiveDate| day.and_hms_opt(4, 0, 0).unwrap().and_utc(); // 12:00 at +08:00
         let mut day = d("2026-01-01");
         while day <= d("2027-01-31") {
@@ -669,9 +675,19 @@ checklist = { "*" = ["satisfaction"] }
             warranty: None,
             repeat: None,
         };
-        let id = store.apply_faults(&[rec], at, std::time::Duration::from_secs(60)).await.unwrap()[0].1.unwrap();
+        let id = store.apply_faults(std::slice::from_ref(&rec), at, std::time::Duration::from_secs(60)).await.unwrap()
+            [0]
+        .1
+        .unwrap();
         for (i, to) in path.iter().enumerate() {
-            store.transition(id, *to, "eng", "", at + chrono::TimeDelta::hours(i as i64 + 1)).await.unwrap();
+            let when = at + chrono::TimeDelta::hours(i as i64 + 1);
+            if *to == State::Resolved {
+                // Repaired: the fault clears before the ticket is resolved.
+                let clear =
+                    crate::store::FaultRecord { change: crate::store::Change::Cleared, at: when, ..rec.clone() };
+                store.apply_faults(&[clear], when, std::time::Duration::from_secs(60)).await.unwrap();
+            }
+            store.transition(id, *to, "eng", "", when).await.unwrap();
         }
         id
     }

@@ -156,9 +156,17 @@ fn parse_command(line: &str) -> Result<Command, String> {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let result = rt.block_on(command(cli));
+    // Standard input is read on a blocking thread that waits for a line for as long as the
+    // terminal stays open; a plain runtime drop would wait for it, so a signal would not stop us.
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    result
+}
+
+async fn command(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Faults => {
             for k in Kind::ALL {

@@ -19,7 +19,7 @@ use crate::domain::{CustomerId, DeviceId, FaultCode, SiteId, TicketId, Tier};
 use crate::fleet::Fleet;
 use crate::ingest::shard::{Live, OFFLINE_STATE, ONLINE};
 use crate::metrics::Metrics;
-use crate::store::{Store, TransitionFailure};
+use crate::store::{Store, TransitionFailure, TransitionOptions};
 use crate::tickets::State as TicketState;
 use crate::tickets::model::TicketFilter;
 
@@ -32,6 +32,10 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Helpdesks' signing keys by name, to check the events they send in.
     pub helpdesk_keys: Arc<std::collections::HashMap<String, Option<Vec<u8>>>>,
+    /// The link to the MQTT broker.
+    pub mqtt: Arc<crate::ingest::mqtt::Link>,
+    /// Cut off from the broker this long, `/healthz` answers 503.
+    pub unhealthy_after: std::time::Duration,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -90,23 +94,49 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
+/// `ok`; `degraded` while the broker link is down (503 once it has been down for
+/// `broker.unhealthy_after`); 503 `store_failed` if the store does not answer.
 async fn healthz(State(s): State<AppState>) -> Response {
     let store = s.store.ping().await;
-    let mqtt = s.metrics.mqtt_connected.get() == 1;
-    let status = if store.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let mqtt = s.mqtt.status();
+    let now = s.clock.now();
+    let down_for = (!mqtt.connected).then(|| (now - mqtt.since).to_std().unwrap_or_default());
+    let (code, status) = match (&store, down_for) {
+        (Err(_), _) => (StatusCode::SERVICE_UNAVAILABLE, "store_failed"),
+        (Ok(()), Some(d)) if d >= s.unhealthy_after => (StatusCode::SERVICE_UNAVAILABLE, "mqtt_disconnected"),
+        (Ok(()), Some(_)) => (StatusCode::OK, "degraded"),
+        (Ok(()), None) => (StatusCode::OK, "ok"),
+    };
     let body = json!({
-        "status": if store.is_ok() { "ok" } else { "degraded" },
+        "status": status,
         "store": store.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
-        "mqtt_connected": mqtt,
+        "mqtt_connected": mqtt.connected,
+        "mqtt": {
+            "connected": mqtt.connected,
+            "since": mqtt.since,
+            "down_for_seconds": down_for.map(|d| d.as_secs()),
+            "last_error": mqtt.error,
+        },
         "devices": s.fleet.devices.len(),
-        "time": s.clock.now(),
+        "time": now,
     });
-    (status, Json(body)).into_response()
+    (code, Json(body)).into_response()
 }
 
-async fn metrics(State(s): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.metrics.encode())
-        .into_response()
+/// OpenMetrics for a scraper that asks for it (Prometheus does), Prometheus text 0.0.4 otherwise.
+async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    let open_metrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    if open_metrics {
+        ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.metrics.encode())
+            .into_response()
+    } else {
+        ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.metrics.encode_prometheus())
+            .into_response()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -173,6 +203,12 @@ struct TransitionBody {
     note: String,
     /// Makes the repair billable for this cause; it must be one the ticket's contract names.
     billable: Option<String>,
+    /// Resolves a ticket whose fault is still active (with a note saying why).
+    #[serde(default)]
+    force: bool,
+    /// The resolution replaced the unit: failed repairs count afresh.
+    #[serde(default)]
+    unit_replaced: bool,
 }
 
 async fn transition(
@@ -207,7 +243,8 @@ async fn transition(
             }
         }
     }
-    transitioned(s.store.transition_with(id, to, by, &b.note, s.clock.now(), b.billable.as_deref()).await)
+    let opts = TransitionOptions { billable: b.billable.as_deref(), force: b.force, unit_replaced: b.unit_replaced };
+    transitioned(s.store.transition_with(id, to, by, &b.note, s.clock.now(), opts).await)
 }
 
 /// The answer to a transition: the ticket, 404, 409 with the reason, or 503.
@@ -320,7 +357,7 @@ struct ContractView {
     warranty: serde_json::Value,
     billable: Vec<String>,
     repeat_window: String,
-    replace_after: u32,
+    replace_at_failed_repairs: u32,
 }
 
 async fn list_contracts(State(s): State<AppState>) -> Json<Vec<ContractView>> {
@@ -364,7 +401,7 @@ async fn list_contracts(State(s): State<AppState>) -> Json<Vec<ContractView>> {
             }),
             billable: c.billable.clone(),
             repeat_window: fmt(c.repeat_window),
-            replace_after: c.replace_after,
+            replace_at_failed_repairs: c.replace_at_failed_repairs,
         })
         .collect();
     Json(out)
@@ -573,7 +610,7 @@ async fn report(
     let format = q.format.unwrap_or_else(|| "json".into());
     let lang = crate::report::check(&s.fleet, &scope, &format, q.lang.as_deref().unwrap_or("en"))
         .map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;
-    let r = crate::report::compute(&s.store, &s.fleet, &scope, lang).await?;
+    let r = crate::report::compute(&s.store, &s.fleet, &scope, lang, s.clock.now()).await?;
     Ok(match format.as_str() {
         "csv" => ([(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")], crate::report::render::csv(&r))
             .into_response(),
@@ -860,5 +897,9 @@ async fn helpdesk_event(
         return Err(ApiError(StatusCode::FORBIDDEN, format!("ticket {ticket} does not go to helpdesk `{name}`")));
     }
     let actor = crate::outbox::origin_of(&name, ev.by.trim());
-    transitioned(s.store.transition(ticket, to, &actor, &ev.note, s.clock.now()).await)
+    // People at the helpdesk decide for themselves: a resolution there stands even while the
+    // fault is active, as a forced one whose resolve clock waits for the recovery.
+    let note = if ev.note.trim().is_empty() { format!("status `{}` in helpdesk {name}", ev.status) } else { ev.note };
+    let opts = TransitionOptions { force: true, ..Default::default() };
+    transitioned(s.store.transition_with(ticket, to, &actor, &note, s.clock.now(), opts).await)
 }

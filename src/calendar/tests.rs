@@ -132,3 +132,34 @@ fn the_shipped_sample_calendar_loads() {
     assert!(c.is_working_day(d("2026-09-20")));
     assert!(c.is_working_day(d("2026-10-10")));
 }
+
+#[test]
+fn years_merge_into_one_calendar_and_a_clock_past_them_finds_the_gap() {
+    let next = CAL.replace("name = \"test\"", "name = \"test-2027\"").replace(
+        r#"holidays = ["2026-10-01..2026-10-07", "2026-12-25"]
+makeup_workdays = ["2026-09-27", "2026-10-10"]"#,
+        r#"holidays = ["2027-01-01"]"#,
+    );
+    let c = cal().merge(Calendar::parse(&next).unwrap()).unwrap();
+    assert!(c.covers(d("2026-06-01")) && c.covers(d("2027-06-01")) && !c.covers(d("2028-01-01")));
+    assert_eq!(c.last_covered_day(), Some(d("2027-12-31")));
+    assert!(!c.is_working_day(d("2027-01-01")), "the 2027 file's holiday");
+    assert_eq!(c.gap(t("2027-12-30T10:00:00"), t("2027-12-31T17:00:00")), None);
+    assert_eq!(c.gap(t("2027-12-30T10:00:00"), t("2028-01-04T17:00:00")), Some(d("2028-01-01")));
+    // 2026 alone: three working days from 2026-12-30 run into 2027, which it does not know.
+    let alone = cal();
+    let by = alone.add_working_days(t("2026-12-30T10:00:00"), 3).unwrap();
+    assert_eq!(alone.gap(t("2026-12-30T10:00:00"), by), Some(d("2027-01-01")));
+    // The same year twice, or a different week, does not merge.
+    assert!(cal().merge(cal()).unwrap_err().contains("both settle 2026"));
+    let other_week = next.replace(r#"fri = ["09:00-12:00", "13:00-18:00"]"#, r#"fri = ["09:00-12:00"]"#);
+    assert!(cal().merge(Calendar::parse(&other_week).unwrap()).is_err());
+}
+
+#[test]
+fn a_file_settles_one_year() {
+    let mixed = CAL.replace(r#""2026-12-25"]"#, r#""2027-01-01"]"#);
+    assert!(Calendar::parse(&mixed).unwrap_err().message.contains("which year"), "no year and two mentioned");
+    let said = CAL.replace("name = \"test\"", "name = \"test\"\nyear = 2027");
+    assert!(Calendar::parse(&said).unwrap_err().message.contains("keep one year a file"));
+}

@@ -27,6 +27,10 @@ use crate::outbox::StatusMap;
 use crate::rules::{Cond, MetricDef, MetricType, Profile, Rule};
 use crate::tickets::sla::ClockSpec;
 
+/// The bounds of `ingest.max_payload_bytes`.
+const MIN_PAYLOAD: usize = 64;
+const MAX_PAYLOAD: usize = 16 << 20;
+
 /// Collects problems against the source they are in.
 struct Report<'a> {
     src: &'a Source,
@@ -66,7 +70,7 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
                         contract_sources.push((src.clone(), f.contracts));
                         kind_sources.push((src, f.kinds));
                     }
-                    Err(p) => problems.push(p),
+                    Err(ps) => problems.extend(ps),
                 }
             }
             Err(e) => Report { src: &main, problems: &mut problems }.at(
@@ -97,23 +101,44 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
 
     // Business calendars.
     let mut calendar_map: HashMap<String, Arc<Calendar>> = HashMap::new();
-    for (name, path) in &calendars {
-        let file = base.join(path.get_ref());
-        match read(&file) {
-            Ok(text) => match Calendar::parse(&text) {
-                Ok(c) => {
-                    calendar_map.insert(name.clone(), Arc::new(c));
-                }
+    for (name, files) in &calendars {
+        let mut merged: Option<Calendar> = None;
+        for path in &files.get_ref().0 {
+            let file = base.join(path);
+            let cal = match read(&file) {
+                Ok(text) => match Calendar::parse(&text) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let src = Source { path: file.clone(), text };
+                        Report { src: &src, problems: &mut problems }.at(e.span.unwrap_or(0..0), e.message);
+                        continue;
+                    }
+                },
                 Err(e) => {
-                    let src = Source { path: file.clone(), text };
-                    let mut r = Report { src: &src, problems: &mut problems };
-                    r.at(e.span.unwrap_or(0..0), e.message);
+                    Report { src: &main, problems: &mut problems }.at(
+                        files.span(),
+                        format!(
+                            "cannot read calendar {}: {e}; calendar paths are relative to this file",
+                            file.display()
+                        ),
+                    );
+                    continue;
                 }
-            },
-            Err(e) => Report { src: &main, problems: &mut problems }.at(
-                path.span(),
-                format!("cannot read calendar {}: {e}; calendar paths are relative to this file", file.display()),
-            ),
+            };
+            merged = match merged {
+                None => Some(cal),
+                Some(m) => match m.merge(cal) {
+                    Ok(m) => Some(m),
+                    Err(e) => {
+                        Report { src: &main, problems: &mut problems }
+                            .at(files.span(), format!("calendar `{name}`: {e}"));
+                        None
+                    }
+                },
+            };
+        }
+        if let Some(c) = merged {
+            calendar_map.insert(name.clone(), Arc::new(c));
         }
     }
 
@@ -161,9 +186,24 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
         Some(s) => *s.get_ref(),
         None => std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8),
     };
+    let max_payload_bytes = match &ingest.max_payload_bytes {
+        Some(b) if !(MIN_PAYLOAD..=MAX_PAYLOAD).contains(b.get_ref()) => {
+            r.at(
+                b.span(),
+                format!(
+                    "max_payload_bytes must be between {MIN_PAYLOAD} and {MAX_PAYLOAD} (16 MiB); it is {}",
+                    b.get_ref()
+                ),
+            );
+            MAX_PAYLOAD
+        }
+        Some(b) => *b.get_ref(),
+        None => 64 * 1024,
+    };
     let ingest = IngestConfig {
         topic_prefix,
-        max_payload_bytes: ingest.max_payload_bytes.unwrap_or(64 * 1024).clamp(256, 1 << 20),
+        max_payload_bytes,
+        max_clock_skew: ingest.max_clock_skew.map_or(Duration::from_secs(300), |d| d.0),
         shards,
         queue_capacity: ingest.queue_capacity.unwrap_or(16 * 1024).max(64),
         modbus_concurrency: ingest.modbus_concurrency.unwrap_or(64).clamp(1, 4096),
@@ -290,15 +330,20 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
         if !site_ids.contains(d.site.get_ref().as_str()) {
             r.at(
                 d.site.span(),
-                format!("device `{id}` names site `{}`, which no [[sites]] entry defines", d.site.get_ref()),
+                format!(
+                    "device `{id}` names site `{}`, which no [[sites]] entry defines; write one of: {}",
+                    d.site.get_ref(),
+                    known(&site_ids)
+                ),
             );
         }
         if !customer_ids.contains(d.customer.get_ref().as_str()) {
             r.at(
                 d.customer.span(),
                 format!(
-                    "device `{id}` names customer `{}`, which no [[customers]] entry defines",
-                    d.customer.get_ref()
+                    "device `{id}` names customer `{}`, which no [[customers]] entry defines; write one of: {}",
+                    d.customer.get_ref(),
+                    known(&customer_ids)
                 ),
             );
         }
@@ -402,6 +447,18 @@ fn list(names: &[&str]) -> String {
     if names.is_empty() { "(none defined)".to_string() } else { names.join(", ") }
 }
 
+/// The names of a set, sorted, for a message that says what may be written; long sets are cut.
+fn known(set: &HashSet<&str>) -> String {
+    let mut names: Vec<&str> = set.iter().copied().collect();
+    names.sort_unstable();
+    if names.len() > 20 {
+        let more = names.len() - 20;
+        names.truncate(20);
+        return format!("{} and {more} more", names.join(", "));
+    }
+    list(&names)
+}
+
 fn parse_addr(s: &Spanned<String>, r: &mut Report<'_>) -> Option<SocketAddr> {
     match s.get_ref().parse() {
         Ok(a) => Some(a),
@@ -443,8 +500,22 @@ fn compile_broker(b: RawBroker, base: &Path, r: &mut Report<'_>) -> Option<Broke
     if let (Some(BrokerMode::External { .. }), Some(l)) = (&mode, &b.listen) {
         r.at(l.span(), "broker.listen is for the embedded broker; with broker.url, remove it");
     }
-    let client_id = b.client_id.unwrap_or_else(|| "aftercare".to_string());
-    Some(BrokerConfig { mode: mode?, client_id, keep_alive: b.keep_alive.map_or(Duration::from_secs(30), |d| d.0) })
+    let client_id = b.client_id.filter(|c| !c.is_empty());
+    let max_connections = match &b.max_connections {
+        Some(n) if *n.get_ref() == 0 => {
+            r.at(n.span(), "max_connections must be 1 or more");
+            1
+        }
+        Some(n) => *n.get_ref(),
+        None => 20_000,
+    };
+    Some(BrokerConfig {
+        mode: mode?,
+        client_id,
+        keep_alive: b.keep_alive.map_or(Duration::from_secs(30), |d| d.0),
+        unhealthy_after: b.unhealthy_after.map_or(Duration::from_secs(60), |d| d.0),
+        max_connections,
+    })
 }
 
 fn parse_broker_url(url: &Spanned<String>, r: &mut Report<'_>) -> Option<(bool, String, u16)> {
@@ -746,7 +817,11 @@ fn compile_contract(id: &str, c: &RawContract, k: &Known<'_>, r: &mut Report<'_>
     if !k.customers.contains(c.customer.get_ref().as_str()) {
         r.at(
             c.customer.span(),
-            format!("contract `{id}` names customer `{}`, which no [[customers]] entry defines", c.customer.get_ref()),
+            format!(
+                "contract `{id}` names customer `{}`, which no [[customers]] entry defines; write one of: {}",
+                c.customer.get_ref(),
+                known(k.customers)
+            ),
         );
     }
     let starts = parse_day(&c.starts, "starts", r);
@@ -771,18 +846,26 @@ fn compile_contract(id: &str, c: &RawContract, k: &Known<'_>, r: &mut Report<'_>
         None => None,
     };
     let business = c.hours.as_ref().map_or(Some(false), |h| hours_basis(h, r)).unwrap_or(false);
-    let mut check = |list: &[Spanned<String>], ok: &dyn Fn(&str) -> bool, what: &str| -> Vec<String> {
-        for s in list {
-            if !ok(s.get_ref()) {
-                r.at(s.span(), format!("contract `{id}` covers {what} `{}`, which is not configured", s.get_ref()));
+    let kinds: HashSet<&str> = k.kinds.iter().copied().collect();
+    let mut check = |names: &[Spanned<String>], valid: &HashSet<&str>, what: &str| -> Vec<String> {
+        for s in names {
+            if !valid.contains(s.get_ref().as_str()) {
+                r.at(
+                    s.span(),
+                    format!(
+                        "contract `{id}` covers {what} `{}`, which is not configured; write one of: {}",
+                        s.get_ref(),
+                        known(valid)
+                    ),
+                );
             }
         }
-        list.iter().map(|s| s.get_ref().clone()).collect()
+        names.iter().map(|s| s.get_ref().clone()).collect()
     };
     let covers = Covers {
-        sites: check(&c.covers.sites, &|s| k.sites.contains(s), "site"),
-        kinds: check(&c.covers.kinds, &|s| k.kinds.contains(&s), "kind"),
-        devices: check(&c.covers.devices, &|s| k.devices.contains(s), "device"),
+        sites: check(&c.covers.sites, k.sites, "site"),
+        kinds: check(&c.covers.kinds, &kinds, "kind"),
+        devices: check(&c.covers.devices, k.devices, "device"),
     };
     let inaction = c.inaction.as_ref().and_then(|d| match humantime::parse_duration(d.get_ref()) {
         Ok(d) => Some(d),
@@ -848,9 +931,38 @@ fn compile_contract(id: &str, c: &RawContract, k: &Known<'_>, r: &mut Report<'_>
         }),
         None => std::time::Duration::from_secs(30 * 86_400),
     };
+    if let Some(old) = &c.replace_after {
+        r.at(
+            old.span(),
+            format!(
+                "replace_after was renamed replace_at_failed_repairs and now counts the number itself \
+                 (004: \"维修2次以上\" is two failed repairs or more); write replace_at_failed_repairs = {}",
+                old.get_ref() + 1
+            ),
+        );
+    }
+    let replace_at_failed_repairs = match &c.replace_at_failed_repairs {
+        Some(n) if *n.get_ref() == 0 => {
+            r.at(n.span(), "replace_at_failed_repairs must be 1 or more (the failed repairs that call for a new unit)");
+            2
+        }
+        Some(n) => *n.get_ref(),
+        None => 2,
+    };
     let mut tiers: [TierClocks; 3] = Default::default();
     for (i, t) in [&c.tier1, &c.tier2, &c.tier3].into_iter().enumerate() {
-        let Some(t) = t else { continue };
+        let Some(t) = t else {
+            // A forgotten tier would give its tickets a contract and no deadline, with no reason said.
+            let n = i + 1;
+            r.at(
+                c.customer.span(),
+                format!(
+                    "contract `{id}` has no tier{n}: give its clocks ([contracts.{id}.tier{n}]), or write \
+                     tier{n} = {{}} to promise nothing for tier {n}"
+                ),
+            );
+            continue;
+        };
         let business = t.hours.as_ref().map_or(Some(business), |h| hours_basis(h, r)).unwrap_or(business);
         let mut clock = |s: &Option<Spanned<String>>| -> Option<ClockSpec> {
             let s = s.as_ref()?;
@@ -938,7 +1050,7 @@ fn compile_contract(id: &str, c: &RawContract, k: &Known<'_>, r: &mut Report<'_>
         warranty,
         billable,
         repeat_window,
-        replace_after: c.replace_after.unwrap_or(2),
+        replace_at_failed_repairs,
         inaction,
         inaction_to: c.inaction_to.clone().unwrap_or_else(|| "management".to_string()),
     })
@@ -946,7 +1058,7 @@ fn compile_contract(id: &str, c: &RawContract, k: &Known<'_>, r: &mut Report<'_>
 
 /// Compiles the `[kinds.*]` tables of one profile file.
 pub(super) fn compile_kind_file(src: &Source) -> Result<Vec<Profile>, ConfigError> {
-    let file: RawIncluded = super::parse(src).map_err(|p| ConfigError(vec![p]))?;
+    let file: RawIncluded = super::parse(src).map_err(ConfigError)?;
     let mut problems = Vec::new();
     let mut out = Vec::new();
     for (name, kind) in &file.kinds {
@@ -1032,7 +1144,9 @@ fn helpdesk(name: &str, h: &Spanned<RawHelpdesk>, base: &Path, r: &mut Report<'_
         },
         None => default_priorities.map(String::from),
     };
+    let mut secret = None;
     let kind = if let Some(e) = &h.email {
+        secret = signing_key(e.get_ref().secret.as_ref(), r).ok()?;
         HelpdeskKind::Email(email(e.get_ref(), base, r)?)
     } else if let Some(rt) = &h.request_tracker {
         let rt = rt.get_ref();
@@ -1063,27 +1177,29 @@ fn helpdesk(name: &str, h: &Spanned<RawHelpdesk>, base: &Path, r: &mut Report<'_
     } else if let Some(w) = &h.webhook {
         let w = w.get_ref();
         let url = http_url(r, &w.url, "webhook")?;
-        let secret = match &w.secret {
-            Some(s) => {
-                use base64::Engine as _;
-                match s.get_ref().strip_prefix("whsec_").map(|k| base64::engine::general_purpose::STANDARD.decode(k)) {
-                    Some(Ok(key)) if !key.is_empty() => Some(key),
-                    _ => {
-                        r.at(
-                            s.span(),
-                            "a webhook secret is `whsec_` followed by the base64 of the key, as Standard Webhooks write it",
-                        );
-                        return None;
-                    }
-                }
-            }
-            None => None,
-        };
-        HelpdeskKind::Webhook { url, secret, timeout: w.timeout.map_or(Duration::from_secs(10), |d| d.0) }
+        secret = signing_key(w.secret.as_ref(), r).ok()?;
+        HelpdeskKind::Webhook {
+            url,
+            secret: secret.clone(),
+            timeout: w.timeout.map_or(Duration::from_secs(10), |d| d.0),
+        }
     } else {
         return None;
     };
-    Some(HelpdeskConfig { name: name.to_string(), kind, priorities })
+    Some(HelpdeskConfig { name: name.to_string(), kind, priorities, secret })
+}
+
+/// A Standard Webhooks secret, `whsec_` and the base64 of the key; `Err` once reported.
+fn signing_key(s: Option<&Spanned<String>>, r: &mut Report<'_>) -> Result<Option<Vec<u8>>, ()> {
+    use base64::Engine as _;
+    let Some(s) = s else { return Ok(None) };
+    match s.get_ref().strip_prefix("whsec_").map(|k| base64::engine::general_purpose::STANDARD.decode(k)) {
+        Some(Ok(key)) if !key.is_empty() => Ok(Some(key)),
+        _ => {
+            r.at(s.span(), "a secret is `whsec_` followed by the base64 of the key, as Standard Webhooks write it");
+            Err(())
+        }
+    }
 }
 
 fn email(e: &RawEmail, base: &Path, r: &mut Report<'_>) -> Option<crate::outbox::email::EmailConfig> {

@@ -81,14 +81,22 @@ pub enum BrokerMode {
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     pub mode: BrokerMode,
-    pub client_id: String,
+    /// The external broker's client id; by default `aftercare-` and this installation's id, so
+    /// that two daemons never take each other's session.
+    pub client_id: Option<String>,
     pub keep_alive: Duration,
+    /// Disconnected this long, `/healthz` answers 503.
+    pub unhealthy_after: Duration,
+    /// The embedded broker's limit of clients connected at once.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
     pub topic_prefix: String,
     pub max_payload_bytes: usize,
+    /// A device time further ahead of the gateway's clock than this is refused.
+    pub max_clock_skew: Duration,
     pub shards: usize,
     pub queue_capacity: usize,
     pub modbus_concurrency: usize,
@@ -115,6 +123,9 @@ pub struct HelpdeskConfig {
     pub kind: HelpdeskKind,
     /// The helpdesk's priority names for tiers 1, 2 and 3.
     pub priorities: [String; 3],
+    /// The key that signs the status events the helpdesk sends in (`POST /api/v1/helpdesks/NAME/events`):
+    /// the webhook's secret, or the email connector's own.
+    pub secret: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone)]
@@ -162,7 +173,7 @@ impl Config {
             }])
         })?;
         let main = Source { path: path.to_path_buf(), text };
-        let raw: RawConfig = parse(&main).map_err(|p| ConfigError(vec![p]))?;
+        let raw: RawConfig = parse(&main).map_err(ConfigError)?;
         compile::compile(main, raw, read)
     }
 }
@@ -172,12 +183,131 @@ pub fn profiles_from_str(name: &str, text: &str) -> Result<Vec<crate::rules::Pro
     compile::compile_kind_file(&Source { path: PathBuf::from(name), text: text.to_string() })
 }
 
-/// Parses a source as TOML into `T`, turning serde's error into a [`Problem`] with a line.
-pub(crate) fn parse<T: serde::de::DeserializeOwned>(src: &Source) -> Result<T, Problem> {
-    toml::from_str(&src.text).map_err(|e| {
-        let (line, col) = e.span().map_or((0, 0), |s| src.line_col(s.start));
-        Problem { file: src.path.clone(), line, col, message: e.message().trim().to_string() }
-    })
+/// Most rounds of "deserialize, cut out what failed, try again" for one file.
+const MAX_ROUNDS: usize = 500;
+
+/// Parses a source as TOML into `T`, reporting every problem with its line: every syntax
+/// error if there are any, else every serde error (an unknown key, a wrong type, a missing
+/// key). serde stops at its first error, so after each one the entry it points at (a key, a
+/// table or an array element) is cut out of the parsed document and the document is
+/// deserialized again. `Ok` only ever comes from the untouched document.
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(src: &Source) -> Result<T, Vec<Problem>> {
+    use std::ops::Range;
+    use toml::de::{DeTable, Deserializer};
+    let problem = |span: Option<Range<usize>>, message: &str| {
+        let (line, col) = span.map_or((0, 0), |s| src.line_col(s.start));
+        Problem { file: src.path.clone(), line, col, message: message.trim().to_string() }
+    };
+    let (doc, syntax) = DeTable::parse_recoverable(&src.text);
+    if !syntax.is_empty() {
+        // One per line: the parser's recovery can stumble more than once on a line.
+        let mut ps: Vec<Problem> = syntax.iter().map(|e| problem(e.span(), e.message())).collect();
+        ps.sort_by_key(|p| (p.line, p.col));
+        ps.dedup_by_key(|p| p.line);
+        return Err(ps);
+    }
+    let root = doc.span();
+    let mut doc = doc.into_inner();
+    let mut problems: Vec<Problem> = Vec::new();
+    // (span of the table, key) of every entry cut out: cutting a required entry makes its
+    // table fail with "missing field", which is no news.
+    let mut cut: Vec<(Range<usize>, String)> = Vec::new();
+    for _ in 0..MAX_ROUNDS {
+        let de = Deserializer::from(toml::Spanned::new(root.clone(), doc.clone()));
+        let e = match <T as serde::Deserialize>::deserialize(de) {
+            Ok(v) if problems.is_empty() => return Ok(v),
+            Ok(_) => break,
+            Err(e) => e,
+        };
+        let Some(at) = e.span() else {
+            problems.push(problem(None, e.message()));
+            break;
+        };
+        // A table something was cut from may now lack it: no news. (An enum's table, such as a
+        // rule's condition, then has no variant left.)
+        let knock_on = (e.message().strip_prefix("missing field `"))
+            .and_then(|r| r.strip_suffix('`'))
+            .is_some_and(|f| cut.iter().any(|(s, k)| *s == at && k == f))
+            || (e.message().starts_with("wanted exactly 1 element") && cut.iter().any(|(s, _)| *s == at));
+        if !knock_on {
+            problems.push(problem(Some(at.clone()), e.message()));
+        }
+        match prune::table(&mut doc, &root, &at, true).or_else(|| prune::table(&mut doc, &root, &at, false)) {
+            Some((table, Some(key))) => cut.push((table, key)),
+            Some((_, None)) => {}
+            // Nothing left to cut: a key missing at the top.
+            None => break,
+        }
+    }
+    if problems.is_empty() {
+        problems.push(problem(None, "the file does not fit the expected layout"));
+    }
+    // One per place: an array of tables of the wrong shape fails once per element and once whole.
+    problems.sort_by_key(|p| (p.line, p.col));
+    problems.dedup_by_key(|p| (p.line, p.col));
+    Err(problems)
+}
+
+/// Cutting out of a parsed TOML document the entry an error points at.
+mod prune {
+    use std::ops::Range;
+    use toml::de::{DeArray, DeTable, DeValue};
+
+    /// Cuts out of `table` (whose own span is `span`) the innermost entry `at` points at: a key
+    /// or value spanning exactly `at`, or (not `exact`) the smallest value holding it. Returns
+    /// the span of the table it was in and its key (`None`: an array element).
+    pub(super) fn table(
+        table: &mut DeTable<'_>,
+        span: &Range<usize>,
+        at: &Range<usize>,
+        exact: bool,
+    ) -> Option<(Range<usize>, Option<String>)> {
+        // Children first: a `[table]`'s span is its header, which need not hold its keys.
+        for (_, v) in table.iter_mut() {
+            let vs = v.span();
+            if let Some(hit) = value(v.get_mut(), &vs, at, exact) {
+                return Some(hit);
+            }
+        }
+        let key = (table.iter())
+            .filter(|(k, v)| hits(&k.span(), at, exact) || hits(&v.span(), at, exact))
+            .min_by_key(|(_, v)| v.span().len())
+            .map(|(k, _)| k.get_ref().to_string())?;
+        table.remove(key.as_str());
+        Some((span.clone(), Some(key)))
+    }
+
+    fn value(
+        v: &mut DeValue<'_>,
+        span: &Range<usize>,
+        at: &Range<usize>,
+        exact: bool,
+    ) -> Option<(Range<usize>, Option<String>)> {
+        match v {
+            DeValue::Table(t) => table(t, span, at, exact),
+            DeValue::Array(items) => {
+                for item in items.iter_mut() {
+                    let s = item.span();
+                    if let Some(hit) = value(item.get_mut(), &s, at, exact) {
+                        return Some(hit);
+                    }
+                }
+                let i = items.iter().position(|item| hits(&item.span(), at, exact))?;
+                let kept: DeArray<'_> = std::mem::replace(items, DeArray::new())
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(|(j, item)| (j != i).then_some(item))
+                    .collect();
+                *items = kept;
+                Some((span.clone(), None))
+            }
+            _ => None,
+        }
+    }
+
+    fn hits(s: &Range<usize>, at: &Range<usize>, exact: bool) -> bool {
+        if exact { s == at } else { !at.is_empty() && s.start <= at.start && at.end <= s.end }
+    }
 }
 
 #[cfg(test)]

@@ -90,9 +90,9 @@ pub struct RawConfig {
     pub kinds: BTreeMap<String, RawKind>,
     #[serde(default)]
     pub contracts: BTreeMap<String, RawContract>,
-    /// Business calendars by name: file paths relative to this file.
+    /// Business calendars by name: a file path relative to this file, or a list of them (one a year).
     #[serde(default)]
-    pub calendars: BTreeMap<String, Spanned<String>>,
+    pub calendars: BTreeMap<String, Spanned<RawCalendarFiles>>,
     /// Helpdesks by name, which customers name to receive their tickets.
     #[serde(default)]
     pub helpdesks: BTreeMap<String, Spanned<RawHelpdesk>>,
@@ -204,6 +204,8 @@ pub struct RawEmail {
     pub timeout: Option<Dur>,
     /// A PEM file of the CA that signed the server's certificate, when it is not a public one.
     pub ca_file: Option<String>,
+    /// `whsec_…`: the key with which the helpdesk signs the status events it sends back.
+    pub secret: Option<Spanned<String>>,
 }
 
 /// A signed webhook (Standard Webhooks headers).
@@ -225,6 +227,36 @@ pub struct RawOutbox {
     pub max_backoff: Option<Dur>,
     /// Deliveries in flight at once, across tickets (default 8).
     pub concurrency: Option<usize>,
+}
+
+/// A calendar's files: one path, or a list of them (one a year).
+#[derive(Debug)]
+pub struct RawCalendarFiles(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for RawCalendarFiles {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RawCalendarFiles, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawCalendarFiles;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a calendar file's path, or a list of them (one a year)")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<RawCalendarFiles, E> {
+                Ok(RawCalendarFiles(vec![s.to_string()]))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawCalendarFiles, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element::<String>()? {
+                    out.push(s);
+                }
+                if out.is_empty() {
+                    return Err(de::Error::custom("an empty list: name at least one calendar file"));
+                }
+                Ok(RawCalendarFiles(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// An included file: device kind profiles and service contracts.
@@ -265,8 +297,10 @@ pub struct RawContract {
     pub billable: Vec<Spanned<String>>,
     /// A fault back within this long after its repair counts as a failed repair (default 30 days).
     pub repeat_window: Option<Spanned<String>>,
-    /// More failed repairs than this, in warranty, and the unit is replaced (default 2).
-    pub replace_after: Option<u32>,
+    /// This many failed repairs within the window, in warranty, and the unit is replaced (default 2).
+    pub replace_at_failed_repairs: Option<Spanned<u32>>,
+    /// The old name of `replace_at_failed_repairs`, which counted one repair late; refused with a hint.
+    pub replace_after: Option<Spanned<u32>>,
     pub tier1: Option<RawTier>,
     pub tier2: Option<RawTier>,
     pub tier3: Option<RawTier>,
@@ -389,6 +423,10 @@ pub struct RawBroker {
     pub ca_file: Option<String>,
     pub client_id: Option<String>,
     pub keep_alive: Option<Dur>,
+    /// Disconnected from the broker this long, `/healthz` answers 503 (default 1m).
+    pub unhealthy_after: Option<Dur>,
+    /// The embedded broker's limit of clients connected at once (default 20000).
+    pub max_connections: Option<Spanned<usize>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -407,7 +445,9 @@ pub struct RawStore {
 #[serde(deny_unknown_fields)]
 pub struct RawIngest {
     pub topic_prefix: Option<Spanned<String>>,
-    pub max_payload_bytes: Option<usize>,
+    pub max_payload_bytes: Option<Spanned<usize>>,
+    /// A device time further ahead of the gateway's clock than this is refused (default 5m).
+    pub max_clock_skew: Option<Dur>,
     pub shards: Option<Spanned<usize>>,
     pub queue_capacity: Option<usize>,
     /// Modbus TCP devices polled at the same time, at most (default 64).

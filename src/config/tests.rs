@@ -149,7 +149,7 @@ fn syntax_and_unknown_keys_are_reported_with_their_line() {
     assert_eq!(
         problems("[broker]\nembedded = true\nport = 1883\n", &[]),
         vec![
-            "cfg/main.toml:3: unknown field `port`, expected one of `embedded`, `listen`, `url`, `username`, `password`, `ca_file`, `client_id`, `keep_alive`"
+            "cfg/main.toml:3: unknown field `port`, expected one of `embedded`, `listen`, `url`, `username`, `password`, `ca_file`, `client_id`, `keep_alive`, `unhealthy_after`, `max_connections`"
         ]
     );
     let p = problems("[http]\nlisten = \n", &[]);
@@ -192,10 +192,10 @@ accepted_on = "2025-02-01"
             "cfg/main.toml:1: cannot read included file cfg/missing.toml: no such file; include paths are relative to this file",
             "cfg/main.toml:5: utc_offset `China` is not an offset; write one such as \"+08:00\"",
             "cfg/main.toml:12: device `d1` names kind `pumpp`, which no profile defines; write one of: pump",
-            "cfg/main.toml:13: device `d1` names site `s2`, which no [[sites]] entry defines",
+            "cfg/main.toml:13: device `d1` names site `s2`, which no [[sites]] entry defines; write one of: s1",
             "cfg/main.toml:15: accepted_on `2025-02-30` is not a date; write the acceptance date as \"2025-03-01\"",
             "cfg/main.toml:18: device `d1` is defined twice",
-            "cfg/main.toml:21: device `d1` names customer `c9`, which no [[customers]] entry defines",
+            "cfg/main.toml:21: device `d1` names customer `c9`, which no [[customers]] entry defines; write one of: c1",
         ]
     );
 }
@@ -239,7 +239,7 @@ raise = {{ code = {{ code = "E9" }} }}
         "{KIND}\n[[kinds.pump.rules]]\ncode = \"x\"\ntier = 2\ntitle = \"X\"\nraise = {{ threshold = {{ metric = \"flow\", op = \"=>\", value = 1 }} }}\n"
     );
     let p = problems("include = [\"pump.toml\"]\n", &[("pump.toml", &bad_op)]);
-    assert_eq!(p.len(), 1);
+    assert_eq!(p.len(), 1, "{p:?}");
     assert!(
         p[0].starts_with("cfg/pump.toml:13: unknown variant `=>`, expected one of `<`, `<=`, `>`, `>=`, `==`, `!=`"),
         "{p:?}"
@@ -296,7 +296,7 @@ id = "s1"
 [[customers]]
 id = "c1"
 "#;
-    let cal = "name = \"cn\"\nworkdays = [\"mon\"]\n[hours]\nmon = [\"09:00-17:00\"]\n";
+    let cal = "name = \"cn\"\nyear = 2026\nworkdays = [\"mon\"]\n[hours]\nmon = [\"09:00-17:00\"]\n";
     let contract = r#"[contracts.k]
 customer = "c2"
 title = "K"
@@ -318,12 +318,16 @@ acknowledge = "2h business"
     assert_eq!(
         p,
         vec![
-            "cfg/c.toml:2: contract `k` names customer `c2`, which no [[customers]] entry defines",
+            "cfg/c.toml:2: contract `k` names customer `c2`, which no [[customers]] entry defines; write one of: c1",
+            "cfg/c.toml:2: contract `k` has no tier2: give its clocks ([contracts.k.tier2]), or write tier2 = {} to promise nothing for tier 2",
+            "cfg/c.toml:2: contract `k` has no tier3: give its clocks ([contracts.k.tier3]), or write tier3 = {} to promise nothing for tier 3",
             "cfg/c.toml:5: contract `k` ends (2025-01-01) before it starts (2026-01-01)",
             "cfg/c.toml:6: calendar `cn-2099` is not listed under [calendars]; known: cn",
-            "cfg/c.toml:7: contract `k` covers site `s9`, which is not configured",
+            "cfg/c.toml:7: contract `k` covers site `s9`, which is not configured; write one of: s1",
             "cfg/c.toml:9: `soon` is not a clock; write a clock such as \"15m\", \"24h\", \"4h business\" or \"3 working days\"",
             "cfg/c.toml:10: `3 working days` counts business time; name a calendar with calendar = \"…\"",
+            "cfg/c.toml:12: contract `j` has no tier1: give its clocks ([contracts.j.tier1]), or write tier1 = {} to promise nothing for tier 1",
+            "cfg/c.toml:12: contract `j` has no tier3: give its clocks ([contracts.j.tier3]), or write tier3 = {} to promise nothing for tier 3",
             "cfg/c.toml:16: `2h business` counts business time; name a calendar with calendar = \"…\"",
         ]
     );
@@ -505,6 +509,9 @@ every = "1 month"
 within = "3 days"
 checklist = { "*" = ["tubes", "tank"] }
 measured = { tubes = "faults tube_brokn", tank = "faults offline" }
+[contracts.k.tier1]
+[contracts.k.tier2]
+[contracts.k.tier3]
 "#;
     let p = problems(main, &[("c.toml", contract)]);
     assert_eq!(
@@ -530,4 +537,32 @@ fn the_shipped_contracts_follow_services_and_make_reports() {
     let after: Vec<_> = dp.plans.iter().filter_map(|p| Some((p.name.as_str(), p.after?))).collect();
     use crate::schedule::After;
     assert_eq!(after, [("fault analysis", (After::OnSiteRepair, 3)), ("satisfaction survey", (After::Service, 3))]);
+}
+
+#[test]
+fn every_mistake_of_a_file_is_reported_in_one_run() {
+    let text = r#"[broker]
+embeded = true
+[http]
+listn = "127.0.0.1:8080"
+[ingest]
+shards = "two"
+max_payload_bytes = 10485760000
+[tickets]
+reopen_windw = "1h"
+[[sites]]
+id = "s1"
+utc_ofset = "+08:00"
+"#;
+    let p = problems(text, &[]);
+    assert_eq!(p.len(), 5, "{p:#?}");
+    for (line, what) in [(2, "embeded"), (4, "listn"), (6, "invalid type"), (9, "reopen_windw"), (12, "utc_ofset")] {
+        assert!(
+            p.iter().any(|x| x.starts_with(&format!("cfg/main.toml:{line}: ")) && x.contains(what)),
+            "{what}: {p:#?}"
+        );
+    }
+    // Once those are fixed, the next layer: a value out of range.
+    let p = problems("[ingest]\nmax_payload_bytes = 10485760000\n", &[]);
+    assert!(p.len() == 1 && p[0].contains("between 64 and 16777216"), "{p:?}");
 }

@@ -19,18 +19,27 @@ pub enum Reject {
     Malformed,
     /// A metric's value has the wrong type for its declaration.
     WrongType,
+    /// `ts` unreadable, or before 2000-01-01 (a clock never set, or epoch seconds for milliseconds).
     BadTimestamp,
+    /// `ts` more than `ingest.max_clock_skew` ahead of the gateway's clock.
+    FutureTimestamp,
     /// A device event with a code its kind does not declare.
     UnknownCode,
     /// A status payload other than `online` / `offline`.
     BadStatus,
     /// Older than the newest reading already applied.
     OutOfOrder,
-    /// The shard's queue was full: ingest outran the rules.
-    QueueFull,
 }
 
+/// One log limiter per reason: a flood of one kind of bad input hides none of another.
+static REJECT_LOG: [crate::clock::LogLimiter; 12] = [const { crate::clock::LogLimiter::new(10.0) }; 12];
+
 impl Reject {
+    /// `Some(held back)` when a line about this reason may be logged now (see [`crate::clock::LogLimiter`]).
+    pub fn may_log(self) -> Option<u64> {
+        REJECT_LOG[self as usize].allow()
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Reject::BadTopic => "bad_topic",
@@ -40,10 +49,27 @@ impl Reject {
             Reject::Malformed => "malformed",
             Reject::WrongType => "wrong_type",
             Reject::BadTimestamp => "bad_timestamp",
+            Reject::FutureTimestamp => "future_timestamp",
             Reject::UnknownCode => "unknown_code",
             Reject::BadStatus => "bad_status",
             Reject::OutOfOrder => "out_of_order",
-            Reject::QueueFull => "queue_full",
+        }
+    }
+
+    /// What the sender should do differently, for the log line of a rejected message.
+    pub fn hint(self) -> &'static str {
+        match self {
+            Reject::BadTimestamp => {
+                "ts must be an RFC 3339 time or epoch milliseconds (13 digits today) after 2000-01-01; \
+                 epoch seconds are refused"
+            }
+            Reject::FutureTimestamp => {
+                "ts is further ahead of the gateway's clock than ingest.max_clock_skew: set the device's clock \
+                 (and send milliseconds, not microseconds)"
+            }
+            Reject::OutOfOrder => "ts is older than the device's newest reading",
+            Reject::Oversized => "the message is larger than ingest.max_payload_bytes",
+            _ => "",
         }
     }
 }

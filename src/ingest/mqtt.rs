@@ -1,13 +1,22 @@
-//! The MQTT client: one event loop task that only moves messages to the
-//! shard that owns their device. It subscribes again after every connection
-//! (rumqttc does not), backs off between failed attempts, and never waits on
-//! a shard: a full queue drops the message and counts it.
+//! MQTT in: the [`Router`] that hands each message to the shard owning its
+//! device, and the client of an external broker. (The embedded broker calls
+//! the router itself.)
+//!
+//! Routing waits while a shard's queue is full: the reading stops, and an
+//! overload shows as a backlog in the broker, which is made to hold one,
+//! never as messages lost here. The client keeps a persistent session (QoS 1,
+//! a client id of its own), so a backlog also waits in the broker across a
+//! restart of the daemon; it subscribes on every connection, takes messages
+//! of any size (one too large is skipped and counted, and the connection
+//! stays), and says on `/healthz` and in the log when and why it is cut off.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use chrono::{DateTime, Utc};
+use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 use secrecy::ExposeSecret;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -16,13 +25,15 @@ use tracing::{info, warn};
 use super::Reject;
 use super::payload::parse_topic;
 use super::shard::Msg;
-use crate::clock::{Clock, LogLimiter};
+use crate::clock::{Clock, Stopwatch};
 use crate::config::{BrokerConfig, BrokerMode};
+use crate::domain::DeviceIdx;
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
 
-/// Messages larger than this break the connection (rumqttc's limit); ours is lower and counted.
-const MAX_PACKET: usize = 1 << 20;
+/// The largest packet MQTT can frame (its remaining length is at most 268,435,455): nothing a
+/// broker sends can break the connection by its size. Ours is lower, and counted.
+const MAX_PACKET: usize = 268_435_455 + 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MqttSetupError {
@@ -32,29 +43,24 @@ pub enum MqttSetupError {
     NoCerts(String),
 }
 
-/// Client options for the configured broker; `embedded` is the embedded broker's real address.
-pub fn options(cfg: &BrokerConfig, embedded: Option<std::net::SocketAddr>) -> Result<MqttOptions, MqttSetupError> {
-    let mut opts = match (&cfg.mode, embedded) {
-        (BrokerMode::External { host, port, .. }, _) => MqttOptions::new(&cfg.client_id, host, *port),
-        (BrokerMode::Embedded { listen }, real) => {
-            let addr = real.unwrap_or(*listen);
-            let host = if addr.ip().is_unspecified() { "127.0.0.1".to_string() } else { addr.ip().to_string() };
-            MqttOptions::new(&cfg.client_id, host, addr.port())
-        }
+/// Client options for an external broker; `None` for the embedded one, which needs no client.
+pub fn options(cfg: &BrokerConfig, client_id: &str) -> Result<Option<MqttOptions>, MqttSetupError> {
+    let BrokerMode::External { host, port, tls, username, password, ca_file } = &cfg.mode else {
+        return Ok(None);
     };
+    let mut opts = MqttOptions::new(client_id, host, *port);
     opts.set_keep_alive(cfg.keep_alive);
     opts.set_max_packet_size(MAX_PACKET, 64 * 1024);
-    opts.set_clean_session(true);
-    if let BrokerMode::External { tls, username, password, ca_file, .. } = &cfg.mode {
-        if let Some(u) = username {
-            let p = password.as_ref().map(|p| p.expose_secret().to_string()).unwrap_or_default();
-            opts.set_credentials(u, p);
-        }
-        if *tls {
-            opts.set_transport(Transport::tls_with_config(tls_config(ca_file.as_deref())?));
-        }
+    // The broker keeps our subscription and what arrives for it while we are away.
+    opts.set_clean_session(false);
+    if let Some(u) = username {
+        let p = password.as_ref().map(|p| p.expose_secret().to_string()).unwrap_or_default();
+        opts.set_credentials(u, p);
     }
-    Ok(opts)
+    if *tls {
+        opts.set_transport(Transport::tls_with_config(tls_config(ca_file.as_deref())?));
+    }
+    Ok(Some(opts))
 }
 
 fn tls_config(ca_file: Option<&std::path::Path>) -> Result<TlsConfiguration, MqttSetupError> {
@@ -85,48 +91,150 @@ fn tls_config(ca_file: Option<&std::path::Path>) -> Result<TlsConfiguration, Mqt
     Ok(TlsConfiguration::Rustls(Arc::new(cfg)))
 }
 
-/// Routes messages from the event loop to shards.
+/// The state of the daemon's link to its broker, for `/healthz`.
+#[derive(Debug)]
+pub struct Link {
+    connected: AtomicBool,
+    /// Gateway time (ms) since which it is connected, or disconnected.
+    since_ms: AtomicI64,
+    /// Why the last connection ended or the last attempt failed.
+    error: Mutex<Option<String>>,
+}
+
+/// What `/healthz` says of the broker link.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LinkStatus {
+    pub connected: bool,
+    pub since: DateTime<Utc>,
+    pub error: Option<String>,
+}
+
+impl Link {
+    /// A link that is down since `now` (it has not connected yet).
+    pub fn new(now: DateTime<Utc>) -> Link {
+        Link {
+            connected: AtomicBool::new(false),
+            since_ms: AtomicI64::new(now.timestamp_millis()),
+            error: Mutex::new(None),
+        }
+    }
+    /// The embedded broker's link: ingest is in the same process, always connected.
+    pub fn in_process(now: DateTime<Utc>) -> Link {
+        let l = Link::new(now);
+        l.connected.store(true, Ordering::Relaxed);
+        l
+    }
+    fn up(&self, now: DateTime<Utc>) {
+        if !self.connected.swap(true, Ordering::AcqRel) {
+            self.since_ms.store(now.timestamp_millis(), Ordering::Relaxed);
+        }
+    }
+    fn down(&self, now: DateTime<Utc>, why: String) {
+        if self.connected.swap(false, Ordering::AcqRel) {
+            self.since_ms.store(now.timestamp_millis(), Ordering::Relaxed);
+        }
+        *self.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+    }
+    pub fn status(&self) -> LinkStatus {
+        LinkStatus {
+            connected: self.connected.load(Ordering::Acquire),
+            since: DateTime::from_timestamp_millis(self.since_ms.load(Ordering::Relaxed)).unwrap_or_default(),
+            error: self.error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        }
+    }
+}
+
+/// Routes messages to shards.
 pub struct Router {
     pub prefix: String,
     pub fleet: Arc<Fleet>,
     pub shards: Vec<mpsc::Sender<Msg>>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
+    /// A larger payload is rejected `oversized`.
+    pub max_payload: usize,
 }
 
-static ROUTE_LOG: LogLimiter = LogLimiter::new(10.0);
-
 impl Router {
-    /// Routes one message; never waits.
-    pub fn route(&self, topic: &str, payload: Bytes) {
+    /// Routes one message to the shard that owns its device, waiting while that shard's queue
+    /// is full. Returns at once for a message it rejects, counted by reason.
+    pub async fn route(&self, topic: &str, payload: Bytes) {
         self.metrics.received.inc();
-        match self.try_route(topic, payload) {
+        if payload.len() > self.max_payload {
+            return self.reject(topic, Reject::Oversized, payload.len());
+        }
+        let (idx, channel) = match self.target(topic) {
+            Ok(t) => t,
+            Err(r) => return self.reject(topic, r, payload.len()),
+        };
+        let shard = &self.shards[idx.0 as usize % self.shards.len()];
+        let msg =
+            Msg { device: idx, channel, payload, recv_ms: self.clock.now().timestamp_millis(), readings: Vec::new() };
+        match shard.try_send(msg) {
             Ok(()) => {}
-            Err(r) => {
-                self.metrics.reject(r.label());
-                if let Some(held) = ROUTE_LOG.allow() {
-                    warn!(topic, reason = r.label(), similar_suppressed = held, "message rejected");
-                }
+            Err(mpsc::error::TrySendError::Full(msg)) => {
+                // Ingest outran the rules: wait, and let the broker hold the rest.
+                let sw = Stopwatch::start();
+                let _ = shard.send(msg).await;
+                self.metrics.ingest_waits.inc();
+                self.metrics.ingest_wait_seconds.inc_by(sw.elapsed_secs());
             }
+            // The shard stopped: the daemon is shutting down.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
 
-    fn try_route(&self, topic: &str, payload: Bytes) -> Result<(), Reject> {
+    /// A message too large to take, skipped before its payload was read (embedded broker).
+    pub fn oversized(&self, topic: &str, len: usize) {
+        self.metrics.received.inc();
+        self.reject(topic, Reject::Oversized, len);
+    }
+
+    fn target(&self, topic: &str) -> Result<(DeviceIdx, super::payload::Channel), Reject> {
         let (site, device, channel) = parse_topic(&self.prefix, topic)?;
         let idx = self.fleet.lookup(device).ok_or(Reject::UnknownDevice)?;
         if self.fleet.device(idx).site.as_str() != site {
             return Err(Reject::WrongSite);
         }
-        let shard = &self.shards[idx.0 as usize % self.shards.len()];
-        let msg =
-            Msg { device: idx, channel, payload, recv_ms: self.clock.now().timestamp_millis(), readings: Vec::new() };
-        shard.try_send(msg).map_err(|_| Reject::QueueFull)
+        Ok((idx, channel))
+    }
+
+    fn reject(&self, topic: &str, r: Reject, len: usize) {
+        self.metrics.reject(r.label());
+        if let Some(held) = r.may_log() {
+            warn!(
+                topic,
+                reason = r.label(),
+                hint = r.hint(),
+                bytes = len,
+                similar_suppressed = held,
+                "message rejected"
+            );
+        }
     }
 }
 
-/// Runs the client until shutdown: connects, subscribes on every ConnAck, routes publishes.
-pub async fn run(opts: MqttOptions, router: Router, shutdown: CancellationToken) {
-    let filter = format!("{}/+/+/+", router.prefix);
+/// Why a connection to the broker ended, in words for the log and `/healthz`.
+fn why(e: &ConnectionError) -> String {
+    use rumqttc::StateError;
+    match e {
+        ConnectionError::ConnectionRefused(code) => format!("the broker refused the connection: {code:?}"),
+        ConnectionError::NetworkTimeout => "no answer from the broker in time (connect timeout)".into(),
+        ConnectionError::FlushTimeout => "the broker stopped reading (write timeout)".into(),
+        ConnectionError::MqttState(StateError::AwaitPingResp) => {
+            "the broker stopped answering pings (keep-alive timeout)".into()
+        }
+        ConnectionError::MqttState(StateError::ConnectionAborted) => "the broker closed the connection".into(),
+        ConnectionError::Io(e) => format!("cannot reach the broker: {e}"),
+        other => other.to_string(),
+    }
+}
+
+/// Runs the client of an external broker until shutdown: connects, subscribes on every
+/// ConnAck, routes publishes, and backs off between failed attempts.
+pub async fn run(opts: MqttOptions, router: Router, link: Arc<Link>, shutdown: CancellationToken) {
+    // Wide enough to see (and count) a topic with a level too many or too few.
+    let filter = format!("{}/#", router.prefix);
     let (client, mut eventloop): (AsyncClient, EventLoop) = AsyncClient::new(opts, 64);
     let mut net = eventloop.network_options();
     net.set_tcp_nodelay(true);
@@ -140,27 +248,31 @@ pub async fn run(opts: MqttOptions, router: Router, shutdown: CancellationToken)
             _ = shutdown.cancelled() => break,
         };
         match ev {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff = Duration::from_millis(100);
                 failures = 0;
+                link.up(router.clock.now());
                 router.metrics.mqtt_connected.set(1);
                 router.metrics.mqtt_connections.inc();
-                info!(filter = %filter, "connected to the MQTT broker; subscribing");
+                info!(filter = %filter, session_present = ack.session_present, "connected to the MQTT broker; subscribing");
                 if let Err(e) = client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
                     warn!(error = %e, "subscribe request could not be queued");
                 }
             }
-            Ok(Event::Incoming(Packet::Publish(p))) => router.route(&p.topic, p.payload),
+            Ok(Event::Incoming(Packet::Publish(p))) => router.route(&p.topic, p.payload).await,
             Ok(Event::Incoming(Packet::SubAck(s))) => {
                 info!(codes = ?s.return_codes, "subscribed");
             }
             Ok(_) => {}
             Err(e) => {
+                let reason = why(&e);
+                let was_up = router.metrics.mqtt_connected.get() == 1;
+                link.down(router.clock.now(), reason.clone());
                 router.metrics.mqtt_connected.set(0);
                 failures += 1;
-                // The first refusal is usually a broker still starting; say so from the second on.
-                if failures >= 2 && failures.is_power_of_two() {
-                    warn!(error = %e, retry_in = ?backoff, attempts = failures, "MQTT connection failed");
+                // Losing a connection is always told; failing to get one back, less and less often.
+                if was_up || failures.is_power_of_two() {
+                    warn!(reason = %reason, retry_in = ?backoff, attempts = failures, "MQTT connection lost or refused");
                 }
                 // Jitter from the sub-millisecond part of the clock keeps a fleet of gateways apart.
                 let jitter = Duration::from_millis((router.clock.now().timestamp_subsec_micros() % 250) as u64);

@@ -52,6 +52,8 @@ pub struct TelemetryMeta {
     pub ts: Option<i64>,
     /// Metrics the profile does not declare (ignored).
     pub unknown_metrics: u32,
+    /// `ts` was there but no time: judged once the whole message has parsed.
+    bad_ts: bool,
 }
 
 /// Parses a telemetry payload, appending the declared metrics' readings to `out`.
@@ -69,6 +71,7 @@ pub fn parse_telemetry(
     match (res, failure) {
         (_, Some(r)) => Err(r),
         (Err(_), None) => Err(Reject::Malformed),
+        (Ok(()), None) if meta.bad_ts => Err(Reject::BadTimestamp),
         (Ok(()), None) => Ok(meta),
     }
 }
@@ -96,12 +99,11 @@ impl<'de> Visitor<'de> for Envelope<'_> {
         let mut saw_metrics = false;
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             match key.as_ref() {
-                "ts" => match map.next_value::<Ts>() {
-                    Ok(ts) => self.meta.ts = ts.0,
-                    Err(e) => {
-                        *self.failure = Some(Reject::BadTimestamp);
-                        return Err(e);
-                    }
+                // A bad time is a verdict on a message that parses; a cut-off one is malformed.
+                "ts" => match map.next_value::<Ts>()? {
+                    Ts::At(ms) => self.meta.ts = Some(ms),
+                    Ts::Absent => self.meta.ts = None,
+                    Ts::Bad => self.meta.bad_ts = true,
                 },
                 "metrics" => {
                     saw_metrics = true;
@@ -219,30 +221,64 @@ impl<'de> Deserialize<'de> for Raw {
     }
 }
 
-/// A timestamp: an RFC 3339 string or epoch milliseconds; `null` means none.
-struct Ts(Option<i64>);
+/// The earliest device time accepted, 2000-01-01T00:00:00Z in ms: anything before it is a
+/// clock that was never set, or epoch seconds sent where milliseconds are expected.
+pub const EARLIEST_TS_MS: i64 = 946_684_800_000;
+/// The latest device time that can be represented, 9999-12-31T23:59:59.999Z in ms.
+const LATEST_TS_MS: i64 = 253_402_300_799_999;
+
+/// A timestamp as it came: an RFC 3339 string or epoch milliseconds, `null` or none at all,
+/// or something else. Never an error, so that a bad time is told apart from a cut-off message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ts {
+    At(i64),
+    Absent,
+    Bad,
+}
+
+impl Ts {
+    fn ms(ms: i64) -> Ts {
+        if (EARLIEST_TS_MS..=LATEST_TS_MS).contains(&ms) { Ts::At(ms) } else { Ts::Bad }
+    }
+}
 
 impl<'de> Deserialize<'de> for Ts {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Ts, D::Error> {
         struct V;
-        impl Visitor<'_> for V {
+        impl<'de> Visitor<'de> for V {
             type Value = Ts;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("an RFC 3339 time or epoch milliseconds")
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Ts, E> {
-                DateTime::parse_from_rfc3339(s)
-                    .map(|t| Ts(Some(t.timestamp_millis())))
-                    .map_err(|_| E::custom("bad timestamp"))
+                Ok(DateTime::parse_from_rfc3339(s).map_or(Ts::Bad, |t| Ts::ms(t.timestamp_millis())))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Ts, E> {
-                i64::try_from(v).map(|v| Ts(Some(v))).map_err(|_| E::custom("bad timestamp"))
+                Ok(i64::try_from(v).map_or(Ts::Bad, Ts::ms))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Ts, E> {
-                Ok(Ts(Some(v)))
+                Ok(Ts::ms(v))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Ts, E> {
+                // In range, the cast is exact to the millisecond; out of range it saturates and is refused.
+                Ok(if v.is_finite() { Ts::ms(v as i64) } else { Ts::Bad })
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Ts, E> {
+                Ok(Ts::Bad)
             }
             fn visit_unit<E>(self) -> Result<Ts, E> {
-                Ok(Ts(None))
+                Ok(Ts::Absent)
+            }
+            fn visit_none<E>(self) -> Result<Ts, E> {
+                Ok(Ts::Absent)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut s: A) -> Result<Ts, A::Error> {
+                while s.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Ts::Bad)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Ts, A::Error> {
+                while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Ts::Bad)
             }
         }
         d.deserialize_any(V)
@@ -266,9 +302,13 @@ pub fn parse_event(payload: &[u8]) -> Result<Event<'_>, Reject> {
         #[serde(default)]
         ts: Option<Ts>,
     }
-    let w: Wire<'_> = serde_json::from_slice(payload)
-        .map_err(|e| if e.to_string().contains("bad timestamp") { Reject::BadTimestamp } else { Reject::Malformed })?;
-    Ok(Event { code: w.code, active: w.active, ts: w.ts.and_then(|t| t.0) })
+    let w: Wire<'_> = serde_json::from_slice(payload).map_err(|_| Reject::Malformed)?;
+    let ts = match w.ts {
+        Some(Ts::Bad) => return Err(Reject::BadTimestamp),
+        Some(Ts::At(ms)) => Some(ms),
+        Some(Ts::Absent) | None => None,
+    };
+    Ok(Event { code: w.code, active: w.active, ts })
 }
 
 /// Parses a status payload: `online` or `offline`, plain or as a JSON string.
@@ -340,6 +380,19 @@ mod tests {
         check(r#"{"ts": "yesterday", "metrics": {"temp": 1}}"#, Reject::BadTimestamp);
         check(r#"{"ts": true, "metrics": {"temp": 1}}"#, Reject::BadTimestamp);
         check(r#"{"metrics": {"temp": 1e999}}"#, Reject::Malformed);
+        // Cut off after the time's key: malformed, whatever the key was.
+        check(r#"{"ts""#, Reject::Malformed);
+        check(r#"{"ts": 1795334400000, "metr"#, Reject::Malformed);
+        // Epoch seconds where milliseconds are expected would be January 1970.
+        check(r#"{"ts": 1732000000, "metrics": {"temp": 1}}"#, Reject::BadTimestamp);
+        check(r#"{"ts": 1732000000.5, "metrics": {"temp": 1}}"#, Reject::BadTimestamp);
+        check(r#"{"ts": "1999-12-31T23:59:59Z", "metrics": {"temp": 1}}"#, Reject::BadTimestamp);
+        check(r#"{"ts": -1, "metrics": {"temp": 1}}"#, Reject::BadTimestamp);
+        check(r#"{"ts": 9000000000000000000, "metrics": {"temp": 1}}"#, Reject::BadTimestamp);
+        check(r#"{"ts": 18446744073709551615, "metrics": {"temp": 1}}"#, Reject::BadTimestamp);
+        check(r#"{"ts": {"s": 1}, "metrics": {"temp": 1}}"#, Reject::BadTimestamp);
+        // A bad time in a message that is also cut off is malformed: the message never arrived whole.
+        check(r#"{"ts": "noon", "metrics": {"temp": 1"#, Reject::Malformed);
     }
 
     #[test]
@@ -348,6 +401,10 @@ mod tests {
         let mut out = Vec::new();
         let meta = parse_telemetry(br#"{"ts": 1795334400000, "metrics": {"temp": 1}}"#, &p, &mut out).unwrap();
         assert_eq!(meta.ts, Some(1_795_334_400_000));
+        let meta = parse_telemetry(br#"{"ts": "2000-01-01T00:00:00Z", "metrics": {}}"#, &p, &mut out).unwrap();
+        assert_eq!(meta.ts, Some(EARLIEST_TS_MS));
+        let meta = parse_telemetry(br#"{"ts": null, "metrics": {}}"#, &p, &mut out).unwrap();
+        assert_eq!(meta.ts, None);
     }
 
     #[test]
@@ -356,6 +413,12 @@ mod tests {
         assert_eq!((e.code.as_ref(), e.active, e.ts), ("E07", true, None));
         assert_eq!(parse_event(br#"{"code": "E07"}"#), Err(Reject::Malformed));
         assert_eq!(parse_event(br#"{"code": "E07", "active": false, "ts": "x"}"#), Err(Reject::BadTimestamp));
+        assert_eq!(parse_event(br#"{"code": "E07", "active": false, "ts": 1732000000}"#), Err(Reject::BadTimestamp));
+        assert_eq!(parse_event(br#"{"code": "E07", "active": false, "ts""#), Err(Reject::Malformed));
+        assert_eq!(
+            parse_event(br#"{"code": "E07", "active": true, "ts": 1795334400000}"#).unwrap().ts,
+            Some(1_795_334_400_000)
+        );
         assert_eq!(parse_status(b"online"), Ok(true));
         assert_eq!(parse_status(b"\"offline\"\n"), Ok(false));
         assert_eq!(parse_status(b"maybe"), Err(Reject::BadStatus));

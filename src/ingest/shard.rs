@@ -13,7 +13,7 @@ use tracing::warn;
 
 use super::Reject;
 use super::payload::{self, Channel};
-use crate::clock::{Clock, LogLimiter, Stopwatch};
+use crate::clock::{Clock, Stopwatch};
 use crate::domain::{DeviceIdx, FaultCode, FaultEvent, OFFLINE, Tier};
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
@@ -81,14 +81,13 @@ pub struct ShardCtx {
     pub live: Arc<Live>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
-    pub max_payload: usize,
+    /// A device time further ahead of the gateway's clock than this is refused, ms.
+    pub max_clock_skew_ms: i64,
     /// Where hourly rollups go (the embedded history), if anywhere.
     pub history: Option<crate::history::RollupSender>,
     /// Where line protocol for InfluxDB goes, when it is configured.
     pub influx: Option<mpsc::Sender<crate::history::influx::Chunk>>,
 }
-
-static BAD_INPUT_LOG: LogLimiter = LogLimiter::new(10.0);
 
 /// What told the shard a device is offline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,8 +119,15 @@ pub struct Shard {
 }
 
 impl Shard {
-    /// A shard owning devices `i` with `i % count == index`, with faults restored from the store.
-    pub fn new(index: usize, count: usize, ctx: ShardCtx, restored: &[ActiveFault]) -> Shard {
+    /// A shard owning devices `i` with `i % count == index`, with faults and devices' alarms
+    /// (`(device, code)`) restored from the store.
+    pub fn new(
+        index: usize,
+        count: usize,
+        ctx: ShardCtx,
+        restored: &[ActiveFault],
+        alarms: &[(String, String)],
+    ) -> Shard {
         let now = ctx.clock.now().timestamp_millis();
         let states: Vec<DeviceState> = ctx
             .fleet
@@ -162,6 +168,14 @@ impl Shard {
                 continue;
             }
             shard.ctx.live.set_active(idx, &FaultCode(f.code.clone()), true);
+        }
+        for (device, code) in alarms {
+            let Some(idx) = shard.ctx.fleet.lookup(device).filter(|i| i.0 as usize % count == index) else {
+                continue;
+            };
+            if let Some(&bit) = shard.ctx.fleet.profile_of(idx).codes.get(code) {
+                shard.states[idx.0 as usize / count].restore_code(bit);
+            }
         }
         shard
     }
@@ -271,10 +285,10 @@ impl Shard {
 
     fn rejected(&self, r: Reject, msg: &Msg) {
         self.ctx.metrics.reject(r.label());
-        if let Some(held) = BAD_INPUT_LOG.allow() {
+        if let Some(held) = r.may_log() {
             let device = &self.ctx.fleet.device(msg.device).id;
             let sample = String::from_utf8_lossy(&msg.payload[..msg.payload.len().min(120)]).into_owned();
-            warn!(%device, reason = r.label(), payload = %sample, similar_suppressed = held, "message rejected");
+            warn!(%device, reason = r.label(), hint = r.hint(), payload = %sample, similar_suppressed = held, "message rejected");
         }
     }
 
@@ -283,9 +297,6 @@ impl Shard {
         let idx = msg.device;
         let local = idx.0 as usize / self.count;
         debug_assert_eq!(idx.0 as usize % self.count, self.index);
-        if msg.payload.len() > self.ctx.max_payload {
-            return Err(Reject::Oversized);
-        }
         let fleet = Arc::clone(&self.ctx.fleet);
         let profile = fleet.profile_of(idx);
         let live = &self.ctx.live.devices[idx.0 as usize];
@@ -294,7 +305,7 @@ impl Shard {
             Channel::Telemetry => {
                 self.readings.clear();
                 let meta = payload::parse_telemetry(&msg.payload, profile, &mut self.readings)?;
-                let at = meta.ts.unwrap_or(msg.recv_ms);
+                let at = self.device_time(meta.ts, msg.recv_ms)?;
                 let st = &mut self.states[local];
                 if !st.apply(profile, at, &self.readings, &mut self.changes) {
                     return Err(Reject::OutOfOrder);
@@ -311,8 +322,21 @@ impl Shard {
             Channel::Event => {
                 let ev = payload::parse_event(&msg.payload)?;
                 let code = *profile.codes.get(ev.code.as_ref()).ok_or(Reject::UnknownCode)?;
-                let at = ev.ts.unwrap_or(msg.recv_ms);
-                self.states[local].set_code(profile, code, ev.active, at, &mut self.changes);
+                let at = self.device_time(ev.ts, msg.recv_ms)?;
+                // An alarm that says when it happened is in order with the readings or refused, as they are;
+                // one that does not happened now, and never before the newest reading.
+                if ev.ts.is_some() && self.states[local].last_reading_at().is_some_and(|newest| at < newest) {
+                    return Err(Reject::OutOfOrder);
+                }
+                if self.states[local].set_code(profile, code, ev.active, at, &mut self.changes) {
+                    // Kept in the store, so that an alarm a device sends once outlives a restart.
+                    events.push(FaultEvent::Alarm {
+                        device: idx,
+                        code: profile.code_names[code as usize].clone(),
+                        active: ev.active,
+                        at: DateTime::from_timestamp_millis(at).unwrap_or_default(),
+                    });
+                }
             }
             Channel::Status => {
                 let online = payload::parse_status(&msg.payload)?;
@@ -344,7 +368,9 @@ impl Shard {
                 return Ok(());
             }
             Channel::Covered => {
+                // Offline for whoever looks, though its bus's fault stands for it: no ticket of its own.
                 self.states[local].covered(msg.recv_ms);
+                live.presence.store(OFFLINE_STATE, Ordering::Relaxed);
                 return Ok(());
             }
         }
@@ -355,6 +381,16 @@ impl Shard {
         }
         self.rule_events(idx, profile, local, events);
         Ok(())
+    }
+
+    /// The device time of a message: its own `ts` unless that is too far ahead of the
+    /// gateway's clock, else the time it was received.
+    fn device_time(&self, ts: Option<i64>, recv_ms: i64) -> Result<i64, Reject> {
+        match ts {
+            Some(ts) if ts > recv_ms.saturating_add(self.ctx.max_clock_skew_ms) => Err(Reject::FutureTimestamp),
+            Some(ts) => Ok(ts),
+            None => Ok(recv_ms),
+        }
     }
 
     fn rule_events(&mut self, idx: DeviceIdx, profile: &Profile, local: usize, events: &mut Vec<FaultEvent>) {

@@ -91,7 +91,9 @@ pub async fn poll(store: &Store, name: &str, src: &dyn StatusSource, clock: &dyn
             let actor = origin_of(name, by.as_deref().unwrap_or_default());
             let note = format!("status `{}` in {name}, ticket {}", c.status, c.remote_id);
             for to in steps {
-                match store.transition(ticket_id, *to, &actor, &note, clock.now()).await {
+                // A resolution made in the helpdesk stands even while the fault is active (forced).
+                let opts = crate::store::TransitionOptions { force: true, ..Default::default() };
+                match store.transition_with(ticket_id, *to, &actor, &note, clock.now(), opts).await {
                     Ok(_) => {}
                     Err(TransitionFailure::Store(e)) => return Err(e.into()),
                     Err(e) => {

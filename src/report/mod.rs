@@ -212,6 +212,9 @@ pub struct Report {
     /// The period as the customer reads it: its first and last day, in the local calendar.
     pub first_day: NaiveDate,
     pub last_day: NaiveDate,
+    /// The site's offset from UTC: every time the renderings show is in it, and labelled.
+    #[serde(serialize_with = "offset_text")]
+    pub utc_offset: FixedOffset,
     /// Set when the period began before the store was made: the local day aftercare began
     /// watching. Nothing before it is known: no faults are counted there and the time counts
     /// as available, which the renderings say.
@@ -257,12 +260,26 @@ fn mean(xs: impl Iterator<Item = f64>) -> Option<f64> {
     (n > 0).then(|| sum / n as f64)
 }
 
-/// Builds the report of `scope` from the store.
-pub async fn compute(store: &Store, fleet: &Fleet, scope: &Scope, lang: Lang) -> Result<Report, StoreError> {
+fn offset_text<S: serde::Serializer>(o: &FixedOffset, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(o)
+}
+
+/// Builds the report of `scope` from the store, as it stands at `now`.
+pub async fn compute(
+    store: &Store,
+    fleet: &Fleet,
+    scope: &Scope,
+    lang: Lang,
+    now: DateTime<Utc>,
+) -> Result<Report, StoreError> {
     let in_scope = |customer: &str, site: &str| {
         scope.customer.as_deref().is_none_or(|c| c == customer) && scope.site.as_deref().is_none_or(|s| s == site)
     };
-    let (from, to) = (scope.from.timestamp_millis(), scope.to.timestamp_millis());
+    let offset = offset_of(fleet, scope.customer.as_deref(), scope.site.as_deref());
+    // Availability is of the time that has passed: an outage still going on counts up to now,
+    // and a period that ends in the future is judged on its part so far.
+    let from = scope.from.timestamp_millis();
+    let to = scope.to.timestamp_millis().min(now.timestamp_millis()).max(from);
     let period = (to - from).max(1) as f64;
     let tickets: Vec<_> = store
         .tickets_opened(scope.customer.as_deref(), scope.from, scope.to)
@@ -309,7 +326,7 @@ pub async fn compute(store: &Store, fleet: &Fleet, scope: &Scope, lang: Lang) ->
         });
         f.tickets += 1;
         f.occurrences += t.occurrences.max(1) as u32;
-        let day = t.opened_at.date_naive();
+        let day = t.opened_at.with_timezone(&offset).date_naive();
         let monday = day - Days::new(day.weekday().num_days_from_monday() as u64);
         weeks.entry(monday).or_default()[(tier as usize).clamp(1, 3) - 1] += 1;
     }
@@ -391,7 +408,6 @@ pub async fn compute(store: &Store, fleet: &Fleet, scope: &Scope, lang: Lang) ->
     }
     warranties_expiring.sort_by(|a, b| a.until.cmp(&b.until).then(a.device.cmp(&b.device)));
 
-    let offset = offset_of(fleet, scope.customer.as_deref(), scope.site.as_deref());
     let created = store.created_at().await?;
     let mut report = Report {
         customer: scope.customer.clone(),
@@ -406,6 +422,7 @@ pub async fn compute(store: &Store, fleet: &Fleet, scope: &Scope, lang: Lang) ->
         to: scope.to,
         first_day: scope.from.with_timezone(&offset).date_naive(),
         last_day: (scope.to - chrono::TimeDelta::milliseconds(1)).with_timezone(&offset).date_naive(),
+        utc_offset: offset,
         watched_since: (scope.from < created).then(|| created.with_timezone(&offset).date_naive()),
         devices,
         availability,
@@ -449,7 +466,7 @@ pub async fn after_inspection(
     };
     let mut ids = Vec::new();
     for (lang, tag) in [(Lang::Zh, "zh-CN"), (Lang::En, "en")] {
-        let r = compute(store, fleet, &scope, lang).await?;
+        let r = compute(store, fleet, &scope, lang, now).await?;
         let stored = crate::store::StoredReport {
             id: 0,
             work_order_id: Some(w.id),
@@ -531,7 +548,7 @@ async fn keep_cadence_report(
         if store.has_cadence_report(customer, cadence.as_str(), from, tag).await? {
             continue;
         }
-        let r = compute(store, fleet, &scope, lang).await?;
+        let r = compute(store, fleet, &scope, lang, now).await?;
         let stored = crate::store::StoredReport {
             id: 0,
             work_order_id: None,
@@ -624,8 +641,16 @@ pub fn check(fleet: &Fleet, scope: &Scope, format: &str, lang: &str) -> Result<L
 /// The report of `scope` in a format, from the store the config names (for the CLI).
 pub async fn write(config: &crate::config::Config, scope: &Scope, format: &str, lang: &str) -> anyhow::Result<Vec<u8>> {
     let lang = check(&config.fleet, scope, format, lang).map_err(|e| anyhow::anyhow!(e))?;
+    // A report of an empty store made on the spot would read as a clean record.
+    if !config.store_path.exists() {
+        anyhow::bail!(
+            "no database at {}: a report reads the store the daemon keeps; run the daemon with this config \
+             first, or point [store] path at its database",
+            config.store_path.display()
+        );
+    }
     let store = Store::open(&config.store_path).await?;
-    let r = compute(&store, &config.fleet, scope, lang).await?;
+    let r = compute(&store, &config.fleet, scope, lang, crate::clock::Clock::now(&crate::clock::SystemClock)).await?;
     Ok(match format {
         "json" => serde_json::to_vec_pretty(&r)?,
         "csv" => render::csv(&r).into_bytes(),

@@ -34,6 +34,8 @@ struct Words {
     open_tickets: &'static str,
     state: &'static str,
     opened: &'static str,
+    /// "All times are … (UTC{offset})".
+    local_times: &'static str,
     recurring: &'static str,
     model: &'static str,
     times: &'static str,
@@ -90,7 +92,8 @@ const EN: Words = Words {
     mttr: "Mean time to resolve (h)",
     open_tickets: "Open tickets",
     state: "State",
-    opened: "Opened",
+    opened: "Opened (site time)",
+    local_times: "Times are the site's local time (UTC{offset}).",
     recurring: "Recurring problems",
     model: "model",
     times: "Times",
@@ -144,7 +147,8 @@ const ZH: Words = Words {
     mttr: "平均修复时间（小时）",
     open_tickets: "未结工单",
     state: "状态",
-    opened: "开单时间",
+    opened: "开单时间（当地）",
+    local_times: "文中时间均为站点当地时间（UTC{offset}）。",
     recurring: "重复故障",
     model: "型号",
     times: "次数",
@@ -317,6 +321,11 @@ pub(crate) fn weekly(weeks: &[(chrono::NaiveDate, [u32; 3])]) -> String {
     s
 }
 
+/// A time at the report's site, as its people read it; the column's heading names the offset.
+fn local_time(r: &Report, t: chrono::DateTime<chrono::Utc>) -> String {
+    t.with_timezone(&r.utc_offset).format("%Y-%m-%d %H:%M").to_string()
+}
+
 fn pct(x: Option<f64>) -> String {
     x.map_or("–".into(), |v| format!("{:.1}%", v * 100.0))
 }
@@ -388,7 +397,7 @@ fn visit_table<'a>(r: &Report, w: &'a Words) -> Table<'a> {
                     })
                     .collect();
                 vec![
-                    o.completed_at.map_or_else(|| o.due_on.to_string(), |c| c.format("%Y-%m-%d").to_string()),
+                    o.completed_at.map_or_else(|| o.due_on.to_string(), |c| local_time(r, c)),
                     o.device.clone(),
                     o.plan.clone(),
                     o.completed_by.clone().unwrap_or_default(),
@@ -459,7 +468,7 @@ fn open_table<'a>(r: &Report, w: &'a Words) -> Table<'a> {
                     t.code.clone(),
                     t.tier.to_string(),
                     t.state.clone(),
-                    t.opened_at.format("%Y-%m-%d %H:%M").to_string(),
+                    local_time(r, t.opened_at),
                 ]
             })
             .collect(),
@@ -536,13 +545,14 @@ pub fn html(r: &Report, lang: Lang) -> String {
     );
     let _ = write!(
         s,
-        "<h1>{}</h1><p>{}: {}<br>{}: {} – {}</p>",
+        "<h1>{}</h1><p>{}: {}<br>{}: {} – {}<br>{}</p>",
         w.title,
         w.customer,
         esc(&customer),
         w.period,
         r.first_day,
-        r.last_day
+        r.last_day,
+        w.local_times.replace("{offset}", &r.utc_offset.to_string())
     );
     if let Some(day) = r.watched_since {
         let _ = write!(s, "<p><em>{}</em></p>", esc(&w.watched.replace("{day}", &day.to_string())));
@@ -669,8 +679,22 @@ fn typst_table(t: &Table<'_>, max: usize, w: &Words) -> String {
     s
 }
 
+/// The width of the page's text on A4 with the margins below, in points.
+const TEXT_WIDTH_PT: f64 = 500.0;
+
+/// An SVG chart at its own size (a pixel is 0.75 pt), never wider than the text: a chart of one
+/// bar stays one bar high instead of being scaled up to fill a page.
 fn image(svg: &str) -> String {
-    format!("#image(bytes({}), format: \"svg\", width: 100%)\n", lit(svg))
+    let attr = |name: &str| {
+        svg.split(&format!(" {name}=\"")).nth(1).and_then(|r| r.split('"').next()).and_then(|v| v.parse::<f64>().ok())
+    };
+    let width = (attr("width").unwrap_or(640.0) * 0.75).min(TEXT_WIDTH_PT);
+    format!("#image(bytes({}), format: \"svg\", width: {width:.0}pt)\n", lit(svg))
+}
+
+/// A heading with its chart, on one page.
+fn charted(level: usize, heading: &str, svg: &str) -> String {
+    format!("#block(breakable: false)[\n{} #{}\n{}]\n", "=".repeat(level), lit(heading), image(svg))
 }
 
 /// The fonts a PDF report is set in: a Latin face and one with Chinese glyphs. Font files come
@@ -713,26 +737,26 @@ pub fn pdf(r: &Report, lang: Lang, fonts: Vec<Vec<u8>>) -> Result<Vec<u8>, Strin
     let _ = writeln!(s, "= #{}", lit(w.title));
     let _ = writeln!(
         s,
-        "#{}\n\n#{}\n",
+        "#{}\n\n#{}\n\n#{}\n",
         lit(&format!("{}: {customer}", w.customer)),
-        lit(&format!("{}: {} – {}", w.period, r.first_day, r.last_day))
+        lit(&format!("{}: {} – {}", w.period, r.first_day, r.last_day)),
+        lit(&w.local_times.replace("{offset}", &r.utc_offset.to_string()))
     );
     if let Some(day) = r.watched_since {
         let _ = writeln!(s, "#emph({})\n", lit(&w.watched.replace("{day}", &day.to_string())));
     }
-    let _ = writeln!(s, "== #{}", lit(&format!("{} {}", w.availability, pct(r.availability))));
-    s.push_str(&image(&bars(&worst(r, 20), 100.0, "%")));
+    s.push_str(&charted(2, &format!("{} {}", w.availability, pct(r.availability)), &bars(&worst(r, 20), 100.0, "%")));
     s.push_str(&typst_table(&device_table(r, w), PDF_ROWS, w));
     let _ = writeln!(s, "== #{}", lit(w.faults));
     s.push_str(&typst_table(&fault_table(r, w), PDF_ROWS, w));
     if !r.faults_by_week.is_empty() {
-        let _ = writeln!(s, "=== #{}", lit(w.faults_over_time));
-        s.push_str(&image(&weekly(&r.faults_by_week)));
+        s.push_str(&charted(3, w.faults_over_time, &weekly(&r.faults_by_week)));
     }
-    let _ = writeln!(s, "== #{}", lit(w.sla));
     let clocks = sla_bars(r, w);
-    if !clocks.is_empty() {
-        s.push_str(&image(&bars(&clocks, 100.0, "%")));
+    if clocks.is_empty() {
+        let _ = writeln!(s, "== #{}", lit(w.sla));
+    } else {
+        s.push_str(&charted(2, w.sla, &bars(&clocks, 100.0, "%")));
     }
     s.push_str(&typst_table(&sla_table(r, w), PDF_ROWS, w));
     let num = |x: Option<f64>| x.map_or("–".into(), |v| format!("{v:.1}"));

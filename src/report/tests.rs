@@ -9,6 +9,11 @@ fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().to_utc()
 }
 
+/// A moment long after the periods the tests report on.
+fn later() -> DateTime<Utc> {
+    t("2027-06-01T00:00:00Z")
+}
+
 fn rec(device: &str, code: &str, tier: Tier, change: Change, at: DateTime<Utc>) -> FaultRecord {
     let mut deadlines = crate::contracts::Deadlines::default();
     if change == Change::Raised {
@@ -60,7 +65,9 @@ async fn a_report_s_figures_match_the_ones_worked_out_by_hand() {
     // rec-001 offline 2 Nov 00:00–06:00 (6 h), acknowledged after 30 min (late), resolved after 4 h…
     let a = apply(rec("rec-001", "offline", Tier::Main, Change::Raised, t("2026-11-02T00:00:00Z"))).await.unwrap();
     store.transition(a, State::Acknowledged, "eng", "", t("2026-11-02T00:30:00Z")).await.unwrap();
-    store.transition(a, State::Resolved, "eng", "", t("2026-11-02T04:00:00Z")).await.unwrap();
+    // Resolved while still offline (the engineer left when the cable was mended; power came later).
+    let force = crate::store::TransitionOptions { force: true, ..Default::default() };
+    store.transition_with(a, State::Resolved, "eng", "cable mended", t("2026-11-02T04:00:00Z"), force).await.unwrap();
     apply(rec("rec-001", "offline", Tier::Main, Change::Cleared, t("2026-11-02T06:00:00Z"))).await;
     // …and offline again from 10 Nov 12:00 to the end (12 h): the repair did not hold.
     apply(rec("rec-001", "offline", Tier::Main, Change::Raised, t("2026-11-10T12:00:00Z"))).await;
@@ -68,6 +75,7 @@ async fn a_report_s_figures_match_the_ones_worked_out_by_hand() {
     let b =
         apply(rec("led-001", "cabinet_offline", Tier::Major, Change::Raised, t("2026-11-03T00:00:00Z"))).await.unwrap();
     store.transition(b, State::Acknowledged, "eng", "", t("2026-11-03T00:10:00Z")).await.unwrap();
+    apply(rec("led-001", "cabinet_offline", Tier::Major, Change::Cleared, t("2026-11-03T07:00:00Z"))).await;
     store.transition(b, State::Resolved, "eng", "", t("2026-11-03T08:00:00Z")).await.unwrap();
 
     let scope = Scope {
@@ -76,18 +84,18 @@ async fn a_report_s_figures_match_the_ones_worked_out_by_hand() {
         from: t("2026-11-01T00:00:00Z"),
         to: t("2026-11-11T00:00:00Z"),
     };
-    let r = compute(&store, fleet, &scope, Lang::En).await.unwrap();
+    let r = compute(&store, fleet, &scope, Lang::En, later()).await.unwrap();
     // The period in the customer's calendar (+08:00): 08:00 on 1 November to 07:59:59 on the 11th.
     assert_eq!((r.first_day.to_string(), r.last_day.to_string()), ("2026-11-01".into(), "2026-11-11".into()));
     assert_eq!(r.customer_name.as_deref(), Some("City Transit Authority"));
     assert!(render::html(&r, Lang::En).contains("City Transit Authority (city-transit)"));
     // The store was made after the period began: the report says what it does not know.
     store.set_created_at(t("2026-11-05T02:00:00Z")).await;
-    let r = compute(&store, fleet, &scope, Lang::En).await.unwrap();
+    let r = compute(&store, fleet, &scope, Lang::En, later()).await.unwrap();
     assert_eq!(r.watched_since.map(|d| d.to_string()).as_deref(), Some("2026-11-05"));
     assert!(render::html(&r, Lang::En).contains("watched these devices since 2026-11-05"));
     store.set_created_at(t("2026-10-01T00:00:00Z")).await;
-    let r = compute(&store, fleet, &scope, Lang::En).await.unwrap();
+    let r = compute(&store, fleet, &scope, Lang::En, later()).await.unwrap();
     assert_eq!(r.watched_since, None);
     assert_eq!(parse_time("2026-11-01", offset_of(fleet, Some("city-transit"), None)), Ok(t("2026-10-31T16:00:00Z")));
     assert_eq!(parse_time("2026-11-01T00:00:00Z", offset_of(fleet, None, None)), Ok(t("2026-11-01T00:00:00Z")));
@@ -114,16 +122,18 @@ async fn a_report_s_figures_match_the_ones_worked_out_by_hand() {
     let windows: Vec<(&str, usize)> =
         r.recurring_windows.iter().map(|w| (w.window.as_str(), w.recurring.len())).collect();
     assert_eq!(windows, [("month", 1), ("quarter", 1), ("year", 1)]);
-    // rec-001's ticket is open again at the end of the period; led-001's is resolved (open until closed).
-    let open: Vec<&str> = r.open_tickets.iter().map(|t| t.device.as_str()).collect();
-    assert!(open.contains(&"rec-001") && open.contains(&"led-001"), "{open:?}");
+    // rec-001's ticket is open again at the end of the period, and swh-001's was never resolved;
+    // led-001's is resolved, so not open.
+    let mut open: Vec<&str> = r.open_tickets.iter().map(|t| t.device.as_str()).collect();
+    open.sort();
+    assert_eq!(open, ["rec-001", "swh-001"]);
     assert!(r.recommendations.iter().any(|x| x.contains("rec-001 was available 92.5 %")), "{:?}", r.recommendations);
     assert!(r.recommendations.iter().any(|x| x.contains("1 contract clocks were missed")));
 
     // The renderings carry the same figures.
     let csv = render::csv(&r);
     assert!(csv.lines().any(|l| l.starts_with("rec-001,") && l.contains(",0.925000,18.000,2,")), "{csv}");
-    let zh = render::html(&compute(&store, fleet, &scope, Lang::Zh).await.unwrap(), Lang::Zh);
+    let zh = render::html(&compute(&store, fleet, &scope, Lang::Zh, later()).await.unwrap(), Lang::Zh);
     for want in ["售后服务报告", "设备可用率", "重复故障", "92.50%", "<svg", "平均修复时间（小时）: 8.0"]
     {
         assert!(zh.contains(want), "{want} missing");
@@ -184,7 +194,7 @@ async fn the_pdf_carries_the_chinese_text_and_its_page_is_drawn() {
         from: t("2026-11-01T00:00:00Z"),
         to: t("2026-11-11T00:00:00Z"),
     };
-    let r = compute(&store, &config.fleet, &scope, Lang::Zh).await.unwrap();
+    let r = compute(&store, &config.fleet, &scope, Lang::Zh, later()).await.unwrap();
     let pdf = render::pdf(&r, Lang::Zh, fonts).unwrap();
     assert!(pdf.starts_with(b"%PDF"));
     let path = dir.path().join("r.pdf");
@@ -207,36 +217,72 @@ async fn the_pdf_carries_the_chinese_text_and_its_page_is_drawn() {
     ] {
         assert!(text.contains(want), "{want} missing from:\n{text}");
     }
-    // The first page drawn at 30 dpi in grey: something other than white on it.
-    let out = dir.path().join("page");
-    let ok = std::process::Command::new("pdftoppm")
-        .args(["-gray", "-r", "30", "-f", "1", "-l", "1"])
-        .arg(&path)
-        .arg(&out)
-        .status()
-        .unwrap();
+    // Times are the site's, and say so: led-001's ticket opened at 00:00 UTC, 08:00 in Beijing.
+    assert!(text.contains("UTC+08:00") && text.contains("2026-11-03 08:00"), "{text}");
+    // Every page carries ink: no heading alone on a page, no chart blown up to a page of its own.
+    let ink = ink_per_page(&path, dir.path());
+    assert!(ink.iter().all(|i| *i > 0.01), "a page nearly blank: {ink:?}");
+}
+
+/// The share of dark pixels on each page of a PDF, drawn at 30 dpi in grey by pdftoppm.
+fn ink_per_page(pdf: &std::path::Path, dir: &std::path::Path) -> Vec<f64> {
+    let out = dir.join("page");
+    let ok = std::process::Command::new("pdftoppm").args(["-gray", "-r", "30"]).arg(pdf).arg(&out).status().unwrap();
     assert!(ok.success());
-    let pgm = std::fs::read_dir(dir.path())
+    let mut pages: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| e.ok())
-        .find(|e| e.file_name().to_string_lossy().ends_with(".pgm"))
-        .map(|e| std::fs::read(e.path()).unwrap())
-        .unwrap();
-    // P5 header: magic, width, height, max; then one byte a pixel.
-    let mut fields = 0;
-    let mut start = 0;
-    for (i, b) in pgm.iter().enumerate() {
-        if b.is_ascii_whitespace() && i > 0 && !pgm[i - 1].is_ascii_whitespace() {
-            fields += 1;
-            if fields == 4 {
-                start = i + 1;
-                break;
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".pgm"))
+        .map(|e| e.path())
+        .collect();
+    pages.sort();
+    assert!(!pages.is_empty());
+    pages
+        .iter()
+        .map(|p| {
+            let pgm = std::fs::read(p).unwrap();
+            // P5 header: magic, width, height, max; then one byte a pixel.
+            let mut fields = 0;
+            let mut start = 0;
+            for (i, b) in pgm.iter().enumerate() {
+                if b.is_ascii_whitespace() && i > 0 && !pgm[i - 1].is_ascii_whitespace() {
+                    fields += 1;
+                    if fields == 4 {
+                        start = i + 1;
+                        break;
+                    }
+                }
             }
-        }
-    }
-    let pixels = &pgm[start..];
-    let ink = pixels.iter().filter(|p| **p < 200).count();
-    assert!(ink * 100 > pixels.len(), "the page is blank: {ink} dark pixels of {}", pixels.len());
+            let pixels = &pgm[start..];
+            pixels.iter().filter(|p| **p < 200).count() as f64 / pixels.len().max(1) as f64
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_outage_still_going_counts_to_now_not_to_the_end_of_the_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("a.db")).await.unwrap();
+    let config = crate::demo::config().unwrap();
+    // rec-001 went offline 11 minutes ago, in a month that has 20 days to run.
+    let now = t("2026-11-10T12:11:00Z");
+    let down = t("2026-11-10T12:00:00Z");
+    store
+        .apply_faults(&[rec("rec-001", "offline", Tier::Main, Change::Raised, down)], down, Default::default())
+        .await
+        .unwrap();
+    let scope = Scope {
+        customer: Some("city-transit".into()),
+        site: None,
+        from: t("2026-11-01T00:00:00Z"),
+        to: t("2026-12-01T00:00:00Z"),
+    };
+    let r = compute(&store, &config.fleet, &scope, Lang::En, now).await.unwrap();
+    let dev = r.devices.iter().find(|d| d.device == "rec-001").unwrap();
+    assert!((dev.downtime_hours - 11.0 / 60.0).abs() < 1e-9, "{}", dev.downtime_hours);
+    // Of the 9 days, 12 hours and 11 minutes that have passed.
+    let passed = (now - scope.from).num_minutes() as f64;
+    assert!((dev.availability - (1.0 - 11.0 / passed)).abs() < 1e-9, "{}", dev.availability);
 }
 
 #[test]

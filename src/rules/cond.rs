@@ -172,7 +172,8 @@ impl Cond {
     /// Whether evaluating this condition depends on time passing, not only on readings.
     pub fn time_driven(&self) -> bool {
         match self {
-            Cond::Stuck { .. } | Cond::NoData { .. } => true,
+            // An alarm a device sent once must complete its hold without another message.
+            Cond::Stuck { .. } | Cond::NoData { .. } | Cond::Code { .. } => true,
             Cond::All(cs) | Cond::Any(cs) => cs.iter().any(Cond::time_driven),
             Cond::Not(c) => c.time_driven(),
             _ => false,

@@ -167,8 +167,10 @@ impl DeviceState {
         true
     }
 
-    /// A device-reported code turned on or off at device time `at`.
-    pub fn set_code(&mut self, profile: &Profile, code: u8, active: bool, at: i64, out: &mut Vec<RuleChange>) {
+    /// A device-reported code turned on or off at device time `at`; returns whether that
+    /// changed it (a device may repeat itself).
+    pub fn set_code(&mut self, profile: &Profile, code: u8, active: bool, at: i64, out: &mut Vec<RuleChange>) -> bool {
+        let before = self.codes;
         if active {
             self.codes |= 1 << code;
         } else {
@@ -176,6 +178,12 @@ impl DeviceState {
         }
         let at = at.max(self.last_at);
         self.evaluate(profile, at, false, out);
+        before != self.codes
+    }
+
+    /// Restores a device-reported code that was active before a restart.
+    pub fn restore_code(&mut self, code: u8) {
+        self.codes |= 1 << code;
     }
 
     /// Evaluates the rules that depend on time passing (stuck values, missing data).

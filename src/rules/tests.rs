@@ -63,7 +63,9 @@ fn trace(rule: &str, steps: &[Step]) -> String {
                     .collect();
                 st.apply(&p, t * 1000, &rs, &mut out);
             }
-            Code(t, c, on) => st.set_code(&p, p.codes[*c], *on, t * 1000, &mut out),
+            Code(t, c, on) => {
+                st.set_code(&p, p.codes[*c], *on, t * 1000, &mut out);
+            }
             Tick(t) => st.tick(&p, t * 1000, &mut out),
         }
         for ch in out.drain(..) {

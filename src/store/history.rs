@@ -181,7 +181,8 @@ impl Store {
     ) -> Result<Vec<crate::tickets::Ticket>, StoreError> {
         self.tickets_where(
             "($1 IS NULL OR customer = $1) AND opened_at < $3 AND $2 = $2 \
-             AND (closed_at IS NULL OR closed_at >= $3) AND state != 'cancelled'",
+             AND (resolved_at IS NULL OR resolved_at >= $3) AND (closed_at IS NULL OR closed_at >= $3) \
+             AND state != 'cancelled'",
             customer,
             to,
             to,

@@ -39,6 +39,17 @@ pub enum TransitionFailure {
     Store(#[from] StoreError),
 }
 
+/// What a transition carries besides its target state.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TransitionOptions<'a> {
+    /// Makes the repair billable for this cause (the caller checks the contract names it).
+    pub billable: Option<&'a str>,
+    /// Resolves a ticket whose fault is still active; its resolve clock waits for the recovery.
+    pub force: bool,
+    /// The resolution replaced the unit: the repeat-repair rule counts afresh from here.
+    pub unit_replaced: bool,
+}
+
 /// A fault event with the device's facts resolved, ready to be written.
 #[derive(Debug, Clone)]
 pub struct FaultRecord {
@@ -65,6 +76,15 @@ pub enum Change {
     Raised,
     Cleared,
     Promoted,
+}
+
+/// A device-reported alarm turned on or off.
+#[derive(Debug, Clone)]
+pub struct AlarmRecord {
+    pub device: String,
+    pub code: String,
+    pub active: bool,
+    pub at: chrono::DateTime<chrono::Utc>,
 }
 
 /// A fault that was active when the daemon last stopped, to restore rule state.

@@ -10,7 +10,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlSafeStr, SqliteConnection, SqlitePool};
 
-use super::{ActiveFault, Change, FaultRecord, StoreError, TransitionFailure};
+use super::{ActiveFault, AlarmRecord, Change, FaultRecord, StoreError, TransitionFailure, TransitionOptions};
 use crate::domain::{CustomerId, DeviceId, FaultCode, SiteId, TicketId, Tier};
 use crate::tickets::clocks::{ClockName, Firing, OpenClock};
 use crate::tickets::lifecycle::{self, State};
@@ -42,7 +42,7 @@ const TICKET_COLUMNS: &str = "id, device, site, customer, kind, code, title, tie
      fault_at, opened_at, updated_at, last_raised_at, recovered_at, acknowledged_at, resolved_at, closed_at, detail, \
      contract, no_clock, acknowledge_by, on_site_by, resolve_by, on_site_at, acknowledge_met, on_site_met, resolve_met, \
      acknowledge_breached_at, on_site_breached_at, resolve_breached_at, escalation_level, loaner, dispatched_at, \
-     inaction_escalated_at, warranty, billing, billing_reason, failed_repairs, replace_unit, silenced_by";
+     inaction_escalated_at, warranty, billing, billing_reason, failed_repairs, replace_unit, silenced_by, resolve_forced, calendar_gap";
 
 fn ticket_from_row(r: &SqliteRow) -> Result<Ticket, StoreError> {
     let state: String = r.try_get("state")?;
@@ -84,6 +84,8 @@ fn ticket_from_row(r: &SqliteRow) -> Result<Ticket, StoreError> {
             escalation_level: r.try_get("escalation_level")?,
             loaner: r.try_get::<i64, _>("loaner")? != 0,
             dispatched_at: opt_ms(r.try_get("dispatched_at")?)?,
+            resolve_forced: r.try_get::<i64, _>("resolve_forced")? != 0,
+            calendar_gap: r.try_get("calendar_gap")?,
         },
         warranty: match r.try_get::<Option<String>, _>("warranty")? {
             Some(w) => Some(serde_json::from_str(&w).map_err(|e| StoreError::Corrupt(format!("warranty: {e}")))?),
@@ -162,6 +164,9 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (11, "reports", include_str!("../../migrations/sqlite/0011_reports.sql")),
     (12, "work_order_outbox", include_str!("../../migrations/sqlite/0012_work_order_outbox.sql")),
     (13, "after_service", include_str!("../../migrations/sqlite/0013_after_service.sql")),
+    (14, "forced_resolution", include_str!("../../migrations/sqlite/0014_forced_resolution.sql")),
+    (15, "alarms_and_installation", include_str!("../../migrations/sqlite/0015_alarms_and_installation.sql")),
+    (16, "calendar_gap", include_str!("../../migrations/sqlite/0016_calendar_gap.sql")),
 ];
 
 fn migrator() -> Migrator {
@@ -235,7 +240,29 @@ impl Store {
         now: DateTime<Utc>,
         reopen_window: Duration,
     ) -> Result<Vec<(Outcome, Option<TicketId>)>, StoreError> {
+        self.apply_batch(records, &[], now, reopen_window).await
+    }
+
+    /// Applies fault events and keeps devices' alarms, in one transaction.
+    pub async fn apply_batch(
+        &self,
+        records: &[FaultRecord],
+        alarms: &[AlarmRecord],
+        now: DateTime<Utc>,
+        reopen_window: Duration,
+    ) -> Result<Vec<(Outcome, Option<TicketId>)>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for a in alarms {
+            let q = if a.active {
+                sqlx::query(
+                    "INSERT INTO device_alarms (device, code, since) VALUES ($1, $2, $3) \
+                     ON CONFLICT (device, code) DO NOTHING",
+                )
+            } else {
+                sqlx::query("DELETE FROM device_alarms WHERE device = $1 AND code = $2 AND since <= $3")
+            };
+            q.bind(&a.device).bind(&a.code).bind(ms(a.at)).execute(&mut *tx).await?;
+        }
         let mut out = Vec::with_capacity(records.len());
         for rec in records {
             let r = match rec.change {
@@ -279,10 +306,10 @@ impl Store {
         note: &str,
         now: DateTime<Utc>,
     ) -> Result<Ticket, TransitionFailure> {
-        self.transition_with(id, to, by, note, now, None).await
+        self.transition_with(id, to, by, note, now, TransitionOptions::default()).await
     }
 
-    /// A transition that may also make the repair billable, naming the cause (user damage, misuse, …).
+    /// A transition with its options: a billable cause, a forced resolution, a replaced unit.
     pub async fn transition_with(
         &self,
         id: TicketId,
@@ -290,10 +317,10 @@ impl Store {
         by: &str,
         note: &str,
         now: DateTime<Utc>,
-        billable: Option<&str>,
+        opts: TransitionOptions<'_>,
     ) -> Result<Ticket, TransitionFailure> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(StoreError::from)?;
-        let row = sqlx::query("SELECT state FROM tickets WHERE id = $1")
+        let row = sqlx::query("SELECT state, recovered, code FROM tickets WHERE id = $1")
             .bind(id.0)
             .fetch_optional(&mut *tx)
             .await
@@ -301,7 +328,27 @@ impl Store {
             .ok_or(TransitionFailure::NotFound(id.0))?;
         let from: String = row.try_get("state").map_err(StoreError::from)?;
         let from = State::from_str(&from).map_err(StoreError::Corrupt)?;
+        let recovered = row.try_get::<i64, _>("recovered").map_err(StoreError::from)? != 0;
         lifecycle::check(from, to)?;
+        if opts.unit_replaced && to != State::Resolved {
+            return Err(TransitionFailure::Conflict(
+                "`unit_replaced` says how a ticket was resolved: send it with \"to\": \"resolved\"".into(),
+            ));
+        }
+        // A fault still active is not fixed: resolving it anyway takes a word that says so, and why.
+        let forced = to == State::Resolved && !recovered;
+        if forced && !opts.force {
+            let code: String = row.try_get("code").map_err(StoreError::from)?;
+            return Err(TransitionFailure::Conflict(format!(
+                "ticket {id}'s fault `{code}` is still active (not recovered): it cannot be resolved until it clears; \
+                 to resolve it anyway send \"force\": true with a note saying why"
+            )));
+        }
+        if forced && note.trim().is_empty() {
+            return Err(TransitionFailure::Conflict(
+                "a forced resolution needs a note saying why the ticket is resolved while its fault is active".into(),
+            ));
+        }
         // The first move out of `open` is the response that the acknowledge clock measures.
         let respond = if from == State::Open {
             ", acknowledged_at = COALESCE(acknowledged_at, $3), acknowledge_met = COALESCE(acknowledge_met, \
@@ -314,13 +361,19 @@ impl Store {
                 ", on_site_at = COALESCE(on_site_at, $3), on_site_met = COALESCE(on_site_met, \
                  CASE WHEN on_site_by IS NULL THEN NULL WHEN $3 <= on_site_by THEN 1 ELSE 0 END)"
             }
+            // The resolve clock of a forced resolution is judged when the fault recovers (see `clear`);
+            // one already breached stays missed.
+            State::Resolved if forced => {
+                ", resolved_at = $3, resolve_forced = 1, resolve_met = \
+                 CASE WHEN resolve_breached_at IS NULL THEN NULL ELSE 0 END"
+            }
             State::Resolved => {
-                ", resolved_at = $3, resolve_met = \
+                ", resolved_at = $3, resolve_forced = 0, resolve_met = \
                  CASE WHEN resolve_by IS NULL THEN NULL WHEN $3 <= resolve_by THEN 1 ELSE 0 END"
             }
             State::Dispatched => ", dispatched_at = $3",
             State::Closed | State::Cancelled => ", closed_at = $3",
-            State::Open => ", closed_at = NULL, resolved_at = NULL",
+            State::Open => ", closed_at = NULL, resolved_at = NULL, resolve_forced = 0",
             _ => "",
         };
         let set = format!("{respond}{set}");
@@ -337,9 +390,16 @@ impl Store {
                 r.map_err(StoreError::from)?;
             }
         }
+        let forced_note;
+        let note = if forced {
+            forced_note = format!("forced while the fault is still active: {note}");
+            forced_note.as_str()
+        } else {
+            note
+        };
         let entry = Entry { event: "transition", actor: by, from: Some(from), to: Some(to), tier: None, note };
         append(&mut tx, id.0, now, entry).await?;
-        if let Some(cause) = billable {
+        if let Some(cause) = opts.billable {
             sqlx::query("UPDATE tickets SET billing = 'billable', billing_reason = $2 WHERE id = $1")
                 .bind(id.0)
                 .bind(cause)
@@ -348,6 +408,12 @@ impl Store {
                 .map_err(StoreError::from)?;
             let note = format!("billable: {cause}");
             let entry = Entry { event: "billing", actor: by, from: None, to: None, tier: None, note: &note };
+            append(&mut tx, id.0, now, entry).await?;
+        }
+        if opts.unit_replaced {
+            // The repeat-repair rule counts the new unit's failed repairs from here.
+            let note = "the unit was replaced: failed repairs count afresh";
+            let entry = Entry { event: "unit_replaced", actor: by, from: None, to: None, tier: None, note };
             append(&mut tx, id.0, now, entry).await?;
         }
         tx.commit().await.map_err(StoreError::from)?;
@@ -451,11 +517,13 @@ impl Store {
         rows.iter().map(ticket_from_row).collect()
     }
 
-    /// Faults whose tickets are open and not recovered: the rule state to restore after a restart.
+    /// Faults whose latest ticket has not recovered, whatever its state: the rule state to
+    /// restore after a restart. A fault whose ticket was closed or cancelled while it was still
+    /// active opens no new ticket until it clears, before a restart as after one.
     pub async fn active_faults(&self) -> Result<Vec<ActiveFault>, StoreError> {
         let rows = sqlx::query(
-            "SELECT device, code, tier, last_raised_at FROM tickets \
-             WHERE state NOT IN ('closed', 'cancelled') AND recovered = 0",
+            "SELECT device, code, tier, last_raised_at FROM tickets t WHERE recovered = 0 \
+             AND id = (SELECT MAX(id) FROM tickets l WHERE l.device = t.device AND l.code = t.code)",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -470,6 +538,27 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Devices' alarm codes that are active, as (device, code).
+    pub async fn active_alarms(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT device, code FROM device_alarms ORDER BY device, code").fetch_all(&self.pool).await?;
+        rows.iter().map(|r| Ok((r.try_get("device")?, r.try_get("code")?))).collect()
+    }
+
+    /// This installation's id: made at random the first time, the same ever after.
+    pub async fn installation_id(&self) -> Result<String, StoreError> {
+        use std::hash::{BuildHasher, Hasher};
+        // The standard library seeds each RandomState from the operating system's randomness.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(std::process::id() as u64);
+        let fresh = format!("{:016x}", h.finish());
+        sqlx::query("INSERT INTO installation (key, value) VALUES ('id', $1) ON CONFLICT (key) DO NOTHING")
+            .bind(&fresh)
+            .execute(&self.pool)
+            .await?;
+        Ok(sqlx::query_scalar("SELECT value FROM installation WHERE key = 'id'").fetch_one(&self.pool).await?)
     }
 
     /// Clock outcomes (tier, acknowledge, on-site, resolve) of a customer's tickets opened in `[from, to)`.
@@ -524,6 +613,7 @@ impl Store {
                 resolve_breached: t.clock.resolve_breached_at.is_some(),
                 escalation_level: t.clock.escalation_level,
                 dispatched_at: t.clock.dispatched_at,
+                awaiting_recovery: t.clock.resolve_forced && !t.recovered,
                 inaction_escalated_at: opt_ms(r.try_get("inaction_escalated_at")?)?,
             });
         }
@@ -549,10 +639,12 @@ impl Store {
                 Firing::Breach { clock: ClockName::Resolve, due, loaner } => (
                     if *loaner {
                         "UPDATE tickets SET resolve_breached_at = $2, resolve_met = 0, loaner = 1, updated_at = $2 \
-                         WHERE id = $1 AND resolve_breached_at IS NULL AND state NOT IN ('resolved', 'closed', 'cancelled')"
+                         WHERE id = $1 AND resolve_breached_at IS NULL AND (state NOT IN ('resolved', 'closed', 'cancelled') \
+                         OR (state = 'resolved' AND resolve_forced = 1 AND recovered = 0))"
                     } else {
                         "UPDATE tickets SET resolve_breached_at = $2, resolve_met = 0, updated_at = $2 \
-                         WHERE id = $1 AND resolve_breached_at IS NULL AND state NOT IN ('resolved', 'closed', 'cancelled')"
+                         WHERE id = $1 AND resolve_breached_at IS NULL AND (state NOT IN ('resolved', 'closed', 'cancelled') \
+                         OR (state = 'resolved' AND resolve_forced = 1 AND recovered = 0))"
                     },
                     if *loaner {
                         format!(
@@ -659,15 +751,12 @@ async fn raise(
     now: DateTime<Utc>,
     reopen_window: Duration,
 ) -> Result<(Outcome, Option<TicketId>), StoreError> {
-    let last = sqlx::query(
-        "SELECT MAX(resolved_at) AS resolved_at, MAX(failed_repairs) AS failed FROM tickets WHERE device = $1 AND code = $2",
-    )
-    .bind(&rec.device)
-    .bind(&rec.code)
-    .fetch_one(&mut *conn)
-    .await?;
-    let last_resolved: Option<i64> = last.try_get("resolved_at")?;
-    let failed_before: Option<i64> = last.try_get("failed")?;
+    let last_resolved: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(resolved_at) FROM tickets WHERE device = $1 AND code = $2")
+            .bind(&rec.device)
+            .bind(&rec.code)
+            .fetch_one(&mut *conn)
+            .await?;
     let (outcome, id) = open_or_count(conn, rec, now, reopen_window).await?;
     if let (Outcome::Opened | Outcome::Reopened, Some(id), Some(rule), Some(resolved)) =
         (outcome, id, rec.repeat, last_resolved)
@@ -675,9 +764,27 @@ async fn raise(
         let window = chrono::TimeDelta::from_std(rule.window).unwrap_or(chrono::TimeDelta::MAX);
         let resolved = from_ms(resolved)?;
         if now - resolved <= window {
-            let n = failed_before.unwrap_or(0) + 1;
+            // Earlier failed repairs count while they are within the window and of this unit.
+            let replaced: Option<i64> = sqlx::query_scalar(
+                "SELECT MAX(e.at) FROM timeline e JOIN tickets t ON t.id = e.ticket_id \
+                 WHERE t.device = $1 AND e.event = 'unit_replaced'",
+            )
+            .bind(&rec.device)
+            .fetch_one(&mut *conn)
+            .await?;
+            let since = ms(now.checked_sub_signed(window).unwrap_or(DateTime::<Utc>::MIN_UTC));
+            let since = replaced.map_or(since, |r| since.max(r + 1));
+            let earlier: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM timeline e JOIN tickets t ON t.id = e.ticket_id \
+                 WHERE t.device = $1 AND t.code = $2 AND e.event = 'repair_failed' AND e.at >= $3",
+            )
+            .bind(&rec.device)
+            .bind(&rec.code)
+            .bind(since)
+            .fetch_one(&mut *conn)
+            .await?;
             let in_warranty = rec.warranty.as_ref().is_some_and(|w| w.in_warranty);
-            failed_repair(conn, id, n, resolved, rule.replace_after, in_warranty, now).await?;
+            failed_repair(conn, id, earlier + 1, resolved, rule, in_warranty, now).await?;
         }
     }
     Ok((outcome, id))
@@ -688,13 +795,14 @@ async fn failed_repair(
     id: TicketId,
     n: i64,
     resolved: DateTime<Utc>,
-    replace_after: u32,
+    rule: crate::contracts::RepeatRule,
     in_warranty: bool,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     sqlx::query("UPDATE tickets SET failed_repairs = $2 WHERE id = $1").bind(id.0).bind(n).execute(&mut *conn).await?;
+    let window = humantime::format_duration(rule.window);
     let note = format!(
-        "the fault returned {} after the repair of {}: {n} failed repair{}",
+        "the fault returned {} after the repair of {}: {n} failed repair{} within {window}",
         humantime::format_duration(std::time::Duration::from_secs((now - resolved).num_seconds().max(0) as u64)),
         resolved.to_rfc3339(),
         if n == 1 { "" } else { "s" }
@@ -706,14 +814,18 @@ async fn failed_repair(
         Entry { event: "repair_failed", actor: SYSTEM, from: None, to: None, tier: None, note: &note },
     )
     .await?;
-    if n > replace_after as i64 && in_warranty {
+    // 以上 includes the number itself: "2次以上" is two failed repairs or more.
+    if n >= rule.replace_at_failed_repairs as i64 && in_warranty {
         let res = sqlx::query("UPDATE tickets SET replace_unit = 1 WHERE id = $1 AND replace_unit = 0")
             .bind(id.0)
             .execute(&mut *conn)
             .await?;
         if res.rows_affected() == 1 {
-            let note =
-                format!("more than {replace_after} failed repairs in warranty: replace the unit; to service manager");
+            let note = format!(
+                "{n} failed repairs within {window} in warranty (the contract replaces at {}): replace the unit; \
+                 to service manager",
+                rule.replace_at_failed_repairs
+            );
             let e = Entry { event: "replace_unit", actor: SYSTEM, from: None, to: None, tier: None, note: &note };
             append(conn, id.0, now, e).await?;
         }
@@ -784,8 +896,10 @@ async fn open_or_count(
     };
     let row = sqlx::query(
         "INSERT INTO tickets (device, site, customer, kind, code, title, tier, state, fault_at, opened_at, updated_at, \
-         last_raised_at, detail, contract, no_clock, acknowledge_by, on_site_by, resolve_by, warranty, billing, silenced_by) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8, $9, $9, $8, $10, $11, $12, $13, $14, $15, $16, $17, $18) RETURNING id",
+         last_raised_at, detail, contract, no_clock, acknowledge_by, on_site_by, resolve_by, warranty, billing, silenced_by, \
+         calendar_gap) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8, $9, $9, $8, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
+         RETURNING id",
     )
     .bind(&rec.device)
     .bind(&rec.site)
@@ -805,6 +919,7 @@ async fn open_or_count(
     .bind(rec.warranty.as_ref().and_then(|w| serde_json::to_string(w).ok()))
     .bind(rec.warranty.as_ref().map(|w| if w.in_warranty { "free" } else { "at_cost" }))
     .bind(visit)
+    .bind(&deadlines.calendar_gap)
     .fetch_one(&mut *conn)
     .await?;
     let id: i64 = row.try_get("id")?;
@@ -814,14 +929,18 @@ async fn open_or_count(
     Ok((Outcome::Opened, Some(TicketId(id))))
 }
 
+/// A fault cleared: its latest ticket, whatever its state, is marked recovered. A forced
+/// resolution's resolve clock is judged now, by the time of the recovery.
 async fn clear(
     conn: &mut SqliteConnection,
     rec: &FaultRecord,
     now: DateTime<Utc>,
 ) -> Result<(Outcome, Option<TicketId>), StoreError> {
     let row = sqlx::query(
-        "UPDATE tickets SET recovered = 1, recovered_at = $3, updated_at = $4 \
-         WHERE device = $1 AND code = $2 AND state NOT IN ('closed', 'cancelled') AND recovered = 0 RETURNING id",
+        "UPDATE tickets SET recovered = 1, recovered_at = $3, updated_at = $4, resolve_met = \
+         CASE WHEN resolve_forced = 1 AND resolve_met IS NULL AND resolve_by IS NOT NULL \
+         THEN CASE WHEN $3 <= resolve_by THEN 1 ELSE 0 END ELSE resolve_met END \
+         WHERE id = (SELECT MAX(id) FROM tickets WHERE device = $1 AND code = $2) AND recovered = 0 RETURNING id",
     )
     .bind(&rec.device)
     .bind(&rec.code)
@@ -863,7 +982,8 @@ async fn promote(
         "UPDATE tickets SET tier = $2, updated_at = $3, \
          acknowledge_by = CASE WHEN $4 IS NULL THEN acknowledge_by ELSE MIN(COALESCE(acknowledge_by, $4), $4) END, \
          on_site_by = CASE WHEN $5 IS NULL THEN on_site_by ELSE MIN(COALESCE(on_site_by, $5), $5) END, \
-         resolve_by = CASE WHEN $6 IS NULL THEN resolve_by ELSE MIN(COALESCE(resolve_by, $6), $6) END \
+         resolve_by = CASE WHEN $6 IS NULL THEN resolve_by ELSE MIN(COALESCE(resolve_by, $6), $6) END, \
+         calendar_gap = COALESCE($7, calendar_gap) \
          WHERE id = $1",
     )
     .bind(id)
@@ -872,6 +992,7 @@ async fn promote(
     .bind(rec.deadlines.acknowledge_by.map(ms))
     .bind(rec.deadlines.on_site_by.map(ms))
     .bind(rec.deadlines.resolve_by.map(ms))
+    .bind(&rec.deadlines.calendar_gap)
     .execute(&mut *conn)
     .await?;
     let note = format!("tier {tier} → {}: {}", rec.tier, rec.detail);

@@ -40,6 +40,15 @@ pub struct OpenClock {
     pub escalation_level: u8,
     pub dispatched_at: Option<DateTime<Utc>>,
     pub inaction_escalated_at: Option<DateTime<Utc>>,
+    /// Resolved by force while its fault is still active: not fixed until the fault recovers.
+    pub awaiting_recovery: bool,
+}
+
+impl OpenClock {
+    /// Resolved for the resolve clock: by a person, and with the fault gone.
+    fn resolved(&self) -> bool {
+        self.state == State::Resolved && !self.awaiting_recovery
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -75,7 +84,7 @@ fn reached(t: &OpenClock, m: Milestone) -> bool {
     match m {
         Milestone::Acknowledged => t.acknowledged_at.is_some(),
         Milestone::OnSite => t.on_site_at.is_some(),
-        Milestone::Resolved => t.state == State::Resolved,
+        Milestone::Resolved => t.resolved(),
     }
 }
 
@@ -89,7 +98,7 @@ pub fn due(t: &OpenClock, contract: Option<&Contract>, now: DateTime<Utc>) -> Ve
     if let Some(due) = passed(t.on_site_by).filter(|_| !t.on_site_breached && t.on_site_at.is_none()) {
         out.push(Firing::Breach { clock: ClockName::OnSite, due, loaner: false });
     }
-    if let Some(due) = passed(t.resolve_by).filter(|_| !t.resolve_breached && t.state != State::Resolved) {
+    if let Some(due) = passed(t.resolve_by).filter(|_| !t.resolve_breached && !t.resolved()) {
         let loaner = contract.is_some_and(|c| c.loaner_on_resolve_breach);
         out.push(Firing::Breach { clock: ClockName::Resolve, due, loaner });
     }

@@ -39,7 +39,7 @@ pub struct Ticket {
     pub billing: Option<Billing>,
     /// Repairs of this device and fault that did not hold (the fault came back within the contract's window).
     pub failed_repairs: i64,
-    /// More failed repairs than the contract allows, in warranty: the unit is to be replaced.
+    /// As many failed repairs as the contract allows (within its window, in warranty): replace the unit.
     pub replace_unit: bool,
     /// The work order in progress when the ticket opened: recorded, but no clocks and no helpdesk.
     pub silenced_by: Option<i64>,
@@ -70,6 +70,10 @@ pub struct Clock {
     /// A loaner unit is owed (the resolve clock was missed under a contract that promises one).
     pub loaner: bool,
     pub dispatched_at: Option<DateTime<Utc>>,
+    /// Resolved while the fault was still active: `resolve_met` waits for the fault to recover.
+    pub resolve_forced: bool,
+    /// A clock ran past the years its business calendar knows: counted by weekdays alone.
+    pub calendar_gap: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

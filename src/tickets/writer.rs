@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use super::model::Outcome;
 use crate::clock::{Clock, Stopwatch};
 use crate::domain::{FaultEvent, TicketId, Tier};
 use crate::fleet::Fleet;
 use crate::metrics::{EventLabel, Metrics, TierLabel};
-use crate::store::{Change, FaultRecord, Store};
+use crate::store::{AlarmRecord, Change, FaultRecord, Store};
 
 /// A ticket change, for whoever watches (the demo prints them).
 #[derive(Debug, Clone)]
@@ -37,30 +37,33 @@ pub struct Writer {
     pub reopen_window: Duration,
 }
 
-fn record(fleet: &Fleet, e: &FaultEvent, now: chrono::DateTime<chrono::Utc>) -> FaultRecord {
+/// The record of a fault's event; `None` for a device's alarm, which is kept apart.
+fn record(fleet: &Fleet, e: &FaultEvent, now: chrono::DateTime<chrono::Utc>) -> Option<FaultRecord> {
+    let code = e.code()?;
     let d = fleet.device(e.device());
     let profile = fleet.profile_of(e.device());
     let (tier, at, detail, change) = match e {
         FaultEvent::Raised { tier, at, detail, .. } => (*tier, *at, detail, Change::Raised),
         FaultEvent::Promoted { tier, at, detail, .. } => (*tier, *at, detail, Change::Promoted),
         FaultEvent::Cleared { at, detail, .. } => {
-            let tier = profile.rule(e.code().as_str()).map_or(profile.offline_tier, |r| r.tier);
+            let tier = profile.rule(code.as_str()).map_or(profile.offline_tier, |r| r.tier);
             (tier, *at, detail, Change::Cleared)
         }
+        FaultEvent::Alarm { .. } => return None,
     };
     let (warranty, repeat) = match change {
-        Change::Raised => fleet.warranty(e.device(), e.code().as_str(), now),
+        Change::Raised => fleet.warranty(e.device(), code.as_str(), now),
         _ => (None, None),
     };
-    FaultRecord {
+    Some(FaultRecord {
         warranty,
         repeat,
         device: d.id.0.clone(),
         site: d.site.0.clone(),
         customer: d.customer.0.clone(),
         kind: profile.name.clone(),
-        code: e.code().0.clone(),
-        title: profile.fault_title(e.code().as_str()),
+        code: code.0.clone(),
+        title: profile.fault_title(code.as_str()),
         tier,
         at,
         detail: detail.clone(),
@@ -70,6 +73,19 @@ fn record(fleet: &Fleet, e: &FaultEvent, now: chrono::DateTime<chrono::Utc>) -> 
             Change::Raised | Change::Promoted => fleet.deadlines(e.device(), tier, now),
             Change::Cleared => Default::default(),
         },
+    })
+}
+
+/// A device's alarm as the store keeps it.
+fn alarm(fleet: &Fleet, e: &FaultEvent) -> Option<AlarmRecord> {
+    match e {
+        FaultEvent::Alarm { device, code, active, at } => Some(AlarmRecord {
+            device: fleet.device(*device).id.0.clone(),
+            code: code.clone(),
+            active: *active,
+            at: *at,
+        }),
+        _ => None,
     }
 }
 
@@ -89,13 +105,23 @@ impl Writer {
     pub async fn run(self, mut rx: mpsc::Receiver<(FaultEvent, Stopwatch)>) {
         let mut batch = Vec::with_capacity(256);
         let mut records = Vec::with_capacity(256);
+        let mut alarms = Vec::new();
         while rx.recv_many(&mut batch, 256).await > 0 {
-            records.clear();
             let now = self.clock.now();
-            records.extend(batch.iter().map(|(e, _)| record(&self.fleet, e, now)));
+            records.clear();
+            alarms.clear();
+            // Alarms are kept beside the faults, in the same transaction; they change no ticket.
+            batch.retain(|(e, _)| match alarm(&self.fleet, e) {
+                Some(a) => {
+                    alarms.push(a);
+                    false
+                }
+                None => true,
+            });
+            records.extend(batch.iter().filter_map(|(e, _)| record(&self.fleet, e, now)));
             let mut backoff = Duration::from_millis(50);
             let outcomes = loop {
-                match self.store.apply_faults(&records, now, self.reopen_window).await {
+                match self.store.apply_batch(&records, &alarms, now, self.reopen_window).await {
                     Ok(o) => break o,
                     Err(e) => {
                         self.metrics.store_errors.inc();
@@ -106,10 +132,15 @@ impl Writer {
                 }
             };
             for (((_, sw), rec), (outcome, ticket)) in batch.drain(..).zip(&records).zip(outcomes) {
-                self.metrics.ticket_events.get_or_create(&EventLabel { event: label(outcome) }).inc();
+                // An event that changed no ticket (a clear of a fault already recovered, say) is not one.
                 let Some(ticket) = ticket else { continue };
                 if outcome == Outcome::Nothing {
                     continue;
+                }
+                self.metrics.ticket_events.get_or_create(&EventLabel { event: label(outcome) }).inc();
+                if let (Outcome::Opened | Outcome::Promoted, Some(gap)) = (outcome, &rec.deadlines.calendar_gap) {
+                    self.metrics.calendar_gaps.inc();
+                    warn!(ticket = ticket.0, device = %rec.device, "{gap}");
                 }
                 if outcome == Outcome::Opened {
                     let tier = match rec.tier {

@@ -3,6 +3,7 @@
 //! AFTERCARE_TEST_MQTT_URL is set) and HTTP.
 
 mod harness;
+mod ingest;
 
 use std::time::Duration;
 
@@ -161,6 +162,8 @@ async fn bad_input_is_counted_by_reason_and_dropped_on(broker: &Broker) {
     });
     let p = |dev: &str| format!("{prefix}/site-a/{dev}/telemetry");
     let good = r#"{"metrics": {"temp_c": 30, "recording": true, "battery_pct": 99}}"#.to_string();
+    #[allow(clippy::disallowed_methods)]
+    let now = chrono::Utc::now();
     let big = format!(r#"{{"metrics": {{"firmware": "{}"}}}}"#, "x".repeat(70_000));
     let sends: Vec<(String, String)> = vec![
         (p("rec-003"), "{not json".into()),
@@ -172,6 +175,18 @@ async fn bad_input_is_counted_by_reason_and_dropped_on(broker: &Broker) {
         (format!("{prefix}/site-a/rec-003/event"), r#"{"code": "E99", "active": true}"#.into()),
         (p("rec-003"), big),
         (p("rec-003"), good.clone()),
+        // A level too few, a level too many: still under the prefix, so seen and counted.
+        (format!("{prefix}/site-a/rec-003"), good.clone()),
+        (format!("{prefix}/site-a/rec-003/telemetry/extra"), good.clone()),
+        // A reading with its time, then an alarm that says it came an hour before it.
+        (p("rec-003"), format!(r#"{{"ts": "{}", "metrics": {{"temp_c": 30}}}}"#, now.to_rfc3339())),
+        (
+            format!("{prefix}/site-a/rec-003/event"),
+            format!(
+                r#"{{"code": "SD_ERR", "active": true, "ts": "{}"}}"#,
+                (now - chrono::TimeDelta::hours(1)).to_rfc3339()
+            ),
+        ),
     ];
     // Publish until the daemon has seen them all (its subscription may still be on its way).
     wait_for("all bad input counted", 30, || {
@@ -193,6 +208,8 @@ async fn bad_input_is_counted_by_reason_and_dropped_on(broker: &Broker) {
                 "bad_status",
                 "unknown_code",
                 "oversized",
+                "bad_topic",
+                "out_of_order",
             ] {
                 all &= metric(d, &format!("aftercare_messages_rejected_total{{reason=\"{r}\"}}")).await >= 1.0;
             }
@@ -366,6 +383,8 @@ after = "1s"
 unless = "acknowledged"
 to = "duty engineer"
 channel = "sms"
+[contracts.it-fast.tier2]
+[contracts.it-fast.tier3]
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -644,11 +663,12 @@ async fn plans_make_work_orders_that_are_completed_with_their_checklist() {
     let d = Daemon::start(dir, &prefix, &broker);
     let orders = wait_for("the work orders", 30, || async {
         let w = get(&d.url("/api/v1/work-orders")).await;
-        (w.as_array()?.len() == 2).then_some(w)
+        (!w.as_array()?.is_empty()).then_some(w)
     })
     .await;
-    let (past, open) = (&orders[0], &orders[1]);
-    assert_eq!(past["state"], json!("missed"), "{orders:#}");
+    // The visit due four weeks ago was due before this store began watching: nobody here missed it.
+    assert_eq!(orders.as_array().unwrap().len(), 1, "{orders:#}");
+    let open = &orders[0];
     assert_eq!(open["state"], json!("open"));
     assert_eq!(open["due_on"], json!(next.to_string()));
     assert_eq!((open["kind"].as_str(), open["device"].as_str()), (Some("inspection"), Some("lit-013")));
@@ -716,10 +736,19 @@ async fn a_repair_is_followed_by_its_fault_analysis_and_survey_at_once() {
     sim.send("inject lit-061 leakage");
     let id = one_ticket(&d, "lit-061", "leakage", "opened", |_| true).await["id"].as_i64().unwrap();
     let url = d.url(&format!("/api/v1/tickets/{id}/transition"));
-    for to in ["acknowledged", "dispatched", "on_site", "resolved"] {
+    for to in ["acknowledged", "dispatched", "on_site"] {
         let r = http().post(&url).json(&json!({"to": to, "by": "eng"})).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 200, "{to}");
     }
+    // Still leaking: the repair is not done, and resolving says so.
+    let r = http().post(&url).json(&json!({"to": "resolved", "by": "eng"})).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 409);
+    let why = r.json::<Value>().await.unwrap()["error"].as_str().unwrap().to_string();
+    assert!(why.contains("still active") && why.contains("\"force\": true"), "{why}");
+    sim.send("clear lit-061 leakage");
+    one_ticket(&d, "lit-061", "leakage", "recovered", |t| t["recovered"] == json!(true)).await;
+    let r = http().post(&url).json(&json!({"to": "resolved", "by": "eng"})).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
     // Made at once on the resolution, not at the scheduler's next minute.
     let after = wait_for("the visits that follow the repair", 10, || async {
         let w = get(&d.url("/api/v1/work-orders?kind=follow_up")).await;

@@ -366,3 +366,70 @@ async fn rtu_units_share_a_line_and_a_dead_bus_is_one_fault() {
     let _sim = ModbusSim::start(&devices, &rtu_mode);
     one_ticket(&d, "lit-071", "bus_down", "recovered", |t| t["recovered"] == json!(true)).await;
 }
+
+/// Healthy units keep the line's cadence; a dead unit costs its neighbours one timeout a cycle
+/// and is not retried within it; a dead line is down within `offline_after` cycles, its units offline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rtu_line_keeps_its_cadence_and_a_dead_unit_or_line_is_found_in_time() {
+    let Some(line) = serial_line() else { return };
+    let devices = ["lit-081:lighting", "lit-082:lighting", "lit-083:lighting"];
+    let rtu_mode = ["--modbus-rtu", line.a.to_str().unwrap(), "--baud", "38400"];
+    let mut sim = ModbusSim::start(&devices, &rtu_mode);
+    let rtu = |unit: u8| {
+        format!(
+            "rtu = \"{}\", baud = 38400, unit = {unit}, poll = \"1s\", timeout = \"400ms\", retries = 1, offline_after = 3",
+            line.b.display()
+        )
+    };
+    let d = daemon(&[(devices[0], rtu(1)), (devices[1], rtu(2)), (devices[2], rtu(3))]);
+    wait_for("every unit polled", 30, || async {
+        let mut all = true;
+        for dev in devices {
+            all &= online(&d, dev.split_once(':').unwrap().0).await;
+        }
+        all.then_some(())
+    })
+    .await;
+    let polls = || async { metric(&d, "aftercare_modbus_polls_total{result=\"ok\"}").await };
+
+    // Three healthy units at a 1 s poll: three answers a second, not one every other tick.
+    let (before, started) = (polls().await, std::time::Instant::now());
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let rate = (polls().await - before) / started.elapsed().as_secs_f64();
+    assert!(rate >= 2.5, "{rate:.2} polls a second answered by 3 units polled every second");
+
+    // Unit 3 dies: it times out once a cycle at most (no retry, no further requests), then backs off,
+    // and the other two keep their cadence.
+    sim.send("inject lit-083 modbus_silent");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let timeouts = || async { failures(&d, "lit-083", "timeout").await };
+    let (before, t_before, started) = (polls().await, timeouts().await, std::time::Instant::now());
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let secs = started.elapsed().as_secs_f64();
+    let rate = (polls().await - before) / secs;
+    let dead_timeouts = timeouts().await - t_before;
+    assert!(rate >= 1.7, "{rate:.2} polls a second answered by the 2 live units");
+    assert!(dead_timeouts <= secs.ceil(), "{dead_timeouts} timeouts of the dead unit in {secs:.1} s");
+    one_ticket(&d, "lit-083", "offline", "the dead unit offline", |_| true).await;
+    sim.send("clear lit-083 modbus_silent");
+    wait_for("unit 3 back", 40, || async { online(&d, "lit-083").await.then_some(()) }).await;
+
+    // The whole line dies: bus_down within offline_after (3) cycles of the last answer, plus the
+    // timeouts of one cycle and a margin; every unit shows offline, and no unit has an offline ticket.
+    let died = std::time::Instant::now();
+    drop(sim);
+    one_ticket(&d, "lit-081", "bus_down", "the line down", |_| true).await;
+    let took = died.elapsed();
+    assert!(took < Duration::from_secs(7), "bus_down after {took:?}");
+    wait_for("every unit offline", 10, || async {
+        let mut none = true;
+        for dev in devices {
+            none &= !online(&d, dev.split_once(':').unwrap().0).await;
+        }
+        none.then_some(())
+    })
+    .await;
+    for dev in ["lit-081", "lit-082"] {
+        assert_eq!(ticket_count(&d, dev, "offline").await, 0, "{dev} is covered by the bus fault");
+    }
+}

@@ -5,12 +5,16 @@
 //! the next one's). Readings go to the device's shard like MQTT telemetry;
 //! `offline_after` failed polls in a row send `Unreachable`.
 //!
-//! On an RTU line a unit that fails is skipped with a backoff of its own and
-//! gets one attempt (one timeout) when it is due again, so a dead unit never
-//! delays the others by more than one timeout a cycle. When every unit on a
-//! line fails together for `offline_after` cycles the line is down: one
-//! `bus_down` fault on its first unit, and its units are covered by it rather
-//! than reported offline one by one.
+//! A request that times out ends the device's turn: its remaining requests
+//! wait for the next poll, so a dead unit costs the others one timeout a
+//! cycle at most, and is not retried within the cycle. On an RTU line a unit
+//! that fails is skipped with a backoff of its own and gets one attempt when
+//! it is due again. Units are due on the line's schedule (the tick), not on
+//! the time their turn happened to start, so a healthy unit keeps its
+//! cadence. When no unit on a line has answered for `offline_after` cycles
+//! and each has failed, the line is down: one `bus_down` fault on its first
+//! unit, and its units show offline, covered by it rather than reported
+//! offline one by one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,7 +86,8 @@ pub struct Outlet {
 }
 
 impl Outlet {
-    fn send(&self, device: DeviceIdx, channel: Channel, readings: Vec<(u16, Value)>) {
+    /// Hands a poll's result to the device's shard, waiting for room: a poll is never lost to load.
+    async fn send(&self, device: DeviceIdx, channel: Channel, readings: Vec<(u16, Value)>) {
         let msg = Msg {
             device,
             channel,
@@ -91,9 +96,8 @@ impl Outlet {
             readings,
         };
         self.metrics.received.inc();
-        if self.shards[device.0 as usize % self.shards.len()].try_send(msg).is_err() {
-            self.metrics.reject("queue_full");
-        }
+        // An error means the shard stopped: the daemon is shutting down.
+        let _ = self.shards[device.0 as usize % self.shards.len()].send(msg).await;
     }
 
     fn failed(&self, device: DeviceIdx, f: &Failure) {
@@ -180,6 +184,7 @@ pub async fn run_plan(
             tokio::time::sleep(ep.pause).await;
         }
         let mut last = None;
+        let mut timed_out = false;
         for _ in 0..attempts.max(1) {
             if ctx.is_none() {
                 match reconnect().await {
@@ -212,13 +217,18 @@ pub async fn run_plan(
                 Err(_) => {
                     *ctx = None;
                     last = Some(Failure::Timeout);
+                    timed_out = true;
+                    // Silence is not noise: asking again costs another timeout, for this device and
+                    // for every other one on its line.
+                    break;
                 }
             }
         }
         if let Some(f) = last {
             out.failures.push(f);
-            // A device that cannot be reached now will not answer the next request either.
-            if matches!(out.failures.last(), Some(Failure::Connect | Failure::Backoff)) {
+            // A device that cannot be reached, or did not answer in time, will not answer the
+            // next request now either.
+            if timed_out || matches!(out.failures.last(), Some(Failure::Connect | Failure::Backoff)) {
                 break;
             }
         }
@@ -324,12 +334,12 @@ async fn tcp_device(
         if polled.answered > 0 {
             failed_polls = 0;
             out.metrics.modbus_polls.get_or_create(&crate::metrics::ResultLabel { result: "ok" }).inc();
-            out.send(idx, Channel::Polled, polled.readings);
+            out.send(idx, Channel::Polled, polled.readings).await;
         } else {
             failed_polls += 1;
             out.metrics.modbus_polls.get_or_create(&crate::metrics::ResultLabel { result: "failed" }).inc();
             if failed_polls == ep.offline_after {
-                out.send(idx, Channel::Unreachable, Vec::new());
+                out.send(idx, Channel::Unreachable, Vec::new()).await;
             }
         }
     }
@@ -377,18 +387,20 @@ async fn rtu_line(line: Line, mut units: Vec<Unit>, out: Outlet, shutdown: Cance
     let mut ctx: Option<Context> = None;
     let cycle = units.iter().map(|u| u.ep.poll).min().unwrap_or(Duration::from_secs(1));
     let bus_after = units.first().map_or(3, |u| u.ep.offline_after);
-    let mut dead_cycles = 0u32;
     let mut bus_down = false;
     let mut bus_known = false;
     let mut last_answer: Option<Instant> = None;
+    let started = Instant::now();
     let mut port_failures = 0u32;
     let mut tick = tokio::time::interval(cycle);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
+        // Units are due by the schedule, not by when their turn came: a turn that starts late in
+        // the cycle must not push the unit past the next tick.
+        let tick_at = tokio::select! {
+            t = tick.tick() => t,
             _ = shutdown.cancelled() => return,
-        }
+        };
         let (mut tried, mut answered) = (0usize, 0usize);
         for u in units.iter_mut() {
             let now = Instant::now();
@@ -428,15 +440,15 @@ async fn rtu_line(line: Line, mut units: Vec<Unit>, out: Outlet, shutdown: Cance
                 u.failed_polls = 0;
                 u.failing_since = None;
                 u.reported = false;
-                u.next = now + u.ep.poll;
+                u.next = tick_at + u.ep.poll;
                 out.metrics.modbus_polls.get_or_create(&crate::metrics::ResultLabel { result: "ok" }).inc();
-                out.send(u.idx, Channel::Polled, polled.readings);
+                out.send(u.idx, Channel::Polled, polled.readings).await;
             } else {
                 u.failed_polls += 1;
                 u.failing_since.get_or_insert(now);
                 // Its own backoff: the poll interval doubling, up to 16 intervals or a minute.
                 let cap = u.ep.poll.saturating_mul(16).min(Duration::from_secs(60));
-                u.next = now + u.ep.poll.saturating_mul(1 << u.failed_polls.min(6)).min(cap);
+                u.next = tick_at + u.ep.poll.saturating_mul(1 << u.failed_polls.min(6)).min(cap);
                 out.metrics.modbus_polls.get_or_create(&crate::metrics::ResultLabel { result: "failed" }).inc();
             }
             if port_failures > 0 {
@@ -451,14 +463,10 @@ async fn rtu_line(line: Line, mut units: Vec<Unit>, out: Outlet, shutdown: Cance
             let others_answer = last_answer.zip(u.failing_since).is_some_and(|(a, since)| a > since);
             if !u.reported && u.failed_polls >= u.ep.offline_after && (lone || others_answer) && !bus_down {
                 u.reported = true;
-                out.send(u.idx, Channel::Unreachable, Vec::new());
+                out.send(u.idx, Channel::Unreachable, Vec::new()).await;
             }
         }
-        if tried == 0 {
-            continue;
-        }
         if answered > 0 {
-            dead_cycles = 0;
             // After a start the bus's state is unknown: clear a bus fault an earlier run left open.
             if bus_down || !bus_known {
                 if bus_down {
@@ -468,18 +476,23 @@ async fn rtu_line(line: Line, mut units: Vec<Unit>, out: Outlet, shutdown: Cance
                 bus_known = true;
                 bus_fault(&out, &units, &line, false).await;
             }
-        } else if units.len() > 1 && units.iter().all(|u| u.failed_polls > 0) {
-            dead_cycles += 1;
-            if dead_cycles >= bus_after && !bus_down {
+        } else if units.len() > 1 && !bus_down && units.iter().all(|u| u.failed_polls > 0) {
+            // Counted in time, not in turns taken: units in backoff take none.
+            let silent = Instant::now().saturating_duration_since(last_answer.unwrap_or(started));
+            if silent >= cycle.saturating_mul(bus_after) {
                 bus_down = true;
                 bus_known = true;
-                warn!(line = %line.path, units = units.len(), "no unit on the RTU line answers: the bus is down");
+                warn!(line = %line.path, units = units.len(), silent = ?silent,
+                      "no unit on the RTU line answers: the bus is down");
                 bus_fault(&out, &units, &line, true).await;
             }
         }
+        if tried == 0 && !bus_down {
+            continue;
+        }
         if bus_down {
             for u in &units {
-                out.send(u.idx, Channel::Covered, Vec::new());
+                out.send(u.idx, Channel::Covered, Vec::new()).await;
             }
             // Ask again soon: the line, not each unit, is what is down.
             for u in units.iter_mut() {

@@ -40,6 +40,11 @@ async fn apply(s: &Store, r: FaultRecord, now: DateTime<Utc>) -> (Outcome, Optio
     s.apply_faults(&[r], now, DAY).await.unwrap()[0]
 }
 
+/// The fault cleared at `at`: the repair the next resolution reports.
+async fn recover(s: &Store, device: &str, code: &str, at: DateTime<Utc>) {
+    apply(s, rec(device, code, Tier::Main, Change::Cleared, at), at).await;
+}
+
 fn events(t: &Ticket) -> Vec<String> {
     t.timeline.as_ref().unwrap().iter().map(|e| e.event.clone()).collect()
 }
@@ -128,10 +133,12 @@ async fn a_fault_back_soon_after_close_reopens_later_opens_anew() {
     let (s, _d) = store().await;
     let (_, id) = apply(&s, rec("d1", "leak", Tier::Main, Change::Raised, t0()), t0()).await;
     let id = id.unwrap();
+    recover(&s, "d1", "leak", t0() + TimeDelta::hours(1)).await;
     s.transition(id, State::Resolved, "eng", "replaced seal", t0() + TimeDelta::hours(1)).await.unwrap();
     // Back while resolved: the repair did not hold.
     let (o, again) = apply(&s, rec("d1", "leak", Tier::Main, Change::Raised, t0()), t0() + TimeDelta::hours(2)).await;
     assert_eq!((o, again), (Outcome::Reopened, Some(id)));
+    recover(&s, "d1", "leak", t0() + TimeDelta::hours(3)).await;
     s.transition(id, State::Resolved, "eng", "", t0() + TimeDelta::hours(3)).await.unwrap();
     s.transition(id, State::Closed, "desk", "", t0() + TimeDelta::hours(4)).await.unwrap();
     // Back within the window after close: reopened.
@@ -139,6 +146,7 @@ async fn a_fault_back_soon_after_close_reopens_later_opens_anew() {
     assert_eq!((o, again), (Outcome::Reopened, Some(id)));
     let t = s.ticket(id).await.unwrap().unwrap();
     assert_eq!((t.state, t.occurrences, t.closed_at), (State::Open, 3, None));
+    recover(&s, "d1", "leak", t0() + TimeDelta::hours(21)).await;
     s.transition(id, State::Resolved, "eng", "", t0() + TimeDelta::hours(21)).await.unwrap();
     s.transition(id, State::Closed, "desk", "", t0() + TimeDelta::hours(22)).await.unwrap();
     // Back after the window: a new ticket.
@@ -149,7 +157,19 @@ async fn a_fault_back_soon_after_close_reopens_later_opens_anew() {
     let t = s.ticket(id).await.unwrap().unwrap();
     assert_eq!(
         events(&t),
-        ["opened", "transition", "reopened", "transition", "transition", "reopened", "transition", "transition"]
+        [
+            "opened",
+            "recovered",
+            "transition",
+            "reopened",
+            "recovered",
+            "transition",
+            "transition",
+            "reopened",
+            "recovered",
+            "transition",
+            "transition"
+        ]
     );
 }
 
@@ -201,6 +221,7 @@ async fn reopening_by_hand_is_refused_while_another_ticket_holds_the_fault() {
     let (s, _d) = store().await;
     let (_, first) = apply(&s, rec("d1", "leak", Tier::Main, Change::Raised, t0()), t0()).await;
     let first = first.unwrap();
+    recover(&s, "d1", "leak", t0()).await;
     s.transition(first, State::Resolved, "eng", "", t0()).await.unwrap();
     s.transition(first, State::Closed, "eng", "", t0()).await.unwrap();
     apply(&s, rec("d1", "leak", Tier::Main, Change::Raised, t0()), t0() + TimeDelta::days(3)).await;
@@ -270,6 +291,7 @@ async fn deadlines_are_stored_and_met_or_missed_when_the_moment_comes() {
         acknowledge_by: Some(m(15)),
         on_site_by: Some(m(120)),
         resolve_by: Some(m(240)),
+        calendar_gap: None,
     };
     let id = apply(&s, r, t0()).await.1.unwrap();
     // Dispatched at 10 min: the first response, within 15 min.
@@ -279,6 +301,7 @@ async fn deadlines_are_stored_and_met_or_missed_when_the_moment_comes() {
     // On site at 3 h: missed; resolved at 4 h exactly: met.
     let t = s.transition(id, State::OnSite, "eng", "", m(180)).await.unwrap();
     assert_eq!((t.clock.on_site_met, t.clock.on_site_at), (Some(false), Some(m(180))));
+    recover(&s, "d1", "leak", m(230)).await;
     let t = s.transition(id, State::Resolved, "eng", "", m(240)).await.unwrap();
     assert_eq!(t.clock.resolve_met, Some(true));
     assert_eq!(t.clock.contract.as_deref(), Some("c"));
@@ -391,10 +414,31 @@ async fn the_outbox_keeps_its_rows_when_work_orders_join_it() {
         let opts = SqliteConnectOptions::new().filename(&path).create_if_missing(true).foreign_keys(true);
         let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await.unwrap();
         migrator_to(11).run(&pool).await.unwrap();
-        let old = Store { pool, resolved: Default::default() };
-        apply(&old, rec("rec-001", "leak", Tier::Major, Change::Raised, t0()), t0()).await;
-        apply(&old, rec("rec-001", "leak", Tier::Major, Change::Cleared, t0()), t0()).await;
-        old.pool.close().await;
+        // Written as that schema's code wrote them: a ticket opened and recovered, two events.
+        let at = ms(t0());
+        sqlx::query(
+            "INSERT INTO tickets (device, site, customer, kind, code, title, tier, state, recovered, fault_at, \
+             opened_at, updated_at, last_raised_at, recovered_at) \
+             VALUES ('rec-001', 's1', 'c1', 'recorder', 'leak', 'leak title', 1, 'open', 1, $1, $1, $1, $1, $1)",
+        )
+        .bind(at)
+        .execute(&pool)
+        .await
+        .unwrap();
+        for (seq, event, action) in [(1, "opened", "trigger"), (2, "recovered", "update")] {
+            sqlx::query(
+                "INSERT INTO outbox (ticket_id, seq, event_id, event, action, customer, created_at, next_attempt_at) \
+                 VALUES (1, $1, 'aftercare-1-' || $1, $2, $3, 'c1', $4, $4)",
+            )
+            .bind(seq)
+            .bind(event)
+            .bind(action)
+            .bind(at)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
     }
     let s = Store::open(&path).await.unwrap();
     let rows = s.outbox("pending", 10).await.unwrap();
@@ -424,4 +468,68 @@ async fn the_outbox_keeps_its_rows_when_work_orders_join_it() {
     assert_eq!((rows[1].subject, rows[1].seq), (t, 3));
     let due = s.due_outbox(t0(), 10).await.unwrap();
     assert_eq!(due.iter().map(|o| (o.subject, o.seq)).collect::<Vec<_>>(), [(t, 1), (SubjectId::WorkOrder(1), 1)]);
+}
+
+#[tokio::test]
+async fn an_active_fault_is_resolved_only_by_force_and_its_clock_waits_for_the_recovery() {
+    let (s, _d) = store().await;
+    let m = |n: i64| t0() + TimeDelta::minutes(n);
+    let mut r = rec("d1", "leak", Tier::Main, Change::Raised, t0());
+    r.deadlines = Deadlines { contract: Some("c".into()), resolve_by: Some(m(240)), ..Default::default() };
+    let id = apply(&s, r.clone(), t0()).await.1.unwrap();
+    // Still leaking: a plain resolution is refused, and so is a forced one without a word why.
+    let e = s.transition(id, State::Resolved, "eng", "", m(60)).await.unwrap_err();
+    assert!(matches!(&e, TransitionFailure::Conflict(m) if m.contains("still active") && m.contains("force")), "{e}");
+    let force = TransitionOptions { force: true, ..Default::default() };
+    let e = s.transition_with(id, State::Resolved, "eng", " ", m(60), force).await.unwrap_err();
+    assert!(matches!(&e, TransitionFailure::Conflict(m) if m.contains("note")), "{e}");
+    let t = s.transition_with(id, State::Resolved, "eng", "part on order", m(60), force).await.unwrap();
+    assert_eq!((t.state, t.clock.resolve_met, t.clock.resolve_forced), (State::Resolved, None, true));
+    let last = t.timeline.unwrap().pop().unwrap();
+    assert_eq!(last.note, "forced while the fault is still active: part on order");
+    // The fault clears within the clock: met, at the recovery.
+    recover(&s, "d1", "leak", m(200)).await;
+    assert_eq!(s.ticket(id).await.unwrap().unwrap().clock.resolve_met, Some(true));
+
+    // Another forced resolution whose fault clears after its deadline: missed.
+    let mut r2 = r.clone();
+    r2.device = "d2".into();
+    let other = apply(&s, r2, t0()).await.1.unwrap();
+    s.transition_with(other, State::Resolved, "eng", "will come back", m(30), force).await.unwrap();
+    recover(&s, "d2", "leak", m(300)).await;
+    assert_eq!(s.ticket(other).await.unwrap().unwrap().clock.resolve_met, Some(false));
+
+    // A recovered fault resolves without force.
+    let mut r3 = r;
+    r3.device = "d3".into();
+    let third = apply(&s, r3, t0()).await.1.unwrap();
+    recover(&s, "d3", "leak", m(10)).await;
+    let t = s.transition(third, State::Resolved, "eng", "", m(20)).await.unwrap();
+    assert_eq!((t.clock.resolve_met, t.clock.resolve_forced), (Some(true), false));
+}
+
+#[tokio::test]
+async fn a_fault_still_active_when_its_ticket_is_cancelled_or_closed_stays_active_across_a_restart() {
+    let (s, _d) = store().await;
+    let cancelled = apply(&s, rec("d1", "leak", Tier::Main, Change::Raised, t0()), t0()).await.1.unwrap();
+    s.transition(cancelled, State::Cancelled, "desk", "a known leak, not a service case", t0()).await.unwrap();
+    let closed = apply(&s, rec("d2", "leak", Tier::Main, Change::Raised, t0()), t0()).await.1.unwrap();
+    let force = TransitionOptions { force: true, ..Default::default() };
+    s.transition_with(closed, State::Resolved, "eng", "customer declines", t0(), force).await.unwrap();
+    s.transition(closed, State::Closed, "desk", "", t0()).await.unwrap();
+    apply(&s, rec("d3", "leak", Tier::Main, Change::Raised, t0()), t0()).await;
+    let mut active: Vec<String> = s.active_faults().await.unwrap().into_iter().map(|f| f.device).collect();
+    active.sort();
+    assert_eq!(active, ["d1", "d2", "d3"], "what a restart restores: every fault not yet cleared");
+    // The cancelled ticket's fault clears: it is recorded there, and nothing is restored for it any more.
+    assert_eq!(
+        apply(&s, rec("d1", "leak", Tier::Main, Change::Cleared, t0()), t0()).await,
+        (Outcome::Recovered, Some(cancelled))
+    );
+    let active: Vec<String> = s.active_faults().await.unwrap().into_iter().map(|f| f.device).collect();
+    assert!(!active.contains(&"d1".to_string()), "{active:?}");
+    // Raised again after that: a new ticket.
+    let (o, again) = apply(&s, rec("d1", "leak", Tier::Main, Change::Raised, t0()), t0() + TimeDelta::hours(1)).await;
+    assert_eq!(o, Outcome::Opened);
+    assert_ne!(again, Some(cancelled));
 }

@@ -3,7 +3,7 @@ use std::time::Duration;
 use chrono::TimeDelta;
 
 use super::*;
-use crate::store::{Change, FaultRecord};
+use crate::store::{Change, FaultRecord, TransitionOptions};
 use crate::tickets::model::Ticket;
 
 /// Local time (+08:00) to UTC.
@@ -40,6 +40,35 @@ async fn open(s: &Store, f: &Fleet, device: &str, code: &str, tier: Tier, at: Da
         repeat: f.warranty(idx, code, at).1,
     };
     s.apply_faults(&[rec], at, Duration::from_secs(3600)).await.unwrap()[0].1.unwrap()
+}
+
+/// The fault cleared at `at`, as the rules report it: the repair a resolution reports.
+async fn recover(s: &Store, f: &Fleet, device: &str, code: &str, at: DateTime<Utc>) {
+    let idx = f.lookup(device).unwrap();
+    let d = f.device(idx);
+    let rec = FaultRecord {
+        device: device.into(),
+        site: d.site.0.clone(),
+        customer: d.customer.0.clone(),
+        kind: f.kind_name(idx).into(),
+        code: code.into(),
+        title: code.into(),
+        tier: Tier::Major,
+        at,
+        detail: String::new(),
+        change: Change::Cleared,
+        deadlines: Default::default(),
+        warranty: None,
+        repeat: None,
+    };
+    s.apply_faults(&[rec], at, Duration::from_secs(3600)).await.unwrap();
+}
+
+/// Repaired (the fault clears) and resolved at `at`.
+async fn repair(s: &Store, f: &Fleet, id: TicketId, at: DateTime<Utc>) {
+    let t = ticket(s, id).await;
+    recover(s, f, &t.device.0, &t.code.0, at).await;
+    s.transition(id, State::Resolved, "eng", "reseated the card", at).await.unwrap();
 }
 
 async fn ticket(s: &Store, id: TicketId) -> Ticket {
@@ -111,6 +140,7 @@ async fn every_shipped_contract_holds_when_kept_and_is_breached_when_not() {
             run_once(&s, &f, on_site.max(ack)).await.unwrap();
         }
         let fixed = before(clock.resolve_by).unwrap();
+        recover(&s, &f, device, "kept", fixed).await;
         s.transition(kept, State::Resolved, "eng", "", fixed).await.unwrap();
         // Long after every deadline.
         let later = clock.resolve_by.unwrap() + TimeDelta::days(30);
@@ -176,6 +206,7 @@ fn due_is_decided_from_the_persisted_clock_alone() {
         escalation_level: 0,
         dispatched_at: None,
         inaction_escalated_at: None,
+        awaiting_recovery: false,
     };
     let clocks = |t: &OpenClock, now: &str| -> Vec<ClockName> {
         due(t, None, super::tests::t(now))
@@ -194,6 +225,12 @@ fn due_is_decided_from_the_persisted_clock_alone() {
     assert_eq!(clocks(&breached, "2026-06-03T10:00:00"), vec![ClockName::Resolve]);
     let resolved = OpenClock { state: State::Resolved, on_site_at: Some(t("2026-06-01T12:00:00")), ..acked };
     assert_eq!(clocks(&resolved, "2026-06-09T00:00:00"), vec![], "a resolved ticket owes nothing");
+    let forced = OpenClock { awaiting_recovery: true, ..resolved.clone() };
+    assert_eq!(
+        clocks(&forced, "2026-06-09T00:00:00"),
+        vec![ClockName::Resolve],
+        "resolved by force with the fault still active is not fixed"
+    );
     let no_clock = OpenClock { acknowledge_by: None, on_site_by: None, resolve_by: None, ..base };
     assert_eq!(clocks(&no_clock, "2030-01-01T00:00:00"), vec![]);
 }
@@ -213,7 +250,14 @@ async fn billing_follows_the_warranty_and_a_person_can_make_it_billable() {
     assert_eq!(p.billing.as_ref().map(|b| b.class.as_str()), Some("at_cost"));
     // The engineer finds the tank was damaged by the user.
     let l = s
-        .transition_with(leak, State::Acknowledged, "eng", "tank hit by a ladder", at, Some("user_damage"))
+        .transition_with(
+            leak,
+            State::Acknowledged,
+            "eng",
+            "tank hit by a ladder",
+            at,
+            TransitionOptions { billable: Some("user_damage"), ..Default::default() },
+        )
         .await
         .unwrap();
     let b = l.billing.unwrap();
@@ -222,26 +266,65 @@ async fn billing_follows_the_warranty_and_a_person_can_make_it_billable() {
 }
 
 #[tokio::test]
-async fn more_than_two_failed_repairs_in_warranty_replace_the_unit() {
+async fn two_failed_repairs_in_warranty_replace_the_unit() {
     let f = fleet();
     let (s, _d) = store().await;
     let t0 = t("2026-03-02T09:00:00");
     let day = |n: i64| t0 + TimeDelta::days(n);
     let id = open(&s, &f, "rec-001", "storage_failure", Tier::Major, t0).await;
+    // 004: "乙方维修2次以上仍不能修复的，乙方必须无条件更换": 以上 includes 2, so the second failure replaces.
     // Repaired, back a day later, three times over; the same ticket reopens each time.
     for (n, d) in [(1, 1), (2, 3), (3, 5)] {
-        s.transition(id, State::Resolved, "eng", "reseated the card", day(d)).await.unwrap();
+        repair(&s, &f, id, day(d)).await;
         let again = open(&s, &f, "rec-001", "storage_failure", Tier::Major, day(d + 1)).await;
         assert_eq!(again, id);
         let tk = ticket(&s, id).await;
         assert_eq!(tk.failed_repairs, n);
-        assert_eq!(tk.replace_unit, n > 2, "after {n} failed repairs");
+        assert_eq!(tk.replace_unit, n >= 2, "after {n} failed repairs");
     }
     let ev = events(&ticket(&s, id).await);
     assert_eq!(ev.iter().filter(|e| e.starts_with("repair_failed")).count(), 3);
     let replace: Vec<&String> = ev.iter().filter(|e| e.starts_with("replace_unit")).collect();
     assert_eq!(replace.len(), 1, "{ev:#?}");
-    assert!(replace[0].contains("more than 2 failed repairs in warranty"), "{replace:?}");
+    assert!(replace[0].contains("2 failed repairs within 30days in warranty"), "{replace:?}");
+}
+
+#[tokio::test]
+async fn failed_repairs_count_within_the_window_and_afresh_after_a_replacement() {
+    let f = fleet();
+    let (s, _d) = store().await;
+    let t0 = t("2026-03-02T09:00:00");
+    let day = |n: i64| t0 + TimeDelta::days(n);
+    // Two failed repairs: the unit is to be replaced.
+    let first = open(&s, &f, "rec-001", "storage_failure", Tier::Major, t0).await;
+    for d in [1, 3] {
+        repair(&s, &f, first, day(d)).await;
+        open(&s, &f, "rec-001", "storage_failure", Tier::Major, day(d + 1)).await;
+    }
+    assert_eq!((ticket(&s, first).await.failed_repairs, ticket(&s, first).await.replace_unit), (2, true));
+    repair(&s, &f, first, day(5)).await;
+    s.transition(first, State::Closed, "desk", "", day(5)).await.unwrap();
+    // 41 days on, past the 30-day window: a new ticket, repaired; back a day later is one failed repair.
+    let later = open(&s, &f, "rec-001", "storage_failure", Tier::Major, day(46)).await;
+    assert_ne!(later, first);
+    repair(&s, &f, later, day(47)).await;
+    open(&s, &f, "rec-001", "storage_failure", Tier::Major, day(48)).await;
+    let tk = ticket(&s, later).await;
+    assert_eq!((tk.failed_repairs, tk.replace_unit), (1, false), "the old failures are out of the window");
+    // Another failure within the window: two, replace. The engineer replaces the unit.
+    repair(&s, &f, later, day(49)).await;
+    open(&s, &f, "rec-001", "storage_failure", Tier::Major, day(50)).await;
+    assert_eq!((ticket(&s, later).await.failed_repairs, ticket(&s, later).await.replace_unit), (2, true));
+    recover(&s, &f, "rec-001", "storage_failure", day(51)).await;
+    let replaced = TransitionOptions { unit_replaced: true, ..Default::default() };
+    let tk = s.transition_with(later, State::Resolved, "eng", "new recorder", day(51), replaced).await.unwrap();
+    assert!(events(&tk).iter().any(|e| e.starts_with("unit_replaced")), "{:#?}", events(&tk));
+    // The new unit fails the next day: its first failed repair, not the third.
+    open(&s, &f, "rec-001", "storage_failure", Tier::Major, day(52)).await;
+    assert_eq!(ticket(&s, later).await.failed_repairs, 1);
+    // A replacement is told with a resolution, never with another move.
+    let e = s.transition_with(later, State::Acknowledged, "eng", "", day(52), replaced).await.unwrap_err();
+    assert!(e.to_string().contains("unit_replaced"), "{e}");
 }
 
 #[tokio::test]
@@ -250,14 +333,14 @@ async fn a_fault_back_after_the_repeat_window_is_not_a_failed_repair() {
     let (s, _d) = store().await;
     let t0 = t("2026-03-02T09:00:00");
     let id = open(&s, &f, "rec-001", "storage_failure", Tier::Major, t0).await;
-    s.transition(id, State::Resolved, "eng", "", t0 + TimeDelta::days(1)).await.unwrap();
+    repair(&s, &f, id, t0 + TimeDelta::days(1)).await;
     s.transition(id, State::Closed, "desk", "", t0 + TimeDelta::days(1)).await.unwrap();
     // 40 days later (window 30 days; reopen window 1 h): a new ticket, no failed repair.
     let other = open(&s, &f, "rec-001", "storage_failure", Tier::Major, t0 + TimeDelta::days(41)).await;
     assert_ne!(other, id);
     assert_eq!(ticket(&s, other).await.failed_repairs, 0);
     // Closed, then back within 30 days but after the reopen window: a new ticket that counts a failed repair.
-    s.transition(other, State::Resolved, "eng", "", t0 + TimeDelta::days(42)).await.unwrap();
+    repair(&s, &f, other, t0 + TimeDelta::days(42)).await;
     s.transition(other, State::Closed, "desk", "", t0 + TimeDelta::days(42)).await.unwrap();
     let third = open(&s, &f, "rec-001", "storage_failure", Tier::Major, t0 + TimeDelta::days(50)).await;
     assert_ne!(third, other);
@@ -273,7 +356,7 @@ async fn out_of_warranty_failed_repairs_do_not_replace_the_unit() {
     let id = open(&s, &f, "rec-001", "storage_failure", Tier::Major, t0).await;
     assert_eq!(ticket(&s, id).await.billing.map(|b| b.class), Some("at_cost".to_string()));
     for d in [1, 3, 5] {
-        s.transition(id, State::Resolved, "eng", "", t0 + TimeDelta::days(d)).await.unwrap();
+        repair(&s, &f, id, t0 + TimeDelta::days(d)).await;
         open(&s, &f, "rec-001", "storage_failure", Tier::Major, t0 + TimeDelta::days(d + 1)).await;
     }
     let tk = ticket(&s, id).await;
