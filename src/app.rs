@@ -52,6 +52,17 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
     };
     let opts = mqtt::options(&config.broker, &client_id)?;
 
+    // Before any change is written: which customers' changes go to which helpdesk.
+    let relay = crate::outbox::Relay::new(
+        store.clone(),
+        Arc::clone(&fleet),
+        crate::outbox::connectors(&config.helpdesks)?,
+        Arc::clone(&clock),
+        Arc::clone(&metrics),
+        config.outbox.clone(),
+    );
+    store.set_routes(&relay.routes()).await.context("recording where customers' changes go")?;
+
     let shutdown = CancellationToken::new();
     let live = Arc::new(Live::new(fleet.devices.len()));
     let (notices, _) = broadcast::channel(1024);
@@ -193,14 +204,6 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
         Arc::clone(&clock),
         shutdown.clone(),
     )));
-    let relay = crate::outbox::Relay::new(
-        store.clone(),
-        Arc::clone(&fleet),
-        crate::outbox::connectors(&config.helpdesks)?,
-        Arc::clone(&clock),
-        Arc::clone(&metrics),
-        config.outbox.clone(),
-    );
     ingest.push(tokio::spawn(relay.run(shutdown.clone())));
     let helpdesk_keys = config.helpdesks.iter().map(|h| (h.name.clone(), h.secret.clone())).collect();
     let state = AppState {

@@ -391,6 +391,19 @@ mod tests {
         assert_eq!(d.contract.as_deref(), Some("led-displays"));
         due(d.acknowledge_by, t("2026-09-30T11:00:00"));
         due(d.resolve_by, t("2026-10-13T17:30:00"));
+        assert_eq!(d.calendar_gap, None);
+    }
+
+    #[test]
+    fn a_working_day_clock_past_the_calendar_says_so() {
+        let f = fleet();
+        // 5 working days from 29 December 2026 run into 2027, which the shipped calendar does not know.
+        let d = deadlines(&f, "led-001", Tier::Major, t("2026-12-29T10:00:00"));
+        assert!(d.resolve_by.is_some(), "counted anyway, by weekdays");
+        let gap = d.calendar_gap.expect("the gap said");
+        assert!(gap.contains("2027") && gap.contains("ends on 2026-12-31"), "{gap}");
+        // An elapsed-time clock needs no calendar: no gap for the recorders' tender.
+        assert_eq!(deadlines(&f, "rec-001", Tier::Major, t("2026-12-31T10:00:00")).calendar_gap, None);
     }
 
     #[test]

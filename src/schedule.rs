@@ -699,6 +699,7 @@ checklist = { "*" = ["satisfaction"] }
         let fleet = &config.fleet;
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::open(&tmp.path().join("a.db")).await.unwrap();
+        store.set_routes(&[("c".into(), "hd".into())]).await.unwrap();
         // 20:00 UTC on 10 March is 04:00 on 11 March at the site: the local day counts.
         let at = d("2026-03-10").and_hms_opt(15, 0, 0).unwrap().and_utc();
         let repaired = serve(&store, "rec-1", "recorder", at, &[Acknowledged, Dispatched, OnSite, Resolved]).await;

@@ -566,3 +566,31 @@ utc_ofset = "+08:00"
     let p = problems("[ingest]\nmax_payload_bytes = 10485760000\n", &[]);
     assert!(p.len() == 1 && p[0].contains("between 64 and 16777216"), "{p:?}");
 }
+
+#[test]
+fn an_email_helpdesk_may_sign_what_it_sends_back() {
+    let text = "[helpdesks.mail]\nemail = { server = \"smtp://x\", from = \"a@b.c\", to = \"d@e.f\", secret = \"whsec_c2VjcmV0\" }\n\
+                [helpdesks.hook]\nwebhook = { url = \"http://x/\", secret = \"whsec_a2V5\" }\n\
+                [helpdesks.plain]\nemail = { server = \"smtp://x\", from = \"a@b.c\", to = \"d@e.f\" }\n";
+    let read = |_: &Path| Ok(text.to_string());
+    let c = Config::load_with(Path::new("a.toml"), &read).unwrap();
+    let secret = |n: &str| c.helpdesks.iter().find(|h| h.name == n).unwrap().secret.clone();
+    assert_eq!(secret("mail").as_deref(), Some(&b"secret"[..]));
+    assert_eq!(secret("hook").as_deref(), Some(&b"key"[..]));
+    assert_eq!(secret("plain"), None);
+    let p = problems(
+        "[helpdesks.mail]\nemail = { server = \"smtp://x\", from = \"a@b.c\", to = \"d@e.f\", secret = \"x\" }\n",
+        &[],
+    );
+    assert!(p.len() == 1 && p[0].contains("whsec_"), "{p:?}");
+}
+
+#[test]
+fn a_calendar_ending_soon_is_told_by_check_config() {
+    let c = crate::demo::config().unwrap();
+    let day = |s: &str| s.parse::<chrono::NaiveDate>().unwrap();
+    let soon = c.fleet.calendars_ending(day("2026-12-02"), 60);
+    assert_eq!(soon.len(), 1, "{soon:?}");
+    assert!(soon[0].contains("ends on 2026-12-31, in 29 days") && soon[0].contains("next year's"), "{soon:?}");
+    assert!(c.fleet.calendars_ending(day("2026-06-01"), 60).is_empty());
+}

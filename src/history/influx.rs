@@ -215,7 +215,7 @@ pub async fn sender(
     shutdown: CancellationToken,
 ) {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = match reqwest::Client::builder().timeout(cfg.timeout).connect_timeout(cfg.timeout).build() {
+    let client = match crate::outbox::http_client(cfg.timeout) {
         Ok(c) => c,
         Err(e) => {
             error!(error = %e, "cannot make the InfluxDB client; telemetry stays in the spool");

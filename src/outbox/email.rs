@@ -46,6 +46,7 @@ pub struct Email {
     domain: String,
     priorities: [String; 3],
     transport: AsyncSmtpTransport<Tokio1Executor>,
+    timeout: Duration,
 }
 
 /// The Message-ID of an event's mail, stable across retries.
@@ -82,13 +83,27 @@ impl Email {
         }
         let from: Mailbox = c.from.parse()?;
         let domain = from.email.domain().to_string();
-        Ok(Email { name: name.to_string(), from, to: c.to.parse()?, domain, priorities, transport: b.build() })
+        Ok(Email {
+            name: name.to_string(),
+            from,
+            to: c.to.parse()?,
+            domain,
+            priorities,
+            transport: b.build(),
+            timeout: c.timeout,
+        })
     }
 }
 
 impl Connector for Email {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The whole SMTP exchange: connect, greeting, TLS, login and the mail. lettre's own
+    /// timeout is per read or write, and a server that never greets holds it for longer.
+    fn budget(&self) -> Duration {
+        self.timeout
     }
 
     fn deliver<'a>(&'a self, d: &'a Delivery, _now: DateTime<Utc>) -> BoxFuture<'a, Result<Delivered, DeliveryError>> {

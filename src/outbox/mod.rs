@@ -82,6 +82,9 @@ pub trait Connector: Send + Sync {
     fn status_source(&self) -> Option<&dyn status::StatusSource> {
         None
     }
+    /// How long one delivery (or one status poll) may take in all, every request of it,
+    /// from connecting to the last byte of the answer.
+    fn budget(&self) -> Duration;
 }
 
 /// A visit kind as people write it: `Inspection`, `Follow-up`.
@@ -331,9 +334,16 @@ where
     }
 }
 
-/// A network failure (refused, reset, timed out) is worth another try.
+/// A network failure (refused, reset, timed out) is worth another try; a redirect that
+/// would take the credentials to another host is the helpdesk's configuration, and is not.
 pub fn unreachable(what: &str, e: reqwest::Error) -> DeliveryError {
-    DeliveryError::Retryable { after: None, message: format!("{what}: {e}") }
+    let mut message = format!("{what}: {e}");
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        message.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    if e.is_redirect() { DeliveryError::Permanent(message) } else { DeliveryError::Retryable { after: None, message } }
 }
 
 /// Statuses of a helpdesk that aftercare sets, and how it reads the others.
@@ -452,11 +462,34 @@ pub struct Relay {
     pub cfg: OutboxConfig,
     /// Connectors whose endpoint answered 410 Gone; their rows wait until restart.
     disabled: HashMap<String, Arc<AtomicBool>>,
-    /// Customers that have a helpdesk; fixed by the config.
-    routed: Vec<String>,
     /// When each polled helpdesk was last asked for status changes.
     polled: std::sync::Mutex<HashMap<String, DateTime<Utc>>>,
 }
+
+/// How a delivery went, for the pace of its helpdesk's lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Delivered,
+    /// Try again later: the helpdesk may be down.
+    Retry,
+    /// Dead-lettered, or its outcome could not be recorded.
+    Other,
+}
+
+/// What a delivery needs besides its row, cloned into its task.
+#[derive(Clone)]
+struct Ctx {
+    store: Store,
+    metrics: Arc<Metrics>,
+    cfg: OutboxConfig,
+    clock: Arc<dyn Clock>,
+}
+
+/// Requests one event to Request Tracker or Redmine takes at most, each within the timeout.
+const REQUESTS_PER_EVENT: u32 = 8;
+
+/// While a helpdesk fails, its lane sends one event at a time, and at least this often.
+const PROBE_EVERY: Duration = Duration::from_secs(5);
 
 impl Relay {
     pub fn new(
@@ -468,32 +501,45 @@ impl Relay {
         cfg: OutboxConfig,
     ) -> Relay {
         let disabled = connectors.keys().map(|k| (k.clone(), Arc::new(AtomicBool::new(false)))).collect();
-        let routed = fleet.customers.iter().filter(|c| c.helpdesk.is_some()).map(|c| c.id.0.clone()).collect();
-        Relay { store, fleet, connectors, clock, metrics, cfg, disabled, routed, polled: Default::default() }
+        Relay { store, fleet, connectors, clock, metrics, cfg, disabled, polled: Default::default() }
     }
 
-    /// The connector of a customer, unless it was disabled.
-    fn route(&self, customer: &str) -> Option<(Arc<dyn Connector>, Arc<AtomicBool>)> {
-        let name = self.fleet.customers.iter().find(|c| c.id.as_str() == customer)?.helpdesk.as_ref()?;
-        let off = self.disabled.get(name)?;
-        if off.load(Ordering::Relaxed) {
-            return None;
+    /// Where each customer's changes go: `(customer, helpdesk)`, for the customers whose
+    /// helpdesk is configured. The store writes outbox rows for these customers only.
+    pub fn routes(&self) -> Vec<(String, String)> {
+        (self.fleet.customers.iter())
+            .filter_map(|c| {
+                c.helpdesk.as_ref().filter(|h| self.connectors.contains_key(*h)).map(|h| (c.id.0.clone(), h.clone()))
+            })
+            .collect()
+    }
+
+    fn ctx(&self) -> Ctx {
+        Ctx {
+            store: self.store.clone(),
+            metrics: Arc::clone(&self.metrics),
+            cfg: self.cfg.clone(),
+            clock: Arc::clone(&self.clock),
         }
-        Some((Arc::clone(self.connectors.get(name)?), Arc::clone(off)))
     }
 
-    /// One pass: delivers what is due now; returns how many rows were attempted.
-    pub async fn run_once(&self) -> Result<usize, crate::store::StoreError> {
-        self.store.outbox_skip_unrouted(&self.routed).await?;
-        let now = self.clock.now();
-        let rows = self.store.due_outbox(now, 256).await?;
-        let mut set = JoinSet::new();
-        let sem = Arc::new(tokio::sync::Semaphore::new(self.cfg.concurrency));
-        let mut attempted = 0;
+    /// Up to `limit` rows of helpdesk `name` that are due by `by`, with their subjects, but
+    /// none of a subject in `busy` (its earlier event is on its way); rows that came from this
+    /// helpdesk itself are skipped here (sending them back would loop).
+    async fn claim(
+        &self,
+        name: &str,
+        by: DateTime<Utc>,
+        limit: usize,
+        busy: &std::collections::HashSet<SubjectId>,
+    ) -> Result<Vec<Delivery>, crate::store::StoreError> {
+        let rows = self.store.due_outbox_for(name, by, (limit + busy.len()) as i64).await?;
+        let mut out = Vec::new();
         for row in rows {
-            let Some((conn, off)) = self.route(&row.customer) else { continue };
-            if is_echo(&row.origin, conn.name()) {
-                // The helpdesk made this change itself: sending it back would loop.
+            if out.len() >= limit || busy.contains(&row.subject) {
+                continue;
+            }
+            if is_echo(&row.origin, name) {
                 self.store.outbox_skip(row.id).await?;
                 continue;
             }
@@ -502,105 +548,220 @@ impl Relay {
                 SubjectId::WorkOrder(id) => self.store.work_order(id).await?.map(|w| Subject::WorkOrder(Box::new(w))),
             };
             let Some(subject) = subject else { continue };
-            let remote = self.store.remote(row.subject, conn.name()).await?;
-            attempted += 1;
-            let permit = Arc::clone(&sem).acquire_owned().await;
-            let (store, metrics, cfg, clock) =
-                (self.store.clone(), Arc::clone(&self.metrics), self.cfg.clone(), Arc::clone(&self.clock));
-            set.spawn(async move {
-                let _permit = permit;
-                let d = Delivery { row, subject, remote };
-                let res = conn.deliver(&d, clock.now()).await;
-                let now = clock.now();
-                let row = &d.row;
-                let outcome = match &res {
-                    Ok(done) => {
-                        async {
-                            // The remote id first: a crash between the two repeats the
-                            // event, which finds its remote ticket instead of making another.
-                            if let Some(r) = done.remote.as_ref().filter(|r| d.remote.as_ref() != Some(*r)) {
-                                store.set_remote(row.subject, conn.name(), &r.id, r.status.as_deref()).await?;
-                            }
-                            store.outbox_delivered(row.id, now).await
-                        }
-                        .await
-                    }
-                    Err(e) => {
-                        let (reason, msg) = match e {
-                            DeliveryError::Retryable { message, .. } => ("retryable", message.as_str()),
-                            DeliveryError::Permanent(m) => ("permanent", m.as_str()),
-                            DeliveryError::Gone(m) => ("gone", m.as_str()),
-                        };
-                        metrics.outbox_failures.get_or_create(&ReasonLabel { reason }).inc();
-                        if matches!(e, DeliveryError::Gone(_)) {
-                            off.store(true, Ordering::Relaxed);
-                            error!(
-                                helpdesk = conn.name(),
-                                error = msg,
-                                "the endpoint is gone (410); no more deliveries to it until restart"
-                            );
-                        }
-                        let next = after_failure(row, e, now, &cfg);
-                        if next.is_none() {
-                            metrics.outbox_dead.inc();
-                            warn!(helpdesk = conn.name(), event = %row.event_id, error = msg, "event dead-lettered");
-                        }
-                        store.outbox_failed(row.id, msg, next).await
-                    }
-                };
-                if res.is_ok() {
-                    metrics.outbox_delivered.inc();
-                    info!(helpdesk = conn.name(), event = %row.event_id, "delivered");
-                }
-                if let Err(e) = outcome {
-                    error!(error = %e, event = %row.event_id, "recording a delivery failed; it will be tried again");
-                }
-            });
+            let remote = self.store.remote(row.subject, name).await?;
+            out.push(Delivery { row, subject, remote });
+        }
+        Ok(out)
+    }
+
+    /// One pass: delivers what is due now to every helpdesk and waits for the answers;
+    /// returns how many rows were attempted.
+    pub async fn run_once(&self) -> Result<usize, crate::store::StoreError> {
+        let now = self.clock.now();
+        let mut set = JoinSet::new();
+        let mut attempted = 0;
+        for (name, conn) in &self.connectors {
+            let Some(off) = self.disabled.get(name).filter(|o| !o.load(Ordering::Relaxed)) else { continue };
+            for d in self.claim(name, now, self.cfg.concurrency, &Default::default()).await? {
+                attempted += 1;
+                set.spawn(deliver(self.ctx(), Arc::clone(conn), Arc::clone(off), d));
+            }
         }
         while set.join_next().await.is_some() {}
         Ok(attempted)
     }
 
-    /// Polls the helpdesks whose poll is due for status changes and applies them.
-    /// Runs between delivery passes, never beside one, so that a status aftercare
-    /// is setting is never read back as somebody's change.
-    pub async fn poll_due(&self) {
+    /// Asks helpdesk `name` for status changes if its poll is due, and applies them.
+    async fn poll(&self, name: &str, conn: &dyn Connector) {
+        let Some(src) = conn.status_source() else { return };
         let now = self.clock.now();
-        for (name, conn) in &self.connectors {
-            let Some(src) = conn.status_source() else { continue };
-            {
-                let Ok(mut last) = self.polled.lock() else { return };
-                let every = TimeDelta::from_std(src.every()).unwrap_or(TimeDelta::MAX);
-                if last.get(name).is_some_and(|t| now - *t < every) {
-                    continue;
-                }
-                last.insert(name.clone(), now);
+        {
+            let Ok(mut last) = self.polled.lock() else { return };
+            let every = TimeDelta::from_std(src.every()).unwrap_or(TimeDelta::MAX);
+            if last.get(name).is_some_and(|t| now - *t < every) {
+                return;
             }
-            match status::poll(&self.store, name, src, self.clock.as_ref()).await {
-                Ok(n) if n > 0 => info!(helpdesk = %name, applied = n, "status changes from the helpdesk applied"),
-                Ok(_) => {}
-                Err(e) => {
-                    warn!(helpdesk = %name, error = %e, "polling the helpdesk for status changes failed; will retry")
-                }
+            last.insert(name.to_string(), now);
+        }
+        let budget = conn.budget();
+        match tokio::time::timeout(budget, status::poll(&self.store, name, src, self.clock.as_ref())).await {
+            Ok(Ok(n)) if n > 0 => info!(helpdesk = %name, applied = n, "status changes from the helpdesk applied"),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                warn!(helpdesk = %name, error = %e, "polling the helpdesk for status changes failed; will retry")
+            }
+            Err(_) => {
+                warn!(helpdesk = %name, ?budget, "polling the helpdesk for status changes took too long; will retry")
             }
         }
     }
 
-    /// Runs until shutdown, a pass every 500 ms.
-    pub async fn run(self, shutdown: CancellationToken) {
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = shutdown.cancelled() => return,
-            }
-            if let Err(e) = self.run_once().await {
-                error!(error = %e, "the outbox relay failed a pass; retrying");
-            }
-            self.poll_due().await;
+    /// Polls every helpdesk whose poll is due (between passes of `run_once`, in tests).
+    pub async fn poll_due(&self) {
+        for (name, conn) in &self.connectors {
+            self.poll(name, conn.as_ref()).await;
         }
     }
+
+    /// Runs until shutdown: a lane per helpdesk, each at its own pace, so that one slow or
+    /// dead helpdesk never holds up another's deliveries.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let relay = Arc::new(self);
+        let mut lanes = JoinSet::new();
+        for (name, conn) in &relay.connectors {
+            lanes.spawn(lane(Arc::clone(&relay), name.clone(), Arc::clone(conn), shutdown.clone()));
+        }
+        while lanes.join_next().await.is_some() {}
+    }
+}
+
+/// One helpdesk's deliveries. Rows are claimed as room frees up, not pass by pass, at most
+/// `outbox.concurrency` at once and one per ticket or work order, so a slow answer holds up
+/// only its own ticket's next event. While the helpdesk fails, one event at a time probes it
+/// (at least every 5 s); the first that goes through makes its whole backlog due at once.
+/// Status polls run when nothing is in flight to this helpdesk, never beside a delivery.
+async fn lane(relay: Arc<Relay>, name: String, conn: Arc<dyn Connector>, shutdown: CancellationToken) {
+    let Some(off) = relay.disabled.get(&name).cloned() else { return };
+    let mut set: JoinSet<(SubjectId, Outcome)> = JoinSet::new();
+    let mut busy = std::collections::HashSet::new();
+    let mut probing = false;
+    let mut last_probe: Option<DateTime<Utc>> = None;
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        if set.is_empty() {
+            relay.poll(&name, conn.as_ref()).await;
+        }
+        let room = if probing { 1 } else { relay.cfg.concurrency }.saturating_sub(set.len());
+        if room > 0 && !off.load(Ordering::Relaxed) {
+            let now = relay.clock.now();
+            // A helpdesk that fails is asked again every few seconds, whatever its rows' backoff says.
+            let probe =
+                probing && last_probe.is_none_or(|p| now - p >= TimeDelta::from_std(PROBE_EVERY).unwrap_or_default());
+            let by = if probe { now + TimeDelta::days(36_500) } else { now };
+            match relay.claim(&name, by, room, &busy).await {
+                Ok(ds) => {
+                    for d in ds {
+                        if probing {
+                            last_probe = Some(now);
+                        }
+                        busy.insert(d.row.subject);
+                        set.spawn(deliver(relay.ctx(), Arc::clone(&conn), Arc::clone(&off), d));
+                    }
+                }
+                Err(e) => error!(helpdesk = %name, error = %e, "reading the outbox failed; retrying"),
+            }
+        }
+        tokio::select! {
+            Some(done) = set.join_next(), if !set.is_empty() => {
+                let Ok((subject, outcome)) = done else { continue };
+                busy.remove(&subject);
+                match outcome {
+                    Outcome::Delivered if probing => {
+                        probing = false;
+                        let now = relay.clock.now();
+                        match relay.store.outbox_wake(&name, now).await {
+                            Ok(n) => info!(helpdesk = %name, backlog = n, "the helpdesk answers again; its backlog goes now"),
+                            Err(e) => error!(helpdesk = %name, error = %e, "making the backlog due failed"),
+                        }
+                    }
+                    Outcome::Retry if !probing => {
+                        probing = true;
+                        last_probe = Some(relay.clock.now());
+                        warn!(helpdesk = %name, "the helpdesk does not take events; probing it with one at a time");
+                    }
+                    _ => {}
+                }
+            }
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    // Deliveries on their way finish within their budget; one cut off is sent again after a restart.
+    let _ = tokio::time::timeout(conn.budget(), async { while set.join_next().await.is_some() {} }).await;
+}
+
+/// Delivers one event within its connector's budget and records the outcome.
+async fn deliver(ctx: Ctx, conn: Arc<dyn Connector>, off: Arc<AtomicBool>, d: Delivery) -> (SubjectId, Outcome) {
+    let Ctx { store, metrics, cfg, clock } = ctx;
+    let budget = conn.budget();
+    // The whole exchange, however many requests it takes, or a server that never answers.
+    let res = match tokio::time::timeout(budget, conn.deliver(&d, clock.now())).await {
+        Ok(r) => r,
+        Err(_) => Err(DeliveryError::Retryable {
+            after: None,
+            message: format!("no answer within {}", humantime::format_duration(budget)),
+        }),
+    };
+    let now = clock.now();
+    let row = &d.row;
+    let mut outcome = match &res {
+        Ok(_) => Outcome::Delivered,
+        Err(DeliveryError::Retryable { .. }) => Outcome::Retry,
+        Err(_) => Outcome::Other,
+    };
+    let recorded = match &res {
+        Ok(done) => {
+            async {
+                // The remote id first: a crash between the two repeats the
+                // event, which finds its remote ticket instead of making another.
+                if let Some(r) = done.remote.as_ref().filter(|r| d.remote.as_ref() != Some(*r)) {
+                    store.set_remote(row.subject, conn.name(), &r.id, r.status.as_deref()).await?;
+                }
+                store.outbox_delivered(row.id, now).await
+            }
+            .await
+        }
+        Err(e) => {
+            let (reason, msg) = match e {
+                DeliveryError::Retryable { message, .. } => ("retryable", message.as_str()),
+                DeliveryError::Permanent(m) => ("permanent", m.as_str()),
+                DeliveryError::Gone(m) => ("gone", m.as_str()),
+            };
+            metrics.outbox_failures.get_or_create(&ReasonLabel { reason }).inc();
+            if matches!(e, DeliveryError::Gone(_)) {
+                off.store(true, Ordering::Relaxed);
+                error!(
+                    helpdesk = conn.name(),
+                    error = msg,
+                    "the endpoint is gone (410); no more deliveries to it until restart"
+                );
+            }
+            let next = after_failure(row, e, now, &cfg);
+            if next.is_none() {
+                metrics.outbox_dead.inc();
+                warn!(helpdesk = conn.name(), event = %row.event_id, error = msg, "event dead-lettered");
+            }
+            store.outbox_failed(row.id, msg, next).await
+        }
+    };
+    if res.is_ok() {
+        metrics.outbox_delivered.inc();
+        info!(helpdesk = conn.name(), event = %row.event_id, "delivered");
+    }
+    if let Err(e) = recorded {
+        outcome = Outcome::Other;
+        error!(error = %e, event = %row.event_id, "recording a delivery failed; it will be tried again");
+    }
+    (row.subject, outcome)
+}
+
+/// An HTTP client for a helpdesk or a telemetry server: `timeout` on every request, and
+/// redirects followed only within the same origin, so that credentials in headers (Redmine's
+/// `X-Redmine-API-Key`, an InfluxDB token) never reach another host.
+pub fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    let same_origin = reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first().map(|u| u.origin());
+        if attempt.previous().len() > 5 {
+            attempt.error("more than 5 redirects")
+        } else if first.is_some_and(|o| o != attempt.url().origin()) {
+            let to = attempt.url().origin().ascii_serialization();
+            attempt.error(format!("a redirect to another origin ({to}); credentials are not sent there"))
+        } else {
+            attempt.follow()
+        }
+    });
+    reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).redirect(same_origin).build()
 }
 
 #[cfg(test)]

@@ -110,7 +110,7 @@ fn find_name<'a>(list: &'a [Named], name: &str) -> Option<&'a Named> {
 impl Redmine {
     pub fn new(name: &str, cfg: &RedmineConfig, priorities: [String; 3]) -> anyhow::Result<Redmine> {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder().timeout(cfg.timeout).connect_timeout(cfg.timeout).build()?;
+        let client = super::http_client(cfg.timeout)?;
         Ok(Redmine {
             name: name.to_string(),
             base: cfg.url.trim_end_matches('/').to_string(),
@@ -253,6 +253,12 @@ impl Redmine {
 impl Connector for Redmine {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// An event takes a few requests (names, look up, create or update, read back), each
+    /// within the timeout.
+    fn budget(&self) -> Duration {
+        self.cfg.timeout.saturating_mul(super::REQUESTS_PER_EVENT)
     }
 
     fn status_source(&self) -> Option<&dyn StatusSource> {

@@ -105,7 +105,7 @@ fn quote(s: &str) -> String {
 impl RequestTracker {
     pub fn new(name: &str, cfg: &RtConfig, priorities: [String; 3]) -> anyhow::Result<RequestTracker> {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder().timeout(cfg.timeout).connect_timeout(cfg.timeout).build()?;
+        let client = super::http_client(cfg.timeout)?;
         let api = format!("{}/REST/2.0", cfg.url.trim_end_matches('/'));
         Ok(RequestTracker { name: name.to_string(), api, cfg: cfg.clone(), priorities, client })
     }
@@ -208,6 +208,12 @@ impl RequestTracker {
 impl Connector for RequestTracker {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// An event takes a few requests (look up, create or comment, set the status, read it
+    /// back), each within the timeout.
+    fn budget(&self) -> Duration {
+        self.cfg.timeout.saturating_mul(super::REQUESTS_PER_EVENT)
     }
 
     fn status_source(&self) -> Option<&dyn StatusSource> {

@@ -7,6 +7,7 @@ use super::*;
 use crate::clock::ManualClock;
 use crate::domain::{TicketId, Tier};
 use crate::store::{Change, FaultRecord};
+use tokio_util::sync::CancellationToken;
 
 /// A connector that answers from a script per event name, and records what it got.
 struct Scripted {
@@ -14,6 +15,8 @@ struct Scripted {
     got: Mutex<Vec<String>>,
     /// The remote ticket each delivery was given.
     remotes: Mutex<Vec<Option<String>>>,
+    /// While set, every delivery fails as a helpdesk that is down fails.
+    down: std::sync::atomic::AtomicBool,
 }
 
 impl Scripted {
@@ -22,6 +25,7 @@ impl Scripted {
             answers: Mutex::new(answers.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()),
             got: Mutex::new(Vec::new()),
             remotes: Mutex::new(Vec::new()),
+            down: Default::default(),
         })
     }
     fn got(&self) -> Vec<String> {
@@ -33,12 +37,18 @@ impl Connector for Scripted {
     fn name(&self) -> &str {
         "hd"
     }
+    fn budget(&self) -> StdDuration {
+        StdDuration::from_secs(5)
+    }
     fn deliver<'a>(&'a self, d: &'a Delivery, _now: DateTime<Utc>) -> BoxFuture<'a, Result<Delivered, DeliveryError>> {
         Box::pin(async move {
             let key = match d.row.subject {
                 SubjectId::Ticket(t) => format!("{}#{}", t.0, d.row.event),
                 SubjectId::WorkOrder(w) => format!("WO-{w}#{}", d.row.event),
             };
+            if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(DeliveryError::Retryable { after: None, message: "connection refused".into() });
+            }
             self.got.lock().unwrap().push(key.clone());
             self.remotes.lock().unwrap().push(d.remote.as_ref().map(|r| r.id.clone()));
             let mut a = self.answers.lock().unwrap();
@@ -83,6 +93,7 @@ async fn rig(conn: Arc<Scripted>) -> Rig {
     let mut connectors: HashMap<String, Arc<dyn Connector>> = HashMap::new();
     connectors.insert("hd".into(), conn);
     let relay = Relay::new(store.clone(), config.fleet, connectors, clock.clone(), Arc::new(Metrics::new()), cfg());
+    store.set_routes(&relay.routes()).await.unwrap();
     Rig { store, clock, relay, _dir: dir }
 }
 
@@ -177,12 +188,22 @@ async fn a_gone_endpoint_is_disabled_and_its_rows_wait() {
 }
 
 #[tokio::test]
-async fn customers_without_a_helpdesk_are_skipped() {
+async fn customers_without_a_helpdesk_cost_the_outbox_nothing() {
     let conn = Scripted::new(&[]);
     let r = rig(conn.clone()).await;
     raise(&r.store, "lit-002", "north-square", "leak", Change::Raised, t0()).await;
     r.relay.run_once().await.unwrap();
     assert!(conn.got().is_empty());
+    for state in ["pending", "skipped", "delivered"] {
+        assert!(
+            r.store.outbox(state, 10).await.unwrap().is_empty(),
+            "no {state} row for a customer without a helpdesk"
+        );
+    }
+    // A customer whose helpdesk is dropped from the config: its pending rows are skipped at start.
+    raise(&r.store, "rec-001", "city-transit", "leak", Change::Raised, t0()).await;
+    assert_eq!(r.store.outbox("pending", 10).await.unwrap().len(), 1);
+    r.store.set_routes(&[]).await.unwrap();
     assert_eq!(r.store.outbox("skipped", 10).await.unwrap().len(), 1);
 }
 
@@ -353,6 +374,7 @@ async fn work_orders_go_to_the_helpdesk_in_order_beside_tickets() {
 async fn a_work_order_reads_well_in_a_mail_and_a_webhook() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("a.db")).await.unwrap();
+    store.set_routes(&[("city-transit".into(), "hd".into())]).await.unwrap();
     store.add_work_orders(&[visit("rec-001", "2026-11-25", true)], t0()).await.unwrap();
     let answers = serde_json::json!({"storage": "ok", "battery": {"value": 12.6, "measured": true}});
     store.complete_work_order(1, "Li Wei", &answers, t0()).await.unwrap();
@@ -393,4 +415,171 @@ async fn a_found_remote_ticket_already_holds_the_first_event_of_a_ticket_or_a_wo
         let (remote, comment) = remote_for(&d, found, create).await.unwrap();
         assert_eq!((remote.id.as_str(), comment), ("R9", tell), "{}", d.row.event);
     }
+}
+
+/// A helpdesk that takes a connection and never says a word: an SMTP tarpit.
+async fn tarpit() -> (u16, tokio::task::JoinHandle<()>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+        }
+    });
+    (port, task)
+}
+
+/// A relay over `connectors` with customers routed `(customer, helpdesk)`, run in the background.
+async fn lanes(
+    connectors: Vec<(&str, Arc<dyn Connector>)>,
+    routes: &[(&str, &str)],
+) -> (Store, Arc<ManualClock>, CancellationToken, tokio::task::JoinHandle<()>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("a.db")).await.unwrap();
+    let mut config = crate::demo::config().unwrap();
+    let fleet = Arc::make_mut(&mut config.fleet);
+    for c in &mut fleet.customers {
+        c.helpdesk = routes.iter().find(|(cu, _)| *cu == c.id.as_str()).map(|(_, h)| h.to_string());
+    }
+    let clock = Arc::new(ManualClock::new(t0()));
+    let connectors = connectors.into_iter().map(|(n, c)| (n.to_string(), c)).collect();
+    let relay = Relay::new(store.clone(), config.fleet, connectors, clock.clone(), Arc::new(Metrics::new()), cfg());
+    store.set_routes(&relay.routes()).await.unwrap();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(relay.run(stop.clone()));
+    (store, clock, stop, task, dir)
+}
+
+#[tokio::test]
+async fn a_helpdesk_that_never_answers_holds_up_no_other_and_its_tries_end_within_the_timeout() {
+    let (port, _tarpit) = tarpit().await;
+    let mail = crate::outbox::email::EmailConfig {
+        host: "127.0.0.1".into(),
+        port,
+        security: crate::outbox::email::Security::None,
+        username: None,
+        password: None,
+        from: "aftercare <aftercare@example.net>".into(),
+        to: "desk@example.net".into(),
+        timeout: StdDuration::from_secs(1),
+        ca_file: None,
+    };
+    let p = ["P1".to_string(), "P2".to_string(), "P3".to_string()];
+    let email: Arc<dyn Connector> = Arc::new(email::Email::new("mail", &mail, p).unwrap());
+    let quick = Scripted::new(&[]);
+    let (store, _clock, stop, task, _dir) =
+        lanes(vec![("mail", email), ("hd", quick.clone())], &[("north-square", "mail"), ("city-transit", "hd")]).await;
+    raise(&store, "lit-002", "north-square", "leak", Change::Raised, t0()).await;
+    for (n, dev) in ["rec-001", "rec-002", "led-001"].iter().enumerate() {
+        raise(&store, dev, "city-transit", &format!("f{n}"), Change::Raised, t0()).await;
+    }
+    // The quick helpdesk has its three events while the tarpit still holds the first mail.
+    let started = tokio::time::Instant::now();
+    while quick.got().len() < 3 {
+        assert!(started.elapsed() < StdDuration::from_millis(900), "held up: {:?}", quick.got());
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    // The mail's try ends in its timeout, however silent the server: a retry is due, with why.
+    let failed = loop {
+        let pending = store.outbox("pending", 10).await.unwrap();
+        if let Some(row) = pending.iter().find(|o| o.customer == "north-square" && o.attempts > 0) {
+            break row.clone();
+        }
+        assert!(started.elapsed() < StdDuration::from_secs(3), "the tarpit held the mail past its timeout");
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    };
+    assert!(failed.last_error.as_deref().is_some_and(|e| e.contains("1s")), "{failed:?}");
+    stop.cancel();
+    let _ = task.await;
+}
+
+#[tokio::test]
+async fn a_helpdesk_back_from_an_outage_gets_its_backlog_at_once_in_order() {
+    let hd = Scripted::new(&[]);
+    hd.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (store, clock, stop, task, _dir) = lanes(vec![("hd", hd.clone())], &[("city-transit", "hd")]).await;
+    let devices = ["rec-001", "rec-002", "led-001", "swh-001", "lit-001", "led-002"];
+    for dev in devices {
+        raise(&store, dev, "city-transit", "fault", Change::Raised, t0()).await;
+        raise(&store, dev, "city-transit", "fault", Change::Cleared, t0()).await;
+    }
+    // Twenty minutes of outage: every row backs off, up to a minute (max_backoff) between tries.
+    for _ in 0..40 {
+        clock.advance(TimeDelta::seconds(30));
+        tokio::time::sleep(StdDuration::from_millis(30)).await;
+    }
+    let waiting = store.outbox("pending", 100).await.unwrap();
+    assert_eq!(waiting.len(), 12);
+    assert!(waiting.iter().any(|o| o.next_attempt_at > clock.now() + TimeDelta::seconds(20)), "rows back off");
+    // It answers again. Within one probe (5 s of the clock) the whole backlog goes, in order per ticket.
+    hd.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    clock.advance(TimeDelta::seconds(6));
+    let started = tokio::time::Instant::now();
+    while hd.got().len() < 12 {
+        assert!(started.elapsed() < StdDuration::from_secs(3), "the backlog waited for its backoff: {:?}", hd.got());
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    let got = hd.got();
+    for t in 1..=6 {
+        let opened = got.iter().position(|g| *g == format!("{t}#opened")).unwrap();
+        let recovered = got.iter().position(|g| *g == format!("{t}#recovered")).unwrap();
+        assert!(opened < recovered, "{got:?}");
+    }
+    stop.cancel();
+    let _ = task.await;
+}
+
+#[tokio::test]
+async fn credentials_never_follow_a_redirect_to_another_host() {
+    // B records whatever reaches it; A sends everyone to B.
+    let b = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let b_port = b.local_addr().unwrap().port();
+    let reached_b = Arc::new(Mutex::new(String::new()));
+    let seen = reached_b.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = b.accept().await {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut buf = vec![0u8; 4096];
+            let n = s.read(&mut buf).await.unwrap_or(0);
+            seen.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}").await;
+        }
+    });
+    let a = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a_port = a.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = a.accept().await {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut buf = vec![0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let moved = format!(
+                "HTTP/1.1 302 Found\r\nlocation: http://localhost:{b_port}/stolen\r\ncontent-length: 0\r\n\r\n"
+            );
+            let _ = s.write_all(moved.as_bytes()).await;
+        }
+    });
+    let cfg = redmine::RedmineConfig {
+        url: format!("http://127.0.0.1:{a_port}"),
+        api_key: "s3cret-key".to_string().into(),
+        project: "p".into(),
+        tracker: None,
+        statuses: redmine::RedmineConfig::default_statuses(),
+        timeout: StdDuration::from_secs(2),
+        poll_every: StdDuration::from_secs(60),
+    };
+    let p = ["P1".to_string(), "P2".to_string(), "P3".to_string()];
+    let rm = redmine::Redmine::new("north", &cfg, p).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("a.db")).await.unwrap();
+    store.set_routes(&[("city-transit".into(), "north".into())]).await.unwrap();
+    raise(&store, "rec-001", "city-transit", "leak", Change::Raised, t0()).await;
+    let row = store.outbox("pending", 1).await.unwrap().remove(0);
+    let t = store.ticket(TicketId(1)).await.unwrap().unwrap();
+    let d = Delivery { row, subject: Subject::Ticket(Box::new(t)), remote: None };
+    let e = rm.deliver(&d, t0()).await.unwrap_err();
+    assert!(format!("{e:?}").contains("another origin"), "{e:?}");
+    tokio::time::sleep(StdDuration::from_millis(200)).await;
+    let got = reached_b.lock().unwrap().clone();
+    assert!(!got.contains("s3cret-key"), "the API key reached another host:\n{got}");
 }

@@ -20,6 +20,7 @@ pub struct Webhook {
     secret: Option<Vec<u8>>,
     priorities: [String; 3],
     client: reqwest::Client,
+    timeout: Duration,
 }
 
 /// `v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>`.
@@ -65,14 +66,19 @@ impl Webhook {
     ) -> anyhow::Result<Webhook> {
         // The daemon installs ring as rustls' provider at start; a library user may not have.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).build()?;
-        Ok(Webhook { name: name.to_string(), url: url.to_string(), secret, priorities, client })
+        let client = super::http_client(timeout)?;
+        Ok(Webhook { name: name.to_string(), url: url.to_string(), secret, priorities, client, timeout })
     }
 }
 
 impl Connector for Webhook {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// One request: its timeout.
+    fn budget(&self) -> Duration {
+        self.timeout
     }
 
     fn deliver<'a>(&'a self, d: &'a Delivery, now: DateTime<Utc>) -> BoxFuture<'a, Result<Delivered, DeliveryError>> {

@@ -87,14 +87,83 @@ impl Store {
     /// Due rows, at most one per ticket or work order (the earliest pending), oldest first.
     /// A later row of a ticket waits until the rows before it are delivered or dead.
     pub async fn due_outbox(&self, now: DateTime<Utc>, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
+        self.due_outbox_where("1 = 1 AND $3 = $3", now, limit, "").await
+    }
+
+    /// The due rows of one helpdesk's customers, as [`Store::due_outbox`].
+    pub async fn due_outbox_for(
+        &self,
+        helpdesk: &str,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        self.due_outbox_where(
+            "o.customer IN (SELECT customer FROM helpdesk_routes WHERE helpdesk = $3)",
+            now,
+            limit,
+            helpdesk,
+        )
+        .await
+    }
+
+    async fn due_outbox_where(
+        &self,
+        filter: &str,
+        now: DateTime<Utc>,
+        limit: i64,
+        helpdesk: &str,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        // One NOT EXISTS per kind of subject, so that each uses its index.
         let sql = format!(
-            "SELECT {COLUMNS} FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= $1 \
-             AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.state = 'pending' AND p.seq < o.seq \
-                 AND (p.ticket_id = o.ticket_id OR p.work_order_id = o.work_order_id)) \
+            "SELECT {COLUMNS} FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= $1 AND {filter} \
+             AND (o.ticket_id IS NULL OR NOT EXISTS (SELECT 1 FROM outbox p WHERE p.ticket_id = o.ticket_id \
+                 AND p.seq < o.seq AND p.state = 'pending')) \
+             AND (o.work_order_id IS NULL OR NOT EXISTS (SELECT 1 FROM outbox p WHERE p.work_order_id = o.work_order_id \
+                 AND p.seq < o.seq AND p.state = 'pending')) \
              ORDER BY o.id LIMIT $2"
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(ms(now)).bind(limit).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(ms(now))
+            .bind(limit)
+            .bind(helpdesk)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(row).collect()
+    }
+
+    /// Where each customer's changes go, `(customer, helpdesk)`, as the config says at start.
+    /// Pending rows of a customer that no longer has a helpdesk are skipped.
+    pub async fn set_routes(&self, routes: &[(String, String)]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        sqlx::query("DELETE FROM helpdesk_routes").execute(&mut *tx).await?;
+        for (customer, helpdesk) in routes {
+            sqlx::query("INSERT INTO helpdesk_routes (customer, helpdesk) VALUES ($1, $2)")
+                .bind(customer)
+                .bind(helpdesk)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "UPDATE outbox SET state = 'skipped' WHERE state = 'pending' \
+             AND customer NOT IN (SELECT customer FROM helpdesk_routes)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A helpdesk is back: its customers' pending rows are due now, not each after its own backoff.
+    pub async fn outbox_wake(&self, helpdesk: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let res = sqlx::query(
+            "UPDATE outbox SET next_attempt_at = $2 WHERE state = 'pending' AND next_attempt_at > $2 \
+             AND customer IN (SELECT customer FROM helpdesk_routes WHERE helpdesk = $1)",
+        )
+        .bind(helpdesk)
+        .bind(ms(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(res.rows_affected())
     }
 
     pub async fn outbox_delivered(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
@@ -129,21 +198,6 @@ impl Store {
     pub async fn outbox_skip(&self, id: i64) -> Result<(), StoreError> {
         sqlx::query("UPDATE outbox SET state = 'skipped' WHERE id = $1").bind(id).execute(&self.pool).await?;
         Ok(())
-    }
-
-    /// Marks the pending rows of customers without a helpdesk as skipped.
-    pub async fn outbox_skip_unrouted(&self, routed: &[String]) -> Result<u64, StoreError> {
-        let marks = (1..=routed.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
-        let sql = if routed.is_empty() {
-            "UPDATE outbox SET state = 'skipped' WHERE state = 'pending'".to_string()
-        } else {
-            format!("UPDATE outbox SET state = 'skipped' WHERE state = 'pending' AND customer NOT IN ({marks})")
-        };
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for c in routed {
-            q = q.bind(c);
-        }
-        Ok(q.execute(&self.pool).await?.rows_affected())
     }
 
     /// Rows in a state (pending, delivered, dead, skipped), newest first.

@@ -126,7 +126,8 @@ async fn append(conn: &mut SqliteConnection, ticket: i64, at: DateTime<Utc>, e: 
     .bind(e.note)
     .execute(&mut *conn)
     .await?;
-    // Every change is one the helpdesk must see: an outbox row in the same transaction.
+    // Every change is one the helpdesk must see: an outbox row in the same transaction, for a
+    // customer that has a helpdesk (one without gets none, and costs the relay nothing).
     let action = match (e.event, e.to) {
         ("opened" | "reopened", _) | (_, Some(State::Open)) => "trigger",
         (_, Some(State::Resolved | State::Closed | State::Cancelled)) => "resolve",
@@ -136,7 +137,8 @@ async fn append(conn: &mut SqliteConnection, ticket: i64, at: DateTime<Utc>, e: 
         "INSERT INTO outbox (ticket_id, seq, event_id, event, action, note, customer, created_at, next_attempt_at, origin, state) \
          SELECT $1, n.seq, 'aftercare-' || $1 || '-' || n.seq, $2, $3, $4, t.customer, $5, $5, $6, \
          CASE WHEN t.silenced_by IS NULL THEN 'pending' ELSE 'skipped' END \
-         FROM tickets t, (SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM outbox WHERE ticket_id = $1) n WHERE t.id = $1",
+         FROM tickets t, (SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM outbox WHERE ticket_id = $1) n WHERE t.id = $1 \
+         AND EXISTS (SELECT 1 FROM helpdesk_routes r WHERE r.customer = t.customer)",
     )
     .bind(ticket)
     .bind(e.event)
@@ -167,6 +169,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (14, "forced_resolution", include_str!("../../migrations/sqlite/0014_forced_resolution.sql")),
     (15, "alarms_and_installation", include_str!("../../migrations/sqlite/0015_alarms_and_installation.sql")),
     (16, "calendar_gap", include_str!("../../migrations/sqlite/0016_calendar_gap.sql")),
+    (17, "helpdesk_routes", include_str!("../../migrations/sqlite/0017_helpdesk_routes.sql")),
 ];
 
 fn migrator() -> Migrator {

@@ -109,7 +109,7 @@ async fn event(
          SELECT $1, n.seq, 'aftercare-wo-' || $1 || '-' || n.seq, $2, $3, $4, w.customer, $5, $5, $6, \
          CASE WHEN w.helpdesk = 1 THEN 'pending' ELSE 'skipped' END \
          FROM work_orders w, (SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM outbox WHERE work_order_id = $1) n \
-         WHERE w.id = $1",
+         WHERE w.id = $1 AND EXISTS (SELECT 1 FROM helpdesk_routes r WHERE r.customer = w.customer)",
     )
     .bind(id)
     .bind(event)

@@ -332,3 +332,33 @@ async fn firmware_sim_stops_on_a_signal_while_its_input_is_open() {
         assert!(stopped, "firmware-sim ignored kill {signal} while its standard input was open");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_churn_on_the_embedded_broker_does_not_flood_the_log() {
+    let broker = Broker::Embedded;
+    let (dir, prefix) = Daemon::setup(&["lit-104:lighting"], "30s", "10m", &broker);
+    let d = Daemon::start(dir, &prefix, &broker);
+    let (host, port) = d.mqtt.rsplit_once(':').unwrap();
+    for i in 0..150 {
+        let o = MqttOptions::new(format!("{prefix}-churn-{i}"), host, port.parse().unwrap());
+        let (c, mut el) = AsyncClient::new(o, 10);
+        // Connected, then gone: half say goodbye, half just drop.
+        loop {
+            if let rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)) = el.poll().await.unwrap() {
+                break;
+            }
+        }
+        if i % 2 == 0 {
+            c.disconnect().await.unwrap();
+            let _ = tokio::time::timeout(Duration::from_millis(50), el.poll()).await;
+        }
+    }
+    wait_for("every churned connection counted", 10, || async {
+        (metric(&d, "aftercare_broker_accepted_connections_total").await >= 150.0).then_some(())
+    })
+    .await;
+    let log = d.log();
+    let lines = log.lines().filter(|l| l.contains("MQTT client connected") || l.contains("MQTT client gone")).count();
+    assert!(lines <= 6, "{lines} log lines for 150 connections:\n{log}");
+    assert!(log.contains("similar_suppressed"), "{log}");
+}

@@ -2,6 +2,7 @@
 //! real MQTT broker (the embedded one, or Mosquitto when
 //! AFTERCARE_TEST_MQTT_URL is set) and HTTP.
 
+mod cli;
 mod harness;
 mod ingest;
 

@@ -393,7 +393,7 @@ async fn an_rtu_line_keeps_its_cadence_and_a_dead_unit_or_line_is_found_in_time(
     let polls = || async { metric(&d, "aftercare_modbus_polls_total{result=\"ok\"}").await };
 
     // Three healthy units at a 1 s poll: three answers a second, not one every other tick.
-    let (before, started) = (polls().await, std::time::Instant::now());
+    let (before, started) = (polls().await, tokio::time::Instant::now());
     tokio::time::sleep(Duration::from_secs(6)).await;
     let rate = (polls().await - before) / started.elapsed().as_secs_f64();
     assert!(rate >= 2.5, "{rate:.2} polls a second answered by 3 units polled every second");
@@ -403,7 +403,7 @@ async fn an_rtu_line_keeps_its_cadence_and_a_dead_unit_or_line_is_found_in_time(
     sim.send("inject lit-083 modbus_silent");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let timeouts = || async { failures(&d, "lit-083", "timeout").await };
-    let (before, t_before, started) = (polls().await, timeouts().await, std::time::Instant::now());
+    let (before, t_before, started) = (polls().await, timeouts().await, tokio::time::Instant::now());
     tokio::time::sleep(Duration::from_secs(6)).await;
     let secs = started.elapsed().as_secs_f64();
     let rate = (polls().await - before) / secs;
@@ -416,7 +416,7 @@ async fn an_rtu_line_keeps_its_cadence_and_a_dead_unit_or_line_is_found_in_time(
 
     // The whole line dies: bus_down within offline_after (3) cycles of the last answer, plus the
     // timeouts of one cycle and a margin; every unit shows offline, and no unit has an offline ticket.
-    let died = std::time::Instant::now();
+    let died = tokio::time::Instant::now();
     drop(sim);
     one_ticket(&d, "lit-081", "bus_down", "the line down", |_| true).await;
     let took = died.elapsed();

@@ -364,6 +364,7 @@ async fn partial_hours_merge_and_old_history_is_pruned() {
 #[tokio::test]
 async fn a_fault_during_a_visit_is_recorded_but_silenced() {
     let (s, _dir) = store().await;
+    s.set_routes(&[("c1".into(), "hd".into())]).await.unwrap();
     let visit = crate::store::NewWorkOrder {
         contract: "k".into(),
         plan: "patrol".into(),
@@ -441,6 +442,7 @@ async fn the_outbox_keeps_its_rows_when_work_orders_join_it() {
         pool.close().await;
     }
     let s = Store::open(&path).await.unwrap();
+    s.set_routes(&[("c1".into(), "hd".into())]).await.unwrap();
     let rows = s.outbox("pending", 10).await.unwrap();
     let events: Vec<_> = rows.iter().map(|o| (o.subject, o.seq, o.event.as_str())).collect();
     let t = SubjectId::Ticket(TicketId(1));

@@ -362,3 +362,12 @@ async fn out_of_warranty_failed_repairs_do_not_replace_the_unit() {
     let tk = ticket(&s, id).await;
     assert_eq!((tk.failed_repairs, tk.replace_unit), (3, false));
 }
+
+#[tokio::test]
+async fn a_ticket_whose_clock_runs_past_its_calendar_says_so() {
+    let f = fleet();
+    let (s, _d) = store().await;
+    let id = open(&s, &f, "led-001", "screen_dark", Tier::Major, t("2026-12-29T10:00:00")).await;
+    let gap = ticket(&s, id).await.clock.calendar_gap.expect("the ticket says its clock ran past the calendar");
+    assert!(gap.contains("2027"), "{gap}");
+}
