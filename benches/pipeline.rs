@@ -6,6 +6,9 @@
 //!    from 10,000 devices to the broker (the daemon's embedded one, or the
 //!    broker at AFTERCARE_BENCH_MQTT_URL), through ingest, rules and state;
 //!    one message carries a storage failure, and its ticket row is timed.
+//! 3. Memory (`memory`): the daemon's RSS with its embedded broker, at start,
+//!    after 1M messages from 10,000 devices, after 300,000 messages from as many
+//!    distinct unknown device ids, and after another 1M messages.
 //!
 //! A benchmark measures wall time itself; the daemon's rule against reading
 //! the clock outside clock.rs does not apply here.
@@ -26,6 +29,9 @@ fn main() {
     let only = |name: &str| args.iter().skip(1).filter(|a| !a.starts_with("--")).all(|a| name.contains(a.as_str()));
     if only("in_process") {
         in_process();
+    }
+    if only("memory") {
+        memory();
     }
     if only("end_to_end") {
         // Throughput: as fast as the load generator can publish.
@@ -140,7 +146,7 @@ fn end_to_end(rate: u64) {
     let mut daemon = Command::new(env!("CARGO_BIN_EXE_aftercare"))
         .args(["run", "--config"])
         .arg(dir.path().join("a.toml"))
-        .env("AFTERCARE_LOG", "warn,rumqttd=off")
+        .env("AFTERCARE_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -189,7 +195,7 @@ fn end_to_end(rate: u64) {
     let text = scrape(&http);
     let accepted = metric(&text, "aftercare_messages_accepted_total");
     let received = metric(&text, "aftercare_messages_received_total");
-    let dropped = metric(&text, "aftercare_messages_rejected_total{reason=\"queue_full\"}");
+    let rejected = metric(&text, "aftercare_messages_rejected_total");
     let Some((t0, c0)) = first else {
         println!("end_to_end: the daemon received nothing; load generator said: {report}");
         let _ = daemon.kill();
@@ -203,7 +209,7 @@ fn end_to_end(rate: u64) {
         if external.is_some() { "external" } else { "embedded" }
     );
     print!("  load generator: {report}");
-    println!("  daemon received {received:.0}, accepted {accepted:.0}, dropped (queue full) {dropped:.0}");
+    println!("  daemon received {received:.0}, accepted {accepted:.0}, rejected {rejected:.0}");
     println!("  ingest → rules → state: {:.0} msg/s over {secs:.2} s", (last.1 - c0) / secs);
     if let (Some(a), Some(b)) = (cpu0, cpu1) {
         println!("  daemon CPU: {:.2} s for the run ({:.0}% of one core)", b - a, (b - a) / secs * 100.0);
@@ -244,4 +250,82 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
     Some(ticks / 100.0)
+}
+
+/// Resident memory of a process, MB, from /proc.
+fn rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 =
+        status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Publishes `messages` messages from `devices` devices named `{prefix}NNNNN` through the
+/// daemon's embedded broker and waits until it has taken them all (accepted or rejected).
+fn load_through(sim: &Path, mqtt: &str, http: &str, id_prefix: &str, devices: usize, messages: u64) {
+    let before = {
+        let t = scrape(http);
+        metric(&t, "aftercare_messages_accepted_total") + metric(&t, "aftercare_messages_rejected_total")
+    };
+    let st = Command::new(sim)
+        .args(["load", "--broker", mqtt, "--devices", &devices.to_string(), "--messages", &messages.to_string()])
+        .args(["--connections", "2", "--id-prefix", id_prefix])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let t = scrape(http);
+        let done = metric(&t, "aftercare_messages_accepted_total") + metric(&t, "aftercare_messages_rejected_total");
+        if done - before >= messages as f64 || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn memory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("kinds")).unwrap();
+    let kind =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/kinds/recorder.toml")).unwrap();
+    std::fs::write(dir.path().join("kinds/recorder.toml"), kind).unwrap();
+    let mut cfg = "include = [\"kinds/recorder.toml\"]\n[broker]\nembedded = true\nlisten = \"127.0.0.1:0\"\n\
+                   [http]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"a.db\"\n[[sites]]\nid = \"load\"\n\
+                   [[customers]]\nid = \"c\"\n"
+        .to_string();
+    for i in 0..DEVICES {
+        cfg.push_str(&format!(
+            "[[devices]]\nid = \"load-{i:05}\"\nkind = \"recorder\"\nsite = \"load\"\ncustomer = \"c\"\naccepted_on = \"2025-01-01\"\n"
+        ));
+    }
+    std::fs::write(dir.path().join("a.toml"), cfg).unwrap();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_aftercare"))
+        .args(["run", "--config"])
+        .arg(dir.path().join("a.toml"))
+        .env("AFTERCARE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(daemon.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let field = |k: &str| line.split_whitespace().find_map(|w| w.strip_prefix(k)).unwrap().to_string();
+    let (http, mqtt) = (field("http="), format!("mqtt://{}", field("mqtt=")));
+    let sim = sim_binary();
+    let pid = daemon.id();
+    std::thread::sleep(Duration::from_secs(1));
+    let rss = || rss_mb(pid).unwrap_or(f64::NAN);
+    println!("memory: embedded broker, {DEVICES} devices configured");
+    println!("  at start: {:.1} MB", rss());
+    load_through(&sim, &mqtt, &http, "load-", DEVICES, 1_000_000);
+    println!("  after 1M messages from {DEVICES} devices: {:.1} MB", rss());
+    load_through(&sim, &mqtt, &http, "unknown-", 300_000, 300_000);
+    println!("  after 300k messages from 300k distinct unknown ids: {:.1} MB", rss());
+    load_through(&sim, &mqtt, &http, "load-", DEVICES, 1_000_000);
+    println!("  after another 1M messages: {:.1} MB", rss());
+    std::thread::sleep(Duration::from_secs(20));
+    println!("  after 20 s idle: {:.1} MB", rss());
+    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = daemon.wait();
 }

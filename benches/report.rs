@@ -140,7 +140,7 @@ async fn main() {
             let r = compute(&store, &config.fleet, &scope, Lang::Zh, to).await.unwrap();
             for run in 1..=3 {
                 let t = Instant::now();
-                let pdf = render::pdf(&r, Lang::Zh, fonts.clone()).unwrap();
+                let pdf = render::pdf(&r, Lang::Zh, &fonts).await.unwrap();
                 println!(
                     "run {run}: the same as PDF ({} KB, its tables cut at 500 rows) in {:.2} s",
                     pdf.len() / 1024,

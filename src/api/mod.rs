@@ -620,11 +620,10 @@ async fn report(
         }
         "pdf" => {
             let fonts = crate::report::render::fonts().map_err(|m| ApiError(StatusCode::SERVICE_UNAVAILABLE, m))?;
-            // Setting a long report takes a while: off the async workers.
-            let pdf = tokio::task::spawn_blocking(move || crate::report::render::pdf(&r, lang, fonts))
+            // Set in a process of its own, off the daemon's workers and memory.
+            let pdf = crate::report::render::pdf(&r, lang, &fonts)
                 .await
-                .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
-                .map_err(|m| ApiError(StatusCode::INTERNAL_SERVER_ERROR, m))?;
+                .map_err(|m| ApiError(StatusCode::SERVICE_UNAVAILABLE, m))?;
             ([(axum::http::header::CONTENT_TYPE, "application/pdf")], pdf).into_response()
         }
         _ => Json(r).into_response(),

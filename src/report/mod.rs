@@ -655,7 +655,8 @@ pub async fn write(config: &crate::config::Config, scope: &Scope, format: &str, 
         "json" => serde_json::to_vec_pretty(&r)?,
         "csv" => render::csv(&r).into_bytes(),
         "pdf" => {
-            render::pdf(&r, lang, render::fonts().map_err(|e| anyhow::anyhow!(e))?).map_err(|e| anyhow::anyhow!(e))?
+            let fonts = render::fonts().map_err(|e| anyhow::anyhow!(e))?;
+            render::pdf(&r, lang, &fonts).await.map_err(|e| anyhow::anyhow!(e))?
         }
         _ => render::html(&r, lang).into_bytes(),
     })

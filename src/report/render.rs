@@ -700,32 +700,98 @@ fn charted(level: usize, heading: &str, svg: &str) -> String {
 /// The fonts a PDF report is set in: a Latin face and one with Chinese glyphs. Font files come
 /// from AFTERCARE_REPORT_FONTS (colon-separated), else from where Debian's fonts-dejavu-core and
 /// fonts-droid-fallback (or fonts-noto-cjk, fonts-wqy-microhei) put them.
-pub fn fonts() -> Result<Vec<Vec<u8>>, String> {
+pub fn fonts() -> Result<Vec<std::path::PathBuf>, String> {
+    use std::path::PathBuf;
     if let Some(v) =
         std::env::var("AFTERCARE_REPORT_FONTS").ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
     {
-        return v
-            .split(':')
-            .map(|p| std::fs::read(p).map_err(|e| format!("AFTERCARE_REPORT_FONTS: {p}: {e}")))
-            .collect();
+        let files: Vec<PathBuf> = v.split(':').map(PathBuf::from).collect();
+        if let Some(missing) = files.iter().find(|f| !f.is_file()) {
+            return Err(format!("AFTERCARE_REPORT_FONTS: {} is not a file", missing.display()));
+        }
+        return Ok(files);
     }
     const CJK: [&str; 3] = [
         "/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
         "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
         "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
     ];
-    let cjk = CJK.iter().find_map(|p| std::fs::read(p).ok()).ok_or_else(|| {
+    let cjk = CJK.iter().map(PathBuf::from).find(|p| p.is_file()).ok_or_else(|| {
         "no font with Chinese glyphs for the PDF: install fonts-droid-fallback (or fonts-noto-cjk), \
          or name font files in AFTERCARE_REPORT_FONTS"
             .to_string()
     })?;
-    let mut out: Vec<Vec<u8>> = std::fs::read("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf").into_iter().collect();
+    let mut out: Vec<PathBuf> = Some(PathBuf::from("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"))
+        .filter(|p| p.is_file())
+        .into_iter()
+        .collect();
     out.push(cjk);
     Ok(out)
 }
 
+/// The program that sets Typst markup as PDF: AFTERCARE_PDF, else `aftercare-pdf` beside this
+/// program (or a folder up, for a test binary in `target/*/deps`), else on the PATH.
+fn typesetter() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("AFTERCARE_PDF").filter(|p| !p.is_empty()) {
+        return p.into();
+    }
+    let name = format!("aftercare-pdf{}", std::env::consts::EXE_SUFFIX);
+    let exe = std::env::current_exe().ok();
+    let dirs = exe.iter().flat_map(|e| e.ancestors().skip(1).take(2));
+    dirs.map(|d| d.join(&name)).find(|p| p.is_file()).unwrap_or_else(|| name.into())
+}
+
+/// A PDF set takes this long at most (a 500-device report takes well under a second).
+const TYPESET_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Sets Typst markup as PDF in the fonts given, in a child process (`aftercare-pdf`).
+pub async fn typeset(markup: String, fonts: &[std::path::PathBuf]) -> Result<Vec<u8>, String> {
+    use tokio::io::AsyncWriteExt;
+    let tool = typesetter();
+    let mut cmd = tokio::process::Command::new(&tool);
+    for f in fonts {
+        cmd.arg("--font").arg(f);
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| {
+            format!(
+                "PDF reports need the program {} ({e}); build it with `cargo build --release -p aftercare-pdf` \
+                 and keep it beside aftercare, or name it in AFTERCARE_PDF",
+                tool.display()
+            )
+        })?;
+    let mut stdin = child.stdin.take().ok_or("no pipe to the typesetter")?;
+    let feed = async move {
+        let r = stdin.write_all(markup.as_bytes()).await;
+        drop(stdin);
+        r
+    };
+    let run = async {
+        let (fed, out) = tokio::join!(feed, child.wait_with_output());
+        let out = out.map_err(|e| format!("the typesetter failed: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("the typesetter failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        }
+        fed.map_err(|e| format!("feeding the typesetter: {e}"))?;
+        Ok(out.stdout)
+    };
+    tokio::time::timeout(TYPESET_TIMEOUT, run)
+        .await
+        .map_err(|_| "the typesetter took more than 2 minutes".to_string())?
+}
+
 /// The report as a PDF, set with Typst in the given fonts; the charts are the HTML's SVG.
-pub fn pdf(r: &Report, lang: Lang, fonts: Vec<Vec<u8>>) -> Result<Vec<u8>, String> {
+pub async fn pdf(r: &Report, lang: Lang, fonts: &[std::path::PathBuf]) -> Result<Vec<u8>, String> {
+    typeset(markup(r, lang), fonts).await
+}
+
+/// The report as Typst markup.
+pub fn markup(r: &Report, lang: Lang) -> String {
     let w = words(lang);
     let customer = customer_of(r, w);
     let mut s = String::new();
@@ -817,8 +883,5 @@ pub fn pdf(r: &Report, lang: Lang, fonts: Vec<Vec<u8>>) -> Result<Vec<u8>, Strin
         let _ = write!(s, " {}, [], [], [],", lit(role));
     }
     s.push_str(")\n");
-    let engine = typst_as_lib::TypstEngine::builder().main_file(s).fonts(fonts).build();
-    let doc: typst_layout::PagedDocument =
-        engine.compile().output.map_err(|e| format!("setting the PDF failed: {e:?}"))?;
-    typst_pdf::pdf(&doc, &Default::default()).map_err(|e| format!("writing the PDF failed: {e:?}"))
+    s
 }

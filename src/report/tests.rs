@@ -144,7 +144,7 @@ async fn a_report_s_figures_match_the_ones_worked_out_by_hand() {
 
 /// pdftotext and pdftoppm (poppler-utils) and the fonts, or `None` (then the test says so and
 /// passes, unless AFTERCARE_TEST_REQUIRE_PEERS is set, as in CI, where scripts/peers.sh installs them).
-fn pdf_tools() -> Option<Vec<Vec<u8>>> {
+fn pdf_tools() -> Option<Vec<std::path::PathBuf>> {
     let tools = ["pdftotext", "pdftoppm"].iter().all(|t| std::process::Command::new(t).arg("-v").output().is_ok());
     match (tools, render::fonts()) {
         (true, Ok(f)) => Some(f),
@@ -195,7 +195,7 @@ async fn the_pdf_carries_the_chinese_text_and_its_page_is_drawn() {
         to: t("2026-11-11T00:00:00Z"),
     };
     let r = compute(&store, &config.fleet, &scope, Lang::Zh, later()).await.unwrap();
-    let pdf = render::pdf(&r, Lang::Zh, fonts).unwrap();
+    let pdf = render::pdf(&r, Lang::Zh, &fonts).await.unwrap();
     assert!(pdf.starts_with(b"%PDF"));
     let path = dir.path().join("r.pdf");
     std::fs::write(&path, &pdf).unwrap();

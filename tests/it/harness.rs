@@ -331,3 +331,17 @@ pub fn monthly_inspection(extra: &str) -> (String, chrono::NaiveDate) {
     );
     (contract("", &plans), next)
 }
+
+/// Makes the daemon's store (in `dir`, not running) look made `days` ago, as a store that has
+/// watched the fleet that long: what was due since then is the daemon's to have done. The
+/// store's age is the first migration's `installed_on`; Python's sqlite3 module writes it.
+pub fn backdate_store(dir: &Path, days: i64) {
+    let db = dir.join("data/aftercare.db");
+    #[allow(clippy::disallowed_methods)]
+    let then = (chrono::Utc::now() - chrono::TimeDelta::days(days)).format("%Y-%m-%d %H:%M:%S").to_string();
+    let script = format!(
+        "import sqlite3; c = sqlite3.connect({db:?}); c.execute(\"UPDATE _sqlx_migrations SET installed_on = '{then}' WHERE version = 1\"); c.commit()"
+    );
+    let ok = Command::new("python3").args(["-c", &script]).status().expect("python3 for sqlite3");
+    assert!(ok.success(), "backdating the store failed");
+}
