@@ -292,7 +292,11 @@ fn memory() {
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/kinds/recorder.toml")).unwrap();
     // The devices stay online between the phases: this measures the broker and ingest, not
     // 10,000 offline tickets.
-    let kind = kind.lines().map(|l| if l.starts_with("heartbeat = ") { "heartbeat = \"1h\"" } else { l }).collect::<Vec<_>>().join("\n");
+    let kind = kind
+        .lines()
+        .map(|l| if l.starts_with("heartbeat = ") { "heartbeat = \"1h\"" } else { l })
+        .collect::<Vec<_>>()
+        .join("\n");
     std::fs::write(dir.path().join("kinds/recorder.toml"), kind).unwrap();
     let mut cfg = "include = [\"kinds/recorder.toml\"]\n[broker]\nembedded = true\nlisten = \"127.0.0.1:0\"\n\
                    [http]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"a.db\"\n[[sites]]\nid = \"load\"\n\

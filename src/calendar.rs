@@ -191,7 +191,9 @@ impl Calendar {
         let mentioned: BTreeSet<i32> = holidays.iter().chain(&makeup).map(|d| d.year()).collect();
         let year = match (&raw.year, mentioned.len()) {
             (Some(y), _) => {
-                if let Some(other) = mentioned.iter().find(|m| **m != *y.get_ref()) {
+                // An official schedule may reach into the next or previous year (New Year's Day
+                // 2023 was 2022-12-31..2023-01-02), no further.
+                if let Some(other) = mentioned.iter().find(|m| (**m - *y.get_ref()).abs() > 1) {
                     return Err(err(
                         y.span(),
                         format!("the file settles {}, but lists days of {other}: keep one year a file", y.get_ref()),

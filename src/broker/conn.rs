@@ -26,6 +26,10 @@ use super::{CHURN_LOG, Outgoing, PROTOCOL_LOG, Session, Shared};
 const KEEP_BUFFER: usize = 64 * 1024;
 /// Control packets other than PUBLISH and CONNECT are small; a larger one is an attack or a bug.
 const MAX_CONTROL: usize = 64 * 1024;
+/// The read buffer grows by at most this much at a time, as bytes arrive.
+const RESERVE_STEP: usize = 64 * 1024;
+/// QoS 2 publishes received and not yet released that a client may have at once.
+const MAX_QOS2_PENDING: usize = 1024;
 /// A write that takes longer than this means the client stopped reading: it is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -75,6 +79,10 @@ struct Conn {
 
 pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, id: u64, shared: Arc<Shared>, stop: CancellationToken) {
     let _ = stream.set_nodelay(true);
+    // Counted from the first byte, CONNECT or not, so that connections that never say who they
+    // are cannot pile up past the limit; the slot gives everything back however this ends.
+    let over = shared.connections.fetch_add(1, Ordering::AcqRel) >= shared.limits.max_connections;
+    let mut slot = Slot { shared: Arc::clone(&shared), id, client_id: None, gone: None, counted: false };
     let (mut rd, wr) = stream.into_split();
     let mut buf = BytesMut::with_capacity(1024);
     let mut conn = Conn {
@@ -113,14 +121,14 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, id: u64, shared: 
         refused(&shared, "client_id", peer, "an empty client id asks for a session that cannot be kept");
         return;
     }
-    if shared.connections.fetch_add(1, Ordering::AcqRel) >= shared.limits.max_connections {
-        shared.connections.fetch_sub(1, Ordering::AcqRel);
+    if over {
         let _ = conn.send(Packet::ConnAck(ConnAck::new(ConnectReturnCode::ServiceUnavailable, false))).await;
         refused(&shared, "max_connections", peer, "broker.max_connections reached");
         return;
     }
     shared.metrics.broker_connections.inc();
     shared.metrics.broker_connections_total.inc();
+    slot.counted = true;
     conn.client_id =
         if connect.client_id.is_empty() { format!("aftercare-anonymous-{id}") } else { connect.client_id.clone() };
 
@@ -132,6 +140,8 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, id: u64, shared: 
         let mut sessions = shared.sessions.lock().unwrap_or_else(|p| p.into_inner());
         sessions.insert(conn.client_id.clone(), Session { conn: id, kick: Arc::clone(&kick), gone: gone_rx })
     };
+    slot.client_id = Some(conn.client_id.clone());
+    slot.gone = Some(gone_tx);
     if let Some(mut old) = old {
         old.kick.notify_one();
         let _ = tokio::time::timeout(Duration::from_secs(5), old.gone.wait_for(|g| *g)).await;
@@ -147,20 +157,13 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, id: u64, shared: 
         Err(_) => End::Lost("the socket failed"),
     };
 
-    {
-        let mut sessions = shared.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        if sessions.get(&conn.client_id).is_some_and(|s| s.conn == id) {
-            sessions.remove(&conn.client_id);
-        }
-    }
     shared.unsubscribe(id, None);
     if let (End::Lost(why), Some(will)) = (end, connect.last_will) {
         debug!(client = %conn.client_id, why, topic = %will.topic, "publishing the client's will");
         publish_will(&shared, will).await;
     }
-    let _ = gone_tx.send(true);
-    shared.connections.fetch_sub(1, Ordering::AcqRel);
-    shared.metrics.broker_connections.dec();
+    // The session goes, and a connection taking it over goes on, only after the will.
+    drop(slot);
     if let Some(held) = CHURN_LOG.allow() {
         let why = match end {
             End::Disconnect => "disconnected",
@@ -171,8 +174,39 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, id: u64, shared: 
     }
 }
 
+/// What a connection holds in the broker's shared state, given back when it ends, even by a panic.
+struct Slot {
+    shared: Arc<Shared>,
+    id: u64,
+    /// The client id it registered its session under.
+    client_id: Option<String>,
+    /// Told when it is gone, so that a connection taking its client id over may go on.
+    gone: Option<watch::Sender<bool>>,
+    /// Whether it was counted as connected (past CONNACK).
+    counted: bool,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(cid) = &self.client_id {
+            let mut sessions = self.shared.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            if sessions.get(cid).is_some_and(|s| s.conn == self.id) {
+                sessions.remove(cid);
+            }
+        }
+        self.shared.unsubscribe(self.id, None);
+        if let Some(g) = self.gone.take() {
+            let _ = g.send(true);
+        }
+        self.shared.connections.fetch_sub(1, Ordering::AcqRel);
+        if self.counted {
+            self.shared.metrics.broker_connections.dec();
+        }
+    }
+}
+
 async fn publish_will(shared: &Shared, will: LastWill) {
-    if rumqttc::valid_topic(&will.topic) && will.message.len() <= shared.limits.max_payload {
+    if !will.topic.is_empty() && rumqttc::valid_topic(&will.topic) && will.message.len() <= shared.limits.max_payload {
         shared.publish(&will.topic, Bytes::copy_from_slice(&will.message), will.retain).await;
     }
 }
@@ -206,7 +240,8 @@ async fn read_connect(
                     _ => Err("a malformed CONNECT"),
                 };
             }
-            buf.reserve(head + len - buf.len());
+            // Room as the bytes come, never on a header's word alone.
+            buf.reserve((head + len - buf.len()).min(RESERVE_STEP));
         } else {
             buf.reserve(64);
         }
@@ -297,7 +332,7 @@ impl Conn {
                 return Err(self.violation("a control packet larger than 64 KiB"));
             }
             if buf.len() < head + len {
-                buf.reserve(head + len - buf.len());
+                buf.reserve((head + len - buf.len()).min(RESERVE_STEP));
                 return Ok(());
             }
             let packet = Packet::read(buf, MAX_CONTROL).map_err(|_| self.violation("a malformed packet"))?;
@@ -325,7 +360,7 @@ impl Conn {
         // The topic and packet id first: enough to acknowledge and count an oversized one.
         let needed = if oversized { head + variable } else { head + len };
         if buf.len() < needed {
-            buf.reserve(needed - buf.len());
+            buf.reserve((needed - buf.len()).min(RESERVE_STEP));
             return Ok(false);
         }
         let topic = std::str::from_utf8(&buf[head + 2..head + 2 + topic_len])
@@ -346,6 +381,9 @@ impl Conn {
             let topic = topic.to_string();
             buf.advance(head + len);
             // QoS 2 is taken once per packet id, however often the client resends it before PUBREL.
+            if qos == 2 && self.qos2.len() >= MAX_QOS2_PENDING && !self.qos2.contains(&pkid) {
+                return Err(self.violation("more than 1024 QoS 2 publishes not released"));
+            }
             let fresh = qos < 2 || self.qos2.insert(pkid);
             if fresh {
                 self.shared.publish(&topic, payload, retain).await;
@@ -372,13 +410,15 @@ impl Conn {
                 let tx = tx.clone();
                 let mut codes = Vec::with_capacity(s.filters.len());
                 for f in &s.filters {
-                    if rumqttc::valid_filter(&f.path) {
-                        self.shared.subscribe(self.id, &f.path, &tx);
-                        // Delivered at QoS 0, whatever was asked: the broker keeps no state per message.
-                        codes.push(SubscribeReasonCode::Success(QoS::AtMostOnce));
+                    let ok = f.path.len() <= super::MAX_FILTER_LEN
+                        && rumqttc::valid_filter(&f.path)
+                        && self.shared.subscribe(self.id, &f.path, &tx);
+                    // Delivered at QoS 0, whatever was asked: the broker keeps no state per message.
+                    codes.push(if ok {
+                        SubscribeReasonCode::Success(QoS::AtMostOnce)
                     } else {
-                        codes.push(SubscribeReasonCode::Failure);
-                    }
+                        SubscribeReasonCode::Failure
+                    });
                 }
                 self.send(Packet::SubAck(SubAck::new(s.pkid, codes))).await.map_err(|_| End::Lost("the socket failed"))
             }

@@ -75,6 +75,30 @@ impl Default for Limits {
     }
 }
 
+/// Whether `topic` matches the subscription `filter` (`+` one level, `#` the rest). A topic
+/// that starts with `$` matches no filter that starts with a wildcard (MQTT 3.1.1, 4.7.2).
+pub(crate) fn matches(topic: &str, filter: &str) -> bool {
+    if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
+        return false;
+    }
+    let mut levels = topic.split('/');
+    for f in filter.split('/') {
+        if f == "#" {
+            return true;
+        }
+        match levels.next() {
+            Some(t) if f == "+" || f == t => {}
+            _ => return false,
+        }
+    }
+    levels.next().is_none()
+}
+
+/// Filters a subscriber may hold at once, and their longest length: a subscription costs a
+/// scan on every publish.
+const MAX_FILTERS: usize = 64;
+const MAX_FILTER_LEN: usize = 1024;
+
 /// A message on its way to a subscriber.
 #[derive(Debug, Clone)]
 struct Outgoing {
@@ -157,7 +181,7 @@ impl Shared {
             return;
         }
         let mut shared_topic: Option<Arc<str>> = None;
-        for s in subs.iter().filter(|s| rumqttc::matches(topic, &s.filter)) {
+        for s in subs.iter().filter(|s| matches(topic, &s.filter)) {
             let topic = shared_topic.get_or_insert_with(|| Arc::from(topic)).clone();
             if s.tx.try_send(Outgoing { topic, payload: payload.clone(), retain }).is_err() {
                 self.metrics.broker_dropped.inc();
@@ -183,21 +207,26 @@ impl Shared {
         r.messages.insert(topic.to_string(), Bytes::copy_from_slice(payload));
     }
 
-    /// Adds a subscription and hands the retained messages it matches to its queue.
-    fn subscribe(&self, conn: u64, filter: &str, tx: &mpsc::Sender<Outgoing>) {
+    /// Adds a subscription and hands the retained messages it matches to its queue; false when
+    /// the connection holds as many filters as it may.
+    fn subscribe(&self, conn: u64, filter: &str, tx: &mpsc::Sender<Outgoing>) -> bool {
         {
             let mut subs = self.subscriptions.write().unwrap_or_else(|p| p.into_inner());
             if !subs.iter().any(|s| s.conn == conn && s.filter == filter) {
+                if subs.iter().filter(|s| s.conn == conn).count() >= MAX_FILTERS {
+                    return false;
+                }
                 subs.push(Subscription { conn, filter: filter.to_string(), tx: tx.clone() });
             }
         }
         let r = self.retained.lock().unwrap_or_else(|p| p.into_inner());
-        for (topic, payload) in r.messages.iter().filter(|(t, _)| rumqttc::matches(t, filter)) {
+        for (topic, payload) in r.messages.iter().filter(|(t, _)| matches(t, filter)) {
             let o = Outgoing { topic: Arc::from(topic.as_str()), payload: payload.clone(), retain: true };
             if tx.try_send(o).is_err() {
                 self.metrics.broker_dropped.inc();
             }
         }
+        true
     }
 
     fn unsubscribe(&self, conn: u64, filter: Option<&str>) {

@@ -304,3 +304,48 @@ async fn a_client_that_breaks_the_protocol_is_closed_and_its_will_published() {
     let mut rest = Vec::new();
     assert_eq!(s.read_to_end(&mut rest).await.unwrap(), 0);
 }
+
+#[test]
+fn filters_match_topics_level_by_level_whatever_their_characters() {
+    for (topic, filter, want) in [
+        ("a/b/c", "a/+/c", true),
+        ("a/b/c", "a/#", true),
+        ("a", "a/#", true),
+        ("a/b", "a/b/c", false),
+        ("a/b/c", "a/b", false),
+        ("é/x", "#", true),
+        ("é/x", "+/x", true),
+        ("灯/1", "灯/+", true),
+        ("$SYS/x", "#", false),
+        ("$SYS/x", "$SYS/#", true),
+    ] {
+        assert_eq!(matches(topic, filter), want, "{topic} against {filter}");
+    }
+}
+
+#[tokio::test]
+async fn a_topic_of_any_characters_breaks_nothing_and_every_connection_is_given_back() {
+    let f = broker(Limits { max_connections: 3, ..Default::default() }, 64).await;
+    let (s, mut sel) = client(&f, "watcher", |_| {});
+    until(&mut sel, "CONNACK", |e| matches!(e, Event::Incoming(Packet::ConnAck(_)))).await;
+    s.subscribe("#", QoS::AtMostOnce).await.unwrap();
+    until(&mut sel, "SUBACK", |e| matches!(e, Event::Incoming(Packet::SubAck(_)))).await;
+    // Publishers come and go, on topics whose first character takes more than a byte.
+    for i in 0..10 {
+        let (p, mut pel) = client(&f, &format!("p{i}"), |_| {});
+        until(&mut pel, "CONNACK", |e| matches!(e, Event::Incoming(Packet::ConnAck(_)))).await;
+        p.publish("é/x", QoS::AtLeastOnce, true, "1").await.unwrap();
+        until(&mut pel, "PUBACK", |e| matches!(e, Event::Incoming(Packet::PubAck(_)))).await;
+    }
+    let mut got = 0;
+    until(&mut sel, "a message on é/x", |e| {
+        got += usize::from(matches!(e, Event::Incoming(Packet::Publish(m)) if m.topic == "é/x"));
+        got > 0
+    })
+    .await;
+    // Ten connections came and went under a limit of three: every one was given back.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(f.metrics.broker_connections.get(), 1, "only the watcher is left");
+    let (_late, mut lel) = client(&f, "late", |_| {});
+    until(&mut lel, "CONNACK", |e| matches!(e, Event::Incoming(Packet::ConnAck(_)))).await;
+}

@@ -160,6 +160,13 @@ makeup_workdays = ["2026-09-27", "2026-10-10"]"#,
 fn a_file_settles_one_year() {
     let mixed = CAL.replace(r#""2026-12-25"]"#, r#""2027-01-01"]"#);
     assert!(Calendar::parse(&mixed).unwrap_err().message.contains("which year"), "no year and two mentioned");
-    let said = CAL.replace("name = \"test\"", "name = \"test\"\nyear = 2027");
-    assert!(Calendar::parse(&said).unwrap_err().message.contains("keep one year a file"));
+    let far = CAL.replace("name = \"test\"", "name = \"test\"\nyear = 2028");
+    assert!(Calendar::parse(&far).unwrap_err().message.contains("keep one year a file"));
+    // A holiday across New Year, as the official 2023 schedule had it, belongs to the year it says.
+    let across = CAL
+        .replace("name = \"test\"", "name = \"test\"\nyear = 2027")
+        .replace(r#"holidays = ["2026-10-01..2026-10-07", "2026-12-25"]"#, r#"holidays = ["2026-12-31..2027-01-02"]"#);
+    let c = Calendar::parse(&across).unwrap();
+    assert!(c.covers(d("2027-06-01")) && !c.covers(d("2026-06-01")));
+    assert!(!c.is_working_day(d("2026-12-31")));
 }

@@ -65,12 +65,11 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
         match read(&path) {
             Ok(text) => {
                 let src = Source { path: path.clone(), text };
-                match super::parse::<RawIncluded>(&src) {
-                    Ok(f) => {
-                        contract_sources.push((src.clone(), f.contracts));
-                        kind_sources.push((src, f.kinds));
-                    }
-                    Err(ps) => problems.extend(ps),
+                let (file, ps) = super::parse::<RawIncluded>(&src);
+                problems.extend(ps);
+                if let Some(f) = file {
+                    contract_sources.push((src.clone(), f.contracts));
+                    kind_sources.push((src, f.kinds));
                 }
             }
             Err(e) => Report { src: &main, problems: &mut problems }.at(
@@ -1058,8 +1057,9 @@ fn compile_contract(id: &str, c: &RawContract, k: &Known<'_>, r: &mut Report<'_>
 
 /// Compiles the `[kinds.*]` tables of one profile file.
 pub(super) fn compile_kind_file(src: &Source) -> Result<Vec<Profile>, ConfigError> {
-    let file: RawIncluded = super::parse(src).map_err(ConfigError)?;
-    let mut problems = Vec::new();
+    // What could not be read, and what the rest of the file then says.
+    let (file, mut problems) = super::parse::<RawIncluded>(src);
+    let Some(file) = file else { return Err(ConfigError(problems)) };
     let mut out = Vec::new();
     for (name, kind) in &file.kinds {
         let mut r = Report { src, problems: &mut problems };

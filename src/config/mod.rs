@@ -173,8 +173,17 @@ impl Config {
             }])
         })?;
         let main = Source { path: path.to_path_buf(), text };
-        let raw: RawConfig = parse(&main).map_err(ConfigError)?;
-        compile::compile(main, raw, read)
+        // What could not be read is reported with what the rest of the file then says.
+        let (raw, mut problems) = parse::<RawConfig>(&main);
+        let Some(raw) = raw else { return Err(ConfigError(problems)) };
+        match compile::compile(main, raw, read) {
+            Ok(c) if problems.is_empty() => Ok(c),
+            Ok(_) => Err(ConfigError(problems)),
+            Err(ConfigError(more)) => {
+                problems.extend(more);
+                Err(ConfigError(problems))
+            }
+        }
     }
 }
 
@@ -190,8 +199,10 @@ const MAX_ROUNDS: usize = 500;
 /// error if there are any, else every serde error (an unknown key, a wrong type, a missing
 /// key). serde stops at its first error, so after each one the entry it points at (a key, a
 /// table or an array element) is cut out of the parsed document and the document is
-/// deserialized again. `Ok` only ever comes from the untouched document.
-pub(crate) fn parse<T: serde::de::DeserializeOwned>(src: &Source) -> Result<T, Vec<Problem>> {
+/// deserialized again. The value comes back with the problems: from the untouched document
+/// when there are none, else from what was left once the bad entries were cut (so that the
+/// rest of the file is checked in the same run), or none when nothing could be read.
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(src: &Source) -> (Option<T>, Vec<Problem>) {
     use std::ops::Range;
     use toml::de::{DeTable, Deserializer};
     let problem = |span: Option<Range<usize>>, message: &str| {
@@ -204,7 +215,7 @@ pub(crate) fn parse<T: serde::de::DeserializeOwned>(src: &Source) -> Result<T, V
         let mut ps: Vec<Problem> = syntax.iter().map(|e| problem(e.span(), e.message())).collect();
         ps.sort_by_key(|p| (p.line, p.col));
         ps.dedup_by_key(|p| p.line);
-        return Err(ps);
+        return (None, ps);
     }
     let root = doc.span();
     let mut doc = doc.into_inner();
@@ -212,11 +223,14 @@ pub(crate) fn parse<T: serde::de::DeserializeOwned>(src: &Source) -> Result<T, V
     // (span of the table, key) of every entry cut out: cutting a required entry makes its
     // table fail with "missing field", which is no news.
     let mut cut: Vec<(Range<usize>, String)> = Vec::new();
+    let mut value = None;
     for _ in 0..MAX_ROUNDS {
         let de = Deserializer::from(toml::Spanned::new(root.clone(), doc.clone()));
         let e = match <T as serde::Deserialize>::deserialize(de) {
-            Ok(v) if problems.is_empty() => return Ok(v),
-            Ok(_) => break,
+            Ok(v) => {
+                value = Some(v);
+                break;
+            }
             Err(e) => e,
         };
         let Some(at) = e.span() else {
@@ -239,13 +253,13 @@ pub(crate) fn parse<T: serde::de::DeserializeOwned>(src: &Source) -> Result<T, V
             None => break,
         }
     }
-    if problems.is_empty() {
+    if value.is_none() && problems.is_empty() {
         problems.push(problem(None, "the file does not fit the expected layout"));
     }
     // One per place: an array of tables of the wrong shape fails once per element and once whole.
     problems.sort_by_key(|p| (p.line, p.col));
     problems.dedup_by_key(|p| (p.line, p.col));
-    Err(problems)
+    (value, problems)
 }
 
 /// Cutting out of a parsed TOML document the entry an error points at.

@@ -470,8 +470,8 @@ pub struct Relay {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
     Delivered,
-    /// Try again later: the helpdesk may be down.
-    Retry,
+    /// Try again later, after the receiver's `Retry-After` if it gave one: the helpdesk may be down.
+    Retry(Option<Duration>),
     /// Dead-lettered, or its outcome could not be recorded.
     Other,
 }
@@ -490,6 +490,9 @@ const REQUESTS_PER_EVENT: u32 = 8;
 
 /// While a helpdesk fails, its lane sends one event at a time, and at least this often.
 const PROBE_EVERY: Duration = Duration::from_secs(5);
+/// Failures in a row, with no delivery between, that make a helpdesk "failing": one ticket's
+/// refusal does not slow the others down.
+const FAILING_AFTER: u32 = 3;
 
 impl Relay {
     pub fn new(
@@ -617,15 +620,19 @@ impl Relay {
 
 /// One helpdesk's deliveries. Rows are claimed as room frees up, not pass by pass, at most
 /// `outbox.concurrency` at once and one per ticket or work order, so a slow answer holds up
-/// only its own ticket's next event. While the helpdesk fails, one event at a time probes it
-/// (at least every 5 s); the first that goes through makes its whole backlog due at once.
+/// only its own ticket's next event. Once the helpdesk fails three times in a row, one event at
+/// a time probes it (at least every 5 s, never before a `Retry-After`); the first that goes
+/// through makes its whole backlog due at once.
 /// Status polls run when nothing is in flight to this helpdesk, never beside a delivery.
 async fn lane(relay: Arc<Relay>, name: String, conn: Arc<dyn Connector>, shutdown: CancellationToken) {
     let Some(off) = relay.disabled.get(&name).cloned() else { return };
     let mut set: JoinSet<(SubjectId, Outcome)> = JoinSet::new();
     let mut busy = std::collections::HashSet::new();
     let mut probing = false;
+    let mut failures = 0u32;
     let mut last_probe: Option<DateTime<Utc>> = None;
+    // A helpdesk that asked to be left alone (Retry-After) is not probed before then.
+    let mut quiet_until: Option<DateTime<Utc>> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -636,8 +643,9 @@ async fn lane(relay: Arc<Relay>, name: String, conn: Arc<dyn Connector>, shutdow
         if room > 0 && !off.load(Ordering::Relaxed) {
             let now = relay.clock.now();
             // A helpdesk that fails is asked again every few seconds, whatever its rows' backoff says.
-            let probe =
-                probing && last_probe.is_none_or(|p| now - p >= TimeDelta::from_std(PROBE_EVERY).unwrap_or_default());
+            let probe = probing
+                && quiet_until.is_none_or(|q| now >= q)
+                && last_probe.is_none_or(|p| now - p >= TimeDelta::from_std(PROBE_EVERY).unwrap_or_default());
             let by = if probe { now + TimeDelta::days(36_500) } else { now };
             match relay.claim(&name, by, room, &busy).await {
                 Ok(ds) => {
@@ -657,15 +665,25 @@ async fn lane(relay: Arc<Relay>, name: String, conn: Arc<dyn Connector>, shutdow
                 let Ok((subject, outcome)) = done else { continue };
                 busy.remove(&subject);
                 match outcome {
+                    Outcome::Delivered => failures = 0,
+                    Outcome::Retry(after) => {
+                        failures += 1;
+                        let now = relay.clock.now();
+                        quiet_until = after.and_then(|a| TimeDelta::from_std(a).ok()).map(|a| now + a);
+                    }
+                    Outcome::Other => {}
+                }
+                match outcome {
                     Outcome::Delivered if probing => {
                         probing = false;
+                        quiet_until = None;
                         let now = relay.clock.now();
                         match relay.store.outbox_wake(&name, now).await {
                             Ok(n) => info!(helpdesk = %name, backlog = n, "the helpdesk answers again; its backlog goes now"),
                             Err(e) => error!(helpdesk = %name, error = %e, "making the backlog due failed"),
                         }
                     }
-                    Outcome::Retry if !probing => {
+                    Outcome::Retry(_) if !probing && failures >= FAILING_AFTER => {
                         probing = true;
                         last_probe = Some(relay.clock.now());
                         warn!(helpdesk = %name, "the helpdesk does not take events; probing it with one at a time");
@@ -697,7 +715,7 @@ async fn deliver(ctx: Ctx, conn: Arc<dyn Connector>, off: Arc<AtomicBool>, d: De
     let row = &d.row;
     let mut outcome = match &res {
         Ok(_) => Outcome::Delivered,
-        Err(DeliveryError::Retryable { .. }) => Outcome::Retry,
+        Err(DeliveryError::Retryable { after, .. }) => Outcome::Retry(*after),
         Err(_) => Outcome::Other,
     };
     let recorded = match &res {

@@ -17,6 +17,8 @@ struct Scripted {
     remotes: Mutex<Vec<Option<String>>>,
     /// While set, every delivery fails as a helpdesk that is down fails.
     down: std::sync::atomic::AtomicBool,
+    /// Events (`TICKET#event`) answered only after 2 s.
+    slow: Mutex<Vec<String>>,
 }
 
 impl Scripted {
@@ -26,6 +28,7 @@ impl Scripted {
             got: Mutex::new(Vec::new()),
             remotes: Mutex::new(Vec::new()),
             down: Default::default(),
+            slow: Mutex::new(Vec::new()),
         })
     }
     fn got(&self) -> Vec<String> {
@@ -48,6 +51,10 @@ impl Connector for Scripted {
             };
             if self.down.load(std::sync::atomic::Ordering::SeqCst) {
                 return Err(DeliveryError::Retryable { after: None, message: "connection refused".into() });
+            }
+            let slow = self.slow.lock().unwrap().contains(&key);
+            if slow {
+                tokio::time::sleep(StdDuration::from_secs(2)).await;
             }
             self.got.lock().unwrap().push(key.clone());
             self.remotes.lock().unwrap().push(d.remote.as_ref().map(|r| r.id.clone()));
@@ -584,4 +591,30 @@ async fn credentials_never_follow_a_redirect_to_another_host() {
     tokio::time::sleep(StdDuration::from_millis(200)).await;
     let got = reached_b.lock().unwrap().clone();
     assert!(!got.contains("s3cret-key"), "the API key reached another host:\n{got}");
+}
+
+#[tokio::test]
+async fn one_slow_answer_holds_up_only_its_own_ticket() {
+    let hd = Scripted::new(&[]);
+    hd.slow.lock().unwrap().push("1#opened".into());
+    let (store, _clock, stop, task, _dir) = lanes(vec![("hd", hd.clone())], &[("city-transit", "hd")]).await;
+    for dev in ["rec-001", "rec-002", "led-001"] {
+        raise(&store, dev, "city-transit", "fault", Change::Raised, t0()).await;
+        raise(&store, dev, "city-transit", "fault", Change::Cleared, t0()).await;
+    }
+    // Tickets 2 and 3 are told all they have while ticket 1's first answer is still on its way.
+    let started = tokio::time::Instant::now();
+    while hd.got().len() < 4 {
+        assert!(started.elapsed() < StdDuration::from_millis(1500), "held up: {:?}", hd.got());
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    assert!(!hd.got().iter().any(|g| g.starts_with("1#")), "{:?}", hd.got());
+    // Then ticket 1's, in order.
+    while hd.got().len() < 6 {
+        assert!(started.elapsed() < StdDuration::from_secs(5), "{:?}", hd.got());
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+    assert_eq!(&hd.got()[4..], ["1#opened", "1#recovered"]);
+    stop.cancel();
+    let _ = task.await;
 }

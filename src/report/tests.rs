@@ -134,6 +134,8 @@ async fn a_report_s_figures_match_the_ones_worked_out_by_hand() {
     let csv = render::csv(&r);
     assert!(csv.lines().any(|l| l.starts_with("rec-001,") && l.contains(",0.925000,18.000,2,")), "{csv}");
     let zh = render::html(&compute(&store, fleet, &scope, Lang::Zh, later()).await.unwrap(), Lang::Zh);
+    // Times at the site (+08:00), and said to be: rec-001's ticket opened at 00:00 UTC on 2 November.
+    assert!(zh.contains("UTC+08:00") && zh.contains("2026-11-02 08:00"), "{zh}");
     for want in ["售后服务报告", "设备可用率", "重复故障", "92.50%", "<svg", "平均修复时间（小时）: 8.0"]
     {
         assert!(zh.contains(want), "{want} missing");

@@ -262,7 +262,8 @@ impl Store {
                      ON CONFLICT (device, code) DO NOTHING",
                 )
             } else {
-                sqlx::query("DELETE FROM device_alarms WHERE device = $1 AND code = $2 AND since <= $3")
+                // Cleared, whatever time the device gives: a stale row would raise it after a restart.
+                sqlx::query("DELETE FROM device_alarms WHERE device = $1 AND code = $2 AND $3 = $3")
             };
             q.bind(&a.device).bind(&a.code).bind(ms(a.at)).execute(&mut *tx).await?;
         }

@@ -172,3 +172,54 @@ async fn mail_goes_over_starttls_and_tls_with_a_login() {
         d.terminate();
     }
 }
+
+/// An email helpdesk with a secret of its own may report back what people did there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_email_helpdesk_signs_what_it_reports_back() {
+    let fleet = ["lit-010:lighting"];
+    // The mail server is nowhere: what matters here is what comes back.
+    let (d, prefix) = daemon(
+        &fleet,
+        "server = \"smtp://127.0.0.1:9\", from = \"a@example.net\", to = \"desk@example.net\", timeout = \"1s\", \
+         secret = \"whsec_c2VjcmV0LW9mLXRoZS1tYWlsLWRlc2s=\"",
+    );
+    let (host, port) = d.mqtt.rsplit_once(':').unwrap();
+    let (c, mut el) = rumqttc::AsyncClient::new(rumqttc::MqttOptions::new("lit-010", host, port.parse().unwrap()), 10);
+    tokio::spawn(async move { while el.poll().await.is_ok() {} });
+    let topic = format!("{prefix}/site-a/lit-010/telemetry");
+    let id = wait_for("the leakage ticket", 30, || {
+        let c = c.clone();
+        let topic = topic.clone();
+        let d = &d;
+        async move {
+            c.publish(topic, rumqttc::QoS::AtLeastOnce, false, r#"{"metrics": {"leakage_ma": 45}}"#).await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            tickets_for(d, "lit-010", "leakage").await.first().and_then(|t| t["id"].as_i64())
+        }
+    })
+    .await;
+    let body = serde_json::json!({"ticket": id, "status": "acknowledged", "by": "desk"}).to_string();
+    #[allow(clippy::disallowed_methods)]
+    let ts = chrono::Utc::now().timestamp();
+    let sign = |key: &[u8]| {
+        use base64::Engine as _;
+        use hmac::Mac as _;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+        mac.update(format!("evt-9.{ts}.{body}").as_bytes());
+        format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
+    };
+    let post = |sig: String| {
+        http()
+            .post(d.url("/api/v1/helpdesks/mail/events"))
+            .header("webhook-id", "evt-9")
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", sig)
+            .body(body.clone())
+            .send()
+    };
+    assert_eq!(post(sign(b"a guess")).await.unwrap().status().as_u16(), 401);
+    let r = post(sign(b"secret-of-the-mail-desk")).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+    let t = get(&d.url(&format!("/api/v1/tickets/{id}"))).await;
+    assert_eq!(t["state"], serde_json::json!("acknowledged"));
+}
