@@ -112,6 +112,13 @@ struct LoadArgs {
     /// Message number that carries a storage failure, to time fault-to-ticket under load.
     #[arg(long)]
     fault_at: Option<u64>,
+    /// QoS of the publishes: 0 or 1.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
+    qos: u8,
+    /// Percent of messages whose temp_c is over 70 °C; the raises of a `temp_c > 70` rule
+    /// (no hold) are printed as `raises N`.
+    #[arg(long, default_value_t = 0.0)]
+    spike_pct: f64,
 }
 
 fn broker_addr(url: &str) -> anyhow::Result<(String, u16)> {
@@ -187,6 +194,8 @@ async fn command(cli: Cli) -> anyhow::Result<()> {
                 connections: a.connections,
                 rate: a.rate,
                 fault_at: a.fault_at,
+                qos: a.qos,
+                spike_pct: a.spike_pct,
             })
             .await?;
             println!(
@@ -196,6 +205,9 @@ async fn command(cli: Cli) -> anyhow::Result<()> {
                 r.seconds,
                 r.messages as f64 / r.seconds
             );
+            if a.spike_pct > 0.0 {
+                println!("raises {}", r.raises);
+            }
             if let (Some(t), Some(d)) = (r.fault_sent, r.fault_device) {
                 println!("fault sent {} {d}", t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
             }
