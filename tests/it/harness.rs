@@ -345,3 +345,39 @@ pub fn backdate_store(dir: &Path, days: i64) {
     let ok = Command::new("python3").args(["-c", &script]).status().expect("python3 for sqlite3");
     assert!(ok.success(), "backdating the store failed");
 }
+
+/// A Mosquitto of the test's own on a free loopback port, made to hold any backlog (no limit
+/// on queued messages), with its URL; `None` when Mosquitto is not installed (a failure when
+/// AFTERCARE_TEST_REQUIRE_PEERS is set, as in CI).
+pub fn own_mosquitto() -> Option<(Reaped, String, tempfile::TempDir)> {
+    let found = Command::new("mosquitto").arg("-h").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+    if !found {
+        assert!(
+            std::env::var_os("AFTERCARE_TEST_REQUIRE_PEERS").is_none(),
+            "mosquitto is not installed and AFTERCARE_TEST_REQUIRE_PEERS is set"
+        );
+        eprintln!("mosquitto is not installed: skipping its half of the test");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\n\
+             max_queued_bytes 0\nlog_dest none\n"
+        ),
+    )
+    .unwrap();
+    let child =
+        Command::new("mosquitto").arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let reaped = Reaped(child);
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Some((reaped, format!("mqtt://127.0.0.1:{port}"), dir));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("mosquitto did not listen on port {port}");
+}

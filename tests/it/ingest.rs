@@ -362,3 +362,92 @@ async fn connection_churn_on_the_embedded_broker_does_not_flood_the_log() {
     assert!(lines <= 6, "{lines} log lines for 150 connections:\n{log}");
     assert!(log.contains("similar_suppressed"), "{log}");
 }
+
+/// More than the daemon's queues hold, faster than it takes them: every message is taken and
+/// every raise the publisher counted is a ticket or an occurrence. Through the embedded broker
+/// the publisher is held back; through Mosquitto the backlog waits in the broker, at QoS 0 and
+/// QoS 1, and the connection stays up all along.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_beyond_the_queues_loses_no_message_and_no_raise() {
+    flood_on(&Broker::Embedded, 0).await;
+    if let Some((_mosquitto, url, _dir)) = own_mosquitto() {
+        flood_on(&Broker::External(url.clone()), 0).await;
+        flood_on(&Broker::External(url), 1).await;
+    }
+}
+
+async fn flood_on(broker: &Broker, qos: u8) {
+    const DEVICES: usize = 100;
+    const MESSAGES: u64 = 60_000;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("flood{}q{qos}{}", std::process::id(), matches!(broker, Broker::Embedded));
+    std::fs::write(
+        dir.path().join("meter.toml"),
+        "[kinds.meter]\ntitle = \"Meter\"\nheartbeat = \"1h\"\n[kinds.meter.metrics]\n\
+         storage_used_pct = {}\nrecording = { type = \"bool\" }\nstatus_flags = {}\nbattery_pct = {}\n\
+         charging = { type = \"bool\" }\nclock_offset_s = {}\ntemp_c = {}\n\
+         [[kinds.meter.rules]]\ncode = \"over_temperature\"\ntier = 2\ntitle = \"Over-temperature\"\n\
+         raise = { threshold = { metric = \"temp_c\", op = \">\", value = 70 } }\nhold = \"0s\"\n\
+         clear = { threshold = { metric = \"temp_c\", op = \"<\", value = 65 } }\n",
+    )
+    .unwrap();
+    let broker_cfg = match broker {
+        Broker::External(url) => format!("embedded = false\nurl = \"{url}\"\nclient_id = \"{prefix}-gw\""),
+        Broker::Embedded => "embedded = true\nlisten = \"127.0.0.1:0\"".to_string(),
+    };
+    // The smallest shard queues there are, so that the flood fills them.
+    let mut cfg = format!(
+        "include = [\"meter.toml\"]\n[broker]\n{broker_cfg}\n[http]\nlisten = \"127.0.0.1:0\"\n\
+         [store]\npath = \"data/aftercare.db\"\n[ingest]\ntopic_prefix = \"{prefix}\"\nshards = 2\nqueue_capacity = 64\n\
+         [[sites]]\nid = \"load\"\n[[customers]]\nid = \"c\"\n"
+    );
+    for i in 0..DEVICES {
+        cfg.push_str(&format!(
+            "[[devices]]\nid = \"m-{i:05}\"\nkind = \"meter\"\nsite = \"load\"\ncustomer = \"c\"\naccepted_on = \"2025-01-01\"\n"
+        ));
+    }
+    std::fs::write(dir.path().join("aftercare.toml"), cfg).unwrap();
+    let d = Daemon::start(dir, &prefix, broker);
+    wait_for("connected to the broker", 20, || async {
+        (metric(&d, "aftercare_mqtt_connected").await == 1.0).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let out = tokio::process::Command::new(sim_binary())
+        .args(["load", "--broker", &format!("mqtt://{}", d.mqtt), "--prefix", &prefix, "--site", "load"])
+        .args(["--id-prefix", "m-", "--devices", &DEVICES.to_string(), "--messages", &MESSAGES.to_string()])
+        .args(["--spike-pct", "5", "--qos", &qos.to_string(), "--connections", "2"])
+        .output()
+        .await
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{report}\n{}", String::from_utf8_lossy(&out.stderr));
+    let raises: u64 = report.lines().find_map(|l| l.strip_prefix("raises ")).unwrap().parse().unwrap();
+    assert!(raises > 1000, "{report}");
+
+    let what = format!("{MESSAGES} messages accepted ({broker:?}, QoS {qos})");
+    wait_for(&what, 180, || async {
+        (metric(&d, "aftercare_messages_accepted_total").await >= MESSAGES as f64).then_some(())
+    })
+    .await;
+    let what = format!("{raises} raises as tickets or occurrences ({broker:?}, QoS {qos})");
+    let occurrences = wait_for(&what, 60, || async {
+        let v = get(&d.url("/api/v1/tickets?code=over_temperature&limit=10000")).await;
+        let n: u64 = v.as_array().unwrap().iter().map(|t| t["occurrences"].as_u64().unwrap()).sum();
+        (n >= raises).then_some(n)
+    })
+    .await;
+    assert_eq!(occurrences, raises);
+    let text = http().get(d.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let rejected: Vec<&str> =
+        text.lines().filter(|l| l.starts_with("aftercare_messages_rejected_total{") && !l.ends_with(" 0")).collect();
+    assert!(rejected.is_empty(), "nothing is rejected for load: {rejected:?}");
+    assert_eq!(metric(&d, "aftercare_messages_accepted_total").await, MESSAGES as f64);
+    assert!(metric(&d, "aftercare_ingest_waits_total").await > 0.0, "the flood filled the queues ({broker:?})");
+    if matches!(broker, Broker::External(_)) {
+        assert_eq!(metric(&d, "aftercare_mqtt_connections_total").await, 1.0, "the connection stayed up");
+    }
+    let (clean, _) = d.terminate();
+    assert!(clean);
+}
