@@ -96,3 +96,15 @@ pub struct ActiveFault {
     /// When the current episode of the fault began (its latest raise).
     pub since: chrono::DateTime<chrono::Utc>,
 }
+
+/// Which tickets' clocks to read: pages of at most `limit`, so that no statement holds the
+/// database long however many tickets there are.
+#[derive(Debug, Clone, Copy)]
+pub enum Clocks {
+    /// Tickets not closed or cancelled with an id above `after`, by id.
+    Open { after: crate::domain::TicketId, limit: u32 },
+    /// Tickets, open or not, changed after (`at`, `after`), by change time and id.
+    Changed { at: chrono::DateTime<chrono::Utc>, after: crate::domain::TicketId, limit: u32 },
+    /// One ticket, whatever its state.
+    Of(crate::domain::TicketId),
+}

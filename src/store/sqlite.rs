@@ -8,9 +8,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
-use sqlx::{Row, SqlSafeStr, SqliteConnection, SqlitePool};
+use sqlx::{ConnectOptions, Row, SqlSafeStr, SqliteConnection, SqlitePool};
 
-use super::{ActiveFault, AlarmRecord, Change, FaultRecord, StoreError, TransitionFailure, TransitionOptions};
+use super::{ActiveFault, AlarmRecord, Change, Clocks, FaultRecord, StoreError, TransitionFailure, TransitionOptions};
 use crate::domain::{CustomerId, DeviceId, FaultCode, SiteId, TicketId, Tier};
 use crate::tickets::clocks::{ClockName, Firing, OpenClock};
 use crate::tickets::lifecycle::{self, State};
@@ -187,6 +187,9 @@ fn migrator_to(version: i64) -> Migrator {
     )
 }
 
+/// A statement slower than this is logged as a warning.
+pub const SLOW_STATEMENT: Duration = Duration::from_millis(100);
+
 impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
@@ -200,7 +203,9 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // One statement holding the database this long holds up the ticket writer: say so.
+            .log_slow_statements(log::LevelFilter::Warn, SLOW_STATEMENT);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(10))
@@ -208,6 +213,23 @@ impl Store {
             .await?;
         migrator().run(&pool).await?;
         Ok(Store { pool, resolved: Default::default() })
+    }
+
+    /// Moves the write-ahead log into the database every second until shutdown, without
+    /// waiting for readers or writers (a passive checkpoint), so that the log seldom grows to
+    /// the 1,000 pages at which SQLite checkpoints inside a commit, the ticket writer's.
+    pub async fn checkpoints(self, shutdown: tokio_util::sync::CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.cancelled() => break,
+            }
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&self.pool).await {
+                tracing::warn!(error = %e, "checkpointing the database failed; retrying");
+            }
+        }
     }
 
     /// When the store was made: since then aftercare has watched the fleet. Read from the
@@ -594,32 +616,56 @@ impl Store {
             .collect()
     }
 
-    /// The clocks of every ticket not closed or cancelled.
-    pub async fn open_clocks(&self) -> Result<Vec<OpenClock>, StoreError> {
-        let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE state NOT IN ('closed', 'cancelled')");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.pool).await?;
+    /// Tickets' clocks, each with the time it last changed: a page of the open tickets, a
+    /// page of the tickets (open or not) changed since a point, or one ticket whatever its state.
+    pub async fn clocks(&self, which: Clocks) -> Result<Vec<(OpenClock, DateTime<Utc>)>, StoreError> {
+        const COLUMNS: &str = "id, tier, state, contract, opened_at, updated_at, acknowledged_at, on_site_at, \
+             acknowledge_by, on_site_by, resolve_by, acknowledge_breached_at, on_site_breached_at, resolve_breached_at, \
+             escalation_level, dispatched_at, inaction_escalated_at, resolve_forced, recovered";
+        let q = match which {
+            Clocks::Open { after, limit } => sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM tickets WHERE state NOT IN ('closed', 'cancelled') AND id > $1 \
+                 ORDER BY id LIMIT $2"
+            )))
+            .bind(after.0)
+            .bind(i64::from(limit)),
+            Clocks::Changed { at, after, limit } => sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM tickets WHERE updated_at > $1 OR (updated_at = $1 AND id > $2) \
+                 ORDER BY updated_at, id LIMIT $3"
+            )))
+            .bind(ms(at))
+            .bind(after.0)
+            .bind(i64::from(limit)),
+            Clocks::Of(id) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM tickets WHERE id = $1"))).bind(id.0)
+            }
+        };
+        let rows = q.fetch_all(&self.pool).await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
-            let t = ticket_from_row(r)?;
-            out.push(OpenClock {
-                id: t.id,
-                tier: t.tier,
-                state: t.state,
-                contract: t.clock.contract,
-                opened_at: t.opened_at,
-                acknowledged_at: t.acknowledged_at,
-                on_site_at: t.clock.on_site_at,
-                acknowledge_by: t.clock.acknowledge_by,
-                on_site_by: t.clock.on_site_by,
-                resolve_by: t.clock.resolve_by,
-                acknowledge_breached: t.clock.acknowledge_breached_at.is_some(),
-                on_site_breached: t.clock.on_site_breached_at.is_some(),
-                resolve_breached: t.clock.resolve_breached_at.is_some(),
-                escalation_level: t.clock.escalation_level,
-                dispatched_at: t.clock.dispatched_at,
-                awaiting_recovery: t.clock.resolve_forced && !t.recovered,
+            let state: String = r.try_get("state")?;
+            let tier: i64 = r.try_get("tier")?;
+            let flag = |c: &str| -> Result<bool, StoreError> { Ok(r.try_get::<i64, _>(c)? != 0) };
+            let clock = OpenClock {
+                id: TicketId(r.try_get("id")?),
+                tier: Tier::from_number(tier).ok_or_else(|| StoreError::Corrupt(format!("tier {tier}")))?,
+                state: State::from_str(&state).map_err(StoreError::Corrupt)?,
+                contract: r.try_get("contract")?,
+                opened_at: from_ms(r.try_get("opened_at")?)?,
+                acknowledged_at: opt_ms(r.try_get("acknowledged_at")?)?,
+                on_site_at: opt_ms(r.try_get("on_site_at")?)?,
+                acknowledge_by: opt_ms(r.try_get("acknowledge_by")?)?,
+                on_site_by: opt_ms(r.try_get("on_site_by")?)?,
+                resolve_by: opt_ms(r.try_get("resolve_by")?)?,
+                acknowledge_breached: r.try_get::<Option<i64>, _>("acknowledge_breached_at")?.is_some(),
+                on_site_breached: r.try_get::<Option<i64>, _>("on_site_breached_at")?.is_some(),
+                resolve_breached: r.try_get::<Option<i64>, _>("resolve_breached_at")?.is_some(),
+                escalation_level: r.try_get("escalation_level")?,
+                dispatched_at: opt_ms(r.try_get("dispatched_at")?)?,
                 inaction_escalated_at: opt_ms(r.try_get("inaction_escalated_at")?)?,
-            });
+                awaiting_recovery: flag("resolve_forced")? && !flag("recovered")?,
+            };
+            out.push((clock, from_ms(r.try_get("updated_at")?)?));
         }
         Ok(out)
     }

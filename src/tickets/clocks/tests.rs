@@ -371,3 +371,58 @@ async fn a_ticket_whose_clock_runs_past_its_calendar_says_so() {
     let gap = ticket(&s, id).await.clock.calendar_gap.expect("the ticket says its clock ran past the calendar");
     assert!(gap.contains("2027"), "{gap}");
 }
+
+/// The watcher keeps open tickets between passes and reads only what changed: a ticket opened
+/// after its first pass is watched, one acknowledged meanwhile does not escalate from its old
+/// copy, a closed one is let go, and nothing fires twice.
+#[tokio::test]
+async fn a_kept_watch_sees_what_changed_between_its_passes_and_acts_on_fresh_state() {
+    let f = fleet();
+    let (s, _dir) = store().await;
+    let t0 = t("2026-06-01T10:00:00");
+    let at = |m: i64| t0 + TimeDelta::minutes(m);
+    let mut w = Watch::default();
+    let a = open(&s, &f, "rec-001", "storage_failure", Tier::Major, t0).await;
+    assert_eq!(w.pass(&s, &f, at(1)).await.unwrap(), 0);
+    assert_eq!(w.watched(), 1);
+    // Opened after the first pass, at a later time: the next pass watches it.
+    let b = open(&s, &f, "rec-002", "storage_failure", Tier::Major, at(1)).await;
+    assert_eq!(w.pass(&s, &f, at(2)).await.unwrap(), 0);
+    assert_eq!(w.watched(), 2);
+    // `a` is acknowledged in time; `b` is not.
+    s.transition(a, State::Acknowledged, "desk", "", at(3)).await.unwrap();
+    assert_eq!(w.pass(&s, &f, at(11)).await.unwrap(), 2, "b's acknowledge breach and level 1, nothing on a");
+    assert_eq!(w.pass(&s, &f, at(12)).await.unwrap(), 0, "nothing fires twice");
+    let (ta, tb) = (ticket(&s, a).await, ticket(&s, b).await);
+    assert_eq!((ta.clock.escalation_level, ta.clock.acknowledge_met), (0, Some(true)));
+    assert_eq!((tb.clock.escalation_level, tb.clock.acknowledge_met), (1, Some(false)));
+    // Cancelled: no longer watched, and its later clocks never fire.
+    s.transition(b, State::Cancelled, "desk", "a duplicate", at(13)).await.unwrap();
+    w.pass(&s, &f, at(14)).await.unwrap();
+    assert_eq!(w.watched(), 1);
+    // A kept watch and a fresh one agree on what fires 37 hours on.
+    let kept = w.pass(&s, &f, at(37 * 60)).await.unwrap();
+    assert!(kept > 0);
+    assert_eq!(run_once(&s, &f, at(37 * 60 + 1)).await.unwrap(), 0);
+    assert_eq!(ticket(&s, b).await.clock.escalation_level, 1, "the cancelled ticket stayed as it was");
+}
+
+/// A stale copy never makes a wrong firing: acknowledged behind the watch's back (the look at
+/// changes cannot see it, the change being stamped before the watch's newest), it is read
+/// afresh before anything fires.
+#[tokio::test]
+async fn a_stale_copy_is_read_afresh_before_it_fires() {
+    let f = fleet();
+    let (s, _dir) = store().await;
+    let t0 = t("2026-06-01T10:00:00");
+    let at = |m: i64| t0 + TimeDelta::minutes(m);
+    let mut w = Watch::default();
+    let a = open(&s, &f, "rec-001", "storage_failure", Tier::Major, t0).await;
+    open(&s, &f, "rec-002", "storage_failure", Tier::Major, at(8)).await;
+    w.pass(&s, &f, at(9)).await.unwrap();
+    // Stamped at 1 minute: long before the newest change the watch saw (8 minutes).
+    s.transition(a, State::Acknowledged, "desk", "", at(1)).await.unwrap();
+    w.pass(&s, &f, at(10)).await.unwrap();
+    let ta = ticket(&s, a).await;
+    assert_eq!((ta.clock.escalation_level, ta.clock.acknowledge_met), (0, Some(true)), "{:#?}", events(&ta));
+}
