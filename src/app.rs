@@ -75,7 +75,13 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
         notices: notices.clone(),
         reopen_window: config.tickets.reopen_window,
     };
-    let writer = tokio::spawn(writer.run(fault_rx));
+    // On a thread and a runtime of its own: a fault's way to its ticket does not queue behind
+    // the ingest tasks, which are busy exactly when faults come in numbers.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the ticket writer's runtime")?;
+    let writer = tokio::task::spawn_blocking(move || rt.block_on(writer.run(fault_rx)));
 
     // Hourly rollups from the shards, merged into the embedded store; ends after the shards.
     let (history_tx, history_rx) = mpsc::channel(256);
@@ -205,6 +211,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
         shutdown.clone(),
     )));
     ingest.push(tokio::spawn(relay.run(shutdown.clone())));
+    ingest.push(tokio::spawn(store.clone().checkpoints(shutdown.clone())));
     let helpdesk_keys = config.helpdesks.iter().map(|h| (h.name.clone(), h.secret.clone())).collect();
     let state = AppState {
         store,

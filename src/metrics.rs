@@ -42,6 +42,7 @@ pub struct Metrics {
     pub ticket_events: Family<EventLabel, Counter>,
     pub rule_eval_seconds: Histogram,
     pub fault_to_ticket_seconds: Histogram,
+    pub ticket_batch_seconds: Histogram,
     pub mqtt_connected: Gauge,
     pub mqtt_connections: Counter,
     pub ingest_waits: Counter,
@@ -83,6 +84,12 @@ impl Default for Metrics {
     }
 }
 
+/// Fine enough to read a p99 from: 1 ms steps to 10 ms, then about 1.25x each, to 10 s.
+const FAULT_TO_TICKET_BUCKETS: [f64; 30] = [
+    0.0005, 0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.007, 0.008, 0.009, 0.010, 0.0125, 0.015, 0.0175, 0.020, 0.025,
+    0.030, 0.040, 0.050, 0.065, 0.080, 0.100, 0.150, 0.200, 0.300, 0.500, 1.0, 2.0, 5.0, 10.0,
+];
+
 impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("aftercare");
@@ -93,7 +100,8 @@ impl Metrics {
             tickets_opened: Family::default(),
             ticket_events: Family::default(),
             rule_eval_seconds: Histogram::new(exponential_buckets(1e-7, 4.0, 10)),
-            fault_to_ticket_seconds: Histogram::new(exponential_buckets(1e-4, 2.5, 14)),
+            fault_to_ticket_seconds: Histogram::new(FAULT_TO_TICKET_BUCKETS.iter().copied()),
+            ticket_batch_seconds: Histogram::new(FAULT_TO_TICKET_BUCKETS.iter().copied()),
             mqtt_connected: Gauge::default(),
             mqtt_connections: Counter::default(),
             ingest_waits: Counter::default(),
@@ -139,8 +147,13 @@ impl Metrics {
         );
         registry.register(
             "fault_to_ticket_seconds",
-            "Time from the message that completed a fault to its ticket row being committed",
+            "Time from the message that raised a fault to its ticket (opened, recurred or reopened) being committed",
             m.fault_to_ticket_seconds.clone(),
+        );
+        registry.register(
+            "ticket_batch_seconds",
+            "Time the ticket writer took to commit one batch of fault events (retries included)",
+            m.ticket_batch_seconds.clone(),
         );
         registry.register("mqtt_connected", "1 while the MQTT client is connected", m.mqtt_connected.clone());
         registry.register(

@@ -168,8 +168,14 @@ impl Router {
             Err(r) => return self.reject(topic, r, payload.len()),
         };
         let shard = &self.shards[idx.0 as usize % self.shards.len()];
-        let msg =
-            Msg { device: idx, channel, payload, recv_ms: self.clock.now().timestamp_millis(), readings: Vec::new() };
+        let msg = Msg {
+            device: idx,
+            channel,
+            payload,
+            recv_ms: self.clock.now().timestamp_millis(),
+            recv: Stopwatch::start(),
+            readings: Vec::new(),
+        };
         match shard.try_send(msg) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(msg)) => {

@@ -28,6 +28,8 @@ pub struct Msg {
     pub payload: Bytes,
     /// Gateway time of receipt, ms.
     pub recv_ms: i64,
+    /// Started on receipt: a fault's time to its ticket counts its wait in the queues.
+    pub recv: Stopwatch,
     /// Decoded readings, for `Channel::Polled`; empty (and unallocated) otherwise.
     pub readings: Vec<(u16, Value)>,
 }
@@ -191,12 +193,12 @@ impl Shard {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut events = Vec::new();
+        // For each event, the stopwatch of the message that made it (or of the tick).
+        let mut stamps: Vec<Stopwatch> = Vec::new();
         'run: loop {
-            // Started when work arrives, so fault-to-ticket time excludes idle waiting.
-            let sw;
             tokio::select! {
                 n = rx.recv_many(&mut batch, 256) => {
-                    sw = Stopwatch::start();
+                    let sw = Stopwatch::start();
                     if n == 0 {
                         break;
                     }
@@ -206,6 +208,7 @@ impl Shard {
                             Ok(()) => accepted += 1,
                             Err(r) => self.rejected(r, &msg),
                         }
+                        stamps.resize(events.len(), msg.recv);
                     }
                     self.ctx.metrics.accepted.inc_by(accepted);
                     self.ctx.metrics.rule_eval_seconds.observe(sw.elapsed_secs() / n as f64);
@@ -217,8 +220,8 @@ impl Shard {
                     }
                 }
                 _ = tick.tick() => {
-                    sw = Stopwatch::start();
                     self.tick(&mut events);
+                    stamps.resize(events.len(), Stopwatch::start());
                     self.hand_on_lines();
                     // Every minute the partial hours go to the store, so a crash loses a minute at most.
                     self.ticks += 1;
@@ -229,7 +232,7 @@ impl Shard {
                 }
                 _ = shutdown.cancelled() => break,
             }
-            for e in events.drain(..) {
+            for (e, sw) in events.drain(..).zip(stamps.drain(..)) {
                 if tx.send((e, sw)).await.is_err() {
                     break 'run;
                 }

@@ -100,13 +100,16 @@ fn label(o: Outcome) -> &'static str {
     }
 }
 
+/// Fault events written in one transaction, at most.
+const BATCH: usize = 256;
+
 impl Writer {
     /// Runs until every sender (the shards) has hung up, then returns with the queue drained.
     pub async fn run(self, mut rx: mpsc::Receiver<(FaultEvent, Stopwatch)>) {
-        let mut batch = Vec::with_capacity(256);
-        let mut records = Vec::with_capacity(256);
+        let mut batch = Vec::with_capacity(BATCH);
+        let mut records = Vec::with_capacity(BATCH);
         let mut alarms = Vec::new();
-        while rx.recv_many(&mut batch, 256).await > 0 {
+        while rx.recv_many(&mut batch, BATCH).await > 0 {
             let now = self.clock.now();
             records.clear();
             alarms.clear();
@@ -120,6 +123,7 @@ impl Writer {
             });
             records.extend(batch.iter().filter_map(|(e, _)| record(&self.fleet, e, now)));
             let mut backoff = Duration::from_millis(50);
+            let took = Stopwatch::start();
             let outcomes = loop {
                 match self.store.apply_batch(&records, &alarms, now, self.reopen_window).await {
                     Ok(o) => break o,
@@ -131,6 +135,7 @@ impl Writer {
                     }
                 }
             };
+            self.metrics.ticket_batch_seconds.observe(took.elapsed_secs());
             for (((_, sw), rec), (outcome, ticket)) in batch.drain(..).zip(&records).zip(outcomes) {
                 // An event that changed no ticket (a clear of a fault already recovered, say) is not one.
                 let Some(ticket) = ticket else { continue };
@@ -149,6 +154,8 @@ impl Writer {
                         Tier::Minor => "3",
                     };
                     self.metrics.tickets_opened.get_or_create(&TierLabel { tier }).inc();
+                }
+                if matches!(outcome, Outcome::Opened | Outcome::Recurred | Outcome::Reopened) {
                     self.metrics.fault_to_ticket_seconds.observe(sw.elapsed_secs());
                 }
                 info!(

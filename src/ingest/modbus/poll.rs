@@ -93,6 +93,7 @@ impl Outlet {
             channel,
             payload: bytes::Bytes::new(),
             recv_ms: self.clock.now().timestamp_millis(),
+            recv: crate::clock::Stopwatch::start(),
             readings,
         };
         self.metrics.received.inc();
