@@ -44,9 +44,24 @@ const TICKET_COLUMNS: &str = "id, device, site, customer, kind, code, title, tie
      acknowledge_breached_at, on_site_breached_at, resolve_breached_at, escalation_level, loaner, dispatched_at, \
      inaction_escalated_at, warranty, billing, billing_reason, failed_repairs, replace_unit, silenced_by, resolve_forced, calendar_gap";
 
-fn ticket_from_row(r: &SqliteRow) -> Result<Ticket, StoreError> {
-    let state: String = r.try_get("state")?;
+/// A row's `tier` column.
+fn tier_of(r: &SqliteRow) -> Result<Tier, StoreError> {
     let tier: i64 = r.try_get("tier")?;
+    Tier::from_number(tier).ok_or_else(|| StoreError::Corrupt(format!("tier {tier}")))
+}
+
+/// A row's `state` column.
+fn state_of(r: &SqliteRow) -> Result<State, StoreError> {
+    let state: String = r.try_get("state")?;
+    State::from_str(&state).map_err(StoreError::Corrupt)
+}
+
+/// A row's 0/1 column.
+fn flag_of(r: &SqliteRow, column: &str) -> Result<bool, StoreError> {
+    Ok(r.try_get::<i64, _>(column)? != 0)
+}
+
+fn ticket_from_row(r: &SqliteRow) -> Result<Ticket, StoreError> {
     Ok(Ticket {
         id: TicketId(r.try_get("id")?),
         device: DeviceId(r.try_get("device")?),
@@ -55,9 +70,9 @@ fn ticket_from_row(r: &SqliteRow) -> Result<Ticket, StoreError> {
         kind: r.try_get("kind")?,
         code: FaultCode(r.try_get("code")?),
         title: r.try_get("title")?,
-        tier: Tier::from_number(tier).ok_or_else(|| StoreError::Corrupt(format!("tier {tier}")))?,
-        state: State::from_str(&state).map_err(StoreError::Corrupt)?,
-        recovered: r.try_get::<i64, _>("recovered")? != 0,
+        tier: tier_of(r)?,
+        state: state_of(r)?,
+        recovered: flag_of(r, "recovered")?,
         occurrences: r.try_get("occurrences")?,
         fault_at: from_ms(r.try_get("fault_at")?)?,
         opened_at: from_ms(r.try_get("opened_at")?)?,
@@ -82,9 +97,9 @@ fn ticket_from_row(r: &SqliteRow) -> Result<Ticket, StoreError> {
             on_site_breached_at: opt_ms(r.try_get("on_site_breached_at")?)?,
             resolve_breached_at: opt_ms(r.try_get("resolve_breached_at")?)?,
             escalation_level: r.try_get("escalation_level")?,
-            loaner: r.try_get::<i64, _>("loaner")? != 0,
+            loaner: flag_of(r, "loaner")?,
             dispatched_at: opt_ms(r.try_get("dispatched_at")?)?,
-            resolve_forced: r.try_get::<i64, _>("resolve_forced")? != 0,
+            resolve_forced: flag_of(r, "resolve_forced")?,
             calendar_gap: r.try_get("calendar_gap")?,
         },
         warranty: match r.try_get::<Option<String>, _>("warranty")? {
@@ -95,7 +110,7 @@ fn ticket_from_row(r: &SqliteRow) -> Result<Ticket, StoreError> {
             .try_get::<Option<String>, _>("billing")?
             .map(|class| Billing { class, reason: r.try_get("billing_reason").ok().flatten() }),
         failed_repairs: r.try_get("failed_repairs")?,
-        replace_unit: r.try_get::<i64, _>("replace_unit")? != 0,
+        replace_unit: flag_of(r, "replace_unit")?,
         silenced_by: r.try_get("silenced_by")?,
         timeline: None,
     })
@@ -555,11 +570,10 @@ impl Store {
         .await?;
         rows.iter()
             .map(|r| {
-                let tier: i64 = r.try_get("tier")?;
                 Ok(ActiveFault {
                     device: r.try_get("device")?,
                     code: r.try_get("code")?,
-                    tier: Tier::from_number(tier).ok_or_else(|| StoreError::Corrupt(format!("tier {tier}")))?,
+                    tier: tier_of(r)?,
                     since: from_ms(r.try_get("last_raised_at")?)?,
                 })
             })
@@ -643,13 +657,10 @@ impl Store {
         let rows = q.fetch_all(&self.pool).await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
-            let state: String = r.try_get("state")?;
-            let tier: i64 = r.try_get("tier")?;
-            let flag = |c: &str| -> Result<bool, StoreError> { Ok(r.try_get::<i64, _>(c)? != 0) };
             let clock = OpenClock {
                 id: TicketId(r.try_get("id")?),
-                tier: Tier::from_number(tier).ok_or_else(|| StoreError::Corrupt(format!("tier {tier}")))?,
-                state: State::from_str(&state).map_err(StoreError::Corrupt)?,
+                tier: tier_of(r)?,
+                state: state_of(r)?,
                 contract: r.try_get("contract")?,
                 opened_at: from_ms(r.try_get("opened_at")?)?,
                 acknowledged_at: opt_ms(r.try_get("acknowledged_at")?)?,
@@ -663,7 +674,7 @@ impl Store {
                 escalation_level: r.try_get("escalation_level")?,
                 dispatched_at: opt_ms(r.try_get("dispatched_at")?)?,
                 inaction_escalated_at: opt_ms(r.try_get("inaction_escalated_at")?)?,
-                awaiting_recovery: flag("resolve_forced")? && !flag("recovered")?,
+                awaiting_recovery: flag_of(r, "resolve_forced")? && !flag_of(r, "recovered")?,
             };
             out.push((clock, from_ms(r.try_get("updated_at")?)?));
         }

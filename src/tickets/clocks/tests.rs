@@ -372,17 +372,18 @@ async fn a_ticket_whose_clock_runs_past_its_calendar_says_so() {
     assert!(gap.contains("2027"), "{gap}");
 }
 
+/// `m` minutes after 2026-06-01 10:00 local time, when the watch tests' first ticket opens.
+fn at(m: i64) -> DateTime<Utc> {
+    t("2026-06-01T10:00:00") + TimeDelta::minutes(m)
+}
+
 /// The watcher keeps open tickets between passes and reads only what changed: a ticket opened
 /// after its first pass is watched, one acknowledged meanwhile does not escalate from its old
 /// copy, a closed one is let go, and nothing fires twice.
 #[tokio::test]
 async fn a_kept_watch_sees_what_changed_between_its_passes_and_acts_on_fresh_state() {
-    let f = fleet();
-    let (s, _dir) = store().await;
-    let t0 = t("2026-06-01T10:00:00");
-    let at = |m: i64| t0 + TimeDelta::minutes(m);
-    let mut w = Watch::default();
-    let a = open(&s, &f, "rec-001", "storage_failure", Tier::Major, t0).await;
+    let (f, (s, _dir), mut w) = (fleet(), store().await, Watch::default());
+    let a = open(&s, &f, "rec-001", "storage_failure", Tier::Major, at(0)).await;
     assert_eq!(w.pass(&s, &f, at(1)).await.unwrap(), 0);
     assert_eq!(w.watched(), 1);
     // Opened after the first pass, at a later time: the next pass watches it.
@@ -412,12 +413,8 @@ async fn a_kept_watch_sees_what_changed_between_its_passes_and_acts_on_fresh_sta
 /// afresh before anything fires.
 #[tokio::test]
 async fn a_stale_copy_is_read_afresh_before_it_fires() {
-    let f = fleet();
-    let (s, _dir) = store().await;
-    let t0 = t("2026-06-01T10:00:00");
-    let at = |m: i64| t0 + TimeDelta::minutes(m);
-    let mut w = Watch::default();
-    let a = open(&s, &f, "rec-001", "storage_failure", Tier::Major, t0).await;
+    let (f, (s, _dir), mut w) = (fleet(), store().await, Watch::default());
+    let a = open(&s, &f, "rec-001", "storage_failure", Tier::Major, at(0)).await;
     open(&s, &f, "rec-002", "storage_failure", Tier::Major, at(8)).await;
     w.pass(&s, &f, at(9)).await.unwrap();
     // Stamped at 1 minute: long before the newest change the watch saw (8 minutes).
