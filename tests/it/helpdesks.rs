@@ -311,8 +311,10 @@ async fn round_trip(desk: Desk, a: &str, b: &str, tier1_priority: &str) {
     sim.send(&format!("inject {b} leakage"));
     let t2 = one_ticket(&d, b, "leakage", "opened", |_| true).await["id"].as_i64().unwrap();
     wait_for("the second remote ticket", 30, || async { (desk.tickets().await.len() == 2).then_some(()) }).await;
-    drop(sim);
+    // The daemon dies first: a simulator stopped before it would leave its last will, an
+    // offline ticket per device, in the daemon's hands.
     let dir = d.kill9();
+    drop(sim);
     proxy.set(Mode::Up);
     let d = Daemon::start(dir, &prefix, &broker);
     wait_for("the open event delivered after the restart", 60, || async {
