@@ -19,6 +19,7 @@ speed: it prints one table, for docs/PERF.md.
 
     scripts/yardstick.py                      # the full run (about 10 minutes)
     scripts/yardstick.py --small --bin-dir target/debug --no-build   # what CI runs
+    scripts/yardstick.py --only soak --wrap "heaptrack -o /tmp/ht"   # where memory goes
 
 Needs python3, mosquitto and mosquitto_sub (Debian: mosquitto, mosquitto-clients).
 """
@@ -38,6 +39,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+WRAP = []  # a command the daemon runs under (--wrap), such as a heap profiler
 
 KIND = """
 [kinds.meter]
@@ -177,11 +179,13 @@ class Aftercare:
         (d / "a.toml").write_text("\n".join(cfg) + "\n")
         self.log = open(d / "daemon.log", "w")
         self.proc = subprocess.Popen(
-            [str(bins / "aftercare"), "run", "--config", str(d / "a.toml")],
+            WRAP + [str(bins / "aftercare"), "run", "--config", str(d / "a.toml")],
             stdout=subprocess.PIPE, stderr=self.log, text=True,
             env={**os.environ, "AFTERCARE_LOG": "warn"},
         )
         line = self.proc.stdout.readline()
+        while WRAP and line and "http=" not in line:  # the wrapper's own words
+            line = self.proc.stdout.readline()
         m = re.search(r"http=(\S+)", line)
         if not m:
             sys.exit(f"yardstick: aftercare did not start: {line!r}; see {d / 'daemon.log'}")
@@ -220,9 +224,26 @@ class Aftercare:
         text = Path(self.dir.name, "daemon.log").read_text()
         return [line for line in text.splitlines() if "slow statement" in line]
 
+    def daemon_pids(self):
+        """The daemon's process: the one started, or under --wrap the one the wrapper started."""
+        if not WRAP:
+            return [self.proc.pid]
+        found, todo = [], [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            try:
+                kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "aftercare":
+                    found.append(pid)
+            except OSError:
+                continue
+            todo += map(int, kids)
+        return found or [self.proc.pid]
+
     def stop(self, keep=False):
         """SIGTERM: the daemon drains its ticket writer before it exits."""
-        self.proc.send_signal(signal.SIGTERM)
+        for pid in self.daemon_pids():
+            os.kill(pid, signal.SIGTERM)
         try:
             self.proc.wait(60)
         except subprocess.TimeoutExpired:
@@ -278,12 +299,12 @@ def run_aftercare(bins, work, a):
     for qos in a.qos:
         broker = Mosquitto(work)
         d = Aftercare(bins, broker.url, a.devices)
-        c0 = cpu_seconds(d.proc.pid)
+        c0 = cpu_seconds(d.daemon_pids()[0])
         t0 = time.monotonic()
         pub = load(bins, broker.url, a.devices, a.messages, qos)
         received = d.wait_received(a.messages, 3600)
         t1 = time.monotonic()
-        cpu[qos] = (cpu_seconds(d.proc.pid) - c0) / (t1 - t0)
+        cpu[qos] = (cpu_seconds(d.daemon_pids()[0]) - c0) / (t1 - t0)
         raises = raises_of(pub)
         rates[qos] = a.messages / (t1 - t0)
         _, received, rejected = d.counters()
@@ -321,7 +342,7 @@ def paced(bins, work, a, rate):
 def soak(bins, work, a):
     broker = Mosquitto(work)
     d = Aftercare(bins, broker.url, a.devices)
-    pid = d.proc.pid
+    pid = d.daemon_pids()[0]
     marks = [(0, rss_mb(pid))]
     step = a.soak // 10
     pub = load(bins, broker.url, a.devices, a.soak, 0)
@@ -346,7 +367,7 @@ def per_device(bins, work, a):
         raises_of(pub)
         d.wait_received(n, 600)
         time.sleep(1)
-        out.append(rss_mb(d.proc.pid))
+        out.append(rss_mb(d.daemon_pids()[0]))
         d.stop()
         broker.stop()
     return (out[1] - out[0]) * 1024 / (a.big - 1), out
@@ -371,7 +392,10 @@ def main():
     p.add_argument("--no-build", action="store_true")
     p.add_argument("--small", action="store_true", help="a quick run that only checks the script works")
     p.add_argument("--only", choices=["throughput", "paced", "soak", "fleet"], help="one part of the run")
+    p.add_argument("--wrap", default="", help="run the daemon under this command, e.g. \"heaptrack -o /tmp/ht\"; "
+                   "the figures are then the wrapped daemon's")
     a = p.parse_args()
+    WRAP[:] = a.wrap.split()
     a.qos = [0, 1]
     if a.small:
         a.messages, a.devices, a.rounds, a.paced_seconds, a.soak, a.big = 20_000, 1_000, 1, 2, 20_000, 2_000
