@@ -212,6 +212,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
     )));
     ingest.push(tokio::spawn(relay.run(shutdown.clone())));
     ingest.push(tokio::spawn(store.clone().checkpoints(shutdown.clone())));
+    ingest.push(tokio::spawn(crate::malloc::give_back_until(shutdown.clone())));
     let helpdesk_keys = config.helpdesks.iter().map(|h| (h.name.clone(), h.secret.clone())).collect();
     let state = AppState {
         store,

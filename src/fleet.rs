@@ -1,7 +1,7 @@
 //! The fleet as configured: sites, customers, devices and their kinds'
 //! profiles. Built once at start and shared read-only (`Arc<Fleet>`).
 
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 
 use chrono::{FixedOffset, NaiveDate};
 use serde::Serialize;
@@ -45,8 +45,9 @@ pub struct Device {
     pub model: String,
     pub serial: String,
     pub accepted_on: NaiveDate,
-    /// How to poll it, for a Modbus device.
-    pub modbus: Option<crate::ingest::modbus::Endpoint>,
+    /// How to poll it, for a Modbus device (boxed: most devices have none, and a fleet holds
+    /// many devices).
+    pub modbus: Option<Box<crate::ingest::modbus::Endpoint>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -56,19 +57,32 @@ pub struct Fleet {
     pub devices: Vec<Device>,
     pub kinds: Vec<Profile>,
     pub contracts: Vec<Contract>,
-    by_id: HashMap<String, DeviceIdx>,
+    /// Positions in `devices`, found by id: 4 bytes a device where a map of ids held 40.
+    by_id: hashbrown::HashTable<DeviceIdx>,
+    hasher: std::hash::RandomState,
 }
 
 impl Fleet {
     pub fn new(
         sites: Vec<Site>,
         customers: Vec<Customer>,
-        devices: Vec<Device>,
+        mut devices: Vec<Device>,
         kinds: Vec<Profile>,
         contracts: Vec<Contract>,
     ) -> Fleet {
-        let by_id = devices.iter().map(|d| (d.id.0.clone(), d.idx)).collect();
-        Fleet { sites, customers, devices, kinds, contracts, by_id }
+        // Kept for the daemon's life: no room for devices that will never come.
+        devices.shrink_to_fit();
+        let hasher = std::hash::RandomState::new();
+        let mut by_id = hashbrown::HashTable::with_capacity(devices.len());
+        for d in &devices {
+            let h = hasher.hash_one(d.id.as_str());
+            let at = by_id.find_entry(h, |i: &DeviceIdx| devices[i.0 as usize].id.as_str() == d.id.as_str());
+            // Config refuses a second device with the same id; the first one stays if not.
+            if at.is_err() {
+                by_id.insert_unique(h, d.idx, |i: &DeviceIdx| hasher.hash_one(devices[i.0 as usize].id.as_str()));
+            }
+        }
+        Fleet { sites, customers, devices, kinds, contracts, by_id, hasher }
     }
     /// The local date at a device's site.
     pub fn local_day(&self, idx: DeviceIdx, at: chrono::DateTime<chrono::Utc>) -> NaiveDate {
@@ -132,7 +146,8 @@ impl Fleet {
             .collect()
     }
     pub fn lookup(&self, id: &str) -> Option<DeviceIdx> {
-        self.by_id.get(id).copied()
+        let h = self.hasher.hash_one(id);
+        self.by_id.find(h, |i| self.devices[i.0 as usize].id.as_str() == id).copied()
     }
     pub fn device(&self, idx: DeviceIdx) -> &Device {
         &self.devices[idx.0 as usize]

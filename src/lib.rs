@@ -15,6 +15,7 @@ pub mod domain;
 pub mod fleet;
 pub mod history;
 pub mod ingest;
+pub mod malloc;
 pub mod metrics;
 pub mod outbox;
 pub mod report;

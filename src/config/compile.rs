@@ -369,7 +369,7 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
                     );
                     None
                 }
-                _ => Some(ep),
+                _ => Some(Box::new(ep)),
             }
         });
         device_list.push(Device {

@@ -59,11 +59,50 @@ pub struct RollupRow {
     pub acc: Acc,
 }
 
+/// One metric's accumulator in a shard: an [`Acc`] whose time is an offset into its hour,
+/// 40 bytes where an `Acc` takes 48 (a fleet keeps one per metric of every device).
+#[derive(Debug, Clone, Copy)]
+struct Part {
+    min: f64,
+    max: f64,
+    sum: f64,
+    last: f64,
+    count: u32,
+    /// ms into the hour of the latest reading.
+    last_off: u32,
+}
+
+impl Part {
+    const EMPTY: Part = Part { min: f64::INFINITY, max: f64::NEG_INFINITY, sum: 0.0, last: 0.0, count: 0, last_off: 0 };
+
+    fn push(&mut self, x: f64, off: u32) {
+        if self.count == 0 || off >= self.last_off {
+            self.last = x;
+            self.last_off = off;
+        }
+        self.min = self.min.min(x);
+        self.max = self.max.max(x);
+        self.sum += x;
+        self.count += 1;
+    }
+
+    fn acc(&self, hour: i64) -> Acc {
+        Acc {
+            min: self.min,
+            max: self.max,
+            sum: self.sum,
+            count: self.count,
+            last: self.last,
+            last_at: hour + i64::from(self.last_off),
+        }
+    }
+}
+
 /// One device's accumulators for the hour its readings are in.
 #[derive(Debug, Clone, Default)]
 pub struct DeviceRollup {
     hour: i64,
-    acc: Vec<Acc>,
+    parts: Box<[Part]>,
 }
 
 impl DeviceRollup {
@@ -77,32 +116,34 @@ impl DeviceRollup {
         out: &mut Vec<RollupRow>,
     ) {
         let hour = at.div_euclid(HOUR_MS) * HOUR_MS;
-        if self.acc.len() != metrics {
-            self.acc = vec![Acc::EMPTY; metrics];
+        if self.parts.len() != metrics {
+            self.parts = vec![Part::EMPTY; metrics].into_boxed_slice();
             self.hour = hour;
         }
         if hour != self.hour {
             self.drain(device, out);
             self.hour = hour;
         }
+        // Below HOUR_MS, so it fits.
+        let off = (at - hour) as u32;
         for (m, v) in readings {
             let x = match v {
                 Value::Num(x) if x.is_finite() => *x,
                 Value::Bool(b) => *b as u8 as f64,
                 _ => continue,
             };
-            if let Some(a) = self.acc.get_mut(*m as usize) {
-                a.push(x, at);
+            if let Some(p) = self.parts.get_mut(*m as usize) {
+                p.push(x, off);
             }
         }
     }
 
     /// Hands on what was accumulated and starts afresh (same hour).
     pub fn drain(&mut self, device: DeviceIdx, out: &mut Vec<RollupRow>) {
-        for (m, a) in self.acc.iter_mut().enumerate() {
-            if a.count > 0 {
-                out.push(RollupRow { device, metric: m as u16, hour: self.hour, acc: *a });
-                *a = Acc::EMPTY;
+        for (m, p) in self.parts.iter_mut().enumerate() {
+            if p.count > 0 {
+                out.push(RollupRow { device, metric: m as u16, hour: self.hour, acc: p.acc(self.hour) });
+                *p = Part::EMPTY;
             }
         }
     }
@@ -131,6 +172,7 @@ mod tests {
             (1.0, 9.0, 3, 1.0),
             "last is the latest reading, not the last to arrive"
         );
+        assert_eq!(a.last_at, t + 2000);
         assert_eq!(a.mean(), 5.0);
         assert_eq!((out[1].metric, out[1].acc.count, out[1].acc.max), (1, 1, 1.0));
         out.clear();
@@ -149,5 +191,14 @@ mod tests {
         }
         assert_eq!(a.merge(&b), whole);
         assert_eq!(b.merge(&a), whole);
+    }
+
+    #[test]
+    fn a_device_s_hour_takes_40_bytes_a_metric() {
+        // A fleet holds one of these per metric of every device it hears: keep it small.
+        assert_eq!(std::mem::size_of::<Part>(), 40);
+        let mut r = DeviceRollup::default();
+        r.add(DeviceIdx(0), 7, 0, &[(0, Value::Num(1.0))], &mut Vec::new());
+        assert_eq!(std::mem::size_of_val(&*r.parts), 280);
     }
 }

@@ -131,13 +131,15 @@ impl Shard {
         alarms: &[(String, String)],
     ) -> Shard {
         let now = ctx.clock.now().timestamp_millis();
-        let states: Vec<DeviceState> = ctx
-            .fleet
-            .devices
-            .iter()
-            .filter(|d| d.idx.0 as usize % count == index)
-            .map(|d| DeviceState::new(&ctx.fleet.kinds[d.kind], now))
-            .collect();
+        // Sized once: a filter's collect would grow it by doubling, with room to spare.
+        let mut states = Vec::with_capacity(ctx.fleet.devices.len().div_ceil(count));
+        states.extend(
+            ctx.fleet
+                .devices
+                .iter()
+                .filter(|d| d.idx.0 as usize % count == index)
+                .map(|d| DeviceState::new(&ctx.fleet.kinds[d.kind], now)),
+        );
         let rollups = vec![crate::history::DeviceRollup::default(); states.len()];
         let mut shard = Shard {
             index,

@@ -12,7 +12,8 @@ pub enum Value {
     Text,
 }
 
-/// The latest value of one metric.
+/// The latest value of one metric; `at` is NONE until there is one (no `Option`, whose tag
+/// would add a third to every slot of every device).
 #[derive(Debug, Clone, Copy)]
 pub struct Slot {
     pub v: f64,
@@ -20,6 +21,10 @@ pub struct Slot {
     pub at: i64,
     /// When it last moved by more than a stuck rule's tolerance (device time, ms).
     pub changed_at: i64,
+}
+
+impl Slot {
+    const EMPTY: Slot = Slot { v: 0.0, at: NONE, changed_at: NONE };
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -63,7 +68,7 @@ pub enum PresenceChange {
 /// Everything aftercare keeps about one device between messages. Owned by one shard.
 #[derive(Debug, Clone)]
 pub struct DeviceState {
-    slots: Box<[Option<Slot>]>,
+    slots: Box<[Slot]>,
     rates: Box<[RateWindow]>,
     rules: Box<[RulePhase]>,
     codes: u64,
@@ -78,7 +83,7 @@ impl DeviceState {
     /// A device first tracked at `now` (ms): it has that long of a heartbeat window before it is offline.
     pub fn new(profile: &Profile, now: i64) -> DeviceState {
         DeviceState {
-            slots: vec![None; profile.metrics.len()].into_boxed_slice(),
+            slots: vec![Slot::EMPTY; profile.metrics.len()].into_boxed_slice(),
             rates: vec![RateWindow { ref_v: 0.0, ref_t: NONE, rate: f64::NAN }; profile.rate_slots as usize]
                 .into_boxed_slice(),
             rules: vec![RulePhase { active: false, since: NONE }; profile.rules.len()].into_boxed_slice(),
@@ -100,7 +105,7 @@ impl DeviceState {
     }
 
     pub(crate) fn slot(&self, m: u16) -> Option<&Slot> {
-        self.slots.get(m as usize)?.as_ref()
+        self.slots.get(m as usize).filter(|s| s.at != NONE)
     }
     pub(crate) fn num(&self, m: u16) -> Option<f64> {
         self.slot(m).map(|s| s.v)
@@ -155,12 +160,12 @@ impl DeviceState {
             let Some(slot) = self.slots.get_mut(m as usize) else {
                 continue;
             };
-            *slot = Some(match *slot {
-                Some(old) if (old.v - v).abs() <= profile.stuck_tolerance[m as usize] => {
-                    Slot { v, at, changed_at: old.changed_at }
-                }
-                _ => Slot { v, at, changed_at: at },
-            });
+            let old = *slot;
+            *slot = if old.at != NONE && (old.v - v).abs() <= profile.stuck_tolerance[m as usize] {
+                Slot { v, at, changed_at: old.changed_at }
+            } else {
+                Slot { v, at, changed_at: at }
+            };
         }
         self.advance_rates(profile, at, readings);
         self.evaluate(profile, at, false, out);

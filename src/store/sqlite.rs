@@ -202,6 +202,11 @@ fn migrator_to(version: i64) -> Migrator {
     )
 }
 
+/// Each connection's page cache, KiB. SQLite's default (2,000 KiB) filled as the database grew
+/// and was most of the daemon's growth in memory under a long flood (docs/PERF.md); the
+/// operating system caches the file anyway, and the writer's batches touch few pages.
+pub const PAGE_CACHE_KIB: u32 = 512;
+
 /// A statement slower than this is logged as a warning.
 pub const SLOW_STATEMENT: Duration = Duration::from_millis(100);
 
@@ -219,6 +224,7 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
+            .pragma("cache_size", format!("-{PAGE_CACHE_KIB}"))
             // One statement holding the database this long holds up the ticket writer: say so.
             .log_slow_statements(log::LevelFilter::Warn, SLOW_STATEMENT);
         let pool = SqlitePoolOptions::new()

@@ -250,14 +250,14 @@ pub fn spawn(outlet: Outlet, concurrency: usize, shutdown: CancellationToken) ->
             Transport::Tcp(addr) => tasks.push(tokio::spawn(tcp_device(
                 d.idx,
                 addr.clone(),
-                ep.clone(),
+                (**ep).clone(),
                 Arc::clone(map),
                 outlet.clone(),
                 Arc::clone(&sem),
                 shutdown.clone(),
             ))),
             Transport::Rtu(line) => {
-                let unit = Unit::new(d.idx, ep.clone(), Arc::clone(map));
+                let unit = Unit::new(d.idx, (**ep).clone(), Arc::clone(map));
                 match lines.iter_mut().find(|(l, _)| l.path == line.path) {
                     Some((_, units)) => units.push(unit),
                     None => lines.push((line.clone(), vec![unit])),
