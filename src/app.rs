@@ -249,10 +249,6 @@ impl App {
         let _ = tokio::time::timeout(grace, self.http_task).await;
         info!("aftercare stopped");
     }
-
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
-    }
 }
 
 /// Resolves when the process is asked to stop (SIGTERM or Ctrl-C).

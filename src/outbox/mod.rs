@@ -599,13 +599,6 @@ impl Relay {
         }
     }
 
-    /// Polls every helpdesk whose poll is due (between passes of `run_once`, in tests).
-    pub async fn poll_due(&self) {
-        for (name, conn) in &self.connectors {
-            self.poll(name, conn.as_ref()).await;
-        }
-    }
-
     /// Runs until shutdown: a lane per helpdesk, each at its own pace, so that one slow or
     /// dead helpdesk never holds up another's deliveries.
     pub async fn run(self, shutdown: CancellationToken) {

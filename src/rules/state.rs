@@ -124,9 +124,6 @@ impl DeviceState {
     pub fn value(&self, m: u16) -> Option<f64> {
         self.num(m)
     }
-    pub fn is_active(&self, rule: u16) -> bool {
-        self.rules.get(rule as usize).is_some_and(|r| r.active)
-    }
     /// Device time of the newest reading applied, if any.
     pub fn last_reading_at(&self) -> Option<i64> {
         (self.last_at != NONE).then_some(self.last_at)
@@ -333,9 +330,6 @@ impl DeviceState {
         None
     }
 
-    pub fn is_offline(&self) -> bool {
-        self.outage_since != NONE
-    }
     pub fn last_seen(&self) -> i64 {
         self.last_seen
     }

@@ -278,15 +278,6 @@ impl Store {
         r.map(|r| Ok((TicketId(r.try_get("ticket_id")?), r.try_get("remote_status")?))).transpose()
     }
 
-    /// Whether a ticket has events still waiting to be delivered.
-    pub async fn outbox_pending_for(&self, ticket: TicketId) -> Result<bool, StoreError> {
-        let r = sqlx::query("SELECT 1 FROM outbox WHERE ticket_id = $1 AND state = 'pending' LIMIT 1")
-            .bind(ticket.0)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(r.is_some())
-    }
-
     /// Where a helpdesk's last status poll stopped.
     pub async fn poll_cursor(&self, helpdesk: &str) -> Result<Option<String>, StoreError> {
         let r = sqlx::query("SELECT cursor FROM helpdesk_cursors WHERE helpdesk = $1")
