@@ -417,26 +417,11 @@ struct SlaQuery {
     to: Option<String>,
 }
 
-fn parse_time(s: &str) -> Result<DateTime<Utc>, ApiError> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.to_utc());
-    }
-    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc())
-        .ok_or_else(|| {
-            ApiError(StatusCode::BAD_REQUEST, format!("`{s}` is not a time; write 2026-11-01 or 2026-11-01T00:00:00Z"))
-        })
-}
-
 async fn sla(State(s): State<AppState>, q: Result<Query<SlaQuery>, QueryRejection>) -> Result<Response, ApiError> {
     let Query(q) = q?;
-    let to = q.to.as_deref().map(parse_time).transpose()?.unwrap_or_else(|| s.clock.now());
-    let from = q.from.as_deref().map(parse_time).transpose()?.unwrap_or(to - chrono::TimeDelta::days(30));
-    if from >= to {
-        return Err(ApiError(StatusCode::BAD_REQUEST, "`from` must be before `to`".into()));
-    }
+    // Dates are the customer's own days, as in its reports.
+    let offset = crate::report::offset_of(&s.fleet, q.customer.as_deref(), None);
+    let (from, to) = range(&s, q.from.as_deref(), q.to.as_deref(), chrono::TimeDelta::days(30), offset)?;
     let rows = s.store.clock_outcomes(q.customer.as_deref(), from, to).await?;
     let tiers = crate::tickets::sla::compliance(rows);
     Ok(Json(json!({ "customer": q.customer, "from": from, "to": to, "tiers": tiers })).into_response())
@@ -465,14 +450,19 @@ struct HistoryPoint {
     count: u32,
 }
 
+/// A request's period, the API's one reading of `from` and `to`: RFC 3339 times, or dates
+/// that start at midnight in `offset` (the customer's or the device's site's own days).
+/// Without `to`, now; without `from`, `default` before `to`.
 fn range(
     s: &AppState,
     from: Option<&str>,
     to: Option<&str>,
     default: chrono::TimeDelta,
+    offset: chrono::FixedOffset,
 ) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
-    let to = to.map(parse_time).transpose()?.unwrap_or_else(|| s.clock.now());
-    let from = from.map(parse_time).transpose()?.unwrap_or(to - default);
+    let parse = |t: &str| crate::report::parse_time(t, offset).map_err(|m| ApiError(StatusCode::BAD_REQUEST, m));
+    let to = to.map(parse).transpose()?.unwrap_or_else(|| s.clock.now());
+    let from = from.map(parse).transpose()?.unwrap_or(to - default);
     if from >= to {
         return Err(ApiError(StatusCode::BAD_REQUEST, "`from` must be before `to`".into()));
     }
@@ -518,7 +508,8 @@ async fn device_history(
             "step is a whole number of hours: 1h, 6h, 1d…; history is kept by the hour".into(),
         ));
     }
-    let (from, to) = range(&s, q.from.as_deref(), q.to.as_deref(), chrono::TimeDelta::hours(24))?;
+    let offset = crate::report::offset_of(&s.fleet, None, Some(dev.site.as_str()));
+    let (from, to) = range(&s, q.from.as_deref(), q.to.as_deref(), chrono::TimeDelta::hours(24), offset)?;
     let step_ms = hours as i64 * crate::history::rollup::HOUR_MS;
     if (to - from).num_milliseconds() / step_ms > 10_000 {
         return Err(ApiError(
@@ -575,8 +566,9 @@ async fn device_events(
     q: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q?;
-    known_device(&s, &id)?;
-    let (from, to) = range(&s, q.from.as_deref(), q.to.as_deref(), chrono::TimeDelta::days(30))?;
+    let dev = known_device(&s, &id)?;
+    let offset = crate::report::offset_of(&s.fleet, None, Some(dev.site.as_str()));
+    let (from, to) = range(&s, q.from.as_deref(), q.to.as_deref(), chrono::TimeDelta::days(30), offset)?;
     let events = s.store.device_events(&id, from, to, q.limit.unwrap_or(1000).clamp(1, 100_000)).await?;
     Ok(Json(json!({ "device": id, "from": from, "to": to, "events": events })).into_response())
 }
@@ -603,9 +595,7 @@ async fn report(
     let Query(q) = q?;
     // Dates are the customer's (or site's) own days.
     let offset = crate::report::offset_of(&s.fleet, q.customer.as_deref(), q.site.as_deref());
-    let bound = |t: &str| crate::report::parse_time(t, offset).map_err(|m| ApiError(StatusCode::BAD_REQUEST, m));
-    let to = q.to.as_deref().map(bound).transpose()?.unwrap_or_else(|| s.clock.now());
-    let from = q.from.as_deref().map(bound).transpose()?.unwrap_or(to - chrono::TimeDelta::days(30));
+    let (from, to) = range(&s, q.from.as_deref(), q.to.as_deref(), chrono::TimeDelta::days(30), offset)?;
     let scope = crate::report::Scope { customer: q.customer, site: q.site, from, to };
     let format = q.format.unwrap_or_else(|| "json".into());
     let lang = crate::report::check(&s.fleet, &scope, &format, q.lang.as_deref().unwrap_or("en"))

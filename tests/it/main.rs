@@ -441,6 +441,9 @@ async fn contract_clocks_breach_escalate_and_owe_a_loaner_over_the_api() {
     assert_eq!(sla["tiers"][0]["acknowledge"]["share"], json!(0.0));
     let r = http().get(d.url("/api/v1/sla?from=tomorrow")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 400);
+    // A date is the customer's own day (its sites are at +08:00), as in its reports.
+    let day = get(&d.url("/api/v1/sla?customer=cust-1&from=2026-11-01&to=2026-11-02")).await;
+    assert_eq!((&day["from"], &day["to"]), (&json!("2026-10-31T16:00:00Z"), &json!("2026-11-01T16:00:00Z")));
 }
 
 mod email;
@@ -600,6 +603,7 @@ async fn telemetry_history_is_kept_as_hourly_rollups_and_state_changes() {
     assert_eq!(day["points"][0]["max"], json!(45.0));
     // The state changes, kept apart from the ticket.
     let ev = get(&d.url("/api/v1/devices/lit-011/events?from=2026-06-21&to=2026-06-22")).await;
+    assert_eq!(ev["from"], json!("2026-06-20T16:00:00Z"), "the day at the device's site (+08:00)");
     let kinds: Vec<(String, String)> = ev["events"]
         .as_array()
         .unwrap()
