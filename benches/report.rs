@@ -98,7 +98,7 @@ async fn main() {
         .map(|i| NewWorkOrder {
             contract: "k".into(),
             plan: "patrol".into(),
-            kind: "patrol",
+            kind: aftercare::domain::VisitKind::Patrol,
             device: format!("d-{:05}", i % DEVICES),
             site: "s".into(),
             customer: "c".into(),

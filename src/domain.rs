@@ -144,3 +144,94 @@ impl FaultEvent {
         }
     }
 }
+
+/// What a visit is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VisitKind {
+    Patrol,
+    Inspection,
+    Maintenance,
+    FollowUp,
+}
+
+impl VisitKind {
+    pub fn parse(s: &str) -> Option<VisitKind> {
+        match s {
+            "patrol" => Some(VisitKind::Patrol),
+            "inspection" => Some(VisitKind::Inspection),
+            "maintenance" => Some(VisitKind::Maintenance),
+            "follow_up" => Some(VisitKind::FollowUp),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VisitKind::Patrol => "patrol",
+            VisitKind::Inspection => "inspection",
+            VisitKind::Maintenance => "maintenance",
+            VisitKind::FollowUp => "follow_up",
+        }
+    }
+}
+
+/// Where a work order (a visit) stands: made, started, done, or past its due date undone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VisitState {
+    Open,
+    InProgress,
+    Done,
+    Missed,
+}
+
+impl VisitState {
+    pub const ALL: [VisitState; 4] = [VisitState::Open, VisitState::InProgress, VisitState::Done, VisitState::Missed];
+
+    pub fn parse(s: &str) -> Option<VisitState> {
+        VisitState::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VisitState::Open => "open",
+            VisitState::InProgress => "in_progress",
+            VisitState::Done => "done",
+            VisitState::Missed => "missed",
+        }
+    }
+}
+
+impl fmt::Display for VisitKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for VisitState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn visit_kinds_and_states_read_back_what_they_write() {
+        let kinds = [VisitKind::Patrol, VisitKind::Inspection, VisitKind::Maintenance, VisitKind::FollowUp];
+        for k in kinds {
+            assert_eq!(VisitKind::parse(k.as_str()), Some(k));
+            assert_eq!(
+                serde_json::to_value(k).unwrap(),
+                serde_json::json!(k.as_str()),
+                "the API says what the store keeps"
+            );
+        }
+        for st in VisitState::ALL {
+            assert_eq!(VisitState::parse(st.as_str()), Some(st));
+            assert_eq!(serde_json::to_value(st).unwrap(), serde_json::json!(st.as_str()));
+        }
+        assert_eq!((VisitKind::parse("Patrol"), VisitState::parse("closed")), (None, None));
+    }
+}

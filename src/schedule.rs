@@ -21,7 +21,6 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
@@ -30,34 +29,7 @@ use crate::contracts::Period;
 use crate::fleet::Fleet;
 use crate::store::{NewWorkOrder, Served, Store, StoreError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum VisitKind {
-    Patrol,
-    Inspection,
-    Maintenance,
-    FollowUp,
-}
-
-impl VisitKind {
-    pub fn parse(s: &str) -> Option<VisitKind> {
-        match s {
-            "patrol" => Some(VisitKind::Patrol),
-            "inspection" => Some(VisitKind::Inspection),
-            "maintenance" => Some(VisitKind::Maintenance),
-            "follow_up" => Some(VisitKind::FollowUp),
-            _ => None,
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            VisitKind::Patrol => "patrol",
-            VisitKind::Inspection => "inspection",
-            VisitKind::Maintenance => "maintenance",
-            VisitKind::FollowUp => "follow_up",
-        }
-    }
-}
+pub use crate::domain::{VisitKind, VisitState};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Anchor {
@@ -240,7 +212,7 @@ pub fn due_work(fleet: &Fleet, now: DateTime<Utc>, watched_from: DateTime<Utc>) 
                     out.push(NewWorkOrder {
                         contract: c.id.clone(),
                         plan: p.name.clone(),
-                        kind: p.kind.as_str(),
+                        kind: p.kind,
                         device: d.id.0.clone(),
                         site: d.site.0.clone(),
                         customer: d.customer.0.clone(),
@@ -280,7 +252,7 @@ pub fn after_service_work(fleet: &Fleet, served: &[Served], now: DateTime<Utc>) 
                 out.push(NewWorkOrder {
                     contract: c.id.clone(),
                     plan: p.name.clone(),
-                    kind: p.kind.as_str(),
+                    kind: p.kind,
                     device: d.id.0.clone(),
                     site: d.site.0.clone(),
                     customer: d.customer.0.clone(),
@@ -635,7 +607,11 @@ kinds = ["lighting"]
         let insp = all.iter().find(|w| w.plan == "inspection" && w.due_on == d("2026-05-30")).unwrap();
         assert_eq!(insp.created_at, noon(d("2026-05-16")));
         // None was done: all missed, once past due.
-        assert!(all.iter().all(|w| w.state == "missed"), "{:?}", all.iter().map(|w| &w.state).collect::<Vec<_>>());
+        assert!(
+            all.iter().all(|w| w.state == VisitState::Missed),
+            "{:?}",
+            all.iter().map(|w| &w.state).collect::<Vec<_>>()
+        );
     }
 
     /// Two plans that follow services.

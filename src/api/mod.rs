@@ -681,26 +681,30 @@ async fn list_work_orders(
     q: Result<Query<WorkOrderQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q?;
-    if let Some(st) = q.state.as_deref().filter(|st| !["open", "in_progress", "done", "missed"].contains(st)) {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            format!("state `{st}`: write open, in_progress, done or missed"),
-        ));
-    }
-    if let Some(k) = q.kind.as_deref().filter(|k| crate::schedule::VisitKind::parse(k).is_none()) {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            format!("kind `{k}`: write patrol, inspection, maintenance or follow_up"),
-        ));
-    }
-    let f = crate::store::WorkOrderFilter {
-        state: q.state,
-        kind: q.kind,
-        device: q.device,
-        customer: q.customer,
-        from: q.from,
-        to: q.to,
-    };
+    use crate::domain::{VisitKind, VisitState};
+    let state = q
+        .state
+        .as_deref()
+        .map(|st| {
+            VisitState::parse(st).ok_or_else(|| {
+                ApiError(StatusCode::BAD_REQUEST, format!("state `{st}`: write open, in_progress, done or missed"))
+            })
+        })
+        .transpose()?;
+    let kind = q
+        .kind
+        .as_deref()
+        .map(|k| {
+            VisitKind::parse(k).ok_or_else(|| {
+                ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!("kind `{k}`: write patrol, inspection, maintenance or follow_up"),
+                )
+            })
+        })
+        .transpose()?;
+    let f =
+        crate::store::WorkOrderFilter { state, kind, device: q.device, customer: q.customer, from: q.from, to: q.to };
     Ok(Json(s.store.work_orders(&f, q.limit.unwrap_or(500).clamp(1, 10_000)).await?).into_response())
 }
 
@@ -783,7 +787,7 @@ async fn complete_work_order(
     if !s.store.complete_work_order(id, b.by.trim(), &serde_json::Value::Object(b.answers), s.clock.now()).await? {
         return Err(ApiError(StatusCode::CONFLICT, format!("work order {id} is already done")));
     }
-    if w.kind == "inspection" {
+    if w.kind == crate::domain::VisitKind::Inspection {
         // The written report an inspection owes the customer, made now.
         if let Some(done) = s.store.work_order(id).await? {
             let made = crate::report::after_inspection(&s.store, &s.fleet, &done, s.clock.now()).await?;

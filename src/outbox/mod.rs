@@ -101,7 +101,7 @@ fn visit_name(kind: &str) -> String {
 fn visit(w: &WorkOrder) -> String {
     match w.ticket_id {
         Some(t) => format!("{} after ticket #{t} on {}", visit_name(&w.plan), w.device),
-        None => format!("{} of {}", visit_name(&w.kind), w.device),
+        None => format!("{} of {}", visit_name(w.kind.as_str()), w.device),
     }
 }
 
@@ -180,7 +180,7 @@ impl Subject {
                 State::Cancelled => Meaning::Cancelled,
             },
             // A missed visit is still owed: it stays open until it is done.
-            Subject::WorkOrder(w) if w.state == "done" => Meaning::Resolved,
+            Subject::WorkOrder(w) if w.state == crate::domain::VisitState::Done => Meaning::Resolved,
             Subject::WorkOrder(_) => Meaning::Active,
         }
     }
@@ -225,7 +225,7 @@ pub fn describe(d: &Delivery, priority: &str) -> String {
             let mut s = format!(
                 "{} of device {} at site {}, customer {}, due on {}\n\nWork order {}: {} (contract {}, plan {})\n\
                  Event: {} at {}\nPriority: {priority}\n",
-                visit_name(&w.kind),
+                visit_name(w.kind.as_str()),
                 w.device,
                 w.site,
                 w.customer,

@@ -65,7 +65,7 @@ impl Connector for Scripted {
             };
             let remote = match &d.subject {
                 Subject::Ticket(t) => RemoteTicket { id: format!("R{}", t.id.0), status: Some(t.state.to_string()) },
-                Subject::WorkOrder(w) => RemoteTicket { id: format!("RW{}", w.id), status: Some(w.state.clone()) },
+                Subject::WorkOrder(w) => RemoteTicket { id: format!("RW{}", w.id), status: Some(w.state.to_string()) },
             };
             answer.map(|()| Delivered { remote: Some(remote) })
         })
@@ -326,7 +326,7 @@ fn visit(device: &str, due: &str, to_helpdesk: bool) -> crate::store::NewWorkOrd
     crate::store::NewWorkOrder {
         contract: "k".into(),
         plan: if to_helpdesk { "inspection" } else { "patrol" }.into(),
-        kind: if to_helpdesk { "inspection" } else { "patrol" },
+        kind: if to_helpdesk { crate::domain::VisitKind::Inspection } else { crate::domain::VisitKind::Patrol },
         device: device.into(),
         site: "site-a".into(),
         customer: "city-transit".into(),

@@ -6,6 +6,7 @@
 
 pub mod render;
 
+use crate::domain::VisitState;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, Days, FixedOffset, NaiveDate, Offset as _, Utc};
@@ -178,7 +179,7 @@ fn score(v: &serde_json::Value) -> Option<f64> {
 fn satisfaction_of(work_orders: &[WorkOrder]) -> Option<Satisfaction> {
     let mut scores = Vec::new();
     let mut low = Vec::new();
-    for w in work_orders.iter().filter(|w| w.state == "done") {
+    for w in work_orders.iter().filter(|w| w.state == VisitState::Done) {
         let Some(answers) = w.answers.as_ref().and_then(|a| a.as_object()) else { continue };
         let item = w.checklist.iter().find(|i| i.to_lowercase().starts_with("satisfaction"));
         if let Some(x) = item.and_then(|i| answers.get(i)).and_then(score) {
@@ -387,10 +388,10 @@ pub async fn compute(
         .collect();
     let mut visits = Visits { due: work_orders.len() as u32, ..Default::default() };
     for w in &work_orders {
-        match w.state.as_str() {
-            "done" => visits.done += 1,
-            "missed" => visits.missed += 1,
-            _ => visits.open += 1,
+        match w.state {
+            VisitState::Done => visits.done += 1,
+            VisitState::Missed => visits.missed += 1,
+            VisitState::Open | VisitState::InProgress => visits.open += 1,
         }
     }
 

@@ -385,7 +385,7 @@ fn visit_table<'a>(r: &Report, w: &'a Words) -> Table<'a> {
         rows: r
             .work_orders
             .iter()
-            .filter(|o| o.state == "done")
+            .filter(|o| o.state == crate::domain::VisitState::Done)
             .map(|o| {
                 let answers = o.answers.as_ref().and_then(|a| a.as_object());
                 let items: Vec<String> = o

@@ -9,13 +9,14 @@ use sqlx::{Row, SqliteConnection};
 
 use super::sqlite::{from_ms, ms};
 use super::{Store, StoreError};
+use crate::domain::{VisitKind, VisitState};
 
 /// A visit to make, from a plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewWorkOrder {
     pub contract: String,
     pub plan: String,
-    pub kind: &'static str,
+    pub kind: VisitKind,
     pub device: String,
     pub site: String,
     pub customer: String,
@@ -32,13 +33,13 @@ pub struct WorkOrder {
     pub id: i64,
     pub contract: String,
     pub plan: String,
-    pub kind: String,
+    pub kind: VisitKind,
     pub device: String,
     pub site: String,
     pub customer: String,
     pub due_on: NaiveDate,
     pub created_at: DateTime<Utc>,
-    pub state: String,
+    pub state: VisitState,
     pub checklist: Vec<String>,
     pub answers: Option<serde_json::Value>,
     pub completed_at: Option<DateTime<Utc>>,
@@ -65,14 +66,20 @@ fn row(r: &sqlx::sqlite::SqliteRow) -> Result<WorkOrder, StoreError> {
         id: r.try_get("id")?,
         contract: r.try_get("contract")?,
         plan: r.try_get("plan")?,
-        kind: r.try_get("kind")?,
+        kind: {
+            let k: String = r.try_get("kind")?;
+            VisitKind::parse(&k).ok_or_else(|| StoreError::Corrupt(format!("work order kind `{k}`")))?
+        },
         device: r.try_get("device")?,
         site: r.try_get("site")?,
         customer: r.try_get("customer")?,
         due_on: NaiveDate::parse_from_str(&due, "%Y-%m-%d")
             .map_err(|e| StoreError::Corrupt(format!("due_on {due}: {e}")))?,
         created_at: from_ms(r.try_get("created_at")?)?,
-        state: r.try_get("state")?,
+        state: {
+            let st: String = r.try_get("state")?;
+            VisitState::parse(&st).ok_or_else(|| StoreError::Corrupt(format!("work order state `{st}`")))?
+        },
         checklist: serde_json::from_str(&checklist).unwrap_or_default(),
         answers: answers.and_then(|a| serde_json::from_str(&a).ok()),
         completed_at: r.try_get::<Option<i64>, _>("completed_at")?.map(from_ms).transpose()?,
@@ -84,8 +91,8 @@ fn row(r: &sqlx::sqlite::SqliteRow) -> Result<WorkOrder, StoreError> {
 /// Filters for listing work orders.
 #[derive(Debug, Clone, Default)]
 pub struct WorkOrderFilter {
-    pub state: Option<String>,
-    pub kind: Option<String>,
+    pub state: Option<VisitState>,
+    pub kind: Option<VisitKind>,
     pub device: Option<String>,
     pub customer: Option<String>,
     pub from: Option<NaiveDate>,
@@ -139,7 +146,7 @@ impl Store {
             )
             .bind(&o.contract)
             .bind(&o.plan)
-            .bind(o.kind)
+            .bind(o.kind.as_str())
             .bind(&o.device)
             .bind(&o.site)
             .bind(&o.customer)
@@ -200,8 +207,8 @@ impl Store {
              AND ($3 IS NULL OR device = $3) AND ($4 IS NULL OR customer = $4) \
              AND ($5 IS NULL OR due_on >= $5) AND ($6 IS NULL OR due_on < $6) ORDER BY due_on, id LIMIT $7",
         )
-        .bind(&f.state)
-        .bind(&f.kind)
+        .bind(f.state.map(VisitState::as_str))
+        .bind(f.kind.map(VisitKind::as_str))
         .bind(&f.device)
         .bind(&f.customer)
         .bind(f.from.map(|d| d.to_string()))

@@ -368,7 +368,7 @@ async fn a_fault_during_a_visit_is_recorded_but_silenced() {
     let visit = crate::store::NewWorkOrder {
         contract: "k".into(),
         plan: "patrol".into(),
-        kind: "patrol",
+        kind: crate::domain::VisitKind::Patrol,
         device: "rec-001".into(),
         site: "s1".into(),
         customer: "c1".into(),
@@ -452,7 +452,7 @@ async fn the_outbox_keeps_its_rows_when_work_orders_join_it() {
     let visit = crate::store::NewWorkOrder {
         contract: "k".into(),
         plan: "inspection".into(),
-        kind: "inspection",
+        kind: crate::domain::VisitKind::Inspection,
         device: "rec-001".into(),
         site: "s1".into(),
         customer: "c1".into(),
