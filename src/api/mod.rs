@@ -17,7 +17,7 @@ use serde_json::json;
 use crate::clock::Clock;
 use crate::domain::{CustomerId, DeviceId, FaultCode, SiteId, TicketId, Tier};
 use crate::fleet::Fleet;
-use crate::ingest::shard::{Live, OFFLINE_STATE, ONLINE};
+use crate::ingest::shard::{Live, Presence};
 use crate::metrics::Metrics;
 use crate::store::{Store, TransitionFailure, TransitionOptions};
 use crate::tickets::State as TicketState;
@@ -289,10 +289,10 @@ fn device_view(s: &AppState, d: &crate::fleet::Device) -> DeviceView {
         model: d.model.clone(),
         serial: d.serial.clone(),
         accepted_on: d.accepted_on,
-        online: match live.presence.load(Ordering::Relaxed) {
-            ONLINE => Some(true),
-            OFFLINE_STATE => Some(false),
-            _ => None,
+        online: match live.presence() {
+            Presence::Online => Some(true),
+            Presence::Offline => Some(false),
+            Presence::Unknown => None,
         },
         last_seen: (seen > 0).then(|| DateTime::from_timestamp_millis(seen)).flatten(),
         active_faults: active,

@@ -34,18 +34,38 @@ pub struct Msg {
     pub readings: Vec<(u16, Value)>,
 }
 
-pub const UNKNOWN: u8 = 0;
-pub const ONLINE: u8 = 1;
-pub const OFFLINE_STATE: u8 = 2;
+/// Whether a device is heard from, as the API shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Presence {
+    /// Not heard from since the daemon started, and its heartbeat window not over.
+    Unknown = 0,
+    Online = 1,
+    Offline = 2,
+}
 
 /// What the API may read about a device while shards own its state.
 #[derive(Debug, Default)]
 pub struct DeviceLive {
     /// Gateway time of its last message, ms; 0 if none since start.
     pub last_seen: AtomicI64,
-    pub presence: AtomicU8,
+    /// A [`Presence`], in an atomic.
+    presence: AtomicU8,
     /// Active fault codes; written only when a fault is raised or cleared.
     pub active: Mutex<Vec<FaultCode>>,
+}
+
+impl DeviceLive {
+    pub fn presence(&self) -> Presence {
+        match self.presence.load(Ordering::Relaxed) {
+            1 => Presence::Online,
+            2 => Presence::Offline,
+            _ => Presence::Unknown,
+        }
+    }
+    pub fn set_presence(&self, p: Presence) {
+        self.presence.store(p as u8, Ordering::Relaxed);
+    }
 }
 
 /// The live view of every device, indexed like the fleet.
@@ -165,7 +185,7 @@ impl Shard {
             let local = idx.0 as usize / count;
             if f.code == OFFLINE {
                 shard.states[local].restore_offline(f.since.timestamp_millis(), f.tier == Tier::Major);
-                shard.ctx.live.devices[idx.0 as usize].presence.store(OFFLINE_STATE, Ordering::Relaxed);
+                shard.ctx.live.devices[idx.0 as usize].set_presence(Presence::Offline);
             } else if let Some(r) = profile.rules.iter().position(|r| r.code.as_str() == f.code) {
                 shard.states[local].restore_active(r as u16);
             } else {
@@ -375,12 +395,12 @@ impl Shard {
             Channel::Covered => {
                 // Offline for whoever looks, though its bus's fault stands for it: no ticket of its own.
                 self.states[local].covered(msg.recv_ms);
-                live.presence.store(OFFLINE_STATE, Ordering::Relaxed);
+                live.set_presence(Presence::Offline);
                 return Ok(());
             }
         }
         live.last_seen.store(msg.recv_ms, Ordering::Relaxed);
-        live.presence.store(ONLINE, Ordering::Relaxed);
+        live.set_presence(Presence::Online);
         if let Some(p) = self.states[local].seen(msg.recv_ms) {
             self.presence(idx, profile, p, msg.recv_ms, Said::Nothing, events);
         }
@@ -436,7 +456,7 @@ impl Shard {
         let hb = humantime::format_duration(std::time::Duration::from_millis(profile.heartbeat_ms as u64));
         match p {
             PresenceChange::Offline { since } => {
-                live.devices[idx.0 as usize].presence.store(OFFLINE_STATE, Ordering::Relaxed);
+                live.devices[idx.0 as usize].set_presence(Presence::Offline);
                 live.set_active(idx, &code, true);
                 let detail = match said {
                     Said::LastWill => {
@@ -492,6 +512,21 @@ impl Shard {
             self.changes.clear();
             self.states[local].tick(profile, now, &mut self.changes);
             self.rule_events(idx, profile, local, events);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_device_s_presence_reads_back_as_set() {
+        let d = DeviceLive::default();
+        assert_eq!(d.presence(), Presence::Unknown, "not heard from yet");
+        for p in [Presence::Online, Presence::Offline, Presence::Unknown] {
+            d.set_presence(p);
+            assert_eq!(d.presence(), p);
         }
     }
 }
