@@ -213,12 +213,64 @@ impl fmt::Display for VisitState {
     }
 }
 
+/// What a helpdesk is asked to do with an event: open its ticket, add to it, or close it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HelpdeskAction {
+    Trigger,
+    Update,
+    Resolve,
+}
+
+impl HelpdeskAction {
+    pub const ALL: [HelpdeskAction; 3] = [HelpdeskAction::Trigger, HelpdeskAction::Update, HelpdeskAction::Resolve];
+
+    pub fn parse(s: &str) -> Option<HelpdeskAction> {
+        HelpdeskAction::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HelpdeskAction::Trigger => "trigger",
+            HelpdeskAction::Update => "update",
+            HelpdeskAction::Resolve => "resolve",
+        }
+    }
+}
+
+/// Where an event for a helpdesk stands: waiting (or retrying), delivered, given up on after
+/// its attempts, or not for any helpdesk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxState {
+    Pending,
+    Delivered,
+    Dead,
+    Skipped,
+}
+
+impl OutboxState {
+    pub const ALL: [OutboxState; 4] =
+        [OutboxState::Pending, OutboxState::Delivered, OutboxState::Dead, OutboxState::Skipped];
+
+    pub fn parse(s: &str) -> Option<OutboxState> {
+        OutboxState::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxState::Pending => "pending",
+            OutboxState::Delivered => "delivered",
+            OutboxState::Dead => "dead",
+            OutboxState::Skipped => "skipped",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn visit_kinds_and_states_read_back_what_they_write() {
+    fn states_and_kinds_read_back_what_they_write() {
         let kinds = [VisitKind::Patrol, VisitKind::Inspection, VisitKind::Maintenance, VisitKind::FollowUp];
         for k in kinds {
             assert_eq!(VisitKind::parse(k.as_str()), Some(k));
@@ -233,5 +285,13 @@ mod tests {
             assert_eq!(serde_json::to_value(st).unwrap(), serde_json::json!(st.as_str()));
         }
         assert_eq!((VisitKind::parse("Patrol"), VisitState::parse("closed")), (None, None));
+        for a in HelpdeskAction::ALL {
+            assert_eq!(HelpdeskAction::parse(a.as_str()), Some(a));
+            assert_eq!(serde_json::to_value(a).unwrap(), serde_json::json!(a.as_str()));
+        }
+        for st in OutboxState::ALL {
+            assert_eq!(OutboxState::parse(st.as_str()), Some(st));
+            assert_eq!(serde_json::to_value(st).unwrap(), serde_json::json!(st.as_str()));
+        }
     }
 }

@@ -714,7 +714,7 @@ checklist = { "*" = ["satisfaction"] }
         serve(&store, "rec-1", "recorder", long_ago, &[Acknowledged, Resolved]).await;
         assert_eq!(run_once(&store, fleet, later + chrono::TimeDelta::hours(3)).await.unwrap().0, 0);
         // The helpdesk hears which ticket called for the visit.
-        let rows = store.outbox("pending", 100).await.unwrap();
+        let rows = store.outbox(crate::domain::OutboxState::Pending, 100).await.unwrap();
         let of_analysis = |o: &&crate::store::OutboxRow| o.subject == crate::store::SubjectId::WorkOrder(analysis.id);
         let scheduled = rows.iter().filter(of_analysis).find(|o| o.event == "scheduled").unwrap();
         assert_eq!(scheduled.note, format!("due on 2026-03-14 after the service of ticket {}", repaired.0));

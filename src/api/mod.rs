@@ -810,21 +810,21 @@ async fn list_outbox(
     q: Result<Query<OutboxQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q?;
-    let state = q.state.unwrap_or_else(|| "dead".into());
-    if !["pending", "delivered", "dead", "skipped"].contains(&state.as_str()) {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            format!("state `{state}`: write pending, delivered, dead or skipped"),
-        ));
-    }
-    Ok(Json(s.store.outbox(&state, q.limit.unwrap_or(500).clamp(1, 10_000)).await?).into_response())
+    use crate::domain::OutboxState;
+    let state = match q.state.as_deref() {
+        None => OutboxState::Dead,
+        Some(st) => OutboxState::parse(st).ok_or_else(|| {
+            ApiError(StatusCode::BAD_REQUEST, format!("state `{st}`: write pending, delivered, dead or skipped"))
+        })?,
+    };
+    Ok(Json(s.store.outbox(state, q.limit.unwrap_or(500).clamp(1, 10_000)).await?).into_response())
 }
 
 async fn retry_outbox(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id: i64 =
         id.parse().map_err(|_| ApiError(StatusCode::BAD_REQUEST, format!("`{id}` is not an outbox row id")))?;
     if s.store.outbox_retry(id, s.clock.now()).await? {
-        Ok(Json(json!({ "id": id, "state": "pending" })).into_response())
+        Ok(Json(json!({ "id": id, "state": crate::domain::OutboxState::Pending })).into_response())
     } else {
         Err(ApiError(StatusCode::NOT_FOUND, format!("no dead outbox row {id}")))
     }

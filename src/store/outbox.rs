@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use super::sqlite::{from_ms, ms};
 use super::{Store, StoreError};
-use crate::domain::TicketId;
+use crate::domain::{HelpdeskAction, OutboxState, TicketId};
 
 /// What an outbox row is about: a ticket, or a work order (a planned visit).
 /// Serialized as `"ticket_id": N` or `"work_order_id": N`.
@@ -30,12 +30,11 @@ pub struct OutboxRow {
     /// Stable across retries: receivers deduplicate on it.
     pub event_id: String,
     pub event: String,
-    /// trigger, update or resolve.
-    pub action: String,
+    pub action: HelpdeskAction,
     pub note: String,
     pub customer: String,
     pub created_at: DateTime<Utc>,
-    pub state: String,
+    pub state: OutboxState,
     pub attempts: i64,
     pub next_attempt_at: DateTime<Utc>,
     pub last_error: Option<String>,
@@ -70,11 +69,17 @@ fn row(r: &sqlx::sqlite::SqliteRow) -> Result<OutboxRow, StoreError> {
         seq: r.try_get("seq")?,
         event_id: r.try_get("event_id")?,
         event: r.try_get("event")?,
-        action: r.try_get("action")?,
+        action: {
+            let a: String = r.try_get("action")?;
+            HelpdeskAction::parse(&a).ok_or_else(|| StoreError::Corrupt(format!("outbox action `{a}`")))?
+        },
         note: r.try_get("note")?,
         customer: r.try_get("customer")?,
         created_at: from_ms(r.try_get("created_at")?)?,
-        state: r.try_get("state")?,
+        state: {
+            let st: String = r.try_get("state")?;
+            OutboxState::parse(&st).ok_or_else(|| StoreError::Corrupt(format!("outbox state `{st}`")))?
+        },
         attempts: r.try_get("attempts")?,
         next_attempt_at: from_ms(r.try_get("next_attempt_at")?)?,
         last_error: r.try_get("last_error")?,
@@ -201,9 +206,9 @@ impl Store {
     }
 
     /// Rows in a state (pending, delivered, dead, skipped), newest first.
-    pub async fn outbox(&self, state: &str, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
+    pub async fn outbox(&self, state: OutboxState, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM outbox WHERE state = $1 ORDER BY id DESC LIMIT $2");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(state).bind(limit).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(state.as_str()).bind(limit).fetch_all(&self.pool).await?;
         rows.iter().map(row).collect()
     }
 

@@ -11,7 +11,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{ConnectOptions, Row, SqlSafeStr, SqliteConnection, SqlitePool};
 
 use super::{ActiveFault, AlarmRecord, Change, Clocks, FaultRecord, StoreError, TransitionFailure, TransitionOptions};
-use crate::domain::{CustomerId, DeviceId, FaultCode, SiteId, TicketId, Tier};
+use crate::domain::{CustomerId, DeviceId, FaultCode, HelpdeskAction, SiteId, TicketId, Tier};
 use crate::tickets::clocks::{ClockName, Firing, OpenClock};
 use crate::tickets::lifecycle::{self, State};
 use crate::tickets::model::{Billing, Clock, Outcome, Ticket, TicketFilter, TimelineEntry};
@@ -144,9 +144,9 @@ async fn append(conn: &mut SqliteConnection, ticket: i64, at: DateTime<Utc>, e: 
     // Every change is one the helpdesk must see: an outbox row in the same transaction, for a
     // customer that has a helpdesk (one without gets none, and costs the relay nothing).
     let action = match (e.event, e.to) {
-        ("opened" | "reopened", _) | (_, Some(State::Open)) => "trigger",
-        (_, Some(State::Resolved | State::Closed | State::Cancelled)) => "resolve",
-        _ => "update",
+        ("opened" | "reopened", _) | (_, Some(State::Open)) => HelpdeskAction::Trigger,
+        (_, Some(State::Resolved | State::Closed | State::Cancelled)) => HelpdeskAction::Resolve,
+        _ => HelpdeskAction::Update,
     };
     sqlx::query(
         "INSERT INTO outbox (ticket_id, seq, event_id, event, action, note, customer, created_at, next_attempt_at, origin, state) \
@@ -157,7 +157,7 @@ async fn append(conn: &mut SqliteConnection, ticket: i64, at: DateTime<Utc>, e: 
     )
     .bind(ticket)
     .bind(e.event)
-    .bind(action)
+    .bind(action.as_str())
     .bind(e.note)
     .bind(ms(at))
     .bind(e.actor)

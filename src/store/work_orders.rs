@@ -9,7 +9,7 @@ use sqlx::{Row, SqliteConnection};
 
 use super::sqlite::{from_ms, ms};
 use super::{Store, StoreError};
-use crate::domain::{VisitKind, VisitState};
+use crate::domain::{HelpdeskAction, VisitKind, VisitState};
 
 /// A visit to make, from a plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,7 +105,7 @@ async fn event(
     conn: &mut SqliteConnection,
     id: i64,
     event: &str,
-    action: &str,
+    action: HelpdeskAction,
     note: &str,
     origin: &str,
     at: DateTime<Utc>,
@@ -120,7 +120,7 @@ async fn event(
     )
     .bind(id)
     .bind(event)
-    .bind(action)
+    .bind(action.as_str())
     .bind(note)
     .bind(ms(at))
     .bind(origin)
@@ -160,7 +160,7 @@ impl Store {
             if let Some(id) = id {
                 let after = o.ticket_id.map(|t| format!(" after the service of ticket {t}")).unwrap_or_default();
                 let note = format!("due on {}{after}", o.due_on);
-                event(&mut tx, id, "scheduled", "trigger", &note, "aftercare", now).await?;
+                event(&mut tx, id, "scheduled", HelpdeskAction::Trigger, &note, "aftercare", now).await?;
                 added += 1;
             }
         }
@@ -179,7 +179,7 @@ impl Store {
         .await?;
         for (id, due) in &missed {
             let note = format!("not done by its due date, {due}");
-            event(&mut tx, *id, "missed", "update", &note, "aftercare", now).await?;
+            event(&mut tx, *id, "missed", HelpdeskAction::Update, &note, "aftercare", now).await?;
         }
         tx.commit().await?;
         Ok(missed.len() as u64)
@@ -235,7 +235,7 @@ impl Store {
         if r.rows_affected() != 1 {
             return Ok(false);
         }
-        event(&mut tx, id, "started", "update", &format!("visit started by {by}"), by, now).await?;
+        event(&mut tx, id, "started", HelpdeskAction::Update, &format!("visit started by {by}"), by, now).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -262,7 +262,7 @@ impl Store {
         if r.rows_affected() != 1 {
             return Ok(false);
         }
-        event(&mut tx, id, "completed", "resolve", &format!("visit done by {by}"), by, now).await?;
+        event(&mut tx, id, "completed", HelpdeskAction::Resolve, &format!("visit done by {by}"), by, now).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -333,7 +333,7 @@ impl Store {
         if let (Some(id), Some(wo)) = (id, r.work_order_id) {
             let due = r.due_by.map(|d| format!(", due to the customer by {d}")).unwrap_or_default();
             let note = format!("report {id} ({}) kept{due}", r.lang);
-            event(&mut tx, wo, "report_kept", "update", &note, "aftercare", r.made_at).await?;
+            event(&mut tx, wo, "report_kept", HelpdeskAction::Update, &note, "aftercare", r.made_at).await?;
         }
         tx.commit().await?;
         Ok(id)

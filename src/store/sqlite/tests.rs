@@ -394,9 +394,15 @@ async fn a_fault_during_a_visit_is_recorded_but_silenced() {
     assert_eq!(during.clock.acknowledge_by, None, "no clock runs");
     assert!(during.clock.no_clock.as_deref().unwrap().contains("silenced"));
     // Nothing of it goes to the helpdesk; the first ticket's events still do.
-    let pending = s.outbox("pending", 100).await.unwrap();
+    let pending = s.outbox(crate::domain::OutboxState::Pending, 100).await.unwrap();
     assert!(pending.iter().all(|o| o.subject == SubjectId::Ticket(before.id)), "{pending:?}");
-    assert!(s.outbox("skipped", 100).await.unwrap().iter().any(|o| o.subject == SubjectId::Ticket(during.id)));
+    assert!(
+        s.outbox(crate::domain::OutboxState::Skipped, 100)
+            .await
+            .unwrap()
+            .iter()
+            .any(|o| o.subject == SubjectId::Ticket(during.id))
+    );
     // Another device is not silenced by this visit.
     let (_, other) = apply(&s, rec("rec-002", "tilt", Tier::Major, Change::Raised, t0()), t0()).await;
     assert_eq!(s.ticket(other.unwrap()).await.unwrap().unwrap().silenced_by, None);
@@ -443,7 +449,7 @@ async fn the_outbox_keeps_its_rows_when_work_orders_join_it() {
     }
     let s = Store::open(&path).await.unwrap();
     s.set_routes(&[("c1".into(), "hd".into())]).await.unwrap();
-    let rows = s.outbox("pending", 10).await.unwrap();
+    let rows = s.outbox(crate::domain::OutboxState::Pending, 10).await.unwrap();
     let events: Vec<_> = rows.iter().map(|o| (o.subject, o.seq, o.event.as_str())).collect();
     let t = SubjectId::Ticket(TicketId(1));
     assert_eq!(events, [(t, 2, "recovered"), (t, 1, "opened")]);
@@ -462,7 +468,7 @@ async fn the_outbox_keeps_its_rows_when_work_orders_join_it() {
         ticket_id: None,
     };
     s.add_work_orders(&[visit], t0()).await.unwrap();
-    let rows = s.outbox("pending", 10).await.unwrap();
+    let rows = s.outbox(crate::domain::OutboxState::Pending, 10).await.unwrap();
     assert_eq!(
         (rows[0].subject, rows[0].seq, rows[0].event_id.as_str()),
         (SubjectId::WorkOrder(1), 1, "aftercare-wo-1-1")
