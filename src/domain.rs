@@ -156,14 +156,11 @@ pub enum VisitKind {
 }
 
 impl VisitKind {
+    pub const ALL: [VisitKind; 4] =
+        [VisitKind::Patrol, VisitKind::Inspection, VisitKind::Maintenance, VisitKind::FollowUp];
+
     pub fn parse(s: &str) -> Option<VisitKind> {
-        match s {
-            "patrol" => Some(VisitKind::Patrol),
-            "inspection" => Some(VisitKind::Inspection),
-            "maintenance" => Some(VisitKind::Maintenance),
-            "follow_up" => Some(VisitKind::FollowUp),
-            _ => None,
-        }
+        VisitKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
     pub fn as_str(self) -> &'static str {
         match self {
@@ -271,8 +268,7 @@ mod tests {
 
     #[test]
     fn states_and_kinds_read_back_what_they_write() {
-        let kinds = [VisitKind::Patrol, VisitKind::Inspection, VisitKind::Maintenance, VisitKind::FollowUp];
-        for k in kinds {
+        for k in VisitKind::ALL {
             assert_eq!(VisitKind::parse(k.as_str()), Some(k));
             assert_eq!(
                 serde_json::to_value(k).unwrap(),

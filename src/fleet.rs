@@ -75,11 +75,11 @@ impl Fleet {
         let hasher = std::hash::RandomState::new();
         let mut by_id = hashbrown::HashTable::with_capacity(devices.len());
         for d in &devices {
-            let h = hasher.hash_one(d.id.as_str());
-            let at = by_id.find_entry(h, |i: &DeviceIdx| devices[i.0 as usize].id.as_str() == d.id.as_str());
+            let same = |i: &DeviceIdx| devices[i.0 as usize].id == d.id;
+            let rehash = |i: &DeviceIdx| hasher.hash_one(devices[i.0 as usize].id.as_str());
             // Config refuses a second device with the same id; the first one stays if not.
-            if at.is_err() {
-                by_id.insert_unique(h, d.idx, |i: &DeviceIdx| hasher.hash_one(devices[i.0 as usize].id.as_str()));
+            if let hashbrown::hash_table::Entry::Vacant(v) = by_id.entry(hasher.hash_one(d.id.as_str()), same, rehash) {
+                v.insert(d.idx);
             }
         }
         Fleet { sites, customers, devices, kinds, contracts, by_id, hasher }

@@ -450,6 +450,19 @@ struct HistoryPoint {
     count: u32,
 }
 
+/// A query parameter that names one of a set (`parse`), if given; another name is a 400 that
+/// lists the `choices`.
+fn one_of<T>(
+    value: Option<&str>,
+    name: &str,
+    parse: fn(&str) -> Option<T>,
+    choices: &str,
+) -> Result<Option<T>, ApiError> {
+    value
+        .map(|v| parse(v).ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, format!("{name} `{v}`: write {choices}"))))
+        .transpose()
+}
+
 /// A request's period, the API's one reading of `from` and `to`: RFC 3339 times, or dates
 /// that start at midnight in `offset` (the customer's or the device's site's own days).
 /// Without `to`, now; without `from`, `default` before `to`.
@@ -682,27 +695,8 @@ async fn list_work_orders(
 ) -> Result<Response, ApiError> {
     let Query(q) = q?;
     use crate::domain::{VisitKind, VisitState};
-    let state = q
-        .state
-        .as_deref()
-        .map(|st| {
-            VisitState::parse(st).ok_or_else(|| {
-                ApiError(StatusCode::BAD_REQUEST, format!("state `{st}`: write open, in_progress, done or missed"))
-            })
-        })
-        .transpose()?;
-    let kind = q
-        .kind
-        .as_deref()
-        .map(|k| {
-            VisitKind::parse(k).ok_or_else(|| {
-                ApiError(
-                    StatusCode::BAD_REQUEST,
-                    format!("kind `{k}`: write patrol, inspection, maintenance or follow_up"),
-                )
-            })
-        })
-        .transpose()?;
+    let state = one_of(q.state.as_deref(), "state", VisitState::parse, "open, in_progress, done or missed")?;
+    let kind = one_of(q.kind.as_deref(), "kind", VisitKind::parse, "patrol, inspection, maintenance or follow_up")?;
     let f =
         crate::store::WorkOrderFilter { state, kind, device: q.device, customer: q.customer, from: q.from, to: q.to };
     Ok(Json(s.store.work_orders(&f, q.limit.unwrap_or(500).clamp(1, 10_000)).await?).into_response())
@@ -811,12 +805,8 @@ async fn list_outbox(
 ) -> Result<Response, ApiError> {
     let Query(q) = q?;
     use crate::domain::OutboxState;
-    let state = match q.state.as_deref() {
-        None => OutboxState::Dead,
-        Some(st) => OutboxState::parse(st).ok_or_else(|| {
-            ApiError(StatusCode::BAD_REQUEST, format!("state `{st}`: write pending, delivered, dead or skipped"))
-        })?,
-    };
+    let state = one_of(q.state.as_deref(), "state", OutboxState::parse, "pending, delivered, dead or skipped")?
+        .unwrap_or(OutboxState::Dead);
     Ok(Json(s.store.outbox(state, q.limit.unwrap_or(500).clamp(1, 10_000)).await?).into_response())
 }
 

@@ -58,8 +58,8 @@ pub struct DeviceLive {
 impl DeviceLive {
     pub fn presence(&self) -> Presence {
         match self.presence.load(Ordering::Relaxed) {
-            1 => Presence::Online,
-            2 => Presence::Offline,
+            p if p == Presence::Online as u8 => Presence::Online,
+            p if p == Presence::Offline as u8 => Presence::Offline,
             _ => Presence::Unknown,
         }
     }

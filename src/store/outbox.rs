@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
 
-use super::sqlite::{from_ms, ms};
+use super::sqlite::{from_ms, ms, named};
 use super::{Store, StoreError};
 use crate::domain::{HelpdeskAction, OutboxState, TicketId};
 
@@ -69,17 +69,11 @@ fn row(r: &sqlx::sqlite::SqliteRow) -> Result<OutboxRow, StoreError> {
         seq: r.try_get("seq")?,
         event_id: r.try_get("event_id")?,
         event: r.try_get("event")?,
-        action: {
-            let a: String = r.try_get("action")?;
-            HelpdeskAction::parse(&a).ok_or_else(|| StoreError::Corrupt(format!("outbox action `{a}`")))?
-        },
+        action: named(r, "action", HelpdeskAction::parse)?,
         note: r.try_get("note")?,
         customer: r.try_get("customer")?,
         created_at: from_ms(r.try_get("created_at")?)?,
-        state: {
-            let st: String = r.try_get("state")?;
-            OutboxState::parse(&st).ok_or_else(|| StoreError::Corrupt(format!("outbox state `{st}`")))?
-        },
+        state: named(r, "state", OutboxState::parse)?,
         attempts: r.try_get("attempts")?,
         next_attempt_at: from_ms(r.try_get("next_attempt_at")?)?,
         last_error: r.try_get("last_error")?,

@@ -56,6 +56,12 @@ fn state_of(r: &SqliteRow) -> Result<State, StoreError> {
     State::from_str(&state).map_err(StoreError::Corrupt)
 }
 
+/// A row's text column read as one of a set of names (`parse`); another text is a corrupt row.
+pub(super) fn named<T>(r: &SqliteRow, column: &str, parse: fn(&str) -> Option<T>) -> Result<T, StoreError> {
+    let text: String = r.try_get(column)?;
+    parse(&text).ok_or_else(|| StoreError::Corrupt(format!("{column} `{text}`")))
+}
+
 /// A row's 0/1 column.
 fn flag_of(r: &SqliteRow, column: &str) -> Result<bool, StoreError> {
     Ok(r.try_get::<i64, _>(column)? != 0)

@@ -7,7 +7,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use sqlx::{Row, SqliteConnection};
 
-use super::sqlite::{from_ms, ms};
+use super::sqlite::{from_ms, ms, named};
 use super::{Store, StoreError};
 use crate::domain::{HelpdeskAction, VisitKind, VisitState};
 
@@ -66,20 +66,14 @@ fn row(r: &sqlx::sqlite::SqliteRow) -> Result<WorkOrder, StoreError> {
         id: r.try_get("id")?,
         contract: r.try_get("contract")?,
         plan: r.try_get("plan")?,
-        kind: {
-            let k: String = r.try_get("kind")?;
-            VisitKind::parse(&k).ok_or_else(|| StoreError::Corrupt(format!("work order kind `{k}`")))?
-        },
+        kind: named(r, "kind", VisitKind::parse)?,
         device: r.try_get("device")?,
         site: r.try_get("site")?,
         customer: r.try_get("customer")?,
         due_on: NaiveDate::parse_from_str(&due, "%Y-%m-%d")
             .map_err(|e| StoreError::Corrupt(format!("due_on {due}: {e}")))?,
         created_at: from_ms(r.try_get("created_at")?)?,
-        state: {
-            let st: String = r.try_get("state")?;
-            VisitState::parse(&st).ok_or_else(|| StoreError::Corrupt(format!("work order state `{st}`")))?
-        },
+        state: named(r, "state", VisitState::parse)?,
         checklist: serde_json::from_str(&checklist).unwrap_or_default(),
         answers: answers.and_then(|a| serde_json::from_str(&a).ok()),
         completed_at: r.try_get::<Option<i64>, _>("completed_at")?.map(from_ms).transpose()?,
