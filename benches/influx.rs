@@ -12,10 +12,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use aftercare::domain::Value;
 use aftercare::history::influx::{self, InfluxConfig};
 use aftercare::history::spool::Spool;
 use aftercare::metrics::Metrics;
-use aftercare::rules::Value;
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 

@@ -20,8 +20,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aftercare::ingest::modbus::poll::{ConnectFuture, Failure, run_plan};
-use aftercare::ingest::modbus::{DataType, Endpoint, Function, Order, Point, RegisterMap, Transport};
+use aftercare::ingest::modbus::{ConnectFuture, Failure, run_plan};
+use aftercare::modbus::{DataType, Endpoint, Function, Order, Point, RegisterMap, Transport};
 use tokio::sync::Semaphore;
 use tokio_modbus::client::{Context, Reader};
 use tokio_modbus::prelude::Slave;

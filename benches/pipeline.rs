@@ -19,8 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use aftercare::domain::Value;
 use aftercare::ingest::payload::parse_telemetry;
-use aftercare::rules::{DeviceState, Value};
+use aftercare::rules::DeviceState;
 
 const DEVICES: usize = 10_000;
 

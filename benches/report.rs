@@ -11,9 +11,9 @@
 use std::time::{Duration, Instant};
 
 use aftercare::config::Config;
-use aftercare::domain::Tier;
+use aftercare::domain::{FaultChange, Tier};
 use aftercare::report::{Lang, Scope, compute, render};
-use aftercare::store::{Change, FaultRecord, NewWorkOrder, Store};
+use aftercare::store::{FaultRecord, NewWorkOrder, Store};
 use aftercare::tickets::State;
 use chrono::{DateTime, TimeDelta, Utc};
 
@@ -55,7 +55,7 @@ async fn main() {
     let to: DateTime<Utc> = "2026-10-01T00:00:00Z".parse().unwrap();
     let span = (to - from).num_seconds();
     let t = Instant::now();
-    let rec = |i: usize, code: &str, change: Change, at: DateTime<Utc>| FaultRecord {
+    let rec = |i: usize, code: &str, change: FaultChange, at: DateTime<Utc>| FaultRecord {
         device: format!("d-{:05}", (i * 7919) % DEVICES),
         site: "s".into(),
         customer: "c".into(),
@@ -74,9 +74,9 @@ async fn main() {
     for i in 0..TICKETS {
         let at = from + TimeDelta::seconds(span * i as i64 / TICKETS as i64);
         let code = ["leak", "offline", "overheat", "sensor"][i % 4];
-        batch.push(rec(i % (DEVICES * 3 / 2), code, Change::Raised, at));
+        batch.push(rec(i % (DEVICES * 3 / 2), code, FaultChange::Raised, at));
         if code == "offline" {
-            batch.push(rec(i % (DEVICES * 3 / 2), code, Change::Cleared, at + TimeDelta::minutes(90)));
+            batch.push(rec(i % (DEVICES * 3 / 2), code, FaultChange::Cleared, at + TimeDelta::minutes(90)));
         }
         if batch.len() >= 500 {
             store.apply_faults(&batch, at, Duration::from_secs(86_400)).await.unwrap();

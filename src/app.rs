@@ -13,12 +13,13 @@ use tracing::{info, warn};
 
 use crate::api::{self, AppState};
 use crate::clock::Clock;
-use crate::config::{BrokerMode, Config};
+use crate::config::Config;
+use crate::desk::writer::{Notice, Writer};
+use crate::ingest::mqtt::BrokerMode;
 use crate::ingest::mqtt::{self, Router};
 use crate::ingest::shard::{Live, Shard, ShardCtx};
 use crate::metrics::Metrics;
 use crate::store::Store;
-use crate::tickets::writer::{Notice, Writer};
 
 /// A running daemon.
 pub struct App {
@@ -142,14 +143,14 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
     drop(ctx);
     ingest.push(history);
     ingest.extend(influx_tasks);
-    let outlet = crate::ingest::modbus::poll::Outlet {
+    let outlet = crate::ingest::modbus::Outlet {
         shards: senders.clone(),
         faults: fault_tx.clone(),
         clock: Arc::clone(&clock),
         metrics: Arc::clone(&metrics),
         fleet: Arc::clone(&fleet),
     };
-    let pollers = crate::ingest::modbus::poll::spawn(outlet, config.ingest.modbus_concurrency, shutdown.clone());
+    let pollers = crate::ingest::modbus::spawn(outlet, config.ingest.modbus_concurrency, shutdown.clone());
     if !pollers.is_empty() {
         info!(tasks = pollers.len(), "polling Modbus devices");
     }
@@ -197,7 +198,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
         format!("the HTTP API cannot listen on {}; set http.listen to a free address", config.http_listen)
     })?;
     let http = listener.local_addr()?;
-    let clocks = tokio::spawn(crate::tickets::clocks::watch(
+    let clocks = tokio::spawn(crate::desk::watch::watch(
         store.clone(),
         Arc::clone(&fleet),
         Arc::clone(&clock),

@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app;
 use crate::clock::SystemClock;
-use crate::config::{BrokerMode, Config};
+use crate::config::Config;
+use crate::ingest::mqtt::BrokerMode;
 use crate::tickets::model::Outcome;
 
 /// The demo's config files, built into the binary so it runs from anywhere.

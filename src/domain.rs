@@ -61,6 +61,9 @@ pub struct DeviceIdx(pub u32);
 /// The fault code every device kind has: the device stopped reporting.
 pub const OFFLINE: &str = "offline";
 
+/// The fault code of a serial line on which no Modbus unit answers.
+pub const BUS_DOWN: &str = "bus_down";
+
 /// The contracts' severity scale (DOMAIN.md, "Fault severity tiers").
 /// Tier 1 is the most severe; `Ord` follows severity, so `max` is the worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -111,6 +114,14 @@ impl fmt::Display for Tier {
     }
 }
 
+/// A reading's value as the rules see it. Text is accepted and ignored.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value {
+    Num(f64),
+    Bool(bool),
+    Text,
+}
+
 /// What the rules tell the ticket writer. Far rarer than readings.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FaultEvent {
@@ -145,120 +156,111 @@ impl FaultEvent {
     }
 }
 
-/// What a visit is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum VisitKind {
-    Patrol,
-    Inspection,
-    Maintenance,
-    FollowUp,
+/// An enum whose every value has one name, the same in the store, the API and the
+/// helpdesks: `ALL`, `parse`, `as_str` and `Display` from one list, so that no name of a
+/// state or an event is written anywhere else.
+macro_rules! named {
+    ($(#[$doc:meta])* pub enum $name:ident { $($(#[$vdoc:meta])* $v:ident = $s:literal,)+ }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize)]
+        pub enum $name {
+            $($(#[$vdoc])* #[serde(rename = $s)] $v,)+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$v,)+];
+
+            pub fn parse(s: &str) -> Option<$name> {
+                $name::ALL.iter().copied().find(|v| v.as_str() == s)
+            }
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$v => $s,)+
+                }
+            }
+        }
+
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use named;
+
+named! {
+    /// What a visit is for.
+    pub enum VisitKind {
+        Patrol = "patrol",
+        Inspection = "inspection",
+        Maintenance = "maintenance",
+        FollowUp = "follow_up",
+    }
 }
 
-impl VisitKind {
-    pub const ALL: [VisitKind; 4] =
-        [VisitKind::Patrol, VisitKind::Inspection, VisitKind::Maintenance, VisitKind::FollowUp];
-
-    pub fn parse(s: &str) -> Option<VisitKind> {
-        VisitKind::ALL.into_iter().find(|k| k.as_str() == s)
+named! {
+    /// Where a work order (a visit) stands: made, started, done, or past its due date undone.
+    pub enum VisitState {
+        Open = "open",
+        InProgress = "in_progress",
+        Done = "done",
+        Missed = "missed",
     }
-    pub fn as_str(self) -> &'static str {
+}
+
+named! {
+    /// What happened to a work order, as its helpdesk hears it.
+    pub enum VisitEvent {
+        Scheduled = "scheduled",
+        Missed = "missed",
+        Started = "started",
+        Completed = "completed",
+        /// The visit's report was made and kept.
+        ReportKept = "report_kept",
+    }
+}
+
+impl VisitEvent {
+    /// What the work order's helpdesk is asked to do: open its ticket when the visit is
+    /// scheduled, close it when the visit is done, else add to it.
+    pub fn helpdesk_action(self) -> HelpdeskAction {
         match self {
-            VisitKind::Patrol => "patrol",
-            VisitKind::Inspection => "inspection",
-            VisitKind::Maintenance => "maintenance",
-            VisitKind::FollowUp => "follow_up",
+            VisitEvent::Scheduled => HelpdeskAction::Trigger,
+            VisitEvent::Completed => HelpdeskAction::Resolve,
+            VisitEvent::Missed | VisitEvent::Started | VisitEvent::ReportKept => HelpdeskAction::Update,
         }
     }
 }
 
-/// Where a work order (a visit) stands: made, started, done, or past its due date undone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum VisitState {
-    Open,
-    InProgress,
-    Done,
-    Missed,
-}
-
-impl VisitState {
-    pub const ALL: [VisitState; 4] = [VisitState::Open, VisitState::InProgress, VisitState::Done, VisitState::Missed];
-
-    pub fn parse(s: &str) -> Option<VisitState> {
-        VisitState::ALL.into_iter().find(|v| v.as_str() == s)
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            VisitState::Open => "open",
-            VisitState::InProgress => "in_progress",
-            VisitState::Done => "done",
-            VisitState::Missed => "missed",
-        }
+named! {
+    /// What happened to a device's fault: the device's state history keeps one row each.
+    pub enum FaultChange {
+        Raised = "raised",
+        Cleared = "cleared",
+        /// Became more severe while active.
+        Promoted = "promoted",
     }
 }
 
-impl fmt::Display for VisitKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+named! {
+    /// What a helpdesk is asked to do with an event: open its ticket, add to it, or close it.
+    pub enum HelpdeskAction {
+        Trigger = "trigger",
+        Update = "update",
+        Resolve = "resolve",
     }
 }
 
-impl fmt::Display for VisitState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What a helpdesk is asked to do with an event: open its ticket, add to it, or close it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HelpdeskAction {
-    Trigger,
-    Update,
-    Resolve,
-}
-
-impl HelpdeskAction {
-    pub const ALL: [HelpdeskAction; 3] = [HelpdeskAction::Trigger, HelpdeskAction::Update, HelpdeskAction::Resolve];
-
-    pub fn parse(s: &str) -> Option<HelpdeskAction> {
-        HelpdeskAction::ALL.into_iter().find(|a| a.as_str() == s)
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HelpdeskAction::Trigger => "trigger",
-            HelpdeskAction::Update => "update",
-            HelpdeskAction::Resolve => "resolve",
-        }
-    }
-}
-
-/// Where an event for a helpdesk stands: waiting (or retrying), delivered, given up on after
-/// its attempts, or not for any helpdesk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OutboxState {
-    Pending,
-    Delivered,
-    Dead,
-    Skipped,
-}
-
-impl OutboxState {
-    pub const ALL: [OutboxState; 4] =
-        [OutboxState::Pending, OutboxState::Delivered, OutboxState::Dead, OutboxState::Skipped];
-
-    pub fn parse(s: &str) -> Option<OutboxState> {
-        OutboxState::ALL.into_iter().find(|a| a.as_str() == s)
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutboxState::Pending => "pending",
-            OutboxState::Delivered => "delivered",
-            OutboxState::Dead => "dead",
-            OutboxState::Skipped => "skipped",
-        }
+named! {
+    /// Where an event for a helpdesk stands: waiting (or retrying), delivered, given up on
+    /// after its attempts, or not for any helpdesk.
+    pub enum OutboxState {
+        Pending = "pending",
+        Delivered = "delivered",
+        Dead = "dead",
+        Skipped = "skipped",
     }
 }
 
@@ -266,28 +268,31 @@ impl OutboxState {
 mod tests {
     use super::*;
 
-    #[test]
-    fn states_and_kinds_read_back_what_they_write() {
-        for k in VisitKind::ALL {
-            assert_eq!(VisitKind::parse(k.as_str()), Some(k));
+    fn reads_back<T: Copy + PartialEq + std::fmt::Debug + Serialize>(
+        all: &[T],
+        name: fn(T) -> &'static str,
+        parse: fn(&str) -> Option<T>,
+    ) {
+        for &v in all {
+            assert_eq!(parse(name(v)), Some(v));
             assert_eq!(
-                serde_json::to_value(k).unwrap(),
-                serde_json::json!(k.as_str()),
+                serde_json::to_value(v).unwrap(),
+                serde_json::json!(name(v)),
                 "the API says what the store keeps"
             );
         }
-        for st in VisitState::ALL {
-            assert_eq!(VisitState::parse(st.as_str()), Some(st));
-            assert_eq!(serde_json::to_value(st).unwrap(), serde_json::json!(st.as_str()));
-        }
+        let names: std::collections::HashSet<_> = all.iter().map(|&v| name(v)).collect();
+        assert_eq!(names.len(), all.len(), "one name a value");
+    }
+
+    #[test]
+    fn states_kinds_and_events_read_back_what_they_write() {
+        reads_back(VisitKind::ALL, VisitKind::as_str, VisitKind::parse);
+        reads_back(VisitState::ALL, VisitState::as_str, VisitState::parse);
+        reads_back(VisitEvent::ALL, VisitEvent::as_str, VisitEvent::parse);
+        reads_back(FaultChange::ALL, FaultChange::as_str, FaultChange::parse);
+        reads_back(HelpdeskAction::ALL, HelpdeskAction::as_str, HelpdeskAction::parse);
+        reads_back(OutboxState::ALL, OutboxState::as_str, OutboxState::parse);
         assert_eq!((VisitKind::parse("Patrol"), VisitState::parse("closed")), (None, None));
-        for a in HelpdeskAction::ALL {
-            assert_eq!(HelpdeskAction::parse(a.as_str()), Some(a));
-            assert_eq!(serde_json::to_value(a).unwrap(), serde_json::json!(a.as_str()));
-        }
-        for st in OutboxState::ALL {
-            assert_eq!(OutboxState::parse(st.as_str()), Some(st));
-            assert_eq!(serde_json::to_value(st).unwrap(), serde_json::json!(st.as_str()));
-        }
     }
 }

@@ -6,7 +6,7 @@ use std::hash::BuildHasher;
 use chrono::{FixedOffset, NaiveDate};
 use serde::Serialize;
 
-use crate::contracts::{Contract, Deadlines};
+use crate::contracts::{Contract, Covered, Deadlines};
 use crate::domain::{CustomerId, DeviceId, DeviceIdx, SiteId};
 use crate::rules::Profile;
 
@@ -47,7 +47,7 @@ pub struct Device {
     pub accepted_on: NaiveDate,
     /// How to poll it, for a Modbus device (boxed: most devices have none, and a fleet holds
     /// many devices).
-    pub modbus: Option<Box<crate::ingest::modbus::Endpoint>>,
+    pub modbus: Option<Box<crate::modbus::Endpoint>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -100,9 +100,9 @@ impl Fleet {
         at: chrono::DateTime<chrono::Utc>,
     ) -> (Option<crate::contracts::WarrantyStatus>, Option<crate::contracts::RepeatRule>) {
         let day = self.local_day(idx, at);
-        match crate::contracts::governing(&self.contracts, self.device(idx), self.kind_name(idx), day) {
+        match crate::contracts::governing(&self.contracts, self.covered(idx), day) {
             Ok(c) => (
-                Some(c.warranty_status(self.device(idx), code, day)),
+                Some(c.warranty_status(self.covered(idx), code, day)),
                 Some(crate::contracts::RepeatRule {
                     window: c.repeat_window,
                     replace_at_failed_repairs: c.replace_at_failed_repairs,
@@ -114,7 +114,7 @@ impl Fleet {
     /// The deadlines a new ticket of `tier` on device `idx` gets at `at`.
     pub fn deadlines(&self, idx: DeviceIdx, tier: crate::domain::Tier, at: chrono::DateTime<chrono::Utc>) -> Deadlines {
         let day = self.local_day(idx, at);
-        crate::contracts::deadlines_for(&self.contracts, self.device(idx), self.kind_name(idx), tier, at, day)
+        crate::contracts::deadlines_for(&self.contracts, self.covered(idx), tier, at, day)
     }
     /// The business calendars that contracts in force (or yet to start) count on and that end
     /// within `within` days of `today`: each a line saying so, and what to do.
@@ -157,5 +157,16 @@ impl Fleet {
     }
     pub fn kind_name(&self, idx: DeviceIdx) -> &str {
         &self.profile_of(idx).name
+    }
+    /// What a contract needs to know of device `idx` to say whether it covers it.
+    pub fn covered(&self, idx: DeviceIdx) -> Covered<'_> {
+        let d = self.device(idx);
+        Covered {
+            id: &d.id,
+            site: &d.site,
+            customer: &d.customer,
+            kind: self.kind_name(idx),
+            accepted_on: d.accepted_on,
+        }
     }
 }

@@ -123,7 +123,7 @@ fn main() -> ExitCode {
                 let offset = aftercare::report::offset_of(&cfg.fleet, customer.as_deref(), site.as_deref());
                 let time = |s: &str| aftercare::report::parse_time(s, offset).map_err(|e| anyhow::anyhow!("{e}"));
                 let scope = aftercare::report::Scope { customer, site, from: time(&from)?, to: time(&to)? };
-                let text = aftercare::report::write(&cfg, &scope, &format, &lang).await?;
+                let text = aftercare::report::write(&cfg.fleet, &cfg.store_path, &scope, &format, &lang).await?;
                 match out {
                     Some(p) => std::fs::write(&p, text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
                     None => {

@@ -20,162 +20,23 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Days, NaiveDate, Utc};
+use chrono::{DateTime, Days, Utc};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use crate::clock::Clock;
-use crate::contracts::Period;
+use crate::contracts::{After, Anchor, Measure, due_dates};
 use crate::fleet::Fleet;
 use crate::store::{NewWorkOrder, Served, Store, StoreError};
 
 pub use crate::domain::{VisitKind, VisitState};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Anchor {
-    Date(NaiveDate),
-    /// Each device's acceptance (delivery) date.
-    Acceptance,
-}
-
-/// The service a plan follows, instead of a calendar.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum After {
-    /// Every ticket resolved by people.
-    Service,
-    /// Every ticket resolved after somebody was on site.
-    OnSiteRepair,
-}
-
-impl After {
-    pub fn parse(s: &str) -> Option<After> {
-        match s {
-            "service" => Some(After::Service),
-            "on_site_repair" => Some(After::OnSiteRepair),
-            _ => None,
-        }
+/// Whether a plan that follows services follows this one.
+fn follows(after: After, s: &Served) -> bool {
+    match after {
+        After::Service => true,
+        After::OnSiteRepair => s.on_site,
     }
-
-    fn follows(self, s: &Served) -> bool {
-        match self {
-            After::Service => true,
-            After::OnSiteRepair => s.on_site,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    /// One visit this long after the anchor.
-    At(Period),
-    /// A visit every `every`, from where the previous step ended, until `until` after the anchor
-    /// (`None`: the contract's end).
-    Every { every: Period, until: Option<Period> },
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Plan {
-    pub name: String,
-    pub kind: VisitKind,
-    pub anchor: Anchor,
-    pub steps: Vec<Step>,
-    /// A work order is made this many days before its visit is due.
-    pub lead_days: u32,
-    /// Device kinds the plan covers; empty: all the contract covers.
-    pub kinds: Vec<String>,
-    /// What to check, per device kind.
-    pub checklist: Vec<(String, Vec<String>)>,
-    /// Checklist items the telemetry answers.
-    pub measured: Vec<(String, Measure)>,
-    /// Whether its visits go to the customer's helpdesk, like tickets (default yes).
-    pub helpdesk: bool,
-    /// The service it follows, with how many days after it the visit is due; `None`: the
-    /// calendar of `anchor` and `steps`.
-    pub after: Option<(After, u32)>,
-}
-
-impl Plan {
-    /// The checklist for a device kind: its own, else the one for every kind (`"*"`).
-    fn checklist_for(&self, kind: &str) -> Vec<String> {
-        let own = self.checklist.iter().find(|(k, _)| k == kind);
-        own.or_else(|| self.checklist.iter().find(|(k, _)| k == "*")).map(|(_, v)| v.clone()).unwrap_or_default()
-    }
-
-    /// Whether the plan covers a device of contract `c`.
-    fn covers(&self, c: &crate::contracts::Contract, d: &crate::fleet::Device, kind: &str) -> bool {
-        c.coverage(d, kind) > 0 && (self.kinds.is_empty() || self.kinds.iter().any(|k| k == kind))
-    }
-}
-
-/// How the telemetry answers a checklist item, over the time since the device's previous visit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Measure {
-    /// A statistic of a metric's hourly rollups: min, max, mean or last.
-    Metric { metric: String, stat: String },
-    /// The share of the time the device was online.
-    Online,
-    /// How many faults were raised (offline aside), or of one fault code only: the tank's
-    /// heat-loss faults answer its insulation, its broken-tube faults its tubes.
-    Faults { code: Option<String> },
-}
-
-impl Measure {
-    pub fn parse(s: &str) -> Option<Measure> {
-        match s.split_whitespace().collect::<Vec<_>>().as_slice() {
-            ["online"] => Some(Measure::Online),
-            ["faults"] => Some(Measure::Faults { code: None }),
-            ["faults", code] => Some(Measure::Faults { code: Some(code.to_string()) }),
-            [m, stat] if ["min", "max", "mean", "last"].contains(stat) => {
-                Some(Measure::Metric { metric: m.to_string(), stat: stat.to_string() })
-            }
-            _ => None,
-        }
-    }
-}
-
-/// The dates a plan's visits fall due for an anchor date, up to `last` (inclusive; the contract's end).
-pub fn due_dates(steps: &[Step], anchor: NaiveDate, last: NaiveDate) -> Vec<NaiveDate> {
-    let mut out = Vec::new();
-    // Where the current step starts, as an offset from the anchor.
-    let mut from: Option<Period> = None;
-    let start_of = |p: Option<Period>| p.map_or(Some(anchor), |p| p.end(anchor));
-    for step in steps {
-        match *step {
-            Step::At(p) => {
-                // A one-off: the steps after it still count from where the schedule stood.
-                if let Some(d) = p.end(anchor).filter(|d| *d <= last) {
-                    out.push(d);
-                }
-            }
-            Step::Every { every, until } => {
-                let Some(start) = start_of(from) else { break };
-                let end = until.and_then(|u| u.end(anchor)).map_or(last, |u| u.min(last));
-                // Offsets counted from the anchor: start + k × every is anchor + (from + k × every).
-                for k in 1.. {
-                    let Some(step) = every.times(k) else { break };
-                    let d = match (from, step) {
-                        (Some(Period::Months(a)), Period::Months(b)) => Period::Months(a + b).end(anchor),
-                        (Some(Period::Days(a)), Period::Days(b)) => Period::Days(a + b).end(anchor),
-                        (None, s) => s.end(anchor),
-                        (Some(_), s) => s.end(start),
-                    };
-                    let Some(d) = d else { break };
-                    // A visit on the step's last day is its own; the next step's first comes one period on.
-                    if d > end {
-                        break;
-                    }
-                    out.push(d);
-                }
-                from = until;
-                if until.is_none() {
-                    break;
-                }
-            }
-        }
-    }
-    out.sort();
-    out.dedup();
-    out
 }
 
 /// A visit past its due date by more than this is not made late: it shows as missed only
@@ -192,7 +53,7 @@ pub fn due_work(fleet: &Fleet, now: DateTime<Utc>, watched_from: DateTime<Utc>) 
         for p in c.plans.iter().filter(|p| p.after.is_none()) {
             for d in &fleet.devices {
                 let kind = fleet.kinds[d.kind].name.as_str();
-                if !p.covers(c, d, kind) {
+                if !p.covers(c, fleet.covered(d.idx)) {
                     continue;
                 }
                 let today = fleet.local_day(d.idx, now);
@@ -240,7 +101,7 @@ pub fn after_service_work(fleet: &Fleet, served: &[Served], now: DateTime<Utc>) 
         for c in &fleet.contracts {
             for p in &c.plans {
                 let Some((after, within)) = p.after else { continue };
-                if !after.follows(s) || !p.covers(c, d, kind) {
+                if !follows(after, s) || !p.covers(c, fleet.covered(idx)) {
                     continue;
                 }
                 let served_on = fleet.local_day(idx, s.resolved_at);
@@ -390,7 +251,8 @@ pub async fn measure(
             Measure::Faults { code } => {
                 let events = store.device_events(&w.device, from, to, 100_000).await?;
                 let counts = |c: &str| code.as_deref().map_or(c != crate::domain::OFFLINE, |want| c == want);
-                events.iter().filter(|e| e.event == "raised" && counts(&e.code)).count() as f64
+                events.iter().filter(|e| e.event == crate::domain::FaultChange::Raised && counts(&e.code)).count()
+                    as f64
             }
         };
         let how = match m {
@@ -407,6 +269,9 @@ pub async fn measure(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::NaiveDate;
+
+    use crate::contracts::{Period, Step};
     use crate::domain::TicketId;
     use crate::tickets::State;
 
@@ -646,7 +511,7 @@ checklist = { "*" = ["satisfaction"] }
             tier: crate::domain::Tier::Main,
             at,
             detail: String::new(),
-            change: crate::store::Change::Raised,
+            change: crate::domain::FaultChange::Raised,
             deadlines: Default::default(),
             warranty: None,
             repeat: None,
@@ -660,7 +525,7 @@ checklist = { "*" = ["satisfaction"] }
             if *to == State::Resolved {
                 // Repaired: the fault clears before the ticket is resolved.
                 let clear =
-                    crate::store::FaultRecord { change: crate::store::Change::Cleared, at: when, ..rec.clone() };
+                    crate::store::FaultRecord { change: crate::domain::FaultChange::Cleared, at: when, ..rec.clone() };
                 store.apply_faults(&[clear], when, std::time::Duration::from_secs(60)).await.unwrap();
             }
             store.transition(id, *to, "eng", "", when).await.unwrap();
@@ -716,7 +581,11 @@ checklist = { "*" = ["satisfaction"] }
         // The helpdesk hears which ticket called for the visit.
         let rows = store.outbox(crate::domain::OutboxState::Pending, 100).await.unwrap();
         let of_analysis = |o: &&crate::store::OutboxRow| o.subject == crate::store::SubjectId::WorkOrder(analysis.id);
-        let scheduled = rows.iter().filter(of_analysis).find(|o| o.event == "scheduled").unwrap();
+        let scheduled = rows
+            .iter()
+            .filter(of_analysis)
+            .find(|o| o.event == crate::store::OutboxEvent::Visit(crate::domain::VisitEvent::Scheduled))
+            .unwrap();
         assert_eq!(scheduled.note, format!("due on 2026-03-14 after the service of ticket {}", repaired.0));
     }
 }

@@ -523,7 +523,7 @@ async fn device_history(
     }
     let offset = crate::report::offset_of(&s.fleet, None, Some(dev.site.as_str()));
     let (from, to) = range(&s, q.from.as_deref(), q.to.as_deref(), chrono::TimeDelta::hours(24), offset)?;
-    let step_ms = hours as i64 * crate::history::rollup::HOUR_MS;
+    let step_ms = hours as i64 * crate::rollup::HOUR_MS;
     if (to - from).num_milliseconds() / step_ms > 10_000 {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,
@@ -532,7 +532,7 @@ async fn device_history(
     }
     let rows = s.store.rollups(&id, &metric, from, to).await?;
     let mut out: Vec<HistoryPoint> = Vec::new();
-    let mut cur: Option<(i64, crate::history::Acc)> = None;
+    let mut cur: Option<(i64, crate::rollup::Acc)> = None;
     for (hour, acc) in rows {
         let t = hour.div_euclid(step_ms) * step_ms;
         cur = match cur {
@@ -553,7 +553,7 @@ async fn device_history(
     .into_response())
 }
 
-fn point(t: i64, a: &crate::history::Acc) -> HistoryPoint {
+fn point(t: i64, a: &crate::rollup::Acc) -> HistoryPoint {
     HistoryPoint {
         t: DateTime::from_timestamp_millis(t).unwrap_or_default(),
         min: a.min,

@@ -14,18 +14,17 @@ use super::raw::{
     RawBroker, RawCond, RawConfig, RawContract, RawEmail, RawHelpdesk, RawIncluded, RawKind, RawMetricType,
     RawModbusDevice, RawModbusMap, RawRule, RawStatuses,
 };
-use super::{
-    BrokerConfig, BrokerMode, Config, ConfigError, HelpdeskConfig, HelpdeskKind, IngestConfig, OutboxConfig, Problem,
-    ReadFile, Source, TicketConfig,
-};
+use super::{Config, ConfigError, Problem, ReadFile, Source};
 use crate::calendar::Calendar;
-use crate::contracts::{Contract, Covers, Escalation, Milestone, Period, TierClocks, Warranty};
+use crate::contracts::{ClockSpec, Contract, Covers, Escalation, Milestone, Period, TierClocks, Warranty};
+use crate::desk::TicketConfig;
 use crate::domain::{CustomerId, DeviceId, DeviceIdx, FaultCode, OFFLINE, SiteId, Tier};
 use crate::fleet::{Customer, Device, Fleet, Site};
-use crate::ingest::modbus::RegisterMap;
-use crate::outbox::StatusMap;
+use crate::ingest::IngestConfig;
+use crate::ingest::mqtt::{BrokerConfig, BrokerMode};
+use crate::modbus::RegisterMap;
+use crate::outbox::{HelpdeskConfig, HelpdeskKind, OutboxConfig, StatusMap};
 use crate::rules::{Cond, MetricDef, MetricType, Profile, Rule};
-use crate::tickets::sla::ClockSpec;
 
 /// The bounds of `ingest.max_payload_bytes`.
 const MIN_PAYLOAD: usize = 64;
@@ -1022,10 +1021,10 @@ fn compile_contract(id: &str, c: &RawContract, k: &Known<'_>, r: &mut Report<'_>
     if r.problems.len() > before {
         return None;
     }
-    let plans: Vec<crate::schedule::Plan> = c.plans.iter().filter_map(|p| compile_plan(id, p, starts, k, r)).collect();
+    let plans: Vec<crate::contracts::Plan> = c.plans.iter().filter_map(|p| compile_plan(id, p, starts, k, r)).collect();
     let mut reports = Vec::new();
     for s in &c.reports {
-        match crate::report::Cadence::parse(s.get_ref()) {
+        match crate::contracts::Cadence::parse(s.get_ref()) {
             Some(cad) if !reports.contains(&cad) => reports.push(cad),
             Some(_) => r.at(s.span(), format!("report `{}` is listed twice", s.get_ref())),
             None => r.at(
@@ -1262,7 +1261,7 @@ fn register_map(
     metrics: &[MetricDef],
     r: &mut Report<'_>,
 ) -> Option<RegisterMap> {
-    use crate::ingest::modbus::{DataType, Function, Order, Point};
+    use crate::modbus::{DataType, Function, Order, Point};
     let before = r.problems.len();
     let mut points = Vec::new();
     let mut spans = Vec::new();
@@ -1425,7 +1424,7 @@ fn register_map(
         points.push(point);
         spans.push(at);
     }
-    for (i, j) in crate::ingest::modbus::plan::overlaps(&points) {
+    for (i, j) in crate::modbus::plan::overlaps(&points) {
         r.at(
             spans[j].clone(),
             format!(
@@ -1440,8 +1439,8 @@ fn register_map(
 }
 
 /// How a device is polled: the transport, the unit and the timing.
-fn modbus_endpoint(m: &RawModbusDevice, r: &mut Report<'_>) -> Option<crate::ingest::modbus::Endpoint> {
-    use crate::ingest::modbus::{Endpoint, Line, Parity, Transport};
+fn modbus_endpoint(m: &RawModbusDevice, r: &mut Report<'_>) -> Option<crate::modbus::Endpoint> {
+    use crate::modbus::{Endpoint, Line, Parity, Transport};
     let before = r.problems.len();
     let transport = match (&m.tcp, &m.rtu) {
         (Some(t), None) => {
@@ -1528,8 +1527,9 @@ fn compile_plan(
     starts: Option<NaiveDate>,
     k: &Known<'_>,
     r: &mut Report<'_>,
-) -> Option<crate::schedule::Plan> {
-    use crate::schedule::{Anchor, Plan, Step, VisitKind};
+) -> Option<crate::contracts::Plan> {
+    use crate::contracts::{Anchor, Plan, Step};
+    use crate::domain::VisitKind;
     let before = r.problems.len();
     let p = sp.get_ref();
     let kind = VisitKind::parse(p.kind.get_ref()).or_else(|| {
@@ -1542,7 +1542,7 @@ fn compile_plan(
         Some((a, _)) => parse_day(a, "anchor", r).map(Anchor::Date),
     };
     let after = p.after.as_ref().and_then(|a| {
-        crate::schedule::After::parse(a.get_ref()).or_else(|| {
+        crate::contracts::After::parse(a.get_ref()).or_else(|| {
             r.at(a.span(), format!("after `{}`: write \"service\" or \"on_site_repair\"", a.get_ref()));
             None
         })
@@ -1628,8 +1628,8 @@ fn compile_plan(
     };
     let mut measured = Vec::new();
     for (item, spec) in &p.measured {
-        match crate::schedule::Measure::parse(spec.get_ref()) {
-            Some(crate::schedule::Measure::Faults { code: Some(c) }) if !k.codes.contains(c.as_str()) => {
+        match crate::contracts::Measure::parse(spec.get_ref()) {
+            Some(crate::contracts::Measure::Faults { code: Some(c) }) if !k.codes.contains(c.as_str()) => {
                 let mut codes: Vec<&str> = k.codes.iter().copied().collect();
                 codes.sort_unstable();
                 r.at(

@@ -11,8 +11,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use secrecy::SecretString;
-
 use crate::fleet::Fleet;
 use raw::RawConfig;
 
@@ -63,89 +61,17 @@ impl fmt::Display for ConfigError {
     }
 }
 
-/// How the daemon reaches its MQTT broker.
-#[derive(Debug, Clone)]
-pub enum BrokerMode {
-    /// rumqttd inside the daemon, listening here (port 0: any free port).
-    Embedded { listen: SocketAddr },
-    External {
-        tls: bool,
-        host: String,
-        port: u16,
-        username: Option<String>,
-        password: Option<SecretString>,
-        ca_file: Option<PathBuf>,
-    },
-}
-
-#[derive(Debug, Clone)]
-pub struct BrokerConfig {
-    pub mode: BrokerMode,
-    /// The external broker's client id; by default `aftercare-` and this installation's id, so
-    /// that two daemons never take each other's session.
-    pub client_id: Option<String>,
-    pub keep_alive: Duration,
-    /// Disconnected this long, `/healthz` answers 503.
-    pub unhealthy_after: Duration,
-    /// The embedded broker's limit of clients connected at once.
-    pub max_connections: usize,
-}
-
-#[derive(Debug, Clone)]
-pub struct IngestConfig {
-    pub topic_prefix: String,
-    pub max_payload_bytes: usize,
-    /// A device time further ahead of the gateway's clock than this is refused.
-    pub max_clock_skew: Duration,
-    pub shards: usize,
-    pub queue_capacity: usize,
-    pub modbus_concurrency: usize,
-}
-
-#[derive(Debug, Clone)]
-pub struct TicketConfig {
-    /// A fault that returns within this long after its ticket closed reopens it.
-    pub reopen_window: Duration,
-}
-
-/// A helpdesk that receives tickets.
-#[derive(Debug, Clone)]
-pub enum HelpdeskKind {
-    Webhook { url: String, secret: Option<Vec<u8>>, timeout: Duration },
-    Email(crate::outbox::email::EmailConfig),
-    RequestTracker(crate::outbox::rt::RtConfig),
-    Redmine(crate::outbox::redmine::RedmineConfig),
-}
-
-#[derive(Debug, Clone)]
-pub struct HelpdeskConfig {
-    pub name: String,
-    pub kind: HelpdeskKind,
-    /// The helpdesk's priority names for tiers 1, 2 and 3.
-    pub priorities: [String; 3],
-    /// The key that signs the status events the helpdesk sends in (`POST /api/v1/helpdesks/NAME/events`):
-    /// the webhook's secret, or the email connector's own.
-    pub secret: Option<Vec<u8>>,
-}
-
-#[derive(Debug, Clone)]
-pub struct OutboxConfig {
-    pub dead_after: Duration,
-    pub max_backoff: Duration,
-    pub concurrency: usize,
-}
-
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub path: PathBuf,
-    pub broker: BrokerConfig,
+    pub broker: crate::ingest::mqtt::BrokerConfig,
     pub http_listen: SocketAddr,
     pub store_path: PathBuf,
-    pub ingest: IngestConfig,
-    pub tickets: TicketConfig,
-    pub helpdesks: Vec<HelpdeskConfig>,
-    pub outbox: OutboxConfig,
+    pub ingest: crate::ingest::IngestConfig,
+    pub tickets: crate::desk::TicketConfig,
+    pub helpdesks: Vec<crate::outbox::HelpdeskConfig>,
+    pub outbox: crate::outbox::OutboxConfig,
     /// How long history is kept.
     pub history_retention: Duration,
     /// Telemetry to InfluxDB, when configured.

@@ -1,6 +1,7 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
+use crate::ingest::mqtt::BrokerMode;
 
 fn config_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("config")
@@ -397,7 +398,7 @@ fn helpdesk_connectors_take_their_defaults() {
     let c = Config::load_with(Path::new("x/h.toml"), &read).unwrap();
     let rt = c.helpdesks.iter().find(|h| h.name == "rt").unwrap();
     assert_eq!(rt.priorities, ["High", "Medium", "Low"]);
-    let crate::config::HelpdeskKind::RequestTracker(r) = &rt.kind else { panic!("{:?}", rt.kind) };
+    let crate::outbox::HelpdeskKind::RequestTracker(r) = &rt.kind else { panic!("{:?}", rt.kind) };
     assert_eq!(
         (r.url.as_str(), r.queue.as_str(), r.reference_field.as_deref()),
         ("http://r/rt", "General", Some("aftercare"))
@@ -405,7 +406,7 @@ fn helpdesk_connectors_take_their_defaults() {
     assert_eq!(r.statuses.resolved, "resolved");
     let rm = c.helpdesks.iter().find(|h| h.name == "rm").unwrap();
     assert_eq!(rm.priorities, ["Urgent", "High", "Normal"]);
-    let crate::config::HelpdeskKind::Redmine(m) = &rm.kind else { panic!("{:?}", rm.kind) };
+    let crate::outbox::HelpdeskKind::Redmine(m) = &rm.kind else { panic!("{:?}", rm.kind) };
     assert_eq!((m.statuses.active.as_str(), m.statuses.closed.as_str()), ("New", "Closed"));
     assert_eq!(m.poll_every, std::time::Duration::from_secs(30));
 }
@@ -413,7 +414,7 @@ fn helpdesk_connectors_take_their_defaults() {
 /// The shipped register maps are the ones firmware-sim serves, point for point.
 #[test]
 fn shipped_register_maps_match_the_simulator() {
-    use crate::ingest::modbus::{DataType, Function, Order};
+    use crate::modbus::{DataType, Function, Order};
     use firmware_sim::modbus as sim;
     let c = Config::load(&config_dir().join("demo.toml")).unwrap();
     for kind in [firmware_sim::Kind::SolarHeater, firmware_sim::Kind::Lighting] {
@@ -532,10 +533,10 @@ measured = { tubes = "faults tube_brokn", tank = "faults offline" }
 fn the_shipped_contracts_follow_services_and_make_reports() {
     let c = crate::demo::config().unwrap();
     let dp = c.fleet.contracts.iter().find(|c| c.id == "detailed-plan").unwrap();
-    use crate::report::Cadence::*;
+    use crate::contracts::Cadence::*;
     assert_eq!(dp.reports, [Weekly, Monthly, Quarterly, Yearly]);
     let after: Vec<_> = dp.plans.iter().filter_map(|p| Some((p.name.as_str(), p.after?))).collect();
-    use crate::schedule::After;
+    use crate::contracts::After;
     assert_eq!(after, [("fault analysis", (After::OnSiteRepair, 3)), ("satisfaction survey", (After::Service, 3))]);
 }
 

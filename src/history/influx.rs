@@ -19,9 +19,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::spool::Spool;
+use crate::domain::Value;
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
-use crate::rules::Value;
 
 #[derive(Debug, Clone)]
 pub struct InfluxConfig {

@@ -4,7 +4,6 @@
 //! devices' state changes (written with the tickets, see store::history).
 
 pub mod influx;
-pub mod rollup;
 pub mod spool;
 
 use std::sync::Arc;
@@ -15,8 +14,8 @@ use tracing::{error, info};
 
 use crate::clock::Clock;
 use crate::fleet::Fleet;
+use crate::rollup::RollupRow;
 use crate::store::Store;
-pub use rollup::{Acc, DeviceRollup, RollupRow};
 
 /// How the shards hand rollups on; bounded, and a full queue drops (and counts) rather than stalls ingest.
 pub type RollupSender = mpsc::Sender<Vec<RollupRow>>;

@@ -6,6 +6,18 @@ pub mod mqtt;
 pub mod payload;
 pub mod shard;
 
+/// How telemetry comes in: topics, limits and the shards.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    pub topic_prefix: String,
+    pub max_payload_bytes: usize,
+    /// A device time further ahead of the gateway's clock than this is refused.
+    pub max_clock_skew: std::time::Duration,
+    pub shards: usize,
+    pub queue_capacity: usize,
+    pub modbus_concurrency: usize,
+}
+
 /// Why a message was dropped; the label of `aftercare_messages_rejected_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reject {

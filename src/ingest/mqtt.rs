@@ -26,7 +26,6 @@ use super::Reject;
 use super::payload::parse_topic;
 use super::shard::Msg;
 use crate::clock::{Clock, Stopwatch};
-use crate::config::{BrokerConfig, BrokerMode};
 use crate::domain::DeviceIdx;
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
@@ -34,6 +33,34 @@ use crate::metrics::Metrics;
 /// The largest packet MQTT can frame (its remaining length is at most 268,435,455): nothing a
 /// broker sends can break the connection by its size. Ours is lower, and counted.
 const MAX_PACKET: usize = 268_435_455 + 5;
+
+/// How the daemon reaches its MQTT broker.
+#[derive(Debug, Clone)]
+pub enum BrokerMode {
+    /// rumqttd inside the daemon, listening here (port 0: any free port).
+    Embedded { listen: std::net::SocketAddr },
+    External {
+        tls: bool,
+        host: String,
+        port: u16,
+        username: Option<String>,
+        password: Option<secrecy::SecretString>,
+        ca_file: Option<std::path::PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub mode: BrokerMode,
+    /// The external broker's client id; by default `aftercare-` and this installation's id, so
+    /// that two daemons never take each other's session.
+    pub client_id: Option<String>,
+    pub keep_alive: Duration,
+    /// Disconnected this long, `/healthz` answers 503.
+    pub unhealthy_after: Duration,
+    /// The embedded broker's limit of clients connected at once.
+    pub max_connections: usize,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum MqttSetupError {

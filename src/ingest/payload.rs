@@ -14,7 +14,8 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use super::Reject;
-use crate::rules::{MetricType, Profile, Value};
+use crate::domain::Value;
+use crate::rules::{MetricType, Profile};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Channel {

@@ -14,10 +14,11 @@ use tracing::warn;
 use super::Reject;
 use super::payload::{self, Channel};
 use crate::clock::{Clock, Stopwatch};
+use crate::domain::Value;
 use crate::domain::{DeviceIdx, FaultCode, FaultEvent, OFFLINE, Tier};
 use crate::fleet::Fleet;
 use crate::metrics::Metrics;
-use crate::rules::{DeviceState, PresenceChange, Profile, RuleChange, Value};
+use crate::rules::{DeviceState, PresenceChange, Profile, RuleChange};
 use crate::store::ActiveFault;
 
 /// One message, routed to the shard that owns its device.
@@ -131,9 +132,9 @@ pub struct Shard {
     changes: Vec<RuleChange>,
     ctx: ShardCtx,
     /// Per owned device: this hour's rollup so far.
-    rollups: Vec<crate::history::DeviceRollup>,
+    rollups: Vec<crate::rollup::DeviceRollup>,
     /// Partial hours waiting to be handed to the history writer.
-    pending: Vec<crate::history::RollupRow>,
+    pending: Vec<crate::rollup::RollupRow>,
     ticks: u32,
     /// Line protocol waiting for the InfluxDB batcher, and how many lines it holds.
     lines: Vec<u8>,
@@ -160,7 +161,7 @@ impl Shard {
                 .filter(|d| d.idx.0 as usize % count == index)
                 .map(|d| DeviceState::new(&ctx.fleet.kinds[d.kind], now)),
         );
-        let rollups = vec![crate::history::DeviceRollup::default(); states.len()];
+        let rollups = vec![crate::rollup::DeviceRollup::default(); states.len()];
         let mut shard = Shard {
             index,
             count,

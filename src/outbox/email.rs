@@ -56,7 +56,7 @@ pub fn message_id(event_id: &str, domain: &str) -> String {
 
 /// The subject: the tag helpdesks match on, then what happened.
 pub fn subject(d: &Delivery) -> String {
-    d.subject.headline(&d.row.event)
+    d.subject.headline(d.row.event)
 }
 
 impl Email {

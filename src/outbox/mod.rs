@@ -41,13 +41,39 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::clock::Clock;
-use crate::config::{HelpdeskConfig, HelpdeskKind, OutboxConfig};
 use crate::fleet::Fleet;
 use crate::metrics::{Metrics, ReasonLabel};
 use crate::store::{OutboxRow, RemoteTicket, Store, SubjectId, WorkOrder};
 use crate::tickets::{State, Ticket};
 
 /// Why a delivery did not take; tells the relay what to do without reading strings.
+/// A helpdesk that receives tickets.
+#[derive(Debug, Clone)]
+pub enum HelpdeskKind {
+    Webhook { url: String, secret: Option<Vec<u8>>, timeout: Duration },
+    Email(crate::outbox::email::EmailConfig),
+    RequestTracker(crate::outbox::rt::RtConfig),
+    Redmine(crate::outbox::redmine::RedmineConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct HelpdeskConfig {
+    pub name: String,
+    pub kind: HelpdeskKind,
+    /// The helpdesk's priority names for tiers 1, 2 and 3.
+    pub priorities: [String; 3],
+    /// The key that signs the status events the helpdesk sends in (`POST /api/v1/helpdesks/NAME/events`):
+    /// the webhook's secret, or the email connector's own.
+    pub secret: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutboxConfig {
+    pub dead_after: Duration,
+    pub max_backoff: Duration,
+    pub concurrency: usize,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeliveryError {
     /// Try again later; `after` is the receiver's `Retry-After`, if it gave one.

@@ -18,7 +18,8 @@ use super::{
     BoxFuture, Connector, Delivered, Delivery, DeliveryError, StatusMap, Subject, bad_answer, describe, marker,
     remote_for, send_to,
 };
-use crate::store::RemoteTicket;
+use crate::store::{OutboxEvent, RemoteTicket};
+use crate::tickets::Event;
 
 #[derive(Debug, Clone)]
 pub struct RedmineConfig {
@@ -283,7 +284,7 @@ impl Connector for Redmine {
                 let id = find_name(&names.statuses, want).map(|s| s.id);
                 issue.insert("status_id".into(), id.into());
             }
-            if d.row.event == "promoted" {
+            if d.row.event == OutboxEvent::Ticket(Event::Promoted) {
                 issue.insert("priority_id".into(), self.priority_id(names, s).into());
             }
             if !issue.is_empty() {

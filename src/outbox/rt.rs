@@ -17,7 +17,8 @@ use super::{
     BoxFuture, Connector, Delivered, Delivery, DeliveryError, StatusMap, Subject, bad_answer, describe, marker,
     remote_for, send_to,
 };
-use crate::store::RemoteTicket;
+use crate::store::{OutboxEvent, RemoteTicket};
+use crate::tickets::Event;
 
 #[derive(Debug, Clone)]
 pub struct RtConfig {
@@ -226,7 +227,7 @@ impl Connector for RequestTracker {
             let (mut remote, comment) = remote_for(d, || self.find(s), || self.create(d)).await?;
             if comment && (d.row.attempts == 0 || !self.told(&remote.id, d).await?) {
                 let body = json!({
-                    "Subject": format!("{} {}", s.tag(), d.row.event.replace('_', " ")),
+                    "Subject": format!("{} {}", s.tag(), d.row.event.as_str().replace('_', " ")),
                     "Content": describe(d, s.priority(&self.priorities)),
                     "ContentType": "text/plain",
                 });
@@ -240,7 +241,7 @@ impl Connector for RequestTracker {
             if !same {
                 update.insert("Status".into(), want.into());
             }
-            if d.row.event == "promoted" {
+            if d.row.event == OutboxEvent::Ticket(Event::Promoted) {
                 update.insert("Priority".into(), s.priority(&self.priorities).into());
             }
             if !update.is_empty() {

@@ -2,6 +2,8 @@
 //! and the marker a retry looks for.
 
 use super::*;
+use crate::store::OutboxEvent;
+use crate::tickets::Event;
 
 /// A visit kind as people write it: `Inspection`, `Follow-up`.
 fn visit_name(kind: &str) -> String {
@@ -67,7 +69,7 @@ impl Subject {
     }
 
     /// The title of a mail about `event`: the tag helpdesks match on, then what happened.
-    pub fn headline(&self, event: &str) -> String {
+    pub fn headline(&self, event: OutboxEvent) -> String {
         match self {
             Subject::Ticket(t) => format!(
                 "{} Tier {} {} on {}: {}",
@@ -76,12 +78,12 @@ impl Subject {
                 t.code.0,
                 t.device.0,
                 match event {
-                    "transition" => format!("now {}", t.state),
-                    other => other.replace('_', " "),
+                    OutboxEvent::Ticket(Event::Transition) => format!("now {}", t.state),
+                    other => other.as_str().replace('_', " "),
                 }
             ),
             Subject::WorkOrder(w) => {
-                format!("{} {} due {}: {}", self.tag(), visit(w), w.due_on, event.replace('_', " "))
+                format!("{} {} due {}: {}", self.tag(), visit(w), w.due_on, event.as_str().replace('_', " "))
             }
         }
     }

@@ -5,8 +5,8 @@ use chrono::TimeDelta;
 
 use super::*;
 use crate::clock::ManualClock;
-use crate::domain::{TicketId, Tier};
-use crate::store::{Change, FaultRecord};
+use crate::domain::{FaultChange, TicketId, Tier};
+use crate::store::FaultRecord;
 use tokio_util::sync::CancellationToken;
 
 /// A connector that answers from a script per event name, and records what it got.
@@ -104,7 +104,7 @@ async fn rig(conn: Arc<Scripted>) -> Rig {
     Rig { store, clock, relay, _dir: dir }
 }
 
-async fn raise(store: &Store, device: &str, customer: &str, code: &str, change: Change, at: DateTime<Utc>) {
+async fn raise(store: &Store, device: &str, customer: &str, code: &str, change: FaultChange, at: DateTime<Utc>) {
     let rec = FaultRecord {
         device: device.into(),
         site: "site-a".into(),
@@ -127,9 +127,9 @@ async fn raise(store: &Store, device: &str, customer: &str, code: &str, change: 
 async fn a_ticket_s_events_go_in_order_and_wait_for_a_failing_one() {
     let conn = Scripted::new(&[("1#opened", Err(DeliveryError::Retryable { after: None, message: "503".into() }))]);
     let r = rig(conn.clone()).await;
-    raise(&r.store, "rec-001", "city-transit", "leak", Change::Raised, t0()).await;
-    raise(&r.store, "rec-001", "city-transit", "leak", Change::Cleared, t0()).await;
-    raise(&r.store, "rec-002", "city-transit", "tilt", Change::Raised, t0()).await;
+    raise(&r.store, "rec-001", "city-transit", "leak", FaultChange::Raised, t0()).await;
+    raise(&r.store, "rec-001", "city-transit", "leak", FaultChange::Cleared, t0()).await;
+    raise(&r.store, "rec-002", "city-transit", "tilt", FaultChange::Raised, t0()).await;
     r.relay.run_once().await.unwrap();
     // Ticket 1's first event failed, so its second waits; ticket 2 is not held up.
     assert_eq!(conn.got(), ["1#opened", "2#opened"]);
@@ -150,8 +150,8 @@ async fn a_ticket_s_events_go_in_order_and_wait_for_a_failing_one() {
 async fn a_poison_event_is_dead_lettered_and_blocks_nothing() {
     let conn = Scripted::new(&[("1#opened", Err(DeliveryError::Permanent("HTTP 422: bad".into())))]);
     let r = rig(conn.clone()).await;
-    raise(&r.store, "rec-001", "city-transit", "leak", Change::Raised, t0()).await;
-    raise(&r.store, "rec-001", "city-transit", "leak", Change::Cleared, t0()).await;
+    raise(&r.store, "rec-001", "city-transit", "leak", FaultChange::Raised, t0()).await;
+    raise(&r.store, "rec-001", "city-transit", "leak", FaultChange::Cleared, t0()).await;
     r.relay.run_once().await.unwrap();
     r.relay.run_once().await.unwrap();
     assert_eq!(conn.got(), ["1#opened", "1#recovered"]);
@@ -171,7 +171,7 @@ async fn retries_stop_at_dead_after_and_honour_retry_after() {
     let retry = || Err(DeliveryError::Retryable { after: Some(StdDuration::from_secs(120)), message: "429".into() });
     let conn = Scripted::new(&[("1#opened", retry()), ("1#opened", retry())]);
     let r = rig(conn.clone()).await;
-    raise(&r.store, "rec-001", "city-transit", "leak", Change::Raised, t0()).await;
+    raise(&r.store, "rec-001", "city-transit", "leak", FaultChange::Raised, t0()).await;
     r.relay.run_once().await.unwrap();
     let row = &r.store.outbox(crate::domain::OutboxState::Pending, 10).await.unwrap()[0];
     assert_eq!(row.next_attempt_at, t0() + TimeDelta::seconds(120), "Retry-After wins over the backoff");
@@ -185,8 +185,8 @@ async fn retries_stop_at_dead_after_and_honour_retry_after() {
 async fn a_gone_endpoint_is_disabled_and_its_rows_wait() {
     let conn = Scripted::new(&[("1#opened", Err(DeliveryError::Gone("HTTP 410".into())))]);
     let r = rig(conn.clone()).await;
-    raise(&r.store, "rec-001", "city-transit", "leak", Change::Raised, t0()).await;
-    raise(&r.store, "rec-002", "city-transit", "leak", Change::Raised, t0()).await;
+    raise(&r.store, "rec-001", "city-transit", "leak", FaultChange::Raised, t0()).await;
+    raise(&r.store, "rec-002", "city-transit", "leak", FaultChange::Raised, t0()).await;
     r.relay.run_once().await.unwrap();
     let first = conn.got().len();
     r.relay.run_once().await.unwrap();
@@ -198,7 +198,7 @@ async fn a_gone_endpoint_is_disabled_and_its_rows_wait() {
 async fn customers_without_a_helpdesk_cost_the_outbox_nothing() {
     let conn = Scripted::new(&[]);
     let r = rig(conn.clone()).await;
-    raise(&r.store, "lit-002", "north-square", "leak", Change::Raised, t0()).await;
+    raise(&r.store, "lit-002", "north-square", "leak", FaultChange::Raised, t0()).await;
     r.relay.run_once().await.unwrap();
     assert!(conn.got().is_empty());
     use crate::domain::OutboxState::{Delivered, Pending, Skipped};
@@ -209,7 +209,7 @@ async fn customers_without_a_helpdesk_cost_the_outbox_nothing() {
         );
     }
     // A customer whose helpdesk is dropped from the config: its pending rows are skipped at start.
-    raise(&r.store, "rec-001", "city-transit", "leak", Change::Raised, t0()).await;
+    raise(&r.store, "rec-001", "city-transit", "leak", FaultChange::Raised, t0()).await;
     assert_eq!(r.store.outbox(crate::domain::OutboxState::Pending, 10).await.unwrap().len(), 1);
     r.store.set_routes(&[]).await.unwrap();
     assert_eq!(r.store.outbox(crate::domain::OutboxState::Skipped, 10).await.unwrap().len(), 1);
@@ -238,9 +238,9 @@ fn changes_from_a_helpdesk_are_echoes_only_for_that_helpdesk() {
 async fn the_remote_ticket_is_remembered_and_handed_to_later_events() {
     let conn = Scripted::new(&[]);
     let r = rig(conn.clone()).await;
-    raise(&r.store, "rec-001", "city-transit", "leak", Change::Raised, t0()).await;
+    raise(&r.store, "rec-001", "city-transit", "leak", FaultChange::Raised, t0()).await;
     r.relay.run_once().await.unwrap();
-    raise(&r.store, "rec-001", "city-transit", "leak", Change::Cleared, t0()).await;
+    raise(&r.store, "rec-001", "city-transit", "leak", FaultChange::Cleared, t0()).await;
     r.relay.run_once().await.unwrap();
     assert_eq!(*conn.remotes.lock().unwrap(), [None, Some("R1".to_string())]);
     let remote = r.store.remote(SubjectId::Ticket(TicketId(1)), "hd").await.unwrap().unwrap();
@@ -276,7 +276,7 @@ fn change(remote: &str, status: &str, meaning: Meaning) -> status::RemoteChange 
 async fn a_status_change_in_the_helpdesk_applies_once_and_is_not_sent_back() {
     let conn = Scripted::new(&[]);
     let r = rig(conn.clone()).await;
-    raise(&r.store, "rec-001", "city-transit", "leak", Change::Raised, t0()).await;
+    raise(&r.store, "rec-001", "city-transit", "leak", FaultChange::Raised, t0()).await;
     r.relay.run_once().await.unwrap(); // remote R1, status "open"
     let polled = |status: &str, meaning, cursor: &str| status::Polled {
         changes: vec![change("R1", status, meaning), change("R99", "resolved", Meaning::Resolved)],
@@ -346,7 +346,7 @@ async fn work_orders_go_to_the_helpdesk_in_order_beside_tickets() {
     let orders = [visit("rec-001", "2026-11-25", true), visit("rec-002", "2026-11-25", false)];
     assert_eq!(r.store.add_work_orders(&orders, t0()).await.unwrap(), 2);
     assert_eq!(r.store.add_work_orders(&orders, t0()).await.unwrap(), 0, "made once");
-    raise(&r.store, "rec-001", "city-transit", "leak", Change::Raised, t0()).await;
+    raise(&r.store, "rec-001", "city-transit", "leak", FaultChange::Raised, t0()).await;
     assert!(r.store.start_work_order(1, "Li Wei", t0()).await.unwrap());
     r.relay.run_once().await.unwrap();
     // The work order's first event failed, so its next waits; the ticket is not held up,
@@ -394,7 +394,7 @@ async fn a_work_order_reads_well_in_a_mail_and_a_webhook() {
         .await
         .unwrap()
         .into_iter()
-        .find(|o| o.event == "completed")
+        .find(|o| o.event == crate::store::OutboxEvent::Visit(crate::domain::VisitEvent::Completed))
         .unwrap();
     let d = Delivery { row, subject: Subject::WorkOrder(Box::new(w)), remote: None };
     assert_eq!(d.subject.title(), "[aftercare WO-1] Inspection of rec-001 at site-a, due 2026-11-25");
@@ -486,9 +486,9 @@ async fn a_helpdesk_that_never_answers_holds_up_no_other_and_its_tries_end_withi
     let quick = Scripted::new(&[]);
     let (store, _clock, stop, task, _dir) =
         lanes(vec![("mail", email), ("hd", quick.clone())], &[("north-square", "mail"), ("city-transit", "hd")]).await;
-    raise(&store, "lit-002", "north-square", "leak", Change::Raised, t0()).await;
+    raise(&store, "lit-002", "north-square", "leak", FaultChange::Raised, t0()).await;
     for (n, dev) in ["rec-001", "rec-002", "led-001"].iter().enumerate() {
-        raise(&store, dev, "city-transit", &format!("f{n}"), Change::Raised, t0()).await;
+        raise(&store, dev, "city-transit", &format!("f{n}"), FaultChange::Raised, t0()).await;
     }
     // The quick helpdesk has its three events while the tarpit still holds the first mail.
     let started = tokio::time::Instant::now();
@@ -517,8 +517,8 @@ async fn a_helpdesk_back_from_an_outage_gets_its_backlog_at_once_in_order() {
     let (store, clock, stop, task, _dir) = lanes(vec![("hd", hd.clone())], &[("city-transit", "hd")]).await;
     let devices = ["rec-001", "rec-002", "led-001", "swh-001", "lit-001", "led-002"];
     for dev in devices {
-        raise(&store, dev, "city-transit", "fault", Change::Raised, t0()).await;
-        raise(&store, dev, "city-transit", "fault", Change::Cleared, t0()).await;
+        raise(&store, dev, "city-transit", "fault", FaultChange::Raised, t0()).await;
+        raise(&store, dev, "city-transit", "fault", FaultChange::Cleared, t0()).await;
     }
     // An outage long enough that the rows back off (up to a minute, max_backoff, between tries)
     // past the next probe: nothing but the probe's success could wake them in time. However
@@ -599,7 +599,7 @@ async fn credentials_never_follow_a_redirect_to_another_host() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("a.db")).await.unwrap();
     store.set_routes(&[("city-transit".into(), "north".into())]).await.unwrap();
-    raise(&store, "rec-001", "city-transit", "leak", Change::Raised, t0()).await;
+    raise(&store, "rec-001", "city-transit", "leak", FaultChange::Raised, t0()).await;
     let row = store.outbox(crate::domain::OutboxState::Pending, 1).await.unwrap().remove(0);
     let t = store.ticket(TicketId(1)).await.unwrap().unwrap();
     let d = Delivery { row, subject: Subject::Ticket(Box::new(t)), remote: None };
@@ -616,8 +616,8 @@ async fn one_slow_answer_holds_up_only_its_own_ticket() {
     hd.slow.lock().unwrap().push("1#opened".into());
     let (store, _clock, stop, task, _dir) = lanes(vec![("hd", hd.clone())], &[("city-transit", "hd")]).await;
     for dev in ["rec-001", "rec-002", "led-001"] {
-        raise(&store, dev, "city-transit", "fault", Change::Raised, t0()).await;
-        raise(&store, dev, "city-transit", "fault", Change::Cleared, t0()).await;
+        raise(&store, dev, "city-transit", "fault", FaultChange::Raised, t0()).await;
+        raise(&store, dev, "city-transit", "fault", FaultChange::Cleared, t0()).await;
     }
     // Tickets 2 and 3 are told all they have while ticket 1's first answer is still on its way.
     let started = tokio::time::Instant::now();

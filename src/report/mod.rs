@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Datelike, Days, FixedOffset, NaiveDate, Offset as _, Utc};
 use serde::Serialize;
 
+use crate::contracts::Cadence;
 use crate::fleet::Fleet;
 use crate::store::{Store, StoreError, WorkOrder, WorkOrderFilter};
 use crate::tickets::sla::TierCompliance;
@@ -31,56 +32,6 @@ impl Lang {
             "zh-CN" | "zh" => Some(Lang::Zh),
             _ => None,
         }
-    }
-}
-
-/// How often a report is made for a customer, each after a whole period of the
-/// customer's local calendar (weeks start on Monday).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Cadence {
-    Weekly,
-    Monthly,
-    Quarterly,
-    Yearly,
-}
-
-impl Cadence {
-    pub fn parse(s: &str) -> Option<Cadence> {
-        match s {
-            "weekly" => Some(Cadence::Weekly),
-            "monthly" => Some(Cadence::Monthly),
-            "quarterly" => Some(Cadence::Quarterly),
-            "yearly" => Some(Cadence::Yearly),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Cadence::Weekly => "weekly",
-            Cadence::Monthly => "monthly",
-            Cadence::Quarterly => "quarterly",
-            Cadence::Yearly => "yearly",
-        }
-    }
-
-    /// The last whole period before the one `today` is in: its first day and the day after its last.
-    pub fn last_whole(self, today: NaiveDate) -> Option<(NaiveDate, NaiveDate)> {
-        let (y, m) = (today.year(), today.month());
-        let start = match self {
-            Cadence::Weekly => today.checked_sub_days(Days::new(today.weekday().num_days_from_monday() as u64))?,
-            Cadence::Monthly => NaiveDate::from_ymd_opt(y, m, 1)?,
-            Cadence::Quarterly => NaiveDate::from_ymd_opt(y, (m - 1) / 3 * 3 + 1, 1)?,
-            Cadence::Yearly => NaiveDate::from_ymd_opt(y, 1, 1)?,
-        };
-        let from = match self {
-            Cadence::Weekly => start.checked_sub_days(Days::new(7))?,
-            Cadence::Monthly => start.checked_sub_months(chrono::Months::new(1))?,
-            Cadence::Quarterly => start.checked_sub_months(chrono::Months::new(3))?,
-            Cadence::Yearly => start.checked_sub_months(chrono::Months::new(12))?,
-        };
-        Some((from, start))
     }
 }
 
@@ -399,9 +350,8 @@ pub async fn compute(
     let horizon = end + Days::new(90);
     let mut warranties_expiring = Vec::new();
     for d in fleet.devices.iter().filter(|d| in_scope(d.customer.as_str(), d.site.as_str())) {
-        let kind = fleet.kinds[d.kind].name.as_str();
-        let Ok(c) = crate::contracts::governing(&fleet.contracts, d, kind, end) else { continue };
-        for w in c.warranty_status(d, "", end).components {
+        let Ok(c) = crate::contracts::governing(&fleet.contracts, fleet.covered(d.idx), end) else { continue };
+        for w in c.warranty_status(fleet.covered(d.idx), "", end).components {
             if w.until >= end && w.until < horizon {
                 warranties_expiring.push(Expiring { device: d.id.0.clone(), class: w.class, until: w.until });
             }
@@ -640,18 +590,24 @@ pub fn check(fleet: &Fleet, scope: &Scope, format: &str, lang: &str) -> Result<L
 }
 
 /// The report of `scope` in a format, from the store the config names (for the CLI).
-pub async fn write(config: &crate::config::Config, scope: &Scope, format: &str, lang: &str) -> anyhow::Result<Vec<u8>> {
-    let lang = check(&config.fleet, scope, format, lang).map_err(|e| anyhow::anyhow!(e))?;
+pub async fn write(
+    fleet: &Fleet,
+    store_path: &std::path::Path,
+    scope: &Scope,
+    format: &str,
+    lang: &str,
+) -> anyhow::Result<Vec<u8>> {
+    let lang = check(fleet, scope, format, lang).map_err(|e| anyhow::anyhow!(e))?;
     // A report of an empty store made on the spot would read as a clean record.
-    if !config.store_path.exists() {
+    if !store_path.exists() {
         anyhow::bail!(
             "no database at {}: a report reads the store the daemon keeps; run the daemon with this config \
              first, or point [store] path at its database",
-            config.store_path.display()
+            store_path.display()
         );
     }
-    let store = Store::open(&config.store_path).await?;
-    let r = compute(&store, &config.fleet, scope, lang, crate::clock::Clock::now(&crate::clock::SystemClock)).await?;
+    let store = Store::open(store_path).await?;
+    let r = compute(&store, fleet, scope, lang, crate::clock::Clock::now(&crate::clock::SystemClock)).await?;
     Ok(match format {
         "json" => serde_json::to_vec_pretty(&r)?,
         "csv" => render::csv(&r).into_bytes(),

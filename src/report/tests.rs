@@ -1,8 +1,8 @@
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::*;
-use crate::domain::Tier;
-use crate::store::{Change, FaultRecord};
+use crate::domain::{FaultChange, Tier};
+use crate::store::FaultRecord;
 use crate::tickets::State;
 
 fn t(s: &str) -> DateTime<Utc> {
@@ -14,9 +14,9 @@ fn later() -> DateTime<Utc> {
     t("2027-06-01T00:00:00Z")
 }
 
-fn rec(device: &str, code: &str, tier: Tier, change: Change, at: DateTime<Utc>) -> FaultRecord {
+fn rec(device: &str, code: &str, tier: Tier, change: FaultChange, at: DateTime<Utc>) -> FaultRecord {
     let mut deadlines = crate::contracts::Deadlines::default();
-    if change == Change::Raised {
+    if change == FaultChange::Raised {
         deadlines.acknowledge_by = Some(at + TimeDelta::minutes(15));
     }
     FaultRecord {
@@ -60,22 +60,23 @@ async fn a_report_s_figures_match_the_ones_worked_out_by_hand() {
         }
     };
     // swh-001 offline from 31 Oct to 1 Nov 12:00: 12 h inside the period.
-    apply(rec("swh-001", "offline", Tier::Main, Change::Raised, t("2026-10-31T00:00:00Z"))).await;
-    apply(rec("swh-001", "offline", Tier::Main, Change::Cleared, t("2026-11-01T12:00:00Z"))).await;
+    apply(rec("swh-001", "offline", Tier::Main, FaultChange::Raised, t("2026-10-31T00:00:00Z"))).await;
+    apply(rec("swh-001", "offline", Tier::Main, FaultChange::Cleared, t("2026-11-01T12:00:00Z"))).await;
     // rec-001 offline 2 Nov 00:00–06:00 (6 h), acknowledged after 30 min (late), resolved after 4 h…
-    let a = apply(rec("rec-001", "offline", Tier::Main, Change::Raised, t("2026-11-02T00:00:00Z"))).await.unwrap();
+    let a = apply(rec("rec-001", "offline", Tier::Main, FaultChange::Raised, t("2026-11-02T00:00:00Z"))).await.unwrap();
     store.transition(a, State::Acknowledged, "eng", "", t("2026-11-02T00:30:00Z")).await.unwrap();
     // Resolved while still offline (the engineer left when the cable was mended; power came later).
     let force = crate::store::TransitionOptions { force: true, ..Default::default() };
     store.transition_with(a, State::Resolved, "eng", "cable mended", t("2026-11-02T04:00:00Z"), force).await.unwrap();
-    apply(rec("rec-001", "offline", Tier::Main, Change::Cleared, t("2026-11-02T06:00:00Z"))).await;
+    apply(rec("rec-001", "offline", Tier::Main, FaultChange::Cleared, t("2026-11-02T06:00:00Z"))).await;
     // …and offline again from 10 Nov 12:00 to the end (12 h): the repair did not hold.
-    apply(rec("rec-001", "offline", Tier::Main, Change::Raised, t("2026-11-10T12:00:00Z"))).await;
+    apply(rec("rec-001", "offline", Tier::Main, FaultChange::Raised, t("2026-11-10T12:00:00Z"))).await;
     // A tier-1 fault on led-001, acknowledged after 10 min (in time), resolved after 8 h.
-    let b =
-        apply(rec("led-001", "cabinet_offline", Tier::Major, Change::Raised, t("2026-11-03T00:00:00Z"))).await.unwrap();
+    let b = apply(rec("led-001", "cabinet_offline", Tier::Major, FaultChange::Raised, t("2026-11-03T00:00:00Z")))
+        .await
+        .unwrap();
     store.transition(b, State::Acknowledged, "eng", "", t("2026-11-03T00:10:00Z")).await.unwrap();
-    apply(rec("led-001", "cabinet_offline", Tier::Major, Change::Cleared, t("2026-11-03T07:00:00Z"))).await;
+    apply(rec("led-001", "cabinet_offline", Tier::Major, FaultChange::Cleared, t("2026-11-03T07:00:00Z"))).await;
     store.transition(b, State::Resolved, "eng", "", t("2026-11-03T08:00:00Z")).await.unwrap();
 
     let scope = Scope {
@@ -168,7 +169,7 @@ async fn the_pdf_carries_the_chinese_text_and_its_page_is_drawn() {
     let at = t("2026-11-03T00:00:00Z");
     store
         .apply_faults(
-            &[rec("led-001", "cabinet_offline", Tier::Major, Change::Raised, at)],
+            &[rec("led-001", "cabinet_offline", Tier::Major, FaultChange::Raised, at)],
             at,
             std::time::Duration::ZERO,
         )
@@ -270,7 +271,7 @@ async fn an_outage_still_going_counts_to_now_not_to_the_end_of_the_period() {
     let now = t("2026-11-10T12:11:00Z");
     let down = t("2026-11-10T12:00:00Z");
     store
-        .apply_faults(&[rec("rec-001", "offline", Tier::Main, Change::Raised, down)], down, Default::default())
+        .apply_faults(&[rec("rec-001", "offline", Tier::Main, FaultChange::Raised, down)], down, Default::default())
         .await
         .unwrap();
     let scope = Scope {

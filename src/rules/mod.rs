@@ -10,7 +10,7 @@ mod cond;
 mod state;
 
 pub use cond::{Cond, Op};
-pub use state::{DeviceState, PresenceChange, RuleChange, Value};
+pub use state::{DeviceState, PresenceChange, RuleChange};
 
 use std::collections::HashMap;
 
@@ -77,7 +77,7 @@ pub struct Profile {
     pub offline_major_after_ms: i64,
     pub offline_title: String,
     /// Where the metrics are in a Modbus device's registers, for kinds that have one.
-    pub modbus: Option<std::sync::Arc<crate::ingest::modbus::RegisterMap>>,
+    pub modbus: Option<std::sync::Arc<crate::modbus::RegisterMap>>,
 }
 
 impl Profile {
@@ -95,7 +95,7 @@ impl Profile {
         if code == crate::domain::OFFLINE {
             return self.offline_title.clone();
         }
-        if code == crate::ingest::modbus::poll::BUS_DOWN {
+        if code == crate::domain::BUS_DOWN {
             return "RTU line down: no unit answers".to_string();
         }
         self.rule(code).map(|r| r.title.clone()).unwrap_or_else(|| code.to_string())

@@ -1,16 +1,9 @@
 //! One device's rule state: latest values, rate windows, rule phases and presence.
 
 use super::{Profile, Rule};
+use crate::domain::Value;
 
 const NONE: i64 = i64::MIN;
-
-/// A reading's value as the rules see it. Text is accepted and ignored.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Value {
-    Num(f64),
-    Bool(bool),
-    Text,
-}
 
 /// The latest value of one metric; `at` is NONE until there is one (no `Option`, whose tag
 /// would add a third to every slot of every device).

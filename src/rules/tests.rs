@@ -1,6 +1,7 @@
 //! Data-driven tests of every rule kind: raise, hold, clear, hysteresis, flapping.
 
 use super::*;
+use crate::domain::Value;
 
 const METRICS: &str = r#"
 [kinds.t]

@@ -4,16 +4,17 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
 
-use super::sqlite::{from_ms, ms};
-use super::{Store, StoreError};
+use super::{Store, StoreError, from_ms, ms, named};
+use crate::domain::{FaultChange, OFFLINE};
 use crate::fleet::Fleet;
-use crate::history::{Acc, RollupRow};
+use crate::rollup::{Acc, RollupRow};
+use crate::tickets::State;
 
 /// A device's state change: a fault raised, promoted or cleared (`offline` is the device going offline).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeviceEvent {
     pub at: DateTime<Utc>,
-    pub event: String,
+    pub event: FaultChange,
     pub code: String,
     pub tier: i64,
     pub detail: String,
@@ -108,7 +109,7 @@ impl Store {
             .map(|r| {
                 Ok(DeviceEvent {
                     at: from_ms(r.try_get("at")?)?,
-                    event: r.try_get("event")?,
+                    event: named(r, "event", FaultChange::parse)?,
                     code: r.try_get("code")?,
                     tier: r.try_get("tier")?,
                     detail: r.try_get("detail")?,
@@ -137,25 +138,28 @@ impl Store {
         // The state at `from`: each device's last offline change before it; then the changes within.
         let rows = sqlx::query(
             "SELECT e.device, e.at, e.event FROM device_events e \
-             WHERE e.code = 'offline' AND e.event IN ('raised', 'cleared') AND e.at < $2 \
+             WHERE e.code = $4 AND e.event IN ($5, $6) AND e.at < $2 \
              AND ($3 IS NULL OR e.device = $3) \
-             AND (e.at >= $1 OR e.id IN (SELECT MAX(id) FROM device_events WHERE code = 'offline' \
-                  AND event IN ('raised', 'cleared') AND at < $1 AND ($3 IS NULL OR device = $3) GROUP BY device)) \
+             AND (e.at >= $1 OR e.id IN (SELECT MAX(id) FROM device_events WHERE code = $4 \
+                  AND event IN ($5, $6) AND at < $1 AND ($3 IS NULL OR device = $3) GROUP BY device)) \
              ORDER BY e.device, e.at, e.id",
         )
         .bind(ms(from))
         .bind(ms(to))
         .bind(device)
+        .bind(OFFLINE)
+        .bind(FaultChange::Raised.as_str())
+        .bind(FaultChange::Cleared.as_str())
         .fetch_all(&self.pool)
         .await?;
         let mut out: Vec<(String, i64, Option<i64>)> = Vec::new();
         for r in rows {
-            let (device, at, event): (String, i64, String) =
-                (r.try_get("device")?, r.try_get("at")?, r.try_get("event")?);
+            let (device, at, event): (String, i64, FaultChange) =
+                (r.try_get("device")?, r.try_get("at")?, named(&r, "event", FaultChange::parse)?);
             let open = out.last_mut().filter(|(d, _, end)| *d == device && end.is_none());
-            match (event.as_str(), open) {
-                ("raised", None) => out.push((device, at, None)),
-                ("cleared", Some(o)) => o.2 = Some(at),
+            match (event, open) {
+                (FaultChange::Raised, None) => out.push((device, at, None)),
+                (FaultChange::Cleared, Some(o)) => o.2 = Some(at),
                 _ => {}
             }
         }
@@ -169,8 +173,8 @@ impl Store {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<crate::tickets::Ticket>, StoreError> {
-        self.tickets_where("($1 IS NULL OR customer = $1) AND opened_at >= $2 AND opened_at < $3", customer, from, to)
-            .await
+        let cond = "($1 IS NULL OR customer = $1) AND opened_at >= $2 AND opened_at < $3";
+        self.tickets_where(cond, customer, from, to).await
     }
 
     /// Tickets of a customer (or all) still open at `to`.
@@ -179,14 +183,12 @@ impl Store {
         customer: Option<&str>,
         to: DateTime<Utc>,
     ) -> Result<Vec<crate::tickets::Ticket>, StoreError> {
-        self.tickets_where(
+        let cond = format!(
             "($1 IS NULL OR customer = $1) AND opened_at < $3 AND $2 = $2 \
              AND (resolved_at IS NULL OR resolved_at >= $3) AND (closed_at IS NULL OR closed_at >= $3) \
-             AND state != 'cancelled'",
-            customer,
-            to,
-            to,
-        )
-        .await
+             AND state != '{}'",
+            State::Cancelled
+        );
+        self.tickets_where(&cond, customer, to, to).await
     }
 }

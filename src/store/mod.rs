@@ -1,18 +1,44 @@
-//! Persistence. Only this module holds SQL; the rest of aftercare speaks
-//! the domain verbs of [`Store`].
+//! Persistence: SQLite in WAL mode through sqlx. Only this module holds SQL; the rest of
+//! aftercare speaks the domain verbs of [`Store`]. The store finds and writes; what a change
+//! means is decided by the pure rules it is given (`tickets::policy`, `tickets::clocks`).
+//!
+//! SQL here is written to port to PostgreSQL (`$n` parameters, `ON CONFLICT`, `RETURNING`,
+//! `COALESCE`, standard `CASE`). What is SQLite's own is listed in ARCHITECTURE.md
+//! ("Portable SQL") and kept to this module's file `mod.rs` and the statements named there.
 
+mod clocks;
 mod history;
 mod outbox;
-mod sqlite;
+mod tickets;
 mod work_orders;
 
+pub use clocks::Clocks;
 pub use history::DeviceEvent;
-pub use outbox::{OutboxRow, RemoteTicket, SubjectId};
+pub use outbox::{OutboxEvent, OutboxRow, RemoteTicket, SubjectId};
+pub use tickets::{ActiveFault, AlarmRecord, FaultRecord, TransitionFailure, TransitionOptions};
 pub use work_orders::{NewWorkOrder, Served, StoredReport, WorkOrder, WorkOrderFilter};
 
-pub use sqlite::Store;
+use std::borrow::Cow;
+use std::path::Path;
+use std::sync::LazyLock;
+use std::time::Duration;
 
-use crate::tickets::TransitionError;
+use chrono::{DateTime, Utc};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{ConnectOptions, Row, SqlSafeStr, SqlitePool};
+
+use crate::tickets::State;
+
+/// The actor name of changes aftercare makes by itself.
+pub const SYSTEM: &str = "aftercare";
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub(super) pool: SqlitePool,
+    /// Woken when a ticket is resolved: the scheduler makes what follows a service at once.
+    resolved: std::sync::Arc<tokio::sync::Notify>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -26,85 +52,171 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// Why a transition was not made.
-#[derive(Debug, thiserror::Error)]
-pub enum TransitionFailure {
-    #[error("no ticket {0}")]
-    NotFound(i64),
-    #[error("{0}")]
-    Refused(#[from] TransitionError),
-    #[error("{0}")]
-    Conflict(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
 }
 
-/// What a transition carries besides its target state.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TransitionOptions<'a> {
-    /// Makes the repair billable for this cause (the caller checks the contract names it).
-    pub billable: Option<&'a str>,
-    /// Resolves a ticket whose fault is still active; its resolve clock waits for the recovery.
-    pub force: bool,
-    /// The resolution replaced the unit: the repeat-repair rule counts afresh from here.
-    pub unit_replaced: bool,
+fn from_ms(v: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(v).ok_or_else(|| StoreError::Corrupt(format!("timestamp {v}")))
 }
 
-/// A fault event with the device's facts resolved, ready to be written.
-#[derive(Debug, Clone)]
-pub struct FaultRecord {
-    pub device: String,
-    pub site: String,
-    pub customer: String,
-    pub kind: String,
-    pub code: String,
-    pub title: String,
-    pub tier: crate::domain::Tier,
-    pub at: chrono::DateTime<chrono::Utc>,
-    pub detail: String,
-    pub change: Change,
-    /// The contract clocks for a raise (a new ticket) or a promotion.
-    pub deadlines: crate::contracts::Deadlines,
-    /// The device's warranty on the day of the fault, under its contract.
-    pub warranty: Option<crate::contracts::WarrantyStatus>,
-    /// The contract's repeat-repair rule.
-    pub repeat: Option<crate::contracts::RepeatRule>,
+fn opt_ms(v: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    v.map(from_ms).transpose()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
-    Raised,
-    Cleared,
-    Promoted,
+/// A row's text column read as one of a set of names (`parse`); another text is a corrupt row.
+fn named<T>(r: &SqliteRow, column: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T, StoreError> {
+    let text: String = r.try_get(column)?;
+    parse(&text).ok_or_else(|| StoreError::Corrupt(format!("{column} `{text}`")))
 }
 
-/// A device-reported alarm turned on or off.
-#[derive(Debug, Clone)]
-pub struct AlarmRecord {
-    pub device: String,
-    pub code: String,
-    pub active: bool,
-    pub at: chrono::DateTime<chrono::Utc>,
+/// A row's 0/1 column.
+fn flag_of(r: &SqliteRow, column: &str) -> Result<bool, StoreError> {
+    Ok(r.try_get::<i64, _>(column)? != 0)
 }
 
-/// A fault that was active when the daemon last stopped, to restore rule state.
-#[derive(Debug, Clone)]
-pub struct ActiveFault {
-    pub device: String,
-    pub code: String,
-    pub tier: crate::domain::Tier,
-    /// When the current episode of the fault began (its latest raise).
-    pub since: chrono::DateTime<chrono::Utc>,
+/// `('a', 'b')`: names for an SQL `IN`, each from its one mapping (`as_str`).
+fn sql_list<const N: usize>(names: [&str; N]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
+    format!("({})", quoted.join(", "))
 }
 
-/// Which tickets' clocks to read: pages of at most `limit`, so that no statement holds the
-/// database long however many tickets there are.
-#[derive(Debug, Clone, Copy)]
-pub enum Clocks {
-    /// Tickets not closed or cancelled with an id above `after`, by id.
-    Open { after: crate::domain::TicketId, limit: u32 },
-    /// Tickets, open or not, changed after (`at`, `after`), by change time and id.
-    Changed { at: chrono::DateTime<chrono::Utc>, after: crate::domain::TicketId, limit: u32 },
-    /// One ticket, whatever its state.
-    Of(crate::domain::TicketId),
+/// The states a ticket ends in, for an SQL `IN`: the same text as the condition of the
+/// partial index `tickets_one_open`, so that SQLite may use it.
+static TERMINAL: LazyLock<String> = LazyLock::new(|| sql_list([State::Closed, State::Cancelled].map(State::as_str)));
+
+/// The schema's migrations, built into the binary (without sqlx's macros, which cost a second build of sqlx).
+pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "tickets", include_str!("../../migrations/sqlite/0001_tickets.sql")),
+    (2, "deadlines", include_str!("../../migrations/sqlite/0002_deadlines.sql")),
+    (3, "escalation", include_str!("../../migrations/sqlite/0003_escalation.sql")),
+    (4, "warranty", include_str!("../../migrations/sqlite/0004_warranty.sql")),
+    (5, "outbox", include_str!("../../migrations/sqlite/0005_outbox.sql")),
+    (6, "outbox_origin", include_str!("../../migrations/sqlite/0006_outbox_origin.sql")),
+    (7, "remote_status", include_str!("../../migrations/sqlite/0007_remote_status.sql")),
+    (8, "history", include_str!("../../migrations/sqlite/0008_history.sql")),
+    (9, "work_orders", include_str!("../../migrations/sqlite/0009_work_orders.sql")),
+    (10, "silenced", include_str!("../../migrations/sqlite/0010_silenced.sql")),
+    (11, "reports", include_str!("../../migrations/sqlite/0011_reports.sql")),
+    (12, "work_order_outbox", include_str!("../../migrations/sqlite/0012_work_order_outbox.sql")),
+    (13, "after_service", include_str!("../../migrations/sqlite/0013_after_service.sql")),
+    (14, "forced_resolution", include_str!("../../migrations/sqlite/0014_forced_resolution.sql")),
+    (15, "alarms_and_installation", include_str!("../../migrations/sqlite/0015_alarms_and_installation.sql")),
+    (16, "calendar_gap", include_str!("../../migrations/sqlite/0016_calendar_gap.sql")),
+    (17, "helpdesk_routes", include_str!("../../migrations/sqlite/0017_helpdesk_routes.sql")),
+    (18, "tickets_updated_at", include_str!("../../migrations/sqlite/0018_tickets_updated_at.sql")),
+];
+
+fn migrator() -> Migrator {
+    migrator_to(i64::MAX)
 }
+
+/// The migrations up to `version`, for testing an upgrade from an older schema.
+fn migrator_to(version: i64) -> Migrator {
+    Migrator::with_migrations(
+        MIGRATIONS
+            .iter()
+            .filter(|(v, _, _)| *v <= version)
+            .map(|(v, d, sql)| Migration::new(*v, Cow::Borrowed(*d), MigrationType::Simple, sql.into_sql_str(), false))
+            .collect(),
+    )
+}
+
+/// Each connection's page cache, KiB. SQLite's default (2,000 KiB) filled as the database grew
+/// and was most of the daemon's growth in memory under a long flood (docs/PERF.md); the
+/// operating system caches the file anyway, and the writer's batches touch few pages.
+pub const PAGE_CACHE_KIB: u32 = 512;
+
+/// A statement slower than this is logged as a warning.
+pub const SLOW_STATEMENT: Duration = Duration::from_millis(100);
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|source| StoreError::Folder { path: dir.display().to_string(), source })?;
+        }
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true)
+            .pragma("cache_size", format!("-{PAGE_CACHE_KIB}"))
+            // One statement holding the database this long holds up the ticket writer: say so.
+            .log_slow_statements(log::LevelFilter::Warn, SLOW_STATEMENT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await?;
+        migrator().run(&pool).await?;
+        Ok(Store { pool, resolved: Default::default() })
+    }
+
+    /// Moves the write-ahead log into the database every second until shutdown, without
+    /// waiting for readers or writers (a passive checkpoint), so that the log seldom grows to
+    /// the 1,000 pages at which SQLite checkpoints inside a commit, the ticket writer's.
+    pub async fn checkpoints(self, shutdown: tokio_util::sync::CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.cancelled() => break,
+            }
+            if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").execute(&self.pool).await {
+                tracing::warn!(error = %e, "checkpointing the database failed; retrying");
+            }
+        }
+    }
+
+    /// When the store was made: since then aftercare has watched the fleet. Read from the
+    /// migrations' own record of the first one.
+    pub async fn created_at(&self) -> Result<DateTime<Utc>, StoreError> {
+        let at: String = sqlx::query_scalar("SELECT installed_on FROM _sqlx_migrations WHERE version = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        chrono::NaiveDateTime::parse_from_str(&at, "%Y-%m-%d %H:%M:%S")
+            .map(|t| t.and_utc())
+            .map_err(|e| StoreError::Corrupt(format!("the store's creation time `{at}`: {e}")))
+    }
+
+    /// Makes the store look made at `at`, for tests of what depends on how long it has watched.
+    #[cfg(test)]
+    pub(crate) async fn set_created_at(&self, at: DateTime<Utc>) {
+        let at = at.format("%Y-%m-%d %H:%M:%S").to_string();
+        let q = sqlx::query("UPDATE _sqlx_migrations SET installed_on = $1 WHERE version = 1").bind(at);
+        q.execute(&self.pool).await.map(drop).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// This installation's id: made at random the first time, the same ever after.
+    pub async fn installation_id(&self) -> Result<String, StoreError> {
+        use std::hash::{BuildHasher, Hasher};
+        // The standard library seeds each RandomState from the operating system's randomness.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(std::process::id() as u64);
+        let fresh = format!("{:016x}", h.finish());
+        sqlx::query("INSERT INTO installation (key, value) VALUES ('id', $1) ON CONFLICT (key) DO NOTHING")
+            .bind(&fresh)
+            .execute(&self.pool)
+            .await?;
+        Ok(sqlx::query_scalar("SELECT value FROM installation WHERE key = 'id'").fetch_one(&self.pool).await?)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+#[cfg(test)]
+mod tests;

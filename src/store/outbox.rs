@@ -5,9 +5,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
 
-use super::sqlite::{from_ms, ms, named};
-use super::{Store, StoreError};
-use crate::domain::{HelpdeskAction, OutboxState, TicketId};
+use super::{Store, StoreError, from_ms, ms, named};
+use crate::domain::{HelpdeskAction, OutboxState, TicketId, VisitEvent};
+use crate::tickets::Event;
 
 /// What an outbox row is about: a ticket, or a work order (a planned visit).
 /// Serialized as `"ticket_id": N` or `"work_order_id": N`.
@@ -17,6 +17,43 @@ pub enum SubjectId {
     Ticket(TicketId),
     #[serde(rename = "work_order_id")]
     WorkOrder(i64),
+}
+
+/// What happened to an outbox row's subject: a line of a ticket's timeline, or a work
+/// order's event. Serialized as its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutboxEvent {
+    Ticket(Event),
+    Visit(VisitEvent),
+}
+
+impl OutboxEvent {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxEvent::Ticket(e) => e.as_str(),
+            OutboxEvent::Visit(e) => e.as_str(),
+        }
+    }
+
+    /// The event named `s` of a subject like `subject`.
+    fn parse(subject: SubjectId, s: &str) -> Option<OutboxEvent> {
+        match subject {
+            SubjectId::Ticket(_) => Event::parse(s).map(OutboxEvent::Ticket),
+            SubjectId::WorkOrder(_) => VisitEvent::parse(s).map(OutboxEvent::Visit),
+        }
+    }
+}
+
+impl std::fmt::Display for OutboxEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for OutboxEvent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
 /// One event for the helpdesk.
@@ -29,7 +66,7 @@ pub struct OutboxRow {
     pub seq: i64,
     /// Stable across retries: receivers deduplicate on it.
     pub event_id: String,
-    pub event: String,
+    pub event: OutboxEvent,
     pub action: HelpdeskAction,
     pub note: String,
     pub customer: String,
@@ -68,7 +105,7 @@ fn row(r: &sqlx::sqlite::SqliteRow) -> Result<OutboxRow, StoreError> {
         subject,
         seq: r.try_get("seq")?,
         event_id: r.try_get("event_id")?,
-        event: r.try_get("event")?,
+        event: named(r, "event", |s| OutboxEvent::parse(subject, s))?,
         action: named(r, "action", HelpdeskAction::parse)?,
         note: r.try_get("note")?,
         customer: r.try_get("customer")?,
@@ -113,12 +150,13 @@ impl Store {
         helpdesk: &str,
     ) -> Result<Vec<OutboxRow>, StoreError> {
         // One NOT EXISTS per kind of subject, so that each uses its index.
+        let pending = OutboxState::Pending;
         let sql = format!(
-            "SELECT {COLUMNS} FROM outbox o WHERE o.state = 'pending' AND o.next_attempt_at <= $1 AND {filter} \
+            "SELECT {COLUMNS} FROM outbox o WHERE o.state = '{pending}' AND o.next_attempt_at <= $1 AND {filter} \
              AND (o.ticket_id IS NULL OR NOT EXISTS (SELECT 1 FROM outbox p WHERE p.ticket_id = o.ticket_id \
-                 AND p.seq < o.seq AND p.state = 'pending')) \
+                 AND p.seq < o.seq AND p.state = '{pending}')) \
              AND (o.work_order_id IS NULL OR NOT EXISTS (SELECT 1 FROM outbox p WHERE p.work_order_id = o.work_order_id \
-                 AND p.seq < o.seq AND p.state = 'pending')) \
+                 AND p.seq < o.seq AND p.state = '{pending}')) \
              ORDER BY o.id LIMIT $2"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -143,9 +181,10 @@ impl Store {
                 .await?;
         }
         sqlx::query(
-            "UPDATE outbox SET state = 'skipped' WHERE state = 'pending' \
-             AND customer NOT IN (SELECT customer FROM helpdesk_routes)",
+            "UPDATE outbox SET state = $1 WHERE state = $2 AND customer NOT IN (SELECT customer FROM helpdesk_routes)",
         )
+        .bind(OutboxState::Skipped.as_str())
+        .bind(OutboxState::Pending.as_str())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -155,20 +194,22 @@ impl Store {
     /// A helpdesk is back: its customers' pending rows are due now, not each after its own backoff.
     pub async fn outbox_wake(&self, helpdesk: &str, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let res = sqlx::query(
-            "UPDATE outbox SET next_attempt_at = $2 WHERE state = 'pending' AND next_attempt_at > $2 \
+            "UPDATE outbox SET next_attempt_at = $2 WHERE state = $3 AND next_attempt_at > $2 \
              AND customer IN (SELECT customer FROM helpdesk_routes WHERE helpdesk = $1)",
         )
         .bind(helpdesk)
         .bind(ms(now))
+        .bind(OutboxState::Pending.as_str())
         .execute(&self.pool)
         .await?;
         Ok(res.rows_affected())
     }
 
     pub async fn outbox_delivered(&self, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
-        sqlx::query("UPDATE outbox SET state = 'delivered', delivered_at = $2, attempts = attempts + 1 WHERE id = $1")
+        sqlx::query("UPDATE outbox SET state = $3, delivered_at = $2, attempts = attempts + 1 WHERE id = $1")
             .bind(id)
             .bind(ms(now))
+            .bind(OutboxState::Delivered.as_str())
             .execute(&self.pool)
             .await?;
         Ok(())
@@ -183,11 +224,10 @@ impl Store {
             .bind(id)
             .bind(error)
             .bind(ms(at)),
-            None => {
-                sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $2, state = 'dead' WHERE id = $1")
-                    .bind(id)
-                    .bind(error)
-            }
+            None => sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $2, state = $3 WHERE id = $1")
+                .bind(id)
+                .bind(error)
+                .bind(OutboxState::Dead.as_str()),
         };
         q.execute(&self.pool).await?;
         Ok(())
@@ -195,7 +235,8 @@ impl Store {
 
     /// Marks one row skipped (a change that came from the helpdesk it would go to).
     pub async fn outbox_skip(&self, id: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE outbox SET state = 'skipped' WHERE id = $1").bind(id).execute(&self.pool).await?;
+        let q = sqlx::query("UPDATE outbox SET state = $2 WHERE id = $1").bind(id).bind(OutboxState::Skipped.as_str());
+        q.execute(&self.pool).await?;
         Ok(())
     }
 
@@ -209,11 +250,12 @@ impl Store {
     /// Puts a dead row back in the queue, due now; false if there is no dead row with that id.
     pub async fn outbox_retry(&self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let res = sqlx::query(
-            "UPDATE outbox SET state = 'pending', next_attempt_at = $2, attempts = 0, created_at = $2 \
-             WHERE id = $1 AND state = 'dead'",
+            "UPDATE outbox SET state = $3, next_attempt_at = $2, attempts = 0, created_at = $2 WHERE id = $1 AND state = $4",
         )
         .bind(id)
         .bind(ms(now))
+        .bind(OutboxState::Pending.as_str())
+        .bind(OutboxState::Dead.as_str())
         .execute(&self.pool)
         .await?;
         Ok(res.rows_affected() == 1)

@@ -7,9 +7,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use sqlx::{Row, SqliteConnection};
 
-use super::sqlite::{from_ms, ms, named};
-use super::{Store, StoreError};
-use crate::domain::{HelpdeskAction, VisitKind, VisitState};
+use super::{SYSTEM, Store, StoreError, from_ms, ms, named, sql_list};
+use crate::domain::{OutboxState, VisitEvent, VisitKind, VisitState};
+use crate::tickets::State;
 
 /// A visit to make, from a plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,8 +98,7 @@ pub struct WorkOrderFilter {
 async fn event(
     conn: &mut SqliteConnection,
     id: i64,
-    event: &str,
-    action: HelpdeskAction,
+    event: VisitEvent,
     note: &str,
     origin: &str,
     at: DateTime<Utc>,
@@ -108,16 +107,18 @@ async fn event(
         "INSERT INTO outbox (work_order_id, seq, event_id, event, action, note, customer, created_at, next_attempt_at, \
          origin, state) \
          SELECT $1, n.seq, 'aftercare-wo-' || $1 || '-' || n.seq, $2, $3, $4, w.customer, $5, $5, $6, \
-         CASE WHEN w.helpdesk = 1 THEN 'pending' ELSE 'skipped' END \
+         CASE WHEN w.helpdesk = 1 THEN $7 ELSE $8 END \
          FROM work_orders w, (SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM outbox WHERE work_order_id = $1) n \
          WHERE w.id = $1 AND EXISTS (SELECT 1 FROM helpdesk_routes r WHERE r.customer = w.customer)",
     )
     .bind(id)
-    .bind(event)
-    .bind(action.as_str())
+    .bind(event.as_str())
+    .bind(event.helpdesk_action().as_str())
     .bind(note)
     .bind(ms(at))
     .bind(origin)
+    .bind(OutboxState::Pending.as_str())
+    .bind(OutboxState::Skipped.as_str())
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -154,7 +155,7 @@ impl Store {
             if let Some(id) = id {
                 let after = o.ticket_id.map(|t| format!(" after the service of ticket {t}")).unwrap_or_default();
                 let note = format!("due on {}{after}", o.due_on);
-                event(&mut tx, id, "scheduled", HelpdeskAction::Trigger, &note, "aftercare", now).await?;
+                event(&mut tx, id, VisitEvent::Scheduled, &note, SYSTEM, now).await?;
                 added += 1;
             }
         }
@@ -165,15 +166,16 @@ impl Store {
     /// Open work orders due before `today` are missed; returns how many.
     pub async fn mark_missed(&self, today: NaiveDate, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let missed: Vec<(i64, String)> = sqlx::query_as(
-            "UPDATE work_orders SET state = 'missed' WHERE state = 'open' AND due_on < $1 RETURNING id, due_on",
-        )
-        .bind(today.to_string())
-        .fetch_all(&mut *tx)
-        .await?;
+        let missed: Vec<(i64, String)> =
+            sqlx::query_as("UPDATE work_orders SET state = $2 WHERE state = $3 AND due_on < $1 RETURNING id, due_on")
+                .bind(today.to_string())
+                .bind(VisitState::Missed.as_str())
+                .bind(VisitState::Open.as_str())
+                .fetch_all(&mut *tx)
+                .await?;
         for (id, due) in &missed {
             let note = format!("not done by its due date, {due}");
-            event(&mut tx, *id, "missed", HelpdeskAction::Update, &note, "aftercare", now).await?;
+            event(&mut tx, *id, VisitEvent::Missed, &note, SYSTEM, now).await?;
         }
         tx.commit().await?;
         Ok(missed.len() as u64)
@@ -183,13 +185,13 @@ impl Store {
     /// keeps SQLite on the resolution-time index rather than the state one, which holds every
     /// closed ticket ever.)
     pub async fn served_since(&self, since: DateTime<Utc>) -> Result<Vec<Served>, StoreError> {
-        let rows: Vec<(i64, String, i64, bool)> = sqlx::query_as(
+        let sql = format!(
             "SELECT id, device, resolved_at, on_site_at IS NOT NULL FROM tickets \
-             WHERE resolved_at >= $1 AND +state IN ('resolved', 'closed') ORDER BY resolved_at",
-        )
-        .bind(ms(since))
-        .fetch_all(&self.pool)
-        .await?;
+             WHERE resolved_at >= $1 AND +state IN {} ORDER BY resolved_at",
+            sql_list([State::Resolved, State::Closed].map(State::as_str))
+        );
+        let rows: Vec<(i64, String, i64, bool)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(ms(since)).fetch_all(&self.pool).await?;
         rows.into_iter()
             .map(|(ticket, device, at, on_site)| Ok(Served { ticket, device, resolved_at: from_ms(at)?, on_site }))
             .collect()
@@ -221,15 +223,17 @@ impl Store {
     /// Starts a visit (open or missed → in progress); false if it cannot be started.
     pub async fn start_work_order(&self, id: i64, by: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let r =
-            sqlx::query("UPDATE work_orders SET state = 'in_progress' WHERE id = $1 AND state IN ('open', 'missed')")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+        let r = sqlx::query("UPDATE work_orders SET state = $2 WHERE id = $1 AND state IN ($3, $4)")
+            .bind(id)
+            .bind(VisitState::InProgress.as_str())
+            .bind(VisitState::Open.as_str())
+            .bind(VisitState::Missed.as_str())
+            .execute(&mut *tx)
+            .await?;
         if r.rows_affected() != 1 {
             return Ok(false);
         }
-        event(&mut tx, id, "started", HelpdeskAction::Update, &format!("visit started by {by}"), by, now).await?;
+        event(&mut tx, id, VisitEvent::Started, &format!("visit started by {by}"), by, now).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -244,19 +248,20 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let r = sqlx::query(
-            "UPDATE work_orders SET state = 'done', answers = $2, completed_by = $3, completed_at = $4 \
-             WHERE id = $1 AND state != 'done'",
+            "UPDATE work_orders SET state = $5, answers = $2, completed_by = $3, completed_at = $4 \
+             WHERE id = $1 AND state != $5",
         )
         .bind(id)
         .bind(answers.to_string())
         .bind(by)
         .bind(ms(now))
+        .bind(VisitState::Done.as_str())
         .execute(&mut *tx)
         .await?;
         if r.rows_affected() != 1 {
             return Ok(false);
         }
-        event(&mut tx, id, "completed", HelpdeskAction::Resolve, &format!("visit done by {by}"), by, now).await?;
+        event(&mut tx, id, VisitEvent::Completed, &format!("visit done by {by}"), by, now).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -327,7 +332,7 @@ impl Store {
         if let (Some(id), Some(wo)) = (id, r.work_order_id) {
             let due = r.due_by.map(|d| format!(", due to the customer by {d}")).unwrap_or_default();
             let note = format!("report {id} ({}) kept{due}", r.lang);
-            event(&mut tx, wo, "report_kept", HelpdeskAction::Update, &note, "aftercare", r.made_at).await?;
+            event(&mut tx, wo, VisitEvent::ReportKept, &note, SYSTEM, r.made_at).await?;
         }
         tx.commit().await?;
         Ok(id)
@@ -371,11 +376,13 @@ impl Store {
     /// The last inspection of a device done before `before`, if any: when the next report's period starts.
     pub async fn last_inspection(&self, device: &str, before: i64) -> Result<Option<DateTime<Utc>>, StoreError> {
         let r: Option<Option<i64>> = sqlx::query_scalar(
-            "SELECT MAX(completed_at) FROM work_orders WHERE device = $1 AND kind = 'inspection' AND state = 'done' \
+            "SELECT MAX(completed_at) FROM work_orders WHERE device = $1 AND kind = $3 AND state = $4 \
              AND completed_at < $2",
         )
         .bind(device)
         .bind(before)
+        .bind(VisitKind::Inspection.as_str())
+        .bind(VisitState::Done.as_str())
         .fetch_optional(&self.pool)
         .await?;
         r.flatten().map(from_ms).transpose()
@@ -393,12 +400,13 @@ impl Store {
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
         let r: Option<Option<i64>> = sqlx::query_scalar(
             "SELECT MAX(completed_at) FROM work_orders WHERE contract = $1 AND plan = $2 AND device = $3 \
-             AND state = 'done' AND completed_at < $4",
+             AND state = $5 AND completed_at < $4",
         )
         .bind(contract)
         .bind(plan)
         .bind(device)
         .bind(before)
+        .bind(VisitState::Done.as_str())
         .fetch_optional(&self.pool)
         .await?;
         r.flatten().map(from_ms).transpose()

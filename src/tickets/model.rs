@@ -1,6 +1,7 @@
 //! Tickets as the API and the store see them.
 
 use chrono::{DateTime, Utc};
+
 use serde::Serialize;
 
 use super::State;
@@ -78,16 +79,33 @@ pub struct Clock {
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Billing {
-    pub class: String,
+    pub class: BillingClass,
     pub reason: Option<String>,
+}
+
+crate::domain::named! {
+    /// Who pays for a repair.
+    pub enum BillingClass {
+        /// In warranty.
+        Free = "free",
+        /// Out of warranty: parts and labour at cost.
+        AtCost = "at_cost",
+        /// A cause the contract excludes, set by a person with the reason.
+        Billable = "billable",
+    }
+}
+
+impl BillingClass {
+    pub fn of_warranty(in_warranty: bool) -> BillingClass {
+        if in_warranty { BillingClass::Free } else { BillingClass::AtCost }
+    }
 }
 
 /// One append-only line of a ticket's history.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct TimelineEntry {
     pub at: DateTime<Utc>,
-    /// opened, recurred, reopened, recovered, promoted, transition.
-    pub event: String,
+    pub event: Event,
     /// Who did it: `aftercare` for the rules, else the person or system named.
     pub actor: String,
     pub from_state: Option<State>,
@@ -96,18 +114,51 @@ pub struct TimelineEntry {
     pub note: String,
 }
 
-/// What a fault event did to the tickets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Opened,
-    /// Raised again while its ticket was still open.
-    Recurred,
-    /// Raised again on a resolved ticket, or soon after it was closed.
-    Reopened,
-    Recovered,
-    Promoted,
-    /// Nothing to do (a clear with no open ticket, a promotion that changes nothing).
-    Nothing,
+crate::domain::named! {
+    /// What a line of a ticket's timeline records.
+    pub enum Event {
+        /// A fault opened the ticket.
+        Opened = "opened",
+        /// The fault was raised again while the ticket was open.
+        Recurred = "recurred",
+        /// The fault came back on a resolved ticket, or soon after it was closed.
+        Reopened = "reopened",
+        /// The fault cleared.
+        Recovered = "recovered",
+        /// The fault became more severe: a higher tier, stricter clocks.
+        Promoted = "promoted",
+        /// A person or a helpdesk moved the ticket to another state.
+        Transition = "transition",
+        /// A contract clock ran out unmet.
+        Breach = "breach",
+        /// An escalation step fired.
+        Escalated = "escalated",
+        /// Dispatched, and no progress for the contract's inaction time.
+        Inaction = "inaction",
+        /// A person made the repair billable.
+        Billing = "billing",
+        /// The fault came back within the contract's window after a repair.
+        RepairFailed = "repair_failed",
+        /// Failed repairs reached the contract's count in warranty: replace the unit.
+        ReplaceUnit = "replace_unit",
+        /// The resolution replaced the unit: failed repairs count afresh.
+        UnitReplaced = "unit_replaced",
+    }
+}
+
+crate::domain::named! {
+    /// What a fault event did to the tickets; its name labels the metric and the log.
+    pub enum Outcome {
+        Opened = "opened",
+        /// Raised again while its ticket was still open.
+        Recurred = "recurred",
+        /// Raised again on a resolved ticket, or soon after it was closed.
+        Reopened = "reopened",
+        Recovered = "recovered",
+        Promoted = "promoted",
+        /// Nothing to do (a clear with no open ticket, a promotion that changes nothing).
+        Nothing = "nothing",
+    }
 }
 
 /// A ticket filter for listing.

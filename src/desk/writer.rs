@@ -9,12 +9,12 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
 use tracing::{error, info, warn};
 
-use super::model::Outcome;
 use crate::clock::{Clock, Stopwatch};
-use crate::domain::{FaultEvent, TicketId, Tier};
+use crate::domain::{FaultChange, FaultEvent, TicketId, Tier};
 use crate::fleet::Fleet;
 use crate::metrics::{EventLabel, Metrics, TierLabel};
-use crate::store::{AlarmRecord, Change, FaultRecord, Store};
+use crate::store::{AlarmRecord, FaultRecord, Store};
+use crate::tickets::Outcome;
 
 /// A ticket change, for whoever watches (the demo prints them).
 #[derive(Debug, Clone)]
@@ -43,16 +43,16 @@ fn record(fleet: &Fleet, e: &FaultEvent, now: chrono::DateTime<chrono::Utc>) -> 
     let d = fleet.device(e.device());
     let profile = fleet.profile_of(e.device());
     let (tier, at, detail, change) = match e {
-        FaultEvent::Raised { tier, at, detail, .. } => (*tier, *at, detail, Change::Raised),
-        FaultEvent::Promoted { tier, at, detail, .. } => (*tier, *at, detail, Change::Promoted),
+        FaultEvent::Raised { tier, at, detail, .. } => (*tier, *at, detail, FaultChange::Raised),
+        FaultEvent::Promoted { tier, at, detail, .. } => (*tier, *at, detail, FaultChange::Promoted),
         FaultEvent::Cleared { at, detail, .. } => {
             let tier = profile.rule(code.as_str()).map_or(profile.offline_tier, |r| r.tier);
-            (tier, *at, detail, Change::Cleared)
+            (tier, *at, detail, FaultChange::Cleared)
         }
         FaultEvent::Alarm { .. } => return None,
     };
     let (warranty, repeat) = match change {
-        Change::Raised => fleet.warranty(e.device(), code.as_str(), now),
+        FaultChange::Raised => fleet.warranty(e.device(), code.as_str(), now),
         _ => (None, None),
     };
     Some(FaultRecord {
@@ -70,8 +70,8 @@ fn record(fleet: &Fleet, e: &FaultEvent, now: chrono::DateTime<chrono::Utc>) -> 
         change,
         deadlines: match change {
             // Clocks start when the ticket opens (or the fault becomes more severe), on the gateway's clock.
-            Change::Raised | Change::Promoted => fleet.deadlines(e.device(), tier, now),
-            Change::Cleared => Default::default(),
+            FaultChange::Raised | FaultChange::Promoted => fleet.deadlines(e.device(), tier, now),
+            FaultChange::Cleared => Default::default(),
         },
     })
 }
@@ -86,17 +86,6 @@ fn alarm(fleet: &Fleet, e: &FaultEvent) -> Option<AlarmRecord> {
             at: *at,
         }),
         _ => None,
-    }
-}
-
-fn label(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Opened => "opened",
-        Outcome::Recurred => "recurred",
-        Outcome::Reopened => "reopened",
-        Outcome::Recovered => "recovered",
-        Outcome::Promoted => "promoted",
-        Outcome::Nothing => "nothing",
     }
 }
 
@@ -142,7 +131,7 @@ impl Writer {
                 if outcome == Outcome::Nothing {
                     continue;
                 }
-                self.metrics.ticket_events.get_or_create(&EventLabel { event: label(outcome) }).inc();
+                self.metrics.ticket_events.get_or_create(&EventLabel { event: outcome.as_str() }).inc();
                 if let (Outcome::Opened | Outcome::Promoted, Some(gap)) = (outcome, &rec.deadlines.calendar_gap) {
                     self.metrics.calendar_gaps.inc();
                     warn!(ticket = ticket.0, device = %rec.device, "{gap}");
@@ -160,7 +149,7 @@ impl Writer {
                 }
                 info!(
                     ticket = ticket.0,
-                    event = label(outcome),
+                    event = outcome.as_str(),
                     device = %rec.device,
                     code = %rec.code,
                     tier = rec.tier.number(),

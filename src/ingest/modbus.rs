@@ -28,19 +28,16 @@ use tokio_modbus::prelude::{ExceptionCode, Slave, SlaveContext};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::map::{Function, value};
-use super::{Endpoint, Line, Parity, RegisterMap, Transport};
 use crate::clock::{Clock, LogLimiter, Stopwatch};
-use crate::domain::{DeviceIdx, FaultCode, FaultEvent};
+use crate::domain::{BUS_DOWN, DeviceIdx, FaultCode, FaultEvent, Value};
 use crate::fleet::Fleet;
 use crate::ingest::payload::Channel;
 use crate::ingest::shard::Msg;
 use crate::metrics::Metrics;
-use crate::rules::Value;
+use crate::modbus::map::{Function, value};
+use crate::modbus::{Endpoint, Line, Parity, RegisterMap, Transport};
 
-/// The fault a dead RTU line raises, on its first unit.
-pub const BUS_DOWN: &str = "bus_down";
-
+/// Poll failures, logged at most once per 10 s.
 static POLL_LOG: LogLimiter = LogLimiter::new(10.0);
 
 /// Why a poll or a request failed; the metric's `reason` label.

@@ -4,7 +4,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::*;
 use crate::contracts::Deadlines;
-use crate::store::{Change, FaultRecord, SubjectId};
+use crate::domain::FaultChange;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+
+use crate::store::{FaultRecord, SubjectId, migrator_to};
 
 fn t0() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("2026-11-22T08:00:00Z").unwrap().to_utc()
@@ -16,7 +19,7 @@ async fn store() -> (Store, tempfile::TempDir) {
     (s, dir)
 }
 
-fn rec(device: &str, code: &str, tier: Tier, change: Change, at: DateTime<Utc>) -> FaultRecord {
+fn rec(device: &str, code: &str, tier: Tier, change: FaultChange, at: DateTime<Utc>) -> FaultRecord {
     FaultRecord {
         device: device.into(),
         site: "s1".into(),
@@ -42,33 +45,36 @@ async fn apply(s: &Store, r: FaultRecord, now: DateTime<Utc>) -> (Outcome, Optio
 
 /// The fault cleared at `at`: the repair the next resolution reports.
 async fn recover(s: &Store, device: &str, code: &str, at: DateTime<Utc>) {
-    apply(s, rec(device, code, Tier::Main, Change::Cleared, at), at).await;
+    apply(s, rec(device, code, Tier::Main, FaultChange::Cleared, at), at).await;
 }
 
 fn events(t: &Ticket) -> Vec<String> {
-    t.timeline.as_ref().unwrap().iter().map(|e| e.event.clone()).collect()
+    t.timeline.as_ref().unwrap().iter().map(|e| e.event.to_string()).collect()
 }
 
 #[tokio::test]
 async fn one_fault_one_ticket_counting_occurrences() {
     let (s, _d) = store().await;
-    let raise = || rec("d1", "leak", Tier::Main, Change::Raised, t0());
+    let raise = || rec("d1", "leak", Tier::Main, FaultChange::Raised, t0());
     let (o, id) = apply(&s, raise(), t0()).await;
     assert_eq!(o, Outcome::Opened);
     let id = id.unwrap();
     assert_eq!(
-        apply(&s, rec("d1", "leak", Tier::Main, Change::Cleared, t0()), t0()).await,
+        apply(&s, rec("d1", "leak", Tier::Main, FaultChange::Cleared, t0()), t0()).await,
         (Outcome::Recovered, Some(id))
     );
-    assert_eq!(apply(&s, rec("d1", "leak", Tier::Main, Change::Cleared, t0()), t0()).await, (Outcome::Nothing, None));
+    assert_eq!(
+        apply(&s, rec("d1", "leak", Tier::Main, FaultChange::Cleared, t0()), t0()).await,
+        (Outcome::Nothing, None)
+    );
     assert_eq!(apply(&s, raise(), t0() + TimeDelta::minutes(5)).await, (Outcome::Recurred, Some(id)));
     let t = s.ticket(id).await.unwrap().unwrap();
     assert_eq!((t.occurrences, t.recovered, t.state), (2, false, State::Open));
     assert_eq!(events(&t), ["opened", "recovered", "recurred"]);
     assert_eq!(t.updated_at, t0() + TimeDelta::minutes(5));
     // Another device's or another code's fault is another ticket.
-    assert_eq!(apply(&s, rec("d2", "leak", Tier::Main, Change::Raised, t0()), t0()).await.0, Outcome::Opened);
-    assert_eq!(apply(&s, rec("d1", "tilt", Tier::Main, Change::Raised, t0()), t0()).await.0, Outcome::Opened);
+    assert_eq!(apply(&s, rec("d2", "leak", Tier::Main, FaultChange::Raised, t0()), t0()).await.0, Outcome::Opened);
+    assert_eq!(apply(&s, rec("d1", "tilt", Tier::Main, FaultChange::Raised, t0()), t0()).await.0, Outcome::Opened);
     assert_eq!(s.tickets(&TicketFilter { limit: 100, ..Default::default() }).await.unwrap().len(), 3);
 }
 
@@ -80,7 +86,7 @@ async fn concurrent_raises_of_one_fault_make_one_ticket() {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
             let now = t0() + TimeDelta::seconds(i);
-            s.apply_faults(&[rec("d1", "leak", Tier::Main, Change::Raised, now)], now, DAY).await.unwrap()[0].0
+            s.apply_faults(&[rec("d1", "leak", Tier::Main, FaultChange::Raised, now)], now, DAY).await.unwrap()[0].0
         }));
     }
     let mut opened = 0;
@@ -121,9 +127,9 @@ async fn the_database_itself_refuses_a_second_open_ticket() {
     }
     assert_eq!(ok, 1);
     // A closed one does not count.
-    sqlx::query("UPDATE tickets SET state = 'closed'").execute(s.pool()).await.unwrap();
+    sqlx::query("UPDATE tickets SET state = 'closed', closed_at = 0").execute(s.pool()).await.unwrap();
     assert_eq!(
-        apply(&s, rec("d1", "leak", Tier::Main, Change::Raised, t0()), t0() + TimeDelta::days(30)).await.0,
+        apply(&s, rec("d1", "leak", Tier::Main, FaultChange::Raised, t0()), t0() + TimeDelta::days(30)).await.0,
         Outcome::Opened
     );
 }
@@ -131,18 +137,20 @@ async fn the_database_itself_refuses_a_second_open_ticket() {
 #[tokio::test]
 async fn a_fault_back_soon_after_close_reopens_later_opens_anew() {
     let (s, _d) = store().await;
-    let (_, id) = apply(&s, rec("d1", "leak", Tier::Main, Change::Raised, t0()), t0()).await;
+    let (_, id) = apply(&s, rec("d1", "leak", Tier::Main, FaultChange::Raised, t0()), t0()).await;
     let id = id.unwrap();
     recover(&s, "d1", "leak", t0() + TimeDelta::hours(1)).await;
     s.transition(id, State::Resolved, "eng", "replaced seal", t0() + TimeDelta::hours(1)).await.unwrap();
     // Back while resolved: the repair did not hold.
-    let (o, again) = apply(&s, rec("d1", "leak", Tier::Main, Change::Raised, t0()), t0() + TimeDelta::hours(2)).await;
+    let (o, again) =
+        apply(&s, rec("d1", "leak", Tier::Main, FaultChange::Raised, t0()), t0() + TimeDelta::hours(2)).await;
     assert_eq!((o, again), (Outcome::Reopened, Some(id)));
     recover(&s, "d1", "leak", t0() + TimeDelta::hours(3)).await;
     s.transition(id, State::Resolved, "eng", "", t0() + TimeDelta::hours(3)).await.unwrap();
     s.transition(id, State::Closed, "desk", "", t0() + TimeDelta::hours(4)).await.unwrap();
     // Back within the window after close: reopened.
-    let (o, again) = apply(&s, rec("d1", "leak", Tier::Main, Change::Raised, t0()), t0() + TimeDelta::hours(20)).await;
+    let (o, again) =
+        apply(&s, rec("d1", "leak", Tier::Main, FaultChange::Raised, t0()), t0() + TimeDelta::hours(20)).await;
     assert_eq!((o, again), (Outcome::Reopened, Some(id)));
     let t = s.ticket(id).await.unwrap().unwrap();
     assert_eq!((t.state, t.occurrences, t.closed_at), (State::Open, 3, None));
@@ -151,7 +159,7 @@ async fn a_fault_back_soon_after_close_reopens_later_opens_anew() {
     s.transition(id, State::Closed, "desk", "", t0() + TimeDelta::hours(22)).await.unwrap();
     // Back after the window: a new ticket.
     let (o, other) =
-        apply(&s, rec("d1", "leak", Tier::Main, Change::Raised, t0()), t0() + TimeDelta::hours(22 + 25)).await;
+        apply(&s, rec("d1", "leak", Tier::Main, FaultChange::Raised, t0()), t0() + TimeDelta::hours(22 + 25)).await;
     assert_eq!(o, Outcome::Opened);
     assert_ne!(other, Some(id));
     let t = s.ticket(id).await.unwrap().unwrap();
@@ -176,9 +184,9 @@ async fn a_fault_back_soon_after_close_reopens_later_opens_anew() {
 #[tokio::test]
 async fn promotion_raises_the_tier_once_and_says_so() {
     let (s, _d) = store().await;
-    let (_, id) = apply(&s, rec("d1", "offline", Tier::Main, Change::Raised, t0()), t0()).await;
+    let (_, id) = apply(&s, rec("d1", "offline", Tier::Main, FaultChange::Raised, t0()), t0()).await;
     let id = id.unwrap();
-    let p = rec("d1", "offline", Tier::Major, Change::Promoted, t0());
+    let p = rec("d1", "offline", Tier::Major, FaultChange::Promoted, t0());
     assert_eq!(apply(&s, p.clone(), t0() + TimeDelta::minutes(11)).await, (Outcome::Promoted, Some(id)));
     assert_eq!(apply(&s, p, t0() + TimeDelta::minutes(12)).await.0, Outcome::Nothing);
     let t = s.ticket(id).await.unwrap().unwrap();
@@ -187,14 +195,14 @@ async fn promotion_raises_the_tier_once_and_says_so() {
     assert_eq!((last.event.as_str(), last.tier), ("promoted", Some(Tier::Major)));
     assert!(last.note.starts_with("tier 2 → 1"), "{}", last.note);
     // A recurrence at a lower tier does not lower it.
-    apply(&s, rec("d1", "offline", Tier::Main, Change::Raised, t0()), t0() + TimeDelta::minutes(13)).await;
+    apply(&s, rec("d1", "offline", Tier::Main, FaultChange::Raised, t0()), t0() + TimeDelta::minutes(13)).await;
     assert_eq!(s.ticket(id).await.unwrap().unwrap().tier, Tier::Major);
 }
 
 #[tokio::test]
 async fn transitions_follow_the_state_machine_and_stamp_times() {
     let (s, _d) = store().await;
-    let (_, id) = apply(&s, rec("d1", "leak", Tier::Main, Change::Raised, t0()), t0()).await;
+    let (_, id) = apply(&s, rec("d1", "leak", Tier::Main, FaultChange::Raised, t0()), t0()).await;
     let id = id.unwrap();
     let t = s.transition(id, State::Acknowledged, "alice", "on it", t0() + TimeDelta::minutes(3)).await.unwrap();
     assert_eq!((t.state, t.acknowledged_at), (State::Acknowledged, Some(t0() + TimeDelta::minutes(3))));
@@ -206,7 +214,7 @@ async fn transitions_follow_the_state_machine_and_stamp_times() {
     ));
     s.transition(id, State::Cancelled, "alice", "false alarm", t0()).await.unwrap();
     // A new ticket for the same fault, then reopening the cancelled one is refused by the machine.
-    apply(&s, rec("d1", "leak", Tier::Main, Change::Raised, t0()), t0() + TimeDelta::days(2)).await;
+    apply(&s, rec("d1", "leak", Tier::Main, FaultChange::Raised, t0()), t0() + TimeDelta::days(2)).await;
     assert!(matches!(s.transition(id, State::Open, "a", "", t0()).await, Err(TransitionFailure::Refused(_))));
     let last = s.ticket(id).await.unwrap().unwrap().timeline.unwrap().pop().unwrap();
     assert_eq!(
@@ -219,12 +227,12 @@ async fn transitions_follow_the_state_machine_and_stamp_times() {
 #[tokio::test]
 async fn reopening_by_hand_is_refused_while_another_ticket_holds_the_fault() {
     let (s, _d) = store().await;
-    let (_, first) = apply(&s, rec("d1", "leak", Tier::Main, Change::Raised, t0()), t0()).await;
+    let (_, first) = apply(&s, rec("d1", "leak", Tier::Main, FaultChange::Raised, t0()), t0()).await;
     let first = first.unwrap();
     recover(&s, "d1", "leak", t0()).await;
     s.transition(first, State::Resolved, "eng", "", t0()).await.unwrap();
     s.transition(first, State::Closed, "eng", "", t0()).await.unwrap();
-    apply(&s, rec("d1", "leak", Tier::Main, Change::Raised, t0()), t0() + TimeDelta::days(3)).await;
+    apply(&s, rec("d1", "leak", Tier::Main, FaultChange::Raised, t0()), t0() + TimeDelta::days(3)).await;
     let e = s.transition(first, State::Open, "eng", "", t0() + TimeDelta::days(3)).await.unwrap_err();
     assert!(matches!(e, TransitionFailure::Conflict(_)), "{e}");
 }
@@ -232,7 +240,7 @@ async fn reopening_by_hand_is_refused_while_another_ticket_holds_the_fault() {
 #[tokio::test]
 async fn the_timeline_is_append_only() {
     let (s, _d) = store().await;
-    apply(&s, rec("d1", "leak", Tier::Main, Change::Raised, t0()), t0()).await;
+    apply(&s, rec("d1", "leak", Tier::Main, FaultChange::Raised, t0()), t0()).await;
     assert!(sqlx::query("UPDATE timeline SET note = 'x'").execute(s.pool()).await.is_err());
     assert!(sqlx::query("DELETE FROM timeline").execute(s.pool()).await.is_err());
 }
@@ -240,10 +248,10 @@ async fn the_timeline_is_append_only() {
 #[tokio::test]
 async fn filters_and_active_faults() {
     let (s, _d) = store().await;
-    apply(&s, rec("d1", "leak", Tier::Main, Change::Raised, t0()), t0()).await;
-    apply(&s, rec("d2", "offline", Tier::Major, Change::Raised, t0()), t0()).await;
-    apply(&s, rec("d3", "tilt", Tier::Minor, Change::Raised, t0()), t0()).await;
-    apply(&s, rec("d3", "tilt", Tier::Minor, Change::Cleared, t0()), t0()).await;
+    apply(&s, rec("d1", "leak", Tier::Main, FaultChange::Raised, t0()), t0()).await;
+    apply(&s, rec("d2", "offline", Tier::Major, FaultChange::Raised, t0()), t0()).await;
+    apply(&s, rec("d3", "tilt", Tier::Minor, FaultChange::Raised, t0()), t0()).await;
+    apply(&s, rec("d3", "tilt", Tier::Minor, FaultChange::Cleared, t0()), t0()).await;
     let f = |f: TicketFilter| {
         let s = s.clone();
         async move {
@@ -274,7 +282,7 @@ async fn a_reopened_store_keeps_everything() {
     let path = dir.path().join("a.db");
     let id = {
         let s = Store::open(&path).await.unwrap();
-        apply(&s, rec("d1", "leak", Tier::Main, Change::Raised, t0()), t0()).await.1.unwrap()
+        apply(&s, rec("d1", "leak", Tier::Main, FaultChange::Raised, t0()), t0()).await.1.unwrap()
     };
     let s = Store::open(&path).await.unwrap();
     assert_eq!(s.ticket(id).await.unwrap().unwrap().code.0, "leak");
@@ -284,7 +292,7 @@ async fn a_reopened_store_keeps_everything() {
 async fn deadlines_are_stored_and_met_or_missed_when_the_moment_comes() {
     let (s, _d) = store().await;
     let m = |min: i64| t0() + TimeDelta::minutes(min);
-    let mut r = rec("d1", "leak", Tier::Main, Change::Raised, t0());
+    let mut r = rec("d1", "leak", Tier::Main, FaultChange::Raised, t0());
     r.deadlines = Deadlines {
         contract: Some("c".into()),
         no_clock: None,
@@ -306,7 +314,7 @@ async fn deadlines_are_stored_and_met_or_missed_when_the_moment_comes() {
     assert_eq!(t.clock.resolve_met, Some(true));
     assert_eq!(t.clock.contract.as_deref(), Some("c"));
     // A ticket without a contract says why and records nothing met or missed.
-    let mut r = rec("d2", "leak", Tier::Main, Change::Raised, t0());
+    let mut r = rec("d2", "leak", Tier::Main, FaultChange::Raised, t0());
     r.deadlines.no_clock = Some("no contract covers this device; no clock runs".into());
     let id = apply(&s, r, t0()).await.1.unwrap();
     let t = s.transition(id, State::Acknowledged, "desk", "", m(500)).await.unwrap();
@@ -317,11 +325,11 @@ async fn deadlines_are_stored_and_met_or_missed_when_the_moment_comes() {
 async fn a_promotion_pulls_deadlines_earlier_never_later() {
     let (s, _d) = store().await;
     let m = |min: i64| t0() + TimeDelta::minutes(min);
-    let mut r = rec("d1", "offline", Tier::Main, Change::Raised, t0());
+    let mut r = rec("d1", "offline", Tier::Main, FaultChange::Raised, t0());
     r.deadlines.acknowledge_by = Some(m(60));
     r.deadlines.resolve_by = Some(m(600));
     let id = apply(&s, r, t0()).await.1.unwrap();
-    let mut p = rec("d1", "offline", Tier::Major, Change::Promoted, m(10));
+    let mut p = rec("d1", "offline", Tier::Major, FaultChange::Promoted, m(10));
     p.deadlines.acknowledge_by = Some(m(25)); // earlier: taken
     p.deadlines.resolve_by = Some(m(900)); // later: ignored
     p.deadlines.on_site_by = Some(m(130)); // none before: taken
@@ -332,7 +340,7 @@ async fn a_promotion_pulls_deadlines_earlier_never_later() {
 
 #[tokio::test]
 async fn partial_hours_merge_and_old_history_is_pruned() {
-    use crate::history::{Acc, RollupRow};
+    use crate::rollup::{Acc, RollupRow};
     let (s, _dir) = store().await;
     let config = crate::demo::config().unwrap();
     let fleet = &config.fleet;
@@ -354,7 +362,7 @@ async fn partial_hours_merge_and_old_history_is_pruned() {
     assert_eq!((a.min, a.max, a.count, a.sum), (10.0, 30.0, 4, 85.0));
     assert_eq!((a.last, a.last_at), (30.0, hour + 5), "the latest reading wins, whichever part came last");
     // State changes are kept with the faults, and both are pruned past the retention.
-    apply(&s, rec("rec-001", "leak", Tier::Main, Change::Raised, t0()), t0()).await;
+    apply(&s, rec("rec-001", "leak", Tier::Main, FaultChange::Raised, t0()), t0()).await;
     assert_eq!(s.device_events("rec-001", t0(), t0() + TimeDelta::hours(1), 10).await.unwrap().len(), 1);
     assert_eq!(s.prune_history(t0()).await.unwrap(), 0, "nothing before the hour");
     assert_eq!(s.prune_history(t0() + TimeDelta::hours(1)).await.unwrap(), 2);
@@ -380,7 +388,7 @@ async fn a_fault_during_a_visit_is_recorded_but_silenced() {
     assert_eq!(s.add_work_orders(&[visit], t0()).await.unwrap(), 1);
     let wo = s.work_orders(&Default::default(), 10).await.unwrap()[0].id;
     // Before the visit starts, a fault is a ticket like any other.
-    let mut r = rec("rec-001", "leak", Tier::Major, Change::Raised, t0());
+    let mut r = rec("rec-001", "leak", Tier::Major, FaultChange::Raised, t0());
     r.deadlines.acknowledge_by = Some(t0() + TimeDelta::minutes(15));
     let (_, before) = apply(&s, r.clone(), t0()).await;
     let before = s.ticket(before.unwrap()).await.unwrap().unwrap();
@@ -404,11 +412,11 @@ async fn a_fault_during_a_visit_is_recorded_but_silenced() {
             .any(|o| o.subject == SubjectId::Ticket(during.id))
     );
     // Another device is not silenced by this visit.
-    let (_, other) = apply(&s, rec("rec-002", "tilt", Tier::Major, Change::Raised, t0()), t0()).await;
+    let (_, other) = apply(&s, rec("rec-002", "tilt", Tier::Major, FaultChange::Raised, t0()), t0()).await;
     assert_eq!(s.ticket(other.unwrap()).await.unwrap().unwrap().silenced_by, None);
     // Done, the visit silences nothing more.
     assert!(s.complete_work_order(wo, "eng", &serde_json::json!({}), t0()).await.unwrap());
-    let (_, after) = apply(&s, rec("rec-001", "smoke", Tier::Major, Change::Raised, t0()), t0()).await;
+    let (_, after) = apply(&s, rec("rec-001", "smoke", Tier::Major, FaultChange::Raised, t0()), t0()).await;
     assert_eq!(s.ticket(after.unwrap()).await.unwrap().unwrap().silenced_by, None);
 }
 
@@ -454,7 +462,7 @@ async fn the_outbox_keeps_its_rows_when_work_orders_join_it() {
     let t = SubjectId::Ticket(TicketId(1));
     assert_eq!(events, [(t, 2, "recovered"), (t, 1, "opened")]);
     // The ticket's next event continues its sequence; a work order starts its own.
-    apply(&s, rec("rec-001", "leak", Tier::Major, Change::Raised, t0()), t0()).await;
+    apply(&s, rec("rec-001", "leak", Tier::Major, FaultChange::Raised, t0()), t0()).await;
     let visit = crate::store::NewWorkOrder {
         contract: "k".into(),
         plan: "inspection".into(),
@@ -482,7 +490,7 @@ async fn the_outbox_keeps_its_rows_when_work_orders_join_it() {
 async fn an_active_fault_is_resolved_only_by_force_and_its_clock_waits_for_the_recovery() {
     let (s, _d) = store().await;
     let m = |n: i64| t0() + TimeDelta::minutes(n);
-    let mut r = rec("d1", "leak", Tier::Main, Change::Raised, t0());
+    let mut r = rec("d1", "leak", Tier::Main, FaultChange::Raised, t0());
     r.deadlines = Deadlines { contract: Some("c".into()), resolve_by: Some(m(240)), ..Default::default() };
     let id = apply(&s, r.clone(), t0()).await.1.unwrap();
     // Still leaking: a plain resolution is refused, and so is a forced one without a word why.
@@ -519,25 +527,26 @@ async fn an_active_fault_is_resolved_only_by_force_and_its_clock_waits_for_the_r
 #[tokio::test]
 async fn a_fault_still_active_when_its_ticket_is_cancelled_or_closed_stays_active_across_a_restart() {
     let (s, _d) = store().await;
-    let cancelled = apply(&s, rec("d1", "leak", Tier::Main, Change::Raised, t0()), t0()).await.1.unwrap();
+    let cancelled = apply(&s, rec("d1", "leak", Tier::Main, FaultChange::Raised, t0()), t0()).await.1.unwrap();
     s.transition(cancelled, State::Cancelled, "desk", "a known leak, not a service case", t0()).await.unwrap();
-    let closed = apply(&s, rec("d2", "leak", Tier::Main, Change::Raised, t0()), t0()).await.1.unwrap();
+    let closed = apply(&s, rec("d2", "leak", Tier::Main, FaultChange::Raised, t0()), t0()).await.1.unwrap();
     let force = TransitionOptions { force: true, ..Default::default() };
     s.transition_with(closed, State::Resolved, "eng", "customer declines", t0(), force).await.unwrap();
     s.transition(closed, State::Closed, "desk", "", t0()).await.unwrap();
-    apply(&s, rec("d3", "leak", Tier::Main, Change::Raised, t0()), t0()).await;
+    apply(&s, rec("d3", "leak", Tier::Main, FaultChange::Raised, t0()), t0()).await;
     let mut active: Vec<String> = s.active_faults().await.unwrap().into_iter().map(|f| f.device).collect();
     active.sort();
     assert_eq!(active, ["d1", "d2", "d3"], "what a restart restores: every fault not yet cleared");
     // The cancelled ticket's fault clears: it is recorded there, and nothing is restored for it any more.
     assert_eq!(
-        apply(&s, rec("d1", "leak", Tier::Main, Change::Cleared, t0()), t0()).await,
+        apply(&s, rec("d1", "leak", Tier::Main, FaultChange::Cleared, t0()), t0()).await,
         (Outcome::Recovered, Some(cancelled))
     );
     let active: Vec<String> = s.active_faults().await.unwrap().into_iter().map(|f| f.device).collect();
     assert!(!active.contains(&"d1".to_string()), "{active:?}");
     // Raised again after that: a new ticket.
-    let (o, again) = apply(&s, rec("d1", "leak", Tier::Main, Change::Raised, t0()), t0() + TimeDelta::hours(1)).await;
+    let (o, again) =
+        apply(&s, rec("d1", "leak", Tier::Main, FaultChange::Raised, t0()), t0() + TimeDelta::hours(1)).await;
     assert_eq!(o, Outcome::Opened);
     assert_ne!(again, Some(cancelled));
 }

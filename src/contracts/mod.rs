@@ -1,15 +1,18 @@
 //! Service contracts as configured: which devices each covers, when it is
 //! in force, and the clocks it promises per tier. Pure.
 
+mod clock;
+mod plan;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
 use crate::calendar::Calendar;
-use crate::domain::{CustomerId, Tier};
-use crate::fleet::Device;
-use crate::tickets::sla::ClockSpec;
+use crate::domain::{CustomerId, DeviceId, SiteId, Tier};
+pub use clock::ClockSpec;
+pub use plan::{After, Anchor, Cadence, Measure, Plan, Step, due_dates};
 
 /// The clocks of one tier; a missing clock is not promised.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -21,23 +24,12 @@ pub struct TierClocks {
     pub escalation: Vec<Escalation>,
 }
 
-/// The milestone that stops an escalation step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Milestone {
-    Acknowledged,
-    OnSite,
-    Resolved,
-}
-
-impl Milestone {
-    pub fn parse(s: &str) -> Option<Milestone> {
-        match s {
-            "acknowledged" => Some(Milestone::Acknowledged),
-            "on_site" => Some(Milestone::OnSite),
-            "resolved" => Some(Milestone::Resolved),
-            _ => None,
-        }
+crate::domain::named! {
+    /// The milestone that stops an escalation step.
+    pub enum Milestone {
+        Acknowledged = "acknowledged",
+        OnSite = "on_site",
+        Resolved = "resolved",
     }
 }
 
@@ -89,9 +81,9 @@ pub struct Contract {
     /// (004: "维修2次以上仍不能修复的…更换": two or more).
     pub replace_at_failed_repairs: u32,
     /// The visits it promises.
-    pub plans: Vec<crate::schedule::Plan>,
+    pub plans: Vec<Plan>,
     /// The reports made for its customer after each whole week, month, quarter or year.
-    pub reports: Vec<crate::report::Cadence>,
+    pub reports: Vec<Cadence>,
 }
 
 /// A warranty period from the acceptance date, in calendar days or months.
@@ -178,10 +170,22 @@ pub struct Deadlines {
     pub calendar_gap: Option<String>,
 }
 
+/// What a contract needs to know of a device to say whether it covers it.
+#[derive(Debug, Clone, Copy)]
+pub struct Covered<'a> {
+    pub id: &'a DeviceId,
+    pub site: &'a SiteId,
+    pub customer: &'a CustomerId,
+    /// The name of the device's kind.
+    pub kind: &'a str,
+    pub accepted_on: NaiveDate,
+}
+
 impl Contract {
     /// How specifically the contract covers a device: 3 by id, 2 by site or kind, 1 customer-wide, 0 not.
-    pub fn coverage(&self, device: &Device, kind: &str) -> u8 {
-        if device.customer != self.customer {
+    pub fn coverage(&self, device: Covered<'_>) -> u8 {
+        let kind = device.kind;
+        if *device.customer != self.customer {
             return 0;
         }
         let c = &self.covers;
@@ -201,7 +205,7 @@ impl Contract {
     }
 
     /// The device's warranty per component class on `day`, and the class a fault `code` concerns.
-    pub fn warranty_status(&self, device: &Device, code: &str, day: NaiveDate) -> WarrantyStatus {
+    pub fn warranty_status(&self, device: Covered<'_>, code: &str, day: NaiveDate) -> WarrantyStatus {
         let components: Vec<ComponentWarranty> = self
             .warranty
             .periods
@@ -262,16 +266,11 @@ impl Contract {
 }
 
 /// The contract that governs a device's tickets on `day`, or why there is none.
-pub fn governing<'a>(
-    contracts: &'a [Contract],
-    device: &Device,
-    kind: &str,
-    day: NaiveDate,
-) -> Result<&'a Contract, String> {
+pub fn governing<'a>(contracts: &'a [Contract], device: Covered<'_>, day: NaiveDate) -> Result<&'a Contract, String> {
     let mut best: Option<(&Contract, u8)> = None;
     let mut expired: Option<&Contract> = None;
     for c in contracts {
-        let cov = c.coverage(device, kind);
+        let cov = c.coverage(device);
         if cov == 0 {
             continue;
         }
@@ -297,13 +296,12 @@ pub fn governing<'a>(
 /// from the governing contract, or none with the reason.
 pub fn deadlines_for(
     contracts: &[Contract],
-    device: &Device,
-    kind: &str,
+    device: Covered<'_>,
     tier: Tier,
     at: DateTime<Utc>,
     day: NaiveDate,
 ) -> Deadlines {
-    match governing(contracts, device, kind, day) {
+    match governing(contracts, device, day) {
         Ok(c) => c.deadlines(tier, at),
         Err(why) => Deadlines { no_clock: Some(why), ..Deadlines::default() },
     }
@@ -409,12 +407,11 @@ mod tests {
     #[test]
     fn a_device_no_contract_covers_has_no_clock() {
         let f = fleet();
-        let mut stranger = f.device(f.lookup("rec-001").unwrap()).clone();
-        stranger.customer = CustomerId("someone-else".into());
+        let someone_else = CustomerId("someone-else".into());
+        let stranger = Covered { customer: &someone_else, ..f.covered(f.lookup("rec-001").unwrap()) };
         let d = deadlines_for(
             &f.contracts,
-            &stranger,
-            "recorder",
+            stranger,
             Tier::Major,
             t("2026-06-01T10:00:00"),
             t("2026-06-01T10:00:00").date_naive(),
@@ -426,7 +423,7 @@ mod tests {
     #[test]
     fn the_most_specific_contract_governs() {
         let f = fleet();
-        let dev = f.device(f.lookup("rec-001").unwrap()).clone();
+        let dev = f.covered(f.lookup("rec-001").unwrap());
         let mut named = f.contracts[0].clone();
         named.id = "by-id".into();
         named.customer = dev.customer.clone();
@@ -434,8 +431,8 @@ mod tests {
         let mut all = f.contracts.clone();
         all.push(named);
         let day = NaiveDate::from_ymd_opt(2026, 6, 1).unwrap();
-        assert_eq!(governing(&all, &dev, "recorder", day).unwrap().id, "by-id");
-        assert_eq!(governing(&f.contracts, &dev, "recorder", day).unwrap().id, "recorders-tender");
+        assert_eq!(governing(&all, dev, day).unwrap().id, "by-id");
+        assert_eq!(governing(&f.contracts, dev, day).unwrap().id, "recorders-tender");
     }
 }
 
@@ -463,9 +460,9 @@ mod warranty_tests {
         let idx = f.lookup("swh-001").unwrap(); // accepted 2024-06-15
         let c = f.contracts.iter().find(|c| c.id == "solar-heaters").unwrap();
         let day = NaiveDate::from_ymd_opt(2025, 7, 1).unwrap();
-        let pump = c.warranty_status(f.device(idx), "pump_failure", day);
+        let pump = c.warranty_status(f.covered(idx), "pump_failure", day);
         assert_eq!((pump.component.as_deref(), pump.in_warranty), (Some("pipes_electrical"), false));
-        let leak = c.warranty_status(f.device(idx), "tank_leak", day);
+        let leak = c.warranty_status(f.covered(idx), "tank_leak", day);
         assert_eq!((leak.component.as_deref(), leak.in_warranty), (Some("main"), true));
         let until: Vec<(String, NaiveDate, bool)> =
             leak.components.iter().map(|w| (w.class.clone(), w.until, w.in_warranty)).collect();
@@ -477,8 +474,8 @@ mod warranty_tests {
             ]
         );
         // The last day covered, and the day after.
-        let last = c.warranty_status(f.device(idx), "tank_leak", NaiveDate::from_ymd_opt(2027, 6, 14).unwrap());
-        let after = c.warranty_status(f.device(idx), "tank_leak", NaiveDate::from_ymd_opt(2027, 6, 15).unwrap());
+        let last = c.warranty_status(f.covered(idx), "tank_leak", NaiveDate::from_ymd_opt(2027, 6, 14).unwrap());
+        let after = c.warranty_status(f.covered(idx), "tank_leak", NaiveDate::from_ymd_opt(2027, 6, 15).unwrap());
         assert_eq!((last.in_warranty, after.in_warranty), (true, false));
     }
 }

@@ -1,8 +1,7 @@
 //! Hourly rollups, accumulated where the readings are (in the shards) and
 //! handed on as partial hours that the store merges. Pure.
 
-use crate::domain::DeviceIdx;
-use crate::rules::Value;
+use crate::domain::{DeviceIdx, Value};
 
 pub const HOUR_MS: i64 = 3_600_000;
 

@@ -61,7 +61,7 @@ pub fn overlaps(points: &[Point]) -> Vec<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::modbus::map::Order;
+    use crate::modbus::map::Order;
 
     fn pt(function: Function, address: u16, ty: DataType) -> Point {
         Point { metric: 0, function, address, ty, order: Order::Abcd, scale: 1.0, offset: 0.0 }

@@ -1,11 +1,8 @@
-//! Modbus ingest: devices polled over TCP or RTU with their kind's register
-//! map, feeding the same shards, rules and tickets as MQTT telemetry.
-//! `map` (points and decoding) and `plan` (merged requests) are pure;
-//! `poll` runs the connections.
+//! Modbus, pure: a kind's register map (`map`: points and their decoding), the requests
+//! that read it (`plan`), and how a device is reached. `ingest::modbus` polls with them.
 
 pub mod map;
 pub mod plan;
-pub mod poll;
 
 use std::time::Duration;
 

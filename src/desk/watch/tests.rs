@@ -3,7 +3,9 @@ use std::time::Duration;
 use chrono::TimeDelta;
 
 use super::*;
-use crate::store::{Change, FaultRecord, TransitionOptions};
+use crate::domain::{FaultChange, Tier};
+use crate::store::{FaultRecord, TransitionOptions};
+use crate::tickets::clocks::{ClockName, Firing};
 use crate::tickets::model::Ticket;
 
 /// Local time (+08:00) to UTC.
@@ -34,7 +36,7 @@ async fn open(s: &Store, f: &Fleet, device: &str, code: &str, tier: Tier, at: Da
         tier,
         at,
         detail: String::new(),
-        change: Change::Raised,
+        change: FaultChange::Raised,
         deadlines: f.deadlines(idx, tier, at),
         warranty: f.warranty(idx, code, at).0,
         repeat: f.warranty(idx, code, at).1,
@@ -56,7 +58,7 @@ async fn recover(s: &Store, f: &Fleet, device: &str, code: &str, at: DateTime<Ut
         tier: Tier::Major,
         at,
         detail: String::new(),
-        change: Change::Cleared,
+        change: FaultChange::Cleared,
         deadlines: Default::default(),
         warranty: None,
         repeat: None,
@@ -354,7 +356,7 @@ async fn out_of_warranty_failed_repairs_do_not_replace_the_unit() {
     // rec-001 was accepted 2025-09-01 with 24 months: out of warranty from 2027-09-01 (contract still in force).
     let t0 = t("2027-10-01T09:00:00");
     let id = open(&s, &f, "rec-001", "storage_failure", Tier::Major, t0).await;
-    assert_eq!(ticket(&s, id).await.billing.map(|b| b.class), Some("at_cost".to_string()));
+    assert_eq!(ticket(&s, id).await.billing.map(|b| b.class), Some(crate::tickets::model::BillingClass::AtCost));
     for d in [1, 3, 5] {
         repair(&s, &f, id, t0 + TimeDelta::days(d)).await;
         open(&s, &f, "rec-001", "storage_failure", Tier::Major, t0 + TimeDelta::days(d + 1)).await;

@@ -4,7 +4,7 @@
 //! The config also accepts 1-based Modicon references (`ref = 40001` is
 //! holding register 0), which say their function themselves.
 
-use crate::rules::Value;
+use crate::domain::Value;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Function {

@@ -1,0 +1,172 @@
+//! Tickets' contract clocks in the store: read a page at a time for the watch, and what
+//! they made due fired, each at most once.
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::tickets::{Entry, append, state_of, tier_of};
+use super::{SYSTEM, Store, StoreError, TERMINAL, flag_of, from_ms, ms, opt_ms, sql_list};
+use crate::domain::TicketId;
+use crate::tickets::clocks::{ClockName, Firing, OpenClock};
+use crate::tickets::{Event, State};
+
+/// Which tickets' clocks to read: pages of at most `limit`, so that no statement holds the
+/// database long however many tickets there are.
+#[derive(Debug, Clone, Copy)]
+pub enum Clocks {
+    /// Tickets not closed or cancelled with an id above `after`, by id.
+    Open { after: crate::domain::TicketId, limit: u32 },
+    /// Tickets, open or not, changed after (`at`, `after`), by change time and id.
+    Changed { at: chrono::DateTime<chrono::Utc>, after: crate::domain::TicketId, limit: u32 },
+    /// One ticket, whatever its state.
+    Of(crate::domain::TicketId),
+}
+
+impl Store {
+    /// Tickets' clocks, each with the time it last changed: a page of the open tickets, a
+    /// page of the tickets (open or not) changed since a point, or one ticket whatever its state.
+    pub async fn clocks(&self, which: Clocks) -> Result<Vec<(OpenClock, DateTime<Utc>)>, StoreError> {
+        const COLUMNS: &str = "id, tier, state, contract, opened_at, updated_at, acknowledged_at, on_site_at, \
+             acknowledge_by, on_site_by, resolve_by, acknowledge_breached_at, on_site_breached_at, resolve_breached_at, \
+             escalation_level, dispatched_at, inaction_escalated_at, resolve_forced, recovered";
+        let q = match which {
+            Clocks::Open { after, limit } => sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM tickets WHERE state NOT IN {} AND id > $1 \
+                 ORDER BY id LIMIT $2",
+                *TERMINAL
+            )))
+            .bind(after.0)
+            .bind(i64::from(limit)),
+            Clocks::Changed { at, after, limit } => sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {COLUMNS} FROM tickets WHERE updated_at > $1 OR (updated_at = $1 AND id > $2) \
+                 ORDER BY updated_at, id LIMIT $3"
+            )))
+            .bind(ms(at))
+            .bind(after.0)
+            .bind(i64::from(limit)),
+            Clocks::Of(id) => {
+                sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM tickets WHERE id = $1"))).bind(id.0)
+            }
+        };
+        let rows = q.fetch_all(&self.pool).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let clock = OpenClock {
+                id: TicketId(r.try_get("id")?),
+                tier: tier_of(r)?,
+                state: state_of(r)?,
+                contract: r.try_get("contract")?,
+                opened_at: from_ms(r.try_get("opened_at")?)?,
+                acknowledged_at: opt_ms(r.try_get("acknowledged_at")?)?,
+                on_site_at: opt_ms(r.try_get("on_site_at")?)?,
+                acknowledge_by: opt_ms(r.try_get("acknowledge_by")?)?,
+                on_site_by: opt_ms(r.try_get("on_site_by")?)?,
+                resolve_by: opt_ms(r.try_get("resolve_by")?)?,
+                acknowledge_breached: r.try_get::<Option<i64>, _>("acknowledge_breached_at")?.is_some(),
+                on_site_breached: r.try_get::<Option<i64>, _>("on_site_breached_at")?.is_some(),
+                resolve_breached: r.try_get::<Option<i64>, _>("resolve_breached_at")?.is_some(),
+                escalation_level: r.try_get("escalation_level")?,
+                dispatched_at: opt_ms(r.try_get("dispatched_at")?)?,
+                inaction_escalated_at: opt_ms(r.try_get("inaction_escalated_at")?)?,
+                awaiting_recovery: flag_of(r, "resolve_forced")? && !flag_of(r, "recovered")?,
+            };
+            out.push((clock, from_ms(r.try_get("updated_at")?)?));
+        }
+        Ok(out)
+    }
+
+    /// Applies what a ticket's clocks made due, each at most once; returns the firings that took effect.
+    pub async fn fire(&self, id: TicketId, firings: &[Firing], now: DateTime<Utc>) -> Result<Vec<Firing>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut done = Vec::new();
+        for f in firings {
+            let (sql, note): (String, String) = match f {
+                Firing::Breach { clock: ClockName::Acknowledge, due, .. } => (
+                    "UPDATE tickets SET acknowledge_breached_at = $2, acknowledge_met = COALESCE(acknowledge_met, 0), \
+                     updated_at = $2 WHERE id = $1 AND acknowledge_breached_at IS NULL AND acknowledged_at IS NULL"
+                        .to_string(),
+                    format!("acknowledge clock missed: due {}", due.to_rfc3339()),
+                ),
+                Firing::Breach { clock: ClockName::OnSite, due, .. } => (
+                    "UPDATE tickets SET on_site_breached_at = $2, on_site_met = COALESCE(on_site_met, 0), \
+                     updated_at = $2 WHERE id = $1 AND on_site_breached_at IS NULL AND on_site_at IS NULL"
+                        .to_string(),
+                    format!("on-site clock missed: due {}", due.to_rfc3339()),
+                ),
+                Firing::Breach { clock: ClockName::Resolve, due, loaner } => (
+                    // Unfixed: not resolved, or resolved by force while the fault is still active.
+                    format!(
+                        "UPDATE tickets SET resolve_breached_at = $2, resolve_met = 0, {}updated_at = $2 \
+                         WHERE id = $1 AND resolve_breached_at IS NULL AND (state NOT IN {} \
+                         OR (state = '{}' AND resolve_forced = 1 AND recovered = 0))",
+                        if *loaner { "loaner = 1, " } else { "" },
+                        sql_list([State::Resolved, State::Closed, State::Cancelled].map(State::as_str)),
+                        State::Resolved
+                    ),
+                    if *loaner {
+                        format!(
+                            "resolve clock missed: due {}; a loaner unit is owed until it is fixed",
+                            due.to_rfc3339()
+                        )
+                    } else {
+                        format!("resolve clock missed: due {}", due.to_rfc3339())
+                    },
+                ),
+                Firing::Escalate { level, to, channel, due, unless } => {
+                    let sql = "UPDATE tickets SET escalation_level = $3, updated_at = $2 WHERE id = $1 AND escalation_level < $3";
+                    let res = sqlx::query(sql).bind(id.0).bind(ms(now)).bind(*level as i64).execute(&mut *tx).await?;
+                    if res.rows_affected() == 1 {
+                        let note = format!(
+                            "level {level}: to {to} by {channel}; not {} by {}",
+                            serde_json::to_value(unless)
+                                .ok()
+                                .and_then(|v| v.as_str().map(String::from))
+                                .unwrap_or_default(),
+                            due.to_rfc3339()
+                        );
+                        let e = Entry {
+                            event: Event::Escalated,
+                            actor: SYSTEM,
+                            from: None,
+                            to: None,
+                            tier: None,
+                            note: &note,
+                        };
+                        append(&mut tx, id.0, now, e).await?;
+                        done.push(f.clone());
+                    }
+                    continue;
+                }
+                Firing::Inaction { since, to } => {
+                    let sql = "UPDATE tickets SET inaction_escalated_at = $2, updated_at = $2 WHERE id = $1 \
+                               AND state = $4 AND dispatched_at = $3 \
+                               AND (inaction_escalated_at IS NULL OR inaction_escalated_at < dispatched_at)";
+                    let q = sqlx::query(sql).bind(id.0).bind(ms(now)).bind(ms(*since)).bind(State::Dispatched.as_str());
+                    let res = q.execute(&mut *tx).await?;
+                    if res.rows_affected() == 1 {
+                        let note = format!("dispatched at {} with no progress since: to {to}", since.to_rfc3339());
+                        let e = Entry {
+                            event: Event::Inaction,
+                            actor: SYSTEM,
+                            from: None,
+                            to: None,
+                            tier: None,
+                            note: &note,
+                        };
+                        append(&mut tx, id.0, now, e).await?;
+                        done.push(f.clone());
+                    }
+                    continue;
+                }
+            };
+            let res = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.0).bind(ms(now)).execute(&mut *tx).await?;
+            if res.rows_affected() == 1 {
+                let e = Entry { event: Event::Breach, actor: SYSTEM, from: None, to: None, tier: None, note: &note };
+                append(&mut tx, id.0, now, e).await?;
+                done.push(f.clone());
+            }
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
+}
