@@ -4,8 +4,8 @@
 Reads every non-test source file of each top-level module (src/X.rs, src/X/**)
 for `crate::Y` paths and `use crate::{Y, ...}` groups, and prints the groups of
 modules that import each other in a circle (strongly connected components).
-Exits non-zero when there is one, so that CI can keep the graph one-way once it
-is (issue 12).
+Also checks that the pure core (PURE below) imports nothing of the runtime.
+Exits non-zero on a cycle or such an import, so that CI keeps the graph one-way.
 
     scripts/modgraph.py            # the cycles, if any
     scripts/modgraph.py --edges    # every edge too
@@ -17,9 +17,13 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 
+# The pure core: data and rules, no I/O. A pure module imports pure modules only, so that the
+# runtime (store, ingest, desk, outbox, api, ...) depends on the core and never the reverse.
+PURE = {"calendar", "contracts", "domain", "fleet", "modbus", "rollup", "rules", "tickets"}
+
 
 def graph():
-    mods = [m.group(1) for m in re.finditer(r"^pub mod (\w+);", (SRC / "lib.rs").read_text(), re.M)]
+    mods = [m.group(1) for m in re.finditer(r"^(?:pub(?:\(crate\))? )?mod (\w+);", (SRC / "lib.rs").read_text(), re.M)]
     g = {m: set() for m in mods}
     for f in SRC.rglob("*.rs"):
         rel = f.relative_to(SRC)
@@ -77,7 +81,12 @@ def main():
         print(f"cycle of {len(c)} of {len(g)} modules: {' '.join(c)}")
     if not found:
         print(f"no cycle among {len(g)} modules")
-    return 1 if found else 0
+    against = [(m, w) for m in sorted(PURE & g.keys()) for w in sorted(g[m] - PURE)]
+    for m, w in against:
+        print(f"pure module {m} imports runtime module {w}")
+    if not against:
+        print(f"the {len(PURE & g.keys())} pure modules import pure modules only")
+    return 1 if found or against else 0
 
 
 if __name__ == "__main__":
