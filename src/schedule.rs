@@ -205,6 +205,61 @@ pub async fn run(store: Store, fleet: Arc<Fleet>, clock: Arc<dyn Clock>, shutdow
     }
 }
 
+/// Why a visit could not be started or completed.
+#[derive(Debug, thiserror::Error)]
+pub enum VisitRefused {
+    #[error("no work order {0}")]
+    NotFound(i64),
+    #[error("work order {0} is {1}; only an open or missed one starts")]
+    NotStartable(i64, VisitState),
+    #[error("work order {0} is already done")]
+    AlreadyDone(i64),
+    #[error("answer every checklist item; missing: {}", .0.join(", "))]
+    Unanswered(Vec<String>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Starts visit `id` with `by` on site: new tickets of the device are silenced until it is done.
+pub async fn start(store: &Store, id: i64, by: &str, now: DateTime<Utc>) -> Result<(), VisitRefused> {
+    let w = store.work_order(id).await?.ok_or(VisitRefused::NotFound(id))?;
+    if !store.start_work_order(id, by, now).await? {
+        return Err(VisitRefused::NotStartable(id, w.state));
+    }
+    Ok(())
+}
+
+/// Completes visit `id` by `by` with its checklist `answers`. What the telemetry measures
+/// answers an item unless `by` answered it otherwise; every item must then be answered. An
+/// inspection makes the written report it owes the customer at once.
+pub async fn complete(
+    store: &Store,
+    fleet: &Fleet,
+    id: i64,
+    by: &str,
+    mut answers: serde_json::Map<String, serde_json::Value>,
+    now: DateTime<Utc>,
+) -> Result<(), VisitRefused> {
+    let w = store.work_order(id).await?.ok_or(VisitRefused::NotFound(id))?;
+    for (item, m) in measure(store, fleet, &w, now).await? {
+        answers.entry(item).or_insert(m);
+    }
+    let missing: Vec<String> = w.checklist.iter().filter(|i| !answers.contains_key(*i)).cloned().collect();
+    if !missing.is_empty() {
+        return Err(VisitRefused::Unanswered(missing));
+    }
+    if !store.complete_work_order(id, by, &serde_json::Value::Object(answers), now).await? {
+        return Err(VisitRefused::AlreadyDone(id));
+    }
+    if w.kind == VisitKind::Inspection {
+        if let Some(done) = store.work_order(id).await? {
+            let made = crate::report::after_inspection(store, fleet, &done, now).await?;
+            tracing::info!(work_order = id, reports = ?made, "inspection report made");
+        }
+    }
+    Ok(())
+}
+
 /// The checklist items of a work order that the telemetry answers, measured over the time
 /// since the plan's previous visit to the device (or the last 30 days), up to `now`:
 /// item → `{ "value", "measured": true, "how", "since" }`.

@@ -12,6 +12,8 @@ use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
+use crate::tickets::State;
+
 use super::{BoxFuture, Connector, Delivered, Delivery, DeliveryError, Subject, http_outcome};
 
 pub struct Webhook {
@@ -34,6 +36,39 @@ pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
     mac.update(b".");
     mac.update(body);
     format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
+}
+
+/// How far a signed request's timestamp may be from our clock, seconds.
+pub const TOLERANCE_S: i64 = 300;
+
+/// Checks a request a helpdesk sends in, signed as ours are: `id`, a `timestamp` within
+/// [`TOLERANCE_S`] of `now` (seconds), and one of the space-separated `signatures` made with
+/// `key` over them and `body`. `Err` says what is wrong, for a 401.
+pub fn verify(
+    key: &[u8],
+    id: &str,
+    timestamp: &str,
+    signatures: &str,
+    body: &[u8],
+    now: i64,
+) -> Result<(), &'static str> {
+    let ts: i64 = timestamp.parse().map_err(|_| "missing or bad webhook-timestamp")?;
+    if (now - ts).abs() > TOLERANCE_S {
+        return Err("webhook-timestamp is more than 5 minutes from our clock");
+    }
+    let want = sign(key, id, ts, body);
+    if id.is_empty() || !signatures.split_whitespace().any(|s| s == want) {
+        return Err("bad webhook-signature");
+    }
+    Ok(())
+}
+
+/// The ticket state a helpdesk's `status` asks for: a state's name, or `reopened`.
+pub fn state_of(status: &str) -> Result<State, String> {
+    match status {
+        "reopened" => Ok(State::Open),
+        other => other.parse(),
+    }
 }
 
 /// The JSON body of an event, in the spirit of PagerDuty Events v2.
@@ -108,6 +143,28 @@ impl Connector for Webhook {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signed_request_is_verified_within_its_window_only() {
+        let (key, body) = (b"secret".as_slice(), br#"{"ticket":1,"status":"resolved"}"#.as_slice());
+        let sig = sign(key, "msg_1", 1_000, body);
+        assert_eq!(verify(key, "msg_1", "1000", &format!("v1,other {sig}"), body, 1_100), Ok(()));
+        assert_eq!(
+            verify(key, "msg_1", "1000", &sig, body, 1_000 + TOLERANCE_S + 1),
+            Err("webhook-timestamp is more than 5 minutes from our clock")
+        );
+        assert_eq!(verify(key, "msg_1", "soon", &sig, body, 1_000), Err("missing or bad webhook-timestamp"));
+        assert_eq!(verify(key, "msg_2", "1000", &sig, body, 1_000), Err("bad webhook-signature"));
+        assert_eq!(verify(key, "msg_1", "1000", &sig, b"{}", 1_000), Err("bad webhook-signature"));
+        assert_eq!(verify(b"other", "msg_1", "1000", &sig, body, 1_000), Err("bad webhook-signature"));
+    }
+
+    #[test]
+    fn a_helpdesk_status_is_a_state_or_reopened() {
+        assert_eq!(state_of("reopened"), Ok(State::Open));
+        assert_eq!(state_of("resolved"), Ok(State::Resolved));
+        assert!(state_of("done").is_err());
+    }
 
     #[test]
     fn signatures_match_the_standard_webhooks_example() {

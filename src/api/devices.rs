@@ -1,0 +1,225 @@
+//! Devices: what each is and how it is now, its metrics' history and its fault events.
+
+use std::sync::atomic::Ordering;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::domain::{CustomerId, DeviceId, FaultCode, SiteId};
+use crate::ingest::shard::Presence;
+
+use super::{ApiError, AppState, range};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/devices", get(list_devices))
+        .route("/api/v1/devices/{id}", get(get_device))
+        .route("/api/v1/devices/{id}/history", get(device_history))
+        .route("/api/v1/devices/{id}/events", get(device_events))
+}
+
+#[derive(Debug, Serialize)]
+struct DeviceView {
+    id: DeviceId,
+    name: String,
+    kind: String,
+    site: SiteId,
+    customer: CustomerId,
+    model: String,
+    serial: String,
+    accepted_on: chrono::NaiveDate,
+    /// `null` until the device has been heard from (or found silent) since start.
+    online: Option<bool>,
+    last_seen: Option<DateTime<Utc>>,
+    active_faults: Vec<FaultCode>,
+}
+
+fn device_view(s: &AppState, d: &crate::fleet::Device) -> DeviceView {
+    let live = &s.live.devices[d.idx.0 as usize];
+    let seen = live.last_seen.load(Ordering::Relaxed);
+    let mut active = s.live.active(d.idx);
+    active.sort();
+    DeviceView {
+        id: d.id.clone(),
+        name: d.name.clone(),
+        kind: s.fleet.kinds[d.kind].name.clone(),
+        site: d.site.clone(),
+        customer: d.customer.clone(),
+        model: d.model.clone(),
+        serial: d.serial.clone(),
+        accepted_on: d.accepted_on,
+        online: match live.presence() {
+            Presence::Online => Some(true),
+            Presence::Offline => Some(false),
+            Presence::Unknown => None,
+        },
+        last_seen: (seen > 0).then(|| DateTime::from_timestamp_millis(seen)).flatten(),
+        active_faults: active,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceQuery {
+    kind: Option<String>,
+    site: Option<String>,
+    customer: Option<String>,
+    online: Option<bool>,
+}
+
+async fn list_devices(
+    State(s): State<AppState>,
+    q: Result<Query<DeviceQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q?;
+    let out: Vec<DeviceView> = s
+        .fleet
+        .devices
+        .iter()
+        .filter(|d| q.kind.as_deref().is_none_or(|k| s.fleet.kinds[d.kind].name == k))
+        .filter(|d| q.site.as_deref().is_none_or(|x| d.site.as_str() == x))
+        .filter(|d| q.customer.as_deref().is_none_or(|x| d.customer.as_str() == x))
+        .map(|d| device_view(&s, d))
+        .filter(|v| q.online.is_none_or(|o| v.online == Some(o)))
+        .collect();
+    Ok(Json(out).into_response())
+}
+
+async fn get_device(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let idx = s.fleet.lookup(&id).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no device `{id}`")))?;
+    Ok(Json(device_view(&s, s.fleet.device(idx))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    metric: Option<String>,
+    /// RFC 3339 time or a date; default: `to` minus 24 hours.
+    from: Option<String>,
+    /// RFC 3339 time or a date (exclusive); default: now.
+    to: Option<String>,
+    /// A whole number of hours, such as 1h, 6h, 1d (default 1h).
+    step: Option<String>,
+}
+
+/// One step of a metric's history.
+#[derive(Debug, Serialize)]
+struct HistoryPoint {
+    t: DateTime<Utc>,
+    min: f64,
+    max: f64,
+    mean: f64,
+    last: f64,
+    count: u32,
+}
+
+fn known_device<'a>(s: &'a AppState, id: &str) -> Result<&'a crate::fleet::Device, ApiError> {
+    s.fleet
+        .lookup(id)
+        .map(|i| s.fleet.device(i))
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no device `{id}`")))
+}
+
+/// A metric's hourly rollups, combined into steps: min, max, mean, last and count.
+async fn device_history(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    q: Result<Query<HistoryQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q?;
+    let dev = known_device(&s, &id)?;
+    let profile = &s.fleet.kinds[dev.kind];
+    let names: Vec<&str> = profile.metric_names().collect();
+    let metric = q
+        .metric
+        .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, format!("give metric=, one of: {}", names.join(", "))))?;
+    if profile.metric(&metric).is_none() {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("device `{id}` ({}) has no metric `{metric}`; it has: {}", profile.name, names.join(", ")),
+        ));
+    }
+    let step = match q.step.as_deref() {
+        None => std::time::Duration::from_secs(3600),
+        Some(st) => {
+            humantime::parse_duration(st).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("step `{st}`: {e}")))?
+        }
+    };
+    let hours = step.as_secs() / 3600;
+    if hours == 0 || step.as_secs() % 3600 != 0 {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "step is a whole number of hours: 1h, 6h, 1d…; history is kept by the hour".into(),
+        ));
+    }
+    let offset = crate::report::offset_of(&s.fleet, None, Some(dev.site.as_str()));
+    let (from, to) = range(&s, q.from.as_deref(), q.to.as_deref(), chrono::TimeDelta::hours(24), offset)?;
+    let step_ms = hours as i64 * crate::rollup::HOUR_MS;
+    if (to - from).num_milliseconds() / step_ms > 10_000 {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "more than 10,000 steps; take a longer step or a shorter range".into(),
+        ));
+    }
+    let rows = s.store.rollups(&id, &metric, from, to).await?;
+    let mut out: Vec<HistoryPoint> = Vec::new();
+    let mut cur: Option<(i64, crate::rollup::Acc)> = None;
+    for (hour, acc) in rows {
+        let t = hour.div_euclid(step_ms) * step_ms;
+        cur = match cur {
+            Some((ct, a)) if ct == t => Some((ct, a.merge(&acc))),
+            Some((ct, a)) => {
+                out.push(point(ct, &a));
+                Some((t, acc))
+            }
+            None => Some((t, acc)),
+        };
+    }
+    if let Some((ct, a)) = cur {
+        out.push(point(ct, &a));
+    }
+    Ok(Json(
+        json!({ "device": id, "metric": metric, "from": from, "to": to, "step": format!("{hours}h"), "points": out }),
+    )
+    .into_response())
+}
+
+fn point(t: i64, a: &crate::rollup::Acc) -> HistoryPoint {
+    HistoryPoint {
+        t: DateTime::from_timestamp_millis(t).unwrap_or_default(),
+        min: a.min,
+        max: a.max,
+        mean: a.mean(),
+        last: a.last,
+        count: a.count,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<i64>,
+}
+
+/// A device's state changes: faults raised, promoted and cleared; `offline` is the device going offline.
+async fn device_events(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    q: Result<Query<EventsQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q?;
+    let dev = known_device(&s, &id)?;
+    let offset = crate::report::offset_of(&s.fleet, None, Some(dev.site.as_str()));
+    let (from, to) = range(&s, q.from.as_deref(), q.to.as_deref(), chrono::TimeDelta::days(30), offset)?;
+    let events = s.store.device_events(&id, from, to, q.limit.unwrap_or(1000).clamp(1, 100_000)).await?;
+    Ok(Json(json!({ "device": id, "from": from, "to": to, "events": events })).into_response())
+}

@@ -1,0 +1,105 @@
+//! Service reports: made on request, and the ones kept.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::{ApiError, AppState, range};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/reports", get(report))
+        .route("/api/v1/reports/kept", get(list_kept_reports))
+        .route("/api/v1/reports/kept/{id}", get(kept_report))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportQuery {
+    customer: Option<String>,
+    site: Option<String>,
+    /// Default: the last 30 days.
+    from: Option<String>,
+    to: Option<String>,
+    /// json (default), csv or html.
+    format: Option<String>,
+    /// en (default) or zh-CN.
+    lang: Option<String>,
+}
+
+/// A service report for a customer (or site) and a period.
+async fn report(
+    State(s): State<AppState>,
+    q: Result<Query<ReportQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q?;
+    // Dates are the customer's (or site's) own days.
+    let offset = crate::report::offset_of(&s.fleet, q.customer.as_deref(), q.site.as_deref());
+    let (from, to) = range(&s, q.from.as_deref(), q.to.as_deref(), chrono::TimeDelta::days(30), offset)?;
+    let scope = crate::report::Scope { customer: q.customer, site: q.site, from, to };
+    let format = q.format.unwrap_or_else(|| "json".into());
+    let lang = crate::report::check(&s.fleet, &scope, &format, q.lang.as_deref().unwrap_or("en"))
+        .map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;
+    let r = crate::report::compute(&s.store, &s.fleet, &scope, lang, s.clock.now()).await?;
+    Ok(match format.as_str() {
+        "csv" => ([(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")], crate::report::render::csv(&r))
+            .into_response(),
+        "html" => {
+            ([(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")], crate::report::render::html(&r, lang))
+                .into_response()
+        }
+        "pdf" => {
+            let fonts = crate::report::render::fonts().map_err(|m| ApiError(StatusCode::SERVICE_UNAVAILABLE, m))?;
+            // Set in a process of its own, off the daemon's workers and memory.
+            let pdf = crate::report::render::pdf(&r, lang, &fonts)
+                .await
+                .map_err(|m| ApiError(StatusCode::SERVICE_UNAVAILABLE, m))?;
+            ([(axum::http::header::CONTENT_TYPE, "application/pdf")], pdf).into_response()
+        }
+        _ => Json(r).into_response(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeptQuery {
+    customer: Option<String>,
+    limit: Option<i64>,
+}
+
+/// Reports kept in the store (inspection reports), newest first.
+async fn list_kept_reports(
+    State(s): State<AppState>,
+    q: Result<Query<KeptQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q?;
+    Ok(Json(s.store.reports(q.customer.as_deref(), q.limit.unwrap_or(100).clamp(1, 10_000)).await?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeptOne {
+    /// html (default) or json.
+    format: Option<String>,
+}
+
+async fn kept_report(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    q: Result<Query<KeptOne>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q?;
+    let id: i64 = id.parse().map_err(|_| ApiError(StatusCode::BAD_REQUEST, format!("`{id}` is not a report id")))?;
+    let r = s.store.report(id).await?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no report {id}")))?;
+    Ok(match q.format.as_deref() {
+        None | Some("html") => {
+            ([(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")], r.html).into_response()
+        }
+        Some("json") => ([(axum::http::header::CONTENT_TYPE, "application/json")], r.json).into_response(),
+        Some(f) => return Err(ApiError(StatusCode::BAD_REQUEST, format!("format `{f}`: write html or json"))),
+    })
+}

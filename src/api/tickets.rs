@@ -1,0 +1,143 @@
+//! Tickets: lists, one ticket with its timeline, transitions by people.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use crate::domain::{TicketId, Tier};
+use crate::store::{TransitionFailure, TransitionOptions};
+use crate::tickets::State as TicketState;
+use crate::tickets::model::TicketFilter;
+
+use super::{ApiError, AppState};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/tickets", get(list_tickets))
+        .route("/api/v1/tickets/{id}", get(get_ticket))
+        .route("/api/v1/tickets/{id}/transition", post(transition))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TicketQuery {
+    state: Option<String>,
+    open: Option<bool>,
+    tier: Option<u8>,
+    device: Option<String>,
+    code: Option<String>,
+    customer: Option<String>,
+    site: Option<String>,
+    kind: Option<String>,
+    recovered: Option<bool>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+async fn list_tickets(
+    State(s): State<AppState>,
+    q: Result<Query<TicketQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q?;
+    let bad = |m: String| ApiError(StatusCode::BAD_REQUEST, m);
+    let filter = TicketFilter {
+        state: q.state.as_deref().map(str::parse::<TicketState>).transpose().map_err(bad)?,
+        open: q.open,
+        tier: match q.tier {
+            Some(t) => Some(Tier::from_number(t as i64).ok_or_else(|| bad("tier must be 1, 2 or 3".into()))?),
+            None => None,
+        },
+        device: q.device,
+        code: q.code,
+        customer: q.customer,
+        site: q.site,
+        kind: q.kind,
+        recovered: q.recovered,
+        limit: q.limit.unwrap_or(500).clamp(1, 10_000),
+        offset: q.offset.unwrap_or(0),
+    };
+    Ok(Json(s.store.tickets(&filter).await?).into_response())
+}
+
+fn ticket_id(raw: &str) -> Result<TicketId, ApiError> {
+    raw.parse::<i64>()
+        .map(TicketId)
+        .map_err(|_| ApiError(StatusCode::BAD_REQUEST, format!("`{raw}` is not a ticket id; ids are numbers")))
+}
+
+async fn get_ticket(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id = ticket_id(&id)?;
+    match s.store.ticket(id).await? {
+        Some(t) => Ok(Json(t).into_response()),
+        None => Err(ApiError(StatusCode::NOT_FOUND, format!("no ticket {id}"))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransitionBody {
+    to: String,
+    by: String,
+    #[serde(default)]
+    note: String,
+    /// Makes the repair billable for this cause; it must be one the ticket's contract names.
+    billable: Option<String>,
+    /// Resolves a ticket whose fault is still active (with a note saying why).
+    #[serde(default)]
+    force: bool,
+    /// The resolution replaced the unit: failed repairs count afresh.
+    #[serde(default)]
+    unit_replaced: bool,
+}
+
+async fn transition(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<TransitionBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let id = ticket_id(&id)?;
+    let Json(b) = body?;
+    let to: TicketState = b.to.parse().map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;
+    let by = b.by.trim();
+    if by.is_empty() {
+        return Err(ApiError(StatusCode::BAD_REQUEST, "`by` must name who makes the change".into()));
+    }
+    if let Some(cause) = &b.billable {
+        let ticket =
+            s.store.ticket(id).await?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no ticket {id}")))?;
+        let contract = ticket.clock.contract.as_deref().and_then(|c| s.fleet.contracts.iter().find(|k| k.id == c));
+        match contract {
+            Some(c) if c.billable.iter().any(|b| b == cause) => {}
+            Some(c) => {
+                return Err(ApiError(
+                    StatusCode::CONFLICT,
+                    format!("contract {} does not make `{cause}` billable; it names: {}", c.id, c.billable.join(", ")),
+                ));
+            }
+            None => {
+                return Err(ApiError(
+                    StatusCode::CONFLICT,
+                    "no contract governs this ticket, so nothing makes it billable".into(),
+                ));
+            }
+        }
+    }
+    let opts = TransitionOptions { billable: b.billable.as_deref(), force: b.force, unit_replaced: b.unit_replaced };
+    transitioned(s.store.transition_with(id, to, by, &b.note, s.clock.now(), opts).await)
+}
+
+/// The answer to a transition: the ticket, 404, 409 with the reason, or 503.
+pub(super) fn transitioned(r: Result<crate::tickets::Ticket, TransitionFailure>) -> Result<Response, ApiError> {
+    match r {
+        Ok(t) => Ok(Json(t).into_response()),
+        Err(TransitionFailure::NotFound(id)) => Err(ApiError(StatusCode::NOT_FOUND, format!("no ticket {id}"))),
+        Err(e @ (TransitionFailure::Refused(_) | TransitionFailure::Conflict(_))) => {
+            Err(ApiError(StatusCode::CONFLICT, e.to_string()))
+        }
+        Err(TransitionFailure::Store(e)) => Err(e.into()),
+    }
+}
