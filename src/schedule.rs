@@ -251,11 +251,11 @@ pub async fn complete(
     if !store.complete_work_order(id, by, &serde_json::Value::Object(answers), now).await? {
         return Err(VisitRefused::AlreadyDone(id));
     }
-    if w.kind == VisitKind::Inspection {
-        if let Some(done) = store.work_order(id).await? {
-            let made = crate::report::after_inspection(store, fleet, &done, now).await?;
-            tracing::info!(work_order = id, reports = ?made, "inspection report made");
-        }
+    if w.kind == VisitKind::Inspection
+        && let Some(done) = store.work_order(id).await?
+    {
+        let made = crate::report::after_inspection(store, fleet, &done, now).await?;
+        tracing::info!(work_order = id, reports = ?made, "inspection report made");
     }
     Ok(())
 }
