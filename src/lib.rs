@@ -3,26 +3,26 @@
 //!
 //! Modules in the order data flows; see ARCHITECTURE.md.
 
-pub mod api;
+mod api;
 pub mod app;
-pub mod broker;
-pub mod calendar;
+mod broker;
+mod calendar;
 pub mod clock;
 pub mod config;
-pub mod contracts;
+mod contracts;
 pub mod demo;
-pub mod desk;
+mod desk;
 pub mod domain;
-pub mod fleet;
+mod fleet;
 pub mod history;
 pub mod ingest;
 pub mod malloc;
 pub mod metrics;
 pub mod modbus;
-pub mod outbox;
+mod outbox;
 pub mod report;
-pub mod rollup;
+mod rollup;
 pub mod rules;
-pub mod schedule;
+mod schedule;
 pub mod store;
 pub mod tickets;

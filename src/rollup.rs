@@ -3,7 +3,7 @@
 
 use crate::domain::{DeviceIdx, Value};
 
-pub const HOUR_MS: i64 = 3_600_000;
+pub(crate) const HOUR_MS: i64 = 3_600_000;
 
 /// Min, max, sum, count and last of one metric over part of an hour.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -99,14 +99,14 @@ impl Part {
 
 /// One device's accumulators for the hour its readings are in.
 #[derive(Debug, Clone, Default)]
-pub struct DeviceRollup {
+pub(crate) struct DeviceRollup {
     hour: i64,
     parts: Box<[Part]>,
 }
 
 impl DeviceRollup {
     /// Adds readings taken at `at` (ms); a reading in another hour first hands on the hour so far.
-    pub fn add(
+    pub(crate) fn add(
         &mut self,
         device: DeviceIdx,
         metrics: usize,
@@ -138,7 +138,7 @@ impl DeviceRollup {
     }
 
     /// Hands on what was accumulated and starts afresh (same hour).
-    pub fn drain(&mut self, device: DeviceIdx, out: &mut Vec<RollupRow>) {
+    pub(crate) fn drain(&mut self, device: DeviceIdx, out: &mut Vec<RollupRow>) {
         for (m, p) in self.parts.iter_mut().enumerate() {
             if p.count > 0 {
                 out.push(RollupRow { device, metric: m as u16, hour: self.hour, acc: p.acc(self.hour) });

@@ -29,7 +29,7 @@ use crate::contracts::{After, Anchor, Measure, due_dates};
 use crate::fleet::Fleet;
 use crate::store::{NewWorkOrder, Served, Store, StoreError};
 
-pub use crate::domain::{VisitKind, VisitState};
+pub(crate) use crate::domain::{VisitKind, VisitState};
 
 /// Whether a plan that follows services follows this one.
 fn follows(after: After, s: &Served) -> bool {
@@ -47,7 +47,7 @@ const LATE_DAYS: u64 = 31;
 /// within its plan's lead time, or due lately (a daemon that was down makes them when back).
 /// Nothing due before `watched_from` (when the store was made) is made: a visit due before
 /// anyone watched was not missed by anyone here.
-pub fn due_work(fleet: &Fleet, now: DateTime<Utc>, watched_from: DateTime<Utc>) -> Vec<NewWorkOrder> {
+pub(crate) fn due_work(fleet: &Fleet, now: DateTime<Utc>, watched_from: DateTime<Utc>) -> Vec<NewWorkOrder> {
     let mut out = Vec::new();
     for c in &fleet.contracts {
         for p in c.plans.iter().filter(|p| p.after.is_none()) {
@@ -91,7 +91,7 @@ pub fn due_work(fleet: &Fleet, now: DateTime<Utc>, watched_from: DateTime<Utc>) 
 
 /// The work orders owed for the services in `served` (tickets resolved lately), by the plans
 /// that follow services: due `within` days after the ticket's resolution, the device's local day.
-pub fn after_service_work(fleet: &Fleet, served: &[Served], now: DateTime<Utc>) -> Vec<NewWorkOrder> {
+pub(crate) fn after_service_work(fleet: &Fleet, served: &[Served], now: DateTime<Utc>) -> Vec<NewWorkOrder> {
     let mut out = Vec::new();
     for s in served {
         let Some(idx) = fleet.lookup(&s.device) else { continue };
@@ -129,7 +129,8 @@ pub fn after_service_work(fleet: &Fleet, served: &[Served], now: DateTime<Utc>) 
 }
 
 /// One pass: makes what is due (once: the store ignores a work order it has) and marks what was missed.
-pub async fn run_once(store: &Store, fleet: &Fleet, now: DateTime<Utc>) -> Result<(u64, u64), StoreError> {
+#[cfg(test)]
+pub(crate) async fn run_once(store: &Store, fleet: &Fleet, now: DateTime<Utc>) -> Result<(u64, u64), StoreError> {
     let added = services_once(store, fleet, now, None).await?;
     let (more, missed) = calendar_once(store, fleet, now).await?;
     Ok((added + more, missed))
@@ -166,7 +167,7 @@ async fn calendar_once(store: &Store, fleet: &Fleet, now: DateTime<Utc>) -> Resu
 
 /// Runs a pass a minute, and the plans that follow services at once when a ticket is
 /// resolved, until shutdown.
-pub async fn run(store: Store, fleet: Arc<Fleet>, clock: Arc<dyn Clock>, shutdown: CancellationToken) {
+pub(crate) async fn run(store: Store, fleet: Arc<Fleet>, clock: Arc<dyn Clock>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first pass looks back over the whole late window; later ones from the previous pass.
@@ -207,7 +208,7 @@ pub async fn run(store: Store, fleet: Arc<Fleet>, clock: Arc<dyn Clock>, shutdow
 
 /// Why a visit could not be started or completed.
 #[derive(Debug, thiserror::Error)]
-pub enum VisitRefused {
+pub(crate) enum VisitRefused {
     #[error("no work order {0}")]
     NotFound(i64),
     #[error("work order {0} is {1}; only an open or missed one starts")]
@@ -221,7 +222,7 @@ pub enum VisitRefused {
 }
 
 /// Starts visit `id` with `by` on site: new tickets of the device are silenced until it is done.
-pub async fn start(store: &Store, id: i64, by: &str, now: DateTime<Utc>) -> Result<(), VisitRefused> {
+pub(crate) async fn start(store: &Store, id: i64, by: &str, now: DateTime<Utc>) -> Result<(), VisitRefused> {
     let w = store.work_order(id).await?.ok_or(VisitRefused::NotFound(id))?;
     if !store.start_work_order(id, by, now).await? {
         return Err(VisitRefused::NotStartable(id, w.state));
@@ -232,7 +233,7 @@ pub async fn start(store: &Store, id: i64, by: &str, now: DateTime<Utc>) -> Resu
 /// Completes visit `id` by `by` with its checklist `answers`. What the telemetry measures
 /// answers an item unless `by` answered it otherwise; every item must then be answered. An
 /// inspection makes the written report it owes the customer at once.
-pub async fn complete(
+pub(crate) async fn complete(
     store: &Store,
     fleet: &Fleet,
     id: i64,
@@ -263,7 +264,7 @@ pub async fn complete(
 /// The checklist items of a work order that the telemetry answers, measured over the time
 /// since the plan's previous visit to the device (or the last 30 days), up to `now`:
 /// item → `{ "value", "measured": true, "how", "since" }`.
-pub async fn measure(
+pub(crate) async fn measure(
     store: &Store,
     fleet: &Fleet,
     w: &crate::store::WorkOrder,

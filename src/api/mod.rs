@@ -26,7 +26,7 @@ mod tickets;
 mod work_orders;
 
 #[derive(Clone)]
-pub struct AppState {
+pub(crate) struct AppState {
     pub store: Store,
     pub fleet: Arc<Fleet>,
     pub live: Arc<Live>,
@@ -40,7 +40,7 @@ pub struct AppState {
     pub unhealthy_after: std::time::Duration,
 }
 
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -56,7 +56,7 @@ pub fn router(state: AppState) -> Router {
 
 /// An error answered as JSON.
 #[derive(Debug)]
-pub struct ApiError(StatusCode, String);
+pub(crate) struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {

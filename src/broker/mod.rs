@@ -35,7 +35,7 @@ use crate::ingest::mqtt::Router;
 use crate::metrics::Metrics;
 
 #[derive(Debug, thiserror::Error)]
-pub enum BrokerError {
+pub(crate) enum BrokerError {
     #[error(
         "the embedded MQTT broker cannot listen on {addr}: {source}; set broker.listen to a free address, or port 0 for any"
     )]
@@ -43,14 +43,14 @@ pub enum BrokerError {
 }
 
 /// Finds the address to listen on: `addr` itself, or a free port when its port is 0.
-pub fn reserve(addr: SocketAddr) -> Result<SocketAddr, BrokerError> {
+pub(crate) fn reserve(addr: SocketAddr) -> Result<SocketAddr, BrokerError> {
     let l = std::net::TcpListener::bind(addr).map_err(|source| BrokerError::Bind { addr, source })?;
     l.local_addr().map_err(|source| BrokerError::Bind { addr, source })
 }
 
 /// The embedded broker's limits.
 #[derive(Debug, Clone)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Clients connected at once, at most; one more is refused (CONNACK 3, server unavailable).
     pub max_connections: usize,
     /// A publish with a larger payload is skipped and counted `oversized`.
@@ -236,13 +236,13 @@ impl Shared {
 }
 
 /// A running embedded broker.
-pub struct Broker {
+pub(crate) struct Broker {
     pub addr: SocketAddr,
 }
 
 /// Listens on `addr` (port 0: any free port) and serves until `shutdown`; what is published
 /// under `prefix` goes to `router`.
-pub async fn start(
+pub(crate) async fn start(
     addr: SocketAddr,
     prefix: String,
     limits: Limits,

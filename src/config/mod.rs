@@ -3,7 +3,7 @@
 //! reports every problem at once, each with file, line and what to write instead.
 
 mod compile;
-pub mod raw;
+pub(crate) mod raw;
 
 use std::fmt;
 use std::net::SocketAddr;

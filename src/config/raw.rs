@@ -15,7 +15,7 @@ use crate::rules::Op;
 
 /// A duration written as `"30s"`, `"15m"`, `"2h"` or `"1h 30m"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Dur(pub Duration);
+pub(crate) struct Dur(pub Duration);
 
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
@@ -37,7 +37,7 @@ impl<'de> Deserialize<'de> for Dur {
 
 /// A number; `true` and `false` count as 1 and 0, so boolean metrics compare naturally.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Num(pub f64);
+pub(crate) struct Num(pub f64);
 
 impl<'de> Deserialize<'de> for Num {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Num, D::Error> {
@@ -66,7 +66,7 @@ impl<'de> Deserialize<'de> for Num {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawConfig {
+pub(crate) struct RawConfig {
     /// Files of device kind profiles, relative to this file.
     #[serde(default)]
     pub include: Vec<Spanned<String>>,
@@ -105,7 +105,7 @@ pub struct RawConfig {
 /// Telemetry history in the embedded store.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawHistory {
+pub(crate) struct RawHistory {
     /// How long hourly rollups and device state changes are kept (default 5 years,
     /// as long as the contracts keep service records).
     pub retention: Option<Dur>,
@@ -115,7 +115,7 @@ pub struct RawHistory {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawInflux {
+pub(crate) struct RawInflux {
     /// The server's root, such as "http://127.0.0.1:8086".
     pub url: Spanned<String>,
     pub org: String,
@@ -136,7 +136,7 @@ pub struct RawInflux {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawHelpdesk {
+pub(crate) struct RawHelpdesk {
     pub webhook: Option<Spanned<RawWebhook>>,
     pub email: Option<Spanned<RawEmail>>,
     pub request_tracker: Option<Spanned<RawRequestTracker>>,
@@ -148,7 +148,7 @@ pub struct RawHelpdesk {
 /// Request Tracker 5 through its REST2 API.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawRequestTracker {
+pub(crate) struct RawRequestTracker {
     /// RT's web root, such as `https://rt.example.net/rt`.
     pub url: Spanned<String>,
     /// An auth token (RT: Settings → Auth Tokens).
@@ -166,7 +166,7 @@ pub struct RawRequestTracker {
 /// Redmine through its REST API.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawRedmine {
+pub(crate) struct RawRedmine {
     pub url: Spanned<String>,
     /// The API access key of the user aftercare acts as (My account → API access key).
     pub api_key: SecretString,
@@ -183,7 +183,7 @@ pub struct RawRedmine {
 /// The helpdesk's status names for aftercare's states.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawStatuses {
+pub(crate) struct RawStatuses {
     /// Open, acknowledged, dispatched and on site.
     pub active: Option<String>,
     pub resolved: Option<String>,
@@ -194,7 +194,7 @@ pub struct RawStatuses {
 /// Mail to an email-to-ticket helpdesk.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawEmail {
+pub(crate) struct RawEmail {
     /// `smtp://host:25` (plain), `smtp+starttls://host:587` or `smtps://host:465`.
     pub server: Spanned<String>,
     pub username: Option<String>,
@@ -211,7 +211,7 @@ pub struct RawEmail {
 /// A signed webhook (Standard Webhooks headers).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawWebhook {
+pub(crate) struct RawWebhook {
     pub url: Spanned<String>,
     /// `whsec_` and the base64 of the signing key.
     pub secret: Option<Spanned<String>>,
@@ -220,7 +220,7 @@ pub struct RawWebhook {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawOutbox {
+pub(crate) struct RawOutbox {
     /// A row still failing this long after it was written is dead (default 24h).
     pub dead_after: Option<Dur>,
     /// The longest wait between two attempts (default 10m).
@@ -231,7 +231,7 @@ pub struct RawOutbox {
 
 /// A calendar's files: one path, or a list of them (one a year).
 #[derive(Debug)]
-pub struct RawCalendarFiles(pub Vec<String>);
+pub(crate) struct RawCalendarFiles(pub Vec<String>);
 
 impl<'de> Deserialize<'de> for RawCalendarFiles {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RawCalendarFiles, D::Error> {
@@ -262,7 +262,7 @@ impl<'de> Deserialize<'de> for RawCalendarFiles {
 /// An included file: device kind profiles and service contracts.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawIncluded {
+pub(crate) struct RawIncluded {
     #[serde(default)]
     pub kinds: BTreeMap<String, RawKind>,
     #[serde(default)]
@@ -272,7 +272,7 @@ pub struct RawIncluded {
 /// A service contract: which devices it covers and the clocks it promises per tier.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawContract {
+pub(crate) struct RawContract {
     pub customer: Spanned<String>,
     pub title: String,
     /// First and last day in force, "YYYY-MM-DD"; no end: open-ended.
@@ -316,7 +316,7 @@ pub struct RawContract {
 /// A visit plan: `every` period, or `steps`, from an anchor.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawPlan {
+pub(crate) struct RawPlan {
     pub name: Spanned<String>,
     /// patrol, inspection, maintenance or follow_up.
     pub kind: Spanned<String>,
@@ -348,7 +348,7 @@ pub struct RawPlan {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawPlanStep {
+pub(crate) struct RawPlanStep {
     /// One visit this long after the anchor.
     pub at: Option<Spanned<String>>,
     /// Or a visit every this long…
@@ -360,7 +360,7 @@ pub struct RawPlanStep {
 /// Warranty periods per component class, counted from the device's acceptance date.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawWarranty {
+pub(crate) struct RawWarranty {
     /// Class → period: "24 months", "3 years", "90 days".
     pub periods: BTreeMap<String, Spanned<String>>,
     /// The class of faults not listed in `faults`.
@@ -373,7 +373,7 @@ pub struct RawWarranty {
 /// Empty lists cover all of the customer's devices.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawCovers {
+pub(crate) struct RawCovers {
     #[serde(default)]
     pub sites: Vec<Spanned<String>>,
     #[serde(default)]
@@ -384,7 +384,7 @@ pub struct RawCovers {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawTier {
+pub(crate) struct RawTier {
     pub acknowledge: Option<Spanned<String>>,
     pub on_site: Option<Spanned<String>>,
     pub resolve: Option<Spanned<String>>,
@@ -397,7 +397,7 @@ pub struct RawTier {
 /// One step of an escalation chain.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawEscalation {
+pub(crate) struct RawEscalation {
     pub level: Spanned<u8>,
     /// Elapsed time after the ticket opened.
     pub after: Spanned<String>,
@@ -412,7 +412,7 @@ pub struct RawEscalation {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawBroker {
+pub(crate) struct RawBroker {
     pub embedded: Option<Spanned<bool>>,
     /// Embedded broker's listener.
     pub listen: Option<Spanned<String>>,
@@ -431,19 +431,19 @@ pub struct RawBroker {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawHttp {
+pub(crate) struct RawHttp {
     pub listen: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawStore {
+pub(crate) struct RawStore {
     pub path: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawIngest {
+pub(crate) struct RawIngest {
     pub topic_prefix: Option<Spanned<String>>,
     pub max_payload_bytes: Option<Spanned<usize>>,
     /// A device time further ahead of the gateway's clock than this is refused (default 5m).
@@ -456,13 +456,13 @@ pub struct RawIngest {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawTickets {
+pub(crate) struct RawTickets {
     pub reopen_window: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawSite {
+pub(crate) struct RawSite {
     pub id: Spanned<String>,
     pub name: Option<String>,
     pub address: Option<String>,
@@ -472,7 +472,7 @@ pub struct RawSite {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawCustomer {
+pub(crate) struct RawCustomer {
     pub id: Spanned<String>,
     /// The helpdesk (under [helpdesks]) that receives this customer's tickets.
     pub helpdesk: Option<Spanned<String>>,
@@ -483,7 +483,7 @@ pub struct RawCustomer {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawDevice {
+pub(crate) struct RawDevice {
     pub id: Spanned<String>,
     pub kind: Spanned<String>,
     pub site: Spanned<String>,
@@ -502,7 +502,7 @@ pub struct RawDevice {
 /// A Modbus device: `tcp = "host:port"`, or `rtu = "/dev/ttyUSB0"` with its line settings.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawModbusDevice {
+pub(crate) struct RawModbusDevice {
     pub tcp: Option<Spanned<String>>,
     pub rtu: Option<Spanned<String>>,
     /// RTU line settings (default 9600 baud, parity "none", 8 data bits, 1 stop bit).
@@ -527,7 +527,7 @@ pub struct RawModbusDevice {
 /// A kind's register map.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawModbusMap {
+pub(crate) struct RawModbusMap {
     /// Unused registers a request may bridge to take in the next point (default 8).
     pub gap: Option<u16>,
     pub points: Vec<Spanned<RawPoint>>,
@@ -535,7 +535,7 @@ pub struct RawModbusMap {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawPoint {
+pub(crate) struct RawPoint {
     pub metric: Spanned<String>,
     /// coil, discrete, input or holding; implied by `ref`.
     pub function: Option<Spanned<String>>,
@@ -557,7 +557,7 @@ pub struct RawPoint {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawKind {
+pub(crate) struct RawKind {
     pub title: String,
     /// Silence longer than this raises `offline`.
     pub heartbeat: Dur,
@@ -574,18 +574,19 @@ pub struct RawKind {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawMetric {
+pub(crate) struct RawMetric {
     #[serde(default)]
     pub unit: String,
     #[serde(rename = "type", default)]
     pub ty: RawMetricType,
-    #[serde(default)]
-    pub description: String,
+    /// For the people who read the file; aftercare does not use it.
+    #[serde(default, rename = "description")]
+    _description: serde::de::IgnoredAny,
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum RawMetricType {
+pub(crate) enum RawMetricType {
     #[default]
     Number,
     Bool,
@@ -594,12 +595,13 @@ pub enum RawMetricType {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawRule {
+pub(crate) struct RawRule {
     pub code: Spanned<String>,
     pub tier: Spanned<u8>,
     pub title: String,
-    #[serde(default)]
-    pub description: String,
+    /// For the people who read the file; aftercare does not use it.
+    #[serde(default, rename = "description")]
+    _description: serde::de::IgnoredAny,
     pub when: Option<RawCond>,
     pub raise: RawCond,
     #[serde(default)]
@@ -611,7 +613,7 @@ pub struct RawRule {
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum RawCond {
+pub(crate) enum RawCond {
     Threshold(RawThreshold),
     Range(RawRange),
     Rate(RawRate),
@@ -628,7 +630,7 @@ pub enum RawCond {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawThreshold {
+pub(crate) struct RawThreshold {
     pub metric: Spanned<String>,
     pub op: Op,
     pub value: Num,
@@ -636,7 +638,7 @@ pub struct RawThreshold {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawRange {
+pub(crate) struct RawRange {
     pub metric: Spanned<String>,
     pub min: Num,
     pub max: Num,
@@ -651,7 +653,7 @@ fn yes() -> bool {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawRate {
+pub(crate) struct RawRate {
     pub metric: Spanned<String>,
     pub op: Op,
     pub value: Num,
@@ -663,7 +665,7 @@ pub struct RawRate {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawStuck {
+pub(crate) struct RawStuck {
     pub metric: Spanned<String>,
     #[serde(rename = "for")]
     pub for_: Dur,
@@ -673,7 +675,7 @@ pub struct RawStuck {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawPair {
+pub(crate) struct RawPair {
     pub a: Spanned<String>,
     pub b: Spanned<String>,
     pub op: Op,
@@ -682,7 +684,7 @@ pub struct RawPair {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawFlag {
+pub(crate) struct RawFlag {
     pub metric: Spanned<String>,
     pub bit: Spanned<u8>,
     #[serde(default = "yes")]
@@ -691,13 +693,13 @@ pub struct RawFlag {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawCode {
+pub(crate) struct RawCode {
     pub code: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawNoData {
+pub(crate) struct RawNoData {
     pub metric: Spanned<String>,
     #[serde(rename = "for")]
     pub for_: Dur,

@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use crate::calendar::Calendar;
 use crate::domain::{CustomerId, DeviceId, SiteId, Tier};
-pub use clock::ClockSpec;
-pub use plan::{After, Anchor, Cadence, Measure, Plan, Step, due_dates};
+pub(crate) use clock::ClockSpec;
+pub(crate) use plan::{After, Anchor, Cadence, Measure, Plan, Step, due_dates};
 
 /// The clocks of one tier; a missing clock is not promised.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -266,7 +266,11 @@ impl Contract {
 }
 
 /// The contract that governs a device's tickets on `day`, or why there is none.
-pub fn governing<'a>(contracts: &'a [Contract], device: Covered<'_>, day: NaiveDate) -> Result<&'a Contract, String> {
+pub(crate) fn governing<'a>(
+    contracts: &'a [Contract],
+    device: Covered<'_>,
+    day: NaiveDate,
+) -> Result<&'a Contract, String> {
     let mut best: Option<(&Contract, u8)> = None;
     let mut expired: Option<&Contract> = None;
     for c in contracts {
@@ -294,7 +298,7 @@ pub fn governing<'a>(contracts: &'a [Contract], device: Covered<'_>, day: NaiveD
 
 /// Deadlines for a ticket opened at `at`, on `day` at the device's site:
 /// from the governing contract, or none with the reason.
-pub fn deadlines_for(
+pub(crate) fn deadlines_for(
     contracts: &[Contract],
     device: Covered<'_>,
     tier: Tier,

@@ -104,7 +104,7 @@ impl Measure {
 }
 
 /// The dates a plan's visits fall due for an anchor date, up to `last` (inclusive; the contract's end).
-pub fn due_dates(steps: &[Step], anchor: NaiveDate, last: NaiveDate) -> Vec<NaiveDate> {
+pub(crate) fn due_dates(steps: &[Step], anchor: NaiveDate, last: NaiveDate) -> Vec<NaiveDate> {
     let mut out = Vec::new();
     // Where the current step starts, as an offset from the anchor.
     let mut from: Option<Period> = None;

@@ -2,8 +2,8 @@
 //! into tickets, one transaction a batch, by the rules of `tickets::policy`; the watch fires
 //! what the contract clocks of open tickets make due.
 
-pub mod watch;
-pub mod writer;
+pub(crate) mod watch;
+pub(crate) mod writer;
 
 /// The desk's rules as configured.
 #[derive(Debug, Clone)]

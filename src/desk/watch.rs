@@ -19,7 +19,12 @@ use crate::tickets::State;
 use crate::tickets::clocks::{OpenClock, due};
 
 /// Fires what is due on every open ticket at `now`; returns how many firings took effect.
-pub async fn run_once(store: &Store, fleet: &Fleet, now: DateTime<Utc>) -> Result<usize, crate::store::StoreError> {
+#[cfg(test)]
+pub(crate) async fn run_once(
+    store: &Store,
+    fleet: &Fleet,
+    now: DateTime<Utc>,
+) -> Result<usize, crate::store::StoreError> {
     Watch::default().pass(store, fleet, now).await
 }
 
@@ -35,7 +40,7 @@ const PAGE: u32 = 256;
 /// last one (and every open ticket every few minutes), and reads a ticket afresh before it
 /// fires anything on it, so a stale copy can delay a firing but never make a wrong one.
 #[derive(Debug, Default)]
-pub struct Watch {
+pub(crate) struct Watch {
     open: HashMap<TicketId, OpenClock>,
     /// The newest change seen, and when every open ticket was last read.
     seen: Option<DateTime<Utc>>,
@@ -45,7 +50,7 @@ pub struct Watch {
 impl Watch {
     /// Brings the open tickets up to date and fires what is due on them at `now`; returns how
     /// many firings took effect.
-    pub async fn pass(&mut self, store: &Store, fleet: &Fleet, now: DateTime<Utc>) -> Result<usize, StoreError> {
+    pub(crate) async fn pass(&mut self, store: &Store, fleet: &Fleet, now: DateTime<Utc>) -> Result<usize, StoreError> {
         self.refresh(store, now).await?;
         let contract = |t: &OpenClock| t.contract.as_deref().and_then(|id| fleet.contracts.iter().find(|c| c.id == id));
         let suspects: Vec<TicketId> =
@@ -120,11 +125,6 @@ impl Watch {
             self.open.remove(&t.id);
         }
     }
-
-    /// How many open tickets it watches.
-    pub fn watched(&self) -> usize {
-        self.open.len()
-    }
 }
 
 fn is_open(s: State) -> bool {
@@ -132,7 +132,7 @@ fn is_open(s: State) -> bool {
 }
 
 /// Watches the clocks until shutdown: at once on start, then every second.
-pub async fn watch(store: Store, fleet: Arc<Fleet>, clock: Arc<dyn Clock>, shutdown: CancellationToken) {
+pub(crate) async fn watch(store: Store, fleet: Arc<Fleet>, clock: Arc<dyn Clock>, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut w = Watch::default();

@@ -28,7 +28,7 @@ pub struct Notice {
     pub detail: String,
 }
 
-pub struct Writer {
+pub(crate) struct Writer {
     pub store: Store,
     pub fleet: Arc<Fleet>,
     pub clock: Arc<dyn Clock>,
@@ -94,7 +94,7 @@ const BATCH: usize = 256;
 
 impl Writer {
     /// Runs until every sender (the shards) has hung up, then returns with the queue drained.
-    pub async fn run(self, mut rx: mpsc::Receiver<(FaultEvent, Stopwatch)>) {
+    pub(crate) async fn run(self, mut rx: mpsc::Receiver<(FaultEvent, Stopwatch)>) {
         let mut batch = Vec::with_capacity(BATCH);
         let mut records = Vec::with_capacity(BATCH);
         let mut alarms = Vec::new();

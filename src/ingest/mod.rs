@@ -2,9 +2,9 @@
 //! workers that own device state and run the rules.
 
 pub mod modbus;
-pub mod mqtt;
+pub(crate) mod mqtt;
 pub mod payload;
-pub mod shard;
+pub(crate) mod shard;
 
 /// How telemetry comes in: topics, limits and the shards.
 #[derive(Debug, Clone)]

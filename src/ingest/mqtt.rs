@@ -63,7 +63,7 @@ pub struct BrokerConfig {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum MqttSetupError {
+pub(crate) enum MqttSetupError {
     #[error("reading the broker's CA file {path}: {source}")]
     CaFile { path: String, source: std::io::Error },
     #[error("the broker's CA file {0} holds no usable certificate")]
@@ -71,7 +71,7 @@ pub enum MqttSetupError {
 }
 
 /// Client options for an external broker; `None` for the embedded one, which needs no client.
-pub fn options(cfg: &BrokerConfig, client_id: &str) -> Result<Option<MqttOptions>, MqttSetupError> {
+pub(crate) fn options(cfg: &BrokerConfig, client_id: &str) -> Result<Option<MqttOptions>, MqttSetupError> {
     let BrokerMode::External { host, port, tls, username, password, ca_file } = &cfg.mode else {
         return Ok(None);
     };
@@ -120,7 +120,7 @@ fn tls_config(ca_file: Option<&std::path::Path>) -> Result<TlsConfiguration, Mqt
 
 /// The state of the daemon's link to its broker, for `/healthz`.
 #[derive(Debug)]
-pub struct Link {
+pub(crate) struct Link {
     connected: AtomicBool,
     /// Gateway time (ms) since which it is connected, or disconnected.
     since_ms: AtomicI64,
@@ -130,7 +130,7 @@ pub struct Link {
 
 /// What `/healthz` says of the broker link.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct LinkStatus {
+pub(crate) struct LinkStatus {
     pub connected: bool,
     pub since: DateTime<Utc>,
     pub error: Option<String>,
@@ -138,7 +138,7 @@ pub struct LinkStatus {
 
 impl Link {
     /// A link that is down since `now` (it has not connected yet).
-    pub fn new(now: DateTime<Utc>) -> Link {
+    pub(crate) fn new(now: DateTime<Utc>) -> Link {
         Link {
             connected: AtomicBool::new(false),
             since_ms: AtomicI64::new(now.timestamp_millis()),
@@ -146,7 +146,7 @@ impl Link {
         }
     }
     /// The embedded broker's link: ingest is in the same process, always connected.
-    pub fn in_process(now: DateTime<Utc>) -> Link {
+    pub(crate) fn in_process(now: DateTime<Utc>) -> Link {
         let l = Link::new(now);
         l.connected.store(true, Ordering::Relaxed);
         l
@@ -162,7 +162,7 @@ impl Link {
         }
         *self.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
     }
-    pub fn status(&self) -> LinkStatus {
+    pub(crate) fn status(&self) -> LinkStatus {
         LinkStatus {
             connected: self.connected.load(Ordering::Acquire),
             since: DateTime::from_timestamp_millis(self.since_ms.load(Ordering::Relaxed)).unwrap_or_default(),
@@ -172,7 +172,7 @@ impl Link {
 }
 
 /// Routes messages to shards.
-pub struct Router {
+pub(crate) struct Router {
     pub prefix: String,
     pub fleet: Arc<Fleet>,
     pub shards: Vec<mpsc::Sender<Msg>>,
@@ -185,7 +185,7 @@ pub struct Router {
 impl Router {
     /// Routes one message to the shard that owns its device, waiting while that shard's queue
     /// is full. Returns at once for a message it rejects, counted by reason.
-    pub async fn route(&self, topic: &str, payload: Bytes) {
+    pub(crate) async fn route(&self, topic: &str, payload: Bytes) {
         self.metrics.received.inc();
         if payload.len() > self.max_payload {
             return self.reject(topic, Reject::Oversized, payload.len());
@@ -218,7 +218,7 @@ impl Router {
     }
 
     /// A message too large to take, skipped before its payload was read (embedded broker).
-    pub fn oversized(&self, topic: &str, len: usize) {
+    pub(crate) fn oversized(&self, topic: &str, len: usize) {
         self.metrics.received.inc();
         self.reject(topic, Reject::Oversized, len);
     }
@@ -265,7 +265,7 @@ fn why(e: &ConnectionError) -> String {
 
 /// Runs the client of an external broker until shutdown: connects, subscribes on every
 /// ConnAck, routes publishes, and backs off between failed attempts.
-pub async fn run(opts: MqttOptions, router: Router, link: Arc<Link>, shutdown: CancellationToken) {
+pub(crate) async fn run(opts: MqttOptions, router: Router, link: Arc<Link>, shutdown: CancellationToken) {
     // Wide enough to see (and count) a topic with a level too many or too few.
     let filter = format!("{}/#", router.prefix);
     let (client, mut eventloop): (AsyncClient, EventLoop) = AsyncClient::new(opts, 64);

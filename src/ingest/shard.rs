@@ -38,7 +38,7 @@ pub struct Msg {
 /// Whether a device is heard from, as the API shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-pub enum Presence {
+pub(crate) enum Presence {
     /// Not heard from since the daemon started, and its heartbeat window not over.
     Unknown = 0,
     Online = 1,
@@ -47,7 +47,7 @@ pub enum Presence {
 
 /// What the API may read about a device while shards own its state.
 #[derive(Debug, Default)]
-pub struct DeviceLive {
+pub(crate) struct DeviceLive {
     /// Gateway time of its last message, ms; 0 if none since start.
     pub last_seen: AtomicI64,
     /// A [`Presence`], in an atomic.
@@ -57,26 +57,26 @@ pub struct DeviceLive {
 }
 
 impl DeviceLive {
-    pub fn presence(&self) -> Presence {
+    pub(crate) fn presence(&self) -> Presence {
         match self.presence.load(Ordering::Relaxed) {
             p if p == Presence::Online as u8 => Presence::Online,
             p if p == Presence::Offline as u8 => Presence::Offline,
             _ => Presence::Unknown,
         }
     }
-    pub fn set_presence(&self, p: Presence) {
+    pub(crate) fn set_presence(&self, p: Presence) {
         self.presence.store(p as u8, Ordering::Relaxed);
     }
 }
 
 /// The live view of every device, indexed like the fleet.
 #[derive(Debug)]
-pub struct Live {
+pub(crate) struct Live {
     pub devices: Vec<DeviceLive>,
 }
 
 impl Live {
-    pub fn new(n: usize) -> Live {
+    pub(crate) fn new(n: usize) -> Live {
         Live { devices: (0..n).map(|_| DeviceLive::default()).collect() }
     }
     fn set_active(&self, idx: DeviceIdx, code: &FaultCode, on: bool) {
@@ -89,7 +89,7 @@ impl Live {
             a.push(code.clone());
         }
     }
-    pub fn active(&self, idx: DeviceIdx) -> Vec<FaultCode> {
+    pub(crate) fn active(&self, idx: DeviceIdx) -> Vec<FaultCode> {
         self.devices
             .get(idx.0 as usize)
             .map(|d| d.active.lock().unwrap_or_else(|p| p.into_inner()).clone())
@@ -99,7 +99,7 @@ impl Live {
 
 /// Everything a shard needs, shared read-only.
 #[derive(Clone)]
-pub struct ShardCtx {
+pub(crate) struct ShardCtx {
     pub fleet: Arc<Fleet>,
     pub live: Arc<Live>,
     pub clock: Arc<dyn Clock>,
@@ -124,7 +124,7 @@ enum Said {
 }
 
 /// The devices one shard owns and the scratch buffers it reuses.
-pub struct Shard {
+pub(crate) struct Shard {
     index: usize,
     count: usize,
     states: Vec<DeviceState>,
@@ -144,7 +144,7 @@ pub struct Shard {
 impl Shard {
     /// A shard owning devices `i` with `i % count == index`, with faults and devices' alarms
     /// (`(device, code)`) restored from the store.
-    pub fn new(
+    pub(crate) fn new(
         index: usize,
         count: usize,
         ctx: ShardCtx,
@@ -206,7 +206,7 @@ impl Shard {
     }
 
     /// Runs until shutdown or until the router hangs up.
-    pub async fn run(
+    pub(crate) async fn run(
         mut self,
         mut rx: mpsc::Receiver<Msg>,
         tx: mpsc::Sender<(FaultEvent, Stopwatch)>,
@@ -319,7 +319,7 @@ impl Shard {
     }
 
     /// Applies one message; fault events go to `events`.
-    pub fn handle(&mut self, msg: &Msg, events: &mut Vec<FaultEvent>) -> Result<(), Reject> {
+    pub(crate) fn handle(&mut self, msg: &Msg, events: &mut Vec<FaultEvent>) -> Result<(), Reject> {
         let idx = msg.device;
         let local = idx.0 as usize / self.count;
         debug_assert_eq!(idx.0 as usize % self.count, self.index);
@@ -501,7 +501,7 @@ impl Shard {
     }
 
     /// Checks heartbeats and outages, and rules that time alone can change.
-    pub fn tick(&mut self, events: &mut Vec<FaultEvent>) {
+    pub(crate) fn tick(&mut self, events: &mut Vec<FaultEvent>) {
         let now = self.ctx.clock.now().timestamp_millis();
         let fleet = Arc::clone(&self.ctx.fleet);
         for local in 0..self.states.len() {

@@ -39,7 +39,7 @@ pub struct EmailConfig {
     pub ca_file: Option<std::path::PathBuf>,
 }
 
-pub struct Email {
+pub(crate) struct Email {
     name: String,
     from: Mailbox,
     to: Mailbox,
@@ -50,17 +50,17 @@ pub struct Email {
 }
 
 /// The Message-ID of an event's mail, stable across retries.
-pub fn message_id(event_id: &str, domain: &str) -> String {
+pub(crate) fn message_id(event_id: &str, domain: &str) -> String {
     format!("<{event_id}@{domain}>")
 }
 
 /// The subject: the tag helpdesks match on, then what happened.
-pub fn subject(d: &Delivery) -> String {
+pub(crate) fn subject(d: &Delivery) -> String {
     d.subject.headline(d.row.event)
 }
 
 impl Email {
-    pub fn new(name: &str, c: &EmailConfig, priorities: [String; 3]) -> anyhow::Result<Email> {
+    pub(crate) fn new(name: &str, c: &EmailConfig, priorities: [String; 3]) -> anyhow::Result<Email> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut b = match (&c.security, &c.ca_file) {
             (Security::None, _) => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.host),

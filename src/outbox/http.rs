@@ -10,7 +10,7 @@ fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
 
 /// Reads an HTTP answer: its body on 2xx; otherwise retryable (408, 425, 429, 5xx,
 /// with `Retry-After`), gone (410) or permanent (other 4xx).
-pub async fn http_outcome(resp: reqwest::Response) -> Result<String, DeliveryError> {
+pub(crate) async fn http_outcome(resp: reqwest::Response) -> Result<String, DeliveryError> {
     let status = resp.status().as_u16();
     let after = retry_after(resp.headers());
     let text = resp.text().await;
@@ -27,7 +27,7 @@ pub async fn http_outcome(resp: reqwest::Response) -> Result<String, DeliveryErr
 
 /// Sends a request to helpdesk `system` (RT, Redmine…) and reads its answer, naming the
 /// system and what was asked in a permanent error.
-pub async fn send_to(system: &str, what: &str, req: reqwest::RequestBuilder) -> Result<String, DeliveryError> {
+pub(crate) async fn send_to(system: &str, what: &str, req: reqwest::RequestBuilder) -> Result<String, DeliveryError> {
     let resp = req.send().await.map_err(|e| unreachable(&format!("{system} {what}"), e))?;
     http_outcome(resp).await.map_err(|e| match e {
         DeliveryError::Permanent(m) => DeliveryError::Permanent(format!("{system} {what}: {m}")),
@@ -36,7 +36,7 @@ pub async fn send_to(system: &str, what: &str, req: reqwest::RequestBuilder) -> 
 }
 
 /// An answer that does not parse: the server may be mid-upgrade or behind a proxy page; try again.
-pub fn bad_answer(system: &str, what: &str, e: impl std::fmt::Display) -> DeliveryError {
+pub(crate) fn bad_answer(system: &str, what: &str, e: impl std::fmt::Display) -> DeliveryError {
     DeliveryError::Retryable {
         after: None,
         message: format!("{system} answered {what} with something unexpected: {e}"),
@@ -47,7 +47,7 @@ pub fn bad_answer(system: &str, what: &str, e: impl std::fmt::Display) -> Delive
 /// the one recorded; else the one `find` finds by reference (made by an earlier attempt whose
 /// answer was lost, which holds the first event already); else a new one from `create`,
 /// which holds this event.
-pub async fn remote_for<FF, CF>(
+pub(crate) async fn remote_for<FF, CF>(
     d: &Delivery,
     find: impl FnOnce() -> FF,
     create: impl FnOnce() -> CF,
@@ -68,7 +68,7 @@ where
 
 /// A network failure (refused, reset, timed out) is worth another try; a redirect that
 /// would take the credentials to another host is the helpdesk's configuration, and is not.
-pub fn unreachable(what: &str, e: reqwest::Error) -> DeliveryError {
+pub(crate) fn unreachable(what: &str, e: reqwest::Error) -> DeliveryError {
     let mut message = format!("{what}: {e}");
     let mut cause = std::error::Error::source(&e);
     while let Some(c) = cause {
@@ -81,7 +81,7 @@ pub fn unreachable(what: &str, e: reqwest::Error) -> DeliveryError {
 /// An HTTP client for a helpdesk or a telemetry server: `timeout` on every request, and
 /// redirects followed only within the same origin, so that credentials in headers (Redmine's
 /// `X-Redmine-API-Key`, an InfluxDB token) never reach another host.
-pub fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
+pub(crate) fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
     let same_origin = reqwest::redirect::Policy::custom(|attempt| {
         let first = attempt.previous().first().map(|u| u.origin());
         if attempt.previous().len() > 5 {

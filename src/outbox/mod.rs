@@ -14,19 +14,19 @@
 //!
 //! Only this module talks to helpdesks.
 
-pub mod email;
-pub mod redmine;
-pub mod rt;
-pub mod status;
-pub mod webhook;
+pub(crate) mod email;
+pub(crate) mod redmine;
+pub(crate) mod rt;
+pub(crate) mod status;
+pub(crate) mod webhook;
 
 mod http;
 mod relay;
 mod subject;
 
-pub use http::*;
-pub use relay::*;
-pub use subject::*;
+pub(crate) use http::*;
+pub(crate) use relay::*;
+pub(crate) use subject::*;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -75,7 +75,7 @@ pub struct OutboxConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DeliveryError {
+pub(crate) enum DeliveryError {
     /// Try again later; `after` is the receiver's `Retry-After`, if it gave one.
     Retryable { after: Option<Duration>, message: String },
     /// The receiver refused this event for good: dead-letter it.
@@ -86,14 +86,14 @@ pub enum DeliveryError {
 
 /// What an event is about, as it is now: a ticket, or a work order (a planned visit).
 #[derive(Debug, Clone)]
-pub enum Subject {
+pub(crate) enum Subject {
     Ticket(Box<Ticket>),
     WorkOrder(Box<WorkOrder>),
 }
 
 /// One event to deliver, with its ticket or work order as it is now.
 #[derive(Debug, Clone)]
-pub struct Delivery {
+pub(crate) struct Delivery {
     pub row: OutboxRow,
     pub subject: Subject,
     /// The remote ticket this ticket or work order maps to in the connector's helpdesk, once known.
@@ -102,14 +102,14 @@ pub struct Delivery {
 
 /// What a delivery learned: the remote ticket and its status, for helpdesks that have them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Delivered {
+pub(crate) struct Delivered {
     pub remote: Option<RemoteTicket>,
 }
 
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A helpdesk connector. One file each.
-pub trait Connector: Send + Sync {
+pub(crate) trait Connector: Send + Sync {
     fn name(&self) -> &str;
     fn deliver<'a>(&'a self, d: &'a Delivery, now: DateTime<Utc>) -> BoxFuture<'a, Result<Delivered, DeliveryError>>;
     /// Where status changes made in the helpdesk come from, for helpdesks aftercare polls.
@@ -176,7 +176,7 @@ impl StatusMap {
 const REQUESTS_PER_EVENT: u32 = 8;
 
 /// Builds the configured connectors.
-pub fn connectors(cfg: &[HelpdeskConfig]) -> anyhow::Result<HashMap<String, Arc<dyn Connector>>> {
+pub(crate) fn connectors(cfg: &[HelpdeskConfig]) -> anyhow::Result<HashMap<String, Arc<dyn Connector>>> {
     let mut out: HashMap<String, Arc<dyn Connector>> = HashMap::new();
     for h in cfg {
         let c: Arc<dyn Connector> = match &h.kind {
@@ -193,12 +193,12 @@ pub fn connectors(cfg: &[HelpdeskConfig]) -> anyhow::Result<HashMap<String, Arc<
 }
 
 /// The actor name of a change that helpdesk `name` sent in.
-pub fn origin_of(name: &str, person: &str) -> String {
+pub(crate) fn origin_of(name: &str, person: &str) -> String {
     if person.is_empty() { format!("helpdesk:{name}") } else { format!("helpdesk:{name} ({person})") }
 }
 
 /// Whether a change made by `origin` came from helpdesk `name`.
-pub fn is_echo(origin: &str, name: &str) -> bool {
+pub(crate) fn is_echo(origin: &str, name: &str) -> bool {
     origin
         .strip_prefix("helpdesk:")
         .and_then(|r| r.strip_prefix(name))

@@ -46,7 +46,7 @@ impl RedmineConfig {
     }
 }
 
-pub struct Redmine {
+pub(crate) struct Redmine {
     name: String,
     base: String,
     cfg: RedmineConfig,
@@ -109,7 +109,7 @@ fn find_name<'a>(list: &'a [Named], name: &str) -> Option<&'a Named> {
 }
 
 impl Redmine {
-    pub fn new(name: &str, cfg: &RedmineConfig, priorities: [String; 3]) -> anyhow::Result<Redmine> {
+    pub(crate) fn new(name: &str, cfg: &RedmineConfig, priorities: [String; 3]) -> anyhow::Result<Redmine> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = super::http_client(cfg.timeout)?;
         Ok(Redmine {

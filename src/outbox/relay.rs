@@ -4,14 +4,14 @@
 use super::*;
 
 /// The wait before attempt `attempts + 1`: 1 s doubling, capped, with up to 20 % jitter.
-pub fn backoff(attempts: i64, max: Duration, jitter_seed: u32) -> Duration {
+pub(crate) fn backoff(attempts: i64, max: Duration, jitter_seed: u32) -> Duration {
     let base = Duration::from_secs(1).saturating_mul(1u32 << attempts.clamp(0, 20) as u32).min(max);
     let jitter = base.mul_f64((jitter_seed % 1000) as f64 / 5000.0);
     (base + jitter).min(max)
 }
 
 /// What happens to a row after a failed attempt at `now`: retry at a time, or dead.
-pub fn after_failure(
+pub(crate) fn after_failure(
     row: &OutboxRow,
     err: &DeliveryError,
     now: DateTime<Utc>,
@@ -29,7 +29,7 @@ pub fn after_failure(
     (next <= deadline).then_some(next)
 }
 
-pub struct Relay {
+pub(crate) struct Relay {
     pub store: Store,
     pub fleet: Arc<Fleet>,
     pub connectors: HashMap<String, Arc<dyn Connector>>,
@@ -68,7 +68,7 @@ const PROBE_EVERY: Duration = Duration::from_secs(5);
 const FAILING_AFTER: u32 = 3;
 
 impl Relay {
-    pub fn new(
+    pub(crate) fn new(
         store: Store,
         fleet: Arc<Fleet>,
         connectors: HashMap<String, Arc<dyn Connector>>,
@@ -82,7 +82,7 @@ impl Relay {
 
     /// Where each customer's changes go: `(customer, helpdesk)`, for the customers whose
     /// helpdesk is configured. The store writes outbox rows for these customers only.
-    pub fn routes(&self) -> Vec<(String, String)> {
+    pub(crate) fn routes(&self) -> Vec<(String, String)> {
         (self.fleet.customers.iter())
             .filter_map(|c| {
                 c.helpdesk.as_ref().filter(|h| self.connectors.contains_key(*h)).map(|h| (c.id.0.clone(), h.clone()))
@@ -132,7 +132,8 @@ impl Relay {
 
     /// One pass: delivers what is due now to every helpdesk and waits for the answers;
     /// returns how many rows were attempted.
-    pub async fn run_once(&self) -> Result<usize, crate::store::StoreError> {
+    #[cfg(test)]
+    pub(crate) async fn run_once(&self) -> Result<usize, crate::store::StoreError> {
         let now = self.clock.now();
         let mut set = JoinSet::new();
         let mut attempted = 0;
@@ -174,7 +175,7 @@ impl Relay {
 
     /// Runs until shutdown: a lane per helpdesk, each at its own pace, so that one slow or
     /// dead helpdesk never holds up another's deliveries.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub(crate) async fn run(self, shutdown: CancellationToken) {
         let relay = Arc::new(self);
         let mut lanes = JoinSet::new();
         for (name, conn) in &relay.connectors {

@@ -45,7 +45,7 @@ impl RtConfig {
     }
 }
 
-pub struct RequestTracker {
+pub(crate) struct RequestTracker {
     name: String,
     api: String,
     cfg: RtConfig,
@@ -104,7 +104,7 @@ fn quote(s: &str) -> String {
 }
 
 impl RequestTracker {
-    pub fn new(name: &str, cfg: &RtConfig, priorities: [String; 3]) -> anyhow::Result<RequestTracker> {
+    pub(crate) fn new(name: &str, cfg: &RtConfig, priorities: [String; 3]) -> anyhow::Result<RequestTracker> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = super::http_client(cfg.timeout)?;
         let api = format!("{}/REST/2.0", cfg.url.trim_end_matches('/'));

@@ -18,7 +18,7 @@ use crate::tickets::State;
 
 /// A remote ticket whose status may have changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteChange {
+pub(crate) struct RemoteChange {
     pub remote_id: String,
     pub status: String,
     pub meaning: Meaning,
@@ -28,14 +28,14 @@ pub struct RemoteChange {
 
 /// One poll's answer: the changed tickets and where the next poll starts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Polled {
+pub(crate) struct Polled {
     pub changes: Vec<RemoteChange>,
     /// `None` keeps the cursor where it was.
     pub cursor: Option<String>,
 }
 
 /// A helpdesk aftercare polls for status changes.
-pub trait StatusSource: Send + Sync {
+pub(crate) trait StatusSource: Send + Sync {
     /// How often to poll.
     fn every(&self) -> Duration;
     /// Remote tickets changed since `cursor` (all of aftercare's, the first time).
@@ -51,7 +51,7 @@ pub trait StatusSource: Send + Sync {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum PollError {
+pub(crate) enum PollError {
     #[error("{0:?}")]
     Remote(DeliveryError),
     #[error(transparent)]
@@ -59,7 +59,7 @@ pub enum PollError {
 }
 
 /// The transitions that bring a ticket in state `from` to what the remote status means.
-pub fn steps(from: State, to: Meaning) -> &'static [State] {
+pub(crate) fn steps(from: State, to: Meaning) -> &'static [State] {
     use State::*;
     match (to, from) {
         (Meaning::Active, Resolved | Closed) => &[Open],
@@ -72,7 +72,12 @@ pub fn steps(from: State, to: Meaning) -> &'static [State] {
 }
 
 /// One poll of helpdesk `name`; returns how many tickets changed state.
-pub async fn poll(store: &Store, name: &str, src: &dyn StatusSource, clock: &dyn Clock) -> Result<usize, PollError> {
+pub(crate) async fn poll(
+    store: &Store,
+    name: &str,
+    src: &dyn StatusSource,
+    clock: &dyn Clock,
+) -> Result<usize, PollError> {
     let cursor = store.poll_cursor(name).await?;
     let polled = src.changed(cursor.as_deref(), clock.now()).await.map_err(PollError::Remote)?;
     let mut applied = 0;

@@ -26,7 +26,7 @@ fn visit(w: &WorkOrder) -> String {
 impl Subject {
     /// The tag in every subject, which email-to-ticket helpdesks thread on and lookups search
     /// for: `[aftercare #12]` for a ticket, `[aftercare WO-7]` for a work order.
-    pub fn tag(&self) -> String {
+    pub(crate) fn tag(&self) -> String {
         match self {
             Subject::Ticket(t) => format!("[aftercare #{}]", t.id.0),
             Subject::WorkOrder(w) => format!("[aftercare WO-{}]", w.id),
@@ -34,7 +34,7 @@ impl Subject {
     }
 
     /// aftercare's reference in other systems: the webhook dedup key, RT's custom field.
-    pub fn reference(&self) -> String {
+    pub(crate) fn reference(&self) -> String {
         match self {
             Subject::Ticket(t) => format!("aftercare-ticket-{}", t.id.0),
             Subject::WorkOrder(w) => format!("aftercare-work-order-{}", w.id),
@@ -42,7 +42,7 @@ impl Subject {
     }
 
     /// The event id of the first event, which every later mail refers to.
-    pub fn first_event_id(&self) -> String {
+    pub(crate) fn first_event_id(&self) -> String {
         match self {
             Subject::Ticket(t) => format!("aftercare-{}-1", t.id.0),
             Subject::WorkOrder(w) => format!("aftercare-wo-{}-1", w.id),
@@ -50,7 +50,7 @@ impl Subject {
     }
 
     /// The helpdesk's priority: the ticket's tier; a planned visit is never urgent (tier 3's).
-    pub fn priority<'a>(&self, priorities: &'a [String; 3]) -> &'a str {
+    pub(crate) fn priority<'a>(&self, priorities: &'a [String; 3]) -> &'a str {
         let tier = match self {
             Subject::Ticket(t) => (t.tier.number() as usize).clamp(1, 3),
             Subject::WorkOrder(_) => 3,
@@ -59,7 +59,7 @@ impl Subject {
     }
 
     /// The title of the remote ticket.
-    pub fn title(&self) -> String {
+    pub(crate) fn title(&self) -> String {
         match self {
             Subject::Ticket(t) => {
                 format!("{} Tier {} {} on {}: {}", self.tag(), t.tier.number(), t.code.0, t.device.0, t.title)
@@ -69,7 +69,7 @@ impl Subject {
     }
 
     /// The title of a mail about `event`: the tag helpdesks match on, then what happened.
-    pub fn headline(&self, event: OutboxEvent) -> String {
+    pub(crate) fn headline(&self, event: OutboxEvent) -> String {
         match self {
             Subject::Ticket(t) => format!(
                 "{} Tier {} {} on {}: {}",
@@ -89,7 +89,7 @@ impl Subject {
     }
 
     /// What the remote ticket's status should mean now.
-    pub fn meaning(&self) -> Meaning {
+    pub(crate) fn meaning(&self) -> Meaning {
         match self {
             Subject::Ticket(t) => match t.state {
                 State::Open | State::Acknowledged | State::Dispatched | State::OnSite => Meaning::Active,
@@ -104,7 +104,7 @@ impl Subject {
     }
 
     /// `ticket` or `work_order`: the prefix of webhook event types.
-    pub fn noun(&self) -> &'static str {
+    pub(crate) fn noun(&self) -> &'static str {
         match self {
             Subject::Ticket(_) => "ticket",
             Subject::WorkOrder(_) => "work_order",
@@ -113,7 +113,7 @@ impl Subject {
 }
 
 /// An event as text, for a mail, a ticket's first description or a comment.
-pub fn describe(d: &Delivery, priority: &str) -> String {
+pub(crate) fn describe(d: &Delivery, priority: &str) -> String {
     let mut s = match &d.subject {
         Subject::Ticket(t) => {
             let mut s = format!(
@@ -185,6 +185,6 @@ pub fn describe(d: &Delivery, priority: &str) -> String {
 
 /// The line every text of an event ends with. A retry looks for it on the remote ticket: a
 /// comment whose answer was lost (a timeout, a kill) is not written twice.
-pub fn marker(row: &OutboxRow) -> String {
+pub(crate) fn marker(row: &OutboxRow) -> String {
     format!("Event id: {}, sequence {}", row.event_id, row.seq)
 }

@@ -16,7 +16,7 @@ use crate::tickets::State;
 
 use super::{BoxFuture, Connector, Delivered, Delivery, DeliveryError, Subject, http_outcome};
 
-pub struct Webhook {
+pub(crate) struct Webhook {
     name: String,
     url: String,
     secret: Option<Vec<u8>>,
@@ -26,7 +26,7 @@ pub struct Webhook {
 }
 
 /// `v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>`.
-pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
+pub(crate) fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
     // HMAC takes keys of any length (long ones are hashed), so this never fails;
     // an empty key (refused by config) signs nothing a receiver would accept.
     let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else { return String::new() };
@@ -39,12 +39,12 @@ pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
 }
 
 /// How far a signed request's timestamp may be from our clock, seconds.
-pub const TOLERANCE_S: i64 = 300;
+pub(crate) const TOLERANCE_S: i64 = 300;
 
 /// Checks a request a helpdesk sends in, signed as ours are: `id`, a `timestamp` within
 /// [`TOLERANCE_S`] of `now` (seconds), and one of the space-separated `signatures` made with
 /// `key` over them and `body`. `Err` says what is wrong, for a 401.
-pub fn verify(
+pub(crate) fn verify(
     key: &[u8],
     id: &str,
     timestamp: &str,
@@ -64,7 +64,7 @@ pub fn verify(
 }
 
 /// The ticket state a helpdesk's `status` asks for: a state's name, or `reopened`.
-pub fn state_of(status: &str) -> Result<State, String> {
+pub(crate) fn state_of(status: &str) -> Result<State, String> {
     match status {
         "reopened" => Ok(State::Open),
         other => other.parse(),
@@ -72,7 +72,7 @@ pub fn state_of(status: &str) -> Result<State, String> {
 }
 
 /// The JSON body of an event, in the spirit of PagerDuty Events v2.
-pub fn body(d: &Delivery, priorities: &[String; 3]) -> serde_json::Value {
+pub(crate) fn body(d: &Delivery, priorities: &[String; 3]) -> serde_json::Value {
     let r = &d.row;
     let mut v = json!({
         "priority": d.subject.priority(priorities),
@@ -92,7 +92,7 @@ pub fn body(d: &Delivery, priorities: &[String; 3]) -> serde_json::Value {
 }
 
 impl Webhook {
-    pub fn new(
+    pub(crate) fn new(
         name: &str,
         url: &str,
         secret: Option<Vec<u8>>,

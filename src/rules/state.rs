@@ -8,7 +8,7 @@ const NONE: i64 = i64::MIN;
 /// The latest value of one metric; `at` is NONE until there is one (no `Option`, whose tag
 /// would add a third to every slot of every device).
 #[derive(Debug, Clone, Copy)]
-pub struct Slot {
+pub(crate) struct Slot {
     pub v: f64,
     /// When it was reported (device time, ms).
     pub at: i64,

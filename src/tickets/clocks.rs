@@ -77,7 +77,7 @@ fn reached(t: &OpenClock, m: Milestone) -> bool {
 }
 
 /// What is due on ticket `t` at `now`, given its contract.
-pub fn due(t: &OpenClock, contract: Option<&Contract>, now: DateTime<Utc>) -> Vec<Firing> {
+pub(crate) fn due(t: &OpenClock, contract: Option<&Contract>, now: DateTime<Utc>) -> Vec<Firing> {
     let mut out = Vec::new();
     let passed = |by: Option<DateTime<Utc>>| by.filter(|b| *b <= now);
     if let Some(due) = passed(t.acknowledge_by).filter(|_| !t.acknowledge_breached && t.acknowledged_at.is_none()) {

@@ -18,7 +18,7 @@ pub enum State {
     Cancelled,
 }
 
-pub const ALL: [State; 7] = [
+pub(crate) const ALL: [State; 7] = [
     State::Open,
     State::Acknowledged,
     State::Dispatched,
@@ -93,7 +93,7 @@ fn names(s: &[State]) -> String {
 }
 
 /// Checks a transition asked for by a person or a helpdesk.
-pub fn check(from: State, to: State) -> Result<(), TransitionError> {
+pub(crate) fn check(from: State, to: State) -> Result<(), TransitionError> {
     if from == to {
         return Err(TransitionError::Same(from));
     }

@@ -2,11 +2,11 @@
 //! a person's transition or a contract clock does to a ticket, and the service levels. The
 //! store keeps them; the desk runs them.
 
-pub mod clocks;
-pub mod lifecycle;
-pub mod model;
-pub mod policy;
-pub mod sla;
+pub(crate) mod clocks;
+pub(crate) mod lifecycle;
+pub(crate) mod model;
+pub(crate) mod policy;
+pub(crate) mod sla;
 
 pub use lifecycle::{State, TransitionError};
 pub use model::{Event, Outcome, Ticket, TicketFilter, TimelineEntry};

@@ -14,7 +14,7 @@ use crate::domain::{HelpdeskAction, TicketId, Tier};
 
 /// The ticket of a device and fault that is neither closed nor cancelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Current {
+pub(crate) struct Current {
     pub id: TicketId,
     pub state: State,
     pub tier: Tier,
@@ -22,7 +22,7 @@ pub struct Current {
 
 /// The latest closed ticket of a device and fault.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Closed {
+pub(crate) struct Closed {
     pub id: TicketId,
     pub tier: Tier,
     pub closed_at: DateTime<Utc>,
@@ -30,7 +30,7 @@ pub struct Closed {
 
 /// Another occurrence of a fault counted on an existing ticket.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Count {
+pub(crate) struct Count {
     pub id: TicketId,
     /// The state the ticket is reopened from, when it was resolved or closed.
     pub reopen_from: Option<State>,
@@ -40,17 +40,17 @@ pub struct Count {
 }
 
 impl Count {
-    pub fn outcome(&self) -> Outcome {
+    pub(crate) fn outcome(&self) -> Outcome {
         if self.reopen_from.is_some() { Outcome::Reopened } else { Outcome::Recurred }
     }
-    pub fn event(&self) -> Event {
+    pub(crate) fn event(&self) -> Event {
         if self.reopen_from.is_some() { Event::Reopened } else { Event::Recurred }
     }
 }
 
 /// A raise of a fault: counted on the ticket still open for it (reopening a resolved one), on
 /// the one closed within `reopen_window`, or `None`: a new ticket opens.
-pub fn raise(
+pub(crate) fn raise(
     current: Option<Current>,
     closed: Option<Closed>,
     tier: Tier,
@@ -76,7 +76,7 @@ pub fn raise(
 
 /// A new ticket's clocks and note.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Opening {
+pub(crate) struct Opening {
     pub deadlines: Deadlines,
     /// The work order in progress on the device: the fault is recorded, but nobody is paged
     /// for it (no clocks, no helpdesk).
@@ -85,7 +85,7 @@ pub struct Opening {
 }
 
 /// Opens a ticket for a fault, silenced when an engineer is on a `visit` to the device.
-pub fn opening(visit: Option<i64>, deadlines: &Deadlines, detail: &str) -> Opening {
+pub(crate) fn opening(visit: Option<i64>, deadlines: &Deadlines, detail: &str) -> Opening {
     match visit {
         Some(w) => Opening {
             deadlines: Deadlines {
@@ -102,13 +102,13 @@ pub fn opening(visit: Option<i64>, deadlines: &Deadlines, detail: &str) -> Openi
 
 /// The repeat-repair rule: a fault that opens or reopens a ticket within the rule's window
 /// after its device and fault were last resolved is a failed repair.
-pub fn repair_failed(rule: &RepeatRule, last_resolved: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+pub(crate) fn repair_failed(rule: &RepeatRule, last_resolved: DateTime<Utc>, now: DateTime<Utc>) -> bool {
     now.signed_duration_since(last_resolved) <= TimeDelta::from_std(rule.window).unwrap_or(TimeDelta::MAX)
 }
 
 /// Since when earlier failed repairs count with a new one: within the rule's window, and
 /// since the unit was last replaced (a failed repair of the unit replaced counts no more).
-pub fn failed_repairs_count_from(
+pub(crate) fn failed_repairs_count_from(
     rule: &RepeatRule,
     unit_replaced: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
@@ -121,14 +121,14 @@ pub fn failed_repairs_count_from(
 /// A failed repair counted: the ticket's count, its timeline note, and the note that the unit
 /// is to be replaced when the count reached the rule's in warranty.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FailedRepair {
+pub(crate) struct FailedRepair {
     pub count: i64,
     pub note: String,
     pub replace: Option<String>,
 }
 
 /// The `earlier` failed repairs still counting, and this one: the repair of `resolved` failed.
-pub fn failed_repair(
+pub(crate) fn failed_repair(
     rule: &RepeatRule,
     earlier: i64,
     resolved: DateTime<Utc>,
@@ -157,7 +157,7 @@ pub fn failed_repair(
 
 /// A ticket's clocks as a promotion finds and leaves them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Clocks {
+pub(crate) struct Clocks {
     pub acknowledge_by: Option<DateTime<Utc>>,
     pub on_site_by: Option<DateTime<Utc>>,
     pub resolve_by: Option<DateTime<Utc>>,
@@ -167,7 +167,7 @@ pub struct Clocks {
 /// A fault on ticket `current` became as severe as `tier`, whose clocks started now would end
 /// by `new`: the ticket takes the tier and, per clock, the earlier deadline
 /// ([`super::sla::promoted_deadline`]). `None` when the ticket is already that severe.
-pub fn promotion(
+pub(crate) fn promotion(
     current: Tier,
     clocks: &Clocks,
     tier: Tier,
@@ -189,7 +189,7 @@ pub fn promotion(
 
 /// What a person (or a helpdesk) asks of a transition besides its target state.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Ask<'a> {
+pub(crate) struct Ask<'a> {
     pub note: &'a str,
     /// Resolve although the fault is still active.
     pub force: bool,
@@ -200,7 +200,7 @@ pub struct Ask<'a> {
 /// A transition allowed: whether it resolves a ticket whose fault is still active, and the
 /// note its timeline keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transition {
+pub(crate) struct Transition {
     pub forced: bool,
     pub note: String,
 }
@@ -215,7 +215,7 @@ pub enum Refusal {
 }
 
 /// Checks a transition of ticket `id` (fault `code`, `recovered` or not) from `from` to `to`.
-pub fn transition(
+pub(crate) fn transition(
     id: TicketId,
     code: &str,
     recovered: bool,
@@ -249,7 +249,7 @@ pub fn transition(
 
 /// What a ticket's helpdesk is asked to do with a line of its timeline: open its ticket for
 /// an opening or a reopening, close it for a resolution, else add to it.
-pub fn helpdesk_action(event: Event, to: Option<State>) -> HelpdeskAction {
+pub(crate) fn helpdesk_action(event: Event, to: Option<State>) -> HelpdeskAction {
     match (event, to) {
         (Event::Opened | Event::Reopened, _) | (_, Some(State::Open)) => HelpdeskAction::Trigger,
         (_, Some(State::Resolved | State::Closed | State::Cancelled)) => HelpdeskAction::Resolve,
@@ -258,7 +258,7 @@ pub fn helpdesk_action(event: Event, to: Option<State>) -> HelpdeskAction {
 }
 
 /// The more severe of two tiers.
-pub fn worse(a: Tier, b: Tier) -> Tier {
+pub(crate) fn worse(a: Tier, b: Tier) -> Tier {
     if a.outranks(b) { a } else { b }
 }
 

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 /// The rule for a tier promotion: the stricter clock runs from the moment the fault became
 /// that severe (ending by `new`), and a deadline never moves later than it was.
-pub fn promoted_deadline(old: Option<DateTime<Utc>>, new: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+pub(crate) fn promoted_deadline(old: Option<DateTime<Utc>>, new: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
     match (old, new) {
         (Some(o), Some(n)) => Some(o.min(n)),
         (o, n) => o.or(n),
@@ -13,7 +13,7 @@ pub fn promoted_deadline(old: Option<DateTime<Utc>>, new: Option<DateTime<Utc>>)
 }
 
 /// Whether one clock of one ticket was met: `None` while its moment has not come (or no clock runs).
-pub type Met = Option<bool>;
+pub(crate) type Met = Option<bool>;
 
 /// Compliance with one clock over a set of tickets.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
@@ -35,7 +35,7 @@ pub struct TierCompliance {
 }
 
 /// Aggregates (tier, acknowledge, on-site, resolve) outcomes into compliance per tier, tiers 1 to 3.
-pub fn compliance(rows: impl IntoIterator<Item = (u8, Met, Met, Met)>) -> Vec<TierCompliance> {
+pub(crate) fn compliance(rows: impl IntoIterator<Item = (u8, Met, Met, Met)>) -> Vec<TierCompliance> {
     let mut out: Vec<TierCompliance> = (1..=3).map(|tier| TierCompliance { tier, ..Default::default() }).collect();
     let add = |c: &mut ClockCompliance, m: Met| match m {
         Some(true) => c.met += 1,

@@ -11,12 +11,12 @@ use serde_json::Value;
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
-pub fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The firmware-sim binary beside our own test binary (cargo builds it with the workspace).
-pub fn sim_binary() -> PathBuf {
+pub(crate) fn sim_binary() -> PathBuf {
     let deps = std::env::current_exe().unwrap();
     let target = deps.parent().unwrap().parent().unwrap();
     let bin = target.join(format!("firmware-sim{}", std::env::consts::EXE_SUFFIX));
@@ -29,7 +29,7 @@ pub fn sim_binary() -> PathBuf {
 
 /// Where a test's MQTT traffic goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Broker {
+pub(crate) enum Broker {
     /// The daemon's embedded rumqttd.
     Embedded,
     /// A broker of the machine's, such as Mosquitto: `mqtt://host:port`.
@@ -38,7 +38,7 @@ pub enum Broker {
 
 /// The brokers to test against: the embedded one always, and the broker
 /// named by AFTERCARE_TEST_MQTT_URL too when it is set (CI sets the machine's Mosquitto).
-pub fn brokers() -> Vec<Broker> {
+pub(crate) fn brokers() -> Vec<Broker> {
     let mut b = vec![Broker::Embedded];
     if let Some(url) = std::env::var("AFTERCARE_TEST_MQTT_URL").ok().filter(|s| !s.is_empty()) {
         b.push(Broker::External(url));
@@ -46,7 +46,7 @@ pub fn brokers() -> Vec<Broker> {
     b
 }
 
-pub struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     pub http: String,
     /// host:port of the broker the daemon uses.
@@ -58,7 +58,7 @@ pub struct Daemon {
 }
 
 /// Kind profiles copied from config/kinds with shorter clocks, so tests run in seconds.
-pub fn write_kinds(dir: &Path, heartbeat: &str, major_after: &str) {
+pub(crate) fn write_kinds(dir: &Path, heartbeat: &str, major_after: &str) {
     std::fs::create_dir_all(dir.join("kinds")).unwrap();
     for k in ["recorder", "solar_heater", "led_display", "lighting"] {
         let text = std::fs::read_to_string(repo().join(format!("config/kinds/{k}.toml"))).unwrap();
@@ -78,7 +78,7 @@ pub fn write_kinds(dir: &Path, heartbeat: &str, major_after: &str) {
 }
 
 /// A config for `devices` (`id:kind`), all at site `site-a` of customer `cust-1`.
-pub fn config(devices: &[&str], prefix: &str, broker: &Broker) -> String {
+pub(crate) fn config(devices: &[&str], prefix: &str, broker: &Broker) -> String {
     let broker = match broker {
         Broker::External(url) => {
             format!("[broker]\nembedded = false\nurl = \"{url}\"\nclient_id = \"{prefix}-gw\"\n")
@@ -115,7 +115,12 @@ id = "cust-1"
 
 impl Daemon {
     /// A fresh temporary folder with kind profiles and a config for `devices`.
-    pub fn setup(devices: &[&str], heartbeat: &str, major_after: &str, broker: &Broker) -> (tempfile::TempDir, String) {
+    pub(crate) fn setup(
+        devices: &[&str],
+        heartbeat: &str,
+        major_after: &str,
+        broker: &Broker,
+    ) -> (tempfile::TempDir, String) {
         // Build the simulator first, so no daemon's heartbeat window runs while it compiles.
         sim_binary();
         let dir = tempfile::tempdir().unwrap();
@@ -126,7 +131,7 @@ impl Daemon {
     }
 
     /// Starts `aftercare run` on the config in `dir` and waits for its ready line.
-    pub fn start(dir: tempfile::TempDir, prefix: &str, broker: &Broker) -> Daemon {
+    pub(crate) fn start(dir: tempfile::TempDir, prefix: &str, broker: &Broker) -> Daemon {
         let log = dir.path().join(format!("aftercare-{}.log", SEQ.fetch_add(1, Ordering::SeqCst)));
         let mut child = Command::new(env!("CARGO_BIN_EXE_aftercare"))
             .args(["run", "--config"])
@@ -168,12 +173,12 @@ impl Daemon {
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.http)
     }
 
     /// Sends SIGTERM and waits for the exit; returns whether it exited 0.
-    pub fn terminate(mut self) -> (bool, tempfile::TempDir) {
+    pub(crate) fn terminate(mut self) -> (bool, tempfile::TempDir) {
         let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         let mut ok = false;
         for _ in 0..200 {
@@ -189,13 +194,13 @@ impl Daemon {
     }
 
     /// Kills the daemon with SIGKILL, as a power cut would, and hands back its folder.
-    pub fn kill9(mut self) -> tempfile::TempDir {
+    pub(crate) fn kill9(mut self) -> tempfile::TempDir {
         let _ = self.child.kill();
         let _ = self.child.wait();
         std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }
@@ -211,7 +216,7 @@ impl Drop for Daemon {
 }
 
 /// A running firmware-sim, driven through its stdin.
-pub struct Sim {
+pub(crate) struct Sim {
     child: Child,
     stdin: ChildStdin,
 }
@@ -219,7 +224,7 @@ pub struct Sim {
 impl Sim {
     /// Simulates `devices` (`id:kind`) at site-a against the daemon's broker.
     /// Simulated time starts at local noon and runs 120 times real time.
-    pub fn start(d: &Daemon, devices: &[&str]) -> Sim {
+    pub(crate) fn start(d: &Daemon, devices: &[&str]) -> Sim {
         let mut cmd = Command::new(sim_binary());
         cmd.args(["run", "--broker", &format!("mqtt://{}", d.mqtt), "--prefix", &d.prefix]).args([
             "--interval",
@@ -239,7 +244,7 @@ impl Sim {
         Sim { child, stdin }
     }
 
-    pub fn send(&mut self, line: &str) {
+    pub(crate) fn send(&mut self, line: &str) {
         writeln!(self.stdin, "{line}").unwrap();
         self.stdin.flush().unwrap();
     }
@@ -252,19 +257,19 @@ impl Drop for Sim {
     }
 }
 
-pub fn http() -> reqwest::Client {
+pub(crate) fn http() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap()
 }
 
-pub async fn get(url: &str) -> Value {
+pub(crate) async fn get(url: &str) -> Value {
     let r = http().get(url).send().await.unwrap();
     assert!(r.status().is_success(), "GET {url}: {}", r.status());
     r.json().await.unwrap()
 }
 
 /// Polls `check` until it returns Some, or panics with `what` after `secs`.
-pub async fn wait_for<T, F, Fut>(what: &str, secs: u64, mut check: F) -> T
+pub(crate) async fn wait_for<T, F, Fut>(what: &str, secs: u64, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -282,13 +287,13 @@ where
 }
 
 /// The tickets of the daemon for (device, code).
-pub async fn tickets_for(d: &Daemon, device: &str, code: &str) -> Vec<Value> {
+pub(crate) async fn tickets_for(d: &Daemon, device: &str, code: &str) -> Vec<Value> {
     let v = get(&d.url(&format!("/api/v1/tickets?device={device}&code={code}"))).await;
     v.as_array().unwrap().clone()
 }
 
 /// Reads one counter from /metrics text.
-pub async fn metric(d: &Daemon, name: &str) -> f64 {
+pub(crate) async fn metric(d: &Daemon, name: &str) -> f64 {
     let text = http().get(d.url("/metrics")).send().await.unwrap().text().await.unwrap();
     text.lines()
         .filter(|l| !l.starts_with('#'))
@@ -297,7 +302,7 @@ pub async fn metric(d: &Daemon, name: &str) -> f64 {
 }
 
 /// A helper process that is killed and reaped when the test ends, pass or fail.
-pub struct Reaped(pub Child);
+pub(crate) struct Reaped(pub Child);
 
 impl Drop for Reaped {
     fn drop(&mut self) {
@@ -308,7 +313,7 @@ impl Drop for Reaped {
 
 /// Contract `k` of cust-1, in force since 2020 with an hour on every clock; `keys` go into its
 /// table (`reports = […]`), `plans` after it.
-pub fn contract(keys: &str, plans: &str) -> String {
+pub(crate) fn contract(keys: &str, plans: &str) -> String {
     format!(
         "[contracts.k]\ncustomer = \"cust-1\"\ntitle = \"k\"\nstarts = \"2020-01-01\"\n{keys}\
          tier1 = {{ acknowledge = \"1h\" }}\ntier2 = {{ acknowledge = \"1h\" }}\ntier3 = {{ acknowledge = \"1h\" }}\n{plans}"
@@ -318,7 +323,7 @@ pub fn contract(keys: &str, plans: &str) -> String {
 /// A monthly inspection of lighting (`circuits` answered by the time online, `lamps` by hand)
 /// whose last visit was due about four weeks ago and whose next is due in three days; with
 /// that next due date. `extra` are more plans on the same anchor (`{anchor}` in them is replaced).
-pub fn monthly_inspection(extra: &str) -> (String, chrono::NaiveDate) {
+pub(crate) fn monthly_inspection(extra: &str) -> (String, chrono::NaiveDate) {
     #[allow(clippy::disallowed_methods)]
     let today = chrono::Utc::now().date_naive();
     let next = today + chrono::Days::new(3);
@@ -335,7 +340,7 @@ pub fn monthly_inspection(extra: &str) -> (String, chrono::NaiveDate) {
 /// Makes the daemon's store (in `dir`, not running) look made `days` ago, as a store that has
 /// watched the fleet that long: what was due since then is the daemon's to have done. The
 /// store's age is the first migration's `installed_on`; Python's sqlite3 module writes it.
-pub fn backdate_store(dir: &Path, days: i64) {
+pub(crate) fn backdate_store(dir: &Path, days: i64) {
     let db = dir.join("data/aftercare.db");
     #[allow(clippy::disallowed_methods)]
     let then = (chrono::Utc::now() - chrono::TimeDelta::days(days)).format("%Y-%m-%d %H:%M:%S").to_string();
@@ -349,7 +354,7 @@ pub fn backdate_store(dir: &Path, days: i64) {
 /// A Mosquitto of the test's own on a free loopback port, made to hold any backlog (no limit
 /// on queued messages), with its URL; `None` when Mosquitto is not installed (a failure when
 /// AFTERCARE_TEST_REQUIRE_PEERS is set, as in CI).
-pub fn own_mosquitto() -> Option<(Reaped, String, tempfile::TempDir)> {
+pub(crate) fn own_mosquitto() -> Option<(Reaped, String, tempfile::TempDir)> {
     let found = Command::new("mosquitto").arg("-h").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
     if !found {
         assert!(

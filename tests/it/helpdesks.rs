@@ -14,14 +14,14 @@ use crate::harness::*;
 
 /// A remote ticket as the test reads it from the helpdesk itself.
 #[derive(Debug, Clone)]
-pub struct Remote {
+pub(crate) struct Remote {
     pub id: String,
     pub subject: String,
     pub status: String,
     pub priority: String,
 }
 
-pub enum Desk {
+pub(crate) enum Desk {
     Rt { base: String, path: String, token: String, queue: String },
     Redmine { base: String, key: String, project: String },
 }
@@ -57,7 +57,7 @@ fn unique(prefix: &str) -> String {
 }
 
 impl Desk {
-    pub async fn rt() -> Option<Desk> {
+    pub(crate) async fn rt() -> Option<Desk> {
         let (base, path) = split(&env("AFTERCARE_TEST_RT_URL")?);
         let token = env("AFTERCARE_TEST_RT_TOKEN")?;
         let desk = Desk::Rt { base, path, token, queue: unique("aftercare") };
@@ -67,7 +67,7 @@ impl Desk {
         Some(desk)
     }
 
-    pub async fn redmine() -> Option<Desk> {
+    pub(crate) async fn redmine() -> Option<Desk> {
         let (base, _) = split(&env("AFTERCARE_TEST_REDMINE_URL")?);
         let key = env("AFTERCARE_TEST_REDMINE_KEY")?;
         let desk = Desk::Redmine { base, key, project: unique("aftercare") };
@@ -78,7 +78,7 @@ impl Desk {
         Some(desk)
     }
 
-    pub fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         let base = match self {
             Desk::Rt { base, .. } | Desk::Redmine { base, .. } => base,
         };
@@ -86,7 +86,7 @@ impl Desk {
     }
 
     /// The helpdesk's config, pointing at `via`.
-    pub fn config(&self, via: SocketAddr) -> String {
+    pub(crate) fn config(&self, via: SocketAddr) -> String {
         match self {
             Desk::Rt { path, token, queue, .. } => format!(
                 "request_tracker = {{ url = \"http://{via}{path}\", token = \"{token}\", queue = \"{queue}\", \
@@ -117,7 +117,7 @@ impl Desk {
     }
 
     /// Every ticket in the test's queue or project, oldest first.
-    pub async fn tickets(&self) -> Vec<Remote> {
+    pub(crate) async fn tickets(&self) -> Vec<Remote> {
         match self {
             Desk::Rt { queue, .. } => {
                 let q = format!("Queue = '{queue}'");
@@ -157,7 +157,7 @@ impl Desk {
     }
 
     /// How many updates (RT comments, Redmine notes) a ticket has.
-    pub async fn updates(&self, id: &str) -> usize {
+    pub(crate) async fn updates(&self, id: &str) -> usize {
         match self {
             Desk::Rt { .. } => {
                 let v = self.json(&format!("ticket/{id}/history?fields=Type&per_page=100")).await;
@@ -176,7 +176,7 @@ impl Desk {
     }
 
     /// Everything written on a ticket: its description and every update.
-    pub async fn text(&self, id: &str) -> String {
+    pub(crate) async fn text(&self, id: &str) -> String {
         let (v, items, field) = match self {
             Desk::Rt { .. } => {
                 (self.json(&format!("ticket/{id}/attachments?fields=Content&per_page=100")).await, "items", "Content")
@@ -196,7 +196,7 @@ impl Desk {
     }
 
     /// A person changes a ticket's status in the helpdesk.
-    pub async fn set_status(&self, id: &str, status: &str) {
+    pub(crate) async fn set_status(&self, id: &str, status: &str) {
         let r = match self {
             Desk::Rt { .. } => {
                 self.req(reqwest::Method::PUT, &format!("ticket/{id}")).json(&json!({ "Status": status })).send().await
@@ -213,7 +213,7 @@ impl Desk {
     }
 
     /// A person deletes a ticket, where the helpdesk lets one (Redmine; RT only marks it deleted).
-    pub async fn delete(&self, id: &str) -> bool {
+    pub(crate) async fn delete(&self, id: &str) -> bool {
         match self {
             Desk::Rt { .. } => false,
             Desk::Redmine { .. } => {
@@ -225,7 +225,7 @@ impl Desk {
     }
 
     /// The status names the test expects: (active, resolved, closed).
-    pub fn statuses(&self) -> (&'static str, &'static str, &'static str) {
+    pub(crate) fn statuses(&self) -> (&'static str, &'static str, &'static str) {
         match self {
             Desk::Rt { .. } => ("open", "resolved", "resolved"),
             Desk::Redmine { .. } => ("In Progress", "Resolved", "Closed"),

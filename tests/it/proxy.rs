@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     Up,
     /// Every connection is closed at once, as if the helpdesk were down.
     Down,
@@ -22,13 +22,13 @@ pub enum Mode {
     SwallowWrites,
 }
 
-pub struct Proxy {
+pub(crate) struct Proxy {
     pub addr: SocketAddr,
     mode: Arc<watch::Sender<Mode>>,
 }
 
 impl Proxy {
-    pub async fn start(upstream: SocketAddr) -> Proxy {
+    pub(crate) async fn start(upstream: SocketAddr) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, _) = watch::channel(Mode::Up);
@@ -44,7 +44,7 @@ impl Proxy {
     }
 
     /// Switches mode; connections open under the old mode are cut.
-    pub fn set(&self, mode: Mode) {
+    pub(crate) fn set(&self, mode: Mode) {
         self.mode.send_replace(mode);
     }
 }

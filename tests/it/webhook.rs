@@ -15,14 +15,14 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
-pub const KEY: &[u8] = b"aftercare-test-signing-key-32byt";
+pub(crate) const KEY: &[u8] = b"aftercare-test-signing-key-32byt";
 
-pub fn secret() -> String {
+pub(crate) fn secret() -> String {
     format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(KEY))
 }
 
 #[derive(Default)]
-pub struct Receiver {
+pub(crate) struct Receiver {
     /// Every request that carried a valid signature: (webhook-id, body).
     pub got: Mutex<Vec<(String, Value)>>,
     pub bad_signatures: AtomicUsize,
@@ -34,7 +34,7 @@ pub struct Receiver {
 
 impl Receiver {
     /// Distinct event ids received, in order of first receipt.
-    pub fn ids(&self) -> Vec<String> {
+    pub(crate) fn ids(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for (id, _) in self.got.lock().unwrap().iter() {
             if !out.contains(id) {
@@ -44,7 +44,7 @@ impl Receiver {
         out
     }
     /// The first body received for each distinct event.
-    pub fn events(&self) -> Vec<Value> {
+    pub(crate) fn events(&self) -> Vec<Value> {
         let ids = self.ids();
         let got = self.got.lock().unwrap();
         ids.iter().filter_map(|id| got.iter().find(|(i, _)| i == id).map(|(_, b)| b.clone())).collect()
@@ -79,7 +79,7 @@ async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes
 }
 
 /// Starts a receiver on an ephemeral port.
-pub async fn start() -> (SocketAddr, Arc<Receiver>) {
+pub(crate) async fn start() -> (SocketAddr, Arc<Receiver>) {
     let r = Arc::new(Receiver::default());
     let app = axum::Router::new().route("/hook", axum::routing::post(receive)).with_state(Arc::clone(&r));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -387,11 +387,11 @@ async fn a_kept_watch_sees_what_changed_between_its_passes_and_acts_on_fresh_sta
     let (f, (s, _dir), mut w) = (fleet(), store().await, Watch::default());
     let a = open(&s, &f, "rec-001", "storage_failure", Tier::Major, at(0)).await;
     assert_eq!(w.pass(&s, &f, at(1)).await.unwrap(), 0);
-    assert_eq!(w.watched(), 1);
+    assert_eq!(w.open.len(), 1);
     // Opened after the first pass, at a later time: the next pass watches it.
     let b = open(&s, &f, "rec-002", "storage_failure", Tier::Major, at(1)).await;
     assert_eq!(w.pass(&s, &f, at(2)).await.unwrap(), 0);
-    assert_eq!(w.watched(), 2);
+    assert_eq!(w.open.len(), 2);
     // `a` is acknowledged in time; `b` is not.
     s.transition(a, State::Acknowledged, "desk", "", at(3)).await.unwrap();
     assert_eq!(w.pass(&s, &f, at(11)).await.unwrap(), 2, "b's acknowledge breach and level 1, nothing on a");
@@ -402,7 +402,7 @@ async fn a_kept_watch_sees_what_changed_between_its_passes_and_acts_on_fresh_sta
     // Cancelled: no longer watched, and its later clocks never fire.
     s.transition(b, State::Cancelled, "desk", "a duplicate", at(13)).await.unwrap();
     w.pass(&s, &f, at(14)).await.unwrap();
-    assert_eq!(w.watched(), 1);
+    assert_eq!(w.open.len(), 1);
     // A kept watch and a fresh one agree on what fires 37 hours on.
     let kept = w.pass(&s, &f, at(37 * 60)).await.unwrap();
     assert!(kept > 0);
