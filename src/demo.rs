@@ -118,17 +118,12 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         loop {
             match notices.recv().await {
                 Ok(n) => {
-                    let what = match n.outcome {
-                        Outcome::Opened => "opened   ",
-                        Outcome::Recurred => "recurred ",
-                        Outcome::Reopened => "reopened ",
-                        Outcome::Recovered => "recovered",
-                        Outcome::Promoted => "promoted ",
-                        Outcome::Nothing => continue,
-                    };
+                    if n.outcome == Outcome::Nothing {
+                        continue;
+                    }
                     println!(
-                        "ticket #{:<3} {what}  tier {}  {:<8} {:<20} {}  ({})",
-                        n.ticket.0, n.tier, n.device, n.code, n.title, n.detail
+                        "ticket #{:<3} {:<9}  tier {}  {:<8} {:<20} {}  ({})",
+                        n.ticket.0, n.outcome, n.tier, n.device, n.code, n.title, n.detail
                     );
                 }
                 Err(broadcast::error::RecvError::Lagged(k)) => {

@@ -183,7 +183,7 @@ macro_rules! named {
 
         impl ::std::fmt::Display for $name {
             fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
-                f.write_str(self.as_str())
+                f.pad(self.as_str())
             }
         }
     };
@@ -294,5 +294,7 @@ mod tests {
         reads_back(HelpdeskAction::ALL, HelpdeskAction::as_str, HelpdeskAction::parse);
         reads_back(OutboxState::ALL, OutboxState::as_str, OutboxState::parse);
         assert_eq!((VisitKind::parse("Patrol"), VisitState::parse("closed")), (None, None));
+        // A name takes a table's width like any string.
+        assert_eq!(format!("[{:<8}]", VisitKind::Patrol), "[patrol  ]");
     }
 }

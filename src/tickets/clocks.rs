@@ -39,21 +39,12 @@ impl OpenClock {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ClockName {
-    Acknowledge,
-    OnSite,
-    Resolve,
-}
-
-impl ClockName {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ClockName::Acknowledge => "acknowledge",
-            ClockName::OnSite => "on_site",
-            ClockName::Resolve => "resolve",
-        }
+crate::domain::named! {
+    /// One of a ticket's three contract clocks.
+    pub enum ClockName {
+        Acknowledge = "acknowledge",
+        OnSite = "on_site",
+        Resolve = "resolve",
     }
 }
 
