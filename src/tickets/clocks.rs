@@ -3,7 +3,6 @@
 //! at a time. The clock watcher (`desk::watch`) reads open tickets and fires what is due.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use serde::Serialize;
 
 use super::State;
 use crate::contracts::{Contract, Milestone};
