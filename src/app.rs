@@ -224,10 +224,15 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
         helpdesk_keys: Arc::new(helpdesk_keys),
         mqtt: link,
         unhealthy_after: config.broker.unhealthy_after,
+        access: config.access.clone(),
+        logins: Arc::default(),
+        tls: false,
+        route_table: Arc::default(),
     };
     let stop = shutdown.clone();
     let http_task = tokio::spawn(async move {
-        let serve = axum::serve(listener, api::router(state)).with_graceful_shutdown(stop.cancelled_owned());
+        let serve = axum::serve(listener, api::router(state).into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(stop.cancelled_owned());
         if let Err(e) = serve.await {
             warn!(error = %e, "the HTTP server stopped");
         }

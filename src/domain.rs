@@ -160,21 +160,23 @@ impl FaultEvent {
 /// helpdesks: `ALL`, `parse`, `as_str` and `Display` from one list, so that no name of a
 /// state or an event is written anywhere else.
 macro_rules! named {
-    ($(#[$doc:meta])* pub enum $name:ident { $($(#[$vdoc:meta])* $v:ident = $s:literal,)+ }) => {
+    ($(#[$doc:meta])* $vis:vis enum $name:ident { $($(#[$vdoc:meta])* $v:ident = $s:literal,)+ }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize)]
-        pub enum $name {
+        $vis enum $name {
             $($(#[$vdoc])* #[serde(rename = $s)] $v,)+
         }
 
         impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$v,)+];
+            #[allow(dead_code, reason = "every named enum has them; not each uses each")]
+            $vis const ALL: &'static [$name] = &[$($name::$v,)+];
 
-            pub fn parse(s: &str) -> Option<$name> {
+            #[allow(dead_code, reason = "every named enum has them; not each uses each")]
+            $vis fn parse(s: &str) -> Option<$name> {
                 $name::ALL.iter().copied().find(|v| v.as_str() == s)
             }
 
-            pub fn as_str(self) -> &'static str {
+            $vis fn as_str(self) -> &'static str {
                 match self {
                     $($name::$v => $s,)+
                 }

@@ -3,6 +3,7 @@
 //!
 //! Modules in the order data flows; see ARCHITECTURE.md.
 
+mod access;
 mod api;
 pub mod app;
 mod broker;
@@ -15,6 +16,7 @@ mod desk;
 pub mod domain;
 mod fleet;
 pub mod history;
+pub mod identity;
 pub mod ingest;
 pub mod malloc;
 pub mod metrics;

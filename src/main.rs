@@ -66,6 +66,148 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Manage the people and scripts that use the API (in the store the config names).
+    User {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: UserCmd,
+    },
+    /// Make and revoke API tokens.
+    Token {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: TokenCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCmd {
+    /// Add a user: admin, manager, desk, engineer, customer or integration.
+    Add {
+        name: String,
+        #[arg(long)]
+        role: String,
+        /// A customer it sees (repeat for several; none: all). A customer user needs one.
+        #[arg(long = "customer")]
+        customers: Vec<String>,
+        /// Read its password from the first line of standard input (else: tokens only).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users, their roles and customers.
+    List,
+    /// Disable a user: its tokens and sessions stop working at once.
+    Disable { name: String },
+    /// Enable a disabled user again.
+    Enable { name: String },
+    /// Set a user's password from the first line of standard input; its sessions end.
+    Passwd { name: String },
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Make an API token for a user and print it (once: it is kept only as a hash).
+    Create {
+        user: String,
+        /// What it is for, such as the script's name.
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// How long it lasts, such as 90d (default: until revoked).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires: Option<Duration>,
+        /// Take the secret from the first line of standard input (at least 32 characters, as
+        /// a secret manager makes) instead of making one.
+        #[arg(long)]
+        secret_stdin: bool,
+    },
+    /// Revoke a token by its id.
+    Revoke { id: i64 },
+    /// List tokens and sessions (never their secrets).
+    List {
+        #[arg(long)]
+        user: Option<String>,
+    },
+}
+
+/// The first line of standard input, for a password.
+fn read_secret() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+async fn user_cmd(cfg: Config, action: UserCmd) -> anyhow::Result<()> {
+    use aftercare::clock::Clock as _;
+    let store = aftercare::store::Store::open(&cfg.store_path).await?;
+    let now = SystemClock.now();
+    match action {
+        UserCmd::Add { name, role, customers, password_stdin } => {
+            let role = aftercare::identity::role(&role)?;
+            let password = if password_stdin { Some(read_secret()?) } else { None };
+            let known: Vec<&str> = cfg.fleet.customers.iter().map(|c| c.id.as_str()).collect();
+            aftercare::identity::add_user(&store, &name, role, &customers, password.as_deref(), &known, now).await?;
+            println!("user {name} added as {role}");
+        }
+        UserCmd::List => {
+            for u in store.users().await? {
+                let customers =
+                    if u.customers.is_empty() { "all customers".to_string() } else { u.customers.join(",") };
+                let state = if u.disabled { "  (disabled)" } else { "" };
+                println!("{:<24} {:<12} {customers}{state}", u.name, u.role);
+            }
+        }
+        UserCmd::Disable { name } => switch(&store, &name, true).await?,
+        UserCmd::Enable { name } => switch(&store, &name, false).await?,
+        UserCmd::Passwd { name } => {
+            let hash = aftercare::identity::hash_password(&read_secret()?)?;
+            anyhow::ensure!(store.set_password(&name, &hash, now).await?, "no user `{name}`");
+            println!("password of {name} set; its sessions ended");
+        }
+    }
+    Ok(())
+}
+
+async fn switch(store: &aftercare::store::Store, name: &str, disabled: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(store.set_disabled(name, disabled).await?, "no user `{name}`");
+    println!("user {name} {}", if disabled { "disabled" } else { "enabled" });
+    Ok(())
+}
+
+async fn token_cmd(cfg: Config, action: TokenCmd) -> anyhow::Result<()> {
+    use aftercare::clock::Clock as _;
+    let store = aftercare::store::Store::open(&cfg.store_path).await?;
+    let now = SystemClock.now();
+    match action {
+        TokenCmd::Create { user, name, expires, secret_stdin } => {
+            let expires_at = expires.map(|d| chrono::TimeDelta::from_std(d).map(|d| now + d)).transpose()?;
+            let given = if secret_stdin { Some(read_secret()?) } else { None };
+            let (secret, id) = aftercare::identity::create_token(&store, &user, &name, given, expires_at, now).await?;
+            if secret_stdin {
+                println!("token {id} for {user}");
+            } else {
+                eprintln!("token {id} for {user}; it is shown this once:");
+                println!("{secret}");
+            }
+        }
+        TokenCmd::Revoke { id } => {
+            anyhow::ensure!(store.revoke_token(id, now).await?, "no valid token {id}");
+            println!("token {id} revoked");
+        }
+        TokenCmd::List { user } => {
+            for t in store.tokens(user.as_deref()).await? {
+                let state = match (t.revoked_at, t.expires_at) {
+                    (Some(_), _) => "revoked".to_string(),
+                    (None, Some(e)) if e <= now => "expired".to_string(),
+                    (None, Some(e)) => format!("until {e}"),
+                    (None, None) => "valid".to_string(),
+                };
+                println!("{:<6} {:<20} {:<8} {:<20} {state}", t.id, t.user, t.kind, t.name);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn init_logs(default: &str) {
@@ -133,6 +275,16 @@ fn main() -> ExitCode {
                 }
                 Ok(())
             })
+        }
+        Cmd::User { config, action } => {
+            init_logs("warn");
+            let Some(cfg) = load(&config) else { return ExitCode::FAILURE };
+            runtime(user_cmd(cfg, action))
+        }
+        Cmd::Token { config, action } => {
+            init_logs("warn");
+            let Some(cfg) = load(&config) else { return ExitCode::FAILURE };
+            runtime(token_cmd(cfg, action))
         }
         Cmd::Demo { data, interval, seed } => {
             // The embedded broker logs every client it drops at the demo's end as an error.

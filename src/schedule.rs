@@ -635,7 +635,7 @@ checklist = { "*" = ["satisfaction"] }
         serve(&store, "rec-1", "recorder", long_ago, &[Acknowledged, Resolved]).await;
         assert_eq!(run_once(&store, fleet, later + chrono::TimeDelta::hours(3)).await.unwrap().0, 0);
         // The helpdesk hears which ticket called for the visit.
-        let rows = store.outbox(crate::domain::OutboxState::Pending, 100).await.unwrap();
+        let rows = store.outbox(crate::domain::OutboxState::Pending, 100, None).await.unwrap();
         let of_analysis = |o: &&crate::store::OutboxRow| o.subject == crate::store::SubjectId::WorkOrder(analysis.id);
         let scheduled = rows
             .iter()

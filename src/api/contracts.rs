@@ -1,19 +1,20 @@
 //! Contracts and compliance with them (`/sla`).
 
+use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::domain::CustomerId;
 
-use super::{ApiError, AppState, range};
+use super::guard::Routes;
+use super::{ApiError, AppState, range, scoped_customer};
+use crate::access::{Perm, Principal};
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new().route("/api/v1/contracts", get(list_contracts)).route("/api/v1/sla", get(sla))
+pub(super) fn routes(s: &AppState) -> Routes {
+    Routes::new(s).get("/api/v1/contracts", Perm::ReadContracts, list_contracts).get("/api/v1/sla", Perm::ReadSla, sla)
 }
 
 #[derive(Debug, Serialize)]
@@ -45,13 +46,14 @@ struct ContractView {
     replace_at_failed_repairs: u32,
 }
 
-async fn list_contracts(State(s): State<AppState>) -> Json<Vec<ContractView>> {
+async fn list_contracts(State(s): State<AppState>, Extension(p): Extension<Principal>) -> Json<Vec<ContractView>> {
     let today = s.clock.now().date_naive();
     let fmt = |d: std::time::Duration| humantime::format_duration(d).to_string();
     let out = s
         .fleet
         .contracts
         .iter()
+        .filter(|c| p.scope.sees(c.customer.as_str()))
         .map(|c| ContractView {
             id: c.id.clone(),
             title: c.title.clone(),
@@ -102,8 +104,13 @@ struct SlaQuery {
     to: Option<String>,
 }
 
-async fn sla(State(s): State<AppState>, q: Result<Query<SlaQuery>, QueryRejection>) -> Result<Response, ApiError> {
-    let Query(q) = q?;
+async fn sla(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    q: Result<Query<SlaQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(mut q) = q?;
+    q.customer = scoped_customer(&p, q.customer)?;
     // Dates are the customer's own days, as in its reports.
     let offset = crate::report::offset_of(&s.fleet, q.customer.as_deref(), None);
     let (from, to) = range(&s, q.from.as_deref(), q.to.as_deref(), chrono::TimeDelta::days(30), offset)?;

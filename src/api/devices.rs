@@ -2,12 +2,11 @@
 
 use std::sync::atomic::Ordering;
 
+use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -15,14 +14,16 @@ use serde_json::json;
 use crate::domain::{CustomerId, DeviceId, FaultCode, SiteId};
 use crate::ingest::shard::Presence;
 
+use super::guard::Routes;
 use super::{ApiError, AppState, range};
+use crate::access::{Perm, Principal};
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/devices", get(list_devices))
-        .route("/api/v1/devices/{id}", get(get_device))
-        .route("/api/v1/devices/{id}/history", get(device_history))
-        .route("/api/v1/devices/{id}/events", get(device_events))
+pub(super) fn routes(s: &AppState) -> Routes {
+    Routes::new(s)
+        .get("/api/v1/devices", Perm::ReadDevices, list_devices)
+        .get("/api/v1/devices/{id}", Perm::ReadDevices, get_device)
+        .get("/api/v1/devices/{id}/history", Perm::ReadDevices, device_history)
+        .get("/api/v1/devices/{id}/events", Perm::ReadDevices, device_events)
 }
 
 #[derive(Debug, Serialize)]
@@ -76,6 +77,7 @@ struct DeviceQuery {
 
 async fn list_devices(
     State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
     q: Result<Query<DeviceQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q?;
@@ -86,15 +88,19 @@ async fn list_devices(
         .filter(|d| q.kind.as_deref().is_none_or(|k| s.fleet.kinds[d.kind].name == k))
         .filter(|d| q.site.as_deref().is_none_or(|x| d.site.as_str() == x))
         .filter(|d| q.customer.as_deref().is_none_or(|x| d.customer.as_str() == x))
+        .filter(|d| p.scope.sees(d.customer.as_str()))
         .map(|d| device_view(&s, d))
         .filter(|v| q.online.is_none_or(|o| v.online == Some(o)))
         .collect();
     Ok(Json(out).into_response())
 }
 
-async fn get_device(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let idx = s.fleet.lookup(&id).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no device `{id}`")))?;
-    Ok(Json(device_view(&s, s.fleet.device(idx))).into_response())
+async fn get_device(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(device_view(&s, known_device(&s, &p, &id)?)).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,21 +126,24 @@ struct HistoryPoint {
     count: u32,
 }
 
-fn known_device<'a>(s: &'a AppState, id: &str) -> Result<&'a crate::fleet::Device, ApiError> {
+/// Device `id` if `p` may see it; else 404, as for a device that does not exist.
+fn known_device<'a>(s: &'a AppState, p: &Principal, id: &str) -> Result<&'a crate::fleet::Device, ApiError> {
     s.fleet
         .lookup(id)
         .map(|i| s.fleet.device(i))
+        .filter(|d| p.scope.sees(d.customer.as_str()))
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no device `{id}`")))
 }
 
 /// A metric's hourly rollups, combined into steps: min, max, mean, last and count.
 async fn device_history(
     State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
     q: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q?;
-    let dev = known_device(&s, &id)?;
+    let dev = known_device(&s, &p, &id)?;
     let profile = &s.fleet.kinds[dev.kind];
     let names: Vec<&str> = profile.metric_names().collect();
     let metric = q
@@ -213,11 +222,12 @@ struct EventsQuery {
 /// A device's state changes: faults raised, promoted and cleared; `offline` is the device going offline.
 async fn device_events(
     State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
     q: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q?;
-    let dev = known_device(&s, &id)?;
+    let dev = known_device(&s, &p, &id)?;
     let offset = crate::report::offset_of(&s.fleet, None, Some(dev.site.as_str()));
     let (from, to) = range(&s, q.from.as_deref(), q.to.as_deref(), chrono::TimeDelta::days(30), offset)?;
     let events = s.store.device_events(&id, from, to, q.limit.unwrap_or(1000).clamp(1, 100_000)).await?;

@@ -7,19 +7,21 @@ use axum::extract::State;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use crate::access::{AccessConfig, Perm};
 use crate::clock::Clock;
 use crate::fleet::Fleet;
 use crate::ingest::shard::Live;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
+mod account;
 mod contracts;
 mod devices;
+mod guard;
 mod outbox;
 mod reports;
 mod tickets;
@@ -38,20 +40,67 @@ pub(crate) struct AppState {
     pub mqtt: Arc<crate::ingest::mqtt::Link>,
     /// Cut off from the broker this long, `/healthz` answers 503.
     pub unhealthy_after: std::time::Duration,
+    /// Who the API lets in.
+    pub access: AccessConfig,
+    /// Failed logins, to slow down guessing.
+    pub logins: Arc<account::LoginLimiter>,
+    /// Served over TLS: session cookies are `Secure`.
+    pub tls: bool,
+    /// Every route with its permission, set once the router is built.
+    pub route_table: Arc<std::sync::OnceLock<Vec<guard::RouteEntry>>>,
+}
+
+/// Every route of the API with its permission.
+fn routes(state: &AppState) -> guard::Routes {
+    guard::Routes::new(state)
+        .get("/healthz", Perm::Open, healthz)
+        .get("/metrics", Perm::Metrics, metrics)
+        .get("/api/v1/routes", Perm::SignedIn, list_routes)
+        .merge(account::routes(state))
+        .merge(tickets::routes(state))
+        .merge(devices::routes(state))
+        .merge(contracts::routes(state))
+        .merge(reports::routes(state))
+        .merge(work_orders::routes(state))
+        .merge(outbox::routes(state))
 }
 
 pub(crate) fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .merge(tickets::routes())
-        .merge(devices::routes())
-        .merge(contracts::routes())
-        .merge(reports::routes())
-        .merge(work_orders::routes())
-        .merge(outbox::routes())
+    let (routes, table) = routes(&state).into_parts();
+    let _ = state.route_table.set(table);
+    routes
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint; see README.md, \"HTTP API\"".into()) })
         .with_state(state)
+}
+
+/// The customer a request of `p` is about: the one it names (404 outside `p`'s scope), or,
+/// when it names none, every customer for an unscoped user and the only one of a user scoped
+/// to one; a user scoped to several names one.
+fn scoped_customer(p: &crate::access::Principal, named: Option<String>) -> Result<Option<String>, ApiError> {
+    let Some(mine) = p.scope.customers() else { return Ok(named) };
+    match named {
+        Some(c) if mine.contains(&c) => Ok(Some(c)),
+        Some(c) => Err(ApiError(StatusCode::NOT_FOUND, format!("no customer `{c}`"))),
+        None if mine.len() == 1 => Ok(mine.iter().next().cloned()),
+        None => Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("name one customer: customer={}", mine.iter().cloned().collect::<Vec<_>>().join(" or customer=")),
+        )),
+    }
+}
+
+/// Every route, the permission it needs, and whether the caller has it.
+async fn list_routes(
+    State(s): State<AppState>,
+    axum::extract::Extension(p): axum::extract::Extension<crate::access::Principal>,
+) -> Json<Vec<serde_json::Value>> {
+    let table = s.route_table.get().map(Vec::as_slice).unwrap_or_default();
+    Json(
+        table
+            .iter()
+            .map(|r| json!({ "method": r.method.as_str(), "path": r.path, "perm": r.perm, "allowed": p.may(r.perm) }))
+            .collect(),
+    )
 }
 
 /// An error answered as JSON.

@@ -1,20 +1,21 @@
 //! Service reports: made on request, and the ones kept.
 
+use axum::Json;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::{ApiError, AppState, range};
+use super::guard::Routes;
+use super::{ApiError, AppState, range, scoped_customer};
+use crate::access::{Perm, Principal};
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/reports", get(report))
-        .route("/api/v1/reports/kept", get(list_kept_reports))
-        .route("/api/v1/reports/kept/{id}", get(kept_report))
+pub(super) fn routes(s: &AppState) -> Routes {
+    Routes::new(s)
+        .get("/api/v1/reports", Perm::ReadReports, report)
+        .get("/api/v1/reports/kept", Perm::ReadReports, list_kept_reports)
+        .get("/api/v1/reports/kept/{id}", Perm::ReadReports, kept_report)
 }
 
 #[derive(Debug, Deserialize)]
@@ -34,9 +35,13 @@ struct ReportQuery {
 /// A service report for a customer (or site) and a period.
 async fn report(
     State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
     q: Result<Query<ReportQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = q?;
+    let Query(mut q) = q?;
+    if q.site.is_none() || p.scope.customers().is_some() {
+        q.customer = scoped_customer(&p, q.customer)?;
+    }
     // Dates are the customer's (or site's) own days.
     let offset = crate::report::offset_of(&s.fleet, q.customer.as_deref(), q.site.as_deref());
     let (from, to) = range(&s, q.from.as_deref(), q.to.as_deref(), chrono::TimeDelta::days(30), offset)?;
@@ -74,9 +79,11 @@ struct KeptQuery {
 /// Reports kept in the store (inspection reports), newest first.
 async fn list_kept_reports(
     State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
     q: Result<Query<KeptQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = q?;
+    let Query(mut q) = q?;
+    q.customer = scoped_customer(&p, q.customer)?;
     Ok(Json(s.store.reports(q.customer.as_deref(), q.limit.unwrap_or(100).clamp(1, 10_000)).await?).into_response())
 }
 
@@ -89,12 +96,18 @@ struct KeptOne {
 
 async fn kept_report(
     State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
     q: Result<Query<KeptOne>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q?;
     let id: i64 = id.parse().map_err(|_| ApiError(StatusCode::BAD_REQUEST, format!("`{id}` is not a report id")))?;
-    let r = s.store.report(id).await?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no report {id}")))?;
+    let r = s
+        .store
+        .report(id)
+        .await?
+        .filter(|r| p.scope.sees(r.customer.as_str()))
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no report {id}")))?;
     Ok(match q.format.as_deref() {
         None | Some("html") => {
             ([(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")], r.html).into_response()

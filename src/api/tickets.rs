@@ -1,11 +1,10 @@
 //! Tickets: lists, one ticket with its timeline, transitions by people.
 
+use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 
 use crate::domain::{TicketId, Tier};
@@ -13,13 +12,15 @@ use crate::store::{TransitionFailure, TransitionOptions};
 use crate::tickets::State as TicketState;
 use crate::tickets::model::TicketFilter;
 
+use super::guard::Routes;
 use super::{ApiError, AppState};
+use crate::access::{Perm, Principal};
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/tickets", get(list_tickets))
-        .route("/api/v1/tickets/{id}", get(get_ticket))
-        .route("/api/v1/tickets/{id}/transition", post(transition))
+pub(super) fn routes(s: &AppState) -> Routes {
+    Routes::new(s)
+        .get("/api/v1/tickets", Perm::ReadTickets, list_tickets)
+        .get("/api/v1/tickets/{id}", Perm::ReadTickets, get_ticket)
+        .post("/api/v1/tickets/{id}/transition", Perm::ActOnTickets, transition)
 }
 
 #[derive(Debug, Deserialize)]
@@ -40,6 +41,7 @@ struct TicketQuery {
 
 async fn list_tickets(
     State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
     q: Result<Query<TicketQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q?;
@@ -54,6 +56,7 @@ async fn list_tickets(
         device: q.device,
         code: q.code,
         customer: q.customer,
+        customers: p.scope.customers().map(|c| c.iter().cloned().collect()),
         site: q.site,
         kind: q.kind,
         recovered: q.recovered,
@@ -69,19 +72,27 @@ fn ticket_id(raw: &str) -> Result<TicketId, ApiError> {
         .map_err(|_| ApiError(StatusCode::BAD_REQUEST, format!("`{raw}` is not a ticket id; ids are numbers")))
 }
 
-async fn get_ticket(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let id = ticket_id(&id)?;
+/// Ticket `id` if `p` may see it; else 404, as for a ticket that does not exist.
+pub(super) async fn seen_ticket(s: &AppState, p: &Principal, id: TicketId) -> Result<crate::tickets::Ticket, ApiError> {
     match s.store.ticket(id).await? {
-        Some(t) => Ok(Json(t).into_response()),
-        None => Err(ApiError(StatusCode::NOT_FOUND, format!("no ticket {id}"))),
+        Some(t) if p.scope.sees(t.customer.as_str()) => Ok(t),
+        _ => Err(ApiError(StatusCode::NOT_FOUND, format!("no ticket {id}"))),
     }
+}
+
+async fn get_ticket(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = ticket_id(&id)?;
+    Ok(Json(seen_ticket(&s, &p, id).await?).into_response())
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TransitionBody {
     to: String,
-    by: String,
     #[serde(default)]
     note: String,
     /// Makes the repair billable for this cause; it must be one the ticket's contract names.
@@ -94,21 +105,33 @@ struct TransitionBody {
     unit_replaced: bool,
 }
 
+/// The longest note or comment taken, in characters.
+pub(super) const MAX_NOTE: usize = 4_000;
+
+/// A note as given, or 413 if it is too long.
+pub(super) fn note(text: &str) -> Result<&str, ApiError> {
+    if text.chars().count() > MAX_NOTE {
+        return Err(ApiError(StatusCode::PAYLOAD_TOO_LARGE, format!("a note has at most {MAX_NOTE} characters")));
+    }
+    Ok(text)
+}
+
+/// Moves a ticket, as the signed-in user: the role decides which states it may move it to.
 async fn transition(
     State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
     body: Result<Json<TransitionBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let id = ticket_id(&id)?;
     let Json(b) = body?;
     let to: TicketState = b.to.parse().map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;
-    let by = b.by.trim();
-    if by.is_empty() {
-        return Err(ApiError(StatusCode::BAD_REQUEST, "`by` must name who makes the change".into()));
+    let ticket = seen_ticket(&s, &p, id).await?;
+    if !crate::access::may_move_to(p.role, to) {
+        return Err(ApiError(StatusCode::FORBIDDEN, format!("a {} may not move a ticket to {to}", p.role)));
     }
+    let text = note(&b.note)?;
     if let Some(cause) = &b.billable {
-        let ticket =
-            s.store.ticket(id).await?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no ticket {id}")))?;
         let contract = ticket.clock.contract.as_deref().and_then(|c| s.fleet.contracts.iter().find(|k| k.id == c));
         match contract {
             Some(c) if c.billable.iter().any(|b| b == cause) => {}
@@ -127,7 +150,7 @@ async fn transition(
         }
     }
     let opts = TransitionOptions { billable: b.billable.as_deref(), force: b.force, unit_replaced: b.unit_replaced };
-    transitioned(s.store.transition_with(id, to, by, &b.note, s.clock.now(), opts).await)
+    transitioned(s.store.transition_with(id, to, &p.name, text, s.clock.now(), opts).await)
 }
 
 /// The answer to a transition: the ticket, 404, 409 with the reason, or 503.

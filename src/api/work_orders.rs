@@ -1,21 +1,22 @@
 //! Work orders: visits listed, started and completed.
 
+use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
 
+use super::guard::Routes;
 use super::{ApiError, AppState, one_of};
+use crate::access::{Perm, Principal};
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/work-orders", get(list_work_orders))
-        .route("/api/v1/work-orders/{id}", get(get_work_order))
-        .route("/api/v1/work-orders/{id}/start", post(start_work_order))
-        .route("/api/v1/work-orders/{id}/complete", post(complete_work_order))
+pub(super) fn routes(s: &AppState) -> Routes {
+    Routes::new(s)
+        .get("/api/v1/work-orders", Perm::ReadWorkOrders, list_work_orders)
+        .get("/api/v1/work-orders/{id}", Perm::ReadWorkOrders, get_work_order)
+        .post("/api/v1/work-orders/{id}/start", Perm::DoVisits, start_work_order)
+        .post("/api/v1/work-orders/{id}/complete", Perm::DoVisits, complete_work_order)
 }
 
 #[derive(Debug, Deserialize)]
@@ -36,15 +37,40 @@ struct WorkOrderQuery {
 
 async fn list_work_orders(
     State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
     q: Result<Query<WorkOrderQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q?;
     use crate::domain::{VisitKind, VisitState};
     let state = one_of(q.state.as_deref(), "state", VisitState::parse, "open, in_progress, done or missed")?;
     let kind = one_of(q.kind.as_deref(), "kind", VisitKind::parse, "patrol, inspection, maintenance or follow_up")?;
-    let f =
-        crate::store::WorkOrderFilter { state, kind, device: q.device, customer: q.customer, from: q.from, to: q.to };
-    Ok(Json(s.store.work_orders(&f, q.limit.unwrap_or(500).clamp(1, 10_000)).await?).into_response())
+    let limit = q.limit.unwrap_or(500).clamp(1, 10_000);
+    // The customers asked about: the one named, else all, or each of the user's own.
+    let customers: Vec<Option<String>> = match (q.customer, p.scope.customers()) {
+        (Some(c), Some(mine)) if !mine.contains(&c) => {
+            return Err(ApiError(StatusCode::NOT_FOUND, format!("no customer `{c}`")));
+        }
+        (Some(c), _) => vec![Some(c)],
+        (None, None) => vec![None],
+        (None, Some(mine)) => mine.iter().cloned().map(Some).collect(),
+    };
+    let mut out = Vec::new();
+    for customer in customers {
+        let f =
+            crate::store::WorkOrderFilter { state, kind, device: q.device.clone(), customer, from: q.from, to: q.to };
+        out.extend(s.store.work_orders(&f, limit).await?);
+    }
+    out.sort_by(|a, b| (a.due_on, a.id).cmp(&(b.due_on, b.id)));
+    out.truncate(limit as usize);
+    Ok(Json(out).into_response())
+}
+
+/// Work order `id` if `p` may see it; else 404, as for one that does not exist.
+async fn seen_work_order(s: &AppState, p: &Principal, id: i64) -> Result<crate::store::WorkOrder, ApiError> {
+    match s.store.work_order(id).await? {
+        Some(w) if p.scope.sees(&w.customer) => Ok(w),
+        _ => Err(ApiError(StatusCode::NOT_FOUND, format!("no work order {id}"))),
+    }
 }
 
 fn work_order_id(id: &str) -> Result<i64, ApiError> {
@@ -52,40 +78,35 @@ fn work_order_id(id: &str) -> Result<i64, ApiError> {
 }
 
 /// One work order, with the checklist items the telemetry answers pre-filled (`measured`).
-async fn get_work_order(State(s): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn get_work_order(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let id = work_order_id(&id)?;
-    let w =
-        s.store.work_order(id).await?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no work order {id}")))?;
+    let w = seen_work_order(&s, &p, id).await?;
     let measured = crate::schedule::measure(&s.store, &s.fleet, &w, s.clock.now()).await?;
     let mut v = serde_json::to_value(&w).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     v["measured"] = serde_json::Value::Object(measured);
     Ok(Json(v).into_response())
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StartQuery {
-    /// Who is on site (default `api`).
-    by: Option<String>,
-}
-
-/// Starts a visit: new tickets of the device are silenced until it is done.
+/// Starts a visit, the signed-in user on site: new tickets of the device are silenced until
+/// it is done.
 async fn start_work_order(
     State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
-    q: Result<Query<StartQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = q?;
     let id = work_order_id(&id)?;
-    let by = q.by.as_deref().map(str::trim).filter(|b| !b.is_empty()).unwrap_or("api");
-    crate::schedule::start(&s.store, id, by, s.clock.now()).await?;
-    get_work_order(State(s), Path(id.to_string())).await
+    seen_work_order(&s, &p, id).await?;
+    crate::schedule::start(&s.store, id, &p.name, s.clock.now()).await?;
+    get_work_order(State(s), Extension(p), Path(id.to_string())).await
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CompleteBody {
-    by: String,
     /// Checklist item → answer (any JSON).
     #[serde(default)]
     answers: serde_json::Map<String, serde_json::Value>,
@@ -94,14 +115,16 @@ struct CompleteBody {
 /// Completes a visit with its checklist answers; every checklist item must be answered.
 async fn complete_work_order(
     State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
     Path(id): Path<String>,
     body: Result<Json<CompleteBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let id = work_order_id(&id)?;
     let Json(b) = body?;
-    if b.by.trim().is_empty() {
-        return Err(ApiError(StatusCode::BAD_REQUEST, "`by` must name who made the visit".into()));
+    seen_work_order(&s, &p, id).await?;
+    if serde_json::to_string(&b.answers).map_or(0, |t| t.len()) > 64 * 1024 {
+        return Err(ApiError(StatusCode::PAYLOAD_TOO_LARGE, "a visit's answers take at most 64 KiB".into()));
     }
-    crate::schedule::complete(&s.store, &s.fleet, id, b.by.trim(), b.answers, s.clock.now()).await?;
-    get_work_order(State(s), Path(id.to_string())).await
+    crate::schedule::complete(&s.store, &s.fleet, id, &p.name, b.answers, s.clock.now()).await?;
+    get_work_order(State(s), Extension(p), Path(id.to_string())).await
 }

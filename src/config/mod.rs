@@ -67,6 +67,8 @@ pub struct Config {
     pub path: PathBuf,
     pub broker: crate::ingest::mqtt::BrokerConfig,
     pub http_listen: SocketAddr,
+    /// Who the API lets in, and for how long.
+    pub access: crate::access::AccessConfig,
     pub store_path: PathBuf,
     pub ingest: crate::ingest::IngestConfig,
     pub tickets: crate::desk::TicketConfig,

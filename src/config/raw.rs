@@ -433,6 +433,10 @@ pub(crate) struct RawBroker {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawHttp {
     pub listen: Option<Spanned<String>>,
+    /// `/metrics` without a token (default false: a token of an admin, manager or integration).
+    pub metrics_public: Option<bool>,
+    /// How long a login lasts (default 12h).
+    pub session_ttl: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]

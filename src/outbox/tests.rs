@@ -140,7 +140,7 @@ async fn a_ticket_s_events_go_in_order_and_wait_for_a_failing_one() {
     r.relay.run_once().await.unwrap();
     assert_eq!(conn.got(), ["1#opened", "2#opened", "1#opened", "1#recovered"]);
     assert!(r.store.due_outbox(r.clock.now() + TimeDelta::days(1), 10).await.unwrap().is_empty());
-    let delivered = r.store.outbox(crate::domain::OutboxState::Delivered, 10).await.unwrap();
+    let delivered = r.store.outbox(crate::domain::OutboxState::Delivered, 10, None).await.unwrap();
     assert_eq!(delivered.len(), 3);
     let first = delivered.iter().find(|d| d.subject == SubjectId::Ticket(TicketId(1)) && d.seq == 1).unwrap();
     assert_eq!((first.attempts, first.event_id.as_str()), (2, "aftercare-1-1"));
@@ -155,15 +155,15 @@ async fn a_poison_event_is_dead_lettered_and_blocks_nothing() {
     r.relay.run_once().await.unwrap();
     r.relay.run_once().await.unwrap();
     assert_eq!(conn.got(), ["1#opened", "1#recovered"]);
-    let dead = r.store.outbox(crate::domain::OutboxState::Dead, 10).await.unwrap();
+    let dead = r.store.outbox(crate::domain::OutboxState::Dead, 10, None).await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].last_error.as_deref(), Some("HTTP 422: bad"));
     // Requeued by a person, it goes again.
-    assert!(r.store.outbox_retry(dead[0].id, r.clock.now()).await.unwrap());
-    assert!(!r.store.outbox_retry(dead[0].id, r.clock.now()).await.unwrap(), "no longer dead");
+    assert!(r.store.outbox_retry(dead[0].id, r.clock.now(), None).await.unwrap());
+    assert!(!r.store.outbox_retry(dead[0].id, r.clock.now(), None).await.unwrap(), "no longer dead");
     r.relay.run_once().await.unwrap();
     assert_eq!(conn.got().last().map(String::as_str), Some("1#opened"));
-    assert!(r.store.outbox(crate::domain::OutboxState::Dead, 10).await.unwrap().is_empty());
+    assert!(r.store.outbox(crate::domain::OutboxState::Dead, 10, None).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -173,12 +173,12 @@ async fn retries_stop_at_dead_after_and_honour_retry_after() {
     let r = rig(conn.clone()).await;
     raise(&r.store, "rec-001", "city-transit", "leak", FaultChange::Raised, t0()).await;
     r.relay.run_once().await.unwrap();
-    let row = &r.store.outbox(crate::domain::OutboxState::Pending, 10).await.unwrap()[0];
+    let row = &r.store.outbox(crate::domain::OutboxState::Pending, 10, None).await.unwrap()[0];
     assert_eq!(row.next_attempt_at, t0() + TimeDelta::seconds(120), "Retry-After wins over the backoff");
     // Past dead_after (1 h), a retryable failure is final.
     r.clock.advance(TimeDelta::minutes(59));
     r.relay.run_once().await.unwrap();
-    assert_eq!(r.store.outbox(crate::domain::OutboxState::Dead, 10).await.unwrap().len(), 1);
+    assert_eq!(r.store.outbox(crate::domain::OutboxState::Dead, 10, None).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -191,7 +191,7 @@ async fn a_gone_endpoint_is_disabled_and_its_rows_wait() {
     let first = conn.got().len();
     r.relay.run_once().await.unwrap();
     assert_eq!(conn.got().len(), first, "no delivery to a gone endpoint");
-    assert_eq!(r.store.outbox(crate::domain::OutboxState::Dead, 10).await.unwrap().len(), 1);
+    assert_eq!(r.store.outbox(crate::domain::OutboxState::Dead, 10, None).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -204,15 +204,15 @@ async fn customers_without_a_helpdesk_cost_the_outbox_nothing() {
     use crate::domain::OutboxState::{Delivered, Pending, Skipped};
     for state in [Pending, Skipped, Delivered] {
         assert!(
-            r.store.outbox(state, 10).await.unwrap().is_empty(),
+            r.store.outbox(state, 10, None).await.unwrap().is_empty(),
             "no {state:?} row for a customer without a helpdesk"
         );
     }
     // A customer whose helpdesk is dropped from the config: its pending rows are skipped at start.
     raise(&r.store, "rec-001", "city-transit", "leak", FaultChange::Raised, t0()).await;
-    assert_eq!(r.store.outbox(crate::domain::OutboxState::Pending, 10).await.unwrap().len(), 1);
+    assert_eq!(r.store.outbox(crate::domain::OutboxState::Pending, 10, None).await.unwrap().len(), 1);
     r.store.set_routes(&[]).await.unwrap();
-    assert_eq!(r.store.outbox(crate::domain::OutboxState::Skipped, 10).await.unwrap().len(), 1);
+    assert_eq!(r.store.outbox(crate::domain::OutboxState::Skipped, 10, None).await.unwrap().len(), 1);
 }
 
 #[test]
@@ -320,7 +320,7 @@ async fn a_status_change_in_the_helpdesk_applies_once_and_is_not_sent_back() {
     r.relay.run_once().await.unwrap();
     r.relay.run_once().await.unwrap();
     assert_eq!(conn.got(), ["1#opened"]);
-    assert_eq!(r.store.outbox(crate::domain::OutboxState::Skipped, 10).await.unwrap().len(), 2);
+    assert_eq!(r.store.outbox(crate::domain::OutboxState::Skipped, 10, None).await.unwrap().len(), 2);
 }
 
 fn visit(device: &str, due: &str, to_helpdesk: bool) -> crate::store::NewWorkOrder {
@@ -361,13 +361,13 @@ async fn work_orders_go_to_the_helpdesk_in_order_beside_tickets() {
     assert_eq!(conn.got(), ["WO-1#scheduled", "1#opened", "WO-1#scheduled", "WO-1#started", "WO-1#completed"]);
     let remotes = conn.remotes.lock().unwrap().clone();
     assert_eq!(&remotes[3..], [Some("RW1".to_string()), Some("RW1".to_string())], "later events find the remote");
-    let rows = r.store.outbox(crate::domain::OutboxState::Delivered, 10).await.unwrap();
+    let rows = r.store.outbox(crate::domain::OutboxState::Delivered, 10, None).await.unwrap();
     let wo: Vec<_> = rows.iter().filter(|o| o.subject == SubjectId::WorkOrder(1)).collect();
     assert_eq!(wo.len(), 3);
     assert!(wo.iter().any(|o| o.event_id == "aftercare-wo-1-3"
         && o.action == crate::domain::HelpdeskAction::Resolve
         && o.origin == "Li Wei"));
-    let skipped = r.store.outbox(crate::domain::OutboxState::Skipped, 10).await.unwrap();
+    let skipped = r.store.outbox(crate::domain::OutboxState::Skipped, 10, None).await.unwrap();
     assert_eq!(skipped.len(), 1);
     assert_eq!((skipped[0].subject, skipped[0].event.as_str()), (SubjectId::WorkOrder(2), "scheduled"));
     // A missed visit is told too, and only the visits that go to the helpdesk are delivered.
@@ -377,7 +377,7 @@ async fn work_orders_go_to_the_helpdesk_in_order_beside_tickets() {
     r.relay.run_once().await.unwrap();
     r.relay.run_once().await.unwrap();
     assert_eq!(&conn.got()[5..], ["WO-3#scheduled", "WO-3#missed"]);
-    assert_eq!(r.store.outbox(crate::domain::OutboxState::Skipped, 10).await.unwrap().len(), 3);
+    assert_eq!(r.store.outbox(crate::domain::OutboxState::Skipped, 10, None).await.unwrap().len(), 3);
 }
 
 #[tokio::test]
@@ -390,7 +390,7 @@ async fn a_work_order_reads_well_in_a_mail_and_a_webhook() {
     store.complete_work_order(1, "Li Wei", &answers, t0()).await.unwrap();
     let w = store.work_order(1).await.unwrap().unwrap();
     let row = store
-        .outbox(crate::domain::OutboxState::Pending, 10)
+        .outbox(crate::domain::OutboxState::Pending, 10, None)
         .await
         .unwrap()
         .into_iter()
@@ -421,7 +421,7 @@ async fn a_found_remote_ticket_already_holds_the_first_event_of_a_ticket_or_a_wo
     store.add_work_orders(&[visit("rec-001", "2026-11-25", true)], t0()).await.unwrap();
     store.start_work_order(1, "Li Wei", t0()).await.unwrap();
     let w = store.work_order(1).await.unwrap().unwrap();
-    let mut rows = store.outbox(crate::domain::OutboxState::Pending, 10).await.unwrap();
+    let mut rows = store.outbox(crate::domain::OutboxState::Pending, 10, None).await.unwrap();
     rows.sort_by_key(|r| r.seq);
     let found = || async { Ok(Some(RemoteTicket { id: "R9".into(), status: None })) };
     let create = || async { Err::<RemoteTicket, _>(DeliveryError::Permanent("not to be called".into())) };
@@ -498,7 +498,7 @@ async fn a_helpdesk_that_never_answers_holds_up_no_other_and_its_tries_end_withi
     }
     // The mail's try ends in its timeout, however silent the server: a retry is due, with why.
     let failed = loop {
-        let pending = store.outbox(crate::domain::OutboxState::Pending, 10).await.unwrap();
+        let pending = store.outbox(crate::domain::OutboxState::Pending, 10, None).await.unwrap();
         if let Some(row) = pending.iter().find(|o| o.customer == "north-square" && o.attempts > 0) {
             break row.clone();
         }
@@ -527,7 +527,7 @@ async fn a_helpdesk_back_from_an_outage_gets_its_backlog_at_once_in_order() {
     let waiting = loop {
         clock.advance(TimeDelta::seconds(10));
         tokio::time::sleep(StdDuration::from_millis(20)).await;
-        let waiting = store.outbox(crate::domain::OutboxState::Pending, 100).await.unwrap();
+        let waiting = store.outbox(crate::domain::OutboxState::Pending, 100, None).await.unwrap();
         if waiting.iter().any(|o| o.next_attempt_at > clock.now() + TimeDelta::seconds(10)) {
             break waiting;
         }
@@ -600,7 +600,7 @@ async fn credentials_never_follow_a_redirect_to_another_host() {
     let store = Store::open(&dir.path().join("a.db")).await.unwrap();
     store.set_routes(&[("city-transit".into(), "north".into())]).await.unwrap();
     raise(&store, "rec-001", "city-transit", "leak", FaultChange::Raised, t0()).await;
-    let row = store.outbox(crate::domain::OutboxState::Pending, 1).await.unwrap().remove(0);
+    let row = store.outbox(crate::domain::OutboxState::Pending, 1, None).await.unwrap().remove(0);
     let t = store.ticket(TicketId(1)).await.unwrap().unwrap();
     let d = Delivery { row, subject: Subject::Ticket(Box::new(t)), remote: None };
     let e = rm.deliver(&d, t0()).await.unwrap_err();

@@ -10,12 +10,14 @@ mod clocks;
 mod history;
 mod outbox;
 mod tickets;
+mod users;
 mod work_orders;
 
 pub use clocks::Clocks;
 pub use history::DeviceEvent;
 pub use outbox::{OutboxEvent, OutboxRow, RemoteTicket, SubjectId};
 pub use tickets::{ActiveFault, AlarmRecord, FaultRecord, TransitionFailure, TransitionOptions};
+pub use users::{API_TOKEN, AuditEntry, AuditFilter, NewAudit, SESSION, Token, User};
 pub use work_orders::{NewWorkOrder, Served, StoredReport, WorkOrder, WorkOrderFilter};
 
 use std::borrow::Cow;
@@ -105,6 +107,7 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (16, "calendar_gap", include_str!("../../migrations/sqlite/0016_calendar_gap.sql")),
     (17, "helpdesk_routes", include_str!("../../migrations/sqlite/0017_helpdesk_routes.sql")),
     (18, "tickets_updated_at", include_str!("../../migrations/sqlite/0018_tickets_updated_at.sql")),
+    (19, "users", include_str!("../../migrations/sqlite/0019_users.sql")),
 ];
 
 fn migrator() -> Migrator {

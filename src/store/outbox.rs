@@ -241,24 +241,47 @@ impl Store {
     }
 
     /// Rows in a state (pending, delivered, dead, skipped), newest first.
-    pub async fn outbox(&self, state: OutboxState, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM outbox WHERE state = $1 ORDER BY id DESC LIMIT $2");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(state.as_str()).bind(limit).fetch_all(&self.pool).await?;
+    /// Rows in `state`, newest first; only `customers`' rows when given (a user's scope).
+    pub async fn outbox(
+        &self,
+        state: OutboxState,
+        limit: i64,
+        customers: Option<&[String]>,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM outbox WHERE state = $1{} ORDER BY id DESC LIMIT $2",
+            in_customers(customers, 3)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(state.as_str()).bind(limit);
+        for c in customers.unwrap_or_default() {
+            q = q.bind(c);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
         rows.iter().map(row).collect()
     }
 
-    /// Puts a dead row back in the queue, due now; false if there is no dead row with that id.
-    pub async fn outbox_retry(&self, id: i64, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let res = sqlx::query(
-            "UPDATE outbox SET state = $3, next_attempt_at = $2, attempts = 0, created_at = $2 WHERE id = $1 AND state = $4",
-        )
-        .bind(id)
-        .bind(ms(now))
-        .bind(OutboxState::Pending.as_str())
-        .bind(OutboxState::Dead.as_str())
-        .execute(&self.pool)
-        .await?;
-        Ok(res.rows_affected() == 1)
+    /// Puts a dead row back in the queue, due now; false if there is no dead row with that id
+    /// (of `customers`, when given).
+    pub async fn outbox_retry(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+        customers: Option<&[String]>,
+    ) -> Result<bool, StoreError> {
+        let sql = format!(
+            "UPDATE outbox SET state = $3, next_attempt_at = $2, attempts = 0, created_at = $2 \
+             WHERE id = $1 AND state = $4{}",
+            in_customers(customers, 5)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .bind(ms(now))
+            .bind(OutboxState::Pending.as_str())
+            .bind(OutboxState::Dead.as_str());
+        for c in customers.unwrap_or_default() {
+            q = q.bind(c);
+        }
+        Ok(q.execute(&self.pool).await?.rows_affected() == 1)
     }
 
     /// The remote ticket a ticket or work order maps to in a helpdesk, with the remote status
@@ -338,5 +361,18 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+}
+
+/// ` AND customer IN ($first, ...)` for `customers` (none of them: a condition no row meets),
+/// or nothing when every customer's rows are wanted.
+fn in_customers(customers: Option<&[String]>, first: usize) -> String {
+    match customers {
+        None => String::new(),
+        Some([]) => " AND 1 = 0".into(),
+        Some(cs) => {
+            let marks: Vec<String> = (first..first + cs.len()).map(|n| format!("${n}")).collect();
+            format!(" AND customer IN ({})", marks.join(", "))
+        }
     }
 }

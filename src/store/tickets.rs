@@ -438,6 +438,18 @@ impl Store {
         text("customer", &f.customer, &mut sql);
         text("site", &f.site, &mut sql);
         text("kind", &f.kind, &mut sql);
+        if let Some(cs) = &f.customers {
+            let mut marks = Vec::new();
+            for c in cs {
+                args.push(c.clone());
+                marks.push(format!("${}", args.len()));
+            }
+            sql.push_str(&if marks.is_empty() {
+                " AND 1 = 0".to_string()
+            } else {
+                format!(" AND customer IN ({})", marks.join(", "))
+            });
+        }
         if let Some(t) = f.tier {
             sql.push_str(&format!(" AND tier = {}", t.number()));
         }

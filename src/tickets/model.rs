@@ -170,6 +170,8 @@ pub struct TicketFilter {
     pub device: Option<String>,
     pub code: Option<String>,
     pub customer: Option<String>,
+    /// Only these customers' tickets (a user's scope); `None`: every customer's.
+    pub customers: Option<Vec<String>>,
     pub site: Option<String>,
     pub kind: Option<String>,
     pub recovered: Option<bool>,

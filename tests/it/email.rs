@@ -209,7 +209,7 @@ async fn an_email_helpdesk_signs_what_it_reports_back() {
         format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
     };
     let post = |sig: String| {
-        http()
+        api()
             .post(d.url("/api/v1/helpdesks/mail/events"))
             .header("webhook-id", "evt-9")
             .header("webhook-timestamp", ts.to_string())

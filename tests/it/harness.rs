@@ -11,6 +11,47 @@ use serde_json::Value;
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
+/// The admin every test daemon has, and its API token: one random secret for the whole test
+/// run, given to each daemon's store by `aftercare token create --secret-stdin`.
+pub(crate) const ADMIN: &str = "it-admin";
+pub(crate) static TOKEN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let mut b = [0u8; 24];
+    let mut f = std::fs::File::open("/dev/urandom").unwrap();
+    std::io::Read::read_exact(&mut f, &mut b).unwrap();
+    format!("it_{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+});
+
+/// Runs `aftercare COMMAND --config CONFIG REST` with `stdin`; its exit status and output.
+pub(crate) fn cli(config: &Path, args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_aftercare"))
+        .args(&args[..1])
+        .arg("--config")
+        .arg(config)
+        .args(&args[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+/// Adds user `name` with `role` (and `customers`) to the store of `config`, and gives it the
+/// API token `secret`.
+pub(crate) fn provision(config: &Path, name: &str, role: &str, customers: &[&str], secret: &str) {
+    let mut args = vec!["user", "add", name, "--role", role];
+    for c in customers {
+        args.extend(["--customer", c]);
+    }
+    let (ok, _, err) = cli(config, &args, "");
+    assert!(ok || err.contains("exists already"), "user add {name}: {err}");
+    let (ok, _, err) =
+        cli(config, &["token", "create", name, "--name", "tests", "--secret-stdin"], &format!("{secret}\n"));
+    assert!(ok || err.contains("UNIQUE"), "token create {name}: {err}");
+}
+
 pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -132,6 +173,7 @@ impl Daemon {
 
     /// Starts `aftercare run` on the config in `dir` and waits for its ready line.
     pub(crate) fn start(dir: tempfile::TempDir, prefix: &str, broker: &Broker) -> Daemon {
+        provision(&dir.path().join("aftercare.toml"), ADMIN, "admin", &[], &TOKEN);
         let log = dir.path().join(format!("aftercare-{}.log", SEQ.fetch_add(1, Ordering::SeqCst)));
         let mut child = Command::new(env!("CARGO_BIN_EXE_aftercare"))
             .args(["run", "--config"])
@@ -237,7 +279,9 @@ impl Sim {
             "2026-06-21T04:00:00Z",
         ]);
         for dev in devices {
-            cmd.args(["--device", &format!("{dev}:site-a")]);
+            // `id:kind` at site-a, or `id:kind:site`.
+            let spec = if dev.matches(':').count() == 2 { dev.to_string() } else { format!("{dev}:site-a") };
+            cmd.args(["--device", &spec]);
         }
         let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap();
         let stdin = child.stdin.take().unwrap();
@@ -262,8 +306,21 @@ pub(crate) fn http() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap()
 }
 
+/// A client that signs in to the test daemons as their admin.
+pub(crate) fn api() -> reqwest::Client {
+    as_user(&TOKEN)
+}
+
+/// A client that signs in with `token`.
+pub(crate) fn as_user(token: &str) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+    reqwest::Client::builder().timeout(Duration::from_secs(10)).default_headers(h).build().unwrap()
+}
+
 pub(crate) async fn get(url: &str) -> Value {
-    let r = http().get(url).send().await.unwrap();
+    let r = api().get(url).send().await.unwrap();
     assert!(r.status().is_success(), "GET {url}: {}", r.status());
     r.json().await.unwrap()
 }
@@ -294,7 +351,7 @@ pub(crate) async fn tickets_for(d: &Daemon, device: &str, code: &str) -> Vec<Val
 
 /// Reads one counter from /metrics text.
 pub(crate) async fn metric(d: &Daemon, name: &str) -> f64 {
-    let text = http().get(d.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = api().get(d.url("/metrics")).send().await.unwrap().text().await.unwrap();
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.trim().parse().ok()))

@@ -244,7 +244,7 @@ fn urlencode(s: &str) -> String {
 
 async fn transition(d: &Daemon, ticket: i64, to: &str) {
     let url = d.url(&format!("/api/v1/tickets/{ticket}/transition"));
-    let r = http().post(&url).json(&json!({"to": to, "by": "eng"})).send().await.unwrap();
+    let r = api().post(&url).json(&json!({"to": to})).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200, "{to}: {}", r.text().await.unwrap());
 }
 
@@ -453,13 +453,16 @@ async fn visits(desk: Desk, device: &str, low_priority: &str) {
     assert!(desk.tickets().await.iter().all(|r| r.status != resolved), "both still owed");
 
     // The engineer starts and completes the visit; the inspection's reports are kept.
+    // The engineer signs in as herself: the visit is hers.
+    let li = format!("{}-li", *TOKEN);
+    provision(&d.dir.path().join("aftercare.toml"), "li.wei", "engineer", &["cust-1"], &li);
     let post = |path: String, body: Value| {
-        let url = d.url(&path);
-        async move { http().post(url).json(&body).send().await.unwrap() }
+        let (url, li) = (d.url(&path), li.clone());
+        async move { as_user(&li).post(url).json(&body).send().await.unwrap() }
     };
-    let r = post(format!("/api/v1/work-orders/{open}/start?by=Li%20Wei"), json!({})).await;
+    let r = post(format!("/api/v1/work-orders/{open}/start"), json!({})).await;
     assert_eq!(r.status().as_u16(), 200);
-    let body = json!({"by": "Li Wei", "answers": {"lamps": "2 replaced"}});
+    let body = json!({"answers": {"lamps": "2 replaced"}});
     let r = post(format!("/api/v1/work-orders/{open}/complete"), body).await;
     assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
     wait_for("the done visit resolved in the helpdesk", 60, || async {
@@ -474,7 +477,7 @@ async fn visits(desk: Desk, device: &str, low_priority: &str) {
     assert_eq!(desk.updates(&rm.id).await, 1);
     let text = desk.text(&ro.id).await;
     assert!(text.contains("lamps: 2 replaced") && text.contains("circuits: 1.0 (measured)"), "{text}");
-    assert!(text.contains("visit done by Li Wei"), "{text}");
+    assert!(text.contains("visit done by li.wei"), "{text}");
 
     // A work order is done through the API, with its answers: what people do to its remote
     // ticket is not taken for a visit.

@@ -240,7 +240,7 @@ async fn healthz_says_when_and_why_the_broker_is_gone_and_fails_after_a_while() 
     assert_eq!(h["mqtt"]["connected"], json!(false), "{h:#}");
     assert!(h["mqtt"]["last_error"].is_string(), "it says why: {h:#}");
     let (code, h) = wait_for("B unhealthy", 20, || async {
-        let r = http().get(b.url("/healthz")).send().await.unwrap();
+        let r = api().get(b.url("/healthz")).send().await.unwrap();
         let code = r.status().as_u16();
         let h: Value = r.json().await.unwrap();
         (code == 503).then_some((code, h))
@@ -266,7 +266,7 @@ async fn metrics_are_what_prometheus_asks_for_and_pass_promtool() {
     c.publish(&topic, QoS::AtLeastOnce, false, r#"{"metrics": {"nonsense": 1"#).await.unwrap();
     wait_for("a rejection counted", 20, || async { (rejected(&d, "malformed").await >= 1.0).then_some(()) }).await;
 
-    let text = http().get(d.url("/metrics")).send().await.unwrap();
+    let text = api().get(d.url("/metrics")).send().await.unwrap();
     assert!(
         text.headers()["content-type"].to_str().unwrap().starts_with("text/plain; version=0.0.4"),
         "{:?}",
@@ -275,7 +275,7 @@ async fn metrics_are_what_prometheus_asks_for_and_pass_promtool() {
     let text = text.text().await.unwrap();
     assert!(text.contains("# TYPE aftercare_messages_received_total counter"), "{text}");
     assert!(!text.contains("event=\"nothing\""), "{text}");
-    let om = http().get(d.url("/metrics")).header("accept", "application/openmetrics-text; version=1.0.0").send().await;
+    let om = api().get(d.url("/metrics")).header("accept", "application/openmetrics-text; version=1.0.0").send().await;
     let om = om.unwrap();
     assert!(om.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
     assert!(om.text().await.unwrap().trim_end().ends_with("# EOF"));
@@ -439,7 +439,7 @@ async fn flood_on(broker: &Broker, qos: u8) {
     })
     .await;
     assert_eq!(occurrences, raises);
-    let text = http().get(d.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = api().get(d.url("/metrics")).send().await.unwrap().text().await.unwrap();
     let rejected: Vec<&str> =
         text.lines().filter(|l| l.starts_with("aftercare_messages_rejected_total{") && !l.ends_with(" 0")).collect();
     assert!(rejected.is_empty(), "nothing is rejected for load: {rejected:?}");

@@ -2,6 +2,7 @@
 //! real MQTT broker (the embedded one, or Mosquitto when
 //! AFTERCARE_TEST_MQTT_URL is set) and HTTP.
 
+mod access;
 mod cli;
 mod harness;
 mod ingest;
@@ -242,31 +243,41 @@ async fn the_api_answers_mistakes_with_json_errors_on(broker: &Broker) {
     sim.send("inject lit-004 leakage");
     let t = one_ticket(&d, "lit-004", "leakage", "opened", |_| true).await;
     let id = t["id"].as_i64().unwrap();
-    let post = |body: Value, id: String| {
+    // Alice works at the desk: the timeline names her, whatever a request body says.
+    let alice = format!("{}-alice", *TOKEN);
+    provision(&d.dir.path().join("aftercare.toml"), "alice", "desk", &[], &alice);
+    let post = |client: reqwest::Client, body: Value, id: String| {
         let url = d.url(&format!("/api/v1/tickets/{id}/transition"));
         async move {
-            let r = http().post(url).json(&body).send().await.unwrap();
+            let r = client.post(url).json(&body).send().await.unwrap();
             let status = r.status().as_u16();
             (status, r.json::<Value>().await.unwrap())
         }
     };
-    let (s, b) = post(json!({"to": "acknowledged", "by": "alice", "note": "calling the site"}), id.to_string()).await;
+    let (s, b) = post(http(), json!({"to": "acknowledged"}), id.to_string()).await;
+    assert_eq!(s, 401, "no token: {b}");
+    let (s, b) =
+        post(as_user("it_not_a_token_of_anyone_at_all_000"), json!({"to": "acknowledged"}), id.to_string()).await;
+    assert_eq!(s, 401, "unknown token: {b}");
+    let (s, b) = post(as_user(&alice), json!({"to": "acknowledged", "note": "calling the site"}), id.to_string()).await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["state"], json!("acknowledged"));
     assert!(b["acknowledged_at"].is_string());
-    let (s, b) = post(json!({"to": "closed", "by": "alice"}), id.to_string()).await;
+    let (s, b) = post(as_user(&alice), json!({"to": "resolved"}), id.to_string()).await;
+    assert_eq!(s, 403, "the desk does not resolve: {b}");
+    let (s, b) = post(api(), json!({"to": "closed"}), id.to_string()).await;
     assert_eq!(s, 409);
     assert!(b["error"].as_str().unwrap().contains("cannot go from acknowledged to closed"), "{b}");
-    let (s, b) = post(json!({"to": "done", "by": "alice"}), id.to_string()).await;
+    let (s, b) = post(api(), json!({"to": "done"}), id.to_string()).await;
     assert_eq!(s, 400);
     assert!(b["error"].as_str().unwrap().contains("unknown state `done`"), "{b}");
-    let (s, b) = post(json!({"to": "resolved", "by": " "}), id.to_string()).await;
-    assert_eq!((s, b["error"].is_string()), (400, true));
-    let (s, _) = post(json!({"to": "resolved", "by": "a"}), "999999".into()).await;
+    let (s, b) = post(api(), json!({"to": "resolved", "by": "mallory"}), id.to_string()).await;
+    assert_eq!((s, b["error"].as_str().is_some_and(|e| e.contains("by"))), (400, true), "`by` is not taken: {b}");
+    let (s, _) = post(api(), json!({"to": "resolved"}), "999999".into()).await;
     assert_eq!(s, 404);
-    let (s, _) = post(json!({"to": "resolved", "by": "a"}), "abc".into()).await;
+    let (s, _) = post(api(), json!({"to": "resolved"}), "abc".into()).await;
     assert_eq!(s, 400);
-    let r = http()
+    let r = api()
         .post(d.url(&format!("/api/v1/tickets/{id}/transition")))
         .body("nope")
         .header("content-type", "application/json")
@@ -282,7 +293,7 @@ async fn the_api_answers_mistakes_with_json_errors_on(broker: &Broker) {
         ("/api/v1/nothing", 404),
         ("/api/v1/devices/ghost", 404),
     ] {
-        let r = http().get(d.url(url)).send().await.unwrap();
+        let r = api().get(d.url(url)).send().await.unwrap();
         assert_eq!(r.status().as_u16(), status, "{url}");
         assert!(r.json::<Value>().await.unwrap()["error"].is_string(), "{url}");
     }
@@ -422,11 +433,9 @@ async fn contract_clocks_breach_escalate_and_owe_a_loaner_over_the_api() {
 
     // A person finds misuse: billable for a cause the contract names, refused for one it does not.
     let url = d.url(&format!("/api/v1/tickets/{}/transition", t["id"]));
-    let r =
-        http().post(&url).json(&json!({"to": "acknowledged", "by": "eng", "billable": "meteor"})).send().await.unwrap();
+    let r = api().post(&url).json(&json!({"to": "acknowledged", "billable": "meteor"})).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 409);
-    let r =
-        http().post(&url).json(&json!({"to": "acknowledged", "by": "eng", "billable": "misuse"})).send().await.unwrap();
+    let r = api().post(&url).json(&json!({"to": "acknowledged", "billable": "misuse"})).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let b: Value = r.json().await.unwrap();
     assert_eq!((b["billing"]["class"].as_str(), b["billing"]["reason"].as_str()), (Some("billable"), Some("misuse")));
@@ -439,7 +448,7 @@ async fn contract_clocks_breach_escalate_and_owe_a_loaner_over_the_api() {
     assert_eq!(sla["tiers"][0]["tickets"], json!(1), "{sla:#}");
     assert_eq!(sla["tiers"][0]["acknowledge"]["missed"], json!(1));
     assert_eq!(sla["tiers"][0]["acknowledge"]["share"], json!(0.0));
-    let r = http().get(d.url("/api/v1/sla?from=tomorrow")).send().await.unwrap();
+    let r = api().get(d.url("/api/v1/sla?from=tomorrow")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 400);
     // A date is the customer's own day (its sites are at +08:00), as in its reports.
     let day = get(&d.url("/api/v1/sla?customer=cust-1&from=2026-11-01&to=2026-11-02")).await;
@@ -489,14 +498,13 @@ async fn tickets_reach_a_signed_webhook_once_each_in_order_across_outages_and_a_
     sim.send("clear lit-008 leakage");
     one_ticket(&d, "lit-008", "leakage", "recovered", |t| t["recovered"] == json!(true)).await;
     let url = d.url(&format!("/api/v1/tickets/{ticket}/transition"));
-    let r =
-        http().post(&url).json(&json!({"to": "resolved", "by": "eng", "note": "RCD replaced"})).send().await.unwrap();
+    let r = api().post(&url).json(&json!({"to": "resolved", "note": "RCD replaced"})).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
     wait_for("every event after the outage", 30, || async { (rx.ids().len() >= 3).then_some(()) }).await;
 
     // A delivery in flight when the daemon is killed: it is sent again with the same id after the restart.
     rx.stall_ms.store(3000, Ordering::SeqCst);
-    let r = http().post(&url).json(&json!({"to": "closed", "by": "desk"})).send().await.unwrap();
+    let r = api().post(&url).json(&json!({"to": "closed"})).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
     wait_for("the close event to arrive", 20, || async { (rx.ids().len() >= 4).then_some(()) }).await;
     let dir = d.kill9();
@@ -545,7 +553,7 @@ async fn tickets_reach_a_signed_webhook_once_each_in_order_across_outages_and_a_
         format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
     };
     let post = |sig: String| {
-        http()
+        api()
             .post(&hook)
             .header("webhook-id", "evt-1")
             .header("webhook-timestamp", ts.to_string())
@@ -617,7 +625,7 @@ async fn telemetry_history_is_kept_as_hourly_rollups_and_state_changes() {
     #[allow(clippy::disallowed_methods)]
     let tomorrow = (chrono::Utc::now() + chrono::TimeDelta::days(2)).date_naive().to_string();
     let period = format!("from=2026-06-21&to={tomorrow}");
-    let r = http()
+    let r = api()
         .get(d.url(&format!("/api/v1/reports?customer=cust-1&{period}&format=html&lang=zh-CN")))
         .send()
         .await
@@ -629,7 +637,7 @@ async fn telemetry_history_is_kept_as_hourly_rollups_and_state_changes() {
     assert_eq!(json["faults"][0]["code"], json!("leakage"), "{json:#}");
     // A date is the customer's own day: midnight at the site's +08:00.
     assert_eq!((json["from"].as_str(), json["first_day"].as_str()), (Some("2026-06-20T16:00:00Z"), Some("2026-06-21")));
-    let r = http().get(d.url("/api/v1/reports?customer=nobody")).send().await.unwrap();
+    let r = api().get(d.url("/api/v1/reports?customer=nobody")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 400);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_aftercare"))
         .args(["report", "--config"])
@@ -648,7 +656,7 @@ async fn telemetry_history_is_kept_as_hourly_rollups_and_state_changes() {
         ("nobody/history?metric=leakage_ma", 404, "no device"),
         ("lit-011/events?from=2026-06-22&to=2026-06-21", 400, "`from` must be before `to`"),
     ] {
-        let r = http().get(d.url(&format!("/api/v1/devices/{q}"))).send().await.unwrap();
+        let r = api().get(d.url(&format!("/api/v1/devices/{q}"))).send().await.unwrap();
         assert_eq!(r.status().as_u16(), status, "{q}");
         let body: Value = r.json().await.unwrap();
         assert!(body["error"].as_str().unwrap().contains(says), "{q}: {body}");
@@ -681,7 +689,7 @@ async fn plans_make_work_orders_that_are_completed_with_their_checklist() {
     let id = open["id"].as_i64().unwrap();
     let post = |path: String, body: Value| {
         let url = d.url(&path);
-        async move { http().post(url).json(&body).send().await.unwrap() }
+        async move { api().post(url).json(&body).send().await.unwrap() }
     };
     // The telemetry answers `circuits` (the device was never offline): pre-filled and marked as measured.
     let one = get(&d.url(&format!("/api/v1/work-orders/{id}"))).await;
@@ -689,22 +697,17 @@ async fn plans_make_work_orders_that_are_completed_with_their_checklist() {
     assert_eq!(one["measured"]["circuits"]["measured"], json!(true));
     let r = post(format!("/api/v1/work-orders/{id}/start"), json!({})).await;
     assert_eq!(r.status().as_u16(), 200);
-    let r = post(format!("/api/v1/work-orders/{id}/complete"), json!({"by": "eng", "answers": {}})).await;
+    let r = post(format!("/api/v1/work-orders/{id}/complete"), json!({"answers": {}})).await;
     assert_eq!(r.status().as_u16(), 400);
     assert!(r.text().await.unwrap().contains("missing: lamps"), "only what the telemetry cannot answer");
-    let r =
-        post(format!("/api/v1/work-orders/{id}/complete"), json!({"by": "eng", "answers": {"lamps": "2 replaced"}}))
-            .await;
+    let r = post(format!("/api/v1/work-orders/{id}/complete"), json!({"answers": {"lamps": "2 replaced"}})).await;
     assert_eq!(r.status().as_u16(), 200);
     let w: Value = r.json().await.unwrap();
-    assert_eq!((w["state"].as_str(), w["completed_by"].as_str()), (Some("done"), Some("eng")));
+    assert_eq!((w["state"].as_str(), w["completed_by"].as_str()), (Some("done"), Some(ADMIN)));
     assert_eq!(w["answers"]["lamps"], json!("2 replaced"));
     assert_eq!(w["answers"]["circuits"]["measured"], json!(true));
-    let r = post(
-        format!("/api/v1/work-orders/{id}/complete"),
-        json!({"by": "eng", "answers": {"circuits": "ok", "lamps": "ok"}}),
-    )
-    .await;
+    let r =
+        post(format!("/api/v1/work-orders/{id}/complete"), json!({"answers": {"circuits": "ok", "lamps": "ok"}})).await;
     assert_eq!(r.status().as_u16(), 409);
     let done = get(&d.url("/api/v1/work-orders?state=done")).await;
     assert_eq!(done.as_array().unwrap().len(), 1);
@@ -715,10 +718,10 @@ async fn plans_make_work_orders_that_are_completed_with_their_checklist() {
     assert!(kept.iter().all(|r| r["work_order_id"] == json!(id) && r["due_by"].is_string()));
     let zh = kept.iter().find(|r| r["lang"] == json!("zh-CN")).unwrap();
     let html =
-        http().get(d.url(&format!("/api/v1/reports/kept/{}", zh["id"]))).send().await.unwrap().text().await.unwrap();
+        api().get(d.url(&format!("/api/v1/reports/kept/{}", zh["id"]))).send().await.unwrap().text().await.unwrap();
     assert!(html.contains("售后服务报告") && html.contains("lit-013") && html.contains("lamps: 2 replaced"), "{html}");
     assert!(html.contains("circuits: 1.0 (实测)"), "a measured answer reads as one: {html}");
-    let r = http().get(d.url("/api/v1/work-orders?state=late")).send().await.unwrap();
+    let r = api().get(d.url("/api/v1/work-orders?state=late")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 400);
 }
 
@@ -742,17 +745,17 @@ async fn a_repair_is_followed_by_its_fault_analysis_and_survey_at_once() {
     let id = one_ticket(&d, "lit-061", "leakage", "opened", |_| true).await["id"].as_i64().unwrap();
     let url = d.url(&format!("/api/v1/tickets/{id}/transition"));
     for to in ["acknowledged", "dispatched", "on_site"] {
-        let r = http().post(&url).json(&json!({"to": to, "by": "eng"})).send().await.unwrap();
+        let r = api().post(&url).json(&json!({"to": to})).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 200, "{to}");
     }
     // Still leaking: the repair is not done, and resolving says so.
-    let r = http().post(&url).json(&json!({"to": "resolved", "by": "eng"})).send().await.unwrap();
+    let r = api().post(&url).json(&json!({"to": "resolved"})).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 409);
     let why = r.json::<Value>().await.unwrap()["error"].as_str().unwrap().to_string();
     assert!(why.contains("still active") && why.contains("\"force\": true"), "{why}");
     sim.send("clear lit-061 leakage");
     one_ticket(&d, "lit-061", "leakage", "recovered", |t| t["recovered"] == json!(true)).await;
-    let r = http().post(&url).json(&json!({"to": "resolved", "by": "eng"})).send().await.unwrap();
+    let r = api().post(&url).json(&json!({"to": "resolved"})).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
     // Made at once on the resolution, not at the scheduler's next minute.
     let after = wait_for("the visits that follow the repair", 10, || async {

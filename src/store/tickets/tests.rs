@@ -402,10 +402,10 @@ async fn a_fault_during_a_visit_is_recorded_but_silenced() {
     assert_eq!(during.clock.acknowledge_by, None, "no clock runs");
     assert!(during.clock.no_clock.as_deref().unwrap().contains("silenced"));
     // Nothing of it goes to the helpdesk; the first ticket's events still do.
-    let pending = s.outbox(crate::domain::OutboxState::Pending, 100).await.unwrap();
+    let pending = s.outbox(crate::domain::OutboxState::Pending, 100, None).await.unwrap();
     assert!(pending.iter().all(|o| o.subject == SubjectId::Ticket(before.id)), "{pending:?}");
     assert!(
-        s.outbox(crate::domain::OutboxState::Skipped, 100)
+        s.outbox(crate::domain::OutboxState::Skipped, 100, None)
             .await
             .unwrap()
             .iter()
@@ -457,7 +457,7 @@ async fn the_outbox_keeps_its_rows_when_work_orders_join_it() {
     }
     let s = Store::open(&path).await.unwrap();
     s.set_routes(&[("c1".into(), "hd".into())]).await.unwrap();
-    let rows = s.outbox(crate::domain::OutboxState::Pending, 10).await.unwrap();
+    let rows = s.outbox(crate::domain::OutboxState::Pending, 10, None).await.unwrap();
     let events: Vec<_> = rows.iter().map(|o| (o.subject, o.seq, o.event.as_str())).collect();
     let t = SubjectId::Ticket(TicketId(1));
     assert_eq!(events, [(t, 2, "recovered"), (t, 1, "opened")]);
@@ -476,7 +476,7 @@ async fn the_outbox_keeps_its_rows_when_work_orders_join_it() {
         ticket_id: None,
     };
     s.add_work_orders(&[visit], t0()).await.unwrap();
-    let rows = s.outbox(crate::domain::OutboxState::Pending, 10).await.unwrap();
+    let rows = s.outbox(crate::domain::OutboxState::Pending, 10, None).await.unwrap();
     assert_eq!(
         (rows[0].subject, rows[0].seq, rows[0].event_id.as_str()),
         (SubjectId::WorkOrder(1), 1, "aftercare-wo-1-1")

@@ -1,0 +1,341 @@
+//! Signing in and the users' own account: login (a session cookie), logout, `me`; and the
+//! admin's users, tokens and audit log.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::guard::{AuditNote, COOKIE, Routes, cookie};
+use super::{ApiError, AppState};
+use crate::access::{Perm, Principal, Role};
+use crate::identity::IdentityError;
+use crate::store::{AuditFilter, SESSION};
+
+pub(super) fn routes(s: &AppState) -> Routes {
+    Routes::new(s)
+        .post("/api/v1/login", Perm::Open, login)
+        .post("/api/v1/logout", Perm::SignedIn, logout)
+        .get("/api/v1/me", Perm::SignedIn, me)
+        .get("/api/v1/users", Perm::ManageUsers, list_users)
+        .post("/api/v1/users", Perm::ManageUsers, add_user)
+        .post("/api/v1/users/{name}/disable", Perm::ManageUsers, disable_user)
+        .post("/api/v1/users/{name}/enable", Perm::ManageUsers, enable_user)
+        .post("/api/v1/users/{name}/password", Perm::ManageUsers, set_password)
+        .get("/api/v1/tokens", Perm::SignedIn, list_tokens)
+        .post("/api/v1/tokens", Perm::SignedIn, create_token)
+        .delete("/api/v1/tokens/{id}", Perm::SignedIn, revoke_token)
+        .get("/api/v1/audit", Perm::ReadAudit, audit_log)
+}
+
+impl From<IdentityError> for ApiError {
+    fn from(e: IdentityError) -> ApiError {
+        match e {
+            IdentityError::Store(s) => ApiError::from(s),
+            IdentityError::NoUser(_) => ApiError(StatusCode::NOT_FOUND, e.to_string()),
+            IdentityError::Taken(_) => ApiError(StatusCode::CONFLICT, e.to_string()),
+            IdentityError::Invalid(_) => ApiError(StatusCode::BAD_REQUEST, e.to_string()),
+        }
+    }
+}
+
+/// Failed logins per address and per user name: after [`LoginLimiter::MAX`] in
+/// [`LoginLimiter::WINDOW`], further tries are refused until the window ends.
+#[derive(Debug, Default)]
+pub(crate) struct LoginLimiter {
+    failures: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+impl LoginLimiter {
+    const MAX: u32 = 5;
+    const WINDOW: Duration = Duration::from_secs(15 * 60);
+    /// Keys kept at most; when full of live entries, logins wait (fail closed).
+    const KEYS: usize = 10_000;
+
+    /// How long `keys` must wait, if any has failed too often.
+    fn blocked(&self, keys: &[String], now: Instant) -> Option<Duration> {
+        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= Self::KEYS && keys.iter().all(|k| !map.contains_key(k)) {
+            return Some(Duration::from_secs(60));
+        }
+        keys.iter()
+            .filter_map(|k| map.get(k))
+            .filter(|(n, since)| *n >= Self::MAX && now.duration_since(*since) < Self::WINDOW)
+            .map(|(_, since)| Self::WINDOW - now.duration_since(*since))
+            .max()
+    }
+
+    fn failed(&self, keys: &[String], now: Instant) {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= Self::KEYS {
+            map.retain(|_, (_, since)| now.duration_since(*since) < Self::WINDOW);
+        }
+        for k in keys {
+            if map.len() >= Self::KEYS && !map.contains_key(k) {
+                continue;
+            }
+            let e = map.entry(k.clone()).or_insert((0, now));
+            if now.duration_since(e.1) >= Self::WINDOW {
+                *e = (0, now);
+            }
+            e.0 += 1;
+        }
+    }
+
+    fn succeeded(&self, user_key: &str) {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(user_key);
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    user: String,
+    password: String,
+}
+
+/// Logs a person in with a password: a session cookie (HttpOnly, SameSite=Strict, Secure over
+/// TLS) that lasts `http.session_ttl`.
+async fn login(
+    State(s): State<AppState>,
+    axum::extract::ConnectInfo(addr): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    body: Result<Json<LoginBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(b) = body?;
+    let keys = [format!("ip:{}", addr.ip()), format!("user:{}", b.user)];
+    let note = |detail: &str| AuditNote { actor: Some(b.user.chars().take(64).collect()), detail: detail.into() };
+    if let Some(wait) = s.logins.blocked(&keys, Instant::now()) {
+        let mut r =
+            ApiError(StatusCode::TOO_MANY_REQUESTS, "too many failed logins; try again later".into()).into_response();
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
+        r.extensions_mut().insert(note("login refused: too many failures"));
+        return Ok(r);
+    }
+    let found = s.store.password_of(&b.user).await?;
+    // Verify against a decoy when the user is unknown, so that the answer takes as long.
+    let hash = found.as_ref().map_or(crate::identity::decoy_hash(), |(_, h)| h.as_str()).to_string();
+    let password = b.password.clone();
+    let ok =
+        tokio::task::spawn_blocking(move || crate::identity::verify_password(&password, &hash)).await.unwrap_or(false);
+    let Some((user_id, _)) = found.filter(|_| ok) else {
+        s.logins.failed(&keys, Instant::now());
+        let mut r = ApiError(StatusCode::UNAUTHORIZED, "wrong user or password".into()).into_response();
+        r.extensions_mut().insert(note("login failed"));
+        return Ok(r);
+    };
+    s.logins.succeeded(&keys[1]);
+    let (secret, hash) = crate::identity::new_secret("acs_")?;
+    let now = s.clock.now();
+    let ttl = chrono::TimeDelta::from_std(s.access.session_ttl).unwrap_or(chrono::TimeDelta::hours(12));
+    s.store.add_token(user_id, SESSION, "login", &hash, now, Some(now + ttl)).await?;
+    let cookie = format!(
+        "{COOKIE}={secret}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+        ttl.num_seconds(),
+        if s.tls { "; Secure" } else { "" }
+    );
+    let user = s.store.user(&b.user).await?;
+    let mut r = Json(json!({ "user": user, "expires_at": now + ttl })).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r.extensions_mut().insert(note("login"));
+    Ok(r)
+}
+
+/// Ends this session (the cookie's), or does nothing for a bearer token.
+async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if let Some(c) = cookie(&headers, COOKIE) {
+        s.store.end_session(&crate::identity::secret_hash(&c), s.clock.now()).await?;
+    }
+    let mut r = Json(json!({ "ok": true })).into_response();
+    let gone = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    if let Ok(v) = HeaderValue::from_str(&gone) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(r)
+}
+
+async fn me(Extension(p): Extension<Principal>) -> Json<serde_json::Value> {
+    Json(json!({
+        "user": p.name,
+        "role": p.role,
+        "customers": p.scope.customers(),
+    }))
+}
+
+async fn list_users(State(s): State<AppState>) -> Result<Response, ApiError> {
+    Ok(Json(s.store.users().await?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    name: String,
+    role: String,
+    #[serde(default)]
+    customers: Vec<String>,
+    password: Option<String>,
+}
+
+async fn add_user(State(s): State<AppState>, body: Result<Json<NewUser>, JsonRejection>) -> Result<Response, ApiError> {
+    let Json(b) = body?;
+    let role = crate::identity::role(&b.role)?;
+    let known: Vec<&str> = s.fleet.customers.iter().map(|c| c.id.as_str()).collect();
+    crate::identity::add_user(&s.store, &b.name, role, &b.customers, b.password.as_deref(), &known, s.clock.now())
+        .await?;
+    let mut r = (StatusCode::CREATED, Json(s.store.user(&b.name).await?)).into_response();
+    r.extensions_mut().insert(AuditNote { actor: None, detail: format!("user {} added as {role}", b.name) });
+    Ok(r)
+}
+
+async fn switch(s: &AppState, name: &str, disabled: bool) -> Result<Response, ApiError> {
+    if !s.store.set_disabled(name, disabled).await? {
+        return Err(ApiError(StatusCode::NOT_FOUND, format!("no user `{name}`")));
+    }
+    let mut r = Json(s.store.user(name).await?).into_response();
+    let what = if disabled { "disabled" } else { "enabled" };
+    r.extensions_mut().insert(AuditNote { actor: None, detail: format!("user {name} {what}") });
+    Ok(r)
+}
+
+async fn disable_user(State(s): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    switch(&s, &name, true).await
+}
+
+async fn enable_user(State(s): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    switch(&s, &name, false).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordBody {
+    password: String,
+}
+
+async fn set_password(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Json<PasswordBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(b) = body?;
+    let hash = crate::identity::hash_password(&b.password)?;
+    if !s.store.set_password(&name, &hash, s.clock.now()).await? {
+        return Err(ApiError(StatusCode::NOT_FOUND, format!("no user `{name}`")));
+    }
+    let mut r = Json(json!({ "user": name, "password": "set; its sessions ended" })).into_response();
+    r.extensions_mut().insert(AuditNote { actor: None, detail: format!("password of {name} set") });
+    Ok(r)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenQuery {
+    user: Option<String>,
+}
+
+/// One's own tokens and sessions; an admin's, anyone's (`?user=`, or all).
+async fn list_tokens(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    q: Result<Query<TokenQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q?;
+    let user = if p.role == Role::Admin { q.user } else { Some(p.name.clone()) };
+    Ok(Json(s.store.tokens(user.as_deref()).await?).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    /// Whose token (admins only; default: one's own).
+    user: Option<String>,
+    name: String,
+    /// Such as `90d`; default: never.
+    expires: Option<String>,
+}
+
+/// A new API token: its secret is in this answer and nowhere else.
+async fn create_token(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    body: Result<Json<NewToken>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(b) = body?;
+    let user = match b.user {
+        Some(u) if u != p.name && p.role != Role::Admin => {
+            return Err(ApiError(StatusCode::FORBIDDEN, "only an admin makes tokens for others".into()));
+        }
+        Some(u) => u,
+        None => p.name.clone(),
+    };
+    let now = s.clock.now();
+    let expires_at = expiry(b.expires.as_deref(), now)?;
+    let (secret, id) = crate::identity::create_token(&s.store, &user, &b.name, None, expires_at, now).await?;
+    let mut r =
+        (StatusCode::CREATED, Json(json!({ "id": id, "user": user, "token": secret, "expires_at": expires_at })))
+            .into_response();
+    r.extensions_mut().insert(AuditNote { actor: None, detail: format!("token {id} for {user}") });
+    Ok(r)
+}
+
+/// `90d`, `12h`...: when a token made now expires.
+pub(crate) fn expiry(s: Option<&str>, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    s.map(|e| {
+        humantime::parse_duration(e)
+            .ok()
+            .and_then(|d| chrono::TimeDelta::from_std(d).ok())
+            .map(|d| now + d)
+            .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, format!("expires `{e}`: write a duration such as 90d")))
+    })
+    .transpose()
+}
+
+/// Revokes a token: one's own, or any for an admin.
+async fn revoke_token(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id: i64 = id.parse().map_err(|_| ApiError(StatusCode::BAD_REQUEST, format!("`{id}` is not a token id")))?;
+    let mine = s.store.tokens(Some(&p.name)).await?.iter().any(|t| t.id == id);
+    if !mine && p.role != Role::Admin {
+        return Err(ApiError(StatusCode::NOT_FOUND, format!("no token {id} of yours")));
+    }
+    if !s.store.revoke_token(id, s.clock.now()).await? {
+        return Err(ApiError(StatusCode::NOT_FOUND, format!("no valid token {id}")));
+    }
+    let mut r = Json(json!({ "id": id, "revoked": true })).into_response();
+    r.extensions_mut().insert(AuditNote { actor: None, detail: format!("token {id} revoked") });
+    Ok(r)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    actor: Option<String>,
+    since: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn audit_log(
+    State(s): State<AppState>,
+    q: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q?;
+    let since = q
+        .since
+        .as_deref()
+        .map(|t| crate::report::parse_time(t, chrono::Offset::fix(&Utc)))
+        .transpose()
+        .map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;
+    let f = AuditFilter { actor: q.actor, since, limit: q.limit.unwrap_or(500).clamp(1, 10_000) };
+    Ok(Json(s.store.audit_log(&f).await?).into_response())
+}

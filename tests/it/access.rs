@@ -1,0 +1,339 @@
+//! Identity and access against the real daemon: every route tried by every role and scope,
+//! a customer's user never seeing another customer's data, logins, tokens and the audit log.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+/// Each route the daemon has, with the permission this test expects it to need. A route the
+/// daemon adds, or a permission it changes, fails the test until it is written here too.
+const ROUTES: &[(&str, &str, &str)] = &[
+    ("GET", "/healthz", "open"),
+    ("GET", "/metrics", "metrics"),
+    ("GET", "/api/v1/routes", "signed_in"),
+    ("POST", "/api/v1/login", "open"),
+    ("POST", "/api/v1/logout", "signed_in"),
+    ("GET", "/api/v1/me", "signed_in"),
+    ("GET", "/api/v1/users", "manage_users"),
+    ("POST", "/api/v1/users", "manage_users"),
+    ("POST", "/api/v1/users/{name}/disable", "manage_users"),
+    ("POST", "/api/v1/users/{name}/enable", "manage_users"),
+    ("POST", "/api/v1/users/{name}/password", "manage_users"),
+    ("GET", "/api/v1/tokens", "signed_in"),
+    ("POST", "/api/v1/tokens", "signed_in"),
+    ("DELETE", "/api/v1/tokens/{id}", "signed_in"),
+    ("GET", "/api/v1/audit", "read_audit"),
+    ("GET", "/api/v1/tickets", "read_tickets"),
+    ("GET", "/api/v1/tickets/{id}", "read_tickets"),
+    ("POST", "/api/v1/tickets/{id}/transition", "act_on_tickets"),
+    ("GET", "/api/v1/devices", "read_devices"),
+    ("GET", "/api/v1/devices/{id}", "read_devices"),
+    ("GET", "/api/v1/devices/{id}/history", "read_devices"),
+    ("GET", "/api/v1/devices/{id}/events", "read_devices"),
+    ("GET", "/api/v1/contracts", "read_contracts"),
+    ("GET", "/api/v1/sla", "read_sla"),
+    ("GET", "/api/v1/reports", "read_reports"),
+    ("GET", "/api/v1/reports/kept", "read_reports"),
+    ("GET", "/api/v1/reports/kept/{id}", "read_reports"),
+    ("GET", "/api/v1/work-orders", "read_work_orders"),
+    ("GET", "/api/v1/work-orders/{id}", "read_work_orders"),
+    ("POST", "/api/v1/work-orders/{id}/start", "do_visits"),
+    ("POST", "/api/v1/work-orders/{id}/complete", "do_visits"),
+    ("GET", "/api/v1/outbox", "read_outbox"),
+    ("POST", "/api/v1/outbox/{id}/retry", "retry_outbox"),
+    ("POST", "/api/v1/helpdesks/{name}/events", "helpdesk"),
+];
+
+/// Who holds each permission: README.md's table of roles, written out independently of the code.
+fn holders(perm: &str) -> &'static [&'static str] {
+    const ALL: &[&str] = &["admin", "manager", "desk", "engineer", "customer", "integration"];
+    match perm {
+        "open" | "signed_in" | "helpdesk" => ALL,
+        "manage_users" | "read_audit" => &["admin"],
+        "metrics" => &["admin", "manager", "integration"],
+        "read_tickets" | "read_devices" | "read_contracts" | "read_work_orders" => ALL,
+        "act_on_tickets" => &["admin", "manager", "desk", "engineer", "integration"],
+        "read_sla" => &["admin", "manager", "desk", "customer", "integration"],
+        "read_reports" => &["admin", "manager", "customer", "integration"],
+        "do_visits" => &["admin", "manager", "engineer"],
+        "read_outbox" => &["admin", "manager", "integration"],
+        "retry_outbox" => &["admin", "manager"],
+        other => panic!("no row for permission `{other}`"),
+    }
+}
+
+/// A user of each role: (name, role, customers).
+const USERS: &[(&str, &str, &[&str])] = &[
+    ("ann", "admin", &[]),
+    ("max", "manager", &[]),
+    ("mia", "manager", &["cust-1"]),
+    ("dee", "desk", &[]),
+    ("eve", "engineer", &["cust-1"]),
+    ("cat", "customer", &["cust-1"]),
+    ("bot", "integration", &[]),
+];
+
+fn token_of(name: &str) -> String {
+    format!("{}-{name}", *TOKEN)
+}
+
+/// A daemon with customers cust-1 (lit-a, site-a) and cust-2 (lit-b, site-b), each with a
+/// contract and a monthly inspection, a ticket each, and a user of every role.
+async fn two_customers() -> (Daemon, Sim, Value) {
+    let broker = Broker::Embedded;
+    let fleet = ["lit-a:lighting"];
+    let (dir, prefix) = Daemon::setup(&fleet, "30s", "10m", &broker);
+    let path = dir.path().join("aftercare.toml");
+    let (k1, _) = monthly_inspection("");
+    let k2 = k1.replace("contracts.k", "contracts.k2").replace("cust-1", "cust-2");
+    let cfg = std::fs::read_to_string(&path).unwrap()
+        + "[[sites]]\nid = \"site-b\"\nutc_offset = \"+08:00\"\n[[customers]]\nid = \"cust-2\"\n\
+           [[devices]]\nid = \"lit-b\"\nkind = \"lighting\"\nsite = \"site-b\"\ncustomer = \"cust-2\"\n\
+           model = \"M\"\nserial = \"S-b\"\naccepted_on = \"2025-06-01\"\n"
+        + &k1
+        + &k2;
+    std::fs::write(&path, cfg).unwrap();
+    for (name, role, customers) in USERS {
+        provision(&path, name, role, customers, &token_of(name));
+    }
+    let d = Daemon::start(dir, &prefix, &broker);
+    let mut sim = Sim::start(&d, &["lit-a:lighting", "lit-b:lighting:site-b"]);
+    sim.send("inject lit-a leakage");
+    sim.send("inject lit-b leakage");
+    let tickets = wait_for("a ticket of each customer", 40, || async {
+        let t = get(&d.url("/api/v1/tickets?code=leakage")).await;
+        let mine = |c: &str| t.as_array()?.iter().find(|x| x["customer"] == json!(c)).cloned();
+        Some((mine("cust-1")?, mine("cust-2")?))
+    })
+    .await;
+    let orders = wait_for("a work order of each customer", 30, || async {
+        let w = get(&d.url("/api/v1/work-orders")).await;
+        let mine = |c: &str| w.as_array()?.iter().find(|x| x["customer"] == json!(c)).cloned();
+        Some((mine("cust-1")?, mine("cust-2")?))
+    })
+    .await;
+    let ids = json!({
+        "ticket": [tickets.0["id"], tickets.1["id"]],
+        "work_order": [orders.0["id"], orders.1["id"]],
+    });
+    (d, sim, ids)
+}
+
+/// `path` with its `{…}` filled for cust-1's objects.
+fn fill(path: &str, ids: &Value) -> String {
+    let id = if path.contains("tickets") {
+        ids["ticket"][0].to_string()
+    } else if path.contains("work-orders") {
+        ids["work_order"][0].to_string()
+    } else if path.contains("devices") {
+        "lit-a".into()
+    } else if path.contains("users") {
+        "nobody".into()
+    } else {
+        "999999".into()
+    };
+    path.replace("{id}", &id).replace("{name}", &id)
+}
+
+async fn call(client: &reqwest::Client, method: &str, url: &str) -> u16 {
+    let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = client.request(m, url);
+    if method == "POST" {
+        req = req.json(&json!({}));
+    }
+    req.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_answers_each_role_as_its_permission_says() {
+    let (d, _sim, ids) = two_customers().await;
+    // The daemon's own table of routes: each one has a permission, the one expected here.
+    let table = get(&d.url("/api/v1/routes")).await;
+    let mut served: Vec<(String, String, String)> = table
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["method"].as_str().unwrap().into(),
+                r["path"].as_str().unwrap().into(),
+                r["perm"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    served.sort();
+    let mut expected: Vec<(String, String, String)> =
+        ROUTES.iter().map(|(m, p, q)| (m.to_string(), p.to_string(), q.to_string())).collect();
+    expected.sort();
+    assert_eq!(served, expected, "the daemon's routes and their permissions");
+
+    let mut seen: BTreeMap<String, u16> = BTreeMap::new();
+    for (method, path, perm) in ROUTES {
+        let url = d.url(&fill(path, &ids));
+        // Nobody signed in: only what is public answers.
+        let status = call(&http(), method, &url).await;
+        let public = matches!(*perm, "open" | "helpdesk");
+        if public {
+            assert_ne!(status, 403, "{method} {path} without a token");
+        } else {
+            assert_eq!(status, 401, "{method} {path} without a token");
+        }
+        for (name, role, _) in USERS {
+            if *method == "POST" && path.ends_with("/logout") {
+                continue;
+            }
+            let status = call(&as_user(&token_of(name)), method, &url).await;
+            seen.insert(format!("{role}/{name} {method} {path}"), status);
+            if holders(perm).contains(role) {
+                assert!(!matches!(status, 401 | 403), "{name} ({role}) {method} {path}: {status}");
+            } else {
+                assert_eq!(status, 403, "{name} ({role}) {method} {path}");
+            }
+        }
+    }
+    assert!(seen.len() > 150, "{}", seen.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scoped_user_never_sees_another_customers_data() {
+    let (d, _sim, ids) = two_customers().await;
+    let (t2, w2) = (&ids["ticket"][1], &ids["work_order"][1]);
+    for name in ["cat", "mia", "eve"] {
+        let c = as_user(&token_of(name));
+        let status = |path: String| {
+            let (c, url) = (c.clone(), d.url(&path));
+            async move { c.get(url).send().await.unwrap().status().as_u16() }
+        };
+        // Another customer's objects do not exist for it: 404, not 403.
+        for path in [
+            format!("/api/v1/tickets/{t2}"),
+            format!("/api/v1/work-orders/{w2}"),
+            "/api/v1/devices/lit-b".into(),
+            "/api/v1/devices/lit-b/history".into(),
+            "/api/v1/devices/lit-b/events".into(),
+            "/api/v1/work-orders?customer=cust-2".into(),
+        ] {
+            assert_eq!(status(path.clone()).await, 404, "{name} GET {path}");
+        }
+        for path in
+            ["/api/v1/sla?customer=cust-2", "/api/v1/reports?customer=cust-2", "/api/v1/reports/kept?customer=cust-2"]
+        {
+            let s = status(path.into()).await;
+            assert!(s == 404 || s == 403, "{name} GET {path}: {s}");
+        }
+        let r = c.post(d.url(&format!("/api/v1/tickets/{t2}/transition"))).json(&json!({"to": "acknowledged"})).send();
+        let s = r.await.unwrap().status().as_u16();
+        assert!(s == 404 || (name == "cat" && s == 403), "{name} moves cust-2's ticket: {s}");
+        // Lists hold its own customer's only.
+        for path in ["/api/v1/tickets", "/api/v1/devices", "/api/v1/contracts", "/api/v1/work-orders"] {
+            let v: Value = c.get(d.url(path)).send().await.unwrap().json().await.unwrap();
+            let items = v.as_array().unwrap_or_else(|| panic!("{name} {path}: {v}"));
+            assert!(!items.is_empty(), "{name} {path} is empty");
+            assert!(items.iter().all(|x| x["customer"] == json!("cust-1")), "{name} {path}: {v:#}");
+        }
+        // The outbox: the manager reads its customer's rows only; the others may not read it.
+        let s = status("/api/v1/outbox?state=pending".into()).await;
+        assert_eq!(s, if name == "mia" { 200 } else { 403 }, "{name} reads the outbox");
+    }
+    // An unscoped manager sees both.
+    let all: Value =
+        as_user(&token_of("max")).get(d.url("/api/v1/tickets")).send().await.unwrap().json().await.unwrap();
+    assert!(all.as_array().unwrap().iter().any(|t| t["customer"] == json!("cust-2")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_log_in_tokens_expire_and_every_change_is_audited() {
+    let (d, _sim, ids) = two_customers().await;
+    let admin = as_user(&token_of("ann"));
+    // An admin adds a person with a password; she logs in and gets a session cookie.
+    let r = admin
+        .post(d.url("/api/v1/users"))
+        .json(&json!({"name": "zoe", "role": "desk", "password": "a long enough secret"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap());
+    let login = |password: &str| {
+        let body = json!({"user": "zoe", "password": password});
+        let url = d.url("/api/v1/login");
+        async move { http().post(url).json(&body).send().await.unwrap() }
+    };
+    let r = login("a long enough secret").await;
+    assert_eq!(r.status().as_u16(), 200);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/", "aftercare_session=acs_"] {
+        assert!(cookie.contains(attr), "{cookie}");
+    }
+    let session = cookie.split(';').next().unwrap().to_string();
+    let me: Value =
+        http().get(d.url("/api/v1/me")).header("cookie", &session).send().await.unwrap().json().await.unwrap();
+    assert_eq!((me["user"].as_str(), me["role"].as_str()), (Some("zoe"), Some("desk")));
+    // A change by cookie from another site's page is refused; from our own origin it is made.
+    let url = d.url(&format!("/api/v1/tickets/{}/transition", ids["ticket"][0]));
+    let r = http()
+        .post(&url)
+        .header("cookie", &session)
+        .header("origin", "https://evil.example")
+        .json(&json!({"to": "acknowledged"}));
+    assert_eq!(r.send().await.unwrap().status().as_u16(), 403);
+    let host = d.http.trim_start_matches("http://").to_string();
+    let r = http()
+        .post(&url)
+        .header("cookie", &session)
+        .header("origin", format!("http://{host}"))
+        .json(&json!({"to": "acknowledged"}));
+    let r = r.send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+    // Logging out ends the session.
+    let r = http().post(d.url("/api/v1/logout")).header("cookie", &session).header("origin", format!("http://{host}"));
+    assert_eq!(r.send().await.unwrap().status().as_u16(), 200);
+    let r = http().get(d.url("/api/v1/me")).header("cookie", &session).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    // Wrong passwords: refused, then rate-limited.
+    let mut last = 0;
+    for _ in 0..7 {
+        last = login("not her password").await.status().as_u16();
+    }
+    assert_eq!(last, 429);
+    // A token made through the API works until it is revoked; its secret is shown once.
+    let r = admin.post(d.url("/api/v1/tokens")).json(&json!({"user": "zoe", "name": "script", "expires": "30d"}));
+    let made: Value = r.send().await.unwrap().json().await.unwrap();
+    let secret = made["token"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("act_"), "{made}");
+    assert_eq!(as_user(&secret).get(d.url("/api/v1/me")).send().await.unwrap().status().as_u16(), 200);
+    let listed = admin.get(d.url("/api/v1/tokens?user=zoe")).send().await.unwrap().text().await.unwrap();
+    assert!(!listed.contains(&secret[4..]), "a listing never shows a secret");
+    let r = admin.delete(d.url(&format!("/api/v1/tokens/{}", made["id"]))).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(as_user(&secret).get(d.url("/api/v1/me")).send().await.unwrap().status().as_u16(), 401);
+    // Disabling a user stops its tokens at once.
+    let r = admin.post(d.url("/api/v1/users/bot/disable")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(as_user(&token_of("bot")).get(d.url("/api/v1/me")).send().await.unwrap().status().as_u16(), 401);
+    // The audit log names who did each change, from where, with which token.
+    let log: Value = admin.get(d.url("/api/v1/audit?limit=100")).send().await.unwrap().json().await.unwrap();
+    let lines = log.as_array().unwrap();
+    let has = |actor: &str, path: &str, status: u64| {
+        lines.iter().any(|l| {
+            l["actor"] == json!(actor)
+                && l["path"].as_str().unwrap_or("").ends_with(path)
+                && l["status"] == json!(status)
+        })
+    };
+    assert!(has("zoe", "/transition", 200), "{log:#}");
+    assert!(has("zoe", "/login", 401), "a failed login is audited");
+    assert!(has("ann", "/api/v1/users", 201));
+    assert!(has("ann", "/disable", 200));
+    assert!(lines.iter().all(|l| l["address"] == json!("127.0.0.1")));
+    assert!(lines.iter().filter(|l| l["actor"] == json!("ann")).all(|l| l["token_id"].is_i64()));
+    // Nobody but an admin reads it.
+    let r = as_user(&token_of("max")).get(d.url("/api/v1/audit")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    // The daemon's log holds no secret.
+    let text = d.log();
+    for s in [secret.as_str(), &token_of("ann"), "a long enough secret", session.as_str()] {
+        assert!(!text.contains(s), "a secret in the log");
+    }
+}
