@@ -104,10 +104,33 @@ fn scrape(http: &str) -> String {
     out
 }
 
+/// The bench's admin token, given to its daemon's store (a throwaway one) by the CLI.
+const BENCH_TOKEN: &str = "bench-token-of-a-throwaway-store-0001";
+
+/// Adds the bench's admin and its token to the store of `config`.
+fn provision(config: &std::path::Path) {
+    use std::io::Write;
+    let run = |args: &[&str], stdin: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_aftercare"))
+            .args(&args[..1])
+            .arg("--config")
+            .arg(config)
+            .args(&args[1..])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        assert!(c.wait().unwrap().success(), "aftercare {args:?}");
+    };
+    run(&["user", "add", "bench", "--role", "admin"], "");
+    run(&["token", "create", "bench", "--secret-stdin"], &format!("{BENCH_TOKEN}\n"));
+}
+
 fn get_json(http: &str, path: &str) -> serde_json::Value {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(http).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\nAuthorization: Bearer {BENCH_TOKEN}\r\n\r\n").unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     let body = out.split("\r\n\r\n").nth(1).unwrap_or("null");
@@ -130,7 +153,7 @@ fn end_to_end(rate: u64) {
         None => "[broker]\nembedded = true\nlisten = \"127.0.0.1:0\"\n".into(),
     };
     let mut cfg = format!(
-        "include = [\"kinds/recorder.toml\"]\n{broker}[http]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"a.db\"\n\
+        "include = [\"kinds/recorder.toml\"]\n{broker}[http]\nlisten = \"127.0.0.1:0\"\nmetrics_public = true\n[store]\npath = \"a.db\"\n\
          [ingest]\nqueue_capacity = 65536\n[[sites]]\nid = \"load\"\n[[customers]]\nid = \"c\"\n"
     );
     for i in 0..DEVICES {
@@ -144,6 +167,7 @@ fn end_to_end(rate: u64) {
         println!("  (writing telemetry to {url})");
     }
     std::fs::write(dir.path().join("a.toml"), cfg).unwrap();
+    provision(&dir.path().join("a.toml"));
     let mut daemon = Command::new(env!("CARGO_BIN_EXE_aftercare"))
         .args(["run", "--config"])
         .arg(dir.path().join("a.toml"))
@@ -300,7 +324,7 @@ fn memory() {
         .join("\n");
     std::fs::write(dir.path().join("kinds/recorder.toml"), kind).unwrap();
     let mut cfg = "include = [\"kinds/recorder.toml\"]\n[broker]\nembedded = true\nlisten = \"127.0.0.1:0\"\n\
-                   [http]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"a.db\"\n[[sites]]\nid = \"load\"\n\
+                   [http]\nlisten = \"127.0.0.1:0\"\nmetrics_public = true\n[store]\npath = \"a.db\"\n[[sites]]\nid = \"load\"\n\
                    [[customers]]\nid = \"c\"\n"
         .to_string();
     for i in 0..DEVICES {
@@ -309,6 +333,7 @@ fn memory() {
         ));
     }
     std::fs::write(dir.path().join("a.toml"), cfg).unwrap();
+    provision(&dir.path().join("a.toml"));
     let mut daemon = Command::new(env!("CARGO_BIN_EXE_aftercare"))
         .args(["run", "--config"])
         .arg(dir.path().join("a.toml"))

@@ -169,7 +169,7 @@ class Aftercare:
         cfg = [
             'include = ["kinds.toml"]',
             f'[broker]\nembedded = false\nurl = "{broker_url}"\nclient_id = "yardstick"',
-            '[http]\nlisten = "127.0.0.1:0"',
+            '[http]\nlisten = "127.0.0.1:0"\nmetrics_public = true',
             '[store]\npath = "a.db"',
             ingest,
             '[[sites]]\nid = "load"\n[[customers]]\nid = "c"',

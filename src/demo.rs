@@ -72,6 +72,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     }
     config.http_listen = free_or_other(config.http_listen, "HTTP API")?;
     let fleet = Arc::clone(&config.fleet);
+    let (password, token) = logins(&config).await?;
 
     let app = app::start(config, Arc::new(SystemClock)).await?;
     let broker = app.broker.context("the demo runs an embedded broker")?;
@@ -81,6 +82,9 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     println!("aftercare demo");
     println!("  API        {api}/api/v1/tickets   {api}/api/v1/devices   {api}/metrics");
     println!("  MQTT       mqtt://{broker} (embedded broker; topics aftercare/{{site}}/{{device}}/telemetry)");
+    println!("  login      {} with password {password}", names().join(", "));
+    println!("             (POST {api}/api/v1/login; the customer sees its own devices only)");
+    println!("  try        curl -H 'Authorization: Bearer {token}' {api}/api/v1/tickets");
     println!("  data       {}", opts.data.display());
     println!("  fleet      {} devices; faults start in 10 s. Ctrl-C stops.", fleet.devices.len());
     println!();
@@ -142,4 +146,34 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     sim_stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(5), sim).await;
     Ok(())
+}
+
+/// The demo's users: one of each role, named for it.
+fn names() -> Vec<&'static str> {
+    crate::access::Role::ALL.iter().map(|r| r.as_str()).collect()
+}
+
+/// A user of each role with one fresh password (the customer's user sees the first customer
+/// only), and an admin token for a day: so that a newcomer can try every role at once.
+async fn logins(config: &Config) -> anyhow::Result<(String, String)> {
+    use crate::access::Role;
+    use crate::clock::Clock as _;
+    let store = crate::store::Store::open(&config.store_path).await?;
+    let now = SystemClock.now();
+    let (secret, _) = crate::identity::new_secret("")?;
+    let password: String = secret.chars().filter(char::is_ascii_alphanumeric).take(16).collect();
+    let first = config.fleet.customers.first().map(|c| c.id.as_str().to_string());
+    let known: Vec<&str> = config.fleet.customers.iter().map(|c| c.id.as_str()).collect();
+    for &role in Role::ALL {
+        let customers: Vec<String> = if role == Role::Customer { first.iter().cloned().collect() } else { Vec::new() };
+        if store.user(role.as_str()).await?.is_some() {
+            store.set_password(role.as_str(), &crate::identity::hash_password(&password)?, now).await?;
+        } else {
+            crate::identity::add_user(&store, role.as_str(), role, &customers, Some(&password), &known, now).await?;
+        }
+    }
+    let (token, _) =
+        crate::identity::create_token(&store, "admin", "demo", None, Some(now + chrono::TimeDelta::days(1)), now)
+            .await?;
+    Ok((password, token))
 }

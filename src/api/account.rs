@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -51,39 +50,39 @@ impl From<IdentityError> for ApiError {
 /// [`LoginLimiter::WINDOW`], further tries are refused until the window ends.
 #[derive(Debug, Default)]
 pub(crate) struct LoginLimiter {
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
+    failures: Mutex<HashMap<String, (u32, DateTime<Utc>)>>,
 }
 
 impl LoginLimiter {
     const MAX: u32 = 5;
-    const WINDOW: Duration = Duration::from_secs(15 * 60);
+    const WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
     /// Keys kept at most; when full of live entries, logins wait (fail closed).
     const KEYS: usize = 10_000;
 
     /// How long `keys` must wait, if any has failed too often.
-    fn blocked(&self, keys: &[String], now: Instant) -> Option<Duration> {
+    fn blocked(&self, keys: &[String], now: DateTime<Utc>) -> Option<chrono::TimeDelta> {
         let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= Self::KEYS && keys.iter().all(|k| !map.contains_key(k)) {
-            return Some(Duration::from_secs(60));
+            return Some(chrono::TimeDelta::minutes(1));
         }
         keys.iter()
             .filter_map(|k| map.get(k))
-            .filter(|(n, since)| *n >= Self::MAX && now.duration_since(*since) < Self::WINDOW)
-            .map(|(_, since)| Self::WINDOW - now.duration_since(*since))
+            .filter(|(n, since)| *n >= Self::MAX && now - *since < Self::WINDOW)
+            .map(|(_, since)| Self::WINDOW - (now - *since))
             .max()
     }
 
-    fn failed(&self, keys: &[String], now: Instant) {
+    fn failed(&self, keys: &[String], now: DateTime<Utc>) {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= Self::KEYS {
-            map.retain(|_, (_, since)| now.duration_since(*since) < Self::WINDOW);
+            map.retain(|_, (_, since)| now - *since < Self::WINDOW);
         }
         for k in keys {
             if map.len() >= Self::KEYS && !map.contains_key(k) {
                 continue;
             }
             let e = map.entry(k.clone()).or_insert((0, now));
-            if now.duration_since(e.1) >= Self::WINDOW {
+            if now - e.1 >= Self::WINDOW {
                 *e = (0, now);
             }
             e.0 += 1;
@@ -112,10 +111,10 @@ async fn login(
     let Json(b) = body?;
     let keys = [format!("ip:{}", addr.ip()), format!("user:{}", b.user)];
     let note = |detail: &str| AuditNote { actor: Some(b.user.chars().take(64).collect()), detail: detail.into() };
-    if let Some(wait) = s.logins.blocked(&keys, Instant::now()) {
+    if let Some(wait) = s.logins.blocked(&keys, s.clock.now()) {
         let mut r =
             ApiError(StatusCode::TOO_MANY_REQUESTS, "too many failed logins; try again later".into()).into_response();
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.num_seconds().max(1)));
         r.extensions_mut().insert(note("login refused: too many failures"));
         return Ok(r);
     }
@@ -126,7 +125,7 @@ async fn login(
     let ok =
         tokio::task::spawn_blocking(move || crate::identity::verify_password(&password, &hash)).await.unwrap_or(false);
     let Some((user_id, _)) = found.filter(|_| ok) else {
-        s.logins.failed(&keys, Instant::now());
+        s.logins.failed(&keys, s.clock.now());
         let mut r = ApiError(StatusCode::UNAUTHORIZED, "wrong user or password".into()).into_response();
         r.extensions_mut().insert(note("login failed"));
         return Ok(r);
@@ -338,4 +337,28 @@ async fn audit_log(
         .map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;
     let f = AuditFilter { actor: q.actor, since, limit: q.limit.unwrap_or(500).clamp(1, 10_000) };
     Ok(Json(s.store.audit_log(&f).await?).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn five_failed_logins_hold_the_rest_of_the_window() {
+        let l = LoginLimiter::default();
+        let t0 = DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        let keys = ["ip:10.0.0.1".to_string(), "user:zoe".to_string()];
+        for i in 0..5 {
+            assert_eq!(l.blocked(&keys, t0), None, "after {i} failures");
+            l.failed(&keys, t0);
+        }
+        let later = t0 + chrono::TimeDelta::minutes(5);
+        assert_eq!(l.blocked(&keys, later), Some(chrono::TimeDelta::minutes(10)));
+        // Another address for the same user is held too; another user from elsewhere is not.
+        assert!(l.blocked(&["ip:10.0.0.2".into(), "user:zoe".into()], later).is_some());
+        assert_eq!(l.blocked(&["ip:10.0.0.2".into(), "user:ann".into()], later), None);
+        assert_eq!(l.blocked(&keys, t0 + LoginLimiter::WINDOW), None, "the window ends");
+        l.succeeded("user:zoe");
+        assert_eq!(l.blocked(&["ip:10.0.0.2".into(), "user:zoe".into()], later), None);
+    }
 }

@@ -60,7 +60,7 @@ async fn list_work_orders(
             crate::store::WorkOrderFilter { state, kind, device: q.device.clone(), customer, from: q.from, to: q.to };
         out.extend(s.store.work_orders(&f, limit).await?);
     }
-    out.sort_by(|a, b| (a.due_on, a.id).cmp(&(b.due_on, b.id)));
+    out.sort_by_key(|a| (a.due_on, a.id));
     out.truncate(limit as usize);
     Ok(Json(out).into_response())
 }

@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+use serde_json::json;
+
 use crate::harness::*;
 
 fn aftercare(args: &[&str]) -> (bool, String, String) {
@@ -52,4 +54,66 @@ fn check_config_lists_every_mistake_and_warns_of_a_calendar_about_to_end() {
     if near {
         assert!(stderr.contains("warning: calendar cn-2026") && stderr.contains("next year's"), "{stderr}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_and_tokens_are_managed_from_the_command_line() {
+    let (dir, prefix) = Daemon::setup(&["lit-302:lighting"], "30s", "10m", &Broker::Embedded);
+    let config = dir.path().join("aftercare.toml");
+    // Mistakes are refused with a reason, and nothing is made.
+    let (ok, _, err) = cli(&config, &["user", "add", "zed", "--role", "boss"], "");
+    assert!(!ok && err.contains("role `boss`") && err.contains("engineer"), "{err}");
+    let (ok, _, err) = cli(&config, &["user", "add", "cat", "--role", "customer"], "");
+    assert!(!ok && err.contains("customer user needs"), "{err}");
+    let (ok, _, err) = cli(&config, &["user", "add", "cat", "--role", "customer", "--customer", "nobody"], "");
+    assert!(!ok && err.contains("no customer `nobody`"), "{err}");
+    let (ok, _, err) = cli(&config, &["user", "add", "zoe", "--role", "desk", "--password-stdin"], "short\n");
+    assert!(!ok && err.contains("at least 10"), "{err}");
+    // A person with a password, a script with a token.
+    let (ok, _, err) =
+        cli(&config, &["user", "add", "zoe", "--role", "desk", "--password-stdin"], "a long enough secret\n");
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli(&config, &["user", "add", "cat", "--role", "customer", "--customer", "cust-1"], "");
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli(&config, &["user", "add", "zoe", "--role", "admin"], "");
+    assert!(!ok && err.contains("exists already"), "{err}");
+    let (ok, token, err) = cli(&config, &["token", "create", "cat", "--name", "portal", "--expires", "30d"], "");
+    assert!(ok, "{err}");
+    let token = token.trim().to_string();
+    assert!(token.starts_with("act_") && err.contains("shown this once"), "{token} {err}");
+    let (ok, list, _) = cli(&config, &["user", "list"], "");
+    assert!(ok && list.contains("zoe") && list.contains("desk") && list.contains("cust-1"), "{list}");
+    let (_, tokens, _) = cli(&config, &["token", "list"], "");
+    assert!(tokens.contains("portal") && !tokens.contains(&token[4..]), "{tokens}");
+
+    let d = Daemon::start(dir, &prefix, &Broker::Embedded);
+    let me = |t: String| {
+        let url = d.url("/api/v1/me");
+        async move { as_user(&t).get(url).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(me(token.clone()).await, 200);
+    let login = |password: &str| {
+        let (url, body) = (d.url("/api/v1/login"), json!({"user": "zoe", "password": password}));
+        async move { http().post(url).json(&body).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(login("a long enough secret").await, 200);
+    let (ok, _, err) = cli(&config_of(&d), &["user", "passwd", "zoe"], "another long secret\n");
+    assert!(ok, "{err}");
+    assert_eq!(login("a long enough secret").await, 401);
+    assert_eq!(login("another long secret").await, 200);
+    // Revoking the token, or disabling its user, shuts it out at once.
+    let id = tokens.lines().find(|l| l.contains("portal")).and_then(|l| l.split_whitespace().next()).unwrap();
+    let (ok, _, err) = cli(&config_of(&d), &["token", "revoke", id], "");
+    assert!(ok, "{err}");
+    assert_eq!(me(token).await, 401);
+    let (ok, second, _) = cli(&config_of(&d), &["token", "create", "cat"], "");
+    assert!(ok);
+    assert_eq!(me(second.trim().to_string()).await, 200);
+    let (ok, _, _) = cli(&config_of(&d), &["user", "disable", "cat"], "");
+    assert!(ok);
+    assert_eq!(me(second.trim().to_string()).await, 401);
+}
+
+fn config_of(d: &Daemon) -> std::path::PathBuf {
+    d.dir.path().join("aftercare.toml")
 }

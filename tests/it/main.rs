@@ -552,8 +552,9 @@ async fn tickets_reach_a_signed_webhook_once_each_in_order_across_outages_and_a_
         mac.update(format!("evt-1.{ts}.{body}").as_bytes());
         format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes()))
     };
+    // The helpdesk signs; it holds no user's token.
     let post = |sig: String| {
-        api()
+        http()
             .post(&hook)
             .header("webhook-id", "evt-1")
             .header("webhook-timestamp", ts.to_string())
@@ -566,9 +567,20 @@ async fn tickets_reach_a_signed_webhook_once_each_in_order_across_outages_and_a_
     assert_eq!(r.status().as_u16(), 200);
     let t: Value = r.json().await.unwrap();
     assert_eq!(t["state"], json!("open"));
+    // The same signed request again is a replay: refused, and nothing changes.
+    assert_eq!(post(sign(webhook::KEY)).await.unwrap().status().as_u16(), 409);
     let detail = get(&d.url(&format!("/api/v1/tickets/{ticket}"))).await;
     let last = detail["timeline"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["actor"], json!("helpdesk:hd (alice)"), "{last:#}");
+    let audit = get(&d.url("/api/v1/audit")).await;
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["actor"] == json!("helpdesk:hd (alice)") && l["status"] == json!(200)),
+        "{audit:#}"
+    );
     wait_for("the echo to be skipped", 10, || async {
         let skipped = get(&d.url("/api/v1/outbox?state=skipped")).await;
         (skipped.as_array().unwrap().len() == 1).then_some(())
