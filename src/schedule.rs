@@ -1,13 +1,6 @@
-//! Visit plans: patrols, inspections, maintenance and follow-up calls that
-//! the contracts promise, and the dates they fall due. Pure.
-//!
-//! A plan is a list of steps counted from an anchor: a fixed date, or each
-//! device's acceptance date. A step is one visit `at` an offset, or visits
-//! `every` period until an offset (or the contract's end), the last day
-//! included. An `every` step starts where the previous `every` step ended (a
-//! one-off `at` moves nothing). Dates are anchor + k × period, computed from
-//! the anchor each time, so a plan anchored on the 31st stays on month ends
-//! (31 Jan, 28 or 29 Feb, 31 Mar …) rather than drifting.
+//! The visits the contracts promise (patrols, inspections, maintenance, follow-up calls) made
+//! into work orders, and the verbs of a visit: starting it, completing it with its checklist.
+//! The plans and their due dates are `contracts::plan` (pure); this is their runtime.
 //!
 //! The scheduler makes each visit a work order `lead` days before it is due,
 //! once: the store's unique key makes a second pass, a restart or a clock

@@ -1,5 +1,6 @@
 //! The desk: where tickets are kept at run time. The writer turns the shards' fault events
-//! into tickets, one transaction a batch, by the rules of `tickets::policy`; the watch fires
+//! into tickets, one transaction a batch, in which the store applies the rules of
+//! `tickets::policy`; the watch fires
 //! what the contract clocks of open tickets make due.
 
 pub(crate) mod watch;

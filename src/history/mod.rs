@@ -1,5 +1,5 @@
 //! Telemetry history in the embedded store: hourly rollups per device and
-//! metric, accumulated in the shards (`rollup`) and merged into SQLite by one
+//! metric, accumulated in the shards (`crate::rollup`) and merged into SQLite by one
 //! writer task, which also enforces the retention of rollups and of the
 //! devices' state changes (written with the tickets, see store::history).
 

@@ -2,7 +2,7 @@
 
 #[test]
 fn every_migration_file_is_registered_in_order() {
-    // A file left out of `MIGRATIONS` never runs: 0018 once was, and its column stayed empty.
+    // A file left out of `MIGRATIONS` never runs: 0018 once was, and its index was never made.
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
     let mut files: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()

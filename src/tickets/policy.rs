@@ -1,8 +1,9 @@
 //! The ticket rules, pure: what a fault's raise does to the tickets of its device and code,
 //! when a raise is a failed repair and when the unit is to be replaced, how a promotion moves
 //! the clocks, what a person must say to make a transition, and what a helpdesk is asked to
-//! do. The store finds the facts and writes the result in one transaction; it decides nothing
-//! of this itself.
+//! do. The store finds the facts and writes the result in one transaction. What it still
+//! decides in SQL is bookkeeping of the clocks: whether each was met when its milestone is
+//! written, and the conditional updates that make a breach or an escalation fire once.
 
 use std::time::Duration;
 
