@@ -194,6 +194,10 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
         (BrokerMode::External { .. }, None) => anyhow::bail!("no client options for the external broker"),
     };
 
+    let tls = match &config.serve.tls {
+        Some((cert, key)) => Some(api::tls_config(cert, key).map_err(|e| anyhow::anyhow!("http.tls: {e}"))?),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(config.http_listen).await.with_context(|| {
         format!("the HTTP API cannot listen on {}; set http.listen to a free address", config.http_listen)
     })?;
@@ -226,17 +230,12 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
         unhealthy_after: config.broker.unhealthy_after,
         access: config.access.clone(),
         logins: Arc::default(),
-        tls: false,
+        tls: tls.is_some(),
         route_table: Arc::default(),
     };
     let stop = shutdown.clone();
-    let http_task = tokio::spawn(async move {
-        let serve = axum::serve(listener, api::router(state).into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(stop.cancelled_owned());
-        if let Err(e) = serve.await {
-            warn!(error = %e, "the HTTP server stopped");
-        }
-    });
+    let serve_cfg = config.serve.clone();
+    let http_task = tokio::spawn(api::serve(listener, api::router(state), serve_cfg, tls, stop));
     info!(%http, devices = config.fleet.devices.len(), shards = n, restored = restored.len(), "aftercare started");
     Ok(App { http, broker, notices, metrics, shutdown, ingest, writer, http_task })
 }

@@ -17,6 +17,8 @@ use crate::fleet::Fleet;
 use crate::ingest::shard::Live;
 use crate::metrics::Metrics;
 use crate::store::Store;
+pub(crate) use serve::ServeConfig;
+pub(crate) use serve::{serve, tls_config};
 
 mod account;
 mod contracts;
@@ -24,6 +26,7 @@ mod devices;
 mod guard;
 mod outbox;
 mod reports;
+mod serve;
 mod tickets;
 mod work_orders;
 

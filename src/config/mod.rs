@@ -67,6 +67,8 @@ pub struct Config {
     pub path: PathBuf,
     pub broker: crate::ingest::mqtt::BrokerConfig,
     pub http_listen: SocketAddr,
+    /// How the API serves: connections, deadlines, TLS.
+    pub serve: crate::api::ServeConfig,
     /// Who the API lets in, and for how long.
     pub access: crate::access::AccessConfig,
     pub store_path: PathBuf,

@@ -437,6 +437,19 @@ pub(crate) struct RawHttp {
     pub metrics_public: Option<bool>,
     /// How long a login lasts (default 12h).
     pub session_ttl: Option<Dur>,
+    /// Connections open at once (default 1024).
+    pub max_connections: Option<Spanned<usize>>,
+    /// How long a client has to send a request's headers (default 10s).
+    pub header_timeout: Option<Dur>,
+    /// Serve HTTPS: `{ cert = "cert.pem", key = "key.pem" }`.
+    pub tls: Option<Spanned<RawTls>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    pub cert: String,
+    pub key: String,
 }
 
 #[derive(Debug, Default, Deserialize)]

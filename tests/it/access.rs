@@ -337,3 +337,58 @@ async fn people_log_in_tokens_expire_and_every_change_is_audited() {
         assert!(!text.contains(s), "a secret in the log");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_serves_https_and_lets_go_of_idle_connections() {
+    let broker = Broker::Embedded;
+    let (dir, prefix) = Daemon::setup(&["lit-c:lighting"], "30s", "10m", &broker);
+    let (cert, key) = certificate(dir.path());
+    let path = dir.path().join("aftercare.toml");
+    let cfg = std::fs::read_to_string(&path).unwrap().replace(
+        "[http]\nlisten = \"127.0.0.1:0\"\n",
+        &format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\nmax_connections = 16\nheader_timeout = \"2s\"\n\
+             tls = {{ cert = {:?}, key = {:?} }}\n",
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
+    );
+    std::fs::write(&path, cfg).unwrap();
+    provision(&path, "zoe", "desk", &[], &token_of("zoe"));
+    let (ok, _, err) = cli(&path, &["user", "passwd", "zoe"], "a long enough secret\n");
+    assert!(ok, "{err}");
+    let d = Daemon::start(dir, &prefix, &broker);
+    let port = d.http.rsplit(':').next().unwrap().to_string();
+    let https = |p: &str| format!("https://localhost:{port}{p}");
+    let pem = std::fs::read(&cert).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let r = client.get(https("/healthz")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // Over TLS the session cookie is Secure.
+    let r = client.post(https("/api/v1/login")).json(&json!({"user": "zoe", "password": "a long enough secret"}));
+    let r = r.send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers()["set-cookie"].to_str().unwrap().contains("; Secure"));
+    // Plain HTTP gets no answer from a TLS port.
+    let plain = http().get(d.url("/healthz")).send().await;
+    assert!(!plain.map(|r| r.status().is_success()).unwrap_or(false));
+
+    // Clients that open connections and say nothing hold at most the cap, and only until
+    // their header deadline: the daemon's file descriptors stay bounded, and it answers again.
+    let fds = || std::fs::read_dir(format!("/proc/{}/fd", d.pid())).unwrap().count();
+    let before = fds();
+    let addr: std::net::SocketAddr = d.http.trim_start_matches("http://").parse().unwrap();
+    let idle: Vec<std::net::TcpStream> = (0..60).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let during = fds();
+    assert!(during <= before + 16 + 4, "{before} file descriptors before, {during} with 60 idle clients");
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let r = client.get(https("/healthz")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200, "answers again once the idle ones are let go");
+    assert!(fds() <= before + 4, "the idle connections were closed");
+    drop(idle);
+}

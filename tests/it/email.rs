@@ -124,24 +124,6 @@ async fn tickets_reach_an_email_helpdesk_as_one_thread() {
     assert!(first.contains("Priority: urgent"), "the default priority of tier 1: {first}");
 }
 
-/// A self-signed certificate for `localhost`, which the daemon trusts through `ca_file`.
-fn certificate(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let ok = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost"])
-        .args(["-addext", "subjectAltName=DNS:localhost", "-addext", "basicConstraints=critical,CA:FALSE"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl");
-    assert!(ok.success());
-    (cert, key)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_goes_over_starttls_and_tls_with_a_login() {
     let Some(python) = python() else { return };

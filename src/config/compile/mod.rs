@@ -428,6 +428,11 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
         path: main.path,
         broker,
         http_listen,
+        serve: crate::api::ServeConfig {
+            max_connections: http.max_connections.as_ref().map_or(1024, |m| *m.get_ref()).max(1),
+            header_timeout: http.header_timeout.map_or(Duration::from_secs(10), |d| d.0.max(Duration::from_secs(1))),
+            tls: http.tls.as_ref().map(|t| (base.join(&t.get_ref().cert), base.join(&t.get_ref().key))),
+        },
         access: crate::access::AccessConfig {
             metrics_public: http.metrics_public.unwrap_or(false),
             session_ttl: http.session_ttl.map_or(Duration::from_secs(12 * 3600), |d| d.0.max(Duration::from_secs(60))),

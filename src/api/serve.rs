@@ -1,0 +1,133 @@
+//! The HTTP server: a bounded number of connections, a deadline for each request's headers
+//! (so an idle or slow client lets go of its connection), optional TLS, graceful shutdown.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt as _;
+use tracing::{debug, warn};
+
+use crate::clock::LogLimiter;
+
+/// How the API serves (`[http]`).
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Connections open at once; more are closed as they come.
+    pub max_connections: usize,
+    /// How long a client has to send a request's headers, the first or the next on a kept-alive
+    /// connection; then its connection is closed.
+    pub header_timeout: Duration,
+    /// TLS: a PEM certificate chain and its PEM private key.
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> ServeConfig {
+        ServeConfig { max_connections: 1024, header_timeout: Duration::from_secs(10), tls: None }
+    }
+}
+
+/// The TLS server config of a certificate chain and key in PEM files.
+pub(crate) fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> Result<Arc<rustls::ServerConfig>, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("the certificate {}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("the certificate {} holds no certificate", cert.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("the key {}: {e}", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("TLS certificate and key: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+static REFUSED: LogLimiter = LogLimiter::new(10.0);
+
+/// Serves `router` on `listener` until `stop`, then lets the requests in flight finish.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    router: Router,
+    cfg: ServeConfig,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    stop: CancellationToken,
+) {
+    let permits = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    loop {
+        let (stream, addr) = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors, most likely: wait for some to be given back.
+                    warn!(error = %e, "accepting an HTTP connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        // At the cap, the newcomer is closed at once: the kernel's backlog and our file
+        // descriptors stay bounded, and the idle ones go at their header deadline.
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            if let Some(held) = REFUSED.allow() {
+                warn!(%addr, max = cfg.max_connections, held_back = held, "HTTP connections at the cap; closing a new one");
+            }
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let svc = tower::service_fn(move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(addr));
+            router.clone().oneshot(req.map(axum::body::Body::new))
+        });
+        let svc = TowerToHyperService::new(svc);
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder.timer(TokioTimer::new()).header_read_timeout(cfg.header_timeout).keep_alive(true);
+        let watcher = graceful.watcher();
+        let acceptor = acceptor.clone();
+        let header_timeout = cfg.header_timeout;
+        tokio::spawn(async move {
+            let _permit = permit;
+            let result = match acceptor {
+                None => watcher.watch(builder.serve_connection(TokioIo::new(stream), svc)).await,
+                Some(a) => match tokio::time::timeout(header_timeout, a.accept(stream)).await {
+                    Ok(Ok(tls)) => watcher.watch(builder.serve_connection(TokioIo::new(tls), svc)).await,
+                    Ok(Err(e)) => {
+                        debug!(%addr, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        debug!(%addr, "TLS handshake timed out");
+                        return;
+                    }
+                },
+            };
+            if let Err(e) = result {
+                debug!(%addr, error = %e, "HTTP connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    // Requests in flight get a few seconds to finish.
+    if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await.is_err() {
+        warn!("HTTP requests still in flight at shutdown were cut off");
+    }
+}
