@@ -45,6 +45,9 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
     for w in fleet.calendars_ending(clock.now().date_naive(), 60) {
         warn!("{w}");
     }
+    for w in config.warnings() {
+        warn!("{w}");
+    }
     let restored = store.active_faults().await.context("reading the faults active before the last stop")?;
     let alarms = store.active_alarms().await.context("reading the devices' alarms active before the last stop")?;
     let client_id = match &config.broker.client_id {

@@ -224,6 +224,9 @@ fn main() -> ExitCode {
         Cmd::CheckConfig { file } => match Config::load(&file) {
             Ok(c) => {
                 use aftercare::clock::Clock as _;
+                for w in c.warnings() {
+                    eprintln!("warning: {w}");
+                }
                 for w in c.fleet.calendars_ending(SystemClock.now().date_naive(), 60) {
                     eprintln!("warning: {w}");
                 }

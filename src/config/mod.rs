@@ -88,6 +88,39 @@ pub type ReadFile<'a> = &'a dyn Fn(&Path) -> std::io::Result<String>;
 
 impl Config {
     /// Loads and validates the config at `path` from disk.
+    /// What in this config sends a secret over the network in clear: a password to a broker
+    /// by `mqtt://` or to a mail server by `smtp://`, a helpdesk's key or token over `http://`
+    /// to another host. Logged at start and printed by `check-config`.
+    pub fn warnings(&self) -> Vec<String> {
+        use crate::ingest::mqtt::BrokerMode;
+        use crate::outbox::HelpdeskKind;
+        let remote_http = |url: &str| {
+            url.strip_prefix("http://").is_some_and(|rest| {
+                let host = rest.split(['/', ':']).next().unwrap_or_default();
+                !matches!(host, "localhost" | "127.0.0.1" | "[::1]")
+            })
+        };
+        let mut out = Vec::new();
+        if let BrokerMode::External { tls: false, password: Some(_), host, .. } = &self.broker.mode {
+            out.push(format!("broker.password goes to {host} in clear over mqtt://; use mqtts://"));
+        }
+        for h in &self.helpdesks {
+            let clear = match &h.kind {
+                HelpdeskKind::Email(e) => e.password.is_some() && e.security == crate::outbox::email::Security::None,
+                HelpdeskKind::RequestTracker(rt) => remote_http(&rt.url),
+                HelpdeskKind::Redmine(rm) => remote_http(&rm.url),
+                HelpdeskKind::Webhook { .. } => false,
+            };
+            if clear {
+                out.push(format!(
+                    "helpdesk {}: its password, token or key crosses the network in clear; use TLS",
+                    h.name
+                ));
+            }
+        }
+        out
+    }
+
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         Config::load_with(path, &|p| std::fs::read_to_string(p))
     }

@@ -35,6 +35,54 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
+/// A secret as written: inline (`"…"`), or where to find it: `{ env = "NAME" }` (an
+/// environment variable) or `{ file = "/run/secrets/x" }` (a file's content, trimmed).
+#[derive(Clone)]
+pub(crate) enum RawSecret {
+    Inline(SecretString),
+    Env(String),
+    File(String),
+}
+
+impl fmt::Debug for RawSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RawSecret::Inline(_) => f.write_str("RawSecret::Inline([redacted])"),
+            RawSecret::Env(n) => write!(f, "RawSecret::Env({n})"),
+            RawSecret::File(p) => write!(f, "RawSecret::File({p})"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RawSecret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RawSecret, D::Error> {
+        struct V;
+        const HOW: &str = r#"a secret: "…", { env = "NAME" } or { file = "/path" }"#;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawSecret;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(HOW)
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<RawSecret, E> {
+                Ok(RawSecret::Inline(SecretString::from(s.to_string())))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut m: A) -> Result<RawSecret, A::Error> {
+                let Some(key) = m.next_key::<String>()? else { return Err(de::Error::custom(format!("write {HOW}"))) };
+                let value: String = m.next_value()?;
+                if m.next_key::<String>()?.is_some() {
+                    return Err(de::Error::custom(format!("write one of env or file: {HOW}")));
+                }
+                match key.as_str() {
+                    "env" => Ok(RawSecret::Env(value)),
+                    "file" => Ok(RawSecret::File(value)),
+                    other => Err(de::Error::custom(format!("`{other}`: write {HOW}"))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// A number; `true` and `false` count as 1 and 0, so boolean metrics compare naturally.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Num(pub f64);
@@ -120,7 +168,7 @@ pub(crate) struct RawInflux {
     pub url: Spanned<String>,
     pub org: String,
     pub bucket: String,
-    pub token: Option<SecretString>,
+    pub token: Option<Spanned<RawSecret>>,
     /// Lines per batch (default 5000).
     pub batch_lines: Option<usize>,
     /// The longest a line waits for its batch (default 1s).
@@ -152,7 +200,7 @@ pub(crate) struct RawRequestTracker {
     /// RT's web root, such as `https://rt.example.net/rt`.
     pub url: Spanned<String>,
     /// An auth token (RT: Settings → Auth Tokens).
-    pub token: SecretString,
+    pub token: Spanned<RawSecret>,
     /// The queue new tickets go to (default "General").
     pub queue: Option<String>,
     /// A ticket custom field that holds aftercare's reference; without one, the subject tag does.
@@ -169,7 +217,7 @@ pub(crate) struct RawRequestTracker {
 pub(crate) struct RawRedmine {
     pub url: Spanned<String>,
     /// The API access key of the user aftercare acts as (My account → API access key).
-    pub api_key: SecretString,
+    pub api_key: Spanned<RawSecret>,
     /// The project's identifier.
     pub project: Spanned<String>,
     /// The tracker of new issues, by name (default: the project's first).
@@ -198,14 +246,14 @@ pub(crate) struct RawEmail {
     /// `smtp://host:25` (plain), `smtp+starttls://host:587` or `smtps://host:465`.
     pub server: Spanned<String>,
     pub username: Option<String>,
-    pub password: Option<SecretString>,
+    pub password: Option<Spanned<RawSecret>>,
     pub from: Spanned<String>,
     pub to: Spanned<String>,
     pub timeout: Option<Dur>,
     /// A PEM file of the CA that signed the server's certificate, when it is not a public one.
     pub ca_file: Option<String>,
     /// `whsec_…`: the key with which the helpdesk signs the status events it sends back.
-    pub secret: Option<Spanned<String>>,
+    pub secret: Option<Spanned<RawSecret>>,
 }
 
 /// A signed webhook (Standard Webhooks headers).
@@ -214,7 +262,7 @@ pub(crate) struct RawEmail {
 pub(crate) struct RawWebhook {
     pub url: Spanned<String>,
     /// `whsec_` and the base64 of the signing key.
-    pub secret: Option<Spanned<String>>,
+    pub secret: Option<Spanned<RawSecret>>,
     pub timeout: Option<Dur>,
 }
 
@@ -419,7 +467,7 @@ pub(crate) struct RawBroker {
     /// External broker: `mqtt://host:port` or `mqtts://host:port`.
     pub url: Option<Spanned<String>>,
     pub username: Option<String>,
-    pub password: Option<SecretString>,
+    pub password: Option<Spanned<RawSecret>>,
     pub ca_file: Option<String>,
     pub client_id: Option<String>,
     pub keep_alive: Option<Dur>,

@@ -600,3 +600,29 @@ fn a_calendar_ending_soon_is_told_by_check_config() {
     assert!(soon[0].contains("ends on 2026-12-31, in 29 days") && soon[0].contains("next year's"), "{soon:?}");
     assert!(c.fleet.calendars_ending(day("2026-06-01"), 60).is_empty());
 }
+
+#[test]
+fn a_secret_is_inline_from_the_environment_or_from_a_file_and_never_in_a_problem() {
+    let broker =
+        |password: &str| format!("[broker]\nembedded = false\nurl = \"mqtts://b:8883\"\npassword = {password}\n");
+    assert_eq!(problems(&broker("\"s3cret-inline\""), &[]), Vec::<String>::new());
+    let p = problems(&broker("{ vault = \"x\" }"), &[]);
+    assert!(p.len() == 1 && p[0].contains("`vault`") && p[0].contains("{ env = \"NAME\" }"), "{p:?}");
+    let p = problems(&broker("{ env = \"AFTERCARE_TEST_NO_SUCH_VARIABLE\" }"), &[]);
+    assert!(p.len() == 1 && p[0].contains("`AFTERCARE_TEST_NO_SUCH_VARIABLE` is not set"), "{p:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pw");
+    std::fs::write(&file, "from-a-file\n").unwrap();
+    let text = broker(&format!("{{ file = {:?} }}", file.display().to_string()));
+    let read = |_: &Path| Ok(text.clone());
+    let c = Config::load_with(Path::new("cfg/main.toml"), &read).unwrap();
+    let BrokerMode::External { password: Some(p), .. } = &c.broker.mode else { panic!("an external broker") };
+    assert_eq!(secrecy::ExposeSecret::expose_secret(p), "from-a-file");
+    let p = problems(&broker("{ file = \"/no/such/secret\" }"), &[]);
+    assert!(p.len() == 1 && p[0].contains("/no/such/secret"), "{p:?}");
+    // A password in clear over mqtt:// is a warning.
+    let text = "[broker]\nembedded = false\nurl = \"mqtt://b:1883\"\npassword = \"x\"\n".to_string();
+    let read = |_: &Path| Ok(text.clone());
+    let c = Config::load_with(Path::new("cfg/main.toml"), &read).unwrap();
+    assert!(c.warnings().iter().any(|w| w.contains("mqtts://")), "{:?}", c.warnings());
+}

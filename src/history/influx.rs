@@ -187,7 +187,7 @@ async fn send(client: &reqwest::Client, cfg: &InfluxConfig, body: &[u8], gzip: b
     };
     let resp = match req.send().await {
         Ok(r) => r,
-        Err(e) => return Outcome::Retry(None, format!("{url}: {e}")),
+        Err(e) => return Outcome::Retry(None, format!("{}: {e}", crate::outbox::redact(&url))),
     };
     let status = resp.status().as_u16();
     let after = resp
@@ -274,7 +274,7 @@ pub async fn sender(
                 continue;
             }
             Outcome::NoGzip => {
-                warn!(url = %cfg.url, "the server does not take gzip; sending plain");
+                warn!(url = %crate::outbox::redact(&cfg.url), "the server does not take gzip; sending plain");
                 gzip = false;
                 continue;
             }

@@ -95,3 +95,26 @@ pub(crate) fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client>
     });
     reqwest::Client::builder().timeout(timeout).connect_timeout(timeout).redirect(same_origin).build()
 }
+
+/// `url` fit to show: a `user:password@` in it becomes `***@`.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact;
+
+    #[test]
+    fn credentials_in_a_url_are_not_shown() {
+        assert_eq!(redact("http://u:secret@host:9/hook?x=1"), "http://***@host:9/hook?x=1");
+        assert_eq!(redact("https://token@host/p@q"), "https://***@host/p@q");
+        assert_eq!(redact("http://host/a@b"), "http://host/a@b");
+        assert_eq!(redact("not a url"), "not a url");
+    }
+}

@@ -134,11 +134,10 @@ impl Connector for Webhook {
             if let Some(key) = &self.secret {
                 req = req.header("webhook-signature", sign(key, &d.row.event_id, ts, &body));
             }
-            let resp = req
-                .body(body)
-                .send()
-                .await
-                .map_err(|e| DeliveryError::Retryable { after: None, message: format!("{}: {e}", self.url) })?;
+            let resp = req.body(body).send().await.map_err(|e| DeliveryError::Retryable {
+                after: None,
+                message: format!("{}: {e}", super::http::redact(&self.url)),
+            })?;
             http_outcome(resp).await.map(|_| Delivered::default())
         })
     }

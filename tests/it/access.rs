@@ -392,3 +392,100 @@ async fn the_api_serves_https_and_lets_go_of_idle_connections() {
     assert!(fds() <= before + 4, "the idle connections were closed");
     drop(idle);
 }
+
+/// A secret no output may show: `CANARY` and where it was planted.
+fn canary(field: &str) -> String {
+    format!("CANARY-{field}-7f3a9c")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_a_log_an_answer_or_check_config() {
+    use base64::Engine as _;
+    let broker = Broker::Embedded;
+    let fleet = ["lit-s:lighting", "lit-r:lighting", "lit-m:lighting", "lit-e:lighting"];
+    let (dir, prefix) = Daemon::setup(&fleet, "30s", "10m", &broker);
+    let path = dir.path().join("aftercare.toml");
+    std::fs::write(dir.path().join("redmine.key"), format!("{}\n", canary("redmine-file"))).unwrap();
+    let hook_key = base64::engine::general_purpose::STANDARD.encode(canary("webhook-key"));
+    // Every secret field holds a canary, inline, in the environment or in a file; the
+    // helpdesks are unreachable, so their errors are logged and kept in the outbox.
+    let cfg = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("[[customers]]\nid = \"cust-1\"\n", "[[customers]]\nid = \"cust-1\"\nhelpdesk = \"hook\"\n")
+        .replace(
+            "id = \"lit-r\"\nkind = \"lighting\"\nsite = \"site-a\"\ncustomer = \"cust-1\"",
+            "id = \"lit-r\"\nkind = \"lighting\"\nsite = \"site-a\"\ncustomer = \"c-rt\"",
+        )
+        .replace(
+            "id = \"lit-m\"\nkind = \"lighting\"\nsite = \"site-a\"\ncustomer = \"cust-1\"",
+            "id = \"lit-m\"\nkind = \"lighting\"\nsite = \"site-a\"\ncustomer = \"c-rm\"",
+        )
+        .replace(
+            "id = \"lit-e\"\nkind = \"lighting\"\nsite = \"site-a\"\ncustomer = \"cust-1\"",
+            "id = \"lit-e\"\nkind = \"lighting\"\nsite = \"site-a\"\ncustomer = \"c-mail\"",
+        )
+        + &format!(
+            "[[customers]]\nid = \"c-rt\"\nhelpdesk = \"rt\"\n[[customers]]\nid = \"c-rm\"\nhelpdesk = \"rm\"\n\
+             [[customers]]\nid = \"c-mail\"\nhelpdesk = \"mail\"\n\
+             [helpdesks.hook]\nwebhook = {{ url = \"http://user:{}@127.0.0.1:9/hook\", secret = \"whsec_{hook_key}\", timeout = \"1s\" }}\n\
+             [helpdesks.rt]\nrequest_tracker = {{ url = \"http://rt.invalid/rt\", token = {{ env = \"IT_RT_TOKEN\" }}, timeout = \"1s\" }}\n\
+             [helpdesks.rm]\nredmine = {{ url = \"http://127.0.0.1:9\", api_key = {{ file = \"redmine.key\" }}, project = \"p\", timeout = \"1s\" }}\n\
+             [helpdesks.mail]\nemail = {{ server = \"smtp://127.0.0.1:9\", username = \"u\", password = \"{}\", from = \"a@b.c\", to = \"d@e.f\", timeout = \"1s\", secret = \"whsec_{hook_key}\" }}\n\
+             [history.influxdb]\nurl = \"http://127.0.0.1:9\"\norg = \"o\"\nbucket = \"b\"\ntoken = \"{}\"\ntimeout = \"1s\"\n",
+            canary("webhook-url"),
+            canary("smtp-password"),
+            canary("influx-token"),
+        );
+    std::fs::write(&path, &cfg).unwrap();
+    let env = [("IT_RT_TOKEN", canary("rt-env"))];
+    let secrets: Vec<String> =
+        ["webhook-url", "rt-env", "redmine-file", "smtp-password", "influx-token", "webhook-key"]
+            .iter()
+            .map(|f| canary(f))
+            .chain([hook_key.clone()])
+            .collect();
+    let clean = |what: &str, text: &str| {
+        for s in &secrets {
+            assert!(!text.contains(s.as_str()), "{what} shows a secret ({s}):\n{text}");
+        }
+    };
+
+    // check-config: valid, warns of the secrets that would cross the network in clear.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aftercare"))
+        .args(["check-config"])
+        .arg(&path)
+        .envs(env.iter().map(|(k, v)| (k.to_string(), v.clone())))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stderr.contains("helpdesk mail") && stderr.contains("helpdesk rt"), "{stderr}");
+    clean("check-config", &format!("{stdout}{stderr}"));
+    // A secret whose variable is unset is a problem that names the variable, not a value.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_aftercare")).args(["check-config"]).arg(&path).output();
+    let text = String::from_utf8_lossy(&out.unwrap().stderr).to_string();
+    assert!(text.contains("`IT_RT_TOKEN` is not set"), "{text}");
+
+    // The daemon at trace level, a ticket for every helpdesk, deliveries failing.
+    let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let d = Daemon::start_logging(dir, &prefix, &broker, "trace", &envs);
+    let mut sim = Sim::start(&d, &fleet);
+    for dev in ["lit-s", "lit-r", "lit-m", "lit-e"] {
+        sim.send(&format!("inject {dev} leakage"));
+    }
+    let failed = wait_for("a failed delivery to each helpdesk", 40, || async {
+        let rows = get(&d.url("/api/v1/outbox?state=pending")).await;
+        let failed: Vec<Value> = rows.as_array()?.iter().filter(|r| r["last_error"].is_string()).cloned().collect();
+        (failed.len() >= 4).then_some(failed)
+    })
+    .await;
+    assert!(failed.iter().any(|r| r["last_error"].as_str().unwrap().contains("127.0.0.1:9")), "{failed:?}");
+    for path in ["/api/v1/outbox?state=pending", "/api/v1/contracts", "/api/v1/tickets", "/healthz", "/api/v1/users"] {
+        let text = api().get(d.url(path)).send().await.unwrap().text().await.unwrap();
+        clean(path, &text);
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let log = d.log();
+    assert!(log.contains("TRACE") || log.contains("trace"), "the log is at trace level");
+    clean("the daemon's log", &log);
+}

@@ -23,7 +23,13 @@ pub(crate) static TOKEN: std::sync::LazyLock<String> = std::sync::LazyLock::new(
 
 /// Runs `aftercare COMMAND --config CONFIG REST` with `stdin`; its exit status and output.
 pub(crate) fn cli(config: &Path, args: &[&str], stdin: &str) -> (bool, String, String) {
+    cli_with(config, args, stdin, &[])
+}
+
+/// [`cli`] with more variables in its environment.
+pub(crate) fn cli_with(config: &Path, args: &[&str], stdin: &str, env: &[(&str, &str)]) -> (bool, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_aftercare"))
+        .envs(env.iter().copied())
         .args(&args[..1])
         .arg("--config")
         .arg(config)
@@ -41,14 +47,26 @@ pub(crate) fn cli(config: &Path, args: &[&str], stdin: &str) -> (bool, String, S
 /// Adds user `name` with `role` (and `customers`) to the store of `config`, and gives it the
 /// API token `secret`.
 pub(crate) fn provision(config: &Path, name: &str, role: &str, customers: &[&str], secret: &str) {
+    provision_with(config, name, role, customers, secret, &[]);
+}
+
+/// [`provision`] with more variables in the CLI's environment (the config may need them).
+pub(crate) fn provision_with(
+    config: &Path,
+    name: &str,
+    role: &str,
+    customers: &[&str],
+    secret: &str,
+    env: &[(&str, &str)],
+) {
     let mut args = vec!["user", "add", name, "--role", role];
     for c in customers {
         args.extend(["--customer", c]);
     }
-    let (ok, _, err) = cli(config, &args, "");
+    let (ok, _, err) = cli_with(config, &args, "", env);
     assert!(ok || err.contains("exists already"), "user add {name}: {err}");
-    let (ok, _, err) =
-        cli(config, &["token", "create", name, "--name", "tests", "--secret-stdin"], &format!("{secret}\n"));
+    let stdin = format!("{secret}\n");
+    let (ok, _, err) = cli_with(config, &["token", "create", name, "--name", "tests", "--secret-stdin"], &stdin, env);
     assert!(ok || err.contains("UNIQUE"), "token create {name}: {err}");
 }
 
@@ -173,12 +191,24 @@ impl Daemon {
 
     /// Starts `aftercare run` on the config in `dir` and waits for its ready line.
     pub(crate) fn start(dir: tempfile::TempDir, prefix: &str, broker: &Broker) -> Daemon {
-        provision(&dir.path().join("aftercare.toml"), ADMIN, "admin", &[], &TOKEN);
+        Daemon::start_logging(dir, prefix, broker, "info,rumqttd=warn", &[])
+    }
+
+    /// Starts the daemon with `AFTERCARE_LOG=log` and more variables in its environment.
+    pub(crate) fn start_logging(
+        dir: tempfile::TempDir,
+        prefix: &str,
+        broker: &Broker,
+        log_level: &str,
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        provision_with(&dir.path().join("aftercare.toml"), ADMIN, "admin", &[], &TOKEN, env);
         let log = dir.path().join(format!("aftercare-{}.log", SEQ.fetch_add(1, Ordering::SeqCst)));
         let mut child = Command::new(env!("CARGO_BIN_EXE_aftercare"))
             .args(["run", "--config"])
             .arg(dir.path().join("aftercare.toml"))
-            .env("AFTERCARE_LOG", "info,rumqttd=warn")
+            .env("AFTERCARE_LOG", log_level)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

@@ -6,12 +6,16 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::{Report, parse_addr};
+use super::{Report, parse_addr, secret};
 use crate::config::raw::RawBroker;
 use crate::ingest::mqtt::{BrokerConfig, BrokerMode};
 
 pub(super) fn compile_broker(b: RawBroker, base: &Path, r: &mut Report<'_>) -> Option<BrokerConfig> {
     let embedded = b.embedded.as_ref().map(|e| *e.get_ref());
+    let password = match &b.password {
+        Some(p) => Some(secret(p, base, r)?),
+        None => None,
+    };
     let mode = match (embedded, &b.url) {
         (Some(true), Some(url)) => {
             r.at(url.span(), "broker.embedded = true and broker.url are both set; remove url, or set embedded = false");
@@ -27,7 +31,7 @@ pub(super) fn compile_broker(b: RawBroker, base: &Path, r: &mut Report<'_>) -> O
             host,
             port,
             username: b.username.clone(),
-            password: b.password.clone(),
+            password: password.clone(),
             ca_file: b.ca_file.as_ref().map(|f| base.join(f)),
         }),
         (_, None) => {

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::Report;
+use super::{Report, secret};
+use crate::config::raw::RawSecret;
 use crate::config::raw::{RawEmail, RawHelpdesk, RawStatuses};
 use crate::outbox::{HelpdeskConfig, HelpdeskKind, StatusMap};
 
@@ -89,15 +90,15 @@ pub(super) fn helpdesk(
         },
         None => default_priorities.map(String::from),
     };
-    let mut secret = None;
+    let mut signing = None;
     let kind = if let Some(e) = &h.email {
-        secret = signing_key(e.get_ref().secret.as_ref(), r).ok()?;
+        signing = signing_key(e.get_ref().secret.as_ref(), base, r).ok()?;
         HelpdeskKind::Email(email(e.get_ref(), base, r)?)
     } else if let Some(rt) = &h.request_tracker {
         let rt = rt.get_ref();
         HelpdeskKind::RequestTracker(crate::outbox::rt::RtConfig {
             url: http_url(r, &rt.url, "request_tracker")?,
-            token: rt.token.clone(),
+            token: secret(&rt.token, base, r)?,
             queue: rt.queue.clone().unwrap_or_else(|| "General".into()),
             reference_field: rt.reference_field.clone(),
             statuses: statuses(rt.statuses.as_ref(), crate::outbox::rt::RtConfig::default_statuses()),
@@ -112,7 +113,7 @@ pub(super) fn helpdesk(
         }
         HelpdeskKind::Redmine(crate::outbox::redmine::RedmineConfig {
             url: http_url(r, &rm.url, "redmine")?,
-            api_key: rm.api_key.clone(),
+            api_key: secret(&rm.api_key, base, r)?,
             project: rm.project.get_ref().clone(),
             tracker: rm.tracker.clone(),
             statuses: statuses(rm.statuses.as_ref(), crate::outbox::redmine::RedmineConfig::default_statuses()),
@@ -122,23 +123,29 @@ pub(super) fn helpdesk(
     } else if let Some(w) = &h.webhook {
         let w = w.get_ref();
         let url = http_url(r, &w.url, "webhook")?;
-        secret = signing_key(w.secret.as_ref(), r).ok()?;
+        signing = signing_key(w.secret.as_ref(), base, r).ok()?;
         HelpdeskKind::Webhook {
             url,
-            secret: secret.clone(),
+            secret: signing.clone(),
             timeout: w.timeout.map_or(Duration::from_secs(10), |d| d.0),
         }
     } else {
         return None;
     };
-    Some(HelpdeskConfig { name: name.to_string(), kind, priorities, secret })
+    Some(HelpdeskConfig { name: name.to_string(), kind, priorities, secret: signing })
 }
 
 /// A Standard Webhooks secret, `whsec_` and the base64 of the key; `Err` once reported.
-pub(super) fn signing_key(s: Option<&Spanned<String>>, r: &mut Report<'_>) -> Result<Option<Vec<u8>>, ()> {
+pub(super) fn signing_key(
+    s: Option<&Spanned<RawSecret>>,
+    base: &Path,
+    r: &mut Report<'_>,
+) -> Result<Option<Vec<u8>>, ()> {
     use base64::Engine as _;
+    use secrecy::ExposeSecret as _;
     let Some(s) = s else { return Ok(None) };
-    match s.get_ref().strip_prefix("whsec_").map(|k| base64::engine::general_purpose::STANDARD.decode(k)) {
+    let Some(text) = secret(s, base, r) else { return Err(()) };
+    match text.expose_secret().strip_prefix("whsec_").map(|k| base64::engine::general_purpose::STANDARD.decode(k)) {
         Some(Ok(key)) if !key.is_empty() => Ok(Some(key)),
         _ => {
             r.at(s.span(), "a secret is `whsec_` followed by the base64 of the key, as Standard Webhooks write it");
@@ -186,12 +193,16 @@ pub(super) fn email(e: &RawEmail, base: &Path, r: &mut Report<'_>) -> Option<cra
             ok = false;
         }
     }
+    let password = match &e.password {
+        Some(p) => Some(secret(p, base, r)?),
+        None => None,
+    };
     ok.then(|| crate::outbox::email::EmailConfig {
         host,
         port,
         security,
         username: e.username.clone(),
-        password: e.password.clone(),
+        password,
         from: e.from.get_ref().clone(),
         to: e.to.get_ref().clone(),
         timeout: e.timeout.map_or(Duration::from_secs(30), |d| d.0),

@@ -11,7 +11,7 @@ use chrono::{FixedOffset, NaiveDate};
 use toml::Spanned;
 
 use crate::calendar::Calendar;
-use crate::config::raw::{RawConfig, RawContract, RawIncluded, RawKind};
+use crate::config::raw::{RawConfig, RawContract, RawIncluded, RawKind, RawSecret};
 use crate::config::{Config, ConfigError, Problem, ReadFile, Source};
 use crate::contracts::Contract;
 use crate::desk::TicketConfig;
@@ -54,6 +54,34 @@ impl Report<'_> {
 
 fn ms(d: Duration) -> i64 {
     d.as_millis().min(i64::MAX as u128) as i64
+}
+
+/// The secret `s` says: inline, from an environment variable, or from a file (relative to the
+/// config's folder, trimmed); a problem, without the secret, when it cannot be had.
+fn secret(s: &Spanned<RawSecret>, base: &Path, r: &mut Report<'_>) -> Option<secrecy::SecretString> {
+    let found = match s.get_ref() {
+        RawSecret::Inline(v) => Ok(v.clone()),
+        RawSecret::Env(name) => std::env::var(name)
+            .map(secrecy::SecretString::from)
+            .map_err(|_| format!("the environment variable `{name}` is not set (or not UTF-8)")),
+        RawSecret::File(p) => {
+            let path = base.join(p);
+            std::fs::read_to_string(&path)
+                .map(|t| secrecy::SecretString::from(t.trim().to_string()))
+                .map_err(|e| format!("the secret file {}: {e}", path.display()))
+        }
+    };
+    match found {
+        Ok(v) if !secrecy::ExposeSecret::expose_secret(&v).is_empty() => Some(v),
+        Ok(_) => {
+            r.at(s.span(), "the secret is empty");
+            None
+        }
+        Err(m) => {
+            r.at(s.span(), m);
+            None
+        }
+    }
 }
 
 /// Names that end up in MQTT topics and URLs: letters, digits, `-`, `_`, `.`.
@@ -236,7 +264,10 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
             url,
             org: i.org.clone(),
             bucket: i.bucket.clone(),
-            token: i.token.clone(),
+            token: match &i.token {
+                Some(t) => Some(secret(t, &base, &mut r)?),
+                None => None,
+            },
             batch_lines: i.batch_lines.unwrap_or(5000).clamp(1, 1_000_000),
             batch_age: i.batch_age.map_or(Duration::from_secs(1), |d| d.0).max(Duration::from_millis(10)),
             gzip: i.gzip.unwrap_or(true),
