@@ -150,7 +150,7 @@ fn end_to_end(rate: u64) {
     let external = std::env::var("AFTERCARE_BENCH_MQTT_URL").ok();
     let broker = match &external {
         Some(url) => format!("[broker]\nembedded = false\nurl = \"{url}\"\n"),
-        None => "[broker]\nembedded = true\nlisten = \"127.0.0.1:0\"\n".into(),
+        None => "[broker]\nembedded = true\nlisten = \"127.0.0.1:0\"\nallow_anonymous = true\n".into(),
     };
     let mut cfg = format!(
         "include = [\"kinds/recorder.toml\"]\n{broker}[http]\nlisten = \"127.0.0.1:0\"\nmetrics_public = true\n[store]\npath = \"a.db\"\n\
@@ -323,7 +323,7 @@ fn memory() {
         .collect::<Vec<_>>()
         .join("\n");
     std::fs::write(dir.path().join("kinds/recorder.toml"), kind).unwrap();
-    let mut cfg = "include = [\"kinds/recorder.toml\"]\n[broker]\nembedded = true\nlisten = \"127.0.0.1:0\"\n\
+    let mut cfg = "include = [\"kinds/recorder.toml\"]\n[broker]\nembedded = true\nlisten = \"127.0.0.1:0\"\nallow_anonymous = true\n\
                    [http]\nlisten = \"127.0.0.1:0\"\nmetrics_public = true\n[store]\npath = \"a.db\"\n[[sites]]\nid = \"load\"\n\
                    [[customers]]\nid = \"c\"\n"
         .to_string();

@@ -172,6 +172,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
             let limits = crate::broker::Limits {
                 max_connections: config.broker.max_connections,
                 max_payload: config.ingest.max_payload_bytes,
+                auth: config.broker.auth.clone(),
                 ..Default::default()
             };
             let (b, task) = crate::broker::start(

@@ -75,6 +75,8 @@ struct Conn {
     qos2: HashSet<u16>,
     /// Bytes of an oversized publish still to be skipped.
     skip: usize,
+    /// The topic prefix its user may publish and subscribe under; `None`: anywhere.
+    grant: Option<String>,
 }
 
 pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, id: u64, shared: Arc<Shared>, stop: CancellationToken) {
@@ -95,6 +97,7 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, id: u64, shared: 
         outgoing: None,
         qos2: HashSet::new(),
         skip: 0,
+        grant: None,
     };
     let connect = tokio::select! {
         c = tokio::time::timeout(shared.limits.connect_timeout, read_connect(&mut rd, &mut buf, &shared)) => c,
@@ -119,6 +122,26 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, id: u64, shared: 
     if connect.client_id.is_empty() && !connect.clean_session {
         let _ = conn.send(Packet::ConnAck(ConnAck::new(ConnectReturnCode::BadClientId, false))).await;
         refused(&shared, "client_id", peer, "an empty client id asks for a session that cannot be kept");
+        return;
+    }
+    let login = connect.login.as_ref().map(|l| (l.username.as_str(), l.password.as_str()));
+    match shared.limits.auth.check(login) {
+        Ok(grant) => conn.grant = grant.map(str::to_string),
+        Err(why) => {
+            let (code, reason) = match why {
+                crate::ingest::mqtt::AuthRefusal::NotAuthorized => (ConnectReturnCode::NotAuthorized, "anonymous"),
+                crate::ingest::mqtt::AuthRefusal::BadPassword => (ConnectReturnCode::BadUserNamePassword, "password"),
+            };
+            let _ = conn.send(Packet::ConnAck(ConnAck::new(code, false))).await;
+            refused(&shared, reason, peer, "no valid user name and password");
+            return;
+        }
+    }
+    if let (Some(grant), Some(will)) = (&conn.grant, &connect.last_will)
+        && !will.topic.starts_with(grant.as_str())
+    {
+        let _ = conn.send(Packet::ConnAck(ConnAck::new(ConnectReturnCode::NotAuthorized, false))).await;
+        refused(&shared, "acl", peer, "a will outside the client's own topics");
         return;
     }
     if over {
@@ -214,7 +237,7 @@ async fn publish_will(shared: &Shared, will: LastWill) {
 fn refused(shared: &Shared, reason: &'static str, peer: SocketAddr, why: &str) {
     shared.metrics.broker_refused.get_or_create(&crate::metrics::ReasonLabel { reason }).inc();
     if let Some(held) = PROTOCOL_LOG.allow() {
-        warn!(%peer, reason, why, similar_suppressed = held, "MQTT connection refused");
+        warn!(%peer, reason, why, similar_suppressed = held, "MQTT client refused");
     }
 }
 
@@ -385,7 +408,11 @@ impl Conn {
                 return Err(self.violation("more than 1024 QoS 2 publishes not released"));
             }
             let fresh = qos < 2 || self.qos2.insert(pkid);
-            if fresh {
+            let allowed = self.grant.as_deref().is_none_or(|g| topic.starts_with(g));
+            if !allowed {
+                // As Mosquitto does: acknowledged as usual, and dropped.
+                refused(&self.shared, "acl", self.peer, "a publish outside the client's own topics");
+            } else if fresh {
                 self.shared.publish(&topic, payload, retain).await;
             }
         }
@@ -412,6 +439,7 @@ impl Conn {
                 for f in &s.filters {
                     let ok = f.path.len() <= super::MAX_FILTER_LEN
                         && rumqttc::valid_filter(&f.path)
+                        && self.grant.as_deref().is_none_or(|g| f.path.starts_with(g))
                         && self.shared.subscribe(self.id, &f.path, &tx);
                     // Delivered at QoS 0, whatever was asked: the broker keeps no state per message.
                     codes.push(if ok {

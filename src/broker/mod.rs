@@ -61,6 +61,8 @@ pub(crate) struct Limits {
     pub subscriber_queue: usize,
     /// A connection that sends no CONNECT within this long is closed.
     pub connect_timeout: Duration,
+    /// Who may connect, and where each may publish.
+    pub auth: crate::ingest::mqtt::MqttAuth,
 }
 
 impl Default for Limits {
@@ -71,6 +73,7 @@ impl Default for Limits {
             max_retained_bytes: 16 << 20,
             subscriber_queue: 1024,
             connect_timeout: Duration::from_secs(10),
+            auth: crate::ingest::mqtt::MqttAuth { allow_anonymous: true, users: Vec::new() },
         }
     }
 }

@@ -475,6 +475,8 @@ pub(crate) struct RawBroker {
     pub unhealthy_after: Option<Dur>,
     /// The embedded broker's limit of clients connected at once (default 20000).
     pub max_connections: Option<Spanned<usize>>,
+    /// The embedded broker lets clients in without a password (default false).
+    pub allow_anonymous: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -533,6 +535,9 @@ pub(crate) struct RawSite {
     pub address: Option<String>,
     /// Local time offset, such as "+08:00".
     pub utc_offset: Option<Spanned<String>>,
+    /// The password of the site's gateway on the embedded broker (user name: the site's id);
+    /// it publishes for every device of the site.
+    pub mqtt_password: Option<Spanned<RawSecret>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -562,6 +567,9 @@ pub(crate) struct RawDevice {
     pub name: Option<String>,
     /// How to poll the device over Modbus, when it does not speak MQTT.
     pub modbus: Option<Spanned<RawModbusDevice>>,
+    /// The device's password on the embedded broker (user name: its id); it publishes under
+    /// its own topics only.
+    pub mqtt_password: Option<Spanned<RawSecret>>,
 }
 
 /// A Modbus device: `tcp = "host:port"`, or `rtu = "/dev/ttyUSB0"` with its line settings.

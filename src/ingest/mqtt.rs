@@ -60,6 +60,58 @@ pub struct BrokerConfig {
     pub unhealthy_after: Duration,
     /// The embedded broker's limit of clients connected at once.
     pub max_connections: usize,
+    /// Who may connect to the embedded broker.
+    pub auth: MqttAuth,
+}
+
+/// Who may connect to the embedded broker, and under which topics each may publish.
+#[derive(Debug, Clone, Default)]
+pub struct MqttAuth {
+    /// Clients with no user name (or an unknown one) connect, and publish anywhere.
+    pub allow_anonymous: bool,
+    pub users: Vec<MqttUser>,
+}
+
+/// A device (user name: its id) or a site's gateway (its site's id), and where it publishes.
+#[derive(Debug, Clone)]
+pub struct MqttUser {
+    pub name: String,
+    pub password: secrecy::SecretString,
+    /// The topic prefix its publishes, will and subscriptions must be under, such as
+    /// `aftercare/site-a/rec-001/`.
+    pub topics: String,
+}
+
+impl MqttAuth {
+    /// What a CONNECT with `login` may do: `Ok(None)` anything (anonymous, allowed),
+    /// `Ok(Some(prefix))` only under `prefix`, `Err` refused (a wrong or missing password).
+    pub fn check(&self, login: Option<(&str, &str)>) -> Result<Option<&str>, AuthRefusal> {
+        use subtle::ConstantTimeEq as _;
+        let Some((name, password)) = login else {
+            return if self.allow_anonymous { Ok(None) } else { Err(AuthRefusal::NotAuthorized) };
+        };
+        match self.users.iter().find(|u| u.name == name) {
+            Some(u) => {
+                let want = secrecy::ExposeSecret::expose_secret(&u.password).as_bytes();
+                if bool::from(want.ct_eq(password.as_bytes())) {
+                    Ok(Some(u.topics.as_str()))
+                } else {
+                    Err(AuthRefusal::BadPassword)
+                }
+            }
+            None if self.allow_anonymous => Ok(None),
+            None => Err(AuthRefusal::BadPassword),
+        }
+    }
+}
+
+/// Why a CONNECT was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthRefusal {
+    /// No credentials, and anonymous clients are not allowed.
+    NotAuthorized,
+    /// An unknown user or a wrong password.
+    BadPassword,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -489,3 +489,83 @@ async fn no_secret_reaches_a_log_an_answer_or_check_config() {
     assert!(log.contains("TRACE") || log.contains("trace"), "the log is at trace level");
     clean("the daemon's log", &log);
 }
+
+/// Now, as the test's devices tell it.
+#[allow(clippy::disallowed_methods)]
+fn ts_now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
+/// Runs `mosquitto_pub` or `mosquitto_sub` (the spoofing client) against `d`'s broker.
+fn mosquitto(tool: &str, d: &Daemon, args: &[&str]) -> (bool, String) {
+    let (host, port) = d.mqtt.rsplit_once(':').unwrap();
+    let out = std::process::Command::new(tool)
+        .args(["-h", host, "-p", port, "-V", "mqttv311"])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{tool} (Debian's mosquitto-clients): {e}"));
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_broker_lets_a_device_publish_under_its_own_topics_only() {
+    let broker = Broker::Embedded;
+    let fleet = ["rec-x:recorder", "rec-y:recorder"];
+    let (dir, prefix) = Daemon::setup(&fleet, "1h", "10m", &broker);
+    let path = dir.path().join("aftercare.toml");
+    let cfg = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("allow_anonymous = true\n", "")
+        .replace("serial = \"S-rec-x\"\n", "serial = \"S-rec-x\"\nmqtt_password = \"x-device-secret\"\n")
+        .replace("serial = \"S-rec-y\"\n", "serial = \"S-rec-y\"\nmqtt_password = { env = \"IT_REC_Y\" }\n");
+    std::fs::write(&path, cfg).unwrap();
+    let d = Daemon::start_logging(dir, &prefix, &broker, "info,rumqttd=warn", &[("IT_REC_Y", "y-device-secret")]);
+    let topic = |dev: &str| format!("{prefix}/site-a/{dev}/event");
+    let raise = r#"{"code": "SD_ERR", "active": true}"#;
+    // Anonymous, or with a wrong password: refused at CONNECT.
+    let (ok, out) = mosquitto("mosquitto_pub", &d, &["-t", &topic("rec-x"), "-m", raise]);
+    assert!(!ok && out.to_lowercase().contains("not authori"), "{out}");
+    let (ok, out) = mosquitto("mosquitto_pub", &d, &["-u", "rec-x", "-P", "guess", "-t", &topic("rec-x"), "-m", raise]);
+    assert!(!ok, "{out}");
+    // rec-y may not raise rec-x's fault, nor read anyone's telemetry.
+    let (ok, out) = mosquitto(
+        "mosquitto_pub",
+        &d,
+        &["-u", "rec-y", "-P", "y-device-secret", "-q", "1", "-t", &topic("rec-x"), "-m", raise],
+    );
+    assert!(ok, "the publish is taken and dropped, as Mosquitto does: {out}");
+    let (_, out) =
+        mosquitto("mosquitto_sub", &d, &["-u", "rec-y", "-P", "y-device-secret", "-t", "#", "-C", "1", "-W", "3"]);
+    assert!(out.contains("denied") || out.contains("Timed out"), "{out}");
+    // rec-x raises its own.
+    let (ok, out) = mosquitto(
+        "mosquitto_pub",
+        &d,
+        &["-u", "rec-x", "-P", "x-device-secret", "-q", "1", "-t", &topic("rec-x"), "-m", raise],
+    );
+    assert!(ok, "{out}");
+    // The rule holds for 30 s of device time: a second message, 40 s later by its clock.
+    let later = r#"{"code": "SD_ERR", "active": true, "ts": "2099-01-01T00:00:00Z"}"#;
+    let later = later.replace("2099-01-01T00:00:00Z", &(ts_now() + chrono::TimeDelta::seconds(40)).to_rfc3339());
+    let earlier = format!(r#"{{"code": "SD_ERR", "active": true, "ts": "{}"}}"#, ts_now().to_rfc3339());
+    for m in [&earlier, &later] {
+        let (ok, out) = mosquitto(
+            "mosquitto_pub",
+            &d,
+            &["-u", "rec-x", "-P", "x-device-secret", "-q", "1", "-t", &topic("rec-x"), "-m", m],
+        );
+        assert!(ok, "{out}");
+    }
+    let t = wait_for("rec-x's own fault", 20, || async {
+        let t = get(&d.url("/api/v1/tickets?device=rec-x")).await;
+        t.as_array()?.first().cloned()
+    })
+    .await;
+    assert_eq!(t["code"], json!("storage_failure"));
+    assert_eq!(t["occurrences"], json!(1), "rec-y's spoofed raise made nothing: {t:#}");
+    assert!(get(&d.url("/api/v1/tickets?device=rec-y")).await.as_array().unwrap().is_empty());
+    let refused = |reason: &str| format!("aftercare_broker_refused_total{{reason=\"{reason}\"}}");
+    assert!(metric(&d, &refused("acl")).await >= 1.0);
+    assert!(metric(&d, &refused("anonymous")).await >= 1.0);
+    assert!(metric(&d, &refused("password")).await >= 1.0);
+}

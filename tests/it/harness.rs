@@ -142,7 +142,7 @@ pub(crate) fn config(devices: &[&str], prefix: &str, broker: &Broker) -> String 
         Broker::External(url) => {
             format!("[broker]\nembedded = false\nurl = \"{url}\"\nclient_id = \"{prefix}-gw\"\n")
         }
-        Broker::Embedded => "[broker]\nembedded = true\nlisten = \"127.0.0.1:0\"\n".to_string(),
+        Broker::Embedded => "[broker]\nembedded = true\nlisten = \"127.0.0.1:0\"\nallow_anonymous = true\n".to_string(),
     };
     let mut c = format!(
         r#"include = ["kinds/recorder.toml", "kinds/solar_heater.toml", "kinds/led_display.toml", "kinds/lighting.toml"]

@@ -393,7 +393,7 @@ async fn flood_on(broker: &Broker, qos: u8) {
     .unwrap();
     let broker_cfg = match broker {
         Broker::External(url) => format!("embedded = false\nurl = \"{url}\"\nclient_id = \"{prefix}-gw\""),
-        Broker::Embedded => "embedded = true\nlisten = \"127.0.0.1:0\"".to_string(),
+        Broker::Embedded => "embedded = true\nlisten = \"127.0.0.1:0\"\nallow_anonymous = true".to_string(),
     };
     // The smallest shard queues there are, so that the flood fills them.
     let mut cfg = format!(

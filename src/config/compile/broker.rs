@@ -60,6 +60,7 @@ pub(super) fn compile_broker(b: RawBroker, base: &Path, r: &mut Report<'_>) -> O
         keep_alive: b.keep_alive.map_or(Duration::from_secs(30), |d| d.0),
         unhealthy_after: b.unhealthy_after.map_or(Duration::from_secs(60), |d| d.0),
         max_connections,
+        auth: crate::ingest::mqtt::MqttAuth { allow_anonymous: b.allow_anonymous.unwrap_or(false), users: Vec::new() },
     })
 }
 

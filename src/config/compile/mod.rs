@@ -236,7 +236,7 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
         None => 64 * 1024,
     };
     let ingest = IngestConfig {
-        topic_prefix,
+        topic_prefix: topic_prefix.clone(),
         max_payload_bytes,
         max_clock_skew: ingest.max_clock_skew.map_or(Duration::from_secs(300), |d| d.0),
         shards,
@@ -282,11 +282,18 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
         concurrency: outbox.concurrency.unwrap_or(8).clamp(1, 64),
     };
 
-    // Sites, customers, devices.
+    // Sites, customers, devices, and their passwords on the embedded broker.
+    let mut mqtt_users: Vec<crate::ingest::mqtt::MqttUser> = Vec::new();
     let mut site_list = Vec::new();
     let mut seen = HashSet::new();
     for s in sites {
         let id = s.id.get_ref();
+        if let Some(p) = &s.mqtt_password
+            && let Some(password) = secret(p, &base, &mut r)
+        {
+            let topics = format!("{topic_prefix}/{id}/");
+            mqtt_users.push(crate::ingest::mqtt::MqttUser { name: id.clone(), password, topics });
+        }
         if !valid_id(id) {
             r.at(s.id.span(), format!("site id `{id}` may hold only letters, digits, `-`, `_` and `.`"));
         } else if !seen.insert(id.clone()) {
@@ -346,6 +353,12 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
     let mut seen = HashSet::new();
     for d in devices {
         let id = d.id.get_ref();
+        if let Some(p) = &d.mqtt_password
+            && let Some(password) = secret(p, &base, &mut r)
+        {
+            let topics = format!("{topic_prefix}/{}/{id}/", d.site.get_ref());
+            mqtt_users.push(crate::ingest::mqtt::MqttUser { name: id.clone(), password, topics });
+        }
         if !valid_id(id) {
             r.at(
                 d.id.span(),
@@ -451,6 +464,10 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
     }
 
     // A missing broker or address always comes with a problem reported above.
+    let mut broker = broker;
+    if let Some(b) = &mut broker {
+        b.auth.users = mqtt_users;
+    }
     let (true, Some(broker), Some(http_listen)) = (problems.is_empty(), broker, http_listen) else {
         problems.sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
         return Err(ConfigError(problems));
