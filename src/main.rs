@@ -73,6 +73,14 @@ enum Cmd {
         #[command(subcommand)]
         action: UserCmd,
     },
+    /// Write Mosquitto's password file and ACL for the devices and site gateways of a config.
+    MosquittoAuth {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The folder to write `passwords` and `acl` into.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Make and revoke API tokens.
     Token {
         #[arg(long, short)]
@@ -129,6 +137,15 @@ enum TokenCmd {
         #[arg(long)]
         user: Option<String>,
     },
+}
+
+/// Writes `text` to `path`, readable by its owner alone.
+fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
 }
 
 /// The first line of standard input, for a password.
@@ -283,6 +300,20 @@ fn main() -> ExitCode {
             init_logs("warn");
             let Some(cfg) = load(&config) else { return ExitCode::FAILURE };
             runtime(user_cmd(cfg, action))
+        }
+        Cmd::MosquittoAuth { config, out } => {
+            init_logs("warn");
+            let Some(cfg) = load(&config) else { return ExitCode::FAILURE };
+            runtime(async move {
+                let (passwords, acl) = cfg.mosquitto_files();
+                std::fs::create_dir_all(&out)?;
+                let pw = out.join("passwords");
+                write_private(&pw, &passwords)?;
+                std::fs::write(out.join("acl"), acl)?;
+                println!("wrote {} and {}", pw.display(), out.join("acl").display());
+                println!("hash the passwords before Mosquitto reads them: mosquitto_passwd -U {}", pw.display());
+                Ok(())
+            })
         }
         Cmd::Token { config, action } => {
             init_logs("warn");

@@ -121,6 +121,32 @@ impl Config {
         out
     }
 
+    /// Mosquitto's password file (`user:password` lines in clear, for `mosquitto_passwd -U` to
+    /// hash) and ACL file for this config: each device (user name: its id) and each site's
+    /// gateway may write under its own topics only, and the daemon's own user (the external
+    /// broker's `username`) reads them all.
+    pub fn mosquitto_files(&self) -> (String, String) {
+        use secrecy::ExposeSecret as _;
+        let prefix = &self.ingest.topic_prefix;
+        let mut passwords = String::new();
+        let mut acl = format!(
+            "# Written by `aftercare mosquitto-auth` from {}: each device and site gateway\n\
+             # writes under its own topics only; anonymous clients get nothing.\n",
+            self.path.display()
+        );
+        if let crate::ingest::mqtt::BrokerMode::External { username: Some(u), password, .. } = &self.broker.mode {
+            if let Some(p) = password {
+                passwords.push_str(&format!("{u}:{}\n", p.expose_secret()));
+            }
+            acl.push_str(&format!("\n# aftercare itself\nuser {u}\ntopic read {prefix}/#\n"));
+        }
+        for u in &self.broker.auth.users {
+            passwords.push_str(&format!("{}:{}\n", u.name, u.password.expose_secret()));
+            acl.push_str(&format!("\nuser {}\ntopic write {}#\n", u.name, u.topics));
+        }
+        (passwords, acl)
+    }
+
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         Config::load_with(path, &|p| std::fs::read_to_string(p))
     }

@@ -569,3 +569,87 @@ async fn the_embedded_broker_lets_a_device_publish_under_its_own_topics_only() {
     assert!(metric(&d, &refused("anonymous")).await >= 1.0);
     assert!(metric(&d, &refused("password")).await >= 1.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_auth_writes_a_password_file_and_acl_that_mosquitto_enforces() {
+    // Mosquitto with the files `aftercare mosquitto-auth` writes, and the daemon as its client.
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("mqtt://127.0.0.1:{port}");
+    let broker = Broker::External(url.clone());
+    let fleet = ["rec-x:recorder", "rec-y:recorder"];
+    let (adir, prefix) = Daemon::setup(&fleet, "1h", "10m", &broker);
+    let path = adir.path().join("aftercare.toml");
+    let cfg = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("[broker]\n", "[broker]\nusername = \"aftercare-gw\"\npassword = \"gw-secret-123\"\n")
+        .replace("serial = \"S-rec-x\"\n", "serial = \"S-rec-x\"\nmqtt_password = \"x-device-secret\"\n")
+        .replace("serial = \"S-rec-y\"\n", "serial = \"S-rec-y\"\nmqtt_password = \"y-device-secret\"\n");
+    std::fs::write(&path, cfg).unwrap();
+    let out = dir.path().join("auth");
+    let (ok, said, err) = cli(&path, &["mosquitto-auth", "--out", out.to_str().unwrap()], "");
+    assert!(ok && said.contains("mosquitto_passwd -U"), "{said}{err}");
+    let acl = std::fs::read_to_string(out.join("acl")).unwrap();
+    assert!(acl.contains(&format!("user rec-x\ntopic write {prefix}/site-a/rec-x/#")), "{acl}");
+    assert!(acl.contains(&format!("user aftercare-gw\ntopic read {prefix}/#")), "{acl}");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(out.join("passwords")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the password file is its owner's alone");
+    }
+    let hashed = std::process::Command::new("mosquitto_passwd").arg("-U").arg(out.join("passwords")).status();
+    assert!(hashed.unwrap().success());
+    assert!(!std::fs::read_to_string(out.join("passwords")).unwrap().contains("x-device-secret"));
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            // `user root`: the test's files are in a folder of root's alone; a real Mosquitto
+            // reads them as its own user (chown mosquitto: passwords acl).
+            "listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {}\nacl_file {}\npersistence false\n\
+             log_dest none\nuser root\n",
+            out.join("passwords").display(),
+            out.join("acl").display()
+        ),
+    )
+    .unwrap();
+    let _mosquitto = Reaped(std::process::Command::new("mosquitto").arg("-c").arg(&conf).spawn().unwrap());
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let d = Daemon::start(adir, &prefix, &broker);
+    wait_for("the daemon's link to Mosquitto", 20, || async {
+        (get(&d.url("/healthz")).await["mqtt"]["connected"] == json!(true)).then_some(())
+    })
+    .await;
+    let topic = |dev: &str| format!("{prefix}/site-a/{dev}/event");
+    let pubs = |user: &str, password: &str, dev: &str, m: &str| {
+        let t = topic(dev);
+        let mut args = vec!["-q", "1", "-t", t.as_str(), "-m", m];
+        if !user.is_empty() {
+            args.extend(["-u", user, "-P", password]);
+        }
+        mosquitto("mosquitto_pub", &d, &args)
+    };
+    let (ok, out) = pubs("", "", "rec-x", r#"{"code": "SD_ERR", "active": true}"#);
+    assert!(!ok, "anonymous: {out}");
+    // rec-y raises rec-x's fault: Mosquitto drops it; rec-x's own raise makes the ticket.
+    let (ok, out) = pubs("rec-y", "y-device-secret", "rec-x", r#"{"code": "SD_ERR", "active": true}"#);
+    assert!(ok, "{out}");
+    let now = ts_now();
+    for at in [now, now + chrono::TimeDelta::seconds(40)] {
+        let m = format!(r#"{{"code": "SD_ERR", "active": true, "ts": "{}"}}"#, at.to_rfc3339());
+        let (ok, out) = pubs("rec-x", "x-device-secret", "rec-x", &m);
+        assert!(ok, "{out}");
+    }
+    let t = wait_for("rec-x's own fault", 20, || async {
+        get(&d.url("/api/v1/tickets?device=rec-x")).await.as_array()?.first().cloned()
+    })
+    .await;
+    assert_eq!(t["code"], json!("storage_failure"));
+    let received = metric(&d, "aftercare_messages_received_total").await;
+    assert_eq!(received, 2.0, "only rec-x's own two messages reached aftercare");
+}
