@@ -76,7 +76,7 @@ pub fn role(name: &str) -> Result<Role, IdentityError> {
 }
 
 /// A valid user name: letters, digits and `-_.@`, at most 64.
-fn valid_name(name: &str) -> bool {
+pub fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
 }
 

@@ -187,7 +187,8 @@ async fn user_cmd(cfg: Config, action: UserCmd) -> anyhow::Result<()> {
 }
 
 async fn switch(store: &aftercare::store::Store, name: &str, disabled: bool) -> anyhow::Result<()> {
-    anyhow::ensure!(store.set_disabled(name, disabled).await?, "no user `{name}`");
+    use aftercare::clock::Clock as _;
+    anyhow::ensure!(store.set_disabled(name, disabled, SystemClock.now()).await?, "no user `{name}`");
     println!("user {name} {}", if disabled { "disabled" } else { "enabled" });
     Ok(())
 }

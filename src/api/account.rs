@@ -48,23 +48,30 @@ impl From<IdentityError> for ApiError {
 
 /// Failed logins per address and per user name: after [`LoginLimiter::MAX`] in
 /// [`LoginLimiter::WINDOW`], further tries are refused until the window ends.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct LoginLimiter {
     failures: Mutex<HashMap<String, (u32, DateTime<Utc>)>>,
+    /// Password checks at once: argon2 takes 19 MiB and a core's worth of time each.
+    checks: tokio::sync::Semaphore,
+}
+
+impl Default for LoginLimiter {
+    fn default() -> LoginLimiter {
+        LoginLimiter { failures: Mutex::default(), checks: tokio::sync::Semaphore::new(Self::CHECKS) }
+    }
 }
 
 impl LoginLimiter {
     const MAX: u32 = 5;
     const WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
-    /// Keys kept at most; when full of live entries, logins wait (fail closed).
+    /// Keys kept at most; when full, the oldest is forgotten.
     const KEYS: usize = 10_000;
+    /// Password checks at once.
+    const CHECKS: usize = 2;
 
     /// How long `keys` must wait, if any has failed too often.
     fn blocked(&self, keys: &[String], now: DateTime<Utc>) -> Option<chrono::TimeDelta> {
         let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= Self::KEYS && keys.iter().all(|k| !map.contains_key(k)) {
-            return Some(chrono::TimeDelta::minutes(1));
-        }
         keys.iter()
             .filter_map(|k| map.get(k))
             .filter(|(n, since)| *n >= Self::MAX && now - *since < Self::WINDOW)
@@ -78,8 +85,13 @@ impl LoginLimiter {
             map.retain(|_, (_, since)| now - *since < Self::WINDOW);
         }
         for k in keys {
-            if map.len() >= Self::KEYS && !map.contains_key(k) {
-                continue;
+            // Full of live keys: the oldest goes, so that a flood of names cannot hold every
+            // login (it may free a key early, which only lets a guesser start afresh).
+            if map.len() >= Self::KEYS
+                && !map.contains_key(k)
+                && let Some(oldest) = map.iter().min_by_key(|(_, (_, since))| *since).map(|(k, _)| k.clone())
+            {
+                map.remove(&oldest);
             }
             let e = map.entry(k.clone()).or_insert((0, now));
             if now - e.1 >= Self::WINDOW {
@@ -89,8 +101,16 @@ impl LoginLimiter {
         }
     }
 
-    fn succeeded(&self, user_key: &str) {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(user_key);
+    /// A login that was counted as a failure before its check turned out right: the user's
+    /// count is cleared, the address's given back.
+    fn succeeded(&self, keys: &[String]) {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(user) = keys.get(1) {
+            map.remove(user);
+        }
+        if let Some(e) = keys.first().and_then(|ip| map.get_mut(ip)) {
+            e.0 = e.0.saturating_sub(1);
+        }
     }
 }
 
@@ -109,8 +129,11 @@ async fn login(
     body: Result<Json<LoginBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(b) = body?;
+    if !crate::identity::valid_name(&b.user) || b.password.len() > 1024 {
+        return Err(ApiError(StatusCode::UNAUTHORIZED, "wrong user or password".into()));
+    }
     let keys = [format!("ip:{}", addr.ip()), format!("user:{}", b.user)];
-    let note = |detail: &str| AuditNote { actor: Some(b.user.chars().take(64).collect()), detail: detail.into() };
+    let note = |detail: &str| AuditNote { actor: Some(b.user.clone()), detail: detail.into() };
     if let Some(wait) = s.logins.blocked(&keys, s.clock.now()) {
         let mut r =
             ApiError(StatusCode::TOO_MANY_REQUESTS, "too many failed logins; try again later".into()).into_response();
@@ -118,6 +141,13 @@ async fn login(
         r.extensions_mut().insert(note("login refused: too many failures"));
         return Ok(r);
     }
+    // Counted before the check, so that tries made at once are held like tries in a row.
+    s.logins.failed(&keys, s.clock.now());
+    let Ok(_permit) = s.logins.checks.try_acquire() else {
+        let mut r = ApiError(StatusCode::SERVICE_UNAVAILABLE, "logins are busy; try again".into()).into_response();
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return Ok(r);
+    };
     let found = s.store.password_of(&b.user).await?;
     // Verify against a decoy when the user is unknown, so that the answer takes as long.
     let hash = found.as_ref().map_or(crate::identity::decoy_hash(), |(_, h)| h.as_str()).to_string();
@@ -125,12 +155,11 @@ async fn login(
     let ok =
         tokio::task::spawn_blocking(move || crate::identity::verify_password(&password, &hash)).await.unwrap_or(false);
     let Some((user_id, _)) = found.filter(|_| ok) else {
-        s.logins.failed(&keys, s.clock.now());
         let mut r = ApiError(StatusCode::UNAUTHORIZED, "wrong user or password".into()).into_response();
         r.extensions_mut().insert(note("login failed"));
         return Ok(r);
     };
-    s.logins.succeeded(&keys[1]);
+    s.logins.succeeded(&keys);
     let (secret, hash) = crate::identity::new_secret("acs_")?;
     let now = s.clock.now();
     let ttl = chrono::TimeDelta::from_std(s.access.session_ttl).unwrap_or(chrono::TimeDelta::hours(12));
@@ -196,7 +225,7 @@ async fn add_user(State(s): State<AppState>, body: Result<Json<NewUser>, JsonRej
 }
 
 async fn switch(s: &AppState, name: &str, disabled: bool) -> Result<Response, ApiError> {
-    if !s.store.set_disabled(name, disabled).await? {
+    if !s.store.set_disabled(name, disabled, s.clock.now()).await? {
         return Err(ApiError(StatusCode::NOT_FOUND, format!("no user `{name}`")));
     }
     let mut r = Json(s.store.user(name).await?).into_response();
@@ -291,8 +320,14 @@ pub(crate) fn expiry(s: Option<&str>, now: DateTime<Utc>) -> Result<Option<DateT
         humantime::parse_duration(e)
             .ok()
             .and_then(|d| chrono::TimeDelta::from_std(d).ok())
-            .map(|d| now + d)
-            .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, format!("expires `{e}`: write a duration such as 90d")))
+            .filter(|d| *d <= chrono::TimeDelta::days(3660))
+            .and_then(|d| now.checked_add_signed(d))
+            .ok_or_else(|| {
+                ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!("expires `{e}`: write a duration such as 90d, at most 10 years"),
+                )
+            })
     })
     .transpose()
 }
@@ -358,7 +393,22 @@ mod tests {
         assert!(l.blocked(&["ip:10.0.0.2".into(), "user:zoe".into()], later).is_some());
         assert_eq!(l.blocked(&["ip:10.0.0.2".into(), "user:ann".into()], later), None);
         assert_eq!(l.blocked(&keys, t0 + LoginLimiter::WINDOW), None, "the window ends");
-        l.succeeded("user:zoe");
+        l.succeeded(&["ip:10.0.0.2".into(), "user:zoe".into()]);
         assert_eq!(l.blocked(&["ip:10.0.0.2".into(), "user:zoe".into()], later), None);
+    }
+}
+
+#[cfg(test)]
+mod expiry_tests {
+    use super::*;
+
+    #[test]
+    fn a_token_expires_within_ten_years_and_never_overflows() {
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        assert_eq!(expiry(Some("90d"), now).ok().flatten(), Some(now + chrono::TimeDelta::days(90)));
+        assert!(expiry(Some("200000000y"), now).is_err(), "no panic, a 400");
+        assert!(expiry(Some("11y"), now).is_err());
+        assert!(expiry(Some("soon"), now).is_err());
+        assert_eq!(expiry(None, now).ok().flatten(), None);
     }
 }

@@ -59,6 +59,9 @@ pub(crate) fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> Resul
 
 static REFUSED: LogLimiter = LogLimiter::new(10.0);
 
+/// The longest a request may take, its body and its answer (a PDF report) included.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(120);
+
 /// Serves `router` on `listener` until `stop`, then lets the requests in flight finish.
 pub(crate) async fn serve(
     listener: TcpListener,
@@ -96,7 +99,18 @@ pub(crate) async fn serve(
         let router = router.clone();
         let svc = tower::service_fn(move |mut req: axum::extract::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(ConnectInfo(addr));
-            router.clone().oneshot(req.map(axum::body::Body::new))
+            let answer = router.clone().oneshot(req.map(axum::body::Body::new));
+            // The whole request, its body and its answer, within a deadline: a client that
+            // trickles a body does not hold its connection for ever.
+            async move {
+                match tokio::time::timeout(REQUEST_DEADLINE, answer).await {
+                    Ok(r) => r,
+                    Err(_) => Ok(axum::response::IntoResponse::into_response((
+                        axum::http::StatusCode::REQUEST_TIMEOUT,
+                        axum::Json(serde_json::json!({ "error": "the request took too long" })),
+                    ))),
+                }
+            }
         });
         let svc = TowerToHyperService::new(svc);
         let mut builder = hyper::server::conn::http1::Builder::new();

@@ -150,7 +150,7 @@ fn syntax_and_unknown_keys_are_reported_with_their_line() {
     assert_eq!(
         problems("[broker]\nembedded = true\nport = 1883\n", &[]),
         vec![
-            "cfg/main.toml:3: unknown field `port`, expected one of `embedded`, `listen`, `url`, `username`, `password`, `ca_file`, `client_id`, `keep_alive`, `unhealthy_after`, `max_connections`"
+            "cfg/main.toml:3: unknown field `port`, expected one of `embedded`, `listen`, `url`, `username`, `password`, `ca_file`, `client_id`, `keep_alive`, `unhealthy_after`, `max_connections`, `allow_anonymous`"
         ]
     );
     let p = problems("[http]\nlisten = \n", &[]);
@@ -625,4 +625,15 @@ fn a_secret_is_inline_from_the_environment_or_from_a_file_and_never_in_a_problem
     let read = |_: &Path| Ok(text.clone());
     let c = Config::load_with(Path::new("cfg/main.toml"), &read).unwrap();
     assert!(c.warnings().iter().any(|w| w.contains("mqtts://")), "{:?}", c.warnings());
+}
+
+#[test]
+fn a_device_and_a_site_may_not_share_an_mqtt_user_name() {
+    let text = "[[sites]]\nid = \"x\"\nmqtt_password = \"site-secret\"\n[[customers]]\nid = \"c\"\n\
+                [[devices]]\nid = \"x\"\nkind = \"pump\"\nsite = \"x\"\ncustomer = \"c\"\naccepted_on = \"2025-01-01\"\n\
+                mqtt_password = \"device-secret\"\n";
+    let main = format!("include = [\"kinds.toml\"]\n{text}");
+    let p = problems(&main, &[("kinds.toml", KIND)]);
+    assert!(p.len() == 1 && p[0].contains("`x` is a site's MQTT user already"), "{p:?}");
+    assert!(p.iter().all(|m| !m.contains("secret")), "{p:?}");
 }

@@ -46,9 +46,8 @@ use crate::metrics::{Metrics, ReasonLabel};
 use crate::store::{OutboxRow, RemoteTicket, Store, SubjectId, WorkOrder};
 use crate::tickets::{State, Ticket};
 
-/// Why a delivery did not take; tells the relay what to do without reading strings.
-/// A helpdesk that receives tickets.
-#[derive(Debug, Clone)]
+/// A helpdesk that receives tickets. Its Debug shows no key and no password in a URL.
+#[derive(Clone)]
 pub enum HelpdeskKind {
     Webhook { url: String, secret: Option<Vec<u8>>, timeout: Duration },
     Email(crate::outbox::email::EmailConfig),
@@ -56,7 +55,24 @@ pub enum HelpdeskKind {
     Redmine(crate::outbox::redmine::RedmineConfig),
 }
 
-#[derive(Debug, Clone)]
+impl std::fmt::Debug for HelpdeskKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HelpdeskKind::Webhook { url, secret, timeout } => f
+                .debug_struct("Webhook")
+                .field("url", &redact(url))
+                .field("secret", &secret.as_ref().map(|_| "[redacted]"))
+                .field("timeout", timeout)
+                .finish(),
+            HelpdeskKind::Email(e) => f.debug_tuple("Email").field(e).finish(),
+            HelpdeskKind::RequestTracker(rt) => f.debug_tuple("RequestTracker").field(rt).finish(),
+            HelpdeskKind::Redmine(rm) => f.debug_tuple("Redmine").field(rm).finish(),
+        }
+    }
+}
+
+/// A helpdesk's config; its Debug shows no key.
+#[derive(Clone)]
 pub struct HelpdeskConfig {
     pub name: String,
     pub kind: HelpdeskKind,
@@ -65,6 +81,17 @@ pub struct HelpdeskConfig {
     /// The key that signs the status events the helpdesk sends in (`POST /api/v1/helpdesks/NAME/events`):
     /// the webhook's secret, or the email connector's own.
     pub secret: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for HelpdeskConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HelpdeskConfig")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("priorities", &self.priorities)
+            .field("secret", &self.secret.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]

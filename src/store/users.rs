@@ -152,14 +152,25 @@ impl Store {
         row.map(|r| Ok((r.try_get("id")?, r.try_get("password_hash")?))).transpose()
     }
 
-    /// Disables (or enables) a user; a disabled user's tokens and sessions stop working at once.
-    pub async fn set_disabled(&self, name: &str, disabled: bool) -> Result<bool, StoreError> {
-        let r = sqlx::query("UPDATE users SET disabled = $2 WHERE name = $1")
+    /// Disables (or enables) a user. Disabling revokes its tokens and sessions for good, so
+    /// that enabling it again brings none of them back.
+    pub async fn set_disabled(&self, name: &str, disabled: bool, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let id: Option<i64> = sqlx::query_scalar("UPDATE users SET disabled = $2 WHERE name = $1 RETURNING id")
             .bind(name)
             .bind(i64::from(disabled))
-            .execute(&self.pool)
+            .fetch_optional(&mut *tx)
             .await?;
-        Ok(r.rows_affected() == 1)
+        let Some(id) = id else { return Ok(false) };
+        if disabled {
+            sqlx::query("UPDATE tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL")
+                .bind(id)
+                .bind(ms(now))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Sets a user's password hash and ends its sessions.
@@ -260,6 +271,11 @@ impl Store {
                 .bind(user_id)
                 .fetch_all(&self.pool)
                 .await?;
+        let role = named(&r, "role", Role::parse)?;
+        if role == Role::Customer && customers.is_empty() {
+            // A customer's user sees its customers; with none it sees nothing, never all.
+            return Ok(None);
+        }
         let last: Option<i64> = r.try_get("last_used_at")?;
         if last.is_none_or(|l| ms(now) - l > 60_000) {
             sqlx::query("UPDATE tokens SET last_used_at = $2 WHERE id = $1")
@@ -268,13 +284,7 @@ impl Store {
                 .execute(&self.pool)
                 .await?;
         }
-        Ok(Some(Principal {
-            user_id,
-            name: r.try_get("name")?,
-            role: named(&r, "role", Role::parse)?,
-            scope: Scope::of(customers),
-            token_id,
-        }))
+        Ok(Some(Principal { user_id, name: r.try_get("name")?, role, scope: Scope::of(customers), token_id }))
     }
 
     /// Ends the session whose SHA-256 is `hash`.

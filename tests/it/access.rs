@@ -312,6 +312,10 @@ async fn people_log_in_tokens_expire_and_every_change_is_audited() {
     let r = admin.post(d.url("/api/v1/users/bot/disable")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(as_user(&token_of("bot")).get(d.url("/api/v1/me")).send().await.unwrap().status().as_u16(), 401);
+    // Enabling it again brings none of its old tokens back.
+    let r = admin.post(d.url("/api/v1/users/bot/enable")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(as_user(&token_of("bot")).get(d.url("/api/v1/me")).send().await.unwrap().status().as_u16(), 401);
     // The audit log names who did each change, from where, with which token.
     let log: Value = admin.get(d.url("/api/v1/audit?limit=100")).send().await.unwrap().json().await.unwrap();
     let lines = log.as_array().unwrap();
@@ -613,7 +617,15 @@ async fn mosquitto_auth_writes_a_password_file_and_acl_that_mosquitto_enforces()
         ),
     )
     .unwrap();
-    let _mosquitto = Reaped(std::process::Command::new("mosquitto").arg("-c").arg(&conf).spawn().unwrap());
+    let _mosquitto = Reaped(
+        std::process::Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
             break;

@@ -354,6 +354,13 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
     for d in devices {
         let id = d.id.get_ref();
         if let Some(p) = &d.mqtt_password
+            && mqtt_users.iter().any(|u| u.name == *id)
+        {
+            r.at(
+                p.span(),
+                format!("`{id}` is a site's MQTT user already; a device and a site need names of their own"),
+            );
+        } else if let Some(p) = &d.mqtt_password
             && let Some(password) = secret(p, &base, &mut r)
         {
             let topics = format!("{topic_prefix}/{}/{id}/", d.site.get_ref());
