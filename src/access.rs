@@ -151,11 +151,19 @@ pub struct AccessConfig {
     pub metrics_public: bool,
     /// How long a login's session lasts.
     pub session_ttl: std::time::Duration,
+    /// Requests come through a reverse proxy: the client's address is the last of
+    /// `X-Forwarded-For`, `X-Forwarded-Proto: https` means TLS, and `X-Forwarded-Host` is the
+    /// origin pages are served from.
+    pub behind_proxy: bool,
 }
 
 impl Default for AccessConfig {
     fn default() -> AccessConfig {
-        AccessConfig { metrics_public: false, session_ttl: std::time::Duration::from_secs(12 * 3600) }
+        AccessConfig {
+            metrics_public: false,
+            session_ttl: std::time::Duration::from_secs(12 * 3600),
+            behind_proxy: false,
+        }
     }
 }
 

@@ -234,6 +234,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
         unhealthy_after: config.broker.unhealthy_after,
         access: config.access.clone(),
         logins: Arc::default(),
+        writes: Arc::default(),
         tls: tls.is_some(),
         route_table: Arc::default(),
     };

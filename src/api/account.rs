@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::guard::{AuditNote, COOKIE, Routes, cookie};
+use super::guard::{AuditNote, COOKIE, ClientIp, Routes, cookie};
 use super::{ApiError, AppState};
 use crate::access::{Perm, Principal, Role};
 use crate::identity::IdentityError;
@@ -125,14 +125,15 @@ struct LoginBody {
 /// TLS) that lasts `http.session_ttl`.
 async fn login(
     State(s): State<AppState>,
-    axum::extract::ConnectInfo(addr): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    Extension(ClientIp(ip)): Extension<ClientIp>,
+    headers: HeaderMap,
     body: Result<Json<LoginBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(b) = body?;
     if !crate::identity::valid_name(&b.user) || b.password.len() > 1024 {
         return Err(ApiError(StatusCode::UNAUTHORIZED, "wrong user or password".into()));
     }
-    let keys = [format!("ip:{}", addr.ip()), format!("user:{}", b.user)];
+    let keys = [format!("ip:{ip}"), format!("user:{}", b.user)];
     let note = |detail: &str| AuditNote { actor: Some(b.user.clone()), detail: detail.into() };
     if let Some(wait) = s.logins.blocked(&keys, s.clock.now()) {
         let mut r =
@@ -167,7 +168,7 @@ async fn login(
     let cookie = format!(
         "{COOKIE}={secret}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
         ttl.num_seconds(),
-        if s.tls { "; Secure" } else { "" }
+        if super::guard::over_tls(&s, &headers) { "; Secure" } else { "" }
     );
     let user = s.store.user(&b.user).await?;
     let mut r = Json(json!({ "user": user, "expires_at": now + ttl })).into_response();

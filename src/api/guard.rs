@@ -99,10 +99,37 @@ pub(super) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
+/// The address of the client a request came from: the peer's, or behind a proxy the last
+/// address of `X-Forwarded-For` (the one our proxy added).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ClientIp(pub(super) std::net::IpAddr);
+
+fn client_ip(headers: &HeaderMap, peer: SocketAddr, behind_proxy: bool) -> std::net::IpAddr {
+    let forwarded = || {
+        headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .last()
+            .and_then(|a| a.trim().parse().ok())
+    };
+    if behind_proxy { forwarded().unwrap_or(peer.ip()) } else { peer.ip() }
+}
+
+/// Whether the client reached us over TLS: ours, or behind a proxy its `X-Forwarded-Proto`.
+pub(super) fn over_tls(s: &AppState, headers: &HeaderMap) -> bool {
+    s.tls
+        || (s.access.behind_proxy
+            && headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|p| p == "https"))
+}
+
 /// Whether a request that a browser may have sent from another site is our own page's: its
-/// `Origin` (or, lacking one, `Referer`) names the host it was sent to.
-fn same_origin(headers: &HeaderMap) -> bool {
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+/// `Origin` (or, lacking one, `Referer`) names the host it was sent to (behind a proxy, the
+/// one in `X-Forwarded-Host`).
+fn same_origin(headers: &HeaderMap, behind_proxy: bool) -> bool {
+    let forwarded = behind_proxy.then(|| headers.get("x-forwarded-host")).flatten();
+    let host = forwarded.or_else(|| headers.get(header::HOST)).and_then(|v| v.to_str().ok()).unwrap_or_default();
     let from = headers
         .get(header::ORIGIN)
         .or_else(|| headers.get(header::REFERER))
@@ -123,6 +150,8 @@ async fn guard(
     next: Next,
 ) -> Response {
     let now = s.clock.now();
+    let client = client_ip(req.headers(), addr, s.access.behind_proxy);
+    req.extensions_mut().insert(ClientIp(client));
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let public = perm.is_public() || (perm == Perm::Metrics && s.access.metrics_public);
@@ -139,7 +168,7 @@ async fn guard(
         }
         // A browser sends the cookie along with another site's form too: a change made by
         // cookie must come from our own origin.
-        if by_cookie && is_change(&method) && !same_origin(req.headers()) {
+        if by_cookie && is_change(&method) && !same_origin(req.headers(), s.access.behind_proxy) {
             return ApiError(StatusCode::FORBIDDEN, "a change by session must come from this site's own pages".into())
                 .into_response();
         }
@@ -148,18 +177,51 @@ async fn guard(
         if !p.may(perm) {
             let resp = ApiError(StatusCode::FORBIDDEN, format!("a {} may not do this", p.role)).into_response();
             if is_change(&method) {
-                audit(&s, Some(p), &addr, &method, &path, resp.status(), None).await;
+                audit(&s, Some(p), client, &method, &path, resp.status(), None).await;
             }
             return resp;
+        }
+        if is_change(&method) && !s.writes.take(p.user_id, now) {
+            let mut r =
+                ApiError(StatusCode::TOO_MANY_REQUESTS, "too many changes at once; slow down".into()).into_response();
+            r.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            return r;
         }
         req.extensions_mut().insert(p.clone());
     }
     let resp = next.run(req).await;
     if is_change(&method) {
         let note = resp.extensions().get::<AuditNote>().cloned();
-        audit(&s, principal.as_ref(), &addr, &method, &path, resp.status(), note).await;
+        audit(&s, principal.as_ref(), client, &method, &path, resp.status(), note).await;
     }
     resp
+}
+
+/// Changes per user: a bucket of [`WriteLimiter::BURST`] refilled at [`WriteLimiter::RATE`] a
+/// second, so that one user's script cannot flood the store, the helpdesks or the audit log.
+#[derive(Debug, Default)]
+pub(crate) struct WriteLimiter {
+    buckets: std::sync::Mutex<std::collections::HashMap<i64, (f64, chrono::DateTime<chrono::Utc>)>>,
+}
+
+impl WriteLimiter {
+    const RATE: f64 = 5.0;
+    const BURST: f64 = 60.0;
+
+    /// Whether `user` may make one more change at `now`.
+    pub(crate) fn take(&self, user: i64, now: chrono::DateTime<chrono::Utc>) -> bool {
+        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let (tokens, last) = b.entry(user).or_insert((Self::BURST, now));
+        let secs = (now - *last).num_milliseconds().max(0) as f64 / 1000.0;
+        *tokens = (*tokens + secs * Self::RATE).min(Self::BURST);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 fn unauthorized(message: &str) -> Response {
@@ -171,7 +233,7 @@ fn unauthorized(message: &str) -> Response {
 async fn audit(
     s: &AppState,
     p: Option<&Principal>,
-    addr: &SocketAddr,
+    client: std::net::IpAddr,
     method: &Method,
     path: &str,
     status: StatusCode,
@@ -183,7 +245,7 @@ async fn audit(
         at: s.clock.now(),
         actor,
         token_id: p.map(|p| p.token_id),
-        address: &addr.ip().to_string(),
+        address: &client.to_string(),
         method: method.as_str(),
         path,
         status: status.as_u16(),
@@ -191,5 +253,47 @@ async fn audit(
     };
     if let Err(err) = s.store.audit(&e).await {
         tracing::error!(error = %err, %path, "could not write the audit log");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_makes_sixty_changes_at_once_then_five_a_second() {
+        let l = WriteLimiter::default();
+        let t0 = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        assert!((0..60).all(|_| l.take(1, t0)));
+        assert!(!l.take(1, t0), "the 61st at once");
+        assert!(l.take(2, t0), "another user has a bucket of its own");
+        let later = t0 + chrono::TimeDelta::milliseconds(1000);
+        assert_eq!((0..10).filter(|_| l.take(1, later)).count(), 5);
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, v.parse().unwrap_or_else(|_| header::HeaderValue::from_static("")));
+        }
+        h
+    }
+
+    #[test]
+    fn behind_a_proxy_the_client_and_the_origin_are_the_forwarded_ones() {
+        let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let h = headers(&[("x-forwarded-for", "203.0.113.9, 198.51.100.7"), ("host", "127.0.0.1:8080")]);
+        assert_eq!(client_ip(&h, peer, true).to_string(), "198.51.100.7", "the hop our proxy added");
+        assert_eq!(client_ip(&h, peer, false), peer.ip(), "not behind a proxy: headers are not believed");
+        let page = headers(&[
+            ("origin", "https://service.example.com"),
+            ("host", "127.0.0.1:8080"),
+            ("x-forwarded-host", "service.example.com"),
+        ]);
+        assert!(same_origin(&page, true));
+        assert!(!same_origin(&page, false));
+        let other = headers(&[("origin", "https://evil.example"), ("x-forwarded-host", "service.example.com")]);
+        assert!(!same_origin(&other, true));
+        assert!(!same_origin(&headers(&[("host", "a:1")]), false), "no Origin nor Referer: refused");
     }
 }

@@ -47,6 +47,8 @@ pub(crate) struct AppState {
     pub access: AccessConfig,
     /// Failed logins, to slow down guessing.
     pub logins: Arc<account::LoginLimiter>,
+    /// Changes per user, to slow down a runaway script.
+    pub writes: Arc<guard::WriteLimiter>,
     /// Served over TLS: session cookies are `Secure`.
     pub tls: bool,
     /// Every route with its permission, set once the router is built.

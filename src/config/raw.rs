@@ -487,6 +487,8 @@ pub(crate) struct RawHttp {
     pub metrics_public: Option<bool>,
     /// How long a login lasts (default 12h).
     pub session_ttl: Option<Dur>,
+    /// Behind a reverse proxy that sets X-Forwarded-For, -Proto and -Host (default false).
+    pub behind_proxy: Option<bool>,
     /// Connections open at once (default 1024).
     pub max_connections: Option<Spanned<usize>>,
     /// How long a client has to send a request's headers (default 10s).
