@@ -469,6 +469,9 @@ pub(crate) struct RawBroker {
     pub username: Option<String>,
     pub password: Option<Spanned<RawSecret>>,
     pub ca_file: Option<String>,
+    /// A client certificate (PEM) for a broker that asks for one (mTLS), with its key.
+    pub cert_file: Option<Spanned<String>>,
+    pub key_file: Option<String>,
     pub client_id: Option<String>,
     pub keep_alive: Option<Dur>,
     /// Disconnected from the broker this long, `/healthz` answers 503 (default 1m).

@@ -46,6 +46,8 @@ pub enum BrokerMode {
         username: Option<String>,
         password: Option<secrecy::SecretString>,
         ca_file: Option<std::path::PathBuf>,
+        /// A client certificate chain and its key (PEM), for mutual TLS.
+        client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
     },
 }
 
@@ -120,11 +122,13 @@ pub(crate) enum MqttSetupError {
     CaFile { path: String, source: std::io::Error },
     #[error("the broker's CA file {0} holds no usable certificate")]
     NoCerts(String),
+    #[error("the client certificate or key {0}: {1}")]
+    ClientCert(String, String),
 }
 
 /// Client options for an external broker; `None` for the embedded one, which needs no client.
 pub(crate) fn options(cfg: &BrokerConfig, client_id: &str) -> Result<Option<MqttOptions>, MqttSetupError> {
-    let BrokerMode::External { host, port, tls, username, password, ca_file } = &cfg.mode else {
+    let BrokerMode::External { host, port, tls, username, password, ca_file, client_cert } = &cfg.mode else {
         return Ok(None);
     };
     let mut opts = MqttOptions::new(client_id, host, *port);
@@ -137,12 +141,15 @@ pub(crate) fn options(cfg: &BrokerConfig, client_id: &str) -> Result<Option<Mqtt
         opts.set_credentials(u, p);
     }
     if *tls {
-        opts.set_transport(Transport::tls_with_config(tls_config(ca_file.as_deref())?));
+        opts.set_transport(Transport::tls_with_config(tls_config(ca_file.as_deref(), client_cert.as_ref())?));
     }
     Ok(Some(opts))
 }
 
-fn tls_config(ca_file: Option<&std::path::Path>) -> Result<TlsConfiguration, MqttSetupError> {
+fn tls_config(
+    ca_file: Option<&std::path::Path>,
+    client_cert: Option<&(std::path::PathBuf, std::path::PathBuf)>,
+) -> Result<TlsConfiguration, MqttSetupError> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
@@ -166,7 +173,19 @@ fn tls_config(ca_file: Option<&std::path::Path>) -> Result<TlsConfiguration, Mqt
             }
         }
     }
-    let cfg = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
+    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+    let cfg = match client_cert {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            use rustls::pki_types::PrivateKeyDer;
+            let bad = |path: &std::path::Path, e: String| MqttSetupError::ClientCert(path.display().to_string(), e);
+            let chain = CertificateDer::pem_file_iter(cert)
+                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| bad(cert, e.to_string()))?;
+            let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, e.to_string()))?;
+            builder.with_client_auth_cert(chain, key_der).map_err(|e| bad(cert, e.to_string()))?
+        }
+    };
     Ok(TlsConfiguration::Rustls(Arc::new(cfg)))
 }
 

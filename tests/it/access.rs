@@ -665,3 +665,128 @@ async fn mosquitto_auth_writes_a_password_file_and_acl_that_mosquitto_enforces()
     let received = metric(&d, "aftercare_messages_received_total").await;
     assert_eq!(received, 2.0, "only rec-x's own two messages reached aftercare");
 }
+
+/// A CA, a server certificate for localhost and a client certificate it signed, in `dir`.
+fn pki(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let ok = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl");
+        assert!(ok.success(), "openssl {args:?}");
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=it-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    std::fs::write(dir.join("server.ext"), "subjectAltName=DNS:localhost\nbasicConstraints=critical,CA:FALSE\n")
+        .unwrap();
+    std::fs::write(dir.join("client.ext"), "basicConstraints=critical,CA:FALSE\nextendedKeyUsage=clientAuth\n")
+        .unwrap();
+    for (name, cn) in [("server", "localhost"), ("client", "aftercare-gw")] {
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            &format!("/CN={cn}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+        ]);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+            "-out",
+            &format!("{name}.pem"),
+        ]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_presents_a_client_certificate_to_a_broker_that_asks_for_one() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    pki(pki_dir.path());
+    let p = |f: &str| pki_dir.path().join(f).display().to_string();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let conf = pki_dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n\
+             use_identity_as_username true\nallow_anonymous false\npersistence false\nlog_dest none\nuser root\n",
+            p("ca.pem"),
+            p("server.pem"),
+            p("server.key")
+        ),
+    )
+    .unwrap();
+    let _mosquitto = Reaped(
+        std::process::Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let url = format!("mqtts://localhost:{port}");
+    for with_cert in [false, true] {
+        let broker = Broker::External(url.clone());
+        let (dir, prefix) = Daemon::setup(&["rec-z:recorder"], "1h", "10m", &broker);
+        let path = dir.path().join("aftercare.toml");
+        let client = if with_cert {
+            format!("cert_file = {:?}\nkey_file = {:?}\n", p("client.pem"), p("client.key"))
+        } else {
+            String::new()
+        };
+        let cfg = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace("[broker]\n", &format!("[broker]\nca_file = {:?}\n{client}", p("ca.pem")));
+        std::fs::write(&path, cfg).unwrap();
+        let d = Daemon::start(dir, &prefix, &broker);
+        if with_cert {
+            wait_for("the link over mutual TLS", 20, || async {
+                (get(&d.url("/healthz")).await["mqtt"]["connected"] == json!(true)).then_some(())
+            })
+            .await;
+        } else {
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+            let h = get(&d.url("/healthz")).await;
+            assert_eq!(h["mqtt"]["connected"], json!(false), "no certificate, no link: {h:#}");
+        }
+    }
+}

@@ -16,6 +16,18 @@ pub(super) fn compile_broker(b: RawBroker, base: &Path, r: &mut Report<'_>) -> O
         Some(p) => Some(secret(p, base, r)?),
         None => None,
     };
+    let client_cert = match (&b.cert_file, &b.key_file) {
+        (Some(c), Some(k)) => Some((base.join(c.get_ref()), base.join(k))),
+        (None, None) => None,
+        (Some(c), None) => {
+            r.at(c.span(), "broker.cert_file needs broker.key_file, the certificate's private key");
+            None
+        }
+        (None, Some(_)) => {
+            r.at(0..0, "broker.key_file needs broker.cert_file");
+            None
+        }
+    };
     let mode = match (embedded, &b.url) {
         (Some(true), Some(url)) => {
             r.at(url.span(), "broker.embedded = true and broker.url are both set; remove url, or set embedded = false");
@@ -33,6 +45,7 @@ pub(super) fn compile_broker(b: RawBroker, base: &Path, r: &mut Report<'_>) -> O
             username: b.username.clone(),
             password: password.clone(),
             ca_file: b.ca_file.as_ref().map(|f| base.join(f)),
+            client_cert: client_cert.clone(),
         }),
         (_, None) => {
             let listen = match &b.listen {
@@ -42,6 +55,9 @@ pub(super) fn compile_broker(b: RawBroker, base: &Path, r: &mut Report<'_>) -> O
             listen.map(|listen| BrokerMode::Embedded { listen })
         }
     };
+    if let (Some(BrokerMode::External { tls: false, client_cert: Some(_), .. }), Some(c)) = (&mode, &b.cert_file) {
+        r.at(c.span(), "a client certificate is sent over TLS only: write the url as mqtts://");
+    }
     if let (Some(BrokerMode::External { .. }), Some(l)) = (&mode, &b.listen) {
         r.at(l.span(), "broker.listen is for the embedded broker; with broker.url, remove it");
     }
