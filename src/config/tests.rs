@@ -637,3 +637,9 @@ fn a_device_and_a_site_may_not_share_an_mqtt_user_name() {
     assert!(p.len() == 1 && p[0].contains("`x` is a site's MQTT user already"), "{p:?}");
     assert!(p.iter().all(|m| !m.contains("secret")), "{p:?}");
 }
+
+#[test]
+fn a_tls_certificate_that_cannot_be_read_is_a_problem_before_start() {
+    let p = problems("[http]\ntls = { cert = \"/no/such/cert.pem\", key = \"/no/such/key.pem\" }\n", &[]);
+    assert!(p.len() == 1 && p[0].contains("http.tls") && p[0].contains("/no/such/cert.pem"), "{p:?}");
+}

@@ -365,6 +365,7 @@ async fn the_api_serves_https_and_lets_go_of_idle_connections() {
     let port = d.http.rsplit(':').next().unwrap().to_string();
     let https = |p: &str| format!("https://localhost:{port}{p}");
     let pem = std::fs::read(&cert).unwrap();
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
         .timeout(std::time::Duration::from_secs(10))

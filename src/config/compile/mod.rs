@@ -201,6 +201,13 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
         Some(s) => parse_addr(s, &mut r),
         None => Some(SocketAddr::from(([127, 0, 0, 1], 8080))),
     };
+    // The API's certificate and key are read now, so that check-config finds what would stop
+    // the daemon at start.
+    if let Some(t) = &http.tls
+        && let Err(e) = crate::api::tls_config(&base.join(&t.get_ref().cert), &base.join(&t.get_ref().key))
+    {
+        r.at(t.span(), format!("http.tls: {e}"));
+    }
     let store_path = base.join(store.path.as_deref().unwrap_or("aftercare.db"));
     let topic_prefix = match &ingest.topic_prefix {
         Some(p) if p.get_ref().is_empty() || p.get_ref().contains(['+', '#']) || p.get_ref().ends_with('/') => {
