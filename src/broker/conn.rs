@@ -62,6 +62,20 @@ fn fixed_header(buf: &[u8]) -> Result<Option<(u8, usize, usize)>, &'static str> 
     Err("a remaining length longer than 4 bytes")
 }
 
+/// What an authenticated client may do.
+struct Grant {
+    /// Its publishes, will and subscriptions stay under this prefix.
+    topics: String,
+    /// It subscribes and never publishes.
+    read_only: bool,
+}
+
+impl Grant {
+    fn may_publish(&self, topic: &str) -> bool {
+        !self.read_only && topic.starts_with(self.topics.as_str())
+    }
+}
+
 struct Conn {
     id: u64,
     peer: SocketAddr,
@@ -76,7 +90,7 @@ struct Conn {
     /// Bytes of an oversized publish still to be skipped.
     skip: usize,
     /// The topic prefix its user may publish and subscribe under; `None`: anywhere.
-    grant: Option<String>,
+    grant: Option<Grant>,
 }
 
 pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, id: u64, shared: Arc<Shared>, stop: CancellationToken) {
@@ -126,7 +140,7 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, id: u64, shared: 
     }
     let login = connect.login.as_ref().map(|l| (l.username.as_str(), l.password.as_str()));
     match shared.limits.auth.check(login) {
-        Ok(grant) => conn.grant = grant.map(str::to_string),
+        Ok(user) => conn.grant = user.map(|u| Grant { topics: u.topics.clone(), read_only: u.read_only }),
         Err(why) => {
             let (code, reason) = match why {
                 crate::ingest::mqtt::AuthRefusal::NotAuthorized => (ConnectReturnCode::NotAuthorized, "anonymous"),
@@ -138,7 +152,7 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, id: u64, shared: 
         }
     }
     if let (Some(grant), Some(will)) = (&conn.grant, &connect.last_will)
-        && !will.topic.starts_with(grant.as_str())
+        && !grant.may_publish(&will.topic)
     {
         let _ = conn.send(Packet::ConnAck(ConnAck::new(ConnectReturnCode::NotAuthorized, false))).await;
         refused(&shared, "acl", peer, "a will outside the client's own topics");
@@ -408,7 +422,7 @@ impl Conn {
                 return Err(self.violation("more than 1024 QoS 2 publishes not released"));
             }
             let fresh = qos < 2 || self.qos2.insert(pkid);
-            let allowed = self.grant.as_deref().is_none_or(|g| topic.starts_with(g));
+            let allowed = self.grant.as_ref().is_none_or(|g| g.may_publish(&topic));
             if !allowed {
                 // As Mosquitto does: acknowledged as usual, and dropped.
                 refused(&self.shared, "acl", self.peer, "a publish outside the client's own topics");
@@ -439,7 +453,7 @@ impl Conn {
                 for f in &s.filters {
                     let ok = f.path.len() <= super::MAX_FILTER_LEN
                         && rumqttc::valid_filter(&f.path)
-                        && self.grant.as_deref().is_none_or(|g| f.path.starts_with(g))
+                        && self.grant.as_ref().is_none_or(|g| f.path.starts_with(g.topics.as_str()))
                         && self.shared.subscribe(self.id, &f.path, &tx);
                     // Delivered at QoS 0, whatever was asked: the broker keeps no state per message.
                     codes.push(if ok {

@@ -142,7 +142,8 @@ impl Config {
         }
         for u in &self.broker.auth.users {
             passwords.push_str(&format!("{}:{}\n", u.name, u.password.expose_secret()));
-            acl.push_str(&format!("\nuser {}\ntopic write {}#\n", u.name, u.topics));
+            let access = if u.read_only { "read" } else { "write" };
+            acl.push_str(&format!("\nuser {}\ntopic {access} {}#\n", u.name, u.topics));
         }
         (passwords, acl)
     }

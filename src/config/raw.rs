@@ -480,6 +480,16 @@ pub(crate) struct RawBroker {
     pub max_connections: Option<Spanned<usize>>,
     /// The embedded broker lets clients in without a password (default false).
     pub allow_anonymous: Option<bool>,
+    /// Clients that may read every device's topics and publish nothing (dashboards).
+    #[serde(default)]
+    pub monitors: Vec<RawMonitor>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMonitor {
+    pub name: Spanned<String>,
+    pub password: Spanned<RawSecret>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -82,12 +82,14 @@ pub struct MqttUser {
     /// The topic prefix its publishes, will and subscriptions must be under, such as
     /// `aftercare/site-a/rec-001/`.
     pub topics: String,
+    /// A monitor (a dashboard, `mosquitto_sub`): it subscribes and never publishes.
+    pub read_only: bool,
 }
 
 impl MqttAuth {
     /// What a CONNECT with `login` may do: `Ok(None)` anything (anonymous, allowed),
-    /// `Ok(Some(prefix))` only under `prefix`, `Err` refused (a wrong or missing password).
-    pub fn check(&self, login: Option<(&str, &str)>) -> Result<Option<&str>, AuthRefusal> {
+    /// `Ok(Some(user))` what that user may, `Err` refused (a wrong or missing password).
+    pub fn check(&self, login: Option<(&str, &str)>) -> Result<Option<&MqttUser>, AuthRefusal> {
         use subtle::ConstantTimeEq as _;
         let Some((name, password)) = login else {
             return if self.allow_anonymous { Ok(None) } else { Err(AuthRefusal::NotAuthorized) };
@@ -95,11 +97,7 @@ impl MqttAuth {
         match self.users.iter().find(|u| u.name == name) {
             Some(u) => {
                 let want = secrecy::ExposeSecret::expose_secret(&u.password).as_bytes();
-                if bool::from(want.ct_eq(password.as_bytes())) {
-                    Ok(Some(u.topics.as_str()))
-                } else {
-                    Err(AuthRefusal::BadPassword)
-                }
+                if bool::from(want.ct_eq(password.as_bytes())) { Ok(Some(u)) } else { Err(AuthRefusal::BadPassword) }
             }
             None if self.allow_anonymous => Ok(None),
             None => Err(AuthRefusal::BadPassword),

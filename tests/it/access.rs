@@ -520,7 +520,7 @@ async fn the_embedded_broker_lets_a_device_publish_under_its_own_topics_only() {
     let path = dir.path().join("aftercare.toml");
     let cfg = std::fs::read_to_string(&path)
         .unwrap()
-        .replace("allow_anonymous = true\n", "")
+        .replace("allow_anonymous = true\n", "monitors = [{ name = \"dash\", password = \"dash-secret\" }]\n")
         .replace("serial = \"S-rec-x\"\n", "serial = \"S-rec-x\"\nmqtt_password = \"x-device-secret\"\n")
         .replace("serial = \"S-rec-y\"\n", "serial = \"S-rec-y\"\nmqtt_password = { env = \"IT_REC_Y\" }\n");
     std::fs::write(&path, cfg).unwrap();
@@ -569,6 +569,49 @@ async fn the_embedded_broker_lets_a_device_publish_under_its_own_topics_only() {
     assert_eq!(t["code"], json!("storage_failure"));
     assert_eq!(t["occurrences"], json!(1), "rec-y's spoofed raise made nothing: {t:#}");
     assert!(get(&d.url("/api/v1/tickets?device=rec-y")).await.as_array().unwrap().is_empty());
+    // A monitor reads every device's topics, and publishes nothing.
+    let (host, port) = d.mqtt.rsplit_once(':').unwrap();
+    let watch = std::process::Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            host,
+            "-p",
+            port,
+            "-V",
+            "mqttv311",
+            "-u",
+            "dash",
+            "-P",
+            "dash-secret",
+            "-C",
+            "1",
+            "-W",
+            "10",
+            "-v",
+        ])
+        .args(["-t", &format!("{prefix}/#")])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let m = r#"{"metrics": {"battery_pct": 80}}"#;
+    let (ok, out) = mosquitto(
+        "mosquitto_pub",
+        &d,
+        &["-u", "rec-x", "-P", "x-device-secret", "-t", &format!("{prefix}/site-a/rec-x/telemetry"), "-m", m],
+    );
+    assert!(ok, "{out}");
+    let seen = watch.wait_with_output().unwrap();
+    assert!(String::from_utf8_lossy(&seen.stdout).contains("rec-x/telemetry"), "the monitor sees rec-x's telemetry");
+    let before = metric(&d, "aftercare_messages_received_total").await;
+    let (ok, out) = mosquitto(
+        "mosquitto_pub",
+        &d,
+        &["-u", "dash", "-P", "dash-secret", "-q", "1", "-t", &topic("rec-y"), "-m", raise],
+    );
+    assert!(ok, "{out}");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(metric(&d, "aftercare_messages_received_total").await, before, "a monitor's publish is dropped");
     let refused = |reason: &str| format!("aftercare_broker_refused_total{{reason=\"{reason}\"}}");
     assert!(metric(&d, &refused("acl")).await >= 1.0);
     assert!(metric(&d, &refused("anonymous")).await >= 1.0);

@@ -115,7 +115,7 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
         }
     }
     let RawConfig {
-        broker,
+        mut broker,
         http,
         store,
         ingest,
@@ -196,6 +196,7 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
     }
 
     let mut r = Report { src: &main, problems: &mut problems };
+    let monitors = std::mem::take(&mut broker.monitors);
     let broker = compile_broker(broker, &base, &mut r);
     let http_listen = match &http.listen {
         Some(s) => parse_addr(s, &mut r),
@@ -299,7 +300,7 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
             && let Some(password) = secret(p, &base, &mut r)
         {
             let topics = format!("{topic_prefix}/{id}/");
-            mqtt_users.push(crate::ingest::mqtt::MqttUser { name: id.clone(), password, topics });
+            mqtt_users.push(crate::ingest::mqtt::MqttUser { name: id.clone(), password, topics, read_only: false });
         }
         if !valid_id(id) {
             r.at(s.id.span(), format!("site id `{id}` may hold only letters, digits, `-`, `_` and `.`"));
@@ -371,7 +372,7 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
             && let Some(password) = secret(p, &base, &mut r)
         {
             let topics = format!("{topic_prefix}/{}/{id}/", d.site.get_ref());
-            mqtt_users.push(crate::ingest::mqtt::MqttUser { name: id.clone(), password, topics });
+            mqtt_users.push(crate::ingest::mqtt::MqttUser { name: id.clone(), password, topics, read_only: false });
         }
         if !valid_id(id) {
             r.at(
@@ -452,6 +453,15 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
         });
     }
 
+    for m in &monitors {
+        let name = m.name.get_ref();
+        if !valid_id(name) || mqtt_users.iter().any(|u| u.name == *name) {
+            r.at(m.name.span(), format!("monitor `{name}`: a name of letters, digits, `-_.`, no device's or site's"));
+        } else if let Some(password) = secret(&m.password, &base, &mut r) {
+            let topics = format!("{topic_prefix}/");
+            mqtt_users.push(crate::ingest::mqtt::MqttUser { name: name.clone(), password, topics, read_only: true });
+        }
+    }
     let mut contract_list = Vec::new();
     let device_ids: HashSet<&str> = device_list.iter().map(|d| d.id.as_str()).collect();
     let mut codes: HashSet<&str> = profiles.iter().flat_map(|p| p.rules.iter().map(|r| r.code.as_str())).collect();
