@@ -173,6 +173,12 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
                 max_connections: config.broker.max_connections,
                 max_payload: config.ingest.max_payload_bytes,
                 auth: config.broker.auth.clone(),
+                tls: match &config.broker.tls {
+                    Some((cert, key)) => {
+                        Some(api::tls_config(cert, key, &[]).map_err(|e| anyhow::anyhow!("broker.tls: {e}"))?)
+                    }
+                    None => None,
+                },
                 ..Default::default()
             };
             let (b, task) = crate::broker::start(
@@ -199,7 +205,9 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
     };
 
     let tls = match &config.serve.tls {
-        Some((cert, key)) => Some(api::tls_config(cert, key).map_err(|e| anyhow::anyhow!("http.tls: {e}"))?),
+        Some((cert, key)) => {
+            Some(api::tls_config(cert, key, &[b"http/1.1"]).map_err(|e| anyhow::anyhow!("http.tls: {e}"))?)
+        }
         None => None,
     };
     let listener = tokio::net::TcpListener::bind(config.http_listen).await.with_context(|| {

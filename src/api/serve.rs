@@ -36,7 +36,12 @@ impl Default for ServeConfig {
 }
 
 /// The TLS server config of a certificate chain and key in PEM files.
-pub(crate) fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> Result<Arc<rustls::ServerConfig>, String> {
+/// `alpn`: the protocols it offers (`http/1.1`; none for MQTT).
+pub(crate) fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    alpn: &[&[u8]],
+) -> Result<Arc<rustls::ServerConfig>, String> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     let certs = CertificateDer::pem_file_iter(cert)
@@ -53,7 +58,7 @@ pub(crate) fn tls_config(cert: &std::path::Path, key: &std::path::Path) -> Resul
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| format!("TLS certificate and key: {e}"))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }
 

@@ -13,9 +13,13 @@ use rumqttc::mqttbytes::v4::{
     ConnAck, Connect, ConnectReturnCode, LastWill, Packet, Publish, SubAck, SubscribeReasonCode, UnsubAck,
 };
 use rumqttc::mqttbytes::{Protocol, QoS};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
+
+/// A connection's halves, over TCP or TLS.
+type Rd = Box<dyn AsyncRead + Send + Unpin>;
+type Wr = Box<dyn AsyncWrite + Send + Unpin>;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -80,7 +84,7 @@ struct Conn {
     id: u64,
     peer: SocketAddr,
     shared: Arc<Shared>,
-    wr: OwnedWriteHalf,
+    wr: Wr,
     out: BytesMut,
     client_id: String,
     /// Subscriptions' queue, made at the first SUBSCRIBE.
@@ -99,7 +103,29 @@ pub(super) async fn serve(stream: TcpStream, peer: SocketAddr, id: u64, shared: 
     // are cannot pile up past the limit; the slot gives everything back however this ends.
     let over = shared.connections.fetch_add(1, Ordering::AcqRel) >= shared.limits.max_connections;
     let mut slot = Slot { shared: Arc::clone(&shared), id, client_id: None, gone: None, counted: false };
-    let (mut rd, wr) = stream.into_split();
+    let (mut rd, wr): (Rd, Wr) = match &shared.limits.tls {
+        None => {
+            let (r, w) = stream.into_split();
+            (Box::new(r), Box::new(w))
+        }
+        Some(config) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(config));
+            let handshake = tokio::select! {
+                h = tokio::time::timeout(shared.limits.connect_timeout, acceptor.accept(stream)) => h,
+                _ = stop.cancelled() => return,
+            };
+            match handshake {
+                Ok(Ok(tls)) => {
+                    let (r, w) = tokio::io::split(tls);
+                    (Box::new(r), Box::new(w))
+                }
+                Ok(Err(_)) | Err(_) => {
+                    refused(&shared, "tls", peer, "no TLS handshake");
+                    return;
+                }
+            }
+        }
+    };
     let mut buf = BytesMut::with_capacity(1024);
     let mut conn = Conn {
         id,
@@ -256,11 +282,7 @@ fn refused(shared: &Shared, reason: &'static str, peer: SocketAddr, why: &str) {
 }
 
 /// Reads until a whole CONNECT is in; anything else first is a protocol error.
-async fn read_connect(
-    rd: &mut tokio::net::tcp::OwnedReadHalf,
-    buf: &mut BytesMut,
-    shared: &Shared,
-) -> Result<Connect, &'static str> {
+async fn read_connect(rd: &mut Rd, buf: &mut BytesMut, shared: &Shared) -> Result<Connect, &'static str> {
     // A will's payload may be as large as any publish.
     let max = MAX_CONTROL + shared.limits.max_payload;
     loop {
@@ -292,7 +314,7 @@ async fn read_connect(
 impl Conn {
     async fn run(
         &mut self,
-        rd: &mut tokio::net::tcp::OwnedReadHalf,
+        rd: &mut Rd,
         buf: &mut BytesMut,
         keep_alive: u16,
         kick: &Notify,

@@ -63,6 +63,8 @@ pub(crate) struct Limits {
     pub connect_timeout: Duration,
     /// Who may connect, and where each may publish.
     pub auth: crate::ingest::mqtt::MqttAuth,
+    /// Speak MQTT over TLS (mqtts) on the listener.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for Limits {
@@ -74,6 +76,7 @@ impl Default for Limits {
             subscriber_queue: 1024,
             connect_timeout: Duration::from_secs(10),
             auth: crate::ingest::mqtt::MqttAuth { allow_anonymous: true, users: Vec::new() },
+            tls: None,
         }
     }
 }

@@ -483,6 +483,8 @@ pub(crate) struct RawBroker {
     /// Clients that may read every device's topics and publish nothing (dashboards).
     #[serde(default)]
     pub monitors: Vec<RawMonitor>,
+    /// The embedded broker speaks MQTT over TLS: `{ cert = "cert.pem", key = "key.pem" }`.
+    pub tls: Option<Spanned<RawTls>>,
 }
 
 #[derive(Debug, Deserialize)]

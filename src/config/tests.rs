@@ -150,7 +150,7 @@ fn syntax_and_unknown_keys_are_reported_with_their_line() {
     assert_eq!(
         problems("[broker]\nembedded = true\nport = 1883\n", &[]),
         vec![
-            "cfg/main.toml:3: unknown field `port`, expected one of `embedded`, `listen`, `url`, `username`, `password`, `ca_file`, `cert_file`, `key_file`, `client_id`, `keep_alive`, `unhealthy_after`, `max_connections`, `allow_anonymous`, `monitors`"
+            "cfg/main.toml:3: unknown field `port`, expected one of `embedded`, `listen`, `url`, `username`, `password`, `ca_file`, `cert_file`, `key_file`, `client_id`, `keep_alive`, `unhealthy_after`, `max_connections`, `allow_anonymous`, `monitors`, `tls`"
         ]
     );
     let p = problems("[http]\nlisten = \n", &[]);

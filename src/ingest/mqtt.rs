@@ -64,6 +64,8 @@ pub struct BrokerConfig {
     pub max_connections: usize,
     /// Who may connect to the embedded broker.
     pub auth: MqttAuth,
+    /// The embedded broker's certificate chain and key (PEM): it speaks MQTT over TLS.
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
 }
 
 /// Who may connect to the embedded broker, and under which topics each may publish.

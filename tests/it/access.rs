@@ -834,3 +834,40 @@ async fn the_daemon_presents_a_client_certificate_to_a_broker_that_asks_for_one(
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_broker_speaks_mqtt_over_tls() {
+    let broker = Broker::Embedded;
+    let (dir, prefix) = Daemon::setup(&["rec-t:recorder"], "1h", "10m", &broker);
+    let (cert, key) = certificate(dir.path());
+    let path = dir.path().join("aftercare.toml");
+    let cfg = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace(
+            "allow_anonymous = true\n",
+            &format!("tls = {{ cert = {:?}, key = {:?} }}\n", cert.display().to_string(), key.display().to_string()),
+        )
+        .replace("serial = \"S-rec-t\"\n", "serial = \"S-rec-t\"\nmqtt_password = \"t-device-secret\"\n");
+    std::fs::write(&path, cfg).unwrap();
+    let d = Daemon::start(dir, &prefix, &broker);
+    let port = d.mqtt.rsplit_once(':').unwrap().1.to_string();
+    let publish = |tls: bool| {
+        let mut c = std::process::Command::new("mosquitto_pub");
+        c.args(["-h", "localhost", "-p", &port, "-V", "mqttv311", "-u", "rec-t", "-P", "t-device-secret", "-q", "1"]);
+        c.args(["-t", &format!("{prefix}/site-a/rec-t/telemetry"), "-m", r#"{"metrics": {"battery_pct": 80}}"#]);
+        if tls {
+            c.arg("--cafile").arg(&cert);
+        }
+        let out = c.output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (ok, _) = publish(false);
+    assert!(!ok, "plain MQTT to a TLS listener gets nowhere");
+    let (ok, err) = publish(true);
+    assert!(ok, "{err}");
+    wait_for("the message over TLS", 10, || async {
+        (metric(&d, "aftercare_messages_accepted_total").await >= 1.0).then_some(())
+    })
+    .await;
+    assert!(metric(&d, "aftercare_broker_refused_total{reason=\"tls\"}").await >= 1.0);
+}

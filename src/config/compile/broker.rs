@@ -61,6 +61,20 @@ pub(super) fn compile_broker(b: RawBroker, base: &Path, r: &mut Report<'_>) -> O
     if let (Some(BrokerMode::External { .. }), Some(l)) = (&mode, &b.listen) {
         r.at(l.span(), "broker.listen is for the embedded broker; with broker.url, remove it");
     }
+    let tls = match (&b.tls, &mode) {
+        (Some(t), Some(BrokerMode::External { .. })) => {
+            r.at(t.span(), "broker.tls is for the embedded broker; an external one is reached by an mqtts:// url");
+            None
+        }
+        (Some(t), _) => {
+            let (cert, key) = (base.join(&t.get_ref().cert), base.join(&t.get_ref().key));
+            if let Err(e) = crate::api::tls_config(&cert, &key, &[]) {
+                r.at(t.span(), format!("broker.tls: {e}"));
+            }
+            Some((cert, key))
+        }
+        (None, _) => None,
+    };
     let client_id = b.client_id.filter(|c| !c.is_empty());
     let max_connections = match &b.max_connections {
         Some(n) if *n.get_ref() == 0 => {
@@ -76,6 +90,7 @@ pub(super) fn compile_broker(b: RawBroker, base: &Path, r: &mut Report<'_>) -> O
         keep_alive: b.keep_alive.map_or(Duration::from_secs(30), |d| d.0),
         unhealthy_after: b.unhealthy_after.map_or(Duration::from_secs(60), |d| d.0),
         max_connections,
+        tls,
         auth: crate::ingest::mqtt::MqttAuth { allow_anonymous: b.allow_anonymous.unwrap_or(false), users: Vec::new() },
     })
 }

@@ -205,7 +205,7 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
     // The API's certificate and key are read now, so that check-config finds what would stop
     // the daemon at start.
     if let Some(t) = &http.tls
-        && let Err(e) = crate::api::tls_config(&base.join(&t.get_ref().cert), &base.join(&t.get_ref().key))
+        && let Err(e) = crate::api::tls_config(&base.join(&t.get_ref().cert), &base.join(&t.get_ref().key), &[])
     {
         r.at(t.span(), format!("http.tls: {e}"));
     }
