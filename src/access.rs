@@ -155,6 +155,9 @@ pub struct AccessConfig {
     /// `X-Forwarded-For`, `X-Forwarded-Proto: https` means TLS, and `X-Forwarded-Host` is the
     /// origin pages are served from.
     pub behind_proxy: bool,
+    /// The host names the API answers to (`Host`, or `X-Forwarded-Host` behind a proxy); empty:
+    /// any. A page of another name that a DNS record points at us gets nothing.
+    pub hosts: Vec<String>,
 }
 
 impl Default for AccessConfig {
@@ -163,6 +166,7 @@ impl Default for AccessConfig {
             metrics_public: false,
             session_ttl: std::time::Duration::from_secs(12 * 3600),
             behind_proxy: false,
+            hosts: Vec::new(),
         }
     }
 }

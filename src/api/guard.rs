@@ -124,6 +124,18 @@ pub(super) fn over_tls(s: &AppState, headers: &HeaderMap) -> bool {
             && headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|p| p == "https"))
 }
 
+/// The host name a request was sent to, without its port: `X-Forwarded-Host` behind a proxy,
+/// else `Host`.
+fn host_name(headers: &HeaderMap, behind_proxy: bool) -> String {
+    let forwarded = behind_proxy.then(|| headers.get("x-forwarded-host")).flatten();
+    let host = forwarded.or_else(|| headers.get(header::HOST)).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    };
+    name.to_ascii_lowercase()
+}
+
 /// Whether a request that a browser may have sent from another site is our own page's: its
 /// `Origin` (or, lacking one, `Referer`) names the host it was sent to (behind a proxy, the
 /// one in `X-Forwarded-Host`).
@@ -150,6 +162,10 @@ async fn guard(
     next: Next,
 ) -> Response {
     let now = s.clock.now();
+    if !s.access.hosts.is_empty() && !s.access.hosts.contains(&host_name(req.headers(), s.access.behind_proxy)) {
+        return ApiError(StatusCode::MISDIRECTED_REQUEST, "this server does not answer to that host name".into())
+            .into_response();
+    }
     let client = client_ip(req.headers(), addr, s.access.behind_proxy);
     req.extensions_mut().insert(ClientIp(client));
     let method = req.method().clone();
@@ -295,5 +311,8 @@ mod tests {
         let other = headers(&[("origin", "https://evil.example"), ("x-forwarded-host", "service.example.com")]);
         assert!(!same_origin(&other, true));
         assert!(!same_origin(&headers(&[("host", "a:1")]), false), "no Origin nor Referer: refused");
+        assert_eq!(host_name(&headers(&[("host", "Service.Example.com:8443")]), false), "service.example.com");
+        assert_eq!(host_name(&headers(&[("host", "[::1]:8080")]), false), "::1");
+        assert_eq!(host_name(&page, true), "service.example.com");
     }
 }

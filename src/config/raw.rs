@@ -504,6 +504,9 @@ pub(crate) struct RawHttp {
     pub session_ttl: Option<Dur>,
     /// Behind a reverse proxy that sets X-Forwarded-For, -Proto and -Host (default false).
     pub behind_proxy: Option<bool>,
+    /// The host names the API answers to (default: any).
+    #[serde(default)]
+    pub hosts: Vec<String>,
     /// Connections open at once (default 1024).
     pub max_connections: Option<Spanned<usize>>,
     /// How long a client has to send a request's headers (default 10s).

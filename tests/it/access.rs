@@ -351,7 +351,7 @@ async fn the_api_serves_https_and_lets_go_of_idle_connections() {
     let cfg = std::fs::read_to_string(&path).unwrap().replace(
         "[http]\nlisten = \"127.0.0.1:0\"\n",
         &format!(
-            "[http]\nlisten = \"127.0.0.1:0\"\nmax_connections = 16\nheader_timeout = \"2s\"\n\
+            "[http]\nlisten = \"127.0.0.1:0\"\nmax_connections = 16\nheader_timeout = \"2s\"\nhosts = [\"localhost\"]\n\
              tls = {{ cert = {:?}, key = {:?} }}\n",
             cert.display().to_string(),
             key.display().to_string()
@@ -373,6 +373,9 @@ async fn the_api_serves_https_and_lets_go_of_idle_connections() {
         .unwrap();
     let r = client.get(https("/healthz")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
+    // A name that is not ours (a DNS record an attacker points at us) gets nothing.
+    let r = client.get(https("/healthz")).header("host", "evil.example").send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 421);
     // Over TLS the session cookie is Secure.
     let r = client.post(https("/api/v1/login")).json(&json!({"user": "zoe", "password": "a long enough secret"}));
     let r = r.send().await.unwrap();

@@ -508,6 +508,7 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
         access: crate::access::AccessConfig {
             metrics_public: http.metrics_public.unwrap_or(false),
             behind_proxy: http.behind_proxy.unwrap_or(false),
+            hosts: http.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
             session_ttl: http.session_ttl.map_or(Duration::from_secs(12 * 3600), |d| d.0.max(Duration::from_secs(60))),
         },
         store_path,
