@@ -173,12 +173,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
                 max_connections: config.broker.max_connections,
                 max_payload: config.ingest.max_payload_bytes,
                 auth: config.broker.auth.clone(),
-                tls: match &config.broker.tls {
-                    Some((cert, key)) => {
-                        Some(api::tls_config(cert, key, &[]).map_err(|e| anyhow::anyhow!("broker.tls: {e}"))?)
-                    }
-                    None => None,
-                },
+                tls: config.broker.tls.clone(),
                 ..Default::default()
             };
             let (b, task) = crate::broker::start(
@@ -204,12 +199,6 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
         (BrokerMode::External { .. }, None) => anyhow::bail!("no client options for the external broker"),
     };
 
-    let tls = match &config.serve.tls {
-        Some((cert, key)) => {
-            Some(api::tls_config(cert, key, &[b"http/1.1"]).map_err(|e| anyhow::anyhow!("http.tls: {e}"))?)
-        }
-        None => None,
-    };
     let listener = tokio::net::TcpListener::bind(config.http_listen).await.with_context(|| {
         format!("the HTTP API cannot listen on {}; set http.listen to a free address", config.http_listen)
     })?;
@@ -243,12 +232,12 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
         access: config.access.clone(),
         logins: Arc::default(),
         writes: Arc::default(),
-        tls: tls.is_some(),
+        tls: config.serve.tls.is_some(),
         route_table: Arc::default(),
     };
     let stop = shutdown.clone();
     let serve_cfg = config.serve.clone();
-    let http_task = tokio::spawn(api::serve(listener, api::router(state), serve_cfg, tls, stop));
+    let http_task = tokio::spawn(api::serve(listener, api::router(state), serve_cfg, stop));
     info!(%http, devices = config.fleet.devices.len(), shards = n, restored = restored.len(), "aftercare started");
     Ok(App { http, broker, notices, metrics, shutdown, ingest, writer, http_task })
 }

@@ -163,13 +163,13 @@ async fn logins(config: &Config) -> anyhow::Result<(String, String)> {
     let (secret, _) = crate::identity::new_secret("")?;
     let password: String = secret.chars().filter(char::is_ascii_alphanumeric).take(16).collect();
     let first = config.fleet.customers.first().map(|c| c.id.as_str().to_string());
-    let known: Vec<&str> = config.fleet.customers.iter().map(|c| c.id.as_str()).collect();
+    // One hash for all six: argon2 takes a while, and the password is printed anyway.
+    let hash = crate::identity::hash_password(&password)?;
     for &role in Role::ALL {
         let customers: Vec<String> = if role == Role::Customer { first.iter().cloned().collect() } else { Vec::new() };
-        if store.user(role.as_str()).await?.is_some() {
-            store.set_password(role.as_str(), &crate::identity::hash_password(&password)?, now).await?;
-        } else {
-            crate::identity::add_user(&store, role.as_str(), role, &customers, Some(&password), &known, now).await?;
+        crate::access::check_user(role, &customers).map_err(|m| anyhow::anyhow!(m))?;
+        if store.add_user(role.as_str(), role, &customers, Some(&hash), now).await?.is_none() {
+            store.set_password(role.as_str(), &hash, now).await?;
         }
     }
     let (token, _) =

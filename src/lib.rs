@@ -28,3 +28,4 @@ pub mod rules;
 mod schedule;
 pub mod store;
 pub mod tickets;
+mod tls;

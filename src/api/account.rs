@@ -142,13 +142,14 @@ async fn login(
         r.extensions_mut().insert(note("login refused: too many failures"));
         return Ok(r);
     }
-    // Counted before the check, so that tries made at once are held like tries in a row.
-    s.logins.failed(&keys, s.clock.now());
+    // A login turned away as busy is not a failure: the permit comes before the count.
     let Ok(_permit) = s.logins.checks.try_acquire() else {
         let mut r = ApiError(StatusCode::SERVICE_UNAVAILABLE, "logins are busy; try again".into()).into_response();
         r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         return Ok(r);
     };
+    // Counted before the check, so that tries made at once are held like tries in a row.
+    s.logins.failed(&keys, s.clock.now());
     let found = s.store.password_of(&b.user).await?;
     // Verify against a decoy when the user is unknown, so that the answer takes as long.
     let hash = found.as_ref().map_or(crate::identity::decoy_hash(), |(_, h)| h.as_str()).to_string();

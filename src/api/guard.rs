@@ -124,11 +124,15 @@ pub(super) fn over_tls(s: &AppState, headers: &HeaderMap) -> bool {
             && headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()).is_some_and(|p| p == "https"))
 }
 
-/// The host name a request was sent to, without its port: `X-Forwarded-Host` behind a proxy,
-/// else `Host`.
-fn host_name(headers: &HeaderMap, behind_proxy: bool) -> String {
+/// The host (and port) a request was sent to: `X-Forwarded-Host` behind a proxy, else `Host`.
+fn request_host(headers: &HeaderMap, behind_proxy: bool) -> &str {
     let forwarded = behind_proxy.then(|| headers.get("x-forwarded-host")).flatten();
-    let host = forwarded.or_else(|| headers.get(header::HOST)).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    forwarded.or_else(|| headers.get(header::HOST)).and_then(|v| v.to_str().ok()).unwrap_or_default()
+}
+
+/// [`request_host`]'s name, without its port, in lower case.
+fn host_name(headers: &HeaderMap, behind_proxy: bool) -> String {
+    let host = request_host(headers, behind_proxy);
     let name = match host.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or_default(),
         None => host.split(':').next().unwrap_or_default(),
@@ -140,8 +144,7 @@ fn host_name(headers: &HeaderMap, behind_proxy: bool) -> String {
 /// `Origin` (or, lacking one, `Referer`) names the host it was sent to (behind a proxy, the
 /// one in `X-Forwarded-Host`).
 fn same_origin(headers: &HeaderMap, behind_proxy: bool) -> bool {
-    let forwarded = behind_proxy.then(|| headers.get("x-forwarded-host")).flatten();
-    let host = forwarded.or_else(|| headers.get(header::HOST)).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let host = request_host(headers, behind_proxy);
     let from = headers
         .get(header::ORIGIN)
         .or_else(|| headers.get(header::REFERER))

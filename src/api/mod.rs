@@ -18,7 +18,7 @@ use crate::ingest::shard::Live;
 use crate::metrics::Metrics;
 use crate::store::Store;
 pub(crate) use serve::ServeConfig;
-pub(crate) use serve::{serve, tls_config};
+pub(crate) use serve::serve;
 
 mod account;
 mod contracts;

@@ -1,7 +1,6 @@
 //! The HTTP server: a bounded number of connections, a deadline for each request's headers
 //! (so an idle or slow client lets go of its connection), optional TLS, graceful shutdown.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,8 +24,8 @@ pub struct ServeConfig {
     /// How long a client has to send a request's headers, the first or the next on a kept-alive
     /// connection; then its connection is closed.
     pub header_timeout: Duration,
-    /// TLS: a PEM certificate chain and its PEM private key.
-    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Serve HTTPS with this (read from `http.tls`'s PEM files when the config was).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for ServeConfig {
@@ -35,49 +34,16 @@ impl Default for ServeConfig {
     }
 }
 
-/// The TLS server config of a certificate chain and key in PEM files.
-/// `alpn`: the protocols it offers (`http/1.1`; none for MQTT).
-pub(crate) fn tls_config(
-    cert: &std::path::Path,
-    key: &std::path::Path,
-    alpn: &[&[u8]],
-) -> Result<Arc<rustls::ServerConfig>, String> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let certs = CertificateDer::pem_file_iter(cert)
-        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("the certificate {}: {e}", cert.display()))?;
-    if certs.is_empty() {
-        return Err(format!("the certificate {} holds no certificate", cert.display()));
-    }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("the key {}: {e}", key.display()))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("TLS certificate and key: {e}"))?;
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    Ok(Arc::new(config))
-}
-
 static REFUSED: LogLimiter = LogLimiter::new(10.0);
 
 /// The longest a request may take, its body and its answer (a PDF report) included.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(120);
 
 /// Serves `router` on `listener` until `stop`, then lets the requests in flight finish.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    router: Router,
-    cfg: ServeConfig,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    stop: CancellationToken,
-) {
+pub(crate) async fn serve(listener: TcpListener, router: Router, cfg: ServeConfig, stop: CancellationToken) {
     let permits = Arc::new(Semaphore::new(cfg.max_connections.max(1)));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let acceptor = cfg.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     loop {
         let (stream, addr) = tokio::select! {
             _ = stop.cancelled() => break,

@@ -64,8 +64,8 @@ pub struct BrokerConfig {
     pub max_connections: usize,
     /// Who may connect to the embedded broker.
     pub auth: MqttAuth,
-    /// The embedded broker's certificate chain and key (PEM): it speaks MQTT over TLS.
-    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// The embedded broker speaks MQTT over TLS with this (read from `broker.tls`'s PEM files).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Who may connect to the embedded broker, and under which topics each may publish.
@@ -122,8 +122,8 @@ pub(crate) enum MqttSetupError {
     CaFile { path: String, source: std::io::Error },
     #[error("the broker's CA file {0} holds no usable certificate")]
     NoCerts(String),
-    #[error("the client certificate or key {0}: {1}")]
-    ClientCert(String, String),
+    #[error("the client certificate: {0}")]
+    ClientCert(String),
 }
 
 /// Client options for an external broker; `None` for the embedded one, which needs no client.
@@ -177,13 +177,8 @@ fn tls_config(
     let cfg = match client_cert {
         None => builder.with_no_client_auth(),
         Some((cert, key)) => {
-            use rustls::pki_types::PrivateKeyDer;
-            let bad = |path: &std::path::Path, e: String| MqttSetupError::ClientCert(path.display().to_string(), e);
-            let chain = CertificateDer::pem_file_iter(cert)
-                .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| bad(cert, e.to_string()))?;
-            let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| bad(key, e.to_string()))?;
-            builder.with_client_auth_cert(chain, key_der).map_err(|e| bad(cert, e.to_string()))?
+            let (chain, key_der) = crate::tls::identity(cert, key).map_err(MqttSetupError::ClientCert)?;
+            builder.with_client_auth_cert(chain, key_der).map_err(|e| MqttSetupError::ClientCert(e.to_string()))?
         }
     };
     Ok(TlsConfiguration::Rustls(Arc::new(cfg)))

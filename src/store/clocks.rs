@@ -118,20 +118,10 @@ impl Store {
                     if res.rows_affected() == 1 {
                         let note = format!(
                             "level {level}: to {to} by {channel}; not {} by {}",
-                            serde_json::to_value(unless)
-                                .ok()
-                                .and_then(|v| v.as_str().map(String::from))
-                                .unwrap_or_default(),
+                            unless.as_str(),
                             due.to_rfc3339()
                         );
-                        let e = Entry {
-                            event: Event::Escalated,
-                            actor: SYSTEM,
-                            from: None,
-                            to: None,
-                            tier: None,
-                            note: &note,
-                        };
+                        let e = Entry::note(Event::Escalated, SYSTEM, &note);
                         append(&mut tx, id.0, now, e).await?;
                         done.push(f.clone());
                     }
@@ -145,14 +135,7 @@ impl Store {
                     let res = q.execute(&mut *tx).await?;
                     if res.rows_affected() == 1 {
                         let note = format!("dispatched at {} with no progress since: to {to}", since.to_rfc3339());
-                        let e = Entry {
-                            event: Event::Inaction,
-                            actor: SYSTEM,
-                            from: None,
-                            to: None,
-                            tier: None,
-                            note: &note,
-                        };
+                        let e = Entry::note(Event::Inaction, SYSTEM, &note);
                         append(&mut tx, id.0, now, e).await?;
                         done.push(f.clone());
                     }
@@ -161,7 +144,7 @@ impl Store {
             };
             let res = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.0).bind(ms(now)).execute(&mut *tx).await?;
             if res.rows_affected() == 1 {
-                let e = Entry { event: Event::Breach, actor: SYSTEM, from: None, to: None, tier: None, note: &note };
+                let e = Entry::note(Event::Breach, SYSTEM, &note);
                 append(&mut tx, id.0, now, e).await?;
                 done.push(f.clone());
             }

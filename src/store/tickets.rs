@@ -175,6 +175,13 @@ pub(super) struct Entry<'a> {
     pub(super) note: &'a str,
 }
 
+impl<'a> Entry<'a> {
+    /// A line that records `event` with a `note` and no change of state or tier.
+    pub(super) fn note(event: Event, actor: &'a str, note: &'a str) -> Entry<'a> {
+        Entry { event, actor, from: None, to: None, tier: None, note }
+    }
+}
+
 pub(super) async fn append(
     conn: &mut SqliteConnection,
     ticket: i64,
@@ -368,13 +375,13 @@ impl Store {
                 .await
                 .map_err(StoreError::from)?;
             let note = format!("billable: {cause}");
-            let entry = Entry { event: Event::Billing, actor: by, from: None, to: None, tier: None, note: &note };
+            let entry = Entry::note(Event::Billing, by, &note);
             append(&mut tx, id.0, now, entry).await?;
         }
         if opts.unit_replaced {
             // The repeat-repair rule counts the new unit's failed repairs from here.
             let note = "the unit was replaced: failed repairs count afresh";
-            let entry = Entry { event: Event::UnitReplaced, actor: by, from: None, to: None, tier: None, note };
+            let entry = Entry::note(Event::UnitReplaced, by, note);
             append(&mut tx, id.0, now, entry).await?;
         }
         tx.commit().await.map_err(StoreError::from)?;
@@ -684,7 +691,7 @@ async fn failed_repair(
         .bind(f.count)
         .execute(&mut *conn)
         .await?;
-    let e = Entry { event: Event::RepairFailed, actor: SYSTEM, from: None, to: None, tier: None, note: &f.note };
+    let e = Entry::note(Event::RepairFailed, SYSTEM, &f.note);
     append(conn, id.0, now, e).await?;
     let Some(note) = f.replace else { return Ok(()) };
     let res = sqlx::query("UPDATE tickets SET replace_unit = 1 WHERE id = $1 AND replace_unit = 0")
@@ -692,7 +699,7 @@ async fn failed_repair(
         .execute(&mut *conn)
         .await?;
     if res.rows_affected() == 1 {
-        let e = Entry { event: Event::ReplaceUnit, actor: SYSTEM, from: None, to: None, tier: None, note: &note };
+        let e = Entry::note(Event::ReplaceUnit, SYSTEM, &note);
         append(conn, id.0, now, e).await?;
     }
     Ok(())
@@ -774,7 +781,7 @@ async fn clear(
         return Ok((Outcome::Nothing, None));
     };
     let id: i64 = row.try_get("id")?;
-    let e = Entry { event: Event::Recovered, actor: SYSTEM, from: None, to: None, tier: None, note: &rec.detail };
+    let e = Entry::note(Event::Recovered, SYSTEM, &rec.detail);
     append(conn, id, now, e).await?;
     Ok((Outcome::Recovered, Some(TicketId(id))))
 }

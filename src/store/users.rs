@@ -109,10 +109,21 @@ impl Store {
     }
 
     pub async fn users(&self) -> Result<Vec<User>, StoreError> {
+        self.users_named(None).await
+    }
+
+    pub async fn user(&self, name: &str) -> Result<Option<User>, StoreError> {
+        Ok(self.users_named(Some(name)).await?.pop())
+    }
+
+    /// Every user, or the one named, with its customers.
+    async fn users_named(&self, name: Option<&str>) -> Result<Vec<User>, StoreError> {
         let rows = sqlx::query(
             "SELECT u.id, u.name, u.role, u.disabled, u.password_hash IS NOT NULL AS password, u.created_at, \
-             c.customer FROM users u LEFT JOIN user_customers c ON c.user_id = u.id ORDER BY u.name, c.customer",
+             c.customer FROM users u LEFT JOIN user_customers c ON c.user_id = u.id \
+             WHERE ($1 IS NULL OR u.name = $1) ORDER BY u.name, c.customer",
         )
+        .bind(name)
         .fetch_all(&self.pool)
         .await?;
         let mut out: Vec<User> = Vec::new();
@@ -135,10 +146,6 @@ impl Store {
             }
         }
         Ok(out)
-    }
-
-    pub async fn user(&self, name: &str) -> Result<Option<User>, StoreError> {
-        Ok(self.users().await?.into_iter().find(|u| u.name == name))
     }
 
     /// The user's id and password hash, for a login; `None` if unknown, disabled or without one.

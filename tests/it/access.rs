@@ -220,8 +220,12 @@ async fn a_scoped_user_never_sees_another_customers_data() {
         for path in
             ["/api/v1/sla?customer=cust-2", "/api/v1/reports?customer=cust-2", "/api/v1/reports/kept?customer=cust-2"]
         {
-            let s = status(path.into()).await;
-            assert!(s == 404 || s == 403, "{name} GET {path}: {s}");
+            // Another customer's SLA and reports do not exist for one who reads reports or SLA;
+            // the engineer reads neither.
+            let perm = if path.contains("/sla") { "read_sla" } else { "read_reports" };
+            let role = USERS.iter().find(|(n, _, _)| *n == name).map(|(_, r, _)| *r).unwrap();
+            let want = if holders(perm).contains(&role) { 404 } else { 403 };
+            assert_eq!(status(path.into()).await, want, "{name} GET {path}");
         }
         let r = c.post(d.url(&format!("/api/v1/tickets/{t2}/transition"))).json(&json!({"to": "acknowledged"})).send();
         let s = r.await.unwrap().status().as_u16();
@@ -544,7 +548,7 @@ async fn the_embedded_broker_lets_a_device_publish_under_its_own_topics_only() {
     assert!(ok, "the publish is taken and dropped, as Mosquitto does: {out}");
     let (_, out) =
         mosquitto("mosquitto_sub", &d, &["-u", "rec-y", "-P", "y-device-secret", "-t", "#", "-C", "1", "-W", "3"]);
-    assert!(out.contains("denied") || out.contains("Timed out"), "{out}");
+    assert!(out.contains("denied"), "the subscription to # is refused: {out}");
     // rec-x raises its own.
     let (ok, out) = mosquitto(
         "mosquitto_pub",
@@ -664,21 +668,7 @@ async fn mosquitto_auth_writes_a_password_file_and_acl_that_mosquitto_enforces()
         ),
     )
     .unwrap();
-    let _mosquitto = Reaped(
-        std::process::Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let _mosquitto = mosquitto_on(&conf, port);
     let d = Daemon::start(adir, &prefix, &broker);
     wait_for("the daemon's link to Mosquitto", 20, || async {
         (get(&d.url("/healthz")).await["mqtt"]["connected"] == json!(true)).then_some(())
@@ -795,21 +785,7 @@ async fn the_daemon_presents_a_client_certificate_to_a_broker_that_asks_for_one(
         ),
     )
     .unwrap();
-    let _mosquitto = Reaped(
-        std::process::Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let _mosquitto = mosquitto_on(&conf, port);
     let url = format!("mqtts://localhost:{port}");
     for with_cert in [false, true] {
         let broker = Broker::External(url.clone());

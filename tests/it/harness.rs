@@ -466,12 +466,17 @@ pub(crate) fn own_mosquitto() -> Option<(Reaped, String, tempfile::TempDir)> {
         ),
     )
     .unwrap();
+    Some((mosquitto_on(&conf, port), format!("mqtt://127.0.0.1:{port}"), dir))
+}
+
+/// Runs Mosquitto on the config file `conf` and waits until it listens on `port`.
+pub(crate) fn mosquitto_on(conf: &Path, port: u16) -> Reaped {
     let child =
-        Command::new("mosquitto").arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        Command::new("mosquitto").arg("-c").arg(conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let reaped = Reaped(child);
     for _ in 0..100 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Some((reaped, format!("mqtt://127.0.0.1:{port}"), dir));
+            return reaped;
         }
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -68,10 +68,7 @@ pub(super) fn compile_broker(b: RawBroker, base: &Path, r: &mut Report<'_>) -> O
         }
         (Some(t), _) => {
             let (cert, key) = (base.join(&t.get_ref().cert), base.join(&t.get_ref().key));
-            if let Err(e) = crate::api::tls_config(&cert, &key, &[]) {
-                r.at(t.span(), format!("broker.tls: {e}"));
-            }
-            Some((cert, key))
+            crate::tls::server_config(&cert, &key, &[]).map_err(|e| r.at(t.span(), format!("broker.tls: {e}"))).ok()
         }
         (None, _) => None,
     };

@@ -204,11 +204,12 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
     };
     // The API's certificate and key are read now, so that check-config finds what would stop
     // the daemon at start.
-    if let Some(t) = &http.tls
-        && let Err(e) = crate::api::tls_config(&base.join(&t.get_ref().cert), &base.join(&t.get_ref().key), &[])
-    {
-        r.at(t.span(), format!("http.tls: {e}"));
-    }
+    let http_tls = http.tls.as_ref().and_then(|t| {
+        let (cert, key) = (base.join(&t.get_ref().cert), base.join(&t.get_ref().key));
+        crate::tls::server_config(&cert, &key, &[b"http/1.1"])
+            .map_err(|e| r.at(t.span(), format!("http.tls: {e}")))
+            .ok()
+    });
     let store_path = base.join(store.path.as_deref().unwrap_or("aftercare.db"));
     let topic_prefix = match &ingest.topic_prefix {
         Some(p) if p.get_ref().is_empty() || p.get_ref().contains(['+', '#']) || p.get_ref().ends_with('/') => {
@@ -503,7 +504,7 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
         serve: crate::api::ServeConfig {
             max_connections: http.max_connections.as_ref().map_or(1024, |m| *m.get_ref()).max(1),
             header_timeout: http.header_timeout.map_or(Duration::from_secs(10), |d| d.0.max(Duration::from_secs(1))),
-            tls: http.tls.as_ref().map(|t| (base.join(&t.get_ref().cert), base.join(&t.get_ref().key))),
+            tls: http_tls,
         },
         access: crate::access::AccessConfig {
             metrics_public: http.metrics_public.unwrap_or(false),

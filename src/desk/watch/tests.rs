@@ -22,11 +22,13 @@ async fn store() -> (Store, tempfile::TempDir) {
     (Store::open(&dir.path().join("a.db")).await.unwrap(), dir)
 }
 
-/// Opens a ticket for `device` at `at`, with the deadlines its contract gives, as the writer does.
-async fn open(s: &Store, f: &Fleet, device: &str, code: &str, tier: Tier, at: DateTime<Utc>) -> TicketId {
+/// A fault event of `device` as the writer makes it, with the deadlines, warranty and repeat
+/// rule its contract gives.
+fn record(f: &Fleet, device: &str, code: &str, tier: Tier, at: DateTime<Utc>, change: FaultChange) -> FaultRecord {
     let idx = f.lookup(device).unwrap();
     let d = f.device(idx);
-    let rec = FaultRecord {
+    let (warranty, repeat) = f.warranty(idx, code, at);
+    FaultRecord {
         device: device.into(),
         site: d.site.0.clone(),
         customer: d.customer.0.clone(),
@@ -36,33 +38,22 @@ async fn open(s: &Store, f: &Fleet, device: &str, code: &str, tier: Tier, at: Da
         tier,
         at,
         detail: String::new(),
-        change: FaultChange::Raised,
+        change,
         deadlines: f.deadlines(idx, tier, at),
-        warranty: f.warranty(idx, code, at).0,
-        repeat: f.warranty(idx, code, at).1,
-    };
+        warranty,
+        repeat,
+    }
+}
+
+/// Opens a ticket for `device` at `at`, as the writer does.
+async fn open(s: &Store, f: &Fleet, device: &str, code: &str, tier: Tier, at: DateTime<Utc>) -> TicketId {
+    let rec = record(f, device, code, tier, at, FaultChange::Raised);
     s.apply_faults(&[rec], at, Duration::from_secs(3600)).await.unwrap()[0].1.unwrap()
 }
 
 /// The fault cleared at `at`, as the rules report it: the repair a resolution reports.
 async fn recover(s: &Store, f: &Fleet, device: &str, code: &str, at: DateTime<Utc>) {
-    let idx = f.lookup(device).unwrap();
-    let d = f.device(idx);
-    let rec = FaultRecord {
-        device: device.into(),
-        site: d.site.0.clone(),
-        customer: d.customer.0.clone(),
-        kind: f.kind_name(idx).into(),
-        code: code.into(),
-        title: code.into(),
-        tier: Tier::Major,
-        at,
-        detail: String::new(),
-        change: FaultChange::Cleared,
-        deadlines: Default::default(),
-        warranty: None,
-        repeat: None,
-    };
+    let rec = record(f, device, code, Tier::Major, at, FaultChange::Cleared);
     s.apply_faults(&[rec], at, Duration::from_secs(3600)).await.unwrap();
 }
 
