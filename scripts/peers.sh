@@ -192,13 +192,16 @@ if ! curl -fsS --max-time 30 -o /dev/null -H "X-Redmine-API-Key: $REDMINE_KEY" 2
     -d '{"project":{"name":"aftercare test","identifier":"aftercare-test","is_public":false,"enabled_module_names":["issue_tracking"]}}'
 fi
 
-# ---- An SMTP sink (aiosmtpd) for the email tests ------------------------------
-if [ ! -x "$DIR/venv/bin/python" ] || ! "$DIR/venv/bin/python" -c 'import aiosmtpd' 2>/dev/null; then
-  python3 -m venv "$DIR/venv" >&2
-  "$DIR/venv/bin/pip" install -q aiosmtpd >&2
+# ---- An SMTP sink (aiosmtpd) for the email tests, and schemathesis for the API's ----
+# ---- description (tests/it/openapi.rs) -----------------------------------------------
+if [ ! -x "$DIR/venv/bin/python" ] || ! "$DIR/venv/bin/python" -c 'import aiosmtpd' 2>/dev/null \
+  || [ ! -x "$DIR/venv/bin/schemathesis" ]; then
+  [ -x "$DIR/venv/bin/python" ] || python3 -m venv "$DIR/venv" >&2
+  "$DIR/venv/bin/pip" install -q aiosmtpd 'schemathesis>=4.3,<5' >&2
 fi
 
 echo "export AFTERCARE_TEST_SMTP_PYTHON=$DIR/venv/bin/python"
+echo "export AFTERCARE_TEST_SCHEMATHESIS=$DIR/venv/bin/schemathesis"
 echo "export AFTERCARE_TEST_VM_URL=http://127.0.0.1:$VM_PORT"
 echo "export AFTERCARE_TEST_RT_URL=http://127.0.0.1:$RT_PORT/rt"
 echo "export AFTERCARE_TEST_RT_TOKEN=$(cat "$DIR/rt.token")"

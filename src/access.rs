@@ -158,6 +158,8 @@ pub struct AccessConfig {
     /// The host names the API answers to (`Host`, or `X-Forwarded-Host` behind a proxy); empty:
     /// any. A page of another name that a DNS record points at us gets nothing.
     pub hosts: Vec<String>,
+    /// Changes a user may make a minute, after a fifth of a minute's worth at once.
+    pub writes_per_minute: u32,
 }
 
 impl Default for AccessConfig {
@@ -167,6 +169,7 @@ impl Default for AccessConfig {
             session_ttl: std::time::Duration::from_secs(12 * 3600),
             behind_proxy: false,
             hosts: Vec::new(),
+            writes_per_minute: 300,
         }
     }
 }

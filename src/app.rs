@@ -93,7 +93,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
         store.clone(),
         Arc::clone(&fleet),
         Arc::clone(&clock),
-        config.history_retention,
+        crate::history::Retention { history: config.history_retention, audit: config.audit_retention },
         history_rx,
     ));
     // Telemetry to InfluxDB through the on-disk spool: a batcher (ends after the shards) and a sender.
@@ -231,7 +231,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
         unhealthy_after: config.broker.unhealthy_after,
         access: config.access.clone(),
         logins: Arc::default(),
-        writes: Arc::default(),
+        writes: Arc::new(api::WriteLimiter::new(config.access.writes_per_minute)),
         tls: config.serve.tls.is_some(),
         route_table: Arc::default(),
     };

@@ -10,12 +10,14 @@ use crate::contracts::{Contract, Covered, Deadlines};
 use crate::domain::{CustomerId, DeviceId, DeviceIdx, SiteId};
 use crate::rules::Profile;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Site {
     pub id: SiteId,
     pub name: String,
     pub address: String,
+    /// Such as `+08:00`.
     #[serde(serialize_with = "ser_offset")]
+    #[schema(value_type = String)]
     pub utc_offset: FixedOffset,
 }
 
@@ -23,7 +25,7 @@ fn ser_offset<S: serde::Serializer>(o: &FixedOffset, s: S) -> Result<S::Ok, S::E
     s.collect_str(o)
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Customer {
     pub id: CustomerId,
     /// The helpdesk that receives this customer's tickets.

@@ -24,6 +24,8 @@ pub enum IdentityError {
 
 /// The shortest password taken.
 pub const MIN_PASSWORD: usize = 10;
+/// The longest password taken, in bytes (a login with a longer one fails at once).
+pub const MAX_PASSWORD: usize = 1024;
 
 fn random<const N: usize>() -> Result<[u8; N], IdentityError> {
     let mut b = [0u8; N];
@@ -33,8 +35,10 @@ fn random<const N: usize>() -> Result<[u8; N], IdentityError> {
 
 /// An argon2id hash (PHC string) of `password`, with a random salt.
 pub fn hash_password(password: &str) -> Result<String, IdentityError> {
-    if password.chars().count() < MIN_PASSWORD {
-        return Err(IdentityError::Invalid(format!("a password has at least {MIN_PASSWORD} characters")));
+    if password.chars().count() < MIN_PASSWORD || password.len() > MAX_PASSWORD {
+        return Err(IdentityError::Invalid(format!(
+            "a password has at least {MIN_PASSWORD} characters and at most {MAX_PASSWORD} bytes"
+        )));
     }
     let salt = SaltString::encode_b64(&random::<16>()?).map_err(|e| IdentityError::Invalid(format!("salt: {e}")))?;
     argon2::Argon2::default()
@@ -116,6 +120,9 @@ pub async fn create_token(
     expires_at: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Result<(String, i64), IdentityError> {
+    if name.trim().is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(IdentityError::Invalid("a token's name has 1 to 100 characters, none of them control".into()));
+    }
     let u = store.user(user).await?.ok_or_else(|| IdentityError::NoUser(user.into()))?;
     if u.disabled {
         return Err(IdentityError::Invalid(format!("user `{user}` is disabled")));

@@ -10,14 +10,13 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::guard::{AuditNote, COOKIE, ClientIp, Routes, cookie};
 use super::{ApiError, AppState};
 use crate::access::{Perm, Principal, Role};
 use crate::identity::IdentityError;
-use crate::store::{AuditFilter, SESSION};
+use crate::store::{AuditEntry, AuditFilter, SESSION, Token, User};
 
 pub(super) fn routes(s: &AppState) -> Routes {
     Routes::new(s)
@@ -114,15 +113,29 @@ impl LoginLimiter {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LoginBody {
     user: String,
     password: String,
 }
 
+/// A login's answer; the session is in the `Set-Cookie` header.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct LoggedIn {
+    user: Option<User>,
+    expires_at: DateTime<Utc>,
+}
+
 /// Logs a person in with a password: a session cookie (HttpOnly, SameSite=Strict, Secure over
 /// TLS) that lasts `http.session_ttl`.
+#[utoipa::path(post, path = "/api/v1/login", tag = "account", request_body = LoginBody, responses(
+    (status = 200, description = "Logged in; the session cookie is set", body = LoggedIn,
+        headers(("set-cookie" = String, description = "aftercare_session=...; HttpOnly; SameSite=Strict"))),
+    (status = 401, description = "Wrong user or password", body = super::ErrorBody),
+    (status = 429, description = "Too many failed logins from this address or for this user; see Retry-After", body = super::ErrorBody),
+    (status = 503, description = "Logins are busy, or the store failed", body = super::ErrorBody),
+))]
 async fn login(
     State(s): State<AppState>,
     Extension(ClientIp(ip)): Extension<ClientIp>,
@@ -130,7 +143,7 @@ async fn login(
     body: Result<Json<LoginBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(b) = body?;
-    if !crate::identity::valid_name(&b.user) || b.password.len() > 1024 {
+    if !crate::identity::valid_name(&b.user) || b.password.len() > crate::identity::MAX_PASSWORD {
         return Err(ApiError(StatusCode::UNAUTHORIZED, "wrong user or password".into()));
     }
     let keys = [format!("ip:{ip}"), format!("user:{}", b.user)];
@@ -139,7 +152,6 @@ async fn login(
         let mut r =
             ApiError(StatusCode::TOO_MANY_REQUESTS, "too many failed logins; try again later".into()).into_response();
         r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.num_seconds().max(1)));
-        r.extensions_mut().insert(note("login refused: too many failures"));
         return Ok(r);
     }
     // A login turned away as busy is not a failure: the permit comes before the count.
@@ -172,7 +184,7 @@ async fn login(
         if super::guard::over_tls(&s, &headers) { "; Secure" } else { "" }
     );
     let user = s.store.user(&b.user).await?;
-    let mut r = Json(json!({ "user": user, "expires_at": now + ttl })).into_response();
+    let mut r = Json(LoggedIn { user, expires_at: now + ttl }).into_response();
     if let Ok(v) = HeaderValue::from_str(&cookie) {
         r.headers_mut().insert(header::SET_COOKIE, v);
     }
@@ -180,12 +192,18 @@ async fn login(
     Ok(r)
 }
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct Done {
+    ok: bool,
+}
+
 /// Ends this session (the cookie's), or does nothing for a bearer token.
+#[utoipa::path(post, path = "/api/v1/logout", tag = "account", responses((status = 200, body = Done)))]
 async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     if let Some(c) = cookie(&headers, COOKIE) {
         s.store.end_session(&crate::identity::secret_hash(&c), s.clock.now()).await?;
     }
-    let mut r = Json(json!({ "ok": true })).into_response();
+    let mut r = Json(Done { ok: true }).into_response();
     let gone = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     if let Ok(v) = HeaderValue::from_str(&gone) {
         r.headers_mut().insert(header::SET_COOKIE, v);
@@ -193,28 +211,48 @@ async fn logout(State(s): State<AppState>, headers: HeaderMap) -> Result<Respons
     Ok(r)
 }
 
-async fn me(Extension(p): Extension<Principal>) -> Json<serde_json::Value> {
-    Json(json!({
-        "user": p.name,
-        "role": p.role,
-        "customers": p.scope.customers(),
-    }))
+/// Who is signed in.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct Me {
+    user: String,
+    role: Role,
+    /// The customers the user sees; `null`: all.
+    customers: Option<Vec<String>>,
 }
 
+/// Who is signed in: name, role and customers.
+#[utoipa::path(get, path = "/api/v1/me", tag = "account", responses((status = 200, body = Me)))]
+async fn me(Extension(p): Extension<Principal>) -> Json<Me> {
+    Json(Me { user: p.name, role: p.role, customers: p.scope.customers().map(|c| c.iter().cloned().collect()) })
+}
+
+/// Every user.
+#[utoipa::path(get, path = "/api/v1/users", tag = "account", responses((status = 200, body = Vec<User>)))]
 async fn list_users(State(s): State<AppState>) -> Result<Response, ApiError> {
     Ok(Json(s.store.users().await?).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewUser {
+    /// Letters, digits, `.`, `_`, `-` and `@`.
+    #[schema(pattern = "^[A-Za-z0-9._@-]{1,64}$")]
     name: String,
+    #[schema(value_type = Role)]
     role: String,
+    /// The customers it sees (a customer user names at least one); empty: all.
     #[serde(default)]
     customers: Vec<String>,
+    /// At least 10 characters; none: the user signs in by token only.
+    #[schema(min_length = 10, max_length = 1024)]
     password: Option<String>,
 }
 
+/// Adds a user; with no password it signs in by token only.
+#[utoipa::path(post, path = "/api/v1/users", tag = "account", request_body = NewUser, responses(
+    (status = 201, body = Option<User>),
+    (status = 409, description = "The name is taken", body = super::ErrorBody),
+))]
 async fn add_user(State(s): State<AppState>, body: Result<Json<NewUser>, JsonRejection>) -> Result<Response, ApiError> {
     let Json(b) = body?;
     let role = crate::identity::role(&b.role)?;
@@ -226,7 +264,12 @@ async fn add_user(State(s): State<AppState>, body: Result<Json<NewUser>, JsonRej
     Ok(r)
 }
 
-async fn switch(s: &AppState, name: &str, disabled: bool) -> Result<Response, ApiError> {
+async fn switch(s: &AppState, p: &Principal, name: &str, disabled: bool) -> Result<Response, ApiError> {
+    // Only an admin disables a user, so another admin stays: nobody locks the door behind
+    // the last one who holds its key.
+    if disabled && name == p.name {
+        return Err(ApiError(StatusCode::CONFLICT, "you cannot disable yourself; another admin can".into()));
+    }
     if !s.store.set_disabled(name, disabled, s.clock.now()).await? {
         return Err(ApiError(StatusCode::NOT_FOUND, format!("no user `{name}`")));
     }
@@ -236,20 +279,54 @@ async fn switch(s: &AppState, name: &str, disabled: bool) -> Result<Response, Ap
     Ok(r)
 }
 
-async fn disable_user(State(s): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
-    switch(&s, &name, true).await
+/// Disables a user: its tokens and sessions are revoked. Nobody disables themselves, so an
+/// admin always remains.
+#[utoipa::path(post, path = "/api/v1/users/{name}/disable", tag = "account", params(("name" = String, Path)), responses(
+    (status = 200, body = Option<User>),
+    (status = 404, description = "No such user", body = super::ErrorBody),
+    (status = 409, description = "The user is the caller", body = super::ErrorBody),
+))]
+async fn disable_user(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    switch(&s, &p, &name, true).await
 }
 
-async fn enable_user(State(s): State<AppState>, Path(name): Path<String>) -> Result<Response, ApiError> {
-    switch(&s, &name, false).await
+/// Enables a disabled user (its old tokens stay revoked).
+#[utoipa::path(post, path = "/api/v1/users/{name}/enable", tag = "account", params(("name" = String, Path)), responses(
+    (status = 200, body = Option<User>),
+    (status = 404, description = "No such user", body = super::ErrorBody),
+))]
+async fn enable_user(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    switch(&s, &p, &name, false).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PasswordBody {
+    /// At least 10 characters.
+    #[schema(min_length = 10, max_length = 1024)]
     password: String,
 }
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct PasswordSet {
+    user: String,
+    password: &'static str,
+}
+
+/// Sets a user's password; its sessions end.
+#[utoipa::path(post, path = "/api/v1/users/{name}/password", tag = "account", params(("name" = String, Path)),
+    request_body = PasswordBody, responses(
+    (status = 200, body = PasswordSet),
+    (status = 404, description = "No such user", body = super::ErrorBody),
+))]
 async fn set_password(
     State(s): State<AppState>,
     Path(name): Path<String>,
@@ -260,18 +337,21 @@ async fn set_password(
     if !s.store.set_password(&name, &hash, s.clock.now()).await? {
         return Err(ApiError(StatusCode::NOT_FOUND, format!("no user `{name}`")));
     }
-    let mut r = Json(json!({ "user": name, "password": "set; its sessions ended" })).into_response();
+    let mut r = Json(PasswordSet { user: name.clone(), password: "set; its sessions ended" }).into_response();
     r.extensions_mut().insert(AuditNote { actor: None, detail: format!("password of {name} set") });
     Ok(r)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct TokenQuery {
+    /// Whose (admins only; default: everyone's for an admin).
     user: Option<String>,
 }
 
 /// One's own tokens and sessions; an admin's, anyone's (`?user=`, or all).
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "account", params(TokenQuery), responses((status = 200, body = Vec<Token>)))]
 async fn list_tokens(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -282,17 +362,33 @@ async fn list_tokens(
     Ok(Json(s.store.tokens(user.as_deref()).await?).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewToken {
     /// Whose token (admins only; default: one's own).
     user: Option<String>,
+    /// What it is for, such as `nightly export`.
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
-    /// Such as `90d`; default: never.
+    /// Such as `90d`, at most 10 years; default: never.
     expires: Option<String>,
 }
 
+/// A new token, its secret shown this once.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct NewTokenMade {
+    id: i64,
+    user: String,
+    /// The secret: send it as `Authorization: Bearer ...`. It is not kept and not shown again.
+    token: String,
+    expires_at: Option<DateTime<Utc>>,
+}
+
 /// A new API token: its secret is in this answer and nowhere else.
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "account", request_body = NewToken, responses(
+    (status = 201, body = NewTokenMade),
+    (status = 404, description = "No such user", body = super::ErrorBody),
+))]
 async fn create_token(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -310,8 +406,7 @@ async fn create_token(
     let expires_at = expiry(b.expires.as_deref(), now)?;
     let (secret, id) = crate::identity::create_token(&s.store, &user, &b.name, None, expires_at, now).await?;
     let mut r =
-        (StatusCode::CREATED, Json(json!({ "id": id, "user": user, "token": secret, "expires_at": expires_at })))
-            .into_response();
+        (StatusCode::CREATED, Json(NewTokenMade { id, user: user.clone(), token: secret, expires_at })).into_response();
     r.extensions_mut().insert(AuditNote { actor: None, detail: format!("token {id} for {user}") });
     Ok(r)
 }
@@ -334,7 +429,17 @@ pub(crate) fn expiry(s: Option<&str>, now: DateTime<Utc>) -> Result<Option<DateT
     .transpose()
 }
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct Revoked {
+    id: i64,
+    revoked: bool,
+}
+
 /// Revokes a token: one's own, or any for an admin.
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "account", params(("id" = i64, Path)), responses(
+    (status = 200, body = Revoked),
+    (status = 404, description = "No such valid token (of yours)", body = super::ErrorBody),
+))]
 async fn revoke_token(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -348,19 +453,22 @@ async fn revoke_token(
     if !s.store.revoke_token(id, s.clock.now()).await? {
         return Err(ApiError(StatusCode::NOT_FOUND, format!("no valid token {id}")));
     }
-    let mut r = Json(json!({ "id": id, "revoked": true })).into_response();
+    let mut r = Json(Revoked { id, revoked: true }).into_response();
     r.extensions_mut().insert(AuditNote { actor: None, detail: format!("token {id} revoked") });
     Ok(r)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct AuditQuery {
     actor: Option<String>,
     since: Option<String>,
     limit: Option<i64>,
 }
 
+/// The audit log, newest first: every change, who made it, from where, with which token.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "account", params(AuditQuery), responses((status = 200, body = Vec<AuditEntry>)))]
 async fn audit_log(
     State(s): State<AppState>,
     q: Result<Query<AuditQuery>, QueryRejection>,

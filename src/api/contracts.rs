@@ -5,7 +5,6 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Extension, Query, State};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::domain::CustomerId;
 
@@ -17,7 +16,8 @@ pub(super) fn routes(s: &AppState) -> Routes {
     Routes::new(s).get("/api/v1/contracts", Perm::ReadContracts, list_contracts).get("/api/v1/sla", Perm::ReadSla, sla)
 }
 
-#[derive(Debug, Serialize)]
+/// A tier's promises: the clocks (such as `15m`, `1day`) and the escalation chain.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct TierView {
     tier: u8,
     acknowledge: Option<String>,
@@ -26,7 +26,27 @@ struct TierView {
     escalation: Vec<crate::contracts::Escalation>,
 }
 
-#[derive(Debug, Serialize)]
+/// Which of the customer's devices a contract covers; empty lists cover all.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct CoversView {
+    sites: Vec<String>,
+    kinds: Vec<String>,
+    devices: Vec<String>,
+}
+
+/// A contract's warranty: each component class's period, the class of a fault by default,
+/// and the class of each fault named.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct WarrantyView {
+    /// Component class → period, such as `24 months`.
+    periods: std::collections::BTreeMap<String, String>,
+    default: Option<String>,
+    /// Fault code → component class.
+    faults: std::collections::BTreeMap<String, String>,
+}
+
+/// A contract as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct ContractView {
     id: String,
     title: String,
@@ -35,17 +55,19 @@ struct ContractView {
     ends: Option<chrono::NaiveDate>,
     in_force: bool,
     calendar: Option<String>,
-    covers: serde_json::Value,
+    covers: CoversView,
     tiers: Vec<TierView>,
     loaner_on_resolve_breach: bool,
     inaction: Option<String>,
     inaction_to: String,
-    warranty: serde_json::Value,
+    warranty: WarrantyView,
     billable: Vec<String>,
     repeat_window: String,
     replace_at_failed_repairs: u32,
 }
 
+/// The contracts of the customers the user sees.
+#[utoipa::path(get, path = "/api/v1/contracts", tag = "contracts", responses((status = 200, body = Vec<ContractView>)))]
 async fn list_contracts(State(s): State<AppState>, Extension(p): Extension<Principal>) -> Json<Vec<ContractView>> {
     let today = s.clock.now().date_naive();
     let fmt = |d: std::time::Duration| humantime::format_duration(d).to_string();
@@ -62,7 +84,11 @@ async fn list_contracts(State(s): State<AppState>, Extension(p): Extension<Princ
             ends: c.ends,
             in_force: c.in_force(today),
             calendar: c.calendar.as_ref().map(|k| k.name.clone()),
-            covers: json!({ "sites": c.covers.sites, "kinds": c.covers.kinds, "devices": c.covers.devices }),
+            covers: CoversView {
+                sites: c.covers.sites.clone(),
+                kinds: c.covers.kinds.clone(),
+                devices: c.covers.devices.clone(),
+            },
             tiers: c
                 .tiers
                 .iter()
@@ -78,14 +104,22 @@ async fn list_contracts(State(s): State<AppState>, Extension(p): Extension<Princ
             loaner_on_resolve_breach: c.loaner_on_resolve_breach,
             inaction: c.inaction.map(fmt),
             inaction_to: c.inaction_to.clone(),
-            warranty: json!({
-                "periods": c.warranty.periods.iter().map(|(k, p)| (k.clone(), match p {
-                    crate::contracts::Period::Days(n) => format!("{n} days"),
-                    crate::contracts::Period::Months(n) => format!("{n} months"),
-                })).collect::<std::collections::BTreeMap<_, _>>(),
-                "default": c.warranty.default,
-                "faults": c.warranty.faults.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
-            }),
+            warranty: WarrantyView {
+                periods: c
+                    .warranty
+                    .periods
+                    .iter()
+                    .map(|(k, p)| {
+                        let text = match p {
+                            crate::contracts::Period::Days(n) => format!("{n} days"),
+                            crate::contracts::Period::Months(n) => format!("{n} months"),
+                        };
+                        (k.clone(), text)
+                    })
+                    .collect(),
+                default: c.warranty.default.clone(),
+                faults: c.warranty.faults.iter().cloned().collect(),
+            },
             billable: c.billable.clone(),
             repeat_window: fmt(c.repeat_window),
             replace_at_failed_repairs: c.replace_at_failed_repairs,
@@ -94,9 +128,11 @@ async fn list_contracts(State(s): State<AppState>, Extension(p): Extension<Princ
     Json(out)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct SlaQuery {
+    /// Default: every customer the user sees (a user of several customers names one).
     customer: Option<String>,
     /// RFC 3339 time or a date; default: 30 days before `to`.
     from: Option<String>,
@@ -104,6 +140,20 @@ struct SlaQuery {
     to: Option<String>,
 }
 
+/// Compliance with the contracts' clocks over a period, per tier.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct Sla {
+    customer: Option<String>,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+    tiers: Vec<crate::tickets::sla::TierCompliance>,
+}
+
+/// How many of a period's tickets met their acknowledge, on-site and resolve clocks, per tier.
+#[utoipa::path(get, path = "/api/v1/sla", tag = "contracts", params(SlaQuery), responses(
+    (status = 200, body = Sla),
+    (status = 404, description = "Not one of the user's customers", body = super::ErrorBody),
+))]
 async fn sla(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -116,5 +166,5 @@ async fn sla(
     let (from, to) = range(&s, q.from.as_deref(), q.to.as_deref(), chrono::TimeDelta::days(30), offset)?;
     let rows = s.store.clock_outcomes(q.customer.as_deref(), from, to).await?;
     let tiers = crate::tickets::sla::compliance(rows);
-    Ok(Json(json!({ "customer": q.customer, "from": from, "to": to, "tiers": tiers })).into_response())
+    Ok(Json(Sla { customer: q.customer, from, to, tiers }).into_response())
 }

@@ -9,7 +9,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::domain::{CustomerId, DeviceId, FaultCode, SiteId};
 use crate::ingest::shard::Presence;
@@ -26,7 +25,8 @@ pub(super) fn routes(s: &AppState) -> Routes {
         .get("/api/v1/devices/{id}/events", Perm::ReadDevices, device_events)
 }
 
-#[derive(Debug, Serialize)]
+/// A device: what it is and how it is now.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct DeviceView {
     id: DeviceId,
     name: String,
@@ -66,15 +66,20 @@ fn device_view(s: &AppState, d: &crate::fleet::Device) -> DeviceView {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct DeviceQuery {
+    /// A device kind, such as `recorder`.
     kind: Option<String>,
     site: Option<String>,
     customer: Option<String>,
     online: Option<bool>,
 }
 
+/// The devices of the customers the user sees.
+#[utoipa::path(get, path = "/api/v1/devices", tag = "devices", params(DeviceQuery),
+    responses((status = 200, body = Vec<DeviceView>)))]
 async fn list_devices(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -95,6 +100,11 @@ async fn list_devices(
     Ok(Json(out).into_response())
 }
 
+/// One device.
+#[utoipa::path(get, path = "/api/v1/devices/{id}", tag = "devices", params(("id" = String, Path)), responses(
+    (status = 200, body = DeviceView),
+    (status = 404, description = "No such device (or not one of the user's customers')", body = super::ErrorBody),
+))]
 async fn get_device(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -103,9 +113,12 @@ async fn get_device(
     Ok(Json(device_view(&s, known_device(&s, &p, &id)?)).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct HistoryQuery {
+    /// One of the device kind's metrics.
+    #[param(required = true)]
     metric: Option<String>,
     /// RFC 3339 time or a date; default: `to` minus 24 hours.
     from: Option<String>,
@@ -115,8 +128,20 @@ struct HistoryQuery {
     step: Option<String>,
 }
 
+/// A metric's history, step by step.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct History {
+    device: String,
+    metric: String,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    /// Such as `1h`.
+    step: String,
+    points: Vec<HistoryPoint>,
+}
+
 /// One step of a metric's history.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct HistoryPoint {
     t: DateTime<Utc>,
     min: f64,
@@ -136,6 +161,11 @@ fn known_device<'a>(s: &'a AppState, p: &Principal, id: &str) -> Result<&'a crat
 }
 
 /// A metric's hourly rollups, combined into steps: min, max, mean, last and count.
+#[utoipa::path(get, path = "/api/v1/devices/{id}/history", tag = "devices", params(("id" = String, Path), HistoryQuery),
+    responses(
+    (status = 200, body = History),
+    (status = 404, description = "No such device (or not one of the user's customers')", body = super::ErrorBody),
+))]
 async fn device_history(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -194,10 +224,7 @@ async fn device_history(
     if let Some((ct, a)) = cur {
         out.push(point(ct, &a));
     }
-    Ok(Json(
-        json!({ "device": id, "metric": metric, "from": from, "to": to, "step": format!("{hours}h"), "points": out }),
-    )
-    .into_response())
+    Ok(Json(History { device: id, metric, from, to, step: format!("{hours}h"), points: out }).into_response())
 }
 
 fn point(t: i64, a: &crate::rollup::Acc) -> HistoryPoint {
@@ -211,15 +238,31 @@ fn point(t: i64, a: &crate::rollup::Acc) -> HistoryPoint {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct EventsQuery {
+    /// RFC 3339 time or a date; default: 30 days before `to`.
     from: Option<String>,
     to: Option<String>,
     limit: Option<i64>,
 }
 
+/// A device's state changes over a period.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct DeviceEvents {
+    device: String,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    events: Vec<crate::store::DeviceEvent>,
+}
+
 /// A device's state changes: faults raised, promoted and cleared; `offline` is the device going offline.
+#[utoipa::path(get, path = "/api/v1/devices/{id}/events", tag = "devices", params(("id" = String, Path), EventsQuery),
+    responses(
+    (status = 200, body = DeviceEvents),
+    (status = 404, description = "No such device (or not one of the user's customers')", body = super::ErrorBody),
+))]
 async fn device_events(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -231,5 +274,5 @@ async fn device_events(
     let offset = crate::report::offset_of(&s.fleet, None, Some(dev.site.as_str()));
     let (from, to) = range(&s, q.from.as_deref(), q.to.as_deref(), chrono::TimeDelta::days(30), offset)?;
     let events = s.store.device_events(&id, from, to, q.limit.unwrap_or(1000).clamp(1, 100_000)).await?;
-    Ok(Json(json!({ "device": id, "from": from, "to": to, "events": events })).into_response())
+    Ok(Json(DeviceEvents { device: id, from, to, events }).into_response())
 }

@@ -209,30 +209,46 @@ async fn guard(
         req.extensions_mut().insert(p.clone());
     }
     let resp = next.run(req).await;
-    if is_change(&method) {
-        let note = resp.extensions().get::<AuditNote>().cloned();
+    let note = resp.extensions().get::<AuditNote>().cloned();
+    // Every change is audited, and every try at one by a signed-in user; of the public routes,
+    // what the handler names (logins, helpdesk events taken). A request turned away for load
+    // changed nothing and is not written, so that a flood of them cannot fill the log.
+    let load = matches!(resp.status(), StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE);
+    if is_change(&method) && !load && (principal.is_some() || note.is_some()) {
         audit(&s, principal.as_ref(), client, &method, &path, resp.status(), note).await;
     }
     resp
 }
 
-/// Changes per user: a bucket of [`WriteLimiter::BURST`] refilled at [`WriteLimiter::RATE`] a
-/// second, so that one user's script cannot flood the store, the helpdesks or the audit log.
-#[derive(Debug, Default)]
+/// Changes per user: a bucket of a fifth of a minute's changes (at least 60) refilled at
+/// `http.writes_per_minute` (default 300), so that one user's script cannot flood the store,
+/// the helpdesks or the audit log.
+#[derive(Debug)]
 pub(crate) struct WriteLimiter {
     buckets: std::sync::Mutex<std::collections::HashMap<i64, (f64, chrono::DateTime<chrono::Utc>)>>,
+    /// Changes a second.
+    rate: f64,
+    burst: f64,
+}
+
+impl Default for WriteLimiter {
+    fn default() -> WriteLimiter {
+        WriteLimiter::new(crate::access::AccessConfig::default().writes_per_minute)
+    }
 }
 
 impl WriteLimiter {
-    const RATE: f64 = 5.0;
-    const BURST: f64 = 60.0;
+    pub(crate) fn new(per_minute: u32) -> WriteLimiter {
+        let per_minute = f64::from(per_minute.max(1));
+        WriteLimiter { buckets: Default::default(), rate: per_minute / 60.0, burst: (per_minute / 5.0).max(60.0) }
+    }
 
     /// Whether `user` may make one more change at `now`.
     pub(crate) fn take(&self, user: i64, now: chrono::DateTime<chrono::Utc>) -> bool {
         let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let (tokens, last) = b.entry(user).or_insert((Self::BURST, now));
+        let (tokens, last) = b.entry(user).or_insert((self.burst, now));
         let secs = (now - *last).num_milliseconds().max(0) as f64 / 1000.0;
-        *tokens = (*tokens + secs * Self::RATE).min(Self::BURST);
+        *tokens = (*tokens + secs * self.rate).min(self.burst);
         *last = now;
         if *tokens >= 1.0 {
             *tokens -= 1.0;
@@ -288,6 +304,9 @@ mod tests {
         assert!(l.take(2, t0), "another user has a bucket of its own");
         let later = t0 + chrono::TimeDelta::milliseconds(1000);
         assert_eq!((0..10).filter(|_| l.take(1, later)).count(), 5);
+        // A higher rate: a fifth of a minute's worth at once.
+        let fast = WriteLimiter::new(6000);
+        assert_eq!((0..2000).filter(|_| fast.take(1, t0)).count(), 1200);
     }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {

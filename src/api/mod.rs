@@ -9,7 +9,6 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
-use serde_json::json;
 
 use crate::access::{AccessConfig, Perm};
 use crate::clock::Clock;
@@ -17,6 +16,7 @@ use crate::fleet::Fleet;
 use crate::ingest::shard::Live;
 use crate::metrics::Metrics;
 use crate::store::Store;
+pub(crate) use guard::WriteLimiter;
 pub(crate) use serve::ServeConfig;
 pub(crate) use serve::serve;
 
@@ -24,6 +24,7 @@ mod account;
 mod contracts;
 mod devices;
 mod guard;
+mod openapi;
 mod outbox;
 mod reports;
 mod serve;
@@ -61,6 +62,7 @@ fn routes(state: &AppState) -> guard::Routes {
         .get("/healthz", Perm::Open, healthz)
         .get("/metrics", Perm::Metrics, metrics)
         .get("/api/v1/routes", Perm::SignedIn, list_routes)
+        .get("/api/v1/openapi.json", Perm::Open, openapi::serve)
         .merge(account::routes(state))
         .merge(tickets::routes(state))
         .merge(devices::routes(state))
@@ -94,16 +96,26 @@ fn scoped_customer(p: &crate::access::Principal, named: Option<String>) -> Resul
     }
 }
 
+/// A route of the API, the permission it needs, and whether the caller has it.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct RouteView {
+    method: String,
+    path: &'static str,
+    perm: Perm,
+    allowed: bool,
+}
+
 /// Every route, the permission it needs, and whether the caller has it.
+#[utoipa::path(get, path = "/api/v1/routes", tag = "account", responses((status = 200, body = Vec<RouteView>)))]
 async fn list_routes(
     State(s): State<AppState>,
     axum::extract::Extension(p): axum::extract::Extension<crate::access::Principal>,
-) -> Json<Vec<serde_json::Value>> {
+) -> Json<Vec<RouteView>> {
     let table = s.route_table.get().map(Vec::as_slice).unwrap_or_default();
     Json(
         table
             .iter()
-            .map(|r| json!({ "method": r.method.as_str(), "path": r.path, "perm": r.perm, "allowed": p.may(r.perm) }))
+            .map(|r| RouteView { method: r.method.to_string(), path: r.path, perm: r.perm, allowed: p.may(r.perm) })
             .collect(),
     )
 }
@@ -112,9 +124,16 @@ async fn list_routes(
 #[derive(Debug)]
 pub(crate) struct ApiError(StatusCode, String);
 
+/// What every error answers.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct ErrorBody {
+    /// What went wrong, for a person to read.
+    error: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+        (self.0, Json(ErrorBody { error: self.1 })).into_response()
     }
 }
 
@@ -149,36 +168,82 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
+crate::domain::named! {
+    /// How the daemon is.
+    enum HealthStatus {
+        Ok = "ok",
+        /// The broker link is down, not yet for `broker.unhealthy_after`.
+        Degraded = "degraded",
+        StoreFailed = "store_failed",
+        MqttDisconnected = "mqtt_disconnected",
+    }
+}
+
+/// What `/healthz` answers.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct Health {
+    status: HealthStatus,
+    /// `ok`, or the store's error.
+    store: String,
+    mqtt_connected: bool,
+    mqtt: MqttHealth,
+    /// Devices in the fleet.
+    devices: usize,
+    time: DateTime<Utc>,
+}
+
+/// The broker link.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct MqttHealth {
+    connected: bool,
+    /// Since when it is connected, or down.
+    since: DateTime<Utc>,
+    down_for_seconds: Option<u64>,
+    last_error: Option<String>,
+}
+
 /// `ok`; `degraded` while the broker link is down (503 once it has been down for
 /// `broker.unhealthy_after`); 503 `store_failed` if the store does not answer.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses(
+    (status = 200, description = "Up, perhaps degraded", body = Health),
+    (status = 503, description = "The store fails, or the broker link is down too long", body = Health),
+))]
 async fn healthz(State(s): State<AppState>) -> Response {
     let store = s.store.ping().await;
     let mqtt = s.mqtt.status();
     let now = s.clock.now();
     let down_for = (!mqtt.connected).then(|| (now - mqtt.since).to_std().unwrap_or_default());
     let (code, status) = match (&store, down_for) {
-        (Err(_), _) => (StatusCode::SERVICE_UNAVAILABLE, "store_failed"),
-        (Ok(()), Some(d)) if d >= s.unhealthy_after => (StatusCode::SERVICE_UNAVAILABLE, "mqtt_disconnected"),
-        (Ok(()), Some(_)) => (StatusCode::OK, "degraded"),
-        (Ok(()), None) => (StatusCode::OK, "ok"),
+        (Err(_), _) => (StatusCode::SERVICE_UNAVAILABLE, HealthStatus::StoreFailed),
+        (Ok(()), Some(d)) if d >= s.unhealthy_after => {
+            (StatusCode::SERVICE_UNAVAILABLE, HealthStatus::MqttDisconnected)
+        }
+        (Ok(()), Some(_)) => (StatusCode::OK, HealthStatus::Degraded),
+        (Ok(()), None) => (StatusCode::OK, HealthStatus::Ok),
     };
-    let body = json!({
-        "status": status,
-        "store": store.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
-        "mqtt_connected": mqtt.connected,
-        "mqtt": {
-            "connected": mqtt.connected,
-            "since": mqtt.since,
-            "down_for_seconds": down_for.map(|d| d.as_secs()),
-            "last_error": mqtt.error,
+    let body = Health {
+        status,
+        store: store.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string()),
+        mqtt_connected: mqtt.connected,
+        mqtt: MqttHealth {
+            connected: mqtt.connected,
+            since: mqtt.since,
+            down_for_seconds: down_for.map(|d| d.as_secs()),
+            last_error: mqtt.error,
         },
-        "devices": s.fleet.devices.len(),
-        "time": now,
-    });
+        devices: s.fleet.devices.len(),
+        time: now,
+    };
     (code, Json(body)).into_response()
 }
 
 /// OpenMetrics for a scraper that asks for it (Prometheus does), Prometheus text 0.0.4 otherwise.
+#[utoipa::path(get, path = "/metrics", tag = "health", responses(
+    (status = 200, description = "The daemon's metrics", content(
+        (String = "text/plain"),
+        (String = "application/openmetrics-text"),
+    )),
+))]
 async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> Response {
     let open_metrics = headers
         .get_all(header::ACCEPT)

@@ -6,7 +6,6 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::domain::TicketId;
 use crate::store::TransitionOptions;
@@ -23,14 +22,19 @@ pub(super) fn routes(s: &AppState) -> Routes {
         .post("/api/v1/helpdesks/{name}/events", Perm::Helpdesk, helpdesk_event)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct OutboxQuery {
     /// pending, delivered, dead or skipped (default dead).
+    #[param(value_type = Option<crate::domain::OutboxState>, inline)]
     state: Option<String>,
     limit: Option<i64>,
 }
 
+/// What was sent (or is to be sent) to the helpdesks, for the customers the user sees.
+#[utoipa::path(get, path = "/api/v1/outbox", tag = "outbox", params(OutboxQuery),
+    responses((status = 200, body = Vec<crate::store::OutboxRow>)))]
 async fn list_outbox(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -44,6 +48,17 @@ async fn list_outbox(
     Ok(Json(s.store.outbox(state, q.limit.unwrap_or(500).clamp(1, 10_000), mine.as_deref()).await?).into_response())
 }
 
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct Retried {
+    id: i64,
+    state: crate::domain::OutboxState,
+}
+
+/// Sends a dead outbox row again.
+#[utoipa::path(post, path = "/api/v1/outbox/{id}/retry", tag = "outbox", params(("id" = i64, Path)), responses(
+    (status = 200, body = Retried),
+    (status = 404, description = "No such dead row (or not one of the user's customers')", body = super::ErrorBody),
+))]
 async fn retry_outbox(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -53,13 +68,13 @@ async fn retry_outbox(
     let id: i64 =
         id.parse().map_err(|_| ApiError(StatusCode::BAD_REQUEST, format!("`{id}` is not an outbox row id")))?;
     if s.store.outbox_retry(id, s.clock.now(), mine.as_deref()).await? {
-        Ok(Json(json!({ "id": id, "state": crate::domain::OutboxState::Pending })).into_response())
+        Ok(Json(Retried { id, state: crate::domain::OutboxState::Pending }).into_response())
     } else {
         Err(ApiError(StatusCode::NOT_FOUND, format!("no dead outbox row {id}")))
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct HelpdeskEvent {
     /// aftercare's ticket id, or the `dedup_key` of its events.
@@ -74,6 +89,17 @@ struct HelpdeskEvent {
 }
 
 /// A helpdesk tells aftercare what people did there, signed like our webhooks.
+#[utoipa::path(post, path = "/api/v1/helpdesks/{name}/events", tag = "outbox", params(("name" = String, Path),
+    ("webhook-id" = String, Header), ("webhook-timestamp" = i64, Header, description = "Unix seconds"),
+    ("webhook-signature" = String, Header, description = "`v1,` and the base64 HMAC-SHA256 of `id.timestamp.body`")),
+    request_body = HelpdeskEvent, responses(
+    (status = 200, description = "The ticket as moved", body = crate::tickets::Ticket),
+    (status = 403, description = "The helpdesk has no secret, or the ticket does not go to it", body = super::ErrorBody),
+    (status = 404, description = "No such helpdesk or ticket", body = super::ErrorBody),
+    (status = 409, description = "A replay, or the move is refused", body = super::ErrorBody),
+    (status = 413, description = "The note is too long", body = super::ErrorBody),
+    (status = 503, description = "The store failed", body = super::ErrorBody),
+))]
 async fn helpdesk_event(
     State(s): State<AppState>,
     Path(name): Path<String>,

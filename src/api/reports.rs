@@ -18,21 +18,52 @@ pub(super) fn routes(s: &AppState) -> Routes {
         .get("/api/v1/reports/kept/{id}", Perm::ReadReports, kept_report)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ReportQuery {
+    /// Default: the user's one customer (a user of several names one; an unscoped user may give `site` instead).
     customer: Option<String>,
     site: Option<String>,
     /// Default: the last 30 days.
     from: Option<String>,
     to: Option<String>,
-    /// json (default), csv or html.
+    /// json (default), csv, html or pdf.
+    #[param(value_type = Option<ReportFormat>, inline)]
     format: Option<String>,
     /// en (default) or zh-CN.
+    #[param(value_type = Option<ReportLang>, inline)]
     lang: Option<String>,
 }
 
+crate::domain::named! {
+    /// How a report is rendered.
+    enum ReportFormat {
+        Json = "json",
+        Csv = "csv",
+        Html = "html",
+        Pdf = "pdf",
+    }
+}
+
+crate::domain::named! {
+    /// A report's language.
+    enum ReportLang {
+        En = "en",
+        ZhCn = "zh-CN",
+    }
+}
+
 /// A service report for a customer (or site) and a period.
+#[utoipa::path(get, path = "/api/v1/reports", tag = "reports", params(ReportQuery), responses(
+    (status = 200, description = "The report, in the format asked for", content(
+        (crate::report::Report = "application/json"),
+        (String = "text/csv"),
+        (String = "text/html"),
+        (Vec<u8> = "application/pdf"),
+    )),
+    (status = 404, description = "Not one of the user's customers", body = super::ErrorBody),
+))]
 async fn report(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -69,14 +100,19 @@ async fn report(
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct KeptQuery {
     customer: Option<String>,
     limit: Option<i64>,
 }
 
 /// Reports kept in the store (inspection reports), newest first.
+#[utoipa::path(get, path = "/api/v1/reports/kept", tag = "reports", params(KeptQuery), responses(
+    (status = 200, body = Vec<crate::store::StoredReport>),
+    (status = 404, description = "Not one of the user's customers", body = super::ErrorBody),
+))]
 async fn list_kept_reports(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -87,13 +123,31 @@ async fn list_kept_reports(
     Ok(Json(s.store.reports(q.customer.as_deref(), q.limit.unwrap_or(100).clamp(1, 10_000)).await?).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct KeptOne {
     /// html (default) or json.
+    #[param(value_type = Option<KeptFormat>, inline)]
     format: Option<String>,
 }
 
+crate::domain::named! {
+    /// How a kept report is shown.
+    enum KeptFormat {
+        Html = "html",
+        Json = "json",
+    }
+}
+
+/// A kept report, as it was made.
+#[utoipa::path(get, path = "/api/v1/reports/kept/{id}", tag = "reports", params(("id" = i64, Path), KeptOne), responses(
+    (status = 200, description = "The report as kept", content(
+        (String = "text/html"),
+        (crate::report::Report = "application/json"),
+    )),
+    (status = 404, description = "No such report (or not one of the user's customers')", body = super::ErrorBody),
+))]
 async fn kept_report(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,

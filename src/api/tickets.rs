@@ -23,22 +23,33 @@ pub(super) fn routes(s: &AppState) -> Routes {
         .post("/api/v1/tickets/{id}/transition", Perm::ActOnTickets, transition)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct TicketQuery {
+    #[param(value_type = Option<TicketState>, inline)]
     state: Option<String>,
+    /// Only open tickets (not resolved or closed), or only the others.
     open: Option<bool>,
+    #[param(minimum = 1, maximum = 3)]
     tier: Option<u8>,
     device: Option<String>,
+    /// A fault code.
     code: Option<String>,
     customer: Option<String>,
     site: Option<String>,
+    /// A device kind.
     kind: Option<String>,
+    /// Only tickets whose fault has cleared, or only the others.
     recovered: Option<bool>,
+    /// At most this many (default 500, at most 10,000).
     limit: Option<i64>,
     offset: Option<i64>,
 }
 
+/// Tickets, newest first, of the customers the user sees.
+#[utoipa::path(get, path = "/api/v1/tickets", tag = "tickets", params(TicketQuery),
+    responses((status = 200, body = Vec<crate::tickets::Ticket>)))]
 async fn list_tickets(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -80,6 +91,11 @@ pub(super) async fn seen_ticket(s: &AppState, p: &Principal, id: TicketId) -> Re
     }
 }
 
+/// One ticket, with its timeline.
+#[utoipa::path(get, path = "/api/v1/tickets/{id}", tag = "tickets", params(("id" = i64, Path)), responses(
+    (status = 200, body = crate::tickets::Ticket),
+    (status = 404, description = "No such ticket (or not one of the user's customers')", body = super::ErrorBody),
+))]
 async fn get_ticket(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -89,10 +105,13 @@ async fn get_ticket(
     Ok(Json(seen_ticket(&s, &p, id).await?).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TransitionBody {
+    /// The state to move to; the role decides which it may.
+    #[schema(value_type = TicketState)]
     to: String,
+    /// Why, for the timeline and the helpdesk (at most 4,000 characters).
     #[serde(default)]
     note: String,
     /// Makes the repair billable for this cause; it must be one the ticket's contract names.
@@ -117,6 +136,14 @@ pub(super) fn note(text: &str) -> Result<&str, ApiError> {
 }
 
 /// Moves a ticket, as the signed-in user: the role decides which states it may move it to.
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/transition", tag = "tickets", params(("id" = i64, Path)),
+    request_body = TransitionBody, responses(
+    (status = 200, description = "The ticket as moved", body = crate::tickets::Ticket),
+    (status = 403, description = "The role may not move a ticket to that state", body = super::ErrorBody),
+    (status = 404, description = "No such ticket (or not one of the user's customers')", body = super::ErrorBody),
+    (status = 409, description = "The move is refused from the ticket's state, or billing does not apply", body = super::ErrorBody),
+    (status = 413, description = "The note is too long", body = super::ErrorBody),
+))]
 async fn transition(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,

@@ -19,12 +19,15 @@ pub(super) fn routes(s: &AppState) -> Routes {
         .post("/api/v1/work-orders/{id}/complete", Perm::DoVisits, complete_work_order)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct WorkOrderQuery {
     /// open, in_progress, done or missed.
+    #[param(value_type = Option<crate::domain::VisitState>, inline)]
     state: Option<String>,
     /// patrol, inspection, maintenance or follow_up.
+    #[param(value_type = Option<crate::domain::VisitKind>, inline)]
     kind: Option<String>,
     device: Option<String>,
     customer: Option<String>,
@@ -35,6 +38,11 @@ struct WorkOrderQuery {
     limit: Option<i64>,
 }
 
+/// Work orders (visits), by due date, of the customers the user sees.
+#[utoipa::path(get, path = "/api/v1/work-orders", tag = "work orders", params(WorkOrderQuery), responses(
+    (status = 200, body = Vec<crate::store::WorkOrder>),
+    (status = 404, description = "Not one of the user's customers", body = super::ErrorBody),
+))]
 async fn list_work_orders(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -77,7 +85,21 @@ fn work_order_id(id: &str) -> Result<i64, ApiError> {
     id.parse().map_err(|_| ApiError(StatusCode::BAD_REQUEST, format!("`{id}` is not a work order id")))
 }
 
+/// A work order with what the telemetry answers of its checklist.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct WorkOrderView {
+    #[serde(flatten)]
+    work_order: crate::store::WorkOrder,
+    /// Checklist item → the value measured, for the items the telemetry answers.
+    #[schema(value_type = Object)]
+    measured: serde_json::Map<String, serde_json::Value>,
+}
+
 /// One work order, with the checklist items the telemetry answers pre-filled (`measured`).
+#[utoipa::path(get, path = "/api/v1/work-orders/{id}", tag = "work orders", params(("id" = i64, Path)), responses(
+    (status = 200, body = WorkOrderView),
+    (status = 404, description = "No such work order (or not one of the user's customers')", body = super::ErrorBody),
+))]
 async fn get_work_order(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -86,13 +108,16 @@ async fn get_work_order(
     let id = work_order_id(&id)?;
     let w = seen_work_order(&s, &p, id).await?;
     let measured = crate::schedule::measure(&s.store, &s.fleet, &w, s.clock.now()).await?;
-    let mut v = serde_json::to_value(&w).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    v["measured"] = serde_json::Value::Object(measured);
-    Ok(Json(v).into_response())
+    Ok(Json(WorkOrderView { work_order: w, measured }).into_response())
 }
 
 /// Starts a visit, the signed-in user on site: new tickets of the device are silenced until
 /// it is done.
+#[utoipa::path(post, path = "/api/v1/work-orders/{id}/start", tag = "work orders", params(("id" = i64, Path)), responses(
+    (status = 200, description = "The work order as started", body = WorkOrderView),
+    (status = 404, description = "No such work order (or not one of the user's customers')", body = super::ErrorBody),
+    (status = 409, description = "It cannot be started from its state", body = super::ErrorBody),
+))]
 async fn start_work_order(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
@@ -104,15 +129,23 @@ async fn start_work_order(
     get_work_order(State(s), Extension(p), Path(id.to_string())).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CompleteBody {
-    /// Checklist item → answer (any JSON).
+    /// Checklist item → answer (any JSON); at most 64 KiB.
     #[serde(default)]
+    #[schema(value_type = Object)]
     answers: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Completes a visit with its checklist answers; every checklist item must be answered.
+#[utoipa::path(post, path = "/api/v1/work-orders/{id}/complete", tag = "work orders", params(("id" = i64, Path)),
+    request_body = CompleteBody, responses(
+    (status = 200, description = "The work order as done", body = WorkOrderView),
+    (status = 404, description = "No such work order (or not one of the user's customers')", body = super::ErrorBody),
+    (status = 409, description = "It is done already, or cannot be completed from its state", body = super::ErrorBody),
+    (status = 413, description = "The answers are too long", body = super::ErrorBody),
+))]
 async fn complete_work_order(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,

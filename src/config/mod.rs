@@ -78,6 +78,8 @@ pub struct Config {
     pub outbox: crate::outbox::OutboxConfig,
     /// How long history is kept.
     pub history_retention: Duration,
+    /// How long the audit log is kept.
+    pub audit_retention: Duration,
     /// Telemetry to InfluxDB, when configured.
     pub influx: Option<crate::history::influx::InfluxConfig>,
     pub fleet: Arc<Fleet>,

@@ -507,6 +507,8 @@ pub(crate) struct RawHttp {
     /// The host names the API answers to (default: any).
     #[serde(default)]
     pub hosts: Vec<String>,
+    /// Changes a user may make a minute (default 300; a fifth of it, at least 60, at once).
+    pub writes_per_minute: Option<Spanned<u32>>,
     /// Connections open at once (default 1024).
     pub max_connections: Option<Spanned<usize>>,
     /// How long a client has to send a request's headers (default 10s).
@@ -526,6 +528,8 @@ pub(crate) struct RawTls {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawStore {
     pub path: Option<String>,
+    /// How long the audit log is kept (default 400 days; at least 90).
+    pub audit_retention: Option<Spanned<Dur>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -143,6 +143,17 @@ fn a_minimal_config_is_valid_and_gets_defaults() {
     assert_eq!(c.store_path, Path::new("x/aftercare.db"));
     assert_eq!(c.ingest.topic_prefix, "aftercare");
     assert_eq!(c.tickets.reopen_window.as_secs(), 86_400);
+    assert_eq!(c.audit_retention.as_secs(), 400 * 86_400);
+    assert_eq!(c.access.writes_per_minute, 300);
+}
+
+#[test]
+fn the_audit_log_is_kept_ninety_days_at_least() {
+    assert_eq!(problems("[store]\naudit_retention = \"90d\"\n", &[]), Vec::<String>::new());
+    assert_eq!(
+        problems("[store]\naudit_retention = \"30d\"\n", &[]),
+        ["cfg/main.toml:2: store.audit_retention is 90 days or more; the store keeps them in any case"]
+    );
 }
 
 #[test]

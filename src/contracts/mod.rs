@@ -34,11 +34,12 @@ crate::domain::named! {
 }
 
 /// One step of a tier's escalation chain.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Escalation {
     pub level: u8,
     /// After the ticket opened, 7x24.
     #[serde(serialize_with = "ser_duration")]
+    #[schema(value_type = String, example = "2h")]
     pub after: std::time::Duration,
     pub unless: Milestone,
     pub to: String,
@@ -134,7 +135,7 @@ pub struct Warranty {
 }
 
 /// A device's warranty on the day of a fault.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct WarrantyStatus {
     /// The component class the fault concerns.
     pub component: Option<String>,
@@ -142,7 +143,7 @@ pub struct WarrantyStatus {
     pub components: Vec<ComponentWarranty>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ComponentWarranty {
     pub class: String,
     /// Last day covered.
@@ -158,7 +159,7 @@ pub struct RepeatRule {
 }
 
 /// A ticket's deadlines, computed when it opens.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Deadlines {
     pub contract: Option<String>,
     /// Why the ticket has no clock, when it has none.

@@ -150,7 +150,7 @@ pub(crate) fn due_dates(steps: &[Step], anchor: NaiveDate, last: NaiveDate) -> V
 
 /// How often a report is made for a customer, each after a whole period of the
 /// customer's local calendar (weeks start on Monday).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Cadence {
     Weekly,

@@ -1,7 +1,8 @@
 //! Telemetry history in the embedded store: hourly rollups per device and
 //! metric, accumulated in the shards (`crate::rollup`) and merged into SQLite by one
-//! writer task, which also enforces the retention of rollups and of the
-//! devices' state changes (written with the tickets, see store::history).
+//! writer task, which also enforces, hourly, what the store keeps: rollups and the devices'
+//! state changes (written with the tickets, see store::history), the audit log, and ended
+//! login sessions.
 
 pub mod influx;
 pub mod spool;
@@ -20,13 +21,25 @@ use crate::store::Store;
 /// How the shards hand rollups on; bounded, and a full queue drops (and counts) rather than stalls ingest.
 pub type RollupSender = mpsc::Sender<Vec<RollupRow>>;
 
-/// Writes rollups as they come and prunes what is older than `retention`, hourly.
+/// How long the store keeps what grows without end.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// Rollups and device state changes.
+    pub history: Duration,
+    /// The audit log.
+    pub audit: Duration,
+}
+
+/// A login session is listed this long after it ended, then removed.
+const ENDED_SESSIONS: chrono::TimeDelta = chrono::TimeDelta::days(30);
+
+/// Writes rollups as they come and prunes what is older than its `retention`, hourly.
 /// Ends when every shard has hung up (after handing on its last partial hours).
 pub async fn run(
     store: Store,
     fleet: Arc<Fleet>,
     clock: Arc<dyn Clock>,
-    retention: Duration,
+    retention: Retention,
     mut rx: mpsc::Receiver<Vec<RollupRow>>,
 ) {
     let mut prune = tokio::time::interval(Duration::from_secs(3600));
@@ -48,11 +61,19 @@ pub async fn run(
                 }
             }
             _ = prune.tick() => {
-                let before = clock.now() - chrono::TimeDelta::from_std(retention).unwrap_or(chrono::TimeDelta::MAX);
+                let now = clock.now();
+                let ago = |d: Duration| now - chrono::TimeDelta::from_std(d).unwrap_or(chrono::TimeDelta::MAX);
+                let before = ago(retention.history);
                 match store.prune_history(before).await {
                     Ok(0) => {}
                     Ok(n) => info!(rows = n, %before, "history older than its retention removed"),
                     Err(e) => error!(error = %e, "pruning history failed; will retry in an hour"),
+                }
+                let before = ago(retention.audit);
+                match store.prune_access(before, now - ENDED_SESSIONS).await {
+                    Ok(0) => {}
+                    Ok(n) => info!(rows = n, %before, "audit lines past their retention and ended sessions removed"),
+                    Err(e) => error!(error = %e, "pruning the audit log failed; will retry in an hour"),
                 }
             }
         }

@@ -17,7 +17,7 @@ use crate::fleet::Fleet;
 use crate::store::{Store, StoreError, WorkOrder, WorkOrderFilter};
 use crate::tickets::sla::TierCompliance;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub enum Lang {
     #[serde(rename = "en")]
     En,
@@ -44,7 +44,7 @@ pub struct Scope {
     pub to: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeviceAvailability {
     pub device: String,
     pub name: String,
@@ -58,7 +58,7 @@ pub struct DeviceAvailability {
     pub faults: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct FaultCount {
     pub tier: u8,
     pub kind: String,
@@ -69,7 +69,7 @@ pub struct FaultCount {
     pub occurrences: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct OpenTicket {
     pub id: i64,
     pub device: String,
@@ -79,7 +79,7 @@ pub struct OpenTicket {
     pub opened_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Recurring {
     /// The device, or (`by_model`) the model shared by several devices.
     pub subject: String,
@@ -88,14 +88,14 @@ pub struct Recurring {
     pub times: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Expiring {
     pub device: String,
     pub class: String,
     pub until: NaiveDate,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Visits {
     pub due: u32,
     pub done: u32,
@@ -105,7 +105,7 @@ pub struct Visits {
 
 /// What the satisfaction surveys done in the period scored: the answers to checklist items
 /// named `satisfaction…`, read as numbers from 1 to 5.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Satisfaction {
     pub mean: f64,
     pub surveys: u32,
@@ -145,7 +145,7 @@ fn satisfaction_of(work_orders: &[WorkOrder]) -> Option<Satisfaction> {
 }
 
 /// Recurring problems over a window ending with the report's period.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RecurringWindow {
     /// month, quarter or year.
     pub window: String,
@@ -153,7 +153,7 @@ pub struct RecurringWindow {
     pub recurring: Vec<Recurring>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Report {
     pub customer: Option<String>,
     /// The customer's name, as the fleet config gives it.
@@ -166,6 +166,7 @@ pub struct Report {
     pub last_day: NaiveDate,
     /// The site's offset from UTC: every time the renderings show is in it, and labelled.
     #[serde(serialize_with = "offset_text")]
+    #[schema(value_type = String)]
     pub utc_offset: FixedOffset,
     /// Set when the period began before the store was made: the local day aftercare began
     /// watching. Nothing before it is known: no faults are counted there and the time counts

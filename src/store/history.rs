@@ -11,7 +11,7 @@ use crate::rollup::{Acc, RollupRow};
 use crate::tickets::State;
 
 /// A device's state change: a fault raised, promoted or cleared (`offline` is the device going offline).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeviceEvent {
     pub at: DateTime<Utc>,
     pub event: FaultChange,

@@ -108,6 +108,7 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (17, "helpdesk_routes", include_str!("../../migrations/sqlite/0017_helpdesk_routes.sql")),
     (18, "tickets_updated_at", include_str!("../../migrations/sqlite/0018_tickets_updated_at.sql")),
     (19, "users", include_str!("../../migrations/sqlite/0019_users.sql")),
+    (20, "audit_retention", include_str!("../../migrations/sqlite/0020_audit_retention.sql")),
 ];
 
 fn migrator() -> Migrator {

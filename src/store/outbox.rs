@@ -11,7 +11,7 @@ use crate::tickets::Event;
 
 /// What an outbox row is about: a ticket, or a work order (a planned visit).
 /// Serialized as `"ticket_id": N` or `"work_order_id": N`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 pub enum SubjectId {
     #[serde(rename = "ticket_id")]
     Ticket(TicketId),
@@ -56,8 +56,21 @@ impl Serialize for OutboxEvent {
     }
 }
 
+/// In the API: the name of a ticket's or a work order's event.
+impl utoipa::PartialSchema for OutboxEvent {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let names = Event::ALL.iter().map(|e| e.as_str()).chain(VisitEvent::ALL.iter().map(|e| e.as_str()));
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(names))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for OutboxEvent {}
+
 /// One event for the helpdesk.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct OutboxRow {
     pub id: i64,
     #[serde(flatten)]

@@ -32,3 +32,50 @@ async fn a_customer_user_with_no_customers_sees_nothing_rather_than_all() {
     assert!(s.set_disabled("dee", false, now).await.unwrap());
     assert!(s.principal("hash-of-dee", now).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn the_audit_log_keeps_its_last_ninety_days_whatever_asks_and_sessions_go_a_month_after_they_end() {
+    use crate::clock::{Clock, SystemClock};
+    let dir = tempfile::tempdir().unwrap();
+    let s = super::Store::open(&dir.path().join("a.db")).await.unwrap();
+    // The store's guard reads the wall clock, so the lines are dated from it.
+    let now = SystemClock.now();
+    let line = |days: i64| super::NewAudit {
+        at: now - chrono::TimeDelta::days(days),
+        actor: "ann",
+        token_id: None,
+        address: "127.0.0.1",
+        method: "POST",
+        path: "/api/v1/users",
+        status: 201,
+        detail: "",
+    };
+    for days in [400, 200, 30, 0] {
+        s.audit(&line(days)).await.unwrap();
+    }
+    let all = super::AuditFilter { actor: None, since: None, limit: 100 };
+    assert_eq!(s.prune_access(now - chrono::TimeDelta::days(365), now).await.unwrap(), 1);
+    assert_eq!(s.audit_log(&all).await.unwrap().len(), 3);
+    // A retention shorter than 90 days, or a hand-made DELETE, is refused by the store itself.
+    assert!(s.prune_access(now - chrono::TimeDelta::days(10), now).await.is_err());
+    assert_eq!(s.audit_log(&all).await.unwrap().len(), 3, "nothing went");
+    let deleted = sqlx::query("DELETE FROM audit").execute(&s.pool).await;
+    assert!(deleted.is_err(), "the last 90 days stay");
+    assert!(sqlx::query("UPDATE audit SET actor = 'eve'").execute(&s.pool).await.is_err(), "no line changes");
+    assert_eq!(s.prune_access(now - chrono::TimeDelta::days(100), now).await.unwrap(), 1, "the line of 200 days");
+
+    // Sessions: one ended 40 days ago, one expired 40 days ago, one live; and an API token
+    // revoked long ago, which stays listed.
+    let id = s.add_user("zoe", crate::access::Role::Desk, &[], None, now).await.unwrap().unwrap();
+    let old = now - chrono::TimeDelta::days(41);
+    let ended = s.add_token(id, super::SESSION, "login", "h1", old, None).await.unwrap();
+    assert!(s.revoke_token(ended, now - chrono::TimeDelta::days(40)).await.unwrap());
+    s.add_token(id, super::SESSION, "login", "h2", old, Some(now - chrono::TimeDelta::days(40))).await.unwrap();
+    s.add_token(id, super::SESSION, "login", "h3", now, Some(now + chrono::TimeDelta::hours(12))).await.unwrap();
+    let api = s.add_token(id, super::API_TOKEN, "script", "h4", old, None).await.unwrap();
+    assert!(s.revoke_token(api, old).await.unwrap());
+    let cut = now - chrono::TimeDelta::days(30);
+    assert_eq!(s.prune_access(now - chrono::TimeDelta::days(365), cut).await.unwrap(), 2);
+    let left: Vec<String> = s.tokens(Some("zoe")).await.unwrap().into_iter().map(|t| t.kind).collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+}

@@ -9,7 +9,7 @@ use super::{Store, StoreError, from_ms, ms, named, opt_ms};
 use crate::access::{Principal, Role, Scope};
 
 /// A user as listed (no secret).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct User {
     pub id: i64,
     pub name: String,
@@ -23,7 +23,7 @@ pub struct User {
 }
 
 /// An API token or a login session, as listed (never its secret).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Token {
     pub id: i64,
     pub user: String,
@@ -40,7 +40,7 @@ pub const API_TOKEN: &str = "api";
 pub const SESSION: &str = "session";
 
 /// One line of the audit log.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub id: i64,
     pub at: DateTime<Utc>,
@@ -321,6 +321,24 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Removes audit lines from before `audit_before` (the store refuses any of the last 90
+    /// days), and login sessions that ended before `sessions_before`; returns how many rows went.
+    pub async fn prune_access(
+        &self,
+        audit_before: DateTime<Utc>,
+        sessions_before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let a = sqlx::query("DELETE FROM audit WHERE at < $1").bind(ms(audit_before)).execute(&self.pool).await?;
+        let b = sqlx::query(
+            "DELETE FROM tokens WHERE kind = $1 AND (revoked_at < $2 OR (revoked_at IS NULL AND expires_at < $2))",
+        )
+        .bind(SESSION)
+        .bind(ms(sessions_before))
+        .execute(&self.pool)
+        .await?;
+        Ok(a.rows_affected() + b.rows_affected())
     }
 
     /// The audit log, newest first.

@@ -28,7 +28,7 @@ pub struct NewWorkOrder {
     pub ticket_id: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct WorkOrder {
     pub id: i64,
     pub contract: String,
@@ -268,7 +268,7 @@ impl Store {
 }
 
 /// A report kept in the store.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct StoredReport {
     pub id: i64,
     pub work_order_id: Option<i64>,

@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::State;
 use crate::domain::{CustomerId, DeviceId, FaultCode, SiteId, TicketId, Tier};
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Ticket {
     pub id: TicketId,
     pub device: DeviceId,
@@ -49,7 +49,7 @@ pub struct Ticket {
 }
 
 /// A ticket's contract clocks: deadlines, and whether each was met once its moment came.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Clock {
     /// The governing contract's id; `null` with `no_clock` saying why when none governs.
     pub contract: Option<String>,
@@ -77,7 +77,7 @@ pub struct Clock {
     pub calendar_gap: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Billing {
     pub class: BillingClass,
     pub reason: Option<String>,
@@ -102,7 +102,7 @@ impl BillingClass {
 }
 
 /// One append-only line of a ticket's history.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct TimelineEntry {
     pub at: DateTime<Utc>,
     pub event: Event,

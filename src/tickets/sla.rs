@@ -16,7 +16,7 @@ pub(crate) fn promoted_deadline(old: Option<DateTime<Utc>>, new: Option<DateTime
 pub(crate) type Met = Option<bool>;
 
 /// Compliance with one clock over a set of tickets.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct ClockCompliance {
     pub met: u32,
     pub missed: u32,
@@ -25,7 +25,7 @@ pub struct ClockCompliance {
 }
 
 /// Compliance of one tier's tickets with their three clocks.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct TierCompliance {
     pub tier: u8,
     pub tickets: u32,

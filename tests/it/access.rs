@@ -13,6 +13,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/healthz", "open"),
     ("GET", "/metrics", "metrics"),
     ("GET", "/api/v1/routes", "signed_in"),
+    ("GET", "/api/v1/openapi.json", "open"),
     ("POST", "/api/v1/login", "open"),
     ("POST", "/api/v1/logout", "signed_in"),
     ("GET", "/api/v1/me", "signed_in"),
@@ -82,13 +83,18 @@ fn token_of(name: &str) -> String {
 /// A daemon with customers cust-1 (lit-a, site-a) and cust-2 (lit-b, site-b), each with a
 /// contract and a monthly inspection, a ticket each, and a user of every role.
 async fn two_customers() -> (Daemon, Sim, Value) {
+    two_customers_with("").await
+}
+
+/// [`two_customers`], with more `[http]` keys.
+pub(crate) async fn two_customers_with(http: &str) -> (Daemon, Sim, Value) {
     let broker = Broker::Embedded;
     let fleet = ["lit-a:lighting"];
     let (dir, prefix) = Daemon::setup(&fleet, "30s", "10m", &broker);
     let path = dir.path().join("aftercare.toml");
     let (k1, _) = monthly_inspection("");
     let k2 = k1.replace("contracts.k", "contracts.k2").replace("cust-1", "cust-2");
-    let cfg = std::fs::read_to_string(&path).unwrap()
+    let cfg = std::fs::read_to_string(&path).unwrap().replace("[http]\n", &format!("[http]\n{http}\n"))
         + "[[sites]]\nid = \"site-b\"\nutc_offset = \"+08:00\"\n[[customers]]\nid = \"cust-2\"\n\
            [[devices]]\nid = \"lit-b\"\nkind = \"lighting\"\nsite = \"site-b\"\ncustomer = \"cust-2\"\n\
            model = \"M\"\nserial = \"S-b\"\naccepted_on = \"2025-06-01\"\n"
@@ -312,6 +318,12 @@ async fn people_log_in_tokens_expire_and_every_change_is_audited() {
     let r = admin.delete(d.url(&format!("/api/v1/tokens/{}", made["id"]))).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(as_user(&secret).get(d.url("/api/v1/me")).send().await.unwrap().status().as_u16(), 401);
+    // Nobody disables themselves (so an admin always remains).
+    let r = admin.post(d.url("/api/v1/users/ann/disable")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 409);
+    // A token has a name.
+    let r = admin.post(d.url("/api/v1/tokens")).json(&json!({"name": " "})).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
     // Disabling a user stops its tokens at once.
     let r = admin.post(d.url("/api/v1/users/bot/disable")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);

@@ -38,6 +38,8 @@ use self::modbus::modbus_endpoint;
 /// The bounds of `ingest.max_payload_bytes`.
 const MIN_PAYLOAD: usize = 64;
 const MAX_PAYLOAD: usize = 16 << 20;
+/// The shortest `store.audit_retention`: the store itself refuses to remove a younger line.
+const AUDIT_MIN: Duration = Duration::from_secs(90 * 24 * 3600);
 
 /// Collects problems against the source they are in.
 struct Report<'a> {
@@ -211,6 +213,14 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
             .ok()
     });
     let store_path = base.join(store.path.as_deref().unwrap_or("aftercare.db"));
+    let audit_retention = match &store.audit_retention {
+        Some(d) if d.get_ref().0 < AUDIT_MIN => {
+            r.at(d.span(), "store.audit_retention is 90 days or more; the store keeps them in any case");
+            AUDIT_MIN
+        }
+        Some(d) => d.get_ref().0,
+        None => Duration::from_secs(400 * 24 * 3600),
+    };
     let topic_prefix = match &ingest.topic_prefix {
         Some(p) if p.get_ref().is_empty() || p.get_ref().contains(['+', '#']) || p.get_ref().ends_with('/') => {
             r.at(
@@ -511,12 +521,14 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
             behind_proxy: http.behind_proxy.unwrap_or(false),
             hosts: http.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
             session_ttl: http.session_ttl.map_or(Duration::from_secs(12 * 3600), |d| d.0.max(Duration::from_secs(60))),
+            writes_per_minute: http.writes_per_minute.as_ref().map_or(300, |w| *w.get_ref()).max(1),
         },
         store_path,
         ingest,
         tickets,
         helpdesks: helpdesk_list,
         outbox,
+        audit_retention,
         history_retention: history.retention.map_or(Duration::from_secs(5 * 365 * 24 * 3600 + 24 * 3600), |d| d.0),
         influx,
         fleet: Arc::new(Fleet::new(site_list, customer_list, device_list, profiles, contract_list)),
