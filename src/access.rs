@@ -37,6 +37,8 @@ named! {
         /// `/metrics`, when config does not leave it open.
         Metrics = "metrics",
         ReadTickets = "read_tickets",
+        /// Reporting a ticket: a call, a letter, a visit, or a customer's own request.
+        OpenTickets = "open_tickets",
         /// Transitions (each role to the states [`may_move_to`] allows).
         ActOnTickets = "act_on_tickets",
         ReadDevices = "read_devices",
@@ -64,7 +66,7 @@ impl Perm {
 pub(crate) fn allows(role: Role, perm: Perm) -> bool {
     use Perm::*;
     match perm {
-        Open | Helpdesk | SignedIn => true,
+        Open | Helpdesk | SignedIn | OpenTickets => true,
         ManageUsers | ReadAudit => role == Role::Admin,
         _ => match role {
             Role::Admin => true,

@@ -23,6 +23,12 @@ macro_rules! string_id {
                 &self.0
             }
         }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
     };
 }
 

@@ -88,6 +88,52 @@ enum Cmd {
         #[command(subcommand)]
         action: TokenCmd,
     },
+    /// Tickets people report, for scripts (a phone system, a mail gateway).
+    Ticket {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: TicketCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum TicketCmd {
+    /// Open a ticket a person reports; it runs the contract's clocks as a sensor's does. A
+    /// report naming a device's fault whose ticket is open is added to that ticket instead.
+    Open {
+        /// The user who enters it (its name goes on the timeline).
+        #[arg(long = "as")]
+        user: String,
+        /// phone, web, email, visit or helpdesk.
+        #[arg(long)]
+        channel: String,
+        /// fault, request, question or complaint.
+        #[arg(long, default_value = "fault")]
+        category: String,
+        #[arg(long)]
+        customer: Option<String>,
+        #[arg(long)]
+        site: Option<String>,
+        #[arg(long)]
+        device: Option<String>,
+        /// One of the device kind's fault codes.
+        #[arg(long)]
+        code: Option<String>,
+        /// 1, 2 or 3 (default: the fault's, else from the category).
+        #[arg(long)]
+        tier: Option<u8>,
+        /// The contract to run, for a report about a site whose customer has several.
+        #[arg(long)]
+        contract: Option<String>,
+        #[arg(long, default_value = "")]
+        reporter_name: String,
+        #[arg(long, default_value = "")]
+        reporter_phone: String,
+        /// The problem in the reporter's words (default: read from standard input).
+        #[arg(long)]
+        problem: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -228,6 +274,61 @@ async fn token_cmd(cfg: Config, action: TokenCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn ticket_cmd(cfg: Config, action: TicketCmd) -> anyhow::Result<()> {
+    use aftercare::clock::Clock as _;
+    use aftercare::tickets::intake::{Category, Channel, Report, intake};
+    let store = aftercare::store::Store::open(&cfg.store_path).await?;
+    let now = SystemClock.now();
+    let TicketCmd::Open {
+        user,
+        channel,
+        category,
+        customer,
+        site,
+        device,
+        code,
+        tier,
+        contract,
+        reporter_name,
+        reporter_phone,
+        problem,
+    } = action;
+    let u = store.user(&user).await?.ok_or_else(|| anyhow::anyhow!("no user `{user}`"))?;
+    anyhow::ensure!(!u.disabled, "user `{user}` is disabled");
+    let channel = Channel::parse(&channel)
+        .ok_or_else(|| anyhow::anyhow!("channel `{channel}`: write phone, web, email, visit or helpdesk"))?;
+    let category = Category::parse(&category)
+        .ok_or_else(|| anyhow::anyhow!("category `{category}`: write fault, request, question or complaint"))?;
+    let tier = tier
+        .map(|t| aftercare::domain::Tier::from_number(i64::from(t)).ok_or_else(|| anyhow::anyhow!("tier is 1, 2 or 3")))
+        .transpose()?;
+    let problem = match problem {
+        Some(p) => p,
+        None => std::io::read_to_string(std::io::stdin())?,
+    };
+    let r = Report {
+        channel,
+        category,
+        customer,
+        site,
+        device,
+        code,
+        tier,
+        contract,
+        reporter_name,
+        reporter_phone,
+        problem,
+    };
+    let i = intake(&cfg.fleet, &r, now).map_err(|m| anyhow::anyhow!("{m}"))?;
+    let (id, new) = store.take_report(&i, &user, now).await?;
+    if new {
+        println!("ticket {id} opened");
+    } else {
+        println!("added to ticket {id}, open for the same fault");
+    }
+    Ok(())
+}
+
 fn init_logs(default: &str) {
     let filter = EnvFilter::try_from_env("AFTERCARE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
@@ -320,6 +421,11 @@ fn main() -> ExitCode {
             init_logs("warn");
             let Some(cfg) = load(&config) else { return ExitCode::FAILURE };
             runtime(token_cmd(cfg, action))
+        }
+        Cmd::Ticket { config, action } => {
+            init_logs("warn");
+            let Some(cfg) = load(&config) else { return ExitCode::FAILURE };
+            runtime(ticket_cmd(cfg, action))
         }
         Cmd::Demo { data, interval, seed } => {
             // The embedded broker logs every client it drops at the demo's end as an error.

@@ -43,6 +43,7 @@ use crate::access::{Perm, Role, allows};
         account::revoke_token,
         account::audit_log,
         tickets::list_tickets,
+        tickets::open_ticket,
         tickets::get_ticket,
         tickets::transition,
         devices::list_devices,

@@ -19,6 +19,7 @@ use crate::access::{Perm, Principal};
 pub(super) fn routes(s: &AppState) -> Routes {
     Routes::new(s)
         .get("/api/v1/tickets", Perm::ReadTickets, list_tickets)
+        .post("/api/v1/tickets", Perm::OpenTickets, open_ticket)
         .get("/api/v1/tickets/{id}", Perm::ReadTickets, get_ticket)
         .post("/api/v1/tickets/{id}/transition", Perm::ActOnTickets, transition)
 }
@@ -75,6 +76,112 @@ async fn list_tickets(
         offset: q.offset.unwrap_or(0),
     };
     Ok(Json(s.store.tickets(&filter).await?).into_response())
+}
+
+/// Who reported a ticket.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ReporterBody {
+    #[serde(default)]
+    #[schema(max_length = 200)]
+    name: String,
+    #[serde(default)]
+    #[schema(max_length = 200)]
+    phone: String,
+}
+
+/// A person's report.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct NewTicket {
+    /// How it came in (a customer's own request is `web`).
+    #[schema(value_type = crate::tickets::intake::Channel)]
+    channel: String,
+    #[schema(value_type = crate::tickets::intake::Category)]
+    category: String,
+    /// Default: the device's customer, or the user's only one.
+    customer: Option<String>,
+    /// Default: the device's site, or the customer's only one.
+    site: Option<String>,
+    /// The device the report is about, if it names one.
+    device: Option<String>,
+    /// One of the device kind's fault codes: the report is that fault's ticket, and joins it if it is open.
+    code: Option<String>,
+    /// Set by the desk (not by a customer); default: the fault's tier, else 2 for a fault or a complaint, 3 otherwise.
+    #[schema(minimum = 1, maximum = 3)]
+    tier: Option<u8>,
+    /// The contract to run, for a report about a site whose customer has several.
+    contract: Option<String>,
+    #[serde(default)]
+    reporter: ReporterBody,
+    /// The problem in the reporter's own words (at most 4,000 characters).
+    #[schema(min_length = 1, max_length = 4000)]
+    problem: String,
+}
+
+/// Opens a ticket a person reports (a call, a letter, a visit, a customer's own request): it
+/// runs the governing contract's clocks, escalations and helpdesk delivery as a sensor's does.
+/// A report that names a device's fault whose ticket is open is added to that ticket instead.
+#[utoipa::path(post, path = "/api/v1/tickets", tag = "tickets", request_body = NewTicket, responses(
+    (status = 201, description = "A new ticket", body = crate::tickets::Ticket),
+    (status = 200, description = "The report was added to the ticket open for the same fault", body = crate::tickets::Ticket),
+    (status = 403, description = "A customer's user set the tier or a channel other than web", body = super::ErrorBody),
+    (status = 404, description = "The device or customer is not one of the user's", body = super::ErrorBody),
+))]
+async fn open_ticket(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    body: Result<Json<NewTicket>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    use crate::tickets::intake::{Category, Channel, Report};
+    let Json(b) = body?;
+    let bad = |m: String| ApiError(StatusCode::BAD_REQUEST, m);
+    let channel = Channel::parse(&b.channel)
+        .ok_or_else(|| bad(format!("channel `{}`: write phone, web, email, visit or helpdesk", b.channel)))?;
+    let category = Category::parse(&b.category)
+        .ok_or_else(|| bad(format!("category `{}`: write fault, request, question or complaint", b.category)))?;
+    let tier = match b.tier {
+        Some(t) => Some(Tier::from_number(i64::from(t)).ok_or_else(|| bad("tier must be 1, 2 or 3".into()))?),
+        None => None,
+    };
+    if p.role == crate::access::Role::Customer && (tier.is_some() || channel != Channel::Web) {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "a customer's request comes by web, and the desk sets its tier".into(),
+        ));
+    }
+    // Outside the user's customers, a device or customer is one that does not exist.
+    let mut customer = b.customer;
+    if let Some(d) = b.device.as_deref().and_then(|d| s.fleet.lookup(d)).map(|i| s.fleet.device(i)) {
+        if !p.scope.sees(d.customer.as_str()) {
+            return Err(ApiError(StatusCode::NOT_FOUND, format!("no device `{}`", d.id)));
+        }
+    } else if b.device.is_none() {
+        customer = super::scoped_customer(&p, customer)?;
+    }
+    let r = Report {
+        channel,
+        category,
+        customer,
+        site: b.site,
+        device: b.device,
+        code: b.code,
+        tier,
+        contract: b.contract,
+        reporter_name: b.reporter.name,
+        reporter_phone: b.reporter.phone,
+        problem: b.problem,
+    };
+    let now = s.clock.now();
+    let i = crate::tickets::intake::intake(&s.fleet, &r, now).map_err(bad)?;
+    let (id, new) = s.store.take_report(&i, &p.name, now).await?;
+    let ticket = seen_ticket(&s, &p, id).await?;
+    let status = if new { StatusCode::CREATED } else { StatusCode::OK };
+    let mut resp = (status, Json(ticket)).into_response();
+    let what = if new { "opened" } else { "added to" };
+    resp.extensions_mut()
+        .insert(super::guard::AuditNote { actor: None, detail: format!("{category} by {channel} {what} ticket {id}") });
+    Ok(resp)
 }
 
 fn ticket_id(raw: &str) -> Result<TicketId, ApiError> {

@@ -8,6 +8,7 @@
 
 mod clocks;
 mod history;
+mod intake;
 mod outbox;
 mod tickets;
 mod users;
@@ -109,6 +110,7 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (18, "tickets_updated_at", include_str!("../../migrations/sqlite/0018_tickets_updated_at.sql")),
     (19, "users", include_str!("../../migrations/sqlite/0019_users.sql")),
     (20, "audit_retention", include_str!("../../migrations/sqlite/0020_audit_retention.sql")),
+    (21, "reported_tickets", include_str!("../../migrations/sqlite/0021_reported_tickets.sql")),
 ];
 
 fn migrator() -> Migrator {

@@ -8,10 +8,12 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
-use super::{SYSTEM, Store, StoreError, TERMINAL, flag_of, from_ms, ms, opt_ms};
+use super::{SYSTEM, Store, StoreError, TERMINAL, flag_of, from_ms, ms, named, opt_ms};
 use crate::contracts::RepeatRule;
 use crate::domain::{CustomerId, DeviceId, FaultChange, FaultCode, OutboxState, SiteId, TicketId, Tier, VisitState};
-use crate::tickets::model::{Billing, BillingClass, Clock, Outcome, Ticket, TicketFilter, TimelineEntry};
+use crate::tickets::model::{
+    Billing, BillingClass, Category, Channel, Clock, Outcome, Reporter, Ticket, TicketFilter, TimelineEntry,
+};
 use crate::tickets::{Event, State, TransitionError, policy};
 
 /// Why a transition was not made.
@@ -91,7 +93,8 @@ const TICKET_COLUMNS: &str = "id, device, site, customer, kind, code, title, tie
      fault_at, opened_at, updated_at, last_raised_at, recovered_at, acknowledged_at, resolved_at, closed_at, detail, \
      contract, no_clock, acknowledge_by, on_site_by, resolve_by, on_site_at, acknowledge_met, on_site_met, resolve_met, \
      acknowledge_breached_at, on_site_breached_at, resolve_breached_at, escalation_level, loaner, dispatched_at, \
-     inaction_escalated_at, warranty, billing, billing_reason, failed_repairs, replace_unit, silenced_by, resolve_forced, calendar_gap";
+     inaction_escalated_at, warranty, billing, billing_reason, failed_repairs, replace_unit, silenced_by, resolve_forced, calendar_gap, \
+     category, channel, reporter_name, reporter_phone, problem, reported_by, sensed";
 
 /// A row's `tier` column.
 pub(super) fn tier_of(r: &SqliteRow) -> Result<Tier, StoreError> {
@@ -113,6 +116,18 @@ fn ticket_from_row(r: &SqliteRow) -> Result<Ticket, StoreError> {
         customer: CustomerId(r.try_get("customer")?),
         kind: r.try_get("kind")?,
         code: FaultCode(r.try_get("code")?),
+        category: named(r, "category", Category::parse)?,
+        channel: named(r, "channel", Channel::parse)?,
+        reporter: match (
+            r.try_get::<Option<String>, _>("reporter_name")?,
+            r.try_get::<Option<String>, _>("reporter_phone")?,
+        ) {
+            (None, None) => None,
+            (name, phone) => Some(Reporter { name: name.unwrap_or_default(), phone: phone.unwrap_or_default() }),
+        },
+        problem: r.try_get("problem")?,
+        reported_by: r.try_get("reported_by")?,
+        sensed: flag_of(r, "sensed")?,
         title: r.try_get("title")?,
         tier: tier_of(r)?,
         state: state_of(r)?,
@@ -311,14 +326,15 @@ impl Store {
         opts: TransitionOptions<'_>,
     ) -> Result<Ticket, TransitionFailure> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(StoreError::from)?;
-        let row = sqlx::query("SELECT state, recovered, code FROM tickets WHERE id = $1")
+        let row = sqlx::query("SELECT state, recovered, sensed, code FROM tickets WHERE id = $1")
             .bind(id.0)
             .fetch_optional(&mut *tx)
             .await
             .map_err(StoreError::from)?
             .ok_or(TransitionFailure::NotFound(id.0))?;
         let from = state_of(&row)?;
-        let recovered = flag_of(&row, "recovered")?;
+        // A report no device's rule has confirmed is no active fault.
+        let recovered = flag_of(&row, "recovered")? || !flag_of(&row, "sensed")?;
         let code: String = row.try_get("code").map_err(StoreError::from)?;
         let ask = policy::Ask { note, force: opts.force, unit_replaced: opts.unit_replaced };
         let policy::Transition { forced, note } = policy::transition(id, &code, recovered, from, to, ask)?;
@@ -498,7 +514,7 @@ impl Store {
     /// active opens no new ticket until it clears, before a restart as after one.
     pub async fn active_faults(&self) -> Result<Vec<ActiveFault>, StoreError> {
         let rows = sqlx::query(
-            "SELECT device, code, tier, last_raised_at FROM tickets t WHERE recovered = 0 \
+            "SELECT device, code, tier, last_raised_at FROM tickets t WHERE recovered = 0 AND sensed = 1 \
              AND id = (SELECT MAX(id) FROM tickets l WHERE l.device = t.device AND l.code = t.code)",
         )
         .fetch_all(&self.pool)
@@ -583,7 +599,7 @@ async fn count_again(
     };
     let sql = format!(
         "UPDATE tickets SET {reopen}recovered = 0, recovered_at = NULL, occurrences = occurrences + 1, \
-         tier = $2, last_raised_at = $3, updated_at = $4, detail = $5 WHERE id = $1"
+         tier = $2, last_raised_at = $3, updated_at = $4, detail = $5, sensed = 1 WHERE id = $1"
     );
     sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(c.id.0)

@@ -3,6 +3,7 @@
 //! store keeps them; the desk runs them.
 
 pub(crate) mod clocks;
+pub mod intake;
 pub(crate) mod lifecycle;
 pub(crate) mod model;
 pub(crate) mod policy;

@@ -5,16 +5,37 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::State;
+pub(crate) use super::intake::{Category, Channel};
 use crate::domain::{CustomerId, DeviceId, FaultCode, SiteId, TicketId, Tier};
 
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Ticket {
     pub id: TicketId,
+    /// `null` for a person's report that names no device (kept as an empty id).
+    #[serde(serialize_with = "empty_as_null")]
+    #[schema(value_type = Option<String>)]
     pub device: DeviceId,
     pub site: SiteId,
     pub customer: CustomerId,
+    /// The device's kind; `null` with no device.
+    #[serde(serialize_with = "empty_as_null")]
+    #[schema(value_type = Option<String>)]
     pub kind: String,
+    /// The fault code; `null` for a person's report that names none.
+    #[serde(serialize_with = "empty_as_null")]
+    #[schema(value_type = Option<String>)]
     pub code: FaultCode,
+    pub category: Category,
+    /// `sensor` for a ticket a device's telemetry raised.
+    pub channel: Channel,
+    /// Who reported it, for a person's ticket.
+    pub reporter: Option<Reporter>,
+    /// The problem in the reporter's own words.
+    pub problem: Option<String>,
+    /// The user who entered the report.
+    pub reported_by: Option<String>,
+    /// A device's rule raised this ticket's fault (a person's report not yet confirmed by one: false).
+    pub sensed: bool,
     pub title: String,
     pub tier: Tier,
     pub state: State,
@@ -46,6 +67,21 @@ pub struct Ticket {
     pub silenced_by: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeline: Option<Vec<TimelineEntry>>,
+}
+
+/// Who reported a ticket.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct Reporter {
+    pub name: String,
+    pub phone: String,
+}
+
+/// An empty id or name as `null`.
+fn empty_as_null<T: AsRef<str>, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    match v.as_ref() {
+        "" => s.serialize_none(),
+        text => s.serialize_str(text),
+    }
 }
 
 /// A ticket's contract clocks: deadlines, and whether each was met once its moment came.
@@ -143,6 +179,8 @@ crate::domain::named! {
         ReplaceUnit = "replace_unit",
         /// The resolution replaced the unit: failed repairs count afresh.
         UnitReplaced = "unit_replaced",
+        /// A person reported the fault of this open ticket (again): the report is added here.
+        Reported = "reported",
     }
 }
 

@@ -27,6 +27,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("DELETE", "/api/v1/tokens/{id}", "signed_in"),
     ("GET", "/api/v1/audit", "read_audit"),
     ("GET", "/api/v1/tickets", "read_tickets"),
+    ("POST", "/api/v1/tickets", "open_tickets"),
     ("GET", "/api/v1/tickets/{id}", "read_tickets"),
     ("POST", "/api/v1/tickets/{id}/transition", "act_on_tickets"),
     ("GET", "/api/v1/devices", "read_devices"),
@@ -51,7 +52,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
 fn holders(perm: &str) -> &'static [&'static str] {
     const ALL: &[&str] = &["admin", "manager", "desk", "engineer", "customer", "integration"];
     match perm {
-        "open" | "signed_in" | "helpdesk" => ALL,
+        "open" | "signed_in" | "helpdesk" | "open_tickets" => ALL,
         "manage_users" | "read_audit" => &["admin"],
         "metrics" => &["admin", "manager", "integration"],
         "read_tickets" | "read_devices" | "read_contracts" | "read_work_orders" => ALL,
@@ -76,7 +77,7 @@ const USERS: &[(&str, &str, &[&str])] = &[
     ("bot", "integration", &[]),
 ];
 
-fn token_of(name: &str) -> String {
+pub(crate) fn token_of(name: &str) -> String {
     format!("{}-{name}", *TOKEN)
 }
 
@@ -88,24 +89,7 @@ async fn two_customers() -> (Daemon, Sim, Value) {
 
 /// [`two_customers`], with more `[http]` keys.
 pub(crate) async fn two_customers_with(http: &str) -> (Daemon, Sim, Value) {
-    let broker = Broker::Embedded;
-    let fleet = ["lit-a:lighting"];
-    let (dir, prefix) = Daemon::setup(&fleet, "30s", "10m", &broker);
-    let path = dir.path().join("aftercare.toml");
-    let (k1, _) = monthly_inspection("");
-    let k2 = k1.replace("contracts.k", "contracts.k2").replace("cust-1", "cust-2");
-    let cfg = std::fs::read_to_string(&path).unwrap().replace("[http]\n", &format!("[http]\n{http}\n"))
-        + "[[sites]]\nid = \"site-b\"\nutc_offset = \"+08:00\"\n[[customers]]\nid = \"cust-2\"\n\
-           [[devices]]\nid = \"lit-b\"\nkind = \"lighting\"\nsite = \"site-b\"\ncustomer = \"cust-2\"\n\
-           model = \"M\"\nserial = \"S-b\"\naccepted_on = \"2025-06-01\"\n"
-        + &k1
-        + &k2;
-    std::fs::write(&path, cfg).unwrap();
-    for (name, role, customers) in USERS {
-        provision(&path, name, role, customers, &token_of(name));
-    }
-    let d = Daemon::start(dir, &prefix, &broker);
-    let mut sim = Sim::start(&d, &["lit-a:lighting", "lit-b:lighting:site-b"]);
+    let (d, mut sim) = two_customers_quiet(http);
     sim.send("inject lit-a leakage");
     sim.send("inject lit-b leakage");
     let tickets = wait_for("a ticket of each customer", 40, || async {
@@ -125,6 +109,29 @@ pub(crate) async fn two_customers_with(http: &str) -> (Daemon, Sim, Value) {
         "work_order": [orders.0["id"], orders.1["id"]],
     });
     (d, sim, ids)
+}
+
+/// The daemon and devices of [`two_customers`] (with more `[http]` keys), no fault yet.
+pub(crate) fn two_customers_quiet(http: &str) -> (Daemon, Sim) {
+    let broker = Broker::Embedded;
+    let fleet = ["lit-a:lighting"];
+    let (dir, prefix) = Daemon::setup(&fleet, "30s", "10m", &broker);
+    let path = dir.path().join("aftercare.toml");
+    let (k1, _) = monthly_inspection("");
+    let k2 = k1.replace("contracts.k", "contracts.k2").replace("cust-1", "cust-2");
+    let cfg = std::fs::read_to_string(&path).unwrap().replace("[http]\n", &format!("[http]\n{http}\n"))
+        + "[[sites]]\nid = \"site-b\"\nutc_offset = \"+08:00\"\n[[customers]]\nid = \"cust-2\"\n\
+           [[devices]]\nid = \"lit-b\"\nkind = \"lighting\"\nsite = \"site-b\"\ncustomer = \"cust-2\"\n\
+           model = \"M\"\nserial = \"S-b\"\naccepted_on = \"2025-06-01\"\n"
+        + &k1
+        + &k2;
+    std::fs::write(&path, cfg).unwrap();
+    for (name, role, customers) in USERS {
+        provision(&path, name, role, customers, &token_of(name));
+    }
+    let d = Daemon::start(dir, &prefix, &broker);
+    let sim = Sim::start(&d, &["lit-a:lighting", "lit-b:lighting:site-b"]);
+    (d, sim)
 }
 
 /// `path` with its `{…}` filled for cust-1's objects.

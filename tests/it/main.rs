@@ -6,6 +6,7 @@ mod access;
 mod cli;
 mod harness;
 mod ingest;
+mod intake;
 mod openapi;
 
 use std::time::Duration;

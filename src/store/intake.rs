@@ -1,0 +1,99 @@
+//! Tickets people report, in the embedded store: a new ticket, or a line on the one already
+//! open for the same device and fault (`tickets::intake` says how the two meet).
+
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::tickets::{Entry, append};
+use super::{Store, StoreError, TERMINAL, ms};
+use crate::domain::TicketId;
+use crate::tickets::intake::Intake;
+use crate::tickets::model::BillingClass;
+use crate::tickets::{Event, State};
+
+impl Store {
+    /// Opens a ticket for a person's report entered by user `by`, or, when the report names a
+    /// device's fault whose ticket is open, adds the report to that ticket. Returns the ticket
+    /// and whether it is new.
+    pub async fn take_report(&self, i: &Intake, by: &str, now: DateTime<Utc>) -> Result<(TicketId, bool), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let note = i.note();
+        if !i.code.is_empty() {
+            let sql = format!("SELECT id FROM tickets WHERE device = $1 AND code = $2 AND state NOT IN {}", *TERMINAL);
+            let open: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(&i.device)
+                .bind(&i.code)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(id) = open {
+                // The first person to report a sensor's fault is its reporter.
+                sqlx::query(
+                    "UPDATE tickets SET updated_at = $2, reporter_name = COALESCE(reporter_name, $3), \
+                     reporter_phone = COALESCE(reporter_phone, $4), problem = COALESCE(problem, $5), \
+                     reported_by = COALESCE(reported_by, $6) WHERE id = $1",
+                )
+                .bind(id)
+                .bind(ms(now))
+                .bind(&i.reporter_name)
+                .bind(&i.reporter_phone)
+                .bind(&i.problem)
+                .bind(by)
+                .execute(&mut *tx)
+                .await?;
+                append(&mut tx, id, now, Entry::note(Event::Reported, by, &note)).await?;
+                tx.commit().await?;
+                return Ok((TicketId(id), false));
+            }
+        }
+        let d = &i.deadlines;
+        let row = sqlx::query(
+            "INSERT INTO tickets (device, site, customer, kind, code, title, tier, state, fault_at, opened_at, updated_at, \
+             last_raised_at, detail, contract, no_clock, acknowledge_by, on_site_by, resolve_by, warranty, billing, \
+             calendar_gap, category, channel, reporter_name, reporter_phone, problem, reported_by, sensed) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+             $19, $20, $21, $22, $23, $24, 0) RETURNING id",
+        )
+        .bind(&i.device)
+        .bind(&i.site)
+        .bind(&i.customer)
+        .bind(&i.kind)
+        .bind(&i.code)
+        .bind(&i.title)
+        .bind(i64::from(i.tier.number()))
+        .bind(State::Open.as_str())
+        .bind(ms(now))
+        .bind(&i.problem)
+        .bind(&d.contract)
+        .bind(&d.no_clock)
+        .bind(d.acknowledge_by.map(ms))
+        .bind(d.on_site_by.map(ms))
+        .bind(d.resolve_by.map(ms))
+        .bind(i.warranty.as_ref().and_then(|w| serde_json::to_string(w).ok()))
+        .bind(i.warranty.as_ref().map(|w| BillingClass::of_warranty(w.in_warranty).as_str()))
+        .bind(&d.calendar_gap)
+        .bind(i.category.as_str())
+        .bind(i.channel.as_str())
+        .bind(&i.reporter_name)
+        .bind(&i.reporter_phone)
+        .bind(&i.problem)
+        .bind(by)
+        .fetch_one(&mut *tx)
+        .await?;
+        let id: i64 = row.try_get("id")?;
+        let note = match &d.no_clock {
+            Some(why) => format!("{note}\n{why}"),
+            None => note,
+        };
+        let e = Entry {
+            event: Event::Opened,
+            actor: by,
+            from: None,
+            to: Some(State::Open),
+            tier: Some(i.tier),
+            note: &note,
+        };
+        append(&mut tx, id, now, e).await?;
+        tx.commit().await?;
+        Ok((TicketId(id), true))
+    }
+}

@@ -1,0 +1,389 @@
+//! Tickets people report, pure: a request checked against the fleet and the contracts, and
+//! made into what the store opens (or adds to the ticket already open for the same fault).
+//!
+//! How a person's ticket and a sensor's fault meet: a report that names a device and one of
+//! its kind's fault codes is that fault's ticket. If the fault's ticket is open already (a
+//! sensor raised it, or another person reported it), the report is added to it and no second
+//! ticket is made; if not, a new ticket holds the report, and when the sensor later raises that
+//! fault it counts on this ticket (the one-open-ticket-per-fault rule). A report without a
+//! fault code (or without a device) is a ticket of its own, which no sensor fault joins.
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use crate::contracts::{Contract, Deadlines, WarrantyStatus};
+use crate::domain::Tier;
+use crate::fleet::Fleet;
+
+crate::domain::named! {
+    /// What a ticket is about.
+    pub enum Category {
+        /// Something does not work.
+        Fault = "fault",
+        /// A service asked for: a move, a setting, a training.
+        Request = "request",
+        Question = "question",
+        Complaint = "complaint",
+    }
+}
+
+crate::domain::named! {
+    /// How a ticket came in.
+    pub enum Channel {
+        /// A device's telemetry raised it.
+        Sensor = "sensor",
+        Phone = "phone",
+        Web = "web",
+        Email = "email",
+        /// Told to someone in person, on a visit.
+        Visit = "visit",
+        /// Opened by people in the customer's helpdesk.
+        Helpdesk = "helpdesk",
+    }
+}
+
+impl Category {
+    /// The tier a report of this category takes when the desk gives none and it names no
+    /// fault code: a fault or a complaint is main (2), anything else minor (3).
+    pub fn default_tier(self) -> Tier {
+        match self {
+            Category::Fault | Category::Complaint => Tier::Main,
+            Category::Request | Category::Question => Tier::Minor,
+        }
+    }
+}
+
+/// The longest problem text taken, in characters.
+pub const MAX_PROBLEM: usize = 4_000;
+
+/// A person's report, as given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub channel: Channel,
+    pub category: Category,
+    pub customer: Option<String>,
+    pub site: Option<String>,
+    pub device: Option<String>,
+    /// One of the device kind's fault codes: the report is that fault's ticket.
+    pub code: Option<String>,
+    /// Set by the desk; else from the fault code or the category.
+    pub tier: Option<Tier>,
+    /// The contract to run, for a report that names no device and a customer with several.
+    pub contract: Option<String>,
+    pub reporter_name: String,
+    pub reporter_phone: String,
+    /// The problem in the reporter's own words.
+    pub problem: String,
+}
+
+/// A report made ready for the store: whose it is, what it is about, and its clocks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Intake {
+    pub channel: Channel,
+    pub category: Category,
+    pub customer: String,
+    pub site: String,
+    /// Empty when the report names no device.
+    pub device: String,
+    pub kind: String,
+    /// Empty when the report names no fault code.
+    pub code: String,
+    pub title: String,
+    pub tier: Tier,
+    pub deadlines: Deadlines,
+    pub warranty: Option<WarrantyStatus>,
+    pub reporter_name: String,
+    pub reporter_phone: String,
+    pub problem: String,
+}
+
+impl Intake {
+    /// The report as one line of the timeline: how it came, from whom, and what they said.
+    pub fn note(&self) -> String {
+        let who = match (self.reporter_name.trim(), self.reporter_phone.trim()) {
+            ("", "") => String::new(),
+            (n, "") => format!(" by {n}"),
+            ("", p) => format!(" by {p}"),
+            (n, p) => format!(" by {n} ({p})"),
+        };
+        format!("{} reported{who} ({}): {}", self.category, self.channel, self.problem.trim())
+    }
+}
+
+/// Checks `r` against the fleet and makes it ready to open at `now`; the error says what is
+/// wrong, for a 400.
+pub fn intake(fleet: &Fleet, r: &Report, now: DateTime<Utc>) -> Result<Intake, String> {
+    let problem = r.problem.trim();
+    if problem.is_empty() {
+        return Err("say what the problem is: `problem`, in the reporter's own words".into());
+    }
+    if problem.chars().count() > MAX_PROBLEM {
+        return Err(format!("a problem has at most {MAX_PROBLEM} characters"));
+    }
+    for (field, text) in [("reporter.name", &r.reporter_name), ("reporter.phone", &r.reporter_phone)] {
+        if text.chars().count() > 200 || text.chars().any(char::is_control) {
+            return Err(format!("{field} has at most 200 characters and no control characters"));
+        }
+    }
+    if r.channel == Channel::Sensor {
+        return Err("a person's report comes by phone, web, email, visit or helpdesk, not sensor".into());
+    }
+    let (customer, site, device, kind, code, title, rule_tier, idx) = match &r.device {
+        Some(id) => {
+            let idx = fleet.lookup(id).ok_or_else(|| format!("no device `{id}`"))?;
+            let d = fleet.device(idx);
+            if r.customer.as_deref().is_some_and(|c| c != d.customer.as_str()) {
+                return Err(format!("device `{id}` is customer {}'s", d.customer));
+            }
+            if r.site.as_deref().is_some_and(|s| s != d.site.as_str()) {
+                return Err(format!("device `{id}` is at site {}", d.site));
+            }
+            let profile = fleet.profile_of(idx);
+            let (code, title, tier) = match &r.code {
+                Some(c) => {
+                    let tier = match profile.rule(c) {
+                        Some(rule) => rule.tier,
+                        None if c == crate::domain::OFFLINE => profile.offline_tier,
+                        None => {
+                            let codes: Vec<&str> = profile.rules.iter().map(|k| k.code.as_str()).collect();
+                            return Err(format!(
+                                "a {} has no fault `{c}`; its faults: {}, offline",
+                                profile.name,
+                                codes.join(", ")
+                            ));
+                        }
+                    };
+                    (c.clone(), profile.fault_title(c), Some(tier))
+                }
+                None => (String::new(), title_of(r.category, problem), None),
+            };
+            let d = fleet.device(idx);
+            (d.customer.0.clone(), d.site.0.clone(), d.id.0.clone(), profile.name.clone(), code, title, tier, Some(idx))
+        }
+        None => {
+            if r.code.is_some() {
+                return Err("a fault code belongs to a device: name the `device` too".into());
+            }
+            let customer = r.customer.clone().ok_or("name the `customer` (or the `device`)")?;
+            if !fleet.customers.iter().any(|c| c.id.as_str() == customer) {
+                return Err(format!("no customer `{customer}`"));
+            }
+            let site = match &r.site {
+                Some(s) => s.clone(),
+                None => only_site(fleet, &customer)?,
+            };
+            if !fleet.sites.iter().any(|s| s.id.as_str() == site) {
+                return Err(format!("no site `{site}`"));
+            }
+            let title = title_of(r.category, problem);
+            (customer, site, String::new(), String::new(), String::new(), title, None, None)
+        }
+    };
+    let tier = r.tier.or(rule_tier).unwrap_or_else(|| r.category.default_tier());
+    let day = local_day(fleet, &site, now);
+    let contract = match (&r.contract, idx) {
+        (Some(id), _) => {
+            let c = fleet.contracts.iter().find(|c| &c.id == id).ok_or_else(|| format!("no contract `{id}`"))?;
+            if c.customer.as_str() != customer {
+                return Err(format!("contract {id} is customer {}'s", c.customer));
+            }
+            Ok(c)
+        }
+        (None, Some(idx)) => crate::contracts::governing(&fleet.contracts, fleet.covered(idx), day),
+        (None, None) => governing_site(&fleet.contracts, &customer, &site, day),
+    };
+    let (deadlines, warranty) = match contract {
+        Ok(c) if c.in_force(day) => {
+            let warranty = idx.map(|i| c.warranty_status(fleet.covered(i), &code, day));
+            (c.deadlines(tier, now), warranty)
+        }
+        Ok(c) => {
+            (Deadlines { no_clock: Some(format!("contract {} is not in force", c.id)), ..Default::default() }, None)
+        }
+        Err(why) => (Deadlines { no_clock: Some(why), ..Default::default() }, None),
+    };
+    Ok(Intake {
+        channel: r.channel,
+        category: r.category,
+        customer,
+        site,
+        device,
+        kind,
+        code,
+        title,
+        tier,
+        deadlines,
+        warranty,
+        reporter_name: r.reporter_name.trim().to_string(),
+        reporter_phone: r.reporter_phone.trim().to_string(),
+        problem: problem.to_string(),
+    })
+}
+
+/// A title from the category and the first words of the problem.
+fn title_of(category: Category, problem: &str) -> String {
+    let first: String = problem.lines().next().unwrap_or_default().chars().take(80).collect();
+    let head = match category {
+        Category::Fault => "Reported fault",
+        Category::Request => "Request",
+        Category::Question => "Question",
+        Category::Complaint => "Complaint",
+    };
+    format!("{head}: {first}")
+}
+
+/// The site of a customer that has one device site, for a report that names neither.
+fn only_site(fleet: &Fleet, customer: &str) -> Result<String, String> {
+    let mut sites: Vec<&str> =
+        fleet.devices.iter().filter(|d| d.customer.as_str() == customer).map(|d| d.site.as_str()).collect();
+    sites.sort_unstable();
+    sites.dedup();
+    match sites.as_slice() {
+        [one] => Ok(one.to_string()),
+        _ => Err(format!("name the `site` of customer {customer}'s request")),
+    }
+}
+
+fn local_day(fleet: &Fleet, site: &str, at: DateTime<Utc>) -> NaiveDate {
+    match fleet.sites.iter().find(|s| s.id.as_str() == site) {
+        Some(s) => at.with_timezone(&s.utc_offset).date_naive(),
+        None => at.date_naive(),
+    }
+}
+
+/// The contract that governs a request about a customer's site rather than one device: the
+/// customer's contract in force that names the site, else one that covers all its sites; a
+/// contract of named devices only governs none. With several as specific, the request names one.
+pub(crate) fn governing_site<'a>(
+    contracts: &'a [Contract],
+    customer: &str,
+    site: &str,
+    day: NaiveDate,
+) -> Result<&'a Contract, String> {
+    let specificity = |c: &Contract| -> u8 {
+        let v = &c.covers;
+        if c.customer.as_str() != customer || (!v.devices.is_empty() && v.sites.is_empty() && v.kinds.is_empty()) {
+            return 0;
+        }
+        match (v.sites.is_empty(), v.sites.iter().any(|s| s == site)) {
+            (_, true) => 2,
+            (true, _) => 1,
+            (false, false) => 0,
+        }
+    };
+    let mine: Vec<(&Contract, u8)> =
+        contracts.iter().map(|c| (c, specificity(c))).filter(|(c, s)| *s > 0 && c.in_force(day)).collect();
+    let best = mine.iter().map(|(_, s)| *s).max().unwrap_or(0);
+    let top: Vec<&Contract> = mine.iter().filter(|(_, s)| *s == best).map(|(c, _)| *c).collect();
+    match top.as_slice() {
+        [] => Err(format!("no contract of customer {customer} covers site {site}; no clock runs")),
+        [one] => Ok(one),
+        many => Err(format!(
+            "contracts {} all cover site {site}: name the `device` or the `contract`",
+            many.iter().map(|c| c.id.as_str()).collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fleet() -> std::sync::Arc<Fleet> {
+        crate::demo::config().unwrap().fleet
+    }
+
+    fn report(device: Option<&str>, code: Option<&str>) -> Report {
+        Report {
+            channel: Channel::Phone,
+            category: Category::Fault,
+            customer: None,
+            site: None,
+            device: device.map(str::to_string),
+            code: code.map(str::to_string),
+            tier: None,
+            contract: None,
+            reporter_name: "Wang Li".into(),
+            reporter_phone: "138 0000 0000".into(),
+            problem: "The lamps on the east side stay dark".into(),
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-10T10:00:00+08:00").unwrap().to_utc()
+    }
+
+    #[test]
+    fn a_report_naming_a_fault_code_takes_the_faults_tier_and_the_devices_contract() {
+        let f = fleet();
+        // A device under a contract in force that day.
+        let d = f
+            .devices
+            .iter()
+            .find(|d| crate::contracts::governing(&f.contracts, f.covered(d.idx), now().date_naive()).is_ok())
+            .unwrap();
+        let rule = &f.kinds[d.kind].rules[0];
+        let r = report(Some(d.id.as_str()), Some(rule.code.as_str()));
+        let i = intake(&f, &r, now()).unwrap();
+        assert_eq!((i.code.as_str(), i.tier), (rule.code.as_str(), rule.tier));
+        assert_eq!(i.customer, d.customer.0);
+        assert!(i.deadlines.contract.is_some(), "{:?}", i.deadlines);
+        assert!(i.deadlines.acknowledge_by.is_some_and(|t| t > now()));
+        assert!(i.warranty.is_some());
+        assert!(i.note().starts_with("fault reported by Wang Li (138 0000 0000) (phone): The lamps"), "{}", i.note());
+    }
+
+    #[test]
+    fn a_report_without_a_code_takes_the_tier_of_its_category_or_the_desks() {
+        let f = fleet();
+        let d = &f.devices[0];
+        let mut r = report(Some(d.id.as_str()), None);
+        r.category = Category::Question;
+        let i = intake(&f, &r, now()).unwrap();
+        assert_eq!((i.code.as_str(), i.tier), ("", Tier::Minor));
+        assert!(i.title.starts_with("Question: The lamps"), "{}", i.title);
+        r.tier = Some(Tier::Major);
+        assert_eq!(intake(&f, &r, now()).unwrap().tier, Tier::Major);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let f = fleet();
+        let d = &f.devices[0];
+        let e = |r: Report| intake(&f, &r, now()).unwrap_err();
+        assert!(e(report(Some("nope"), None)).contains("no device `nope`"));
+        assert!(e(report(Some(d.id.as_str()), Some("no_such_fault"))).contains("has no fault `no_such_fault`"));
+        assert!(e(report(None, Some("leakage"))).contains("name the `device` too"));
+        assert!(e(report(None, None)).contains("name the `customer`"));
+        let mut r = report(Some(d.id.as_str()), None);
+        r.problem = "  ".into();
+        assert!(e(r.clone()).contains("say what the problem is"));
+        r.problem = "x".repeat(MAX_PROBLEM + 1);
+        assert!(e(r.clone()).contains("at most"));
+        r.problem = "ok".into();
+        r.customer = Some("someone-else".into());
+        assert!(e(r).contains("is customer"));
+    }
+
+    #[test]
+    fn a_request_about_a_site_runs_the_contract_that_covers_the_site() {
+        let f = fleet();
+        let d = &f.devices[0];
+        let mut r = report(None, None);
+        r.customer = Some(d.customer.0.clone());
+        r.site = Some(d.site.0.clone());
+        r.category = Category::Request;
+        match intake(&f, &r, now()) {
+            Ok(i) => {
+                assert_eq!((i.device.as_str(), i.site.as_str()), ("", d.site.as_str()));
+                assert!(i.deadlines.contract.is_some() || i.deadlines.no_clock.is_some());
+            }
+            Err(m) => assert!(m.contains("name the `device` or the `contract`"), "{m}"),
+        }
+        // Naming the contract settles it.
+        let k = f.contracts.iter().find(|k| k.customer == d.customer && k.in_force(now().date_naive())).unwrap();
+        r.contract = Some(k.id.clone());
+        let i = intake(&f, &r, now()).unwrap();
+        assert_eq!(i.deadlines.contract.as_deref(), Some(k.id.as_str()));
+        assert_eq!(i.tier, Tier::Minor);
+    }
+}

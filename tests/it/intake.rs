@@ -1,0 +1,159 @@
+//! Tickets people report, against the real daemon: a call opens a ticket with the contract's
+//! clocks, the sensor's fault joins it rather than opening a second, a second report joins the
+//! open one, a request names no device, a customer's user reports only for itself, and the
+//! CLI opens one for a script.
+
+use serde_json::{Value, json};
+
+use crate::access::{token_of, two_customers_quiet};
+use crate::harness::*;
+
+async fn report(token: &str, d: &Daemon, body: Value) -> (u16, Value) {
+    let r = as_user(token).post(d.url("/api/v1/tickets")).json(&body).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+fn events(t: &Value) -> Vec<String> {
+    t["timeline"].as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap().to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_opens_a_ticket_that_the_sensors_fault_joins_and_a_customer_reports_for_itself() {
+    let (d, mut sim) = two_customers_quiet("");
+    let desk = token_of("dee");
+
+    // A call about lit-a's leakage before the sensor sees it: a ticket with the fault's tier and
+    // the contract's clock, reported by the caller, entered by the desk, not yet sensed.
+    let call = json!({
+        "channel": "phone", "category": "fault", "device": "lit-a", "code": "leakage",
+        "reporter": {"name": "Wang Li", "phone": "138 0000 0000"},
+        "problem": "The pole by the gate gives a shock",
+    });
+    let (status, t) = report(&desk, &d, call.clone()).await;
+    assert_eq!(status, 201, "{t}");
+    let id = t["id"].as_i64().unwrap();
+    assert_eq!(
+        (&t["channel"], &t["category"], &t["tier"], &t["sensed"]),
+        (&json!("phone"), &json!("fault"), &json!(1), &json!(false))
+    );
+    assert_eq!((&t["customer"], &t["site"], &t["reported_by"]), (&json!("cust-1"), &json!("site-a"), &json!("dee")));
+    assert_eq!(t["reporter"], json!({"name": "Wang Li", "phone": "138 0000 0000"}));
+    assert_eq!(t["clock"]["contract"], json!("k"));
+    let opened = chrono::DateTime::parse_from_rfc3339(t["opened_at"].as_str().unwrap()).unwrap();
+    let ack = chrono::DateTime::parse_from_rfc3339(t["clock"]["acknowledge_by"].as_str().unwrap()).unwrap();
+    assert_eq!((ack - opened).num_minutes(), 60, "the contract's hour to acknowledge runs from the call");
+    let full = get(&d.url(&format!("/api/v1/tickets/{id}"))).await;
+    assert_eq!(full["timeline"][0]["actor"], json!("dee"));
+    assert!(full["timeline"][0]["note"].as_str().unwrap().contains("Wang Li"), "{full}");
+
+    // The sensor raises the same fault: it counts on the caller's ticket, no second one.
+    sim.send("inject lit-a leakage");
+    let joined = wait_for("the sensor's raise on the reported ticket", 30, || async {
+        let t = get(&d.url(&format!("/api/v1/tickets/{id}"))).await;
+        (t["sensed"] == json!(true)).then_some(t)
+    })
+    .await;
+    assert_eq!(joined["occurrences"], json!(2));
+    let all = get(&d.url("/api/v1/tickets?device=lit-a&code=leakage")).await;
+    assert_eq!(all.as_array().unwrap().len(), 1, "one ticket for the fault: {all}");
+
+    // A second call about it joins the open ticket too (200, not 201), as a timeline line.
+    let mut again = call.clone();
+    again["channel"] = json!("email");
+    again["reporter"] = json!({"name": "Zhao Min"});
+    let (status, t) = report(&desk, &d, again).await;
+    assert_eq!((status, t["id"].as_i64()), (200, Some(id)), "{t}");
+    assert_eq!(t["reporter"]["name"], json!("Wang Li"), "the first caller stays the reporter");
+    let full = get(&d.url(&format!("/api/v1/tickets/{id}"))).await;
+    assert!(events(&full).contains(&"reported".to_string()), "{:?}", events(&full));
+
+    // A question about the device names no fault: a ticket of its own, minor, which can be
+    // resolved without force since no sensor holds it.
+    let (status, q) = report(
+        &desk,
+        &d,
+        json!({"channel": "phone", "category": "question", "device": "lit-a", "problem": "When is the next inspection?"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{q}");
+    assert_eq!((&q["code"], &q["tier"], &q["sensed"]), (&Value::Null, &json!(3), &json!(false)));
+    assert!(q["title"].as_str().unwrap().starts_with("Question: When is"), "{q}");
+    let qid = q["id"].as_i64().unwrap();
+    let r = api()
+        .post(d.url(&format!("/api/v1/tickets/{qid}/transition")))
+        .json(&json!({"to": "resolved", "note": "told by phone"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+
+    // A customer's user reports through the web for its own customer, naming no device.
+    let cat = token_of("cat");
+    let (status, w) =
+        report(&cat, &d, json!({"channel": "web", "category": "complaint", "problem": "Nobody came yesterday"})).await;
+    assert_eq!(status, 201, "{w}");
+    assert_eq!(
+        (&w["device"], &w["customer"], &w["site"], &w["tier"]),
+        (&Value::Null, &json!("cust-1"), &json!("site-a"), &json!(2))
+    );
+    assert!(w["clock"]["acknowledge_by"].is_string(), "the contract covering the site runs: {w}");
+    // ...but not by phone, not with a tier of its own choosing, and not about another's device.
+    let (status, _) = report(&cat, &d, json!({"channel": "phone", "category": "fault", "problem": "x"})).await;
+    assert_eq!(status, 403);
+    let (status, _) = report(&cat, &d, json!({"channel": "web", "category": "fault", "tier": 1, "problem": "x"})).await;
+    assert_eq!(status, 403);
+    let (status, _) =
+        report(&cat, &d, json!({"channel": "web", "category": "fault", "device": "lit-b", "problem": "x"})).await;
+    assert_eq!(status, 404, "another customer's device does not exist for it");
+    // Mistakes are named.
+    let (status, e) =
+        report(&desk, &d, json!({"channel": "fax", "category": "fault", "device": "lit-a", "problem": "x"})).await;
+    assert_eq!(status, 400);
+    assert!(e["error"].as_str().unwrap().contains("channel `fax`"), "{e}");
+    let (status, e) = report(
+        &desk,
+        &d,
+        json!({"channel": "phone", "category": "fault", "device": "lit-a", "code": "smoke", "problem": "x"}),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(e["error"].as_str().unwrap().contains("no fault `smoke`"), "{e}");
+
+    // A script opens one through the CLI, as the user it names.
+    let config = d.dir.path().join("aftercare.toml");
+    let (ok, out, err) = cli(
+        &config,
+        &[
+            "ticket",
+            "open",
+            "--as",
+            "dee",
+            "--channel",
+            "email",
+            "--category",
+            "request",
+            "--customer",
+            "cust-2",
+            "--reporter-name",
+            "Li Na",
+        ],
+        "Please move the display by the entrance\n",
+    );
+    assert!(ok, "{out}{err}");
+    let cid: i64 = out
+        .trim()
+        .trim_start_matches("ticket ")
+        .trim_end_matches(" opened")
+        .parse()
+        .unwrap_or_else(|_| panic!("{out}"));
+    let c = get(&d.url(&format!("/api/v1/tickets/{cid}"))).await;
+    assert_eq!(
+        (&c["customer"], &c["site"], &c["channel"], &c["category"]),
+        (&json!("cust-2"), &json!("site-b"), &json!("email"), &json!("request"))
+    );
+    assert_eq!(c["problem"], json!("Please move the display by the entrance"));
+    // Every report is in the audit log, by its user.
+    let log = get(&d.url("/api/v1/audit?actor=cat")).await;
+    assert!(log.as_array().unwrap().iter().any(|l| l["status"] == json!(201)), "{log}");
+}
