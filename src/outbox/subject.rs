@@ -62,7 +62,7 @@ impl Subject {
     pub(crate) fn title(&self) -> String {
         match self {
             Subject::Ticket(t) => {
-                format!("{} Tier {} {} on {}: {}", self.tag(), t.tier.number(), t.code.0, t.device.0, t.title)
+                format!("{} Tier {} {}: {}", self.tag(), t.tier.number(), t.about(), t.title)
             }
             Subject::WorkOrder(w) => format!("{} {} at {}, due {}", self.tag(), visit(w), w.site, w.due_on),
         }
@@ -72,11 +72,10 @@ impl Subject {
     pub(crate) fn headline(&self, event: OutboxEvent) -> String {
         match self {
             Subject::Ticket(t) => format!(
-                "{} Tier {} {} on {}: {}",
+                "{} Tier {} {}: {}",
                 self.tag(),
                 t.tier.number(),
-                t.code.0,
-                t.device.0,
+                t.about(),
                 match event {
                     OutboxEvent::Ticket(Event::Transition) => format!("now {}", t.state),
                     other => other.as_str().replace('_', " "),
@@ -116,20 +115,30 @@ impl Subject {
 pub(crate) fn describe(d: &Delivery, priority: &str) -> String {
     let mut s = match &d.subject {
         Subject::Ticket(t) => {
+            let device = match t.device.0.as_str() {
+                "" => String::new(),
+                id => format!("Device {id} ({}) at ", t.kind),
+            };
+            let code = if t.code.0.is_empty() { t.category.as_str() } else { t.code.as_str() };
             let mut s = format!(
-                "{}\n\nTicket {}: {}, tier {}, {}\nDevice {} ({}) at site {}, customer {}\nEvent: {} at {}\n",
+                "{}\n\nTicket {}: {code}, tier {}, {}\n{device}site {}, customer {}\nEvent: {} at {}\n",
                 t.title,
                 t.id.0,
-                t.code.0,
                 t.tier.number(),
                 t.state,
-                t.device.0,
-                t.kind,
                 t.site.0,
                 t.customer.0,
                 d.row.event,
                 d.row.created_at
             );
+            if let Some(r) = &t.reporter {
+                let who: Vec<&str> =
+                    [r.name.as_str(), r.phone.as_str()].into_iter().filter(|x| !x.is_empty()).collect();
+                s.push_str(&format!("Reported by {} ({})\n", who.join(", "), t.channel));
+            }
+            if let Some(p) = &t.problem {
+                s.push_str(&format!("Problem: {p}\n"));
+            }
             s.push_str(&format!("Priority: {priority}\n"));
             if !d.row.note.is_empty() {
                 s.push_str(&format!("Note: {}\n", d.row.note));

@@ -69,6 +69,15 @@ pub struct Ticket {
     pub timeline: Option<Vec<TimelineEntry>>,
 }
 
+impl Ticket {
+    /// What the ticket is about, for a title: `leakage on lit-7`, `question on lit-7`, or
+    /// `complaint at site-a` for a report that names no device.
+    pub fn about(&self) -> String {
+        let what = if self.code.0.is_empty() { self.category.as_str() } else { self.code.as_str() };
+        if self.device.0.is_empty() { format!("{what} at {}", self.site) } else { format!("{what} on {}", self.device) }
+    }
+}
+
 /// Who reported a ticket.
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Reporter {

@@ -157,3 +157,37 @@ async fn a_call_opens_a_ticket_that_the_sensors_fault_joins_and_a_customer_repor
     let log = get(&d.url("/api/v1/audit?actor=cat")).await;
     assert!(log.as_array().unwrap().iter().any(|l| l["status"] == json!(201)), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reported_ticket_reaches_the_customers_helpdesk_like_a_sensors() {
+    let (addr, rx) = crate::webhook::start().await;
+    let fleet = ["lit-r:lighting"];
+    let broker = Broker::Embedded;
+    let (dir, prefix) = Daemon::setup(&fleet, "30s", "10m", &broker);
+    let path = dir.path().join("aftercare.toml");
+    let cfg = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("[[customers]]\nid = \"cust-1\"\n", "[[customers]]\nid = \"cust-1\"\nhelpdesk = \"hd\"\n")
+        + &format!(
+            "[helpdesks.hd]\nwebhook = {{ url = \"http://{addr}/hook\", secret = \"{}\", timeout = \"5s\" }}\n",
+            crate::webhook::secret()
+        )
+        + &contract("", "");
+    std::fs::write(&path, cfg).unwrap();
+    let d = Daemon::start(dir, &prefix, &broker);
+    // A visit report about the site, naming no device.
+    let body = json!({
+        "channel": "visit", "category": "request", "customer": "cust-1", "site": "site-a",
+        "reporter": {"name": "Chen Jie"}, "problem": "Add a circuit for the new car park",
+    });
+    let r = api().post(d.url("/api/v1/tickets")).json(&body).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let t: Value = r.json().await.unwrap();
+    wait_for("the opened event at the helpdesk", 30, || async { (!rx.ids().is_empty()).then_some(()) }).await;
+    let e = rx.events()[0].clone();
+    assert_eq!((&e["type"], &e["action"]), (&json!("ticket.opened"), &json!("trigger")), "{e:#}");
+    assert_eq!(e["ticket"]["id"], t["id"]);
+    assert_eq!((&e["ticket"]["device"], &e["ticket"]["channel"]), (&Value::Null, &json!("visit")));
+    assert_eq!(e["ticket"]["reporter"]["name"], json!("Chen Jie"));
+    assert!(e["ticket"]["clock"]["acknowledge_by"].is_string(), "{e:#}");
+}
