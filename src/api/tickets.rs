@@ -43,6 +43,18 @@ struct TicketQuery {
     kind: Option<String>,
     /// Only tickets whose fault has cleared, or only the others.
     recovered: Option<bool>,
+    #[param(value_type = Option<crate::tickets::intake::Category>, inline)]
+    category: Option<String>,
+    #[param(value_type = Option<crate::tickets::intake::Channel>, inline)]
+    channel: Option<String>,
+    /// Only tickets with a contract clock that ran out (true), or with none (false).
+    breached: Option<bool>,
+    /// Only tickets whose next deadline falls within this long from now, overdue ones
+    /// included: `1h`, `30m`, `2d`.
+    due_within: Option<String>,
+    /// `newest` (default) or `due`: the nearest deadline first, those with none last.
+    #[param(value_type = Option<TicketSort>, inline)]
+    sort: Option<String>,
     /// At most this many (default 500, at most 10,000).
     limit: Option<i64>,
     offset: Option<i64>,
@@ -72,6 +84,32 @@ async fn list_tickets(
         site: q.site,
         kind: q.kind,
         recovered: q.recovered,
+        category: super::one_of(
+            q.category.as_deref(),
+            "category",
+            crate::tickets::intake::Category::parse,
+            "fault, request, question or complaint",
+        )?,
+        channel: super::one_of(
+            q.channel.as_deref(),
+            "channel",
+            crate::tickets::intake::Channel::parse,
+            "sensor, phone, web, email, visit or helpdesk",
+        )?,
+        breached: q.breached,
+        due_before: match q.due_within.as_deref() {
+            Some(w) => {
+                let d = humantime::parse_duration(w)
+                    .ok()
+                    .and_then(|d| chrono::TimeDelta::from_std(d).ok())
+                    .filter(|d| *d <= chrono::TimeDelta::days(3660))
+                    .ok_or_else(|| bad(format!("due_within `{w}`: write a duration such as 1h or 2d")))?;
+                Some(s.clock.now() + d)
+            }
+            None => None,
+        },
+        by_deadline: super::one_of(q.sort.as_deref(), "sort", TicketSort::parse, "newest or due")?
+            == Some(TicketSort::Due),
         limit: q.limit.unwrap_or(500).clamp(1, 10_000),
         offset: q.offset.unwrap_or(0),
     };
@@ -182,6 +220,15 @@ async fn open_ticket(
     resp.extensions_mut()
         .insert(super::guard::AuditNote { actor: None, detail: format!("{category} by {channel} {what} ticket {id}") });
     Ok(resp)
+}
+
+crate::domain::named! {
+    /// The order of a ticket list.
+    enum TicketSort {
+        Newest = "newest",
+        /// The nearest deadline first.
+        Due = "due",
+    }
 }
 
 fn ticket_id(raw: &str) -> Result<TicketId, ApiError> {

@@ -94,7 +94,11 @@ const TICKET_COLUMNS: &str = "id, device, site, customer, kind, code, title, tie
      contract, no_clock, acknowledge_by, on_site_by, resolve_by, on_site_at, acknowledge_met, on_site_met, resolve_met, \
      acknowledge_breached_at, on_site_breached_at, resolve_breached_at, escalation_level, loaner, dispatched_at, \
      inaction_escalated_at, warranty, billing, billing_reason, failed_repairs, replace_unit, silenced_by, resolve_forced, calendar_gap, \
-     category, channel, reporter_name, reporter_phone, problem, reported_by, sensed";
+     category, channel, reporter_name, reporter_phone, problem, reported_by, sensed, \
+     CASE WHEN state IN ('resolved', 'closed', 'cancelled') THEN NULL \
+     WHEN acknowledge_met IS NULL AND acknowledge_by IS NOT NULL THEN acknowledge_by \
+     WHEN on_site_met IS NULL AND on_site_by IS NOT NULL THEN on_site_by \
+     WHEN resolve_met IS NULL AND resolve_by IS NOT NULL THEN resolve_by END AS next_due";
 
 /// A row's `tier` column.
 pub(super) fn tier_of(r: &SqliteRow) -> Result<Tier, StoreError> {
@@ -160,6 +164,7 @@ fn ticket_from_row(r: &SqliteRow) -> Result<Ticket, StoreError> {
             dispatched_at: opt_ms(r.try_get("dispatched_at")?)?,
             resolve_forced: flag_of(r, "resolve_forced")?,
             calendar_gap: r.try_get("calendar_gap")?,
+            next_due: opt_ms(r.try_get("next_due")?)?,
         },
         warranty: match r.try_get::<Option<String>, _>("warranty")? {
             Some(w) => Some(serde_json::from_str(&w).map_err(|e| StoreError::Corrupt(format!("warranty: {e}")))?),
@@ -461,6 +466,8 @@ impl Store {
         text("customer", &f.customer, &mut sql);
         text("site", &f.site, &mut sql);
         text("kind", &f.kind, &mut sql);
+        text("category", &f.category.map(|c| c.as_str().to_string()), &mut sql);
+        text("channel", &f.channel.map(|c| c.as_str().to_string()), &mut sql);
         if let Some(cs) = &f.customers {
             let mut marks = Vec::new();
             for c in cs {
@@ -482,7 +489,19 @@ impl Store {
         if let Some(open) = f.open {
             sql.push_str(&format!(" AND state {}IN {}", if open { "NOT " } else { "" }, *TERMINAL));
         }
-        sql.push_str(&format!(" ORDER BY id DESC LIMIT {} OFFSET {}", f.limit.clamp(1, 10_000), f.offset.max(0)));
+        if let Some(b) = f.breached {
+            let any = "(acknowledge_breached_at IS NOT NULL OR on_site_breached_at IS NOT NULL \
+                       OR resolve_breached_at IS NOT NULL)";
+            sql.push_str(&if b { format!(" AND {any}") } else { format!(" AND NOT {any}") });
+        }
+        // The select list names the next deadline; a condition or an order on it goes through
+        // a subquery, as portable SQL cannot use a column alias in WHERE.
+        let mut sql = format!("SELECT * FROM ({sql}) t WHERE 1 = 1");
+        if let Some(before) = f.due_before {
+            sql.push_str(&format!(" AND next_due IS NOT NULL AND next_due <= {}", ms(before)));
+        }
+        let order = if f.by_deadline { "(next_due IS NULL), next_due, id" } else { "id DESC" };
+        sql.push_str(&format!(" ORDER BY {order} LIMIT {} OFFSET {}", f.limit.clamp(1, 10_000), f.offset.max(0)));
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for a in args {
             q = q.bind(a);

@@ -120,6 +120,9 @@ pub struct Clock {
     pub resolve_forced: bool,
     /// A clock ran past the years its business calendar knows: counted by weekdays alone.
     pub calendar_gap: Option<String>,
+    /// The deadline of the first clock still running (acknowledge, on site, resolve); `null`
+    /// once the ticket is resolved, or when none runs.
+    pub next_due: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
@@ -222,6 +225,14 @@ pub struct TicketFilter {
     pub site: Option<String>,
     pub kind: Option<String>,
     pub recovered: Option<bool>,
+    pub category: Option<Category>,
+    pub channel: Option<Channel>,
+    /// With a contract clock that ran out (true), or none (false).
+    pub breached: Option<bool>,
+    /// Whose next deadline is at or before this time (overdue included).
+    pub due_before: Option<DateTime<Utc>>,
+    /// Nearest deadline first (those with none last), instead of newest first.
+    pub by_deadline: bool,
     pub limit: i64,
     pub offset: i64,
 }

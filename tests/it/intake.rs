@@ -120,6 +120,21 @@ async fn a_call_opens_a_ticket_that_the_sensors_fault_joins_and_a_customer_repor
     assert_eq!(status, 400);
     assert!(e["error"].as_str().unwrap().contains("no fault `smoke`"), "{e}");
 
+    // The desk's queue: by channel, by category, by what is due soon, nearest deadline first.
+    let ids = |v: Value| -> Vec<i64> { v.as_array().unwrap().iter().map(|t| t["id"].as_i64().unwrap()).collect() };
+    assert_eq!(ids(get(&d.url("/api/v1/tickets?channel=phone&category=fault")).await), vec![id]);
+    assert_eq!(ids(get(&d.url("/api/v1/tickets?category=question")).await), vec![qid]);
+    let wid = w["id"].as_i64().unwrap();
+    let soon = ids(get(&d.url("/api/v1/tickets?due_within=2h&sort=due")).await);
+    assert_eq!(soon, vec![id, wid], "the call's hour runs out first; the resolved question is due no more");
+    assert!(get(&d.url("/api/v1/tickets?due_within=30m")).await.as_array().unwrap().is_empty());
+    assert!(get(&d.url("/api/v1/tickets?breached=true")).await.as_array().unwrap().is_empty());
+    let queue = get(&d.url("/api/v1/tickets?sort=due")).await;
+    let due: Vec<&Value> = queue.as_array().unwrap().iter().map(|t| &t["clock"]["next_due"]).collect();
+    assert!(due[0].is_string() && due.last().unwrap().is_null(), "nearest first, none last: {due:?}");
+    let r = api().get(d.url("/api/v1/tickets?due_within=soon")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+
     // A script opens one through the CLI, as the user it names.
     let config = d.dir.path().join("aftercare.toml");
     let (ok, out, err) = cli(
