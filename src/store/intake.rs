@@ -11,6 +11,11 @@ use crate::tickets::intake::Intake;
 use crate::tickets::model::BillingClass;
 use crate::tickets::{Event, State};
 
+/// A reporter's detail, or NULL when none was given.
+fn given(text: &str) -> Option<&str> {
+    (!text.is_empty()).then_some(text)
+}
+
 impl Store {
     /// Opens a ticket for a person's report entered by user `by`, or, when the report names a
     /// device's fault whose ticket is open, adds the report to that ticket. Returns the ticket
@@ -34,8 +39,8 @@ impl Store {
                 )
                 .bind(id)
                 .bind(ms(now))
-                .bind(&i.reporter_name)
-                .bind(&i.reporter_phone)
+                .bind(given(&i.reporter_name))
+                .bind(given(&i.reporter_phone))
                 .bind(&i.problem)
                 .bind(by)
                 .execute(&mut *tx)
@@ -73,8 +78,8 @@ impl Store {
         .bind(&d.calendar_gap)
         .bind(i.category.as_str())
         .bind(i.channel.as_str())
-        .bind(&i.reporter_name)
-        .bind(&i.reporter_phone)
+        .bind(given(&i.reporter_name))
+        .bind(given(&i.reporter_phone))
         .bind(&i.problem)
         .bind(by)
         .fetch_one(&mut *tx)

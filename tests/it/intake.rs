@@ -78,6 +78,7 @@ async fn a_call_opens_a_ticket_that_the_sensors_fault_joins_and_a_customer_repor
     .await;
     assert_eq!(status, 201, "{q}");
     assert_eq!((&q["code"], &q["tier"], &q["sensed"]), (&Value::Null, &json!(3), &json!(false)));
+    assert_eq!(q["reporter"], Value::Null, "nobody named: no reporter");
     assert!(q["title"].as_str().unwrap().starts_with("Question: When is"), "{q}");
     let qid = q["id"].as_i64().unwrap();
     let r = api()
