@@ -234,6 +234,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
         writes: Arc::new(api::WriteLimiter::new(config.access.writes_per_minute)),
         tls: config.serve.tls.is_some(),
         route_table: Arc::default(),
+        openapi: Arc::default(),
     };
     let stop = shutdown.clone();
     let serve_cfg = config.serve.clone();

@@ -54,6 +54,8 @@ pub(crate) struct AppState {
     pub tls: bool,
     /// Every route with its permission, set once the router is built.
     pub route_table: Arc<std::sync::OnceLock<Vec<guard::RouteEntry>>>,
+    /// The OpenAPI description as served, made on its first request.
+    pub openapi: Arc<std::sync::OnceLock<bytes::Bytes>>,
 }
 
 /// Every route of the API with its permission.

@@ -3,7 +3,6 @@
 //! gives each operation the permission it needs, so the description cannot drift from the
 //! guard. Served at `/api/v1/openapi.json`.
 
-use axum::Json;
 use axum::extract::State;
 use utoipa::OpenApi;
 use utoipa::openapi::path::{Operation, PathItem};
@@ -177,7 +176,12 @@ fn error(op: &mut Operation, status: &str, description: &str) {
 #[utoipa::path(get, path = "/api/v1/openapi.json", tag = "health", responses(
     (status = 200, description = "The OpenAPI 3.1 description of this API", content_type = "application/json"),
 ))]
-pub(super) async fn serve(State(s): State<AppState>) -> Json<utoipa::openapi::OpenApi> {
-    let table = s.route_table.get().map(Vec::as_slice).unwrap_or_default();
-    Json(document(table, s.access.metrics_public))
+pub(super) async fn serve(State(s): State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    // Made once: the routes and the config do not change while the daemon runs.
+    let body = s.openapi.get_or_init(|| {
+        let table = s.route_table.get().map(Vec::as_slice).unwrap_or_default();
+        serde_json::to_vec(&document(table, s.access.metrics_public)).unwrap_or_default().into()
+    });
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], body.clone()).into_response()
 }
