@@ -39,6 +39,10 @@ named! {
         ReadTickets = "read_tickets",
         /// Reporting a ticket: a call, a letter, a visit, or a customer's own request.
         OpenTickets = "open_tickets",
+        /// Giving a ticket or a visit to someone.
+        Assign = "assign",
+        /// Comments on tickets (a customer's user: visible ones on its own).
+        Comment = "comment",
         /// Transitions (each role to the states [`may_move_to`] allows).
         ActOnTickets = "act_on_tickets",
         ReadDevices = "read_devices",
@@ -66,14 +70,15 @@ impl Perm {
 pub(crate) fn allows(role: Role, perm: Perm) -> bool {
     use Perm::*;
     match perm {
-        Open | Helpdesk | SignedIn | OpenTickets => true,
+        Open | Helpdesk | SignedIn | OpenTickets | Comment => true,
         ManageUsers | ReadAudit => role == Role::Admin,
         _ => match role {
             Role::Admin => true,
             Role::Manager => true,
-            Role::Desk => {
-                matches!(perm, ReadTickets | ActOnTickets | ReadDevices | ReadContracts | ReadSla | ReadWorkOrders)
-            }
+            Role::Desk => matches!(
+                perm,
+                ReadTickets | ActOnTickets | Assign | ReadDevices | ReadContracts | ReadSla | ReadWorkOrders
+            ),
             Role::Engineer => {
                 matches!(perm, ReadTickets | ActOnTickets | ReadDevices | ReadContracts | ReadWorkOrders | DoVisits)
             }
@@ -85,6 +90,7 @@ pub(crate) fn allows(role: Role, perm: Perm) -> bool {
                 Metrics
                     | ReadTickets
                     | ActOnTickets
+                    | Assign
                     | ReadDevices
                     | ReadContracts
                     | ReadSla

@@ -256,6 +256,8 @@ named! {
         Completed = "completed",
         /// The visit's report was made and kept.
         ReportKept = "report_kept",
+        /// The visit was given to someone to make.
+        Assigned = "assigned",
     }
 }
 
@@ -266,7 +268,9 @@ impl VisitEvent {
         match self {
             VisitEvent::Scheduled => HelpdeskAction::Trigger,
             VisitEvent::Completed => HelpdeskAction::Resolve,
-            VisitEvent::Missed | VisitEvent::Started | VisitEvent::ReportKept => HelpdeskAction::Update,
+            VisitEvent::Missed | VisitEvent::Started | VisitEvent::ReportKept | VisitEvent::Assigned => {
+                HelpdeskAction::Update
+            }
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::tickets::model::TicketFilter;
 
 use super::guard::Routes;
 use super::{ApiError, AppState};
-use crate::access::{Perm, Principal};
+use crate::access::{Perm, Principal, Role};
 
 pub(super) fn routes(s: &AppState) -> Routes {
     Routes::new(s)
@@ -22,6 +22,8 @@ pub(super) fn routes(s: &AppState) -> Routes {
         .post("/api/v1/tickets", Perm::OpenTickets, open_ticket)
         .get("/api/v1/tickets/{id}", Perm::ReadTickets, get_ticket)
         .post("/api/v1/tickets/{id}/transition", Perm::ActOnTickets, transition)
+        .post("/api/v1/tickets/{id}/assign", Perm::Assign, assign)
+        .post("/api/v1/tickets/{id}/comments", Perm::Comment, comment)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -43,6 +45,8 @@ struct TicketQuery {
     kind: Option<String>,
     /// Only tickets whose fault has cleared, or only the others.
     recovered: Option<bool>,
+    /// Only the tickets of this user (`me`: the caller's).
+    assignee: Option<String>,
     #[param(value_type = Option<crate::tickets::intake::Category>, inline)]
     category: Option<String>,
     #[param(value_type = Option<crate::tickets::intake::Channel>, inline)]
@@ -84,6 +88,7 @@ async fn list_tickets(
         site: q.site,
         kind: q.kind,
         recovered: q.recovered,
+        assignee: q.assignee.map(|a| if a == "me" { p.name.clone() } else { a }),
         category: super::one_of(
             q.category.as_deref(),
             "category",
@@ -256,7 +261,124 @@ async fn get_ticket(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = ticket_id(&id)?;
-    Ok(Json(seen_ticket(&s, &p, id).await?).into_response())
+    let mut t = seen_ticket(&s, &p, id).await?;
+    // Internal comments are the service team's.
+    if p.role == Role::Customer
+        && let Some(lines) = &mut t.timeline
+    {
+        lines.retain(|l| !l.internal);
+    }
+    Ok(Json(t).into_response())
+}
+
+/// An engineer works on its own tickets and visits, and on those nobody has: another's is 403.
+pub(super) fn not_anothers(p: &Principal, assignee: Option<&str>) -> Result<(), ApiError> {
+    match assignee {
+        Some(a) if p.role == Role::Engineer && a != p.name => {
+            Err(ApiError(StatusCode::FORBIDDEN, format!("this is {a}'s; the desk reassigns it")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `name` if it may be given a ticket or a visit of `customer`: an enabled engineer, manager or
+/// admin who sees that customer; else 400 saying why.
+pub(super) async fn assignable(s: &AppState, name: &str, customer: &str) -> Result<(), ApiError> {
+    let bad = |m: String| ApiError(StatusCode::BAD_REQUEST, m);
+    let u = s.store.user(name).await?.ok_or_else(|| bad(format!("no user `{name}`")))?;
+    if u.disabled {
+        return Err(bad(format!("user `{name}` is disabled")));
+    }
+    if !matches!(u.role, Role::Engineer | Role::Manager | Role::Admin) {
+        return Err(bad(format!("`{name}` is a {}; tickets and visits go to engineers and managers", u.role)));
+    }
+    if !u.customers.is_empty() && !u.customers.iter().any(|c| c == customer) {
+        return Err(bad(format!("`{name}` does not serve customer {customer}")));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct AssignBody {
+    /// The engineer (or manager) to work on it; `null`: nobody.
+    assignee: Option<String>,
+    #[serde(default)]
+    #[schema(max_length = 4000)]
+    note: String,
+}
+
+/// Gives a ticket to an engineer (or takes it back), with a timeline line that goes to the helpdesk.
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/assign", tag = "tickets", params(("id" = i64, Path)),
+    request_body = AssignBody, responses(
+    (status = 200, description = "The ticket as assigned", body = crate::tickets::Ticket),
+    (status = 404, description = "No such ticket (or not one of the user's customers')", body = super::ErrorBody),
+    (status = 409, description = "The ticket is closed or cancelled", body = super::ErrorBody),
+    (status = 413, description = "The note is too long", body = super::ErrorBody),
+))]
+async fn assign(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    body: Result<Json<AssignBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let id = ticket_id(&id)?;
+    let Json(b) = body?;
+    let t = seen_ticket(&s, &p, id).await?;
+    if let Some(a) = &b.assignee {
+        assignable(&s, a, t.customer.as_str()).await?;
+    }
+    if !s.store.assign(id, b.assignee.as_deref(), &p.name, note(&b.note)?, s.clock.now()).await? {
+        return Err(ApiError(StatusCode::CONFLICT, format!("ticket {id} is {}; it goes to nobody", t.state)));
+    }
+    let mut r = Json(seen_ticket(&s, &p, id).await?).into_response();
+    let to = b.assignee.as_deref().unwrap_or("nobody");
+    r.extensions_mut().insert(super::guard::AuditNote { actor: None, detail: format!("ticket {id} to {to}") });
+    Ok(r)
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct CommentBody {
+    #[schema(min_length = 1, max_length = 4000)]
+    text: String,
+    /// For the service team alone (not for a customer's user, whose comments the customer sees).
+    #[serde(default)]
+    internal: bool,
+}
+
+/// Comments on a ticket: a timeline line that goes to the helpdesk (an internal one as a
+/// private note) and that a customer's user sees unless it is internal.
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/comments", tag = "tickets", params(("id" = i64, Path)),
+    request_body = CommentBody, responses(
+    (status = 201, description = "The ticket with the comment", body = crate::tickets::Ticket),
+    (status = 403, description = "A customer's user made an internal comment", body = super::ErrorBody),
+    (status = 404, description = "No such ticket (or not one of the user's customers')", body = super::ErrorBody),
+    (status = 413, description = "The comment is too long", body = super::ErrorBody),
+))]
+async fn comment(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    body: Result<Json<CommentBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let id = ticket_id(&id)?;
+    let Json(b) = body?;
+    seen_ticket(&s, &p, id).await?;
+    if b.internal && p.role == Role::Customer {
+        return Err(ApiError(StatusCode::FORBIDDEN, "a customer's comments are for the service team to read".into()));
+    }
+    let text = note(&b.text)?.trim();
+    if text.is_empty() {
+        return Err(ApiError(StatusCode::BAD_REQUEST, "a comment has some text".into()));
+    }
+    if !s.store.comment(id, &p.name, text, b.internal, s.clock.now()).await? {
+        return Err(ApiError(StatusCode::NOT_FOUND, format!("no ticket {id}")));
+    }
+    let mut r = (StatusCode::CREATED, Json(seen_ticket(&s, &p, id).await?)).into_response();
+    let kind = if b.internal { "internal comment" } else { "comment" };
+    r.extensions_mut().insert(super::guard::AuditNote { actor: None, detail: format!("{kind} on ticket {id}") });
+    Ok(r)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -276,6 +398,8 @@ struct TransitionBody {
     /// The resolution replaced the unit: failed repairs count afresh.
     #[serde(default)]
     unit_replaced: bool,
+    /// Gives the ticket to this engineer first (a dispatch names who goes).
+    assignee: Option<String>,
 }
 
 /// The longest note or comment taken, in characters.
@@ -310,6 +434,16 @@ async fn transition(
     let ticket = seen_ticket(&s, &p, id).await?;
     if !crate::access::may_move_to(p.role, to) {
         return Err(ApiError(StatusCode::FORBIDDEN, format!("a {} may not move a ticket to {to}", p.role)));
+    }
+    not_anothers(&p, ticket.assignee.as_deref())?;
+    if let Some(a) = &b.assignee {
+        if !p.may(Perm::Assign) {
+            return Err(ApiError(StatusCode::FORBIDDEN, format!("a {} does not assign tickets", p.role)));
+        }
+        assignable(&s, a, ticket.customer.as_str()).await?;
+        if !s.store.assign(id, Some(a), &p.name, "", s.clock.now()).await? {
+            return Err(ApiError(StatusCode::CONFLICT, format!("ticket {id} is {}", ticket.state)));
+        }
     }
     let text = note(&b.note)?;
     if let Some(cause) = &b.billable {

@@ -17,6 +17,8 @@ pub(super) fn routes(s: &AppState) -> Routes {
         .get("/api/v1/work-orders/{id}", Perm::ReadWorkOrders, get_work_order)
         .post("/api/v1/work-orders/{id}/start", Perm::DoVisits, start_work_order)
         .post("/api/v1/work-orders/{id}/complete", Perm::DoVisits, complete_work_order)
+        .post("/api/v1/work-orders/{id}/assign", Perm::Assign, assign_work_order)
+        .get("/api/v1/me/work", Perm::SignedIn, my_work)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -35,6 +37,8 @@ struct WorkOrderQuery {
     from: Option<chrono::NaiveDate>,
     /// Due before this date.
     to: Option<chrono::NaiveDate>,
+    /// Only the visits of this user (`me`: the caller's).
+    assignee: Option<String>,
     limit: Option<i64>,
 }
 
@@ -53,6 +57,7 @@ async fn list_work_orders(
     let state = one_of(q.state.as_deref(), "state", VisitState::parse, "open, in_progress, done or missed")?;
     let kind = one_of(q.kind.as_deref(), "kind", VisitKind::parse, "patrol, inspection, maintenance or follow_up")?;
     let limit = q.limit.unwrap_or(500).clamp(1, 10_000);
+    let assignee = q.assignee.map(|a| if a == "me" { p.name.clone() } else { a });
     // The customers asked about: the one named, else all, or each of the user's own.
     let customers: Vec<Option<String>> = match (q.customer, p.scope.customers()) {
         (Some(c), Some(mine)) if !mine.contains(&c) => {
@@ -64,8 +69,15 @@ async fn list_work_orders(
     };
     let mut out = Vec::new();
     for customer in customers {
-        let f =
-            crate::store::WorkOrderFilter { state, kind, device: q.device.clone(), customer, from: q.from, to: q.to };
+        let f = crate::store::WorkOrderFilter {
+            state,
+            kind,
+            device: q.device.clone(),
+            customer,
+            from: q.from,
+            to: q.to,
+            assignee: assignee.clone(),
+        };
         out.extend(s.store.work_orders(&f, limit).await?);
     }
     out.sort_by_key(|a| (a.due_on, a.id));
@@ -124,7 +136,8 @@ async fn start_work_order(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = work_order_id(&id)?;
-    seen_work_order(&s, &p, id).await?;
+    let w = seen_work_order(&s, &p, id).await?;
+    super::tickets::not_anothers(&p, w.assignee.as_deref())?;
     crate::schedule::start(&s.store, id, &p.name, s.clock.now()).await?;
     get_work_order(State(s), Extension(p), Path(id.to_string())).await
 }
@@ -154,10 +167,107 @@ async fn complete_work_order(
 ) -> Result<Response, ApiError> {
     let id = work_order_id(&id)?;
     let Json(b) = body?;
-    seen_work_order(&s, &p, id).await?;
+    let w = seen_work_order(&s, &p, id).await?;
+    super::tickets::not_anothers(&p, w.assignee.as_deref())?;
     if serde_json::to_string(&b.answers).map_or(0, |t| t.len()) > 64 * 1024 {
         return Err(ApiError(StatusCode::PAYLOAD_TOO_LARGE, "a visit's answers take at most 64 KiB".into()));
     }
     crate::schedule::complete(&s.store, &s.fleet, id, &p.name, b.answers, s.clock.now()).await?;
     get_work_order(State(s), Extension(p), Path(id.to_string())).await
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct AssignVisit {
+    /// The engineer (or manager) to make the visit.
+    assignee: String,
+}
+
+/// Gives a visit not yet done to an engineer; the helpdesk hears of it.
+#[utoipa::path(post, path = "/api/v1/work-orders/{id}/assign", tag = "work orders", params(("id" = i64, Path)),
+    request_body = AssignVisit, responses(
+    (status = 200, description = "The work order as assigned", body = WorkOrderView),
+    (status = 404, description = "No such work order (or not one of the user's customers')", body = super::ErrorBody),
+    (status = 409, description = "The visit is done", body = super::ErrorBody),
+))]
+async fn assign_work_order(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    body: Result<Json<AssignVisit>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let id = work_order_id(&id)?;
+    let Json(b) = body?;
+    let w = seen_work_order(&s, &p, id).await?;
+    super::tickets::assignable(&s, &b.assignee, &w.customer).await?;
+    if !s.store.assign_work_order(id, &b.assignee, &p.name, s.clock.now()).await? {
+        return Err(ApiError(StatusCode::CONFLICT, format!("work order {id} is done")));
+    }
+    let mut r = get_work_order(State(s), Extension(p), Path(id.to_string())).await?;
+    r.extensions_mut()
+        .insert(super::guard::AuditNote { actor: None, detail: format!("work order {id} to {}", b.assignee) });
+    Ok(r)
+}
+
+/// One site's share of a user's work.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct SiteWork {
+    site: String,
+    /// Its open tickets, nearest deadline first.
+    tickets: Vec<crate::tickets::Ticket>,
+    /// Its visits due today (the site's day) or overdue, not done.
+    visits: Vec<crate::store::WorkOrder>,
+}
+
+/// What a user has to do: its tickets still open and its visits due today or overdue, by site.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct MyWork {
+    user: String,
+    sites: Vec<SiteWork>,
+}
+
+/// The caller's work for today: the tickets assigned to it that are not resolved, and the
+/// visits assigned to it that are due today or overdue, by site.
+#[utoipa::path(get, path = "/api/v1/me/work", tag = "work orders", responses((status = 200, body = MyWork)))]
+async fn my_work(State(s): State<AppState>, Extension(p): Extension<Principal>) -> Result<Response, ApiError> {
+    use crate::tickets::State as T;
+    let now = s.clock.now();
+    let f = crate::tickets::TicketFilter {
+        assignee: Some(p.name.clone()),
+        open: Some(true),
+        by_deadline: true,
+        limit: 1_000,
+        ..Default::default()
+    };
+    let tickets: Vec<_> = s.store.tickets(&f).await?.into_iter().filter(|t| t.state != T::Resolved).collect();
+    let f = crate::store::WorkOrderFilter { assignee: Some(p.name.clone()), ..Default::default() };
+    let today = |site: &str| {
+        s.fleet
+            .sites
+            .iter()
+            .find(|x| x.id.as_str() == site)
+            .map_or(now.date_naive(), |x| now.with_timezone(&x.utc_offset).date_naive())
+    };
+    let visits: Vec<_> = s
+        .store
+        .work_orders(&f, 1_000)
+        .await?
+        .into_iter()
+        .filter(|w| w.state != crate::domain::VisitState::Done && w.due_on <= today(&w.site))
+        .collect();
+    let mut sites: Vec<SiteWork> = Vec::new();
+    fn at<'a>(sites: &'a mut Vec<SiteWork>, site: &str) -> &'a mut SiteWork {
+        let i = sites.iter().position(|x| x.site == site).unwrap_or_else(|| {
+            sites.push(SiteWork { site: site.to_string(), tickets: Vec::new(), visits: Vec::new() });
+            sites.len() - 1
+        });
+        &mut sites[i]
+    }
+    for t in tickets {
+        at(&mut sites, t.site.as_str()).tickets.push(t);
+    }
+    for w in visits {
+        at(&mut sites, &w.site).visits.push(w);
+    }
+    Ok(Json(MyWork { user: p.name, sites }).into_response())
 }

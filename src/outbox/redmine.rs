@@ -279,6 +279,9 @@ impl Connector for Redmine {
             let mut issue = serde_json::Map::new();
             if note && (d.row.attempts == 0 || !self.told(&remote.id, d).await?) {
                 issue.insert("notes".into(), describe(d, s.priority(&self.priorities)).into());
+                if d.row.internal {
+                    issue.insert("private_notes".into(), true.into());
+                }
             }
             if !same {
                 let id = find_name(&names.statuses, want).map(|s| s.id);

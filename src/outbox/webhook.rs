@@ -86,7 +86,7 @@ pub(crate) fn body(d: &Delivery, priorities: &[String; 3]) -> serde_json::Value 
         "sequence": r.seq,
         "dedup_key": d.subject.reference(),
         "action": r.action,
-        "event": { "name": r.event, "note": r.note, "at": r.created_at },
+        "event": { "name": r.event, "note": r.note, "at": r.created_at, "internal": r.internal },
     });
     v[d.subject.noun()] = match &d.subject {
         Subject::Ticket(t) => json!(t),

@@ -388,6 +388,7 @@ fn survey_scores_are_averaged_and_the_low_ones_called_back() {
         completed_at: None,
         completed_by: None,
         ticket_id: Some(1),
+        assignee: None,
     };
     use serde_json::json;
     let orders = [

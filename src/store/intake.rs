@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
-use super::tickets::{Entry, append};
+use super::tickets::{Entry, append, append_line};
 use super::{Store, StoreError, TERMINAL, ms};
 use crate::domain::TicketId;
 use crate::tickets::intake::Intake;
@@ -100,5 +100,59 @@ impl Store {
         append(&mut tx, id, now, e).await?;
         tx.commit().await?;
         Ok((TicketId(id), true))
+    }
+}
+
+impl Store {
+    /// Gives ticket `id` to `assignee` (`None`: to nobody), with a timeline line by `by`.
+    /// `Ok(false)` when the ticket is closed or cancelled; `NotFound` when there is none.
+    pub async fn assign(
+        &self,
+        id: TicketId,
+        assignee: Option<&str>,
+        by: &str,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let sql =
+            format!("UPDATE tickets SET assignee = $2, updated_at = $3 WHERE id = $1 AND state NOT IN {}", *TERMINAL);
+        let r = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.0).bind(assignee).bind(ms(now)).execute(&mut *tx).await?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        let line = match (assignee, note.trim()) {
+            (Some(a), "") => format!("assigned to {a}"),
+            (Some(a), n) => format!("assigned to {a}: {n}"),
+            (None, "") => "unassigned".to_string(),
+            (None, n) => format!("unassigned: {n}"),
+        };
+        append(&mut tx, id.0, now, Entry::note(Event::Assigned, by, &line)).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Adds a comment to ticket `id`, for the service team alone when `internal`; it goes to
+    /// the helpdesk like every line. False if there is no such ticket.
+    pub async fn comment(
+        &self,
+        id: TicketId,
+        by: &str,
+        text: &str,
+        internal: bool,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let r = sqlx::query("UPDATE tickets SET updated_at = $2 WHERE id = $1")
+            .bind(id.0)
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        append_line(&mut tx, id.0, now, Entry::note(Event::Comment, by, text), internal).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 }

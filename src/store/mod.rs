@@ -111,6 +111,7 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (19, "users", include_str!("../../migrations/sqlite/0019_users.sql")),
     (20, "audit_retention", include_str!("../../migrations/sqlite/0020_audit_retention.sql")),
     (21, "reported_tickets", include_str!("../../migrations/sqlite/0021_reported_tickets.sql")),
+    (22, "assignment_and_comments", include_str!("../../migrations/sqlite/0022_assignment_and_comments.sql")),
 ];
 
 fn migrator() -> Migrator {

@@ -91,6 +91,8 @@ pub struct OutboxRow {
     pub delivered_at: Option<DateTime<Utc>>,
     /// Who made the change: `aftercare`, a person, or `helpdesk:NAME …` for a change a helpdesk sent.
     pub origin: String,
+    /// An internal comment: for the service team alone (a helpdesk takes it as a private note).
+    pub internal: bool,
 }
 
 /// The remote ticket an aftercare ticket maps to in one helpdesk.
@@ -102,7 +104,7 @@ pub struct RemoteTicket {
 }
 
 const COLUMNS: &str = "id, ticket_id, work_order_id, seq, event_id, event, action, note, customer, created_at, state, attempts, \
-                       next_attempt_at, last_error, delivered_at, origin";
+                       next_attempt_at, last_error, delivered_at, origin, internal";
 
 fn row(r: &sqlx::sqlite::SqliteRow) -> Result<OutboxRow, StoreError> {
     let id: i64 = r.try_get("id")?;
@@ -129,6 +131,7 @@ fn row(r: &sqlx::sqlite::SqliteRow) -> Result<OutboxRow, StoreError> {
         last_error: r.try_get("last_error")?,
         delivered_at: r.try_get::<Option<i64>, _>("delivered_at")?.map(from_ms).transpose()?,
         origin: r.try_get("origin")?,
+        internal: super::flag_of(r, "internal")?,
     })
 }
 

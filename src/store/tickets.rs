@@ -94,7 +94,7 @@ const TICKET_COLUMNS: &str = "id, device, site, customer, kind, code, title, tie
      contract, no_clock, acknowledge_by, on_site_by, resolve_by, on_site_at, acknowledge_met, on_site_met, resolve_met, \
      acknowledge_breached_at, on_site_breached_at, resolve_breached_at, escalation_level, loaner, dispatched_at, \
      inaction_escalated_at, warranty, billing, billing_reason, failed_repairs, replace_unit, silenced_by, resolve_forced, calendar_gap, \
-     category, channel, reporter_name, reporter_phone, problem, reported_by, sensed, \
+     category, channel, reporter_name, reporter_phone, problem, reported_by, sensed, assignee, \
      CASE WHEN state IN ('resolved', 'closed', 'cancelled') THEN NULL \
      WHEN acknowledge_met IS NULL AND acknowledge_by IS NOT NULL THEN acknowledge_by \
      WHEN on_site_met IS NULL AND on_site_by IS NOT NULL THEN on_site_by \
@@ -132,6 +132,7 @@ fn ticket_from_row(r: &SqliteRow) -> Result<Ticket, StoreError> {
         problem: r.try_get("problem")?,
         reported_by: r.try_get("reported_by")?,
         sensed: flag_of(r, "sensed")?,
+        assignee: r.try_get("assignee")?,
         title: r.try_get("title")?,
         tier: tier_of(r)?,
         state: state_of(r)?,
@@ -208,9 +209,20 @@ pub(super) async fn append(
     at: DateTime<Utc>,
     e: Entry<'_>,
 ) -> Result<(), StoreError> {
+    append_line(conn, ticket, at, e, false).await
+}
+
+/// [`append`], for the service team alone when `internal`.
+pub(super) async fn append_line(
+    conn: &mut SqliteConnection,
+    ticket: i64,
+    at: DateTime<Utc>,
+    e: Entry<'_>,
+    internal: bool,
+) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO timeline (ticket_id, at, event, actor, from_state, to_state, tier, note) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO timeline (ticket_id, at, event, actor, from_state, to_state, tier, note, internal) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(ticket)
     .bind(ms(at))
@@ -220,15 +232,16 @@ pub(super) async fn append(
     .bind(e.to.map(State::as_str))
     .bind(e.tier.map(|t| t.number() as i64))
     .bind(e.note)
+    .bind(i64::from(internal))
     .execute(&mut *conn)
     .await?;
     // Every change is one the helpdesk must see: an outbox row in the same transaction, for a
     // customer that has a helpdesk (one without gets none, and costs the relay nothing).
     let action = policy::helpdesk_action(e.event, e.to);
     sqlx::query(
-        "INSERT INTO outbox (ticket_id, seq, event_id, event, action, note, customer, created_at, next_attempt_at, origin, state) \
+        "INSERT INTO outbox (ticket_id, seq, event_id, event, action, note, customer, created_at, next_attempt_at, origin, state, internal) \
          SELECT $1, n.seq, 'aftercare-' || $1 || '-' || n.seq, $2, $3, $4, t.customer, $5, $5, $6, \
-         CASE WHEN t.silenced_by IS NULL THEN $7 ELSE $8 END \
+         CASE WHEN t.silenced_by IS NULL THEN $7 ELSE $8 END, $9 \
          FROM tickets t, (SELECT COALESCE(MAX(seq), 0) + 1 AS seq FROM outbox WHERE ticket_id = $1) n WHERE t.id = $1 \
          AND EXISTS (SELECT 1 FROM helpdesk_routes r WHERE r.customer = t.customer)",
     )
@@ -240,6 +253,7 @@ pub(super) async fn append(
     .bind(e.actor)
     .bind(OutboxState::Pending.as_str())
     .bind(OutboxState::Skipped.as_str())
+    .bind(i64::from(internal))
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -425,7 +439,8 @@ impl Store {
         };
         let mut t = ticket_from_row(&row)?;
         let rows = sqlx::query(
-            "SELECT at, event, actor, from_state, to_state, tier, note FROM timeline WHERE ticket_id = $1 ORDER BY id",
+            "SELECT at, event, actor, from_state, to_state, tier, note, internal FROM timeline WHERE ticket_id = $1 \
+             ORDER BY id",
         )
         .bind(id.0)
         .fetch_all(&self.pool)
@@ -444,6 +459,7 @@ impl Store {
                 to_state: state("to_state")?,
                 tier: r.try_get::<Option<i64>, _>("tier")?.and_then(Tier::from_number),
                 note: r.try_get("note")?,
+                internal: flag_of(&r, "internal")?,
             });
         }
         t.timeline = Some(timeline);
@@ -466,6 +482,7 @@ impl Store {
         text("customer", &f.customer, &mut sql);
         text("site", &f.site, &mut sql);
         text("kind", &f.kind, &mut sql);
+        text("assignee", &f.assignee, &mut sql);
         text("category", &f.category.map(|c| c.as_str().to_string()), &mut sql);
         text("channel", &f.channel.map(|c| c.as_str().to_string()), &mut sql);
         if let Some(cs) = &f.customers {

@@ -46,6 +46,8 @@ pub struct WorkOrder {
     pub completed_by: Option<String>,
     /// The ticket whose service called for the visit (a fault analysis, a satisfaction call).
     pub ticket_id: Option<i64>,
+    /// The user who is to make the visit.
+    pub assignee: Option<String>,
 }
 
 /// A ticket that was served: resolved by people, perhaps on site.
@@ -79,6 +81,7 @@ fn row(r: &sqlx::sqlite::SqliteRow) -> Result<WorkOrder, StoreError> {
         completed_at: r.try_get::<Option<i64>, _>("completed_at")?.map(from_ms).transpose()?,
         completed_by: r.try_get("completed_by")?,
         ticket_id: r.try_get("ticket_id")?,
+        assignee: r.try_get("assignee")?,
     })
 }
 
@@ -91,6 +94,7 @@ pub struct WorkOrderFilter {
     pub customer: Option<String>,
     pub from: Option<NaiveDate>,
     pub to: Option<NaiveDate>,
+    pub assignee: Option<String>,
 }
 
 /// Writes the outbox row of a change to work order `id`: the next in its sequence, `skipped`
@@ -201,7 +205,8 @@ impl Store {
         let rows = sqlx::query(
             "SELECT * FROM work_orders WHERE ($1 IS NULL OR state = $1) AND ($2 IS NULL OR kind = $2) \
              AND ($3 IS NULL OR device = $3) AND ($4 IS NULL OR customer = $4) \
-             AND ($5 IS NULL OR due_on >= $5) AND ($6 IS NULL OR due_on < $6) ORDER BY due_on, id LIMIT $7",
+             AND ($5 IS NULL OR due_on >= $5) AND ($6 IS NULL OR due_on < $6) AND ($8 IS NULL OR assignee = $8) \
+             ORDER BY due_on, id LIMIT $7",
         )
         .bind(f.state.map(VisitState::as_str))
         .bind(f.kind.map(VisitKind::as_str))
@@ -210,6 +215,7 @@ impl Store {
         .bind(f.from.map(|d| d.to_string()))
         .bind(f.to.map(|d| d.to_string()))
         .bind(limit)
+        .bind(&f.assignee)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(row).collect()
@@ -218,6 +224,29 @@ impl Store {
     pub async fn work_order(&self, id: i64) -> Result<Option<WorkOrder>, StoreError> {
         let r = sqlx::query("SELECT * FROM work_orders WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
         r.as_ref().map(row).transpose()
+    }
+
+    /// Gives a visit not yet done to `assignee`; false if it is done or does not exist.
+    pub async fn assign_work_order(
+        &self,
+        id: i64,
+        assignee: &str,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query("UPDATE work_orders SET assignee = $2 WHERE id = $1 AND state <> $3")
+            .bind(id)
+            .bind(assignee)
+            .bind(VisitState::Done.as_str())
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Ok(false);
+        }
+        event(&mut tx, id, VisitEvent::Assigned, &format!("assigned to {assignee}"), by, now).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Starts a visit (open or missed → in progress); false if it cannot be started.

@@ -36,6 +36,8 @@ pub struct Ticket {
     pub reported_by: Option<String>,
     /// A device's rule raised this ticket's fault (a person's report not yet confirmed by one: false).
     pub sensed: bool,
+    /// The user working on it.
+    pub assignee: Option<String>,
     pub title: String,
     pub tier: Tier,
     pub state: State,
@@ -160,6 +162,8 @@ pub struct TimelineEntry {
     pub to_state: Option<State>,
     pub tier: Option<Tier>,
     pub note: String,
+    /// For the service team alone: a customer's user does not see the line.
+    pub internal: bool,
 }
 
 crate::domain::named! {
@@ -193,6 +197,10 @@ crate::domain::named! {
         UnitReplaced = "unit_replaced",
         /// A person reported the fault of this open ticket (again): the report is added here.
         Reported = "reported",
+        /// The ticket was given to someone to work on.
+        Assigned = "assigned",
+        /// A person's comment, for the customer to read or internal to the service team.
+        Comment = "comment",
     }
 }
 
@@ -225,6 +233,7 @@ pub struct TicketFilter {
     pub site: Option<String>,
     pub kind: Option<String>,
     pub recovered: Option<bool>,
+    pub assignee: Option<String>,
     pub category: Option<Category>,
     pub channel: Option<Channel>,
     /// With a contract clock that ran out (true), or none (false).

@@ -30,6 +30,10 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/tickets", "open_tickets"),
     ("GET", "/api/v1/tickets/{id}", "read_tickets"),
     ("POST", "/api/v1/tickets/{id}/transition", "act_on_tickets"),
+    ("POST", "/api/v1/tickets/{id}/assign", "assign"),
+    ("POST", "/api/v1/tickets/{id}/comments", "comment"),
+    ("POST", "/api/v1/work-orders/{id}/assign", "assign"),
+    ("GET", "/api/v1/me/work", "signed_in"),
     ("GET", "/api/v1/devices", "read_devices"),
     ("GET", "/api/v1/devices/{id}", "read_devices"),
     ("GET", "/api/v1/devices/{id}/history", "read_devices"),
@@ -52,7 +56,8 @@ const ROUTES: &[(&str, &str, &str)] = &[
 fn holders(perm: &str) -> &'static [&'static str] {
     const ALL: &[&str] = &["admin", "manager", "desk", "engineer", "customer", "integration"];
     match perm {
-        "open" | "signed_in" | "helpdesk" | "open_tickets" => ALL,
+        "open" | "signed_in" | "helpdesk" | "open_tickets" | "comment" => ALL,
+        "assign" => &["admin", "manager", "desk", "integration"],
         "manage_users" | "read_audit" => &["admin"],
         "metrics" => &["admin", "manager", "integration"],
         "read_tickets" | "read_devices" | "read_contracts" | "read_work_orders" => ALL,

@@ -207,3 +207,132 @@ async fn a_reported_ticket_reaches_the_customers_helpdesk_like_a_sensors() {
     assert_eq!(e["ticket"]["reporter"]["name"], json!("Chen Jie"));
     assert!(e["ticket"]["clock"]["acknowledge_by"].is_string(), "{e:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_desk_assigns_engineers_comment_and_an_engineer_sees_its_days_work() {
+    let (d, _sim) = two_customers_quiet("");
+    let desk = token_of("dee");
+    let open = |body: Value| {
+        let desk = desk.clone();
+        let d = &d;
+        async move {
+            let (status, t) = report(&desk, d, body).await;
+            assert_eq!(status, 201, "{t}");
+            t["id"].as_i64().unwrap()
+        }
+    };
+    let a =
+        open(json!({"channel": "phone", "category": "fault", "device": "lit-a", "problem": "Dark since Monday"})).await;
+    let b = open(json!({"channel": "phone", "category": "fault", "device": "lit-a", "problem": "Flickers"})).await;
+    let c = open(json!({"channel": "phone", "category": "fault", "device": "lit-b", "problem": "Pole leans"})).await;
+
+    // The desk gives one ticket to eve; dispatching another names her too.
+    let post = |token: &str, path: String, body: Value| {
+        let client = as_user(token);
+        let url = d.url(&path);
+        async move {
+            let r = client.post(url).json(&body).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, t) =
+        post(&desk, format!("/api/v1/tickets/{a}/assign"), json!({"assignee": "eve", "note": "nearest"})).await;
+    assert_eq!((status, &t["assignee"]), (200, &json!("eve")), "{t}");
+    let (status, t) =
+        post(&desk, format!("/api/v1/tickets/{b}/transition"), json!({"to": "dispatched", "assignee": "eve"})).await;
+    assert_eq!((status, &t["assignee"], &t["state"]), (200, &json!("eve"), &json!("dispatched")), "{t}");
+    let full = get(&d.url(&format!("/api/v1/tickets/{b}"))).await;
+    assert!(events(&full).contains(&"assigned".to_string()), "{full}");
+    // Only someone who can go, and who serves the customer: eve serves cust-1 only.
+    let (status, e) = post(&desk, format!("/api/v1/tickets/{c}/assign"), json!({"assignee": "eve"})).await;
+    assert_eq!(status, 400, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("does not serve customer cust-2"), "{e}");
+    let (status, _) = post(&desk, format!("/api/v1/tickets/{a}/assign"), json!({"assignee": "cat"})).await;
+    assert_eq!(status, 400, "a customer's user goes nowhere");
+    // An engineer does not assign, nor work on another engineer's ticket.
+    let eve = token_of("eve");
+    let (status, _) = post(&eve, format!("/api/v1/tickets/{c}/assign"), json!({"assignee": "eve"})).await;
+    assert_eq!(status, 403);
+    let admin = api();
+    let r = admin
+        .post(d.url("/api/v1/users"))
+        .json(&json!({"name": "ed", "role": "engineer", "customers": ["cust-1"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let made: Value = admin
+        .post(d.url("/api/v1/tokens"))
+        .json(&json!({"user": "ed", "name": "t"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ed = made["token"].as_str().unwrap().to_string();
+    let (status, e) = post(&ed, format!("/api/v1/tickets/{b}/transition"), json!({"to": "on_site"})).await;
+    assert_eq!(status, 403, "{e}");
+    let (status, _) = post(&eve, format!("/api/v1/tickets/{b}/transition"), json!({"to": "on_site"})).await;
+    assert_eq!(status, 200);
+
+    // Comments: internal ones are the team's; the customer reads the rest, and writes its own.
+    let (status, _) = post(
+        &desk,
+        format!("/api/v1/tickets/{a}/comments"),
+        json!({"text": "Spare lamps are in van 2", "internal": true}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, _) =
+        post(&desk, format!("/api/v1/tickets/{a}/comments"), json!({"text": "An engineer comes today"})).await;
+    assert_eq!(status, 201);
+    let cat = token_of("cat");
+    let (status, _) =
+        post(&cat, format!("/api/v1/tickets/{a}/comments"), json!({"text": "Thanks", "internal": true})).await;
+    assert_eq!(status, 403);
+    let (status, _) = post(&cat, format!("/api/v1/tickets/{a}/comments"), json!({"text": "Thanks"})).await;
+    assert_eq!(status, 201);
+    let seen: Value =
+        as_user(&cat).get(d.url(&format!("/api/v1/tickets/{a}"))).send().await.unwrap().json().await.unwrap();
+    let notes: Vec<&str> = seen["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["event"] == json!("comment"))
+        .map(|l| l["note"].as_str().unwrap())
+        .collect();
+    assert_eq!(notes, ["An engineer comes today", "Thanks"], "the customer does not see the internal one");
+    let team = get(&d.url(&format!("/api/v1/tickets/{a}"))).await;
+    let internal: Vec<&Value> =
+        team["timeline"].as_array().unwrap().iter().filter(|l| l["internal"] == json!(true)).collect();
+    assert_eq!(internal.len(), 1, "{team}");
+
+    // Eve's day: her tickets by site, and a visit given to her once it is due.
+    let mine: Value =
+        as_user(&eve).get(d.url("/api/v1/tickets?assignee=me")).send().await.unwrap().json().await.unwrap();
+    let mut ids: Vec<i64> = mine.as_array().unwrap().iter().map(|t| t["id"].as_i64().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, vec![a, b]);
+    let orders = get(&d.url("/api/v1/work-orders?customer=cust-1")).await;
+    let wo = &orders.as_array().unwrap()[0];
+    let (status, w) = post(&desk, format!("/api/v1/work-orders/{}/assign", wo["id"]), json!({"assignee": "eve"})).await;
+    assert_eq!((status, &w["assignee"]), (200, &json!("eve")), "{w}");
+    let (status, _) = post(&ed, format!("/api/v1/work-orders/{}/start", wo["id"]), json!({})).await;
+    assert_eq!(status, 403, "another engineer's visit");
+    let work: Value = as_user(&eve).get(d.url("/api/v1/me/work")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(work["user"], json!("eve"));
+    let sites = work["sites"].as_array().unwrap();
+    assert_eq!(sites.len(), 1, "{work}");
+    assert_eq!(sites[0]["site"], json!("site-a"));
+    assert_eq!(sites[0]["tickets"].as_array().unwrap().len(), 2);
+    // The inspection is due in three days: hers, but not today's work yet.
+    #[allow(clippy::disallowed_methods)]
+    let today = (chrono::Utc::now() + chrono::TimeDelta::hours(8)).date_naive().to_string();
+    assert!(wo["due_on"].as_str().unwrap() > today.as_str(), "{wo}");
+    assert_eq!(sites[0]["visits"], json!([]), "{work}");
+    let hers: Value =
+        as_user(&eve).get(d.url("/api/v1/work-orders?assignee=me")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(hers.as_array().unwrap().len(), 1, "{hers}");
+}
