@@ -39,6 +39,8 @@ named! {
         ReadTickets = "read_tickets",
         /// Reporting a ticket: a call, a letter, a visit, or a customer's own request.
         OpenTickets = "open_tickets",
+        /// The contact register: registering calls, letters and visits, and answering them.
+        Contacts = "contacts",
         /// Giving a ticket or a visit to someone.
         Assign = "assign",
         /// Comments on tickets (a customer's user: visible ones on its own).
@@ -77,7 +79,7 @@ pub(crate) fn allows(role: Role, perm: Perm) -> bool {
             Role::Manager => true,
             Role::Desk => matches!(
                 perm,
-                ReadTickets | ActOnTickets | Assign | ReadDevices | ReadContracts | ReadSla | ReadWorkOrders
+                ReadTickets | ActOnTickets | Assign | Contacts | ReadDevices | ReadContracts | ReadSla | ReadWorkOrders
             ),
             Role::Engineer => {
                 matches!(perm, ReadTickets | ActOnTickets | ReadDevices | ReadContracts | ReadWorkOrders | DoVisits)
@@ -91,6 +93,7 @@ pub(crate) fn allows(role: Role, perm: Perm) -> bool {
                     | ReadTickets
                     | ActOnTickets
                     | Assign
+                    | Contacts
                     | ReadDevices
                     | ReadContracts
                     | ReadSla

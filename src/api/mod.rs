@@ -21,6 +21,7 @@ pub(crate) use serve::ServeConfig;
 pub(crate) use serve::serve;
 
 mod account;
+mod contacts;
 mod contracts;
 mod devices;
 mod guard;
@@ -66,6 +67,7 @@ fn routes(state: &AppState) -> guard::Routes {
         .get("/api/v1/routes", Perm::SignedIn, list_routes)
         .get("/api/v1/openapi.json", Perm::Open, openapi::serve)
         .merge(account::routes(state))
+        .merge(contacts::routes(state))
         .merge(tickets::routes(state))
         .merge(devices::routes(state))
         .merge(contracts::routes(state))

@@ -10,7 +10,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, Secur
 use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 
 use super::guard::RouteEntry;
-use super::{AppState, account, contracts, devices, outbox, reports, tickets, work_orders};
+use super::{AppState, account, contacts, contracts, devices, outbox, reports, tickets, work_orders};
 use crate::access::{Perm, Role, allows};
 
 #[derive(OpenApi)]
@@ -42,6 +42,9 @@ use crate::access::{Perm, Role, allows};
         account::revoke_token,
         account::audit_log,
         tickets::list_tickets,
+        contacts::register,
+        contacts::list,
+        contacts::answer,
         tickets::open_ticket,
         tickets::get_ticket,
         tickets::transition,

@@ -7,6 +7,7 @@
 //! ("Portable SQL") and kept to this module's file `mod.rs` and the statements named there.
 
 mod clocks;
+mod contacts;
 mod history;
 mod intake;
 mod outbox;
@@ -15,6 +16,7 @@ mod users;
 mod work_orders;
 
 pub use clocks::Clocks;
+pub use contacts::{Contact, ContactFilter, NewContact};
 pub use history::DeviceEvent;
 pub use outbox::{OutboxEvent, OutboxRow, RemoteTicket, SubjectId};
 pub use tickets::{ActiveFault, AlarmRecord, FaultRecord, TransitionFailure, TransitionOptions};
@@ -112,6 +114,7 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (20, "audit_retention", include_str!("../../migrations/sqlite/0020_audit_retention.sql")),
     (21, "reported_tickets", include_str!("../../migrations/sqlite/0021_reported_tickets.sql")),
     (22, "assignment_and_comments", include_str!("../../migrations/sqlite/0022_assignment_and_comments.sql")),
+    (23, "contacts", include_str!("../../migrations/sqlite/0023_contacts.sql")),
 ];
 
 fn migrator() -> Migrator {

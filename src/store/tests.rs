@@ -79,3 +79,43 @@ async fn the_audit_log_keeps_its_last_ninety_days_whatever_asks_and_sessions_go_
     let left: Vec<String> = s.tokens(Some("zoe")).await.unwrap().into_iter().map(|t| t.kind).collect();
     assert_eq!(left.len(), 2, "{left:?}");
 }
+
+#[tokio::test]
+async fn a_contact_unanswered_for_24_hours_is_breached_and_one_answered_late_stays_so() {
+    use crate::tickets::intake::Channel;
+    let dir = tempfile::tempdir().unwrap();
+    let s = super::Store::open(&dir.path().join("a.db")).await.unwrap();
+    let t0 = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+    let day = chrono::TimeDelta::hours(24);
+    let new = |problem: &'static str| super::NewContact {
+        at: t0,
+        channel: Channel::Phone,
+        customer: Some("cust-1"),
+        name: "Wang Li",
+        address: "1 Gate Road",
+        phone: "138",
+        purchase_date: chrono::NaiveDate::from_ymd_opt(2025, 3, 1),
+        problem,
+        taken_by: "dee",
+        answer_by: t0 + day,
+        ticket_id: None,
+    };
+    let on_time = s.add_contact(&new("answered in time")).await.unwrap();
+    let late = s.add_contact(&new("answered late")).await.unwrap();
+    let waiting = s.add_contact(&new("still waiting")).await.unwrap();
+    assert!(s.answer_contact(on_time, "dee", "told", None, t0 + chrono::TimeDelta::hours(2)).await.unwrap());
+    assert!(!s.answer_contact(on_time, "dee", "again", None, t0 + day).await.unwrap(), "answered once");
+    let later = t0 + chrono::TimeDelta::hours(30);
+    assert!(s.answer_contact(late, "dee", "sorry", None, later).await.unwrap());
+    let f = |unanswered, breached| super::ContactFilter { unanswered, breached, limit: 100, ..Default::default() };
+    let ids = |v: Vec<super::Contact>| v.into_iter().map(|c| c.id).collect::<Vec<_>>();
+    // Before the day is out nothing waiting is breached; after it, the waiting one is.
+    assert_eq!(ids(s.contacts(&f(Some(true), None), t0 + chrono::TimeDelta::hours(3)).await.unwrap()), vec![waiting]);
+    assert!(s.contacts(&f(Some(true), Some(true)), t0 + chrono::TimeDelta::hours(3)).await.unwrap().is_empty());
+    let breached = s.contacts(&f(None, Some(true)), later).await.unwrap();
+    assert_eq!(ids(breached.clone()), vec![waiting, late]);
+    assert!(breached.iter().all(|c| c.breached_at == Some(t0 + day)));
+    assert_eq!(ids(s.contacts(&f(None, Some(false)), later).await.unwrap()), vec![on_time]);
+    let c = s.contact(on_time, later).await.unwrap().unwrap();
+    assert_eq!((c.answered_by.as_deref(), c.answer.as_deref(), c.breached_at), (Some("dee"), Some("told"), None));
+}

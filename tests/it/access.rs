@@ -34,6 +34,9 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/tickets/{id}/comments", "comment"),
     ("POST", "/api/v1/work-orders/{id}/assign", "assign"),
     ("GET", "/api/v1/me/work", "signed_in"),
+    ("POST", "/api/v1/contacts", "contacts"),
+    ("GET", "/api/v1/contacts", "contacts"),
+    ("POST", "/api/v1/contacts/{id}/answer", "contacts"),
     ("GET", "/api/v1/devices", "read_devices"),
     ("GET", "/api/v1/devices/{id}", "read_devices"),
     ("GET", "/api/v1/devices/{id}/history", "read_devices"),
@@ -57,7 +60,7 @@ fn holders(perm: &str) -> &'static [&'static str] {
     const ALL: &[&str] = &["admin", "manager", "desk", "engineer", "customer", "integration"];
     match perm {
         "open" | "signed_in" | "helpdesk" | "open_tickets" | "comment" => ALL,
-        "assign" => &["admin", "manager", "desk", "integration"],
+        "assign" | "contacts" => &["admin", "manager", "desk", "integration"],
         "manage_users" | "read_audit" => &["admin"],
         "metrics" => &["admin", "manager", "integration"],
         "read_tickets" | "read_devices" | "read_contracts" | "read_work_orders" => ALL,

@@ -336,3 +336,62 @@ async fn the_desk_assigns_engineers_comment_and_an_engineer_sees_its_days_work()
         as_user(&eve).get(d.url("/api/v1/work-orders?assignee=me")).send().await.unwrap().json().await.unwrap();
     assert_eq!(hers.as_array().unwrap().len(), 1, "{hers}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_contact_is_registered_and_answered_within_a_day() {
+    let (d, _sim) = two_customers_quiet("");
+    let desk = as_user(&token_of("dee"));
+    let call = json!({
+        "channel": "phone", "customer": "cust-1", "name": "Wang Li", "address": "1 Gate Road",
+        "phone": "138 0000 0000", "purchase_date": "2025-03-01", "problem": "How do I reset the timer?",
+    });
+    let r = desk.post(d.url("/api/v1/contacts")).json(&call).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let c: Value = r.json().await.unwrap();
+    let id = c["id"].as_i64().unwrap();
+    let at = chrono::DateTime::parse_from_rfc3339(c["at"].as_str().unwrap()).unwrap();
+    let by = chrono::DateTime::parse_from_rfc3339(c["answer_by"].as_str().unwrap()).unwrap();
+    assert_eq!((by - at).num_hours(), 24);
+    assert_eq!(
+        (&c["taken_by"], &c["purchase_date"], &c["breached_at"]),
+        (&json!("dee"), &json!("2025-03-01"), &Value::Null)
+    );
+    // A letter from someone of no known customer is registered too.
+    let letter = json!({"channel": "email", "name": "A passer-by", "problem": "A lamp is out on Elm Street"});
+    let r = desk.post(d.url("/api/v1/contacts")).json(&letter).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let waiting = get(&d.url("/api/v1/contacts?unanswered=true")).await;
+    assert_eq!(waiting.as_array().unwrap().len(), 2, "{waiting}");
+    assert_eq!(waiting[0]["id"], json!(id), "the nearest deadline first");
+    // Answered, with the ticket it became; once.
+    let (status, t) = report(
+        &token_of("dee"),
+        &d,
+        json!({"channel": "phone", "category": "question", "device": "lit-a", "problem": "How do I reset the timer?"}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let body = json!({"answer": "Walked through the reset; ticket opened", "ticket": t["id"]});
+    let r = desk.post(d.url(&format!("/api/v1/contacts/{id}/answer"))).json(&body).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let a: Value = r.json().await.unwrap();
+    assert_eq!((&a["answered_by"], &a["ticket_id"], &a["breached_at"]), (&json!("dee"), &t["id"], &Value::Null));
+    let r = desk.post(d.url(&format!("/api/v1/contacts/{id}/answer"))).json(&body).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 409);
+    let waiting = get(&d.url("/api/v1/contacts?unanswered=true")).await;
+    assert_eq!(waiting.as_array().unwrap().len(), 1);
+    // A manager of cust-1 sees its customer's contacts only; a customer's user none at all.
+    let mia: Value =
+        as_user(&token_of("mia")).get(d.url("/api/v1/contacts")).send().await.unwrap().json().await.unwrap();
+    let ids: Vec<i64> = mia.as_array().unwrap().iter().map(|c| c["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, vec![id]);
+    let r = as_user(&token_of("cat")).get(d.url("/api/v1/contacts")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let r = as_user(&token_of("mia"))
+        .post(d.url("/api/v1/contacts"))
+        .json(&json!({"channel": "phone", "customer": "cust-2", "problem": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404, "another customer is none of hers");
+}
