@@ -126,6 +126,9 @@ enum TicketCmd {
         /// The contract to run, for a report about a site whose customer has several.
         #[arg(long)]
         contract: Option<String>,
+        /// A complaint's grade: general (default) or major.
+        #[arg(long)]
+        grade: Option<String>,
         #[arg(long, default_value = "")]
         reporter_name: String,
         #[arg(long, default_value = "")]
@@ -289,10 +292,17 @@ async fn ticket_cmd(cfg: Config, action: TicketCmd) -> anyhow::Result<()> {
         code,
         tier,
         contract,
+        grade,
         reporter_name,
         reporter_phone,
         problem,
     } = action;
+    let grade = grade
+        .map(|g| {
+            aftercare::tickets::intake::Grade::parse(&g)
+                .ok_or_else(|| anyhow::anyhow!("grade `{g}`: write general or major"))
+        })
+        .transpose()?;
     let u = store.user(&user).await?.ok_or_else(|| anyhow::anyhow!("no user `{user}`"))?;
     anyhow::ensure!(!u.disabled, "user `{user}` is disabled");
     let channel = Channel::parse(&channel)
@@ -315,6 +325,7 @@ async fn ticket_cmd(cfg: Config, action: TicketCmd) -> anyhow::Result<()> {
         code,
         tier,
         contract,
+        grade,
         reporter_name,
         reporter_phone,
         problem,

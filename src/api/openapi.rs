@@ -64,6 +64,7 @@ use crate::access::{Perm, Role, allows};
         work_orders::assign_work_order,
         work_orders::my_work,
         tickets::assign,
+        tickets::complaints,
         tickets::comment,
         outbox::list_outbox,
         outbox::retry_outbox,

@@ -24,6 +24,7 @@ pub(super) fn routes(s: &AppState) -> Routes {
         .post("/api/v1/tickets/{id}/transition", Perm::ActOnTickets, transition)
         .post("/api/v1/tickets/{id}/assign", Perm::Assign, assign)
         .post("/api/v1/tickets/{id}/comments", Perm::Comment, comment)
+        .get("/api/v1/complaints", Perm::ReadTickets, complaints)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -115,6 +116,7 @@ async fn list_tickets(
         },
         by_deadline: super::one_of(q.sort.as_deref(), "sort", TicketSort::parse, "newest or due")?
             == Some(TicketSort::Due),
+        opened: None,
         limit: q.limit.unwrap_or(500).clamp(1, 10_000),
         offset: q.offset.unwrap_or(0),
     };
@@ -155,6 +157,9 @@ struct NewTicket {
     tier: Option<u8>,
     /// The contract to run, for a report about a site whose customer has several.
     contract: Option<String>,
+    /// A complaint's grade: general (default) or major (tier 1, escalated as such).
+    #[schema(value_type = Option<crate::tickets::intake::Grade>)]
+    grade: Option<String>,
     #[serde(default)]
     reporter: ReporterBody,
     /// The problem in the reporter's own words (at most 4,000 characters).
@@ -211,6 +216,7 @@ async fn open_ticket(
         code: b.code,
         tier,
         contract: b.contract,
+        grade: super::one_of(b.grade.as_deref(), "grade", crate::tickets::intake::Grade::parse, "general or major")?,
         reporter_name: b.reporter.name,
         reporter_phone: b.reporter.phone,
         problem: b.problem,
@@ -478,4 +484,157 @@ pub(super) fn transitioned(r: Result<crate::tickets::Ticket, TransitionFailure>)
         }
         Err(TransitionFailure::Store(e)) => Err(e.into()),
     }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct ComplaintQuery {
+    /// Default: every customer the user sees (a user of several names one).
+    customer: Option<String>,
+    /// RFC 3339 time or a date; default: 30 days before `to`.
+    from: Option<String>,
+    /// RFC 3339 time or a date (exclusive); default: now.
+    to: Option<String>,
+}
+
+/// One line of the complaint ledger.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct ComplaintLine {
+    ticket: i64,
+    opened_at: chrono::DateTime<chrono::Utc>,
+    customer: String,
+    site: String,
+    grade: Option<crate::tickets::intake::Grade>,
+    tier: Tier,
+    state: TicketState,
+    reporter: Option<crate::tickets::model::Reporter>,
+    problem: Option<String>,
+    assignee: Option<String>,
+    /// The visit in person that follows it.
+    follow_up: Option<FollowUp>,
+    /// What the customer was answered: the note of its resolution.
+    outcome: Option<String>,
+    resolved_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct FollowUp {
+    work_order: i64,
+    state: crate::domain::VisitState,
+    due_on: chrono::NaiveDate,
+}
+
+/// A period's complaints in figures.
+#[derive(Debug, Default, serde::Serialize, utoipa::ToSchema)]
+struct ComplaintSummary {
+    total: usize,
+    general: usize,
+    major: usize,
+    /// Resolved or closed, with their outcome.
+    answered: usize,
+    open: usize,
+    /// Follow-up visits made.
+    visited: usize,
+    /// Mean hours from the complaint to its resolution, over the answered ones.
+    mean_hours_to_answer: Option<f64>,
+}
+
+/// The complaint ledger of a period.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct ComplaintLedger {
+    customer: Option<String>,
+    from: chrono::DateTime<chrono::Utc>,
+    to: chrono::DateTime<chrono::Utc>,
+    summary: ComplaintSummary,
+    complaints: Vec<ComplaintLine>,
+}
+
+/// The complaint ledger (003): every complaint of a period with its grade, follow-up visit
+/// and outcome, oldest first, and a summary.
+#[utoipa::path(get, path = "/api/v1/complaints", tag = "tickets", params(ComplaintQuery), responses(
+    (status = 200, body = ComplaintLedger),
+    (status = 404, description = "Not one of the user's customers", body = super::ErrorBody),
+))]
+async fn complaints(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    q: Result<Query<ComplaintQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q?;
+    let customer = super::scoped_customer(&p, q.customer)?;
+    let offset = crate::report::offset_of(&s.fleet, customer.as_deref(), None);
+    let (from, to) = super::range(&s, q.from.as_deref(), q.to.as_deref(), chrono::TimeDelta::days(30), offset)?;
+    let f = TicketFilter {
+        customer: customer.clone(),
+        customers: p.scope.customers().map(|c| c.iter().cloned().collect()),
+        category: Some(crate::tickets::intake::Category::Complaint),
+        opened: Some((from, to)),
+        limit: 10_000,
+        ..Default::default()
+    };
+    let mut found = s.store.tickets(&f).await?;
+    found.reverse();
+    let visits = s
+        .store
+        .work_orders(
+            &crate::store::WorkOrderFilter {
+                kind: Some(crate::domain::VisitKind::FollowUp),
+                customer: customer.clone(),
+                ..Default::default()
+            },
+            10_000,
+        )
+        .await?;
+    let mut summary = ComplaintSummary::default();
+    let mut hours = Vec::new();
+    let mut lines = Vec::with_capacity(found.len());
+    for t in found {
+        let full = s.store.ticket(t.id).await?.unwrap_or(t);
+        let outcome = full
+            .timeline
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .rev()
+            .find(|l| l.to_state == Some(TicketState::Resolved))
+            .map(|l| l.note.clone());
+        let follow_up = visits
+            .iter()
+            .find(|w| w.ticket_id == Some(full.id.0) && w.plan.starts_with("complaint"))
+            .map(|w| FollowUp { work_order: w.id, state: w.state, due_on: w.due_on });
+        summary.total += 1;
+        match full.complaint_grade {
+            Some(crate::tickets::intake::Grade::Major) => summary.major += 1,
+            _ => summary.general += 1,
+        }
+        if matches!(full.state, TicketState::Resolved | TicketState::Closed) {
+            summary.answered += 1;
+            if let Some(r) = full.resolved_at {
+                hours.push((r - full.opened_at).num_seconds() as f64 / 3600.0);
+            }
+        } else if !full.state.is_terminal() {
+            summary.open += 1;
+        }
+        if follow_up.as_ref().is_some_and(|v| v.state == crate::domain::VisitState::Done) {
+            summary.visited += 1;
+        }
+        lines.push(ComplaintLine {
+            ticket: full.id.0,
+            opened_at: full.opened_at,
+            customer: full.customer.0.clone(),
+            site: full.site.0.clone(),
+            grade: full.complaint_grade,
+            tier: full.tier,
+            state: full.state,
+            reporter: full.reporter.clone(),
+            problem: full.problem.clone(),
+            assignee: full.assignee.clone(),
+            follow_up,
+            outcome,
+            resolved_at: full.resolved_at,
+        });
+    }
+    summary.mean_hours_to_answer = (!hours.is_empty()).then(|| hours.iter().sum::<f64>() / hours.len() as f64);
+    Ok(Json(ComplaintLedger { customer, from, to, summary, complaints: lines }).into_response())
 }

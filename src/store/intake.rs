@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use super::tickets::{Entry, append, append_line};
 use super::{Store, StoreError, TERMINAL, ms};
-use crate::domain::TicketId;
+use crate::domain::{TicketId, VisitEvent, VisitKind};
 use crate::tickets::intake::Intake;
 use crate::tickets::model::BillingClass;
 use crate::tickets::{Event, State};
@@ -54,9 +54,9 @@ impl Store {
         let row = sqlx::query(
             "INSERT INTO tickets (device, site, customer, kind, code, title, tier, state, fault_at, opened_at, updated_at, \
              last_raised_at, detail, contract, no_clock, acknowledge_by, on_site_by, resolve_by, warranty, billing, \
-             calendar_gap, category, channel, reporter_name, reporter_phone, problem, reported_by, sensed) \
+             calendar_gap, category, channel, reporter_name, reporter_phone, problem, reported_by, sensed, complaint_grade) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $9, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-             $19, $20, $21, $22, $23, $24, 0) RETURNING id",
+             $19, $20, $21, $22, $23, $24, 0, $25) RETURNING id",
         )
         .bind(&i.device)
         .bind(&i.site)
@@ -82,6 +82,7 @@ impl Store {
         .bind(given(&i.reporter_phone))
         .bind(&i.problem)
         .bind(by)
+        .bind(i.grade.map(|g| g.as_str()))
         .fetch_one(&mut *tx)
         .await?;
         let id: i64 = row.try_get("id")?;
@@ -98,6 +99,27 @@ impl Store {
             note: &note,
         };
         append(&mut tx, id, now, e).await?;
+        // Every complaint is followed by somebody going in person: a visit of its own.
+        if let Some(due) = i.visit_on {
+            let wo: i64 = sqlx::query_scalar(
+                "INSERT INTO work_orders (contract, plan, kind, device, site, customer, due_on, created_at, checklist, \
+                 ticket_id, helpdesk) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1) RETURNING id",
+            )
+            .bind(i.deadlines.contract.as_deref().unwrap_or_default())
+            .bind(format!("complaint {id} follow-up"))
+            .bind(VisitKind::FollowUp.as_str())
+            .bind(&i.device)
+            .bind(&i.site)
+            .bind(&i.customer)
+            .bind(due.to_string())
+            .bind(ms(now))
+            .bind(r#"["met the complainant", "outcome"]"#)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+            let note = format!("in person about complaint {id}, by {due}");
+            super::work_orders::event(&mut tx, wo, VisitEvent::Scheduled, &note, by, now).await?;
+        }
         tx.commit().await?;
         Ok((TicketId(id), true))
     }

@@ -115,6 +115,7 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (21, "reported_tickets", include_str!("../../migrations/sqlite/0021_reported_tickets.sql")),
     (22, "assignment_and_comments", include_str!("../../migrations/sqlite/0022_assignment_and_comments.sql")),
     (23, "contacts", include_str!("../../migrations/sqlite/0023_contacts.sql")),
+    (24, "complaints", include_str!("../../migrations/sqlite/0024_complaints.sql")),
 ];
 
 fn migrator() -> Migrator {

@@ -94,7 +94,7 @@ const TICKET_COLUMNS: &str = "id, device, site, customer, kind, code, title, tie
      contract, no_clock, acknowledge_by, on_site_by, resolve_by, on_site_at, acknowledge_met, on_site_met, resolve_met, \
      acknowledge_breached_at, on_site_breached_at, resolve_breached_at, escalation_level, loaner, dispatched_at, \
      inaction_escalated_at, warranty, billing, billing_reason, failed_repairs, replace_unit, silenced_by, resolve_forced, calendar_gap, \
-     category, channel, reporter_name, reporter_phone, problem, reported_by, sensed, assignee, \
+     category, channel, reporter_name, reporter_phone, problem, reported_by, sensed, assignee, complaint_grade, \
      CASE WHEN state IN ('resolved', 'closed', 'cancelled') THEN NULL \
      WHEN acknowledge_met IS NULL AND acknowledge_by IS NOT NULL THEN acknowledge_by \
      WHEN on_site_met IS NULL AND on_site_by IS NOT NULL THEN on_site_by \
@@ -133,6 +133,12 @@ fn ticket_from_row(r: &SqliteRow) -> Result<Ticket, StoreError> {
         reported_by: r.try_get("reported_by")?,
         sensed: flag_of(r, "sensed")?,
         assignee: r.try_get("assignee")?,
+        complaint_grade: r
+            .try_get::<Option<String>, _>("complaint_grade")?
+            .map(|g| {
+                crate::tickets::intake::Grade::parse(&g).ok_or_else(|| StoreError::Corrupt(format!("grade `{g}`")))
+            })
+            .transpose()?,
         title: r.try_get("title")?,
         tier: tier_of(r)?,
         state: state_of(r)?,
@@ -505,6 +511,9 @@ impl Store {
         }
         if let Some(open) = f.open {
             sql.push_str(&format!(" AND state {}IN {}", if open { "NOT " } else { "" }, *TERMINAL));
+        }
+        if let Some((from, to)) = f.opened {
+            sql.push_str(&format!(" AND opened_at >= {} AND opened_at < {}", ms(from), ms(to)));
         }
         if let Some(b) = f.breached {
             let any = "(acknowledge_breached_at IS NOT NULL OR on_site_breached_at IS NOT NULL \

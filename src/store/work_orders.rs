@@ -99,7 +99,7 @@ pub struct WorkOrderFilter {
 
 /// Writes the outbox row of a change to work order `id`: the next in its sequence, `skipped`
 /// for a work order whose plan keeps its visits out of the helpdesk.
-async fn event(
+pub(super) async fn event(
     conn: &mut SqliteConnection,
     id: i64,
     event: VisitEvent,

@@ -41,6 +41,18 @@ crate::domain::named! {
     }
 }
 
+crate::domain::named! {
+    /// How grave a complaint is (003): a major one runs as tier 1.
+    pub enum Grade {
+        General = "general",
+        Major = "major",
+    }
+}
+
+/// Days after a complaint by which somebody goes to see the customer in person (004: every
+/// complaint, "都须亲自前往").
+pub const COMPLAINT_VISIT_DAYS: u64 = 1;
+
 impl Category {
     /// The tier a report of this category takes when the desk gives none and it names no
     /// fault code: a fault or a complaint is main (2), anything else minor (3).
@@ -69,6 +81,8 @@ pub struct Report {
     pub tier: Option<Tier>,
     /// The contract to run, for a report that names no device and a customer with several.
     pub contract: Option<String>,
+    /// A complaint's grade (default general); nothing else has one.
+    pub grade: Option<Grade>,
     pub reporter_name: String,
     pub reporter_phone: String,
     /// The problem in the reporter's own words.
@@ -91,6 +105,9 @@ pub struct Intake {
     pub tier: Tier,
     pub deadlines: Deadlines,
     pub warranty: Option<WarrantyStatus>,
+    pub grade: Option<Grade>,
+    /// A complaint's follow-up visit: its due date (the site's day).
+    pub visit_on: Option<NaiveDate>,
     pub reporter_name: String,
     pub reporter_phone: String,
     pub problem: String,
@@ -124,6 +141,11 @@ pub fn intake(fleet: &Fleet, r: &Report, now: DateTime<Utc>) -> Result<Intake, S
             return Err(format!("{field} has at most 200 characters and no control characters"));
         }
     }
+    let grade = match (r.category, r.grade) {
+        (Category::Complaint, g) => Some(g.unwrap_or(Grade::General)),
+        (_, None) => None,
+        (_, Some(_)) => return Err("only a complaint has a grade".into()),
+    };
     if r.channel == Channel::Sensor {
         return Err("a person's report comes by phone, web, email, visit or helpdesk, not sensor".into());
     }
@@ -178,7 +200,8 @@ pub fn intake(fleet: &Fleet, r: &Report, now: DateTime<Utc>) -> Result<Intake, S
             (customer, site, String::new(), String::new(), String::new(), title, None, None)
         }
     };
-    let tier = r.tier.or(rule_tier).unwrap_or_else(|| r.category.default_tier());
+    let graded = (grade == Some(Grade::Major)).then_some(Tier::Major);
+    let tier = r.tier.or(graded).or(rule_tier).unwrap_or_else(|| r.category.default_tier());
     let day = local_day(fleet, &site, now);
     let contract = match (&r.contract, idx) {
         (Some(id), _) => {
@@ -213,6 +236,8 @@ pub fn intake(fleet: &Fleet, r: &Report, now: DateTime<Utc>) -> Result<Intake, S
         tier,
         deadlines,
         warranty,
+        grade,
+        visit_on: grade.and_then(|_| day.checked_add_days(chrono::Days::new(COMPLAINT_VISIT_DAYS))),
         reporter_name: r.reporter_name.trim().to_string(),
         reporter_phone: r.reporter_phone.trim().to_string(),
         problem: problem.to_string(),
@@ -302,6 +327,7 @@ mod tests {
             code: code.map(str::to_string),
             tier: None,
             contract: None,
+            grade: None,
             reporter_name: "Wang Li".into(),
             reporter_phone: "138 0000 0000".into(),
             problem: "The lamps on the east side stay dark".into(),

@@ -38,6 +38,8 @@ pub struct Ticket {
     pub sensed: bool,
     /// The user working on it.
     pub assignee: Option<String>,
+    /// A complaint's grade.
+    pub complaint_grade: Option<super::intake::Grade>,
     pub title: String,
     pub tier: Tier,
     pub state: State,
@@ -242,6 +244,8 @@ pub struct TicketFilter {
     pub due_before: Option<DateTime<Utc>>,
     /// Nearest deadline first (those with none last), instead of newest first.
     pub by_deadline: bool,
+    /// Opened in `[from, to)`.
+    pub opened: Option<(DateTime<Utc>, DateTime<Utc>)>,
     pub limit: i64,
     pub offset: i64,
 }

@@ -34,6 +34,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/tickets/{id}/comments", "comment"),
     ("POST", "/api/v1/work-orders/{id}/assign", "assign"),
     ("GET", "/api/v1/me/work", "signed_in"),
+    ("GET", "/api/v1/complaints", "read_tickets"),
     ("POST", "/api/v1/contacts", "contacts"),
     ("GET", "/api/v1/contacts", "contacts"),
     ("POST", "/api/v1/contacts/{id}/answer", "contacts"),

@@ -395,3 +395,68 @@ async fn every_contact_is_registered_and_answered_within_a_day() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 404, "another customer is none of hers");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_complaint_is_graded_visited_in_person_answered_and_in_the_ledger() {
+    let (d, _sim) = two_customers_quiet("");
+    let desk = token_of("dee");
+    // A major complaint runs as tier 1; each complaint gets a visit in person the next day.
+    let (status, major) = report(
+        &desk,
+        &d,
+        json!({"channel": "phone", "category": "complaint", "grade": "major", "device": "lit-a",
+               "reporter": {"name": "Director Liu"}, "problem": "Third outage this month"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{major}");
+    assert_eq!((&major["complaint_grade"], &major["tier"]), (&json!("major"), &json!(1)));
+    let (status, general) =
+        report(&token_of("cat"), &d, json!({"channel": "web", "category": "complaint", "problem": "Rude engineer"}))
+            .await;
+    assert_eq!(status, 201);
+    assert_eq!((&general["complaint_grade"], &general["tier"]), (&json!("general"), &json!(2)));
+    let (status, e) = report(
+        &desk,
+        &d,
+        json!({"channel": "phone", "category": "question", "grade": "major", "device": "lit-a", "problem": "x"}),
+    )
+    .await;
+    assert_eq!(status, 400, "only a complaint has a grade: {e}");
+    let visits = get(&d.url("/api/v1/work-orders?kind=follow_up")).await;
+    let visit = |t: &Value| visits.as_array().unwrap().iter().find(|w| w["ticket_id"] == t["id"]).cloned();
+    let v = visit(&major).unwrap_or_else(|| panic!("a visit for the major complaint: {visits}"));
+    assert_eq!(v["plan"], json!(format!("complaint {} follow-up", major["id"])));
+    assert!(visit(&general).is_some(), "and for the general one: {visits}");
+
+    // The visit is made and the complaint answered with its outcome.
+    let admin = api();
+    let wid = v["id"].as_i64().unwrap();
+    let r = admin.post(d.url(&format!("/api/v1/work-orders/{wid}/start"))).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let answers = json!({"answers": {"met the complainant": "yes, on site", "outcome": "RCD replaced; apology made"}});
+    let r = admin.post(d.url(&format!("/api/v1/work-orders/{wid}/complete"))).json(&answers).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+    let r = admin
+        .post(d.url(&format!("/api/v1/tickets/{}/transition", major["id"])))
+        .json(&json!({"to": "resolved", "note": "Visited; RCD replaced; the director accepted the apology"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+
+    let ledger = get(&d.url("/api/v1/complaints?customer=cust-1")).await;
+    assert_eq!(
+        ledger["summary"],
+        json!({"total": 2, "general": 1, "major": 1, "answered": 1, "open": 1, "visited": 1,
+               "mean_hours_to_answer": ledger["summary"]["mean_hours_to_answer"]}),
+        "{ledger:#}"
+    );
+    let line = &ledger["complaints"][0];
+    assert_eq!((&line["ticket"], &line["grade"]), (&major["id"], &json!("major")));
+    assert_eq!(line["outcome"], json!("Visited; RCD replaced; the director accepted the apology"));
+    assert_eq!(line["follow_up"]["state"], json!("done"));
+    // A customer's user reads its own ledger.
+    let own: Value =
+        as_user(&token_of("cat")).get(d.url("/api/v1/complaints")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(own["summary"]["total"], json!(2));
+}
