@@ -29,6 +29,7 @@ mod openapi;
 mod outbox;
 mod reports;
 mod serve;
+mod surveys;
 mod tickets;
 mod work_orders;
 
@@ -68,6 +69,7 @@ fn routes(state: &AppState) -> guard::Routes {
         .get("/api/v1/openapi.json", Perm::Open, openapi::serve)
         .merge(account::routes(state))
         .merge(contacts::routes(state))
+        .merge(surveys::routes(state))
         .merge(tickets::routes(state))
         .merge(devices::routes(state))
         .merge(contracts::routes(state))

@@ -11,6 +11,7 @@ mod contacts;
 mod history;
 mod intake;
 mod outbox;
+mod surveys;
 mod tickets;
 mod users;
 mod work_orders;
@@ -19,6 +20,7 @@ pub use clocks::Clocks;
 pub use contacts::{Contact, ContactFilter, NewContact};
 pub use history::DeviceEvent;
 pub use outbox::{OutboxEvent, OutboxRow, RemoteTicket, SubjectId};
+pub use surveys::Survey;
 pub use tickets::{ActiveFault, AlarmRecord, FaultRecord, TransitionFailure, TransitionOptions};
 pub use users::{API_TOKEN, AuditEntry, AuditFilter, NewAudit, SESSION, Token, User};
 pub use work_orders::{NewWorkOrder, Served, StoredReport, WorkOrder, WorkOrderFilter};
@@ -116,6 +118,7 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (22, "assignment_and_comments", include_str!("../../migrations/sqlite/0022_assignment_and_comments.sql")),
     (23, "contacts", include_str!("../../migrations/sqlite/0023_contacts.sql")),
     (24, "complaints", include_str!("../../migrations/sqlite/0024_complaints.sql")),
+    (25, "satisfaction", include_str!("../../migrations/sqlite/0025_satisfaction.sql")),
 ];
 
 fn migrator() -> Migrator {

@@ -460,3 +460,79 @@ async fn a_complaint_is_graded_visited_in_person_answered_and_in_the_ledger() {
         as_user(&token_of("cat")).get(d.url("/api/v1/complaints")).send().await.unwrap().json().await.unwrap();
     assert_eq!(own["summary"]["total"], json!(2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_served_customer_answers_a_one_time_link_or_the_desk_records_a_call() {
+    let (d, _sim) = two_customers_quiet("");
+    let desk = as_user(&token_of("dee"));
+    let mut served = Vec::new();
+    for problem in ["Dark since Monday", "Flickers"] {
+        let (status, t) = report(
+            &token_of("dee"),
+            &d,
+            json!({"channel": "phone", "category": "fault", "device": "lit-a", "problem": problem}),
+        )
+        .await;
+        assert_eq!(status, 201);
+        let id = t["id"].as_i64().unwrap();
+        let r = desk
+            .post(d.url(&format!("/api/v1/tickets/{id}/assign")))
+            .json(&json!({"assignee": "eve"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        served.push(id);
+    }
+    let (a, b) = (served[0], served[1]);
+    // No survey before the service.
+    let r = desk.post(d.url(&format!("/api/v1/tickets/{a}/survey"))).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 409);
+    for id in [a, b] {
+        let r = as_user(&token_of("eve"))
+            .post(d.url(&format!("/api/v1/tickets/{id}/transition")))
+            .json(&json!({"to": "resolved", "note": "fixed"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    // A link, answered once by someone with no account.
+    let link: Value =
+        desk.post(d.url(&format!("/api/v1/tickets/{a}/survey"))).send().await.unwrap().json().await.unwrap();
+    let token = link["token"].as_str().unwrap().to_string();
+    let page: Value =
+        http().get(d.url(&format!("/api/v1/surveys/{token}"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(page["ticket"], json!(a));
+    assert!(page["question"].as_str().unwrap().contains("1 (very unhappy)"), "{page}");
+    let answer = json!({"token": token, "score": 4, "comment": "Quick, but call first next time"});
+    let r = http().post(d.url("/api/v1/surveys")).json(&answer).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r = http().post(d.url("/api/v1/surveys")).json(&answer).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 404, "a link is answered once");
+    assert_eq!(http().get(d.url(&format!("/api/v1/surveys/{token}"))).send().await.unwrap().status().as_u16(), 404);
+    let r =
+        http().post(d.url("/api/v1/surveys")).json(&json!({"token": "svy_guess", "score": 5})).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    // The desk records the other on the phone; a score is 1 to 5.
+    let r =
+        desk.post(d.url(&format!("/api/v1/tickets/{b}/satisfaction"))).json(&json!({"score": 9})).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let r =
+        desk.post(d.url(&format!("/api/v1/tickets/{b}/satisfaction"))).json(&json!({"score": 2})).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let rec: Value = r.json().await.unwrap();
+    assert_eq!(
+        (&rec["channel"], &rec["recorded_by"], &rec["engineer"]),
+        (&json!("phone"), &json!("dee"), &json!("eve"))
+    );
+    let r = desk.post(d.url(&format!("/api/v1/tickets/{b}/survey"))).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 409, "answered already");
+    // Scores for the period, per engineer; the link's secret is nowhere in the audit log.
+    let s = get(&d.url("/api/v1/satisfaction?customer=cust-1")).await;
+    assert_eq!((&s["answers"], &s["mean"]), (&json!(2), &json!(3.0)), "{s:#}");
+    assert_eq!(s["by_engineer"], json!([{"engineer": "eve", "answers": 2, "mean": 3.0}]));
+    let log = api().get(d.url("/api/v1/audit?limit=1000")).send().await.unwrap().text().await.unwrap();
+    assert!(!log.contains(&token[4..]), "no survey secret in the audit log");
+    assert!(log.contains("customer:cust-1"), "the answer is audited as the customer's");
+}
