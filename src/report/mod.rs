@@ -298,7 +298,8 @@ pub async fn compute(
         .map(|t| OpenTicket {
             id: t.id.0,
             device: t.device.0.clone(),
-            code: t.code.0.clone(),
+            // A person's report without a fault code shows what it is: its category.
+            code: if t.code.0.is_empty() { t.category.to_string() } else { t.code.0.clone() },
             tier: t.tier.number(),
             state: t.state.to_string(),
             opened_at: t.opened_at,
@@ -525,7 +526,8 @@ async fn keep_cadence_report(
 fn recurring_of(fleet: &Fleet, tickets: &[crate::tickets::Ticket]) -> Vec<Recurring> {
     let mut per_device: BTreeMap<(String, String), u32> = BTreeMap::new();
     let mut per_model: BTreeMap<(String, String), (u32, std::collections::BTreeSet<String>)> = BTreeMap::new();
-    for t in tickets {
+    // Only faults recur: a person's question or a report that names no fault code does not.
+    for t in tickets.iter().filter(|t| !t.code.0.is_empty() && !t.device.0.is_empty()) {
         let times = t.occurrences.max(1) as u32;
         *per_device.entry((t.device.0.clone(), t.code.0.clone())).or_default() += times;
         if let Some(d) = fleet.lookup(t.device.as_str()).map(|i| fleet.device(i)).filter(|d| !d.model.is_empty()) {

@@ -136,6 +136,15 @@ async fn a_call_opens_a_ticket_that_the_sensors_fault_joins_and_a_customer_repor
     let r = api().get(d.url("/api/v1/tickets?due_within=soon")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 400);
 
+    // The customer's service report counts the reports: the fault the sensor joined recurs,
+    // and a complaint without a code shows as what it is, never as an empty fault.
+    let rep = get(&d.url("/api/v1/reports?customer=cust-1")).await;
+    let recurring: Vec<&Value> = rep["recurring"].as_array().unwrap().iter().collect();
+    assert!(recurring.iter().all(|r| r["code"].as_str().is_some_and(|c| !c.is_empty())), "{recurring:?}");
+    let open_codes: Vec<&str> =
+        rep["open_tickets"].as_array().unwrap().iter().map(|t| t["code"].as_str().unwrap()).collect();
+    assert!(open_codes.contains(&"complaint") && !open_codes.contains(&""), "{open_codes:?}");
+
     // A script opens one through the CLI, as the user it names.
     let config = d.dir.path().join("aftercare.toml");
     let (ok, out, err) = cli(
