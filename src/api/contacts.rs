@@ -72,9 +72,7 @@ async fn register(
         return Err(bad("say what the contact was about: `problem`".into()));
     }
     for (field, text, max) in [("name", &b.name, 200), ("address", &b.address, 400), ("phone", &b.phone, 200)] {
-        if text.chars().count() > max || text.chars().any(char::is_control) {
-            return Err(bad(format!("{field} has at most {max} characters and no control characters")));
-        }
+        crate::tickets::intake::short_text(field, text, max).map_err(bad)?;
     }
     // A user of some customers registers theirs; a customer unknown or outside them is 404.
     let customer = match (&b.customer, p.scope.customers()) {

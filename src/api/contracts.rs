@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::CustomerId;
 
 use super::guard::Routes;
-use super::{ApiError, AppState, range, scoped_customer};
+use super::{ApiError, AppState, customer_period};
 use crate::access::{Perm, Principal};
 
 pub(super) fn routes(s: &AppState) -> Routes {
@@ -160,10 +160,9 @@ async fn sla(
     q: Result<Query<SlaQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(mut q) = q?;
-    q.customer = scoped_customer(&p, q.customer)?;
     // Dates are the customer's own days, as in its reports.
-    let offset = crate::report::offset_of(&s.fleet, q.customer.as_deref(), None);
-    let (from, to) = range(&s, q.from.as_deref(), q.to.as_deref(), chrono::TimeDelta::days(30), offset)?;
+    let (customer, from, to) = customer_period(&s, &p, q.customer.take(), q.from.as_deref(), q.to.as_deref())?;
+    q.customer = customer;
     let rows = s.store.clock_outcomes(q.customer.as_deref(), from, to).await?;
     let tiers = crate::tickets::sla::compliance(rows);
     Ok(Json(Sla { customer: q.customer, from, to, tiers }).into_response())

@@ -111,6 +111,24 @@ struct RouteView {
     allowed: bool,
 }
 
+/// A customer (or every one) and a period: `[from, to)`.
+type CustomerPeriod = (Option<String>, DateTime<Utc>, DateTime<Utc>);
+
+/// The customer a per-customer figure is about ([`scoped_customer`]) and its period, read in
+/// that customer's own days; 30 days up to `to` by default.
+fn customer_period(
+    s: &AppState,
+    p: &crate::access::Principal,
+    customer: Option<String>,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<CustomerPeriod, ApiError> {
+    let customer = scoped_customer(p, customer)?;
+    let offset = crate::report::offset_of(&s.fleet, customer.as_deref(), None);
+    let (from, to) = range(s, from, to, chrono::TimeDelta::days(30), offset)?;
+    Ok((customer, from, to))
+}
+
 /// Every route, the permission it needs, and whether the caller has it.
 #[utoipa::path(get, path = "/api/v1/routes", tag = "account", responses((status = 200, body = Vec<RouteView>)))]
 async fn list_routes(

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::guard::{AuditNote, Routes};
 use super::tickets::{note, seen_ticket};
-use super::{ApiError, AppState, range, scoped_customer};
+use super::{ApiError, AppState, customer_period};
 use crate::access::{Perm, Principal};
 use crate::domain::TicketId;
 use crate::store::Survey;
@@ -30,8 +30,8 @@ pub(super) fn routes(s: &AppState) -> Routes {
 
 /// A served ticket the user sees: resolved or closed; else 409.
 async fn served(s: &AppState, p: &Principal, id: &str) -> Result<crate::tickets::Ticket, ApiError> {
-    let id = id.parse::<i64>().map_err(|_| ApiError(StatusCode::BAD_REQUEST, format!("`{id}` is not a ticket id")))?;
-    let t = seen_ticket(s, p, TicketId(id)).await?;
+    let id = super::tickets::ticket_id(id)?;
+    let t = seen_ticket(s, p, id).await?;
     if !matches!(t.state, TicketState::Resolved | TicketState::Closed) {
         return Err(ApiError(StatusCode::CONFLICT, format!("ticket {id} is {}; a survey follows a service", t.state)));
     }
@@ -239,9 +239,7 @@ async fn scores(
     q: Result<Query<ScoreQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q?;
-    let customer = scoped_customer(&p, q.customer)?;
-    let offset = crate::report::offset_of(&s.fleet, customer.as_deref(), None);
-    let (from, to) = range(&s, q.from.as_deref(), q.to.as_deref(), chrono::TimeDelta::days(30), offset)?;
+    let (customer, from, to) = customer_period(&s, &p, q.customer, q.from.as_deref(), q.to.as_deref())?;
     let mine: Option<Vec<String>> = p.scope.customers().map(|c| c.iter().cloned().collect());
     let surveys = s.store.surveys(mine.as_deref(), customer.as_deref(), from, to).await?;
     let mean = |xs: &[&Survey]| xs.iter().filter_map(|x| x.score).sum::<i64>() as f64 / xs.len().max(1) as f64;

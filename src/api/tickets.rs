@@ -242,7 +242,7 @@ crate::domain::named! {
     }
 }
 
-fn ticket_id(raw: &str) -> Result<TicketId, ApiError> {
+pub(super) fn ticket_id(raw: &str) -> Result<TicketId, ApiError> {
     raw.parse::<i64>()
         .map(TicketId)
         .map_err(|_| ApiError(StatusCode::BAD_REQUEST, format!("`{raw}` is not a ticket id; ids are numbers")))
@@ -562,9 +562,7 @@ async fn complaints(
     q: Result<Query<ComplaintQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q?;
-    let customer = super::scoped_customer(&p, q.customer)?;
-    let offset = crate::report::offset_of(&s.fleet, customer.as_deref(), None);
-    let (from, to) = super::range(&s, q.from.as_deref(), q.to.as_deref(), chrono::TimeDelta::days(30), offset)?;
+    let (customer, from, to) = super::customer_period(&s, &p, q.customer, q.from.as_deref(), q.to.as_deref())?;
     let f = TicketFilter {
         customer: customer.clone(),
         customers: p.scope.customers().map(|c| c.iter().cloned().collect()),
@@ -575,6 +573,7 @@ async fn complaints(
     };
     let mut found = s.store.tickets(&f).await?;
     found.reverse();
+    let outcomes = s.store.resolution_notes(&found.iter().map(|t| t.id).collect::<Vec<_>>()).await?;
     let visits = s
         .store
         .work_orders(
@@ -589,16 +588,8 @@ async fn complaints(
     let mut summary = ComplaintSummary::default();
     let mut hours = Vec::new();
     let mut lines = Vec::with_capacity(found.len());
-    for t in found {
-        let full = s.store.ticket(t.id).await?.unwrap_or(t);
-        let outcome = full
-            .timeline
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .rev()
-            .find(|l| l.to_state == Some(TicketState::Resolved))
-            .map(|l| l.note.clone());
+    for full in found {
+        let outcome = outcomes.get(&full.id.0).cloned();
         let follow_up = visits
             .iter()
             .find(|w| w.ticket_id == Some(full.id.0) && w.plan.starts_with("complaint"))

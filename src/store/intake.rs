@@ -154,6 +154,30 @@ impl Store {
         Ok(true)
     }
 
+    /// The note of each ticket's last move to resolved (a complaint's outcome), by ticket, in one
+    /// query for all of `ids`.
+    pub async fn resolution_notes(
+        &self,
+        ids: &[TicketId],
+    ) -> Result<std::collections::HashMap<i64, String>, StoreError> {
+        let mut out = std::collections::HashMap::new();
+        for chunk in ids.chunks(500) {
+            let marks: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT ticket_id, note FROM timeline WHERE to_state = $1 AND ticket_id IN ({}) ORDER BY id",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(State::Resolved.as_str());
+            for id in chunk {
+                q = q.bind(id.0);
+            }
+            for r in q.fetch_all(&self.pool).await? {
+                out.insert(r.try_get("ticket_id")?, r.try_get("note")?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Adds a comment to ticket `id`, for the service team alone when `internal`; it goes to
     /// the helpdesk like every line. False if there is no such ticket.
     pub async fn comment(

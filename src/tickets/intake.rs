@@ -136,11 +136,8 @@ pub fn intake(fleet: &Fleet, r: &Report, now: DateTime<Utc>) -> Result<Intake, S
     if problem.chars().count() > MAX_PROBLEM {
         return Err(format!("a problem has at most {MAX_PROBLEM} characters"));
     }
-    for (field, text) in [("reporter.name", &r.reporter_name), ("reporter.phone", &r.reporter_phone)] {
-        if text.chars().count() > 200 || text.chars().any(char::is_control) {
-            return Err(format!("{field} has at most 200 characters and no control characters"));
-        }
-    }
+    short_text("reporter.name", &r.reporter_name, 200)?;
+    short_text("reporter.phone", &r.reporter_phone, 200)?;
     let grade = match (r.category, r.grade) {
         (Category::Complaint, g) => Some(g.unwrap_or(Grade::General)),
         (_, None) => None,
@@ -212,7 +209,8 @@ pub fn intake(fleet: &Fleet, r: &Report, now: DateTime<Utc>) -> Result<Intake, S
             Ok(c)
         }
         (None, Some(idx)) => crate::contracts::governing(&fleet.contracts, fleet.covered(idx), day),
-        (None, None) => governing_site(&fleet.contracts, &customer, &site, day),
+        // Several contracts as likely is the desk's to settle: a 400 that names them.
+        (None, None) => governing_site(&fleet.contracts, &customer, &site, day)?,
     };
     let (deadlines, warranty) = match contract {
         Ok(c) if c.in_force(day) => {
@@ -242,6 +240,15 @@ pub fn intake(fleet: &Fleet, r: &Report, now: DateTime<Utc>) -> Result<Intake, S
         reporter_phone: r.reporter_phone.trim().to_string(),
         problem: problem.to_string(),
     })
+}
+
+/// A name, an address or a phone number as people give them: at most `max` characters, none
+/// of them control characters (a line break in a name breaks the helpdesk's subject).
+pub fn short_text(field: &str, text: &str, max: usize) -> Result<(), String> {
+    if text.chars().count() > max || text.chars().any(char::is_control) {
+        return Err(format!("{field} has at most {max} characters and no control characters"));
+    }
+    Ok(())
 }
 
 /// A title from the category and the first words of the problem.
@@ -277,13 +284,14 @@ fn local_day(fleet: &Fleet, site: &str, at: DateTime<Utc>) -> NaiveDate {
 
 /// The contract that governs a request about a customer's site rather than one device: the
 /// customer's contract in force that names the site, else one that covers all its sites; a
-/// contract of named devices only governs none. With several as specific, the request names one.
+/// contract of named devices only governs none. `Ok(Err(why))` when none does (no clock runs);
+/// `Err` when several do as specifically, and the request must name one.
 pub(crate) fn governing_site<'a>(
     contracts: &'a [Contract],
     customer: &str,
     site: &str,
     day: NaiveDate,
-) -> Result<&'a Contract, String> {
+) -> Result<Result<&'a Contract, String>, String> {
     let specificity = |c: &Contract| -> u8 {
         let v = &c.covers;
         if c.customer.as_str() != customer || (!v.devices.is_empty() && v.sites.is_empty() && v.kinds.is_empty()) {
@@ -300,8 +308,8 @@ pub(crate) fn governing_site<'a>(
     let best = mine.iter().map(|(_, s)| *s).max().unwrap_or(0);
     let top: Vec<&Contract> = mine.iter().filter(|(_, s)| *s == best).map(|(c, _)| *c).collect();
     match top.as_slice() {
-        [] => Err(format!("no contract of customer {customer} covers site {site}; no clock runs")),
-        [one] => Ok(one),
+        [] => Ok(Err(format!("no contract of customer {customer} covers site {site}; no clock runs"))),
+        [one] => Ok(Ok(one)),
         many => Err(format!(
             "contracts {} all cover site {site}: name the `device` or the `contract`",
             many.iter().map(|c| c.id.as_str()).collect::<Vec<_>>().join(", ")
@@ -393,23 +401,28 @@ mod tests {
     #[test]
     fn a_request_about_a_site_runs_the_contract_that_covers_the_site() {
         let f = fleet();
-        let d = &f.devices[0];
-        let mut r = report(None, None);
-        r.customer = Some(d.customer.0.clone());
-        r.site = Some(d.site.0.clone());
-        r.category = Category::Request;
-        match intake(&f, &r, now()) {
-            Ok(i) => {
-                assert_eq!((i.device.as_str(), i.site.as_str()), ("", d.site.as_str()));
-                assert!(i.deadlines.contract.is_some() || i.deadlines.no_clock.is_some());
-            }
-            Err(m) => assert!(m.contains("name the `device` or the `contract`"), "{m}"),
-        }
-        // Naming the contract settles it.
-        let k = f.contracts.iter().find(|k| k.customer == d.customer && k.in_force(now().date_naive())).unwrap();
-        r.contract = Some(k.id.clone());
-        let i = intake(&f, &r, now()).unwrap();
-        assert_eq!(i.deadlines.contract.as_deref(), Some(k.id.as_str()));
+        let site_request = |customer: &str, site: &str| {
+            let mut r = report(None, None);
+            r.customer = Some(customer.into());
+            r.site = Some(site.into());
+            r.category = Category::Request;
+            r
+        };
+        // north-square has one contract in force, customer-wide: it runs.
+        let i = intake(&f, &site_request("north-square", "site-b"), now()).unwrap();
+        assert_eq!((i.device.as_str(), i.site.as_str()), ("", "site-b"));
+        assert_eq!(i.deadlines.contract.as_deref(), Some("detailed-plan"));
+        assert!(i.deadlines.acknowledge_by.is_some_and(|t| t > now()));
         assert_eq!(i.tier, Tier::Minor);
+        // city-transit has one per device kind at site-a: the request names which.
+        let mut r = site_request("city-transit", "site-a");
+        let m = intake(&f, &r, now()).unwrap_err();
+        assert!(m.contains("name the `device` or the `contract`") && m.contains("recorders-tender"), "{m}");
+        r.contract = Some("recorders-tender".into());
+        let i = intake(&f, &r, now()).unwrap();
+        assert_eq!(i.deadlines.contract.as_deref(), Some("recorders-tender"));
+        // Another customer's contract is refused.
+        r.contract = Some("detailed-plan".into());
+        assert!(intake(&f, &r, now()).unwrap_err().contains("is customer north-square's"));
     }
 }
