@@ -54,6 +54,8 @@ named! {
         ReadWorkOrders = "read_work_orders",
         /// Starting and completing visits.
         DoVisits = "do_visits",
+        /// Repair records, and the photos and signatures of a ticket.
+        Repair = "repair",
         ReadOutbox = "read_outbox",
         RetryOutbox = "retry_outbox",
         ManageUsers = "manage_users",
@@ -82,7 +84,7 @@ pub(crate) fn allows(role: Role, perm: Perm) -> bool {
                 ReadTickets | ActOnTickets | Assign | Contacts | ReadDevices | ReadContracts | ReadSla | ReadWorkOrders
             ),
             Role::Engineer => {
-                matches!(perm, ReadTickets | ActOnTickets | ReadDevices | ReadContracts | ReadWorkOrders | DoVisits)
+                matches!(perm, ReadTickets | ActOnTickets | ReadDevices | ReadContracts | ReadWorkOrders | DoVisits | Repair)
             }
             Role::Customer => {
                 matches!(perm, ReadTickets | ReadDevices | ReadContracts | ReadSla | ReadReports | ReadWorkOrders)
@@ -99,6 +101,7 @@ pub(crate) fn allows(role: Role, perm: Perm) -> bool {
                     | ReadSla
                     | ReadReports
                     | ReadWorkOrders
+                    | Repair
                     | ReadOutbox
             ),
         },

@@ -48,6 +48,10 @@ impl Routes {
         self.add(Method::POST, path, perm, axum::routing::post(h))
     }
 
+    pub(super) fn put<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, perm: Perm, h: H) -> Routes {
+        self.add(Method::PUT, path, perm, axum::routing::put(h))
+    }
+
     pub(super) fn delete<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, perm: Perm, h: H) -> Routes {
         self.add(Method::DELETE, path, perm, axum::routing::delete(h))
     }

@@ -29,6 +29,7 @@ mod openapi;
 mod outbox;
 mod reports;
 mod serve;
+mod repairs;
 mod surveys;
 mod tickets;
 mod work_orders;
@@ -70,6 +71,7 @@ fn routes(state: &AppState) -> guard::Routes {
         .merge(account::routes(state))
         .merge(contacts::routes(state))
         .merge(surveys::routes(state))
+        .merge(repairs::routes(state))
         .merge(tickets::routes(state))
         .merge(devices::routes(state))
         .merge(contracts::routes(state))

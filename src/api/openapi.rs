@@ -10,7 +10,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, Secur
 use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 
 use super::guard::RouteEntry;
-use super::{AppState, account, contacts, contracts, devices, outbox, reports, surveys, tickets, work_orders};
+use super::{AppState, account, contacts, contracts, devices, outbox, repairs, reports, surveys, tickets, work_orders};
 use crate::access::{Perm, Role, allows};
 
 #[derive(OpenApi)]
@@ -43,6 +43,9 @@ use crate::access::{Perm, Role, allows};
         account::audit_log,
         tickets::list_tickets,
         contacts::register,
+        repairs::put_repair,
+        repairs::add_attachment,
+        repairs::get_attachment,
         surveys::make_link,
         surveys::by_phone,
         surveys::open_link,

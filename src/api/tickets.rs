@@ -406,6 +406,9 @@ struct TransitionBody {
     unit_replaced: bool,
     /// Gives the ticket to this engineer first (a dispatch names who goes).
     assignee: Option<String>,
+    /// The repair record, kept with the move (see `PUT /api/v1/tickets/{id}/repair`). Resolving an
+    /// on-site repair needs what its contract's `repair_requires` names, here or recorded before.
+    repair: Option<crate::tickets::repair::RepairRecord>,
 }
 
 /// The longest note or comment taken, in characters.
@@ -425,6 +428,7 @@ pub(super) fn note(text: &str) -> Result<&str, ApiError> {
     (status = 200, description = "The ticket as moved", body = crate::tickets::Ticket),
     (status = 403, description = "The role may not move a ticket to that state", body = super::ErrorBody),
     (status = 404, description = "No such ticket (or not one of the user's customers')", body = super::ErrorBody),
+    (status = 400, description = "The repair record makes no sense, or lacks what the contract requires on resolve", body = super::ErrorBody),
     (status = 409, description = "The move is refused from the ticket's state, or billing does not apply", body = super::ErrorBody),
     (status = 413, description = "The note is too long", body = super::ErrorBody),
 ))]
@@ -469,6 +473,13 @@ async fn transition(
                 ));
             }
         }
+    }
+    if to == TicketState::Resolved {
+        let kept = ticket.repair.as_ref().map(|r| &r.record);
+        super::repairs::required(&s, &ticket, b.repair.as_ref().or(kept))?;
+    }
+    if let Some(r) = &b.repair {
+        super::repairs::record(&s, &p, &ticket, r, b.billable.is_some()).await?;
     }
     let opts = TransitionOptions { billable: b.billable.as_deref(), force: b.force, unit_replaced: b.unit_replaced };
     transitioned(s.store.transition_with(id, to, &p.name, text, s.clock.now(), opts).await)

@@ -343,6 +343,13 @@ pub(crate) struct RawContract {
     /// Causes a person may name to bill a repair.
     #[serde(default)]
     pub billable: Vec<Spanned<String>>,
+    /// What a repair record must hold when an on-site repair is resolved: cause, work_done,
+    /// parts, labour, travel, cost, confirmation, signature, photos.
+    #[serde(default)]
+    pub repair_requires: Vec<Spanned<String>>,
+    /// Out of warranty, wear parts are charged at half their cost (004).
+    #[serde(default)]
+    pub wear_parts_half_price: bool,
     /// A fault back within this long after its repair counts as a failed repair (default 30 days).
     pub repeat_window: Option<Spanned<String>>,
     /// This many failed repairs within the window, in warranty, and the unit is replaced (default 2).

@@ -76,6 +76,10 @@ pub struct Contract {
     pub warranty: Warranty,
     /// Causes a person may name to make a repair billable.
     pub billable: Vec<String>,
+    /// What the repair record of an on-site repair must hold on resolve.
+    pub repair_requires: Vec<crate::tickets::repair::Field>,
+    /// Out of warranty, wear parts at half their cost (004).
+    pub wear_parts_half_price: bool,
     /// A fault back on a device within this long after its repair means the repair failed.
     pub repeat_window: std::time::Duration,
     /// This many failed repairs within `repeat_window`, in warranty, and the unit is replaced

@@ -11,6 +11,7 @@ mod contacts;
 mod history;
 mod intake;
 mod outbox;
+mod repairs;
 mod surveys;
 mod tickets;
 mod users;
@@ -20,6 +21,7 @@ pub use clocks::Clocks;
 pub use contacts::{Contact, ContactFilter, NewContact};
 pub use history::DeviceEvent;
 pub use outbox::{OutboxEvent, OutboxRow, RemoteTicket, SubjectId};
+pub use repairs::{Attachment, NewAttachment};
 pub use surveys::Survey;
 pub use tickets::{ActiveFault, AlarmRecord, FaultRecord, TransitionFailure, TransitionOptions};
 pub use users::{API_TOKEN, AuditEntry, AuditFilter, NewAudit, SESSION, Token, User};
@@ -45,6 +47,8 @@ pub struct Store {
     pub(super) pool: SqlitePool,
     /// Woken when a ticket is resolved: the scheduler makes what follows a service at once.
     resolved: std::sync::Arc<tokio::sync::Notify>,
+    /// Where attachments' bytes are kept: a folder beside the database.
+    files: std::sync::Arc<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +59,8 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("creating the data folder {path}: {source}")]
     Folder { path: String, source: std::io::Error },
+    #[error("attachment file {path}: {source}")]
+    File { path: String, source: std::io::Error },
     #[error("the database holds a value aftercare cannot read: {0}")]
     Corrupt(String),
 }
@@ -119,6 +125,7 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (23, "contacts", include_str!("../../migrations/sqlite/0023_contacts.sql")),
     (24, "complaints", include_str!("../../migrations/sqlite/0024_complaints.sql")),
     (25, "satisfaction", include_str!("../../migrations/sqlite/0025_satisfaction.sql")),
+    (26, "repairs", include_str!("../../migrations/sqlite/0026_repairs.sql")),
 ];
 
 fn migrator() -> Migrator {
@@ -167,7 +174,9 @@ impl Store {
             .connect_with(opts)
             .await?;
         migrator().run(&pool).await?;
-        Ok(Store { pool, resolved: Default::default() })
+        let stem = path.file_stem().map_or_else(|| "aftercare".into(), |s| s.to_string_lossy().into_owned());
+        let files = path.with_file_name(format!("{stem}-attachments"));
+        Ok(Store { pool, resolved: Default::default(), files: std::sync::Arc::new(files) })
     }
 
     /// Moves the write-ahead log into the database every second until shutdown, without

@@ -189,6 +189,8 @@ fn ticket_from_row(r: &SqliteRow) -> Result<Ticket, StoreError> {
         replace_unit: flag_of(r, "replace_unit")?,
         silenced_by: r.try_get("silenced_by")?,
         timeline: None,
+        repair: None,
+        attachments: None,
     })
 }
 
@@ -469,6 +471,8 @@ impl Store {
             });
         }
         t.timeline = Some(timeline);
+        t.repair = self.repair(id.0).await?;
+        t.attachments = Some(self.attachments(id.0).await?);
         Ok(Some(t))
     }
 

@@ -7,6 +7,7 @@ pub mod intake;
 pub(crate) mod lifecycle;
 pub(crate) mod model;
 pub(crate) mod policy;
+pub mod repair;
 pub(crate) mod sla;
 
 pub use lifecycle::{State, TransitionError};

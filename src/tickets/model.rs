@@ -71,6 +71,12 @@ pub struct Ticket {
     pub silenced_by: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeline: Option<Vec<TimelineEntry>>,
+    /// The repair record, once one is made (one ticket's answer only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repair: Option<super::repair::Repair>,
+    /// Photos and signature images (one ticket's answer only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attachments: Option<Vec<crate::store::Attachment>>,
 }
 
 impl Ticket {
@@ -144,6 +150,8 @@ crate::domain::named! {
         AtCost = "at_cost",
         /// A cause the contract excludes, set by a person with the reason.
         Billable = "billable",
+        /// A cause the contract excludes, charged at cost (a repair record's class).
+        BillableAtCost = "billable_at_cost",
     }
 }
 
@@ -203,6 +211,8 @@ crate::domain::named! {
         Assigned = "assigned",
         /// A person's comment, for the customer to read or internal to the service team.
         Comment = "comment",
+        /// The repair record of an on-site repair was written.
+        Repair = "repair",
     }
 }
 

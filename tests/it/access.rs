@@ -32,6 +32,9 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/tickets/{id}/transition", "act_on_tickets"),
     ("POST", "/api/v1/tickets/{id}/assign", "assign"),
     ("POST", "/api/v1/tickets/{id}/comments", "comment"),
+    ("PUT", "/api/v1/tickets/{id}/repair", "repair"),
+    ("POST", "/api/v1/tickets/{id}/attachments", "repair"),
+    ("GET", "/api/v1/tickets/{id}/attachments/{attachment}", "read_tickets"),
     ("POST", "/api/v1/work-orders/{id}/assign", "assign"),
     ("GET", "/api/v1/me/work", "signed_in"),
     ("GET", "/api/v1/complaints", "read_tickets"),
@@ -74,6 +77,7 @@ fn holders(perm: &str) -> &'static [&'static str] {
         "read_sla" => &["admin", "manager", "desk", "customer", "integration"],
         "read_reports" => &["admin", "manager", "customer", "integration"],
         "do_visits" => &["admin", "manager", "engineer"],
+        "repair" => &["admin", "manager", "engineer", "integration"],
         "read_outbox" => &["admin", "manager", "integration"],
         "retry_outbox" => &["admin", "manager"],
         other => panic!("no row for permission `{other}`"),
@@ -127,12 +131,18 @@ pub(crate) async fn two_customers_with(http: &str) -> (Daemon, Sim, Value) {
 
 /// The daemon and devices of [`two_customers`] (with more `[http]` keys), no fault yet.
 pub(crate) fn two_customers_quiet(http: &str) -> (Daemon, Sim) {
+    two_customers_keyed(http, "")
+}
+
+/// [`two_customers_quiet`], with more keys in cust-1's contract `k`.
+pub(crate) fn two_customers_keyed(http: &str, keys: &str) -> (Daemon, Sim) {
     let broker = Broker::Embedded;
     let fleet = ["lit-a:lighting"];
     let (dir, prefix) = Daemon::setup(&fleet, "30s", "10m", &broker);
     let path = dir.path().join("aftercare.toml");
-    let (k1, _) = monthly_inspection("");
-    let k2 = k1.replace("contracts.k", "contracts.k2").replace("cust-1", "cust-2");
+    let (k, _) = monthly_inspection("");
+    let k2 = k.replace("contracts.k", "contracts.k2").replace("cust-1", "cust-2");
+    let k1 = k.replace("title = \"k\"\n", &format!("title = \"k\"\n{keys}\n"));
     let cfg = std::fs::read_to_string(&path).unwrap().replace("[http]\n", &format!("[http]\n{http}\n"))
         + "[[sites]]\nid = \"site-b\"\nutc_offset = \"+08:00\"\n[[customers]]\nid = \"cust-2\"\n\
            [[devices]]\nid = \"lit-b\"\nkind = \"lighting\"\nsite = \"site-b\"\ncustomer = \"cust-2\"\n\

@@ -8,6 +8,7 @@ mod harness;
 mod ingest;
 mod intake;
 mod openapi;
+mod repairs;
 
 use std::time::Duration;
 

@@ -157,6 +157,21 @@ pub(super) fn compile_contract(id: &str, c: &RawContract, k: &Known<'_>, r: &mut
             r.at(b.span(), format!("billable cause `{}`: write one of {}", b.get_ref(), CAUSES.join(", ")));
         }
     }
+    let mut repair_requires = Vec::new();
+    for f in &c.repair_requires {
+        match crate::tickets::repair::Field::parse(f.get_ref()) {
+            Some(field) if !repair_requires.contains(&field) => repair_requires.push(field),
+            Some(_) => r.at(f.span(), format!("repair_requires names `{}` twice", f.get_ref())),
+            None => r.at(
+                f.span(),
+                format!(
+                    "repair_requires: `{}` is no part of a repair record; write some of {}",
+                    f.get_ref(),
+                    crate::tickets::repair::Field::ALL.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+            ),
+        }
+    }
     let repeat_window = match &c.repeat_window {
         Some(d) => humantime::parse_duration(d.get_ref()).unwrap_or_else(|_| {
             r.at(d.span(), format!("repeat_window = `{}` is not a duration; write one such as \"30d\"", d.get_ref()));
@@ -282,6 +297,8 @@ pub(super) fn compile_contract(id: &str, c: &RawContract, k: &Known<'_>, r: &mut
         loaner_on_resolve_breach: c.loaner_on_resolve_breach,
         warranty,
         billable,
+        repair_requires,
+        wear_parts_half_price: c.wear_parts_half_price,
         repeat_window,
         replace_at_failed_repairs,
         inaction,

@@ -1,0 +1,214 @@
+//! Repair records and the photos and signatures of a ticket (003, 004).
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::guard::Routes;
+use super::tickets::{not_anothers, seen_ticket, ticket_id};
+use super::{ApiError, AppState};
+use crate::access::{Perm, Principal};
+use crate::contracts::Contract;
+use crate::store::{Attachment, NewAttachment};
+use crate::tickets::State as TicketState;
+use crate::tickets::Ticket;
+use crate::tickets::model::BillingClass;
+use crate::tickets::repair::{AttachmentKind, RepairRecord, image_type};
+
+/// The largest attachment taken, in bytes.
+pub(crate) const MAX_ATTACHMENT: usize = 5 * 1024 * 1024;
+/// The most attachments a ticket holds.
+pub(crate) const MAX_ATTACHMENTS: i64 = 50;
+
+pub(super) fn routes(s: &AppState) -> Routes {
+    Routes::new(s)
+        .put("/api/v1/tickets/{id}/repair", Perm::Repair, put_repair)
+        .post("/api/v1/tickets/{id}/attachments", Perm::Repair, add_attachment)
+        .get("/api/v1/tickets/{id}/attachments/{attachment}", Perm::ReadTickets, get_attachment)
+}
+
+/// The contract governing a ticket, if one does.
+pub(super) fn contract_of<'a>(s: &'a AppState, t: &Ticket) -> Option<&'a Contract> {
+    t.clock.contract.as_deref().and_then(|c| s.fleet.contracts.iter().find(|k| k.id == c))
+}
+
+/// The billing class a record applies: its own, else the ticket's (`billable_now`: a cause is
+/// named in the same request). A billable class needs a cause the contract names.
+fn class_of(record: &RepairRecord, t: &Ticket, billable_now: bool) -> Result<BillingClass, ApiError> {
+    let ticket_class = t.billing.as_ref().map(|b| b.class);
+    let has_cause = billable_now || t.billing.as_ref().is_some_and(|b| b.reason.is_some());
+    match record.billing {
+        Some(c @ (BillingClass::Billable | BillingClass::BillableAtCost)) if !has_cause => Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("a {c} repair needs its cause first: resolve with `billable` naming one the contract lists"),
+        )),
+        Some(c) => Ok(c),
+        None if billable_now => Ok(BillingClass::Billable),
+        None => Ok(ticket_class.unwrap_or(BillingClass::Free)),
+    }
+}
+
+/// Checks and keeps a record for ticket `t`; the answer's error when it cannot.
+pub(super) async fn record(
+    s: &AppState,
+    p: &Principal,
+    t: &Ticket,
+    record: &RepairRecord,
+    billable_now: bool,
+) -> Result<(), ApiError> {
+    record.check().map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;
+    let class = class_of(record, t, billable_now)?;
+    if class == BillingClass::Billable && record.price.is_none() {
+        return Err(ApiError(StatusCode::BAD_REQUEST, "a `billable` repair needs its agreed `price`".into()));
+    }
+    let half = contract_of(s, t).is_some_and(|c| c.wear_parts_half_price);
+    let charge = record.charge(class, half);
+    s.store
+        .record_repair(t.id.0, record, class, &charge, &p.name, s.clock.now())
+        .await?
+        .map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))
+}
+
+/// What the contract requires of an on-site repair's record on resolve that `record` lacks:
+/// 400 naming each.
+pub(super) fn required(s: &AppState, t: &Ticket, record: Option<&RepairRecord>) -> Result<(), ApiError> {
+    let Some(c) = contract_of(s, t) else { return Ok(()) };
+    if c.repair_requires.is_empty() || t.clock.on_site_at.is_none() {
+        return Ok(());
+    }
+    let empty = RepairRecord::default();
+    let missing = record.unwrap_or(&empty).missing(&c.repair_requires);
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = missing.iter().map(|f| f.as_str()).collect();
+    Err(ApiError(
+        StatusCode::BAD_REQUEST,
+        format!(
+            "contract {} requires a repair record with {} to resolve an on-site repair; missing: {}",
+            c.id,
+            c.repair_requires.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", "),
+            names.join(", ")
+        ),
+    ))
+}
+
+/// Records (or replaces) the repair record of a ticket not yet closed.
+#[utoipa::path(put, path = "/api/v1/tickets/{id}/repair", tag = "tickets", params(("id" = i64, Path)),
+    request_body = RepairRecord, responses(
+    (status = 200, description = "The ticket with its record", body = Ticket),
+    (status = 400, description = "The record makes no sense, or names an attachment the ticket lacks", body = super::ErrorBody),
+    (status = 403, description = "Another engineer's ticket", body = super::ErrorBody),
+    (status = 404, description = "No such ticket (or not one of the user's customers')", body = super::ErrorBody),
+    (status = 409, description = "The ticket is closed, or a billable class has no cause", body = super::ErrorBody),
+))]
+async fn put_repair(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    body: Result<Json<RepairRecord>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let id = ticket_id(&id)?;
+    let Json(r) = body?;
+    let t = seen_ticket(&s, &p, id).await?;
+    not_anothers(&p, t.assignee.as_deref())?;
+    if matches!(t.state, TicketState::Closed | TicketState::Cancelled) {
+        return Err(ApiError(StatusCode::CONFLICT, format!("ticket {id} is {}", t.state)));
+    }
+    record(&s, &p, &t, &r, false).await?;
+    let t = seen_ticket(&s, &p, id).await?;
+    let mut resp = Json(t).into_response();
+    resp.extensions_mut()
+        .insert(super::guard::AuditNote { actor: None, detail: format!("repair record of ticket {id}") });
+    Ok(resp)
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct KindQuery {
+    /// `photo` (the default) or `signature`.
+    #[param(value_type = Option<String>)]
+    kind: Option<String>,
+}
+
+/// Keeps a photo or a signature image (PNG, JPEG or WebP, at most 5 MiB; 50 a ticket) sent as
+/// the request's body.
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/attachments", tag = "tickets", params(("id" = i64, Path), KindQuery),
+    request_body(content = Vec<u8>, content_type = "image/png"), responses(
+    (status = 201, description = "The attachment as kept", body = Attachment),
+    (status = 400, description = "Not a PNG, JPEG or WebP image, or an unknown kind", body = super::ErrorBody),
+    (status = 403, description = "Another engineer's ticket", body = super::ErrorBody),
+    (status = 404, description = "No such ticket (or not one of the user's customers')", body = super::ErrorBody),
+    (status = 409, description = "The ticket holds as many attachments as it may", body = super::ErrorBody),
+    (status = 413, description = "Larger than 5 MiB", body = super::ErrorBody),
+))]
+async fn add_attachment(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    q: Result<Query<KindQuery>, QueryRejection>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let id = ticket_id(&id)?;
+    let Query(q) = q?;
+    let kind = match q.kind.as_deref() {
+        None => AttachmentKind::Photo,
+        Some(k) => AttachmentKind::parse(k)
+            .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, format!("kind `{k}`: write photo or signature")))?,
+    };
+    let t = seen_ticket(&s, &p, id).await?;
+    not_anothers(&p, t.assignee.as_deref())?;
+    let bytes = axum::body::to_bytes(body, MAX_ATTACHMENT).await.map_err(|_| {
+        ApiError(StatusCode::PAYLOAD_TOO_LARGE, format!("an attachment has at most {} MiB", MAX_ATTACHMENT >> 20))
+    })?;
+    let content_type = image_type(&bytes)
+        .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, "an attachment is a PNG, JPEG or WebP image".into()))?;
+    let new = NewAttachment {
+        ticket: id.0,
+        kind,
+        content_type,
+        bytes: &bytes,
+        by: &p.name,
+        max_per_ticket: MAX_ATTACHMENTS,
+    };
+    let Some(a) = s.store.add_attachment(new, s.clock.now()).await? else {
+        return Err(ApiError(StatusCode::CONFLICT, format!("ticket {id} holds {MAX_ATTACHMENTS} attachments already")));
+    };
+    let mut resp = (StatusCode::CREATED, Json(&a)).into_response();
+    resp.extensions_mut()
+        .insert(super::guard::AuditNote { actor: None, detail: format!("{kind} {} on ticket {id}", a.id) });
+    Ok(resp)
+}
+
+/// An attachment's bytes, as the image it is.
+#[utoipa::path(get, path = "/api/v1/tickets/{id}/attachments/{attachment}", tag = "tickets",
+    params(("id" = i64, Path), ("attachment" = i64, Path)), responses(
+    (status = 200, description = "The image", content_type = "image/png", body = Vec<u8>),
+    (status = 404, description = "No such attachment on a ticket the user sees", body = super::ErrorBody),
+))]
+async fn get_attachment(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path((id, attachment)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let id = ticket_id(&id)?;
+    let t = seen_ticket(&s, &p, id).await?;
+    let missing = || ApiError(StatusCode::NOT_FOUND, format!("ticket {id} has no attachment {attachment}"));
+    let n: i64 = attachment.parse().map_err(|_| missing())?;
+    let (a, bytes) = s.store.attachment(t.id.0, n).await?.ok_or_else(missing)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, a.content_type),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".into()),
+            (header::CONTENT_SECURITY_POLICY, "default-src 'none'; sandbox".into()),
+            (header::CACHE_CONTROL, "private, max-age=3600".into()),
+        ],
+        bytes,
+    )
+        .into_response())
+}

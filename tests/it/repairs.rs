@@ -1,0 +1,108 @@
+//! The repair record of an on-site repair, against the real daemon: the contract's required
+//! fields refuse a resolve that lacks them (naming each), photos and a signature are kept as
+//! files and served back to the customer, and the charge follows the billing class with wear
+//! parts at half price.
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+use crate::access::{token_of, two_customers_keyed};
+use crate::harness::*;
+
+/// A 1x1 PNG.
+const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=";
+
+async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_on_site_repair_is_resolved_only_with_the_record_its_contract_requires() {
+    let keys = "repair_requires = [\"cause\", \"work_done\", \"parts\", \"confirmation\", \"signature\", \"photos\"]\n\
+                wear_parts_half_price = true";
+    let (d, _sim) = two_customers_keyed("", keys);
+    let (desk, eve, cat) = (as_user(&token_of("dee")), as_user(&token_of("eve")), as_user(&token_of("cat")));
+
+    let call = json!({"channel": "phone", "category": "fault", "device": "lit-a", "problem": "Lamp 3 is dark"});
+    let (status, t) = send(desk.post(d.url("/api/v1/tickets")).json(&call)).await;
+    assert_eq!(status, 201, "{t}");
+    let id = t["id"].as_i64().unwrap();
+    let ticket = |p: &str| d.url(&format!("/api/v1/tickets/{id}{p}"));
+    let (status, t) = send(desk.post(ticket("/transition")).json(&json!({"to": "dispatched", "assignee": "eve"}))).await;
+    assert_eq!(status, 200, "{t}");
+    let (status, t) = send(eve.post(ticket("/transition")).json(&json!({"to": "on_site"}))).await;
+    assert_eq!(status, 200, "{t}");
+
+    // Resolving with nothing recorded: 400 naming every field the contract requires.
+    let (status, e) = send(eve.post(ticket("/transition")).json(&json!({"to": "resolved"}))).await;
+    assert_eq!(status, 400, "{e}");
+    let msg = e["error"].as_str().unwrap();
+    assert!(msg.ends_with("missing: cause, work_done, parts, confirmation, signature, photos"), "{msg}");
+
+    // Photos and a signature: images only, known by their bytes, at most 5 MiB.
+    let png = base64::engine::general_purpose::STANDARD.decode(PNG).unwrap();
+    let (status, photo) = send(eve.post(ticket("/attachments")).body(png.clone())).await;
+    assert_eq!((status, &photo["kind"], &photo["content_type"]), (201, &json!("photo"), &json!("image/png")), "{photo}");
+    let (status, sig) = send(eve.post(ticket("/attachments?kind=signature")).body(png.clone())).await;
+    assert_eq!(status, 201, "{sig}");
+    let (status, e) = send(eve.post(ticket("/attachments")).body("<svg onload=alert(1)>")).await;
+    assert_eq!(status, 400, "{e}");
+    let mut big = png.clone();
+    big.resize(5 * 1024 * 1024 + 1, 0);
+    let (status, _) = send(eve.post(ticket("/attachments")).body(big)).await;
+    assert_eq!(status, 413);
+    let (status, e) = send(cat.post(ticket("/attachments")).body(png.clone())).await;
+    assert_eq!(status, 403, "a customer does not add to the record: {e}");
+
+    // A record naming the photo as the signature is refused; one lacking a required field too.
+    let (photo, sig) = (photo["id"].as_i64().unwrap(), sig["id"].as_i64().unwrap());
+    let mut record = json!({
+        "cause": "water in the lamp's driver", "work_done": "replaced the driver and the seal",
+        "parts": [
+            {"number": "SEAL-10", "quantity": 2, "stock": "van 3", "wear": true, "unit_cost": 1000},
+            {"number": "DRV-40", "name": "LED driver", "quantity": 1, "stock": "central", "unit_cost": 5000}
+        ],
+        "labour_minutes": 45, "travel_minutes": 30, "travel_km": 12, "labour_cost": 3000, "travel_cost": 500,
+        "billing": "at_cost",
+        "confirmation": {"name": "Wang Li", "signature": photo, "at": "2026-12-07T10:00:00Z"},
+        "photos": [photo]
+    });
+    let (status, e) = send(eve.post(ticket("/transition")).json(&json!({"to": "resolved", "repair": record}))).await;
+    assert_eq!(status, 400, "{e}");
+    assert!(e["error"].as_str().unwrap().contains(&format!("no signature attachment {photo}")), "{e}");
+    record["confirmation"]["signature"] = json!(sig);
+    let mut unsigned = record.clone();
+    unsigned["photos"] = json!([]);
+    let (status, e) = send(eve.post(ticket("/transition")).json(&json!({"to": "resolved", "repair": unsigned}))).await;
+    assert_eq!(status, 400, "{e}");
+    assert!(e["error"].as_str().unwrap().ends_with("missing: photos"), "{e}");
+
+    let (status, t) = send(eve.post(ticket("/transition")).json(&json!({"to": "resolved", "repair": record}))).await;
+    assert_eq!((status, &t["state"]), (200, &json!("resolved")), "{t}");
+    let r = &t["repair"];
+    assert_eq!((&r["class"], &r["recorded_by"], &r["record"]["cause"]), (&json!("at_cost"), &json!("eve"), &record["cause"]));
+    // Parts 2 x 10.00 (wear) + 50.00, labour 30.00, travel 5.00: 105.00 in cost; the wear parts
+    // at half price make 95.00 charged.
+    assert_eq!(r["charge"], json!({"parts": 7000, "labour": 3000, "travel": 500, "cost": 10500, "charged": 9500}));
+    assert_eq!(t["attachments"].as_array().unwrap().len(), 2, "{t}");
+    let line = t["timeline"].as_array().unwrap().iter().find(|l| l["event"] == "repair").expect("a repair line");
+    assert!(line["note"].as_str().unwrap().contains("SEAL-10 x2"), "{line}");
+
+    // The customer sees the photo served back as the image it is, and nothing can run from it.
+    let r = cat.get(ticket(&format!("/attachments/{photo}"))).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-type"], "image/png");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(r.bytes().await.unwrap().to_vec(), png);
+    let (status, _) = send(cat.get(ticket("/attachments/999"))).await;
+    assert_eq!(status, 404);
+    // Another customer's user does not see it (cust-2 has no user here; an unknown ticket is 404 alike).
+    let (status, _) = send(cat.get(d.url(&format!("/api/v1/tickets/{}/attachments/{photo}", id + 1000)))).await;
+    assert_eq!(status, 404);
+
+    // The files live beside the database.
+    let kept = d.dir.path().join(format!("data/aftercare-attachments/{id}/{photo}"));
+    assert_eq!(std::fs::read(&kept).unwrap(), png, "{}", kept.display());
+}
