@@ -84,7 +84,10 @@ pub(crate) fn allows(role: Role, perm: Perm) -> bool {
                 ReadTickets | ActOnTickets | Assign | Contacts | ReadDevices | ReadContracts | ReadSla | ReadWorkOrders
             ),
             Role::Engineer => {
-                matches!(perm, ReadTickets | ActOnTickets | ReadDevices | ReadContracts | ReadWorkOrders | DoVisits | Repair)
+                matches!(
+                    perm,
+                    ReadTickets | ActOnTickets | ReadDevices | ReadContracts | ReadWorkOrders | DoVisits | Repair
+                )
             }
             Role::Customer => {
                 matches!(perm, ReadTickets | ReadDevices | ReadContracts | ReadSla | ReadReports | ReadWorkOrders)

@@ -206,6 +206,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
     let clocks = tokio::spawn(crate::desk::watch::watch(
         store.clone(),
         Arc::clone(&fleet),
+        Arc::clone(&config.routing),
         Arc::clone(&clock),
         shutdown.clone(),
     ));
@@ -217,6 +218,14 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
         shutdown.clone(),
     )));
     ingest.push(tokio::spawn(relay.run(shutdown.clone())));
+    let notifier = crate::notify::Notifier::new(
+        store.clone(),
+        Arc::clone(&config.routing),
+        Arc::clone(&clock),
+        config.outbox.clone(),
+    )
+    .context("setting up the notification channels")?;
+    ingest.push(tokio::spawn(notifier.run(shutdown.clone())));
     ingest.push(tokio::spawn(store.clone().checkpoints(shutdown.clone())));
     ingest.push(tokio::spawn(crate::malloc::give_back_until(shutdown.clone())));
     let helpdesk_keys = config.helpdesks.iter().map(|h| (h.name.clone(), h.secret.clone())).collect();

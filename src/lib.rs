@@ -21,6 +21,7 @@ pub mod ingest;
 pub mod malloc;
 pub mod metrics;
 pub mod modbus;
+pub mod notify;
 mod outbox;
 pub mod report;
 mod rollup;

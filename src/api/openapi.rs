@@ -43,6 +43,8 @@ use crate::access::{Perm, Role, allows};
         account::audit_log,
         tickets::list_tickets,
         contacts::register,
+        outbox::list_notifications,
+        outbox::retry_notification,
         repairs::put_repair,
         repairs::add_attachment,
         repairs::get_attachment,

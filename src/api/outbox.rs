@@ -19,6 +19,8 @@ pub(super) fn routes(s: &AppState) -> Routes {
     Routes::new(s)
         .get("/api/v1/outbox", Perm::ReadOutbox, list_outbox)
         .post("/api/v1/outbox/{id}/retry", Perm::RetryOutbox, retry_outbox)
+        .get("/api/v1/notifications", Perm::ReadOutbox, list_notifications)
+        .post("/api/v1/notifications/{id}/retry", Perm::RetryOutbox, retry_notification)
         .post("/api/v1/helpdesks/{name}/events", Perm::Helpdesk, helpdesk_event)
 }
 
@@ -71,6 +73,53 @@ async fn retry_outbox(
         Ok(Json(Retried { id, state: crate::domain::OutboxState::Pending }).into_response())
     } else {
         Err(ApiError(StatusCode::NOT_FOUND, format!("no dead outbox row {id}")))
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct NotificationQuery {
+    /// pending, delivered or dead (default: all).
+    #[param(value_type = Option<crate::store::NotificationState>, inline)]
+    state: Option<String>,
+    limit: Option<i64>,
+}
+
+/// Notifications to people (escalations, breaches, loaners, inaction), newest first, about
+/// the tickets of the customers the user sees.
+#[utoipa::path(get, path = "/api/v1/notifications", tag = "outbox", params(NotificationQuery),
+    responses((status = 200, body = Vec<crate::store::Notification>)))]
+async fn list_notifications(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    q: Result<Query<NotificationQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q?;
+    let mine: Option<Vec<String>> = p.scope.customers().map(|c| c.iter().cloned().collect());
+    use crate::store::NotificationState;
+    let state = one_of(q.state.as_deref(), "state", NotificationState::parse, "pending, delivered or dead")?;
+    let limit = q.limit.unwrap_or(500).clamp(1, 10_000) as u32;
+    Ok(Json(s.store.notifications(state, mine.as_deref(), limit).await?).into_response())
+}
+
+/// Sends a dead notification again.
+#[utoipa::path(post, path = "/api/v1/notifications/{id}/retry", tag = "outbox", params(("id" = i64, Path)), responses(
+    (status = 200, body = Retried),
+    (status = 404, description = "No such dead notification (or not one of the user's customers')", body = super::ErrorBody),
+))]
+async fn retry_notification(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let missing = || ApiError(StatusCode::NOT_FOUND, format!("no dead notification {id}"));
+    let n: i64 = id.parse().map_err(|_| missing())?;
+    let seen = s.store.notification_customer(n).await?.is_some_and(|c| p.scope.sees(&c));
+    if seen && s.store.retry_notification(n, s.clock.now()).await? {
+        Ok(Json(Retried { id: n, state: crate::domain::OutboxState::Pending }).into_response())
+    } else {
+        Err(missing())
     }
 }
 

@@ -168,14 +168,8 @@ async fn add_attachment(
     })?;
     let content_type = image_type(&bytes)
         .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, "an attachment is a PNG, JPEG or WebP image".into()))?;
-    let new = NewAttachment {
-        ticket: id.0,
-        kind,
-        content_type,
-        bytes: &bytes,
-        by: &p.name,
-        max_per_ticket: MAX_ATTACHMENTS,
-    };
+    let new =
+        NewAttachment { ticket: id.0, kind, content_type, bytes: &bytes, by: &p.name, max_per_ticket: MAX_ATTACHMENTS };
     let Some(a) = s.store.add_attachment(new, s.clock.now()).await? else {
         return Err(ApiError(StatusCode::CONFLICT, format!("ticket {id} holds {MAX_ATTACHMENTS} attachments already")));
     };

@@ -82,6 +82,8 @@ pub struct Config {
     pub audit_retention: Duration,
     /// Telemetry to InfluxDB, when configured.
     pub influx: Option<crate::history::influx::InfluxConfig>,
+    /// Who hears of what, through which channels.
+    pub routing: Arc<crate::notify::route::Routing>,
     pub fleet: Arc<Fleet>,
 }
 
@@ -118,6 +120,37 @@ impl Config {
                     "helpdesk {}: its password, token or key crosses the network in clear; use TLS",
                     h.name
                 ));
+            }
+        }
+        out.extend(self.unheard());
+        out
+    }
+
+    /// Escalation steps and notification rules that reach nobody: no channel carries their
+    /// word, or nobody holds their role.
+    fn unheard(&self) -> Vec<String> {
+        let r = &self.routing;
+        let carried = |w: &str| r.channels.iter().any(|c| c.carries.iter().any(|x| x == w));
+        let held = |to: &str| r.people.iter().any(|p| p.name == to || p.roles.iter().any(|x| x == to));
+        let mut out = Vec::new();
+        for c in &self.fleet.contracts {
+            for (i, t) in c.tiers.iter().enumerate() {
+                for e in t.escalation.iter().filter(|e| e.channel != "helpdesk") {
+                    let step = format!("contract {} tier{} escalation level {}", c.id, i + 1, e.level);
+                    if !carried(&e.channel) {
+                        out.push(format!("{step}: no [notify.channels] carries `{}`; it reaches nobody", e.channel));
+                    } else if !held(&e.to) {
+                        out.push(format!("{step}: no [[people]] is or holds `{}`; it reaches nobody", e.to));
+                    }
+                }
+            }
+        }
+        for (what, rule) in [("breach", &r.breach), ("loaner", &r.loaner)] {
+            for w in rule.by.iter().filter(|w| !carried(w)) {
+                out.push(format!("notify.{what}: no [notify.channels] carries `{w}`"));
+            }
+            for to in rule.to.iter().filter(|t| !held(t)) {
+                out.push(format!("notify.{what}: no [[people]] is or holds `{to}`"));
             }
         }
         out

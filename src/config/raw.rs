@@ -148,6 +148,72 @@ pub(crate) struct RawConfig {
     pub outbox: RawOutbox,
     #[serde(default)]
     pub history: RawHistory,
+    /// The people notifications reach, with their roles.
+    #[serde(default)]
+    pub people: Vec<Spanned<RawPerson>>,
+    #[serde(default)]
+    pub notify: RawNotify,
+}
+
+/// A person to notify.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPerson {
+    pub name: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    pub email: Option<Spanned<String>>,
+    /// For an SMS gateway and the robots' @-mentions.
+    pub phone: Option<String>,
+}
+
+/// Who hears of what, and through which channels.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNotify {
+    /// A missed clock: `{ to = ["roles or people"], by = ["email", "sms"] }`.
+    pub breach: Option<RawNotifyRule>,
+    /// A loaner unit owed.
+    pub loaner: Option<RawNotifyRule>,
+    /// A dispatched ticket left without progress goes to the contract's `inaction_to` by these.
+    #[serde(default)]
+    pub inaction_by: Vec<String>,
+    /// Channels by name.
+    #[serde(default)]
+    pub channels: BTreeMap<String, Spanned<RawNotifyChannel>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNotifyRule {
+    pub to: Vec<String>,
+    pub by: Vec<String>,
+}
+
+/// A notification channel: exactly one of email, webhook, wecom, dingtalk.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNotifyChannel {
+    /// The words it carries: an escalation step's `channel` (phone, sms, email) or a rule's `by`.
+    pub carries: Vec<String>,
+    /// A group robot's roles: it posts only their notifications (default: every role's).
+    #[serde(default)]
+    pub roles: Vec<String>,
+    pub email: Option<Spanned<RawEmail>>,
+    pub webhook: Option<Spanned<RawWebhook>>,
+    pub wecom: Option<Spanned<RawRobot>>,
+    pub dingtalk: Option<Spanned<RawRobot>>,
+}
+
+/// A group robot's webhook.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRobot {
+    /// The robot's webhook, key or access token included.
+    pub url: Spanned<RawSecret>,
+    /// DingTalk's signing secret (`SEC…`), when the robot is set to sign.
+    pub secret: Option<Spanned<RawSecret>>,
+    pub timeout: Option<Dur>,
 }
 
 /// Telemetry history in the embedded store.
@@ -248,7 +314,8 @@ pub(crate) struct RawEmail {
     pub username: Option<String>,
     pub password: Option<Spanned<RawSecret>>,
     pub from: Spanned<String>,
-    pub to: Spanned<String>,
+    /// A helpdesk's address (a notification channel mails each person instead).
+    pub to: Option<Spanned<String>>,
     pub timeout: Option<Dur>,
     /// A PEM file of the CA that signed the server's certificate, when it is not a public one.
     pub ca_file: Option<String>,

@@ -654,3 +654,33 @@ fn a_tls_certificate_that_cannot_be_read_is_a_problem_before_start() {
     let p = problems("[http]\ntls = { cert = \"/no/such/cert.pem\", key = \"/no/such/key.pem\" }\n", &[]);
     assert!(p.len() == 1 && p[0].contains("http.tls") && p[0].contains("/no/such/cert.pem"), "{p:?}");
 }
+
+#[test]
+fn notification_channels_people_and_rules_are_checked_and_what_reaches_nobody_is_a_warning() {
+    let ok = "[[people]]\nname = \"Li\"\nroles = [\"duty\"]\nphone = \"138\"\nemail = \"li@x.cn\"\n\
+              [notify]\nbreach = { to = [\"duty\"], by = [\"robot\"] }\nloaner = { to = [\"nobody\"], by = [\"fax\"] }\n\
+              [notify.channels.ding]\ncarries = [\"robot\"]\n\
+              dingtalk = { url = \"https://oapi.dingtalk.com/robot/send?access_token=t\", secret = \"SECx\" }\n\
+              [notify.channels.mail]\ncarries = [\"email\"]\n\
+              email = { server = \"smtp://127.0.0.1:25\", from = \"a <a@x.cn>\" }\n";
+    let read = |_: &Path| Ok(ok.to_string());
+    let c = Config::load_with(Path::new("cfg/main.toml"), &read).unwrap();
+    assert_eq!(c.routing.channels.len(), 2);
+    assert_eq!(c.routing.people[0].phone.as_deref(), Some("138"));
+    // The robot's URL holds its token: never in a Debug.
+    assert!(!format!("{:?}", c.routing).contains("access_token"), "{:?}", c.routing);
+    let w = c.warnings();
+    assert!(w.iter().any(|w| w == "notify.loaner: no [notify.channels] carries `fax`"), "{w:?}");
+    assert!(w.iter().any(|w| w == "notify.loaner: no [[people]] is or holds `nobody`"), "{w:?}");
+    assert!(!w.iter().any(|w| w.contains("notify.breach")), "{w:?}");
+
+    let two = "[notify.channels.x]\ncarries = [\"sms\"]\nwecom = { url = \"https://q/send?key=k\" }\n\
+               webhook = { url = \"https://gw/sms\" }\n";
+    let p = problems(two, &[]);
+    assert!(p.len() == 1 && p[0].contains("exactly one of email, webhook, wecom, dingtalk"), "{p:?}");
+    let bad = "[[people]]\nname = \"Li\"\nemail = \"not an address\"\n\
+               [notify.channels.x]\ncarries = []\nwecom = { url = \"https://q/send?key=k\" }\n";
+    let p = problems(bad, &[]);
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(p[0].contains("not a mail address") && p[1].contains("say what it carries"), "{p:?}");
+}

@@ -58,6 +58,21 @@ pub struct Covers {
     pub devices: Vec<String>,
 }
 
+crate::domain::named! {
+    /// A part of the repair record a contract can require on resolve.
+    pub enum RepairField {
+        Cause = "cause",
+        WorkDone = "work_done",
+        Parts = "parts",
+        Labour = "labour",
+        Travel = "travel",
+        Cost = "cost",
+        Confirmation = "confirmation",
+        Signature = "signature",
+        Photos = "photos",
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Contract {
     pub id: String,
@@ -77,7 +92,7 @@ pub struct Contract {
     /// Causes a person may name to make a repair billable.
     pub billable: Vec<String>,
     /// What the repair record of an on-site repair must hold on resolve.
-    pub repair_requires: Vec<crate::tickets::repair::Field>,
+    pub repair_requires: Vec<RepairField>,
     /// Out of warranty, wear parts at half their cost (004).
     pub wear_parts_half_price: bool,
     /// A fault back on a device within this long after its repair means the repair failed.

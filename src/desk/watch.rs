@@ -14,9 +14,10 @@ use tracing::{error, info};
 use crate::clock::Clock;
 use crate::domain::TicketId;
 use crate::fleet::Fleet;
+use crate::notify::route::{Brief, Routing};
 use crate::store::{Clocks, Store, StoreError};
 use crate::tickets::State;
-use crate::tickets::clocks::{OpenClock, due};
+use crate::tickets::clocks::{Firing, OpenClock, due};
 
 /// Fires what is due on every open ticket at `now`; returns how many firings took effect.
 #[cfg(test)]
@@ -41,6 +42,8 @@ const PAGE: u32 = 256;
 /// fires anything on it, so a stale copy can delay a firing but never make a wrong one.
 #[derive(Debug, Default)]
 pub(crate) struct Watch {
+    /// Who hears of what fires.
+    routing: Arc<Routing>,
     open: HashMap<TicketId, OpenClock>,
     /// The newest change seen, and when every open ticket was last read.
     seen: Option<DateTime<Utc>>,
@@ -63,7 +66,14 @@ impl Watch {
             };
             let firings = if is_open(t.state) { due(&t, contract(&t), now) } else { Vec::new() };
             if !firings.is_empty() {
-                for f in store.fire(t.id, &firings, now).await? {
+                let plan = |f: &Firing, b: &Brief| {
+                    let mut b = b.clone();
+                    if let Some(site) = fleet.sites.iter().find(|s| s.id.as_str() == b.site) {
+                        b.offset = site.utc_offset;
+                    }
+                    self.routing.plan(f, &b)
+                };
+                for f in store.fire(t.id, &firings, now, &plan).await? {
                     fired += 1;
                     info!(ticket = t.id.0, firing = ?f, "contract clock fired");
                 }
@@ -132,10 +142,17 @@ fn is_open(s: State) -> bool {
 }
 
 /// Watches the clocks until shutdown: at once on start, then every second.
-pub(crate) async fn watch(store: Store, fleet: Arc<Fleet>, clock: Arc<dyn Clock>, shutdown: CancellationToken) {
+pub(crate) async fn watch(
+    store: Store,
+    fleet: Arc<Fleet>,
+    routing: Arc<Routing>,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut w = Watch::default();
+    let fresh = || Watch { routing: routing.clone(), ..Watch::default() };
+    let mut w = fresh();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -144,7 +161,7 @@ pub(crate) async fn watch(store: Store, fleet: Arc<Fleet>, clock: Arc<dyn Clock>
         if let Err(e) = w.pass(&store, &fleet, clock.now()).await {
             error!(error = %e, "checking the contract clocks failed; retrying");
             // Start afresh: what the failed pass read is not to be trusted.
-            w = Watch::default();
+            w = fresh();
         }
     }
 }

@@ -59,39 +59,37 @@ pub(crate) fn subject(d: &Delivery) -> String {
     d.subject.headline(d.row.event)
 }
 
+/// An SMTP transport to the configured server: its security, port, timeout and login.
+pub(crate) fn transport(c: &EmailConfig) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut b = match (&c.security, &c.ca_file) {
+        (Security::None, _) => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.host),
+        (Security::StartTls, None) => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&c.host)?,
+        (Security::Tls, None) => AsyncSmtpTransport::<Tokio1Executor>::relay(&c.host)?,
+        (security, Some(ca)) => {
+            let pem = std::fs::read(ca).map_err(|e| anyhow::anyhow!("email ca_file {}: {e}", ca.display()))?;
+            let cert = Certificate::from_pem(&pem)
+                .map_err(|e| anyhow::anyhow!("email ca_file {}: not a PEM certificate: {e}", ca.display()))?;
+            let params = TlsParameters::builder(c.host.clone()).add_root_certificate(cert).build_rustls()?;
+            let tls = if *security == Security::Tls { Tls::Wrapper(params) } else { Tls::Required(params) };
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.host).tls(tls)
+        }
+    };
+    b = b.port(c.port).timeout(Some(c.timeout));
+    if let Some(u) = &c.username {
+        use secrecy::ExposeSecret as _;
+        let p = c.password.as_ref().map(|p| p.expose_secret().to_string()).unwrap_or_default();
+        b = b.credentials(Credentials::new(u.clone(), p));
+    }
+    Ok(b.build())
+}
+
 impl Email {
     pub(crate) fn new(name: &str, c: &EmailConfig, priorities: [String; 3]) -> anyhow::Result<Email> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut b = match (&c.security, &c.ca_file) {
-            (Security::None, _) => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.host),
-            (Security::StartTls, None) => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&c.host)?,
-            (Security::Tls, None) => AsyncSmtpTransport::<Tokio1Executor>::relay(&c.host)?,
-            (security, Some(ca)) => {
-                let pem = std::fs::read(ca).map_err(|e| anyhow::anyhow!("email ca_file {}: {e}", ca.display()))?;
-                let cert = Certificate::from_pem(&pem)
-                    .map_err(|e| anyhow::anyhow!("email ca_file {}: not a PEM certificate: {e}", ca.display()))?;
-                let params = TlsParameters::builder(c.host.clone()).add_root_certificate(cert).build_rustls()?;
-                let tls = if *security == Security::Tls { Tls::Wrapper(params) } else { Tls::Required(params) };
-                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&c.host).tls(tls)
-            }
-        };
-        b = b.port(c.port).timeout(Some(c.timeout));
-        if let Some(u) = &c.username {
-            use secrecy::ExposeSecret as _;
-            let p = c.password.as_ref().map(|p| p.expose_secret().to_string()).unwrap_or_default();
-            b = b.credentials(Credentials::new(u.clone(), p));
-        }
+        let transport = transport(c)?;
         let from: Mailbox = c.from.parse()?;
         let domain = from.email.domain().to_string();
-        Ok(Email {
-            name: name.to_string(),
-            from,
-            to: c.to.parse()?,
-            domain,
-            priorities,
-            transport: b.build(),
-            timeout: c.timeout,
-        })
+        Ok(Email { name: name.to_string(), from, to: c.to.parse()?, domain, priorities, transport, timeout: c.timeout })
     }
 }
 

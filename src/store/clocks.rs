@@ -4,11 +4,15 @@
 use chrono::{DateTime, Utc};
 use sqlx::Row;
 
+use super::notifications::{Brief, Notice};
 use super::tickets::{Entry, append, state_of, tier_of};
 use super::{SYSTEM, Store, StoreError, TERMINAL, flag_of, from_ms, ms, opt_ms, sql_list};
 use crate::domain::TicketId;
 use crate::tickets::clocks::{ClockName, Firing, OpenClock};
 use crate::tickets::{Event, State};
+
+/// The notifications a firing on a ticket makes.
+pub type Plan<'a> = dyn Fn(&Firing, &Brief) -> Vec<Notice> + Send + Sync + 'a;
 
 /// Which tickets' clocks to read: pages of at most `limit`, so that no statement holds the
 /// database long however many tickets there are.
@@ -75,10 +79,49 @@ impl Store {
         Ok(out)
     }
 
-    /// Applies what a ticket's clocks made due, each at most once; returns the firings that took effect.
-    pub async fn fire(&self, id: TicketId, firings: &[Firing], now: DateTime<Utc>) -> Result<Vec<Firing>, StoreError> {
+    /// Applies what a ticket's clocks made due, each at most once, with the notifications
+    /// `plan` makes of each that takes effect (in the same transaction); returns those firings.
+    pub async fn fire(
+        &self,
+        id: TicketId,
+        firings: &[Firing],
+        now: DateTime<Utc>,
+        plan: &Plan<'_>,
+    ) -> Result<Vec<Firing>, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut done = Vec::new();
+        let mut done: Vec<Firing> = Vec::new();
+        let result = self.fire_in(&mut tx, id, firings, now, &mut done).await;
+        result?;
+        if !done.is_empty() {
+            let r = sqlx::query("SELECT title, device, site, customer, tier FROM tickets WHERE id = $1")
+                .bind(id.0)
+                .fetch_one(&mut *tx)
+                .await?;
+            let brief = Brief {
+                id: id.0,
+                title: r.try_get("title")?,
+                device: r.try_get("device")?,
+                site: r.try_get("site")?,
+                customer: r.try_get("customer")?,
+                tier: r.try_get::<i64, _>("tier")?.clamp(1, 3) as u8,
+                offset: chrono::Offset::fix(&chrono::Utc),
+            };
+            for f in &done {
+                super::notifications::insert(&mut tx, id.0, &plan(f, &brief), now).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    async fn fire_in(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        id: TicketId,
+        firings: &[Firing],
+        now: DateTime<Utc>,
+        done: &mut Vec<Firing>,
+    ) -> Result<(), StoreError> {
         for f in firings {
             let (sql, note): (String, String) = match f {
                 Firing::Breach { clock: ClockName::Acknowledge, due, .. } => (
@@ -122,7 +165,7 @@ impl Store {
                             due.to_rfc3339()
                         );
                         let e = Entry::note(Event::Escalated, SYSTEM, &note);
-                        append(&mut tx, id.0, now, e).await?;
+                        append(tx, id.0, now, e).await?;
                         done.push(f.clone());
                     }
                     continue;
@@ -136,7 +179,7 @@ impl Store {
                     if res.rows_affected() == 1 {
                         let note = format!("dispatched at {} with no progress since: to {to}", since.to_rfc3339());
                         let e = Entry::note(Event::Inaction, SYSTEM, &note);
-                        append(&mut tx, id.0, now, e).await?;
+                        append(tx, id.0, now, e).await?;
                         done.push(f.clone());
                     }
                     continue;
@@ -145,11 +188,10 @@ impl Store {
             let res = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id.0).bind(ms(now)).execute(&mut *tx).await?;
             if res.rows_affected() == 1 {
                 let e = Entry::note(Event::Breach, SYSTEM, &note);
-                append(&mut tx, id.0, now, e).await?;
+                append(tx, id.0, now, e).await?;
                 done.push(f.clone());
             }
         }
-        tx.commit().await?;
-        Ok(done)
+        Ok(())
     }
 }

@@ -10,6 +10,7 @@ mod clocks;
 mod contacts;
 mod history;
 mod intake;
+mod notifications;
 mod outbox;
 mod repairs;
 mod surveys;
@@ -17,11 +18,13 @@ mod tickets;
 mod users;
 mod work_orders;
 
-pub use clocks::Clocks;
+pub use crate::tickets::repair::Attachment;
+pub use clocks::{Clocks, Plan};
 pub use contacts::{Contact, ContactFilter, NewContact};
 pub use history::DeviceEvent;
+pub use notifications::{Brief, Notice, Notification, NotificationState};
 pub use outbox::{OutboxEvent, OutboxRow, RemoteTicket, SubjectId};
-pub use repairs::{Attachment, NewAttachment};
+pub use repairs::NewAttachment;
 pub use surveys::Survey;
 pub use tickets::{ActiveFault, AlarmRecord, FaultRecord, TransitionFailure, TransitionOptions};
 pub use users::{API_TOKEN, AuditEntry, AuditFilter, NewAudit, SESSION, Token, User};
@@ -126,6 +129,7 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (24, "complaints", include_str!("../../migrations/sqlite/0024_complaints.sql")),
     (25, "satisfaction", include_str!("../../migrations/sqlite/0025_satisfaction.sql")),
     (26, "repairs", include_str!("../../migrations/sqlite/0026_repairs.sql")),
+    (27, "notifications", include_str!("../../migrations/sqlite/0027_notifications.sql")),
 ];
 
 fn migrator() -> Migrator {

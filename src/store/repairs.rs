@@ -12,22 +12,7 @@ use super::tickets::{Entry, append};
 use super::{Store, StoreError, from_ms, ms, named};
 use crate::tickets::Event;
 use crate::tickets::model::BillingClass;
-use crate::tickets::repair::{AttachmentKind, Charge, Repair, RepairRecord};
-
-/// An attachment as listed: its bytes are at `GET /api/v1/tickets/{ticket}/attachments/{id}`.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct Attachment {
-    pub id: i64,
-    pub ticket_id: i64,
-    #[schema(value_type = String)]
-    pub kind: AttachmentKind,
-    pub content_type: String,
-    pub size: i64,
-    /// SHA-256 of the bytes, hex.
-    pub sha256: String,
-    pub uploaded_by: String,
-    pub uploaded_at: DateTime<Utc>,
-}
+use crate::tickets::repair::{Attachment, AttachmentKind, Charge, Repair, RepairRecord};
 
 const ATTACHMENT_COLUMNS: &str = "id, ticket_id, kind, content_type, size, sha256, uploaded_by, uploaded_at";
 
@@ -66,7 +51,11 @@ impl Store {
     }
 
     /// Keeps an attachment of a ticket; `None` when the ticket holds as many as it may.
-    pub async fn add_attachment(&self, a: NewAttachment<'_>, now: DateTime<Utc>) -> Result<Option<Attachment>, StoreError> {
+    pub async fn add_attachment(
+        &self,
+        a: NewAttachment<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Attachment>, StoreError> {
         let digest: String = Sha256::digest(a.bytes).iter().map(|b| format!("{b:02x}")).collect();
         let dir = self.files.join(a.ticket.to_string());
         tokio::fs::create_dir_all(&dir).await.map_err(io(&dir))?;
@@ -180,12 +169,11 @@ impl Store {
 
     /// A ticket's repair record, if one was made.
     pub async fn repair(&self, ticket: i64) -> Result<Option<Repair>, StoreError> {
-        let Some(r) = sqlx::query(
-            "SELECT record, class, charge, recorded_by, recorded_at FROM repairs WHERE ticket_id = $1",
-        )
-        .bind(ticket)
-        .fetch_optional(&self.pool)
-        .await?
+        let Some(r) =
+            sqlx::query("SELECT record, class, charge, recorded_by, recorded_at FROM repairs WHERE ticket_id = $1")
+                .bind(ticket)
+                .fetch_optional(&self.pool)
+                .await?
         else {
             return Ok(None);
         };

@@ -76,7 +76,7 @@ pub struct Ticket {
     pub repair: Option<super::repair::Repair>,
     /// Photos and signature images (one ticket's answer only).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub attachments: Option<Vec<crate::store::Attachment>>,
+    pub attachments: Option<Vec<super::repair::Attachment>>,
 }
 
 impl Ticket {

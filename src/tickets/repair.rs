@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::model::BillingClass;
+pub use crate::contracts::RepairField as Field;
 
 /// The longest text of a record's field, in characters.
 pub const MAX_TEXT: usize = 4_000;
@@ -91,21 +92,6 @@ pub struct Charge {
     pub charged: u64,
 }
 
-crate::domain::named! {
-    /// A part of the repair record a contract can require on resolve.
-    pub enum Field {
-        Cause = "cause",
-        WorkDone = "work_done",
-        Parts = "parts",
-        Labour = "labour",
-        Travel = "travel",
-        Cost = "cost",
-        Confirmation = "confirmation",
-        Signature = "signature",
-        Photos = "photos",
-    }
-}
-
 impl RepairRecord {
     /// Checks the record's own sense; the first thing wrong, for a 400.
     pub fn check(&self) -> Result<(), String> {
@@ -181,7 +167,9 @@ impl RepairRecord {
                 Field::Parts => self.parts.is_empty(),
                 Field::Labour => self.labour_minutes.is_none(),
                 Field::Travel => self.travel_minutes.is_none() && self.travel_km.is_none(),
-                Field::Cost => self.labour_cost == 0 && self.travel_cost == 0 && self.parts.iter().all(|p| p.unit_cost == 0),
+                Field::Cost => {
+                    self.labour_cost == 0 && self.travel_cost == 0 && self.parts.iter().all(|p| p.unit_cost == 0)
+                }
                 Field::Confirmation => self.confirmation.is_none(),
                 Field::Signature => self.confirmation.as_ref().and_then(|c| c.signature).is_none(),
                 Field::Photos => self.photos.is_empty(),
@@ -223,6 +211,21 @@ pub struct Repair {
     pub charge: Charge,
     pub recorded_by: String,
     pub recorded_at: DateTime<Utc>,
+}
+
+/// An attachment as listed: its bytes are at `GET /api/v1/tickets/{ticket}/attachments/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Attachment {
+    pub id: i64,
+    pub ticket_id: i64,
+    #[schema(value_type = String)]
+    pub kind: AttachmentKind,
+    pub content_type: String,
+    pub size: i64,
+    /// SHA-256 of the bytes, hex.
+    pub sha256: String,
+    pub uploaded_by: String,
+    pub uploaded_at: DateTime<Utc>,
 }
 
 crate::domain::named! {

@@ -61,6 +61,8 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/work-orders/{id}/complete", "do_visits"),
     ("GET", "/api/v1/outbox", "read_outbox"),
     ("POST", "/api/v1/outbox/{id}/retry", "retry_outbox"),
+    ("GET", "/api/v1/notifications", "read_outbox"),
+    ("POST", "/api/v1/notifications/{id}/retry", "retry_outbox"),
     ("POST", "/api/v1/helpdesks/{name}/events", "helpdesk"),
 ];
 

@@ -9,17 +9,17 @@ use super::{all_online, one_ticket};
 use crate::harness::*;
 
 /// One received mail: the login it was sent with (`-` for none) and its text.
-type Mails = Arc<Mutex<Vec<(String, String)>>>;
+pub(crate) type Mails = Arc<Mutex<Vec<(String, String)>>>;
 
-struct Sink {
-    port: u16,
-    mails: Mails,
+pub(crate) struct Sink {
+    pub(crate) port: u16,
+    pub(crate) mails: Mails,
     _child: Reaped,
 }
 
 /// The Python with aiosmtpd, or `None` (then the test says so and passes,
 /// unless AFTERCARE_TEST_REQUIRE_PEERS is set, as in CI).
-fn python() -> Option<String> {
+pub(crate) fn python() -> Option<String> {
     match std::env::var("AFTERCARE_TEST_SMTP_PYTHON") {
         Ok(p) if !p.is_empty() => Some(p),
         _ if std::env::var_os("AFTERCARE_TEST_REQUIRE_PEERS").is_some() => {
@@ -33,7 +33,7 @@ fn python() -> Option<String> {
 }
 
 impl Sink {
-    fn start(python: &str, mode: &str, tls: Option<(&Path, &Path)>) -> Sink {
+    pub(crate) fn start(python: &str, mode: &str, tls: Option<(&Path, &Path)>) -> Sink {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let script = repo().join("tests/peers/smtp_sink.py");
         let mut cmd = std::process::Command::new(python);
@@ -71,7 +71,7 @@ impl Sink {
     }
 }
 
-fn header(mail: &str, name: &str) -> String {
+pub(crate) fn header(mail: &str, name: &str) -> String {
     mail.lines().find_map(|l| l.strip_prefix(&format!("{name}: "))).map(str::to_string).unwrap_or_default()
 }
 

@@ -462,6 +462,7 @@ mod email;
 mod helpdesks;
 mod influx;
 mod modbus;
+mod notify;
 mod proxy;
 mod webhook;
 

@@ -30,7 +30,8 @@ async fn an_on_site_repair_is_resolved_only_with_the_record_its_contract_require
     assert_eq!(status, 201, "{t}");
     let id = t["id"].as_i64().unwrap();
     let ticket = |p: &str| d.url(&format!("/api/v1/tickets/{id}{p}"));
-    let (status, t) = send(desk.post(ticket("/transition")).json(&json!({"to": "dispatched", "assignee": "eve"}))).await;
+    let (status, t) =
+        send(desk.post(ticket("/transition")).json(&json!({"to": "dispatched", "assignee": "eve"}))).await;
     assert_eq!(status, 200, "{t}");
     let (status, t) = send(eve.post(ticket("/transition")).json(&json!({"to": "on_site"}))).await;
     assert_eq!(status, 200, "{t}");
@@ -44,7 +45,11 @@ async fn an_on_site_repair_is_resolved_only_with_the_record_its_contract_require
     // Photos and a signature: images only, known by their bytes, at most 5 MiB.
     let png = base64::engine::general_purpose::STANDARD.decode(PNG).unwrap();
     let (status, photo) = send(eve.post(ticket("/attachments")).body(png.clone())).await;
-    assert_eq!((status, &photo["kind"], &photo["content_type"]), (201, &json!("photo"), &json!("image/png")), "{photo}");
+    assert_eq!(
+        (status, &photo["kind"], &photo["content_type"]),
+        (201, &json!("photo"), &json!("image/png")),
+        "{photo}"
+    );
     let (status, sig) = send(eve.post(ticket("/attachments?kind=signature")).body(png.clone())).await;
     assert_eq!(status, 201, "{sig}");
     let (status, e) = send(eve.post(ticket("/attachments")).body("<svg onload=alert(1)>")).await;
@@ -82,7 +87,10 @@ async fn an_on_site_repair_is_resolved_only_with_the_record_its_contract_require
     let (status, t) = send(eve.post(ticket("/transition")).json(&json!({"to": "resolved", "repair": record}))).await;
     assert_eq!((status, &t["state"]), (200, &json!("resolved")), "{t}");
     let r = &t["repair"];
-    assert_eq!((&r["class"], &r["recorded_by"], &r["record"]["cause"]), (&json!("at_cost"), &json!("eve"), &record["cause"]));
+    assert_eq!(
+        (&r["class"], &r["recorded_by"], &r["record"]["cause"]),
+        (&json!("at_cost"), &json!("eve"), &record["cause"])
+    );
     // Parts 2 x 10.00 (wear) + 50.00, labour 30.00, travel 5.00: 105.00 in cost; the wear parts
     // at half price make 95.00 charged.
     assert_eq!(r["charge"], json!({"parts": 7000, "labour": 3000, "travel": 500, "cost": 10500, "charged": 9500}));

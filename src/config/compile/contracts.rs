@@ -159,7 +159,7 @@ pub(super) fn compile_contract(id: &str, c: &RawContract, k: &Known<'_>, r: &mut
     }
     let mut repair_requires = Vec::new();
     for f in &c.repair_requires {
-        match crate::tickets::repair::Field::parse(f.get_ref()) {
+        match crate::contracts::RepairField::parse(f.get_ref()) {
             Some(field) if !repair_requires.contains(&field) => repair_requires.push(field),
             Some(_) => r.at(f.span(), format!("repair_requires names `{}` twice", f.get_ref())),
             None => r.at(
@@ -167,7 +167,7 @@ pub(super) fn compile_contract(id: &str, c: &RawContract, k: &Known<'_>, r: &mut
                 format!(
                     "repair_requires: `{}` is no part of a repair record; write some of {}",
                     f.get_ref(),
-                    crate::tickets::repair::Field::ALL.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", ")
+                    crate::contracts::RepairField::ALL.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", ")
                 ),
             ),
         }

@@ -93,6 +93,13 @@ pub(super) fn helpdesk(
     let mut signing = None;
     let kind = if let Some(e) = &h.email {
         signing = signing_key(e.get_ref().secret.as_ref(), base, r).ok()?;
+        if e.get_ref().to.is_none() {
+            r.at(
+                e.span(),
+                format!("helpdesk `{name}`: an email helpdesk needs `to`, the address it files tickets from"),
+            );
+            return None;
+        }
         HelpdeskKind::Email(email(e.get_ref(), base, r)?)
     } else if let Some(rt) = &h.request_tracker {
         let rt = rt.get_ref();
@@ -181,7 +188,7 @@ pub(super) fn email(e: &RawEmail, base: &Path, r: &mut Report<'_>) -> Option<cra
         None => (rest.to_string(), default_port),
     };
     let mut ok = true;
-    for a in [&e.from, &e.to] {
+    for a in std::iter::once(&e.from).chain(&e.to) {
         if a.get_ref().parse::<lettre::message::Mailbox>().is_err() {
             r.at(
                 a.span(),
@@ -204,7 +211,7 @@ pub(super) fn email(e: &RawEmail, base: &Path, r: &mut Report<'_>) -> Option<cra
         username: e.username.clone(),
         password,
         from: e.from.get_ref().clone(),
-        to: e.to.get_ref().clone(),
+        to: e.to.as_ref().map(|t| t.get_ref().clone()).unwrap_or_default(),
         timeout: e.timeout.map_or(Duration::from_secs(30), |d| d.0),
         ca_file: e.ca_file.as_ref().map(|f| base.join(f)),
     })

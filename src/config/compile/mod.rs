@@ -26,6 +26,7 @@ mod contracts;
 mod helpdesks;
 mod kinds;
 mod modbus;
+mod notify;
 mod plans;
 
 use self::broker::compile_broker;
@@ -131,6 +132,8 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
         helpdesks,
         outbox,
         history,
+        people,
+        notify,
         ..
     } = raw;
     kind_sources.push((main.clone(), kinds));
@@ -264,6 +267,7 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
     };
     let tickets = TicketConfig { reopen_window: tickets.reopen_window.map_or(Duration::from_secs(24 * 3600), |d| d.0) };
 
+    let routing = notify::routing(&people, &notify, &base, &mut r);
     // Helpdesks.
     let helpdesk_list: Vec<HelpdeskConfig> =
         helpdesks.iter().filter_map(|(name, h)| helpdesk(name, h, &base, &mut r)).collect();
@@ -531,6 +535,7 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
         audit_retention,
         history_retention: history.retention.map_or(Duration::from_secs(5 * 365 * 24 * 3600 + 24 * 3600), |d| d.0),
         influx,
+        routing: Arc::new(routing),
         fleet: Arc::new(Fleet::new(site_list, customer_list, device_list, profiles, contract_list)),
     })
 }
