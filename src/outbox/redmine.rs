@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::OnceCell;
 
-use super::status::{Polled, RemoteChange, StatusSource};
+use super::status::{Opened, Polled, RemoteChange, StatusSource, adopted_subject};
 use super::{
     BoxFuture, Connector, Delivered, Delivery, DeliveryError, StatusMap, Subject, bad_answer, describe, marker,
     remote_for, send_to,
@@ -82,6 +82,10 @@ struct Issue {
     updated_on: Option<String>,
     #[serde(default)]
     journals: Vec<Journal>,
+    #[serde(default)]
+    description: Option<String>,
+    created_on: Option<String>,
+    author: Option<Named>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -375,6 +379,53 @@ impl StatusSource for Redmine {
             let one: One = self.get("a read", &format!("issues/{remote_id}.json?include=journals")).await.ok()?;
             let j = one.issue.journals.iter().rev().find(|j| j.details.iter().any(|d| d.name == "status_id"))?;
             j.user.as_ref().map(|u| u.name.clone())
+        })
+    }
+
+    fn opened<'a>(&'a self, since: &'a str, _now: DateTime<Utc>) -> BoxFuture<'a, Result<Vec<Opened>, DeliveryError>> {
+        Box::pin(async move {
+            let mut out = Vec::new();
+            for page in 0..MAX_PAGES {
+                let q: Vec<(&str, String)> = vec![
+                    ("project_id", self.cfg.project.clone()),
+                    ("status_id", "*".into()),
+                    ("created_on", format!(">={since}")),
+                    ("sort", "created_on".into()),
+                    ("limit", PER_PAGE.to_string()),
+                    ("offset", (page * PER_PAGE).to_string()),
+                ];
+                let body = self.send("a poll", self.request(reqwest::Method::GET, "issues.json").query(&q)).await?;
+                let list: Issues = serde_json::from_str(&body).map_err(|e| bad_answer("Redmine", "a poll", e))?;
+                let n = list.issues.len();
+                for i in list.issues {
+                    out.push(Opened {
+                        remote_id: i.id.to_string(),
+                        subject: i.subject,
+                        text: i.description.unwrap_or_default(),
+                        requestor: i.author.map(|a| a.name).unwrap_or_default(),
+                        status: i.status.name,
+                        created: i.created_on.unwrap_or_else(|| since.to_string()),
+                    });
+                }
+                if n < PER_PAGE || list.total_count.is_some_and(|t| (page + 1) * PER_PAGE >= t) {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn adopt<'a>(&'a self, remote_id: &'a str, ticket: i64) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(async move {
+            #[derive(Deserialize)]
+            struct One {
+                issue: Issue,
+            }
+            let path = format!("issues/{remote_id}.json");
+            let one: One = self.get("a read", &path).await?;
+            let issue = json!({ "issue": { "subject": adopted_subject(ticket, &one.issue.subject) } });
+            self.send("update", self.request(reqwest::Method::PUT, &path).json(&issue)).await?;
+            Ok(())
         })
     }
 }

@@ -171,6 +171,14 @@ impl Relay {
                 warn!(helpdesk = %name, ?budget, "polling the helpdesk for status changes took too long; will retry")
             }
         }
+        let intake = status::intake(&self.store, &self.fleet, name, src, self.clock.as_ref());
+        match tokio::time::timeout(budget, intake).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                warn!(helpdesk = %name, error = %e, "looking for tickets people opened in the helpdesk failed; will retry")
+            }
+            Err(_) => warn!(helpdesk = %name, ?budget, "looking for tickets people opened took too long; will retry"),
+        }
     }
 
     /// Runs until shutdown: a lane per helpdesk, each at its own pace, so that one slow or

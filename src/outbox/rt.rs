@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::status::{Polled, RemoteChange, StatusSource};
+use super::status::{Opened, Polled, RemoteChange, StatusSource, adopted_subject};
 use super::{
     BoxFuture, Connector, Delivered, Delivery, DeliveryError, StatusMap, Subject, bad_answer, describe, marker,
     remote_for, send_to,
@@ -82,6 +82,9 @@ struct Item {
     subject: Option<String>,
     last_updated: Option<String>,
     last_updated_by: Option<UserRef>,
+    created: Option<String>,
+    #[serde(default)]
+    requestor: Vec<UserRef>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -308,5 +311,88 @@ impl StatusSource for RequestTracker {
             out.cursor = newest.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
             Ok(out)
         })
+    }
+
+    fn opened<'a>(&'a self, since: &'a str, now: DateTime<Utc>) -> BoxFuture<'a, Result<Vec<Opened>, DeliveryError>> {
+        Box::pin(async move {
+            let since = DateTime::parse_from_rfc3339(since).map_or(now, |t| t.with_timezone(&Utc));
+            let back = (now - since).num_seconds().max(0) + SLACK_SECS;
+            let q = format!(
+                "Queue = {} AND Created > '{back} seconds ago' AND Subject NOT LIKE '[aftercare '",
+                quote(&self.cfg.queue)
+            );
+            let mut out = Vec::new();
+            for page in 1..=MAX_PAGES {
+                let req = self.request(reqwest::Method::GET, "tickets").query(&[
+                    ("query", q.as_str()),
+                    ("fields", "Status,Subject,Created,Requestor"),
+                    ("orderby", "Created"),
+                    ("order", "ASC"),
+                    ("per_page", &PER_PAGE.to_string()),
+                    ("page", &page.to_string()),
+                ]);
+                let body = self.send("search", req).await?;
+                let p: Page = serde_json::from_str(&body).map_err(|e| bad_answer("RT", "a search", e))?;
+                let n = p.items.len();
+                for i in p.items {
+                    let Some(id) = id_of(&i.id) else { continue };
+                    let created = i
+                        .created
+                        .as_deref()
+                        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                        .map_or(now, |t| t.with_timezone(&Utc));
+                    out.push(Opened {
+                        text: self.first_text(&id).await?,
+                        remote_id: id,
+                        subject: i.subject.unwrap_or_default(),
+                        requestor: i.requestor.first().map(|u| u.id.clone()).unwrap_or_default(),
+                        status: i.status.unwrap_or_default(),
+                        created: created.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    });
+                }
+                if n < PER_PAGE || p.pages.is_some_and(|pages| page as f64 >= pages) {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    fn adopt<'a>(&'a self, remote_id: &'a str, ticket: i64) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(async move {
+            let path = format!("ticket/{remote_id}");
+            let body = self.send("read", self.request(reqwest::Method::GET, &path)).await?;
+            let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| bad_answer("RT", "a read", e))?;
+            let subject = v["Subject"].as_str().unwrap_or_default();
+            let mut update = json!({ "Subject": adopted_subject(ticket, subject) });
+            if let Some(f) = &self.cfg.reference_field {
+                update["CustomFields"] = json!({ f: format!("aftercare-ticket-{ticket}") });
+            }
+            self.send("update", self.request(reqwest::Method::PUT, &path).json(&update)).await?;
+            Ok(())
+        })
+    }
+}
+
+impl RequestTracker {
+    /// What the person wrote when opening a ticket: its first attachment's text.
+    async fn first_text(&self, id: &str) -> Result<String, DeliveryError> {
+        let path = format!("ticket/{id}/attachments?fields=Content,ContentType&orderby=id&order=ASC&per_page=5");
+        let body = self.send("read", self.request(reqwest::Method::GET, &path)).await?;
+        let v: serde_json::Value = serde_json::from_str(&body).map_err(|e| bad_answer("RT", "a read", e))?;
+        let text = v["items"].as_array().into_iter().flatten().find_map(|i| {
+            let plain = i["ContentType"].as_str().is_none_or(|t| t.starts_with("text/plain"));
+            i["Content"].as_str().filter(|c| plain && !c.trim().is_empty()).map(decode_content)
+        });
+        Ok(text.unwrap_or_default())
+    }
+}
+
+/// RT's REST2 gives an attachment's content as base64; older answers gave it as text.
+fn decode_content(c: &str) -> String {
+    use base64::Engine as _;
+    match base64::engine::general_purpose::STANDARD.decode(c.trim()) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(_) => c.to_string(),
     }
 }

@@ -48,6 +48,101 @@ pub(crate) trait StatusSource: Send + Sync {
     fn who<'a>(&'a self, _remote_id: &'a str) -> BoxFuture<'a, Option<String>> {
         Box::pin(async { None })
     }
+    /// Tickets people opened in the helpdesk since `since` (an RFC 3339 time), not aftercare's.
+    fn opened<'a>(&'a self, _since: &'a str, _now: DateTime<Utc>) -> BoxFuture<'a, Result<Vec<Opened>, DeliveryError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    /// Marks a remote ticket as aftercare ticket `ticket`'s (its subject tag, its reference),
+    /// so that `changed` finds it from now on.
+    fn adopt<'a>(&'a self, _remote_id: &'a str, _ticket: i64) -> BoxFuture<'a, Result<(), DeliveryError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// A ticket people opened in a helpdesk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Opened {
+    pub remote_id: String,
+    pub subject: String,
+    /// What the person wrote.
+    pub text: String,
+    /// Who asked: a requestor's address, an author's name.
+    pub requestor: String,
+    pub status: String,
+    /// RFC 3339, UTC.
+    pub created: String,
+}
+
+/// How far the first look for tickets people opened reaches back.
+const FIRST_LOOK_BACK_MINUTES: i64 = 10;
+
+/// The subject tag every ticket aftercare makes in a helpdesk starts with.
+pub(crate) const TAG: &str = "[aftercare ";
+
+/// The subject of a remote ticket adopted as aftercare ticket `id`: the tag, then the person's
+/// own subject (cut to fit a helpdesk's 255 characters).
+pub(crate) fn adopted_subject(id: i64, subject: &str) -> String {
+    let tag = format!("[aftercare #{id}]");
+    let room = 255usize.saturating_sub(tag.chars().count() + 1);
+    format!("{tag} {}", subject.chars().take(room).collect::<String>())
+}
+
+/// Takes in the tickets people opened in helpdesk `name` since the last look: each becomes an
+/// aftercare ticket with its clocks, linked to the remote one in the same transaction (so it is
+/// never taken twice), and the remote ticket is tagged as aftercare's. Returns how many were
+/// taken in.
+pub(crate) async fn intake(
+    store: &Store,
+    fleet: &crate::fleet::Fleet,
+    name: &str,
+    src: &dyn StatusSource,
+    clock: &dyn Clock,
+) -> Result<usize, PollError> {
+    let key = format!("{name}#intake");
+    let now = clock.now();
+    let stamp = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    // The first look reaches back a little: a ticket opened while aftercare was being set up.
+    let since = match store.poll_cursor(&key).await? {
+        Some(c) => c,
+        None => stamp(now - chrono::TimeDelta::minutes(FIRST_LOOK_BACK_MINUTES)),
+    };
+    let opened = src.opened(&since, now).await.map_err(PollError::Remote)?;
+    let mut taken = 0;
+    let mut newest = since.clone();
+    for o in &opened {
+        newest = newest.max(o.created.clone());
+        if o.subject.contains(TAG) || store.intake_seen(name, &o.remote_id).await? {
+            continue;
+        }
+        let placed = crate::tickets::intake::from_helpdesk(fleet, name, &o.subject, &o.text, &o.requestor)
+            .and_then(|r| crate::tickets::intake::intake(fleet, &r, now));
+        let i = match placed {
+            Ok(i) => i,
+            Err(why) => {
+                warn!(helpdesk = name, remote = %o.remote_id, reason = %why, "a ticket people opened in the helpdesk cannot be placed");
+                store.intake_refused(name, &o.remote_id, &why, now).await?;
+                continue;
+            }
+        };
+        let actor = origin_of(name, &o.requestor);
+        let link = crate::store::Link { helpdesk: name, remote_id: &o.remote_id, status: Some(&o.status) };
+        let (id, _) = store.take_report_with(&i, &actor, now, Some(link)).await?;
+        tracing::info!(helpdesk = name, remote = %o.remote_id, ticket = id.0, "a ticket people opened in the helpdesk is taken in");
+        taken += 1;
+    }
+    for (remote, ticket) in store.unadopted(name).await? {
+        match src.adopt(&remote, ticket).await {
+            Ok(()) => store.set_adopted(name, &remote).await?,
+            Err(e) => {
+                warn!(helpdesk = name, remote = %remote, error = ?e, "tagging a taken-in ticket failed; will retry");
+                break;
+            }
+        }
+    }
+    if newest > since {
+        store.set_poll_cursor(&key, &newest).await?;
+    }
+    Ok(taken)
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -16,11 +16,31 @@ fn given(text: &str) -> Option<&str> {
     (!text.is_empty()).then_some(text)
 }
 
+/// The helpdesk ticket a report came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Link<'a> {
+    pub helpdesk: &'a str,
+    pub remote_id: &'a str,
+    pub status: Option<&'a str>,
+}
+
 impl Store {
     /// Opens a ticket for a person's report entered by user `by`, or, when the report names a
     /// device's fault whose ticket is open, adds the report to that ticket. Returns the ticket
     /// and whether it is new.
     pub async fn take_report(&self, i: &Intake, by: &str, now: DateTime<Utc>) -> Result<(TicketId, bool), StoreError> {
+        self.take_report_with(i, by, now, None).await
+    }
+
+    /// [`Store::take_report`], for a ticket people opened in a helpdesk: the new ticket is linked
+    /// to it in the same transaction, so that it is never taken twice.
+    pub async fn take_report_with(
+        &self,
+        i: &Intake,
+        by: &str,
+        now: DateTime<Utc>,
+        link: Option<Link<'_>>,
+    ) -> Result<(TicketId, bool), StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         let note = i.note();
         if !i.code.is_empty() {
@@ -120,8 +140,83 @@ impl Store {
             let note = format!("in person about complaint {id}, by {due}");
             super::work_orders::event(&mut tx, wo, VisitEvent::Scheduled, &note, by, now).await?;
         }
+        if let Some(l) = link {
+            sqlx::query(
+                "INSERT INTO remote_tickets (ticket_id, helpdesk, remote_id, remote_status) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(id)
+            .bind(l.helpdesk)
+            .bind(l.remote_id)
+            .bind(l.status)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO helpdesk_intake (helpdesk, remote_id, ticket_id, seen_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(l.helpdesk)
+            .bind(l.remote_id)
+            .bind(id)
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok((TicketId(id), true))
+    }
+
+    /// Whether a remote ticket is known already: taken in, refused, or one aftercare made.
+    pub async fn intake_seen(&self, helpdesk: &str, remote_id: &str) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM helpdesk_intake WHERE helpdesk = $1 AND remote_id = $2) + \
+             (SELECT COUNT(*) FROM remote_tickets WHERE helpdesk = $1 AND remote_id = $2)",
+        )
+        .bind(helpdesk)
+        .bind(remote_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n > 0)
+    }
+
+    /// Records a remote ticket that could not be placed, and why, so that it is not tried again.
+    pub async fn intake_refused(
+        &self,
+        helpdesk: &str,
+        remote_id: &str,
+        why: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO helpdesk_intake (helpdesk, remote_id, reason, seen_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (helpdesk, remote_id) DO NOTHING",
+        )
+        .bind(helpdesk)
+        .bind(remote_id)
+        .bind(why)
+        .bind(ms(now))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Remote tickets taken in that do not carry aftercare's reference yet: (remote id, ticket).
+    pub async fn unadopted(&self, helpdesk: &str) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT remote_id, ticket_id FROM helpdesk_intake WHERE helpdesk = $1 AND ticket_id IS NOT NULL \
+             AND adopted = 0 ORDER BY seen_at LIMIT 100",
+        )
+        .bind(helpdesk)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get("remote_id")?, r.try_get("ticket_id")?))).collect()
+    }
+
+    pub async fn set_adopted(&self, helpdesk: &str, remote_id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE helpdesk_intake SET adopted = 1 WHERE helpdesk = $1 AND remote_id = $2")
+            .bind(helpdesk)
+            .bind(remote_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }
 

@@ -22,6 +22,7 @@ pub use crate::tickets::repair::Attachment;
 pub use clocks::{Clocks, Plan};
 pub use contacts::{Contact, ContactFilter, NewContact};
 pub use history::DeviceEvent;
+pub use intake::Link;
 pub use notifications::{Brief, Notice, Notification, NotificationState};
 pub use outbox::{OutboxEvent, OutboxRow, RemoteTicket, SubjectId};
 pub use repairs::NewAttachment;
@@ -130,6 +131,7 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (25, "satisfaction", include_str!("../../migrations/sqlite/0025_satisfaction.sql")),
     (26, "repairs", include_str!("../../migrations/sqlite/0026_repairs.sql")),
     (27, "notifications", include_str!("../../migrations/sqlite/0027_notifications.sql")),
+    (28, "helpdesk_intake", include_str!("../../migrations/sqlite/0028_helpdesk_intake.sql")),
 ];
 
 fn migrator() -> Migrator {

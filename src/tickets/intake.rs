@@ -264,6 +264,86 @@ fn title_of(category: Category, problem: &str) -> String {
 }
 
 /// The site of a customer that has one device site, for a report that names neither.
+/// A ticket people opened in helpdesk `helpdesk` as a report: whose it is comes from the
+/// device or site its subject or text names (among the customers whose tickets go to that
+/// helpdesk), else from the one customer that helpdesk serves. A device named makes it a
+/// fault report on that device; otherwise it is a request at the site. `Err` says why it
+/// cannot be placed.
+pub fn from_helpdesk(
+    fleet: &Fleet,
+    helpdesk: &str,
+    subject: &str,
+    text: &str,
+    requestor: &str,
+) -> Result<Report, String> {
+    let served: Vec<&str> =
+        fleet.customers.iter().filter(|c| c.helpdesk.as_deref() == Some(helpdesk)).map(|c| c.id.as_str()).collect();
+    if served.is_empty() {
+        return Err(format!("no customer's tickets go to helpdesk {helpdesk}"));
+    }
+    let words: Vec<&str> = subject
+        .split(|c: char| !(c.is_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        .chain(text.split(|c: char| !(c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))))
+        .map(|w| w.trim_matches('.'))
+        .filter(|w| !w.is_empty())
+        .collect();
+    let mut devices: Vec<&crate::fleet::Device> = words
+        .iter()
+        .filter_map(|w| fleet.lookup(w).map(|i| fleet.device(i)))
+        .filter(|d| served.contains(&d.customer.as_str()))
+        .collect();
+    devices.dedup_by(|a, b| a.id == b.id);
+    let one_customer = || match served.as_slice() {
+        [one] => Ok(one.to_string()),
+        _ => Err(format!(
+            "helpdesk {helpdesk} serves customers {}: name a device or a site in the ticket",
+            served.join(", ")
+        )),
+    };
+    let (customer, site, device) = match devices.as_slice() {
+        [d] => (d.customer.0.clone(), None, Some(d.id.0.clone())),
+        [_, _, ..] => {
+            let ids: Vec<&str> = devices.iter().map(|d| d.id.as_str()).collect();
+            return Err(format!("the ticket names several devices ({}); one ticket is about one", ids.join(", ")));
+        }
+        [] => {
+            let site = fleet.sites.iter().find(|s| {
+                words.contains(&s.id.as_str())
+                    && fleet.devices.iter().any(|d| d.site == s.id && served.contains(&d.customer.as_str()))
+            });
+            match site {
+                Some(s) => {
+                    let owner = fleet.devices.iter().find(|d| d.site == s.id && served.contains(&d.customer.as_str()));
+                    (owner.map(|d| d.customer.0.clone()).map_or_else(one_customer, Ok)?, Some(s.id.0.clone()), None)
+                }
+                None => (one_customer()?, None, None),
+            }
+        }
+    };
+    let subject = subject.trim();
+    let text = text.trim();
+    let mut problem =
+        if text.is_empty() || text == subject { subject.to_string() } else { format!("{subject}\n{text}") };
+    if problem.chars().count() > MAX_PROBLEM {
+        problem = problem.chars().take(MAX_PROBLEM).collect();
+    }
+    let reporter: String = requestor.chars().filter(|c| !c.is_control()).take(200).collect();
+    Ok(Report {
+        channel: Channel::Helpdesk,
+        category: if device.is_some() { Category::Fault } else { Category::Request },
+        customer: Some(customer),
+        site,
+        device,
+        code: None,
+        tier: None,
+        contract: None,
+        grade: None,
+        reporter_name: reporter,
+        reporter_phone: String::new(),
+        problem,
+    })
+}
+
 fn only_site(fleet: &Fleet, customer: &str) -> Result<String, String> {
     let mut sites: Vec<&str> =
         fleet.devices.iter().filter(|d| d.customer.as_str() == customer).map(|d| d.site.as_str()).collect();
@@ -424,5 +504,38 @@ mod tests {
         // Another customer's contract is refused.
         r.contract = Some("detailed-plan".into());
         assert!(intake(&f, &r, now()).unwrap_err().contains("is customer north-square's"));
+    }
+
+    #[test]
+    fn a_helpdesk_ticket_is_placed_by_the_device_or_site_it_names_or_its_only_customer() {
+        let text = "[kinds.lighting]\ntitle = \"Pole\"\nheartbeat = \"1m\"\n[kinds.lighting.metrics]\nlux = { unit = \"lx\" }\n\
+                    [helpdesks.desk]\nwebhook = { url = \"http://127.0.0.1:9/h\" }\n\
+                    [[sites]]\nid = \"north\"\n[[sites]]\nid = \"south\"\n\
+                    [[customers]]\nid = \"a\"\nhelpdesk = \"desk\"\n[[customers]]\nid = \"b\"\nhelpdesk = \"desk\"\n\
+                    [[customers]]\nid = \"c\"\n\
+                    [[devices]]\nid = \"pole-1\"\nkind = \"lighting\"\nsite = \"north\"\ncustomer = \"a\"\naccepted_on = \"2025-01-01\"\n\
+                    [[devices]]\nid = \"pole-2\"\nkind = \"lighting\"\nsite = \"south\"\ncustomer = \"b\"\naccepted_on = \"2025-01-01\"\n\
+                    [[devices]]\nid = \"pole-3\"\nkind = \"lighting\"\nsite = \"south\"\ncustomer = \"c\"\naccepted_on = \"2025-01-01\"\n";
+        let read = |_: &std::path::Path| Ok(text.to_string());
+        let f = crate::config::Config::load_with(std::path::Path::new("x/main.toml"), &read).unwrap().fleet;
+        let r = from_helpdesk(&f, "desk", "Pole pole-2 is dark", "", "wang@x.cn").unwrap();
+        assert_eq!(
+            (r.device.as_deref(), r.customer.as_deref(), r.category),
+            (Some("pole-2"), Some("b"), Category::Fault)
+        );
+        assert_eq!((r.problem.as_str(), r.reporter_name.as_str()), ("Pole pole-2 is dark", "wang@x.cn"));
+        // A site of one of its customers places a request there.
+        let r = from_helpdesk(&f, "desk", "Inspection", "at north, please", "").unwrap();
+        assert_eq!(
+            (r.site.as_deref(), r.customer.as_deref(), r.category),
+            (Some("north"), Some("a"), Category::Request)
+        );
+        assert_eq!(r.problem, "Inspection\nat north, please");
+        // Another customer's device is not this helpdesk's to place; nothing named, two customers.
+        let e = from_helpdesk(&f, "desk", "pole-3 flickers", "", "").unwrap_err();
+        assert!(e.contains("serves customers a, b"), "{e}");
+        let e = from_helpdesk(&f, "desk", "pole-1 and pole-2", "", "").unwrap_err();
+        assert!(e.contains("several devices"), "{e}");
+        assert!(from_helpdesk(&f, "other", "pole-1", "", "").is_err());
     }
 }

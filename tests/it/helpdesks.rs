@@ -506,3 +506,117 @@ async fn work_orders_reach_redmine_and_resolve_when_done() {
     let Some(desk) = Desk::redmine().await else { return };
     visits(desk, "lit-051", "Normal").await;
 }
+
+impl Desk {
+    /// A person opens a ticket in the helpdesk: (its id).
+    async fn open_as_person(&self, subject: &str, text: &str) -> String {
+        let r = match self {
+            Desk::Rt { queue, .. } => {
+                let body = json!({"Queue": queue, "Subject": subject, "Content": text, "ContentType": "text/plain",
+                                  "Requestor": "wang.li@example.net"});
+                self.req(reqwest::Method::POST, "ticket").json(&body).send().await.unwrap()
+            }
+            Desk::Redmine { project, .. } => {
+                let body = json!({"issue": {"project_id": project, "subject": subject, "description": text}});
+                self.req(reqwest::Method::POST, "issues.json").json(&body).send().await.unwrap()
+            }
+        };
+        assert_eq!(r.status().as_u16(), 201, "opening a ticket as a person");
+        let v: Value = r.json().await.unwrap();
+        match self {
+            Desk::Rt { .. } => v["id"].as_str().map(String::from).unwrap_or_else(|| v["id"].to_string()),
+            Desk::Redmine { .. } => v["issue"]["id"].to_string(),
+        }
+    }
+}
+
+/// Tickets people open in the helpdesk become aftercare tickets with the contract's clocks,
+/// linked to the remote ticket (tagged there) and never taken twice; the status people set
+/// there comes back, and what aftercare does goes there.
+async fn intake(desk: Desk) {
+    let fleet = ["lit-in1:lighting", "lit-in2:lighting"];
+    let broker = Broker::Embedded;
+    let (dir, prefix) = Daemon::setup(&fleet, "30s", "10m", &broker);
+    let path = dir.path().join("aftercare.toml");
+    let cfg = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("[[customers]]\nid = \"cust-1\"\n", "[[customers]]\nid = \"cust-1\"\nhelpdesk = \"desk\"\n")
+        + &format!("[helpdesks.desk]\n{}", desk.config(desk.addr()))
+        + &contract("", "");
+    std::fs::write(&path, cfg).unwrap();
+    let d = Daemon::start(dir, &prefix, &broker);
+
+    let remote = desk
+        .open_as_person("Pole lit-in2 is dark", "The pole lit-in2 by the east gate has been dark since last night.")
+        .await;
+    // One that names nothing this helpdesk's customers own still comes in, as a request at the
+    // customer's only site.
+    let other = desk.open_as_person("Please move the inspection to Friday", "").await;
+    let taken = wait_for("both tickets taken in", 60, || async {
+        let t = get(&d.url("/api/v1/tickets?channel=helpdesk&sort=due")).await;
+        (t.as_array()?.len() == 2).then_some(t)
+    })
+    .await;
+    let t = taken
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["device"] == json!("lit-in2"))
+        .expect("the fault on lit-in2")
+        .clone();
+    let id = t["id"].as_i64().unwrap();
+    assert_eq!(
+        (&t["category"], &t["channel"], &t["customer"]),
+        (&json!("fault"), &json!("helpdesk"), &json!("cust-1"))
+    );
+    assert_eq!(t["clock"]["contract"], json!("k"), "{t}");
+    assert!(t["clock"]["acknowledge_by"].is_string(), "the contract's clock runs: {t}");
+    assert!(t["reported_by"].as_str().unwrap().starts_with("helpdesk:desk"), "{t}");
+    assert!(t["problem"].as_str().unwrap().contains("east gate"), "what the person wrote: {t}");
+    let req = taken.as_array().unwrap().iter().find(|t| t["device"].is_null()).expect("the request").clone();
+    assert_eq!((&req["category"], &req["site"]), (&json!("request"), &json!("site-a")), "{req}");
+
+    // The remote ticket is tagged as aftercare's, and no second one is made for it.
+    let tagged = wait_for("the remote ticket tagged", 30, || async {
+        let all = desk.tickets().await;
+        let r = all.iter().find(|r| r.id == remote)?.clone();
+        r.subject.starts_with(&format!("[aftercare #{id}] ")).then_some(all)
+    })
+    .await;
+    assert_eq!(tagged.len(), 2, "only the two tickets people opened: {tagged:?}");
+
+    // The desk acknowledges in aftercare: the remote ticket hears of it.
+    let url = d.url(&format!("/api/v1/tickets/{id}/transition"));
+    let r = api().post(&url).json(&json!({"to": "acknowledged", "note": "on our way"})).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    wait_for("the acknowledgement in the helpdesk", 30, || async {
+        desk.text(&remote).await.contains("on our way").then_some(())
+    })
+    .await;
+    // A person resolves it there: aftercare follows.
+    let (_, resolved, _) = desk.statuses();
+    desk.set_status(&remote, resolved).await;
+    wait_for("the resolution from the helpdesk", 30, || async {
+        (ticket(&d, id).await["state"] == json!("resolved")).then_some(())
+    })
+    .await;
+
+    // Still taken once each after more polls.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let all = get(&d.url("/api/v1/tickets?channel=helpdesk")).await;
+    assert_eq!(all.as_array().unwrap().len(), 2, "{all}");
+    assert_eq!(desk.tickets().await.len(), 2);
+    let _ = other;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_people_open_in_request_tracker_become_aftercare_tickets_once() {
+    let Some(desk) = Desk::rt().await else { return };
+    intake(desk).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_people_open_in_redmine_become_aftercare_tickets_once() {
+    let Some(desk) = Desk::redmine().await else { return };
+    intake(desk).await;
+}
