@@ -25,6 +25,7 @@ mod contacts;
 mod contracts;
 mod devices;
 mod guard;
+mod local;
 mod openapi;
 mod outbox;
 mod repairs;
@@ -85,6 +86,7 @@ pub(crate) fn router(state: AppState) -> Router {
     let _ = state.route_table.set(table);
     routes
         .fallback(|| async { ApiError(StatusCode::NOT_FOUND, "no such endpoint; see README.md, \"HTTP API\"".into()) })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), local::times))
         .with_state(state)
 }
 

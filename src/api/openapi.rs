@@ -21,7 +21,9 @@ use crate::access::{Perm, Role, allows};
                        tickets and their contract clocks, devices, contracts, reports, visits and the helpdesk outbox. \
                        Sign in with `Authorization: Bearer TOKEN` (`aftercare token create`), or log in at \
                        `POST /api/v1/login` for a session cookie. Each operation says the permission it needs \
-                       and the roles that hold it; ids outside a user's customers answer 404.",
+                       and the roles that hold it; ids outside a user's customers answer 404. In every answer, \
+                       an object at a site (one with `site`), and what it holds, has beside each UTC time `NAME` \
+                       a `NAME_local`: the same instant in the site's UTC offset.",
         license(name = "MIT OR Apache-2.0", identifier = "MIT OR Apache-2.0"),
     ),
     paths(

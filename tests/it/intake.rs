@@ -43,6 +43,11 @@ async fn a_call_opens_a_ticket_that_the_sensors_fault_joins_and_a_customer_repor
     let opened = chrono::DateTime::parse_from_rfc3339(t["opened_at"].as_str().unwrap()).unwrap();
     let ack = chrono::DateTime::parse_from_rfc3339(t["clock"]["acknowledge_by"].as_str().unwrap()).unwrap();
     assert_eq!((ack - opened).num_minutes(), 60, "the contract's hour to acknowledge runs from the call");
+    // Every time comes with the site's local time (+08:00) beside it, the clock's included.
+    let local = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().expect("a local time")).unwrap();
+    assert_eq!(local(&t["opened_at_local"]), opened);
+    assert_eq!(local(&t["opened_at_local"]).offset().local_minus_utc(), 8 * 3600, "{t}");
+    assert_eq!(local(&t["clock"]["acknowledge_by_local"]), ack);
     let full = get(&d.url(&format!("/api/v1/tickets/{id}"))).await;
     assert_eq!(full["timeline"][0]["actor"], json!("dee"));
     assert!(full["timeline"][0]["note"].as_str().unwrap().contains("Wang Li"), "{full}");
