@@ -52,23 +52,50 @@ fn class_of(record: &RepairRecord, t: &Ticket, billable_now: bool) -> Result<Bil
     }
 }
 
-/// Checks and keeps a record for ticket `t`; the answer's error when it cannot.
-pub(super) async fn record(
+/// A record checked and costed, ready to keep.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Prepared {
+    class: BillingClass,
+    charge: crate::tickets::repair::Charge,
+}
+
+/// Checks a record for ticket `t` (`billable_now`: a cause is named in the same request) and
+/// works out its charge; the answer's error when it cannot be kept.
+pub(super) async fn prepare(
     s: &AppState,
-    p: &Principal,
     t: &Ticket,
     record: &RepairRecord,
     billable_now: bool,
-) -> Result<(), ApiError> {
+) -> Result<Prepared, ApiError> {
     record.check().map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;
     let class = class_of(record, t, billable_now)?;
-    if class == BillingClass::Billable && record.price.is_none() {
-        return Err(ApiError(StatusCode::BAD_REQUEST, "a `billable` repair needs its agreed `price`".into()));
+    if record.price.is_some() && class != BillingClass::Billable {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("a `price` is agreed for a billable repair; this one is {class}"),
+        ));
+    }
+    let held = s.store.attachments(t.id.0).await?;
+    let signature = record.confirmation.as_ref().and_then(|c| c.signature).map(|id| (id, AttachmentKind::Signature));
+    for (id, kind) in record.photos.iter().map(|p| (*p, AttachmentKind::Photo)).chain(signature) {
+        if !held.iter().any(|a| a.id == id && a.kind == kind) {
+            return Err(ApiError(StatusCode::BAD_REQUEST, format!("ticket {} holds no {kind} attachment {id}", t.id)));
+        }
     }
     let half = contract_of(s, t).is_some_and(|c| c.wear_parts_half_price);
-    let charge = record.charge(class, half);
+    Ok(Prepared { class, charge: record.charge(class, half) })
+}
+
+/// Keeps a prepared record of ticket `id`.
+pub(super) async fn keep(
+    s: &AppState,
+    p: &Principal,
+    id: crate::domain::TicketId,
+    record: &RepairRecord,
+    prepared: Prepared,
+) -> Result<(), ApiError> {
     s.store
-        .record_repair(t.id.0, record, class, &charge, &p.name, s.clock.now())
+        .record_repair(id.0, record, prepared.class, &prepared.charge, &p.name, s.clock.now())
         .await?
         .map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))
 }
@@ -119,7 +146,8 @@ async fn put_repair(
     if matches!(t.state, TicketState::Closed | TicketState::Cancelled) {
         return Err(ApiError(StatusCode::CONFLICT, format!("ticket {id} is {}", t.state)));
     }
-    record(&s, &p, &t, &r, false).await?;
+    let prepared = prepare(&s, &t, &r, false).await?;
+    keep(&s, &p, id, &r, prepared).await?;
     let t = seen_ticket(&s, &p, id).await?;
     let mut resp = Json(t).into_response();
     resp.extensions_mut()

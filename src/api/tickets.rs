@@ -274,7 +274,26 @@ async fn get_ticket(
     {
         lines.retain(|l| !l.internal);
     }
-    Ok(Json(t).into_response())
+    if p.role != Role::Customer || t.repair.is_none() {
+        return Ok(Json(t).into_response());
+    }
+    // What a repair cost the supplier is the supplier's: the customer sees what it is charged.
+    let mut v = serde_json::to_value(&t).map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    if let Some(r) = v.get_mut("repair") {
+        if let Some(c) = r.get_mut("charge").and_then(|c| c.as_object_mut()) {
+            c.retain(|k, _| k == "charged");
+        }
+        if let Some(rec) = r.get_mut("record").and_then(|x| x.as_object_mut()) {
+            rec.remove("labour_cost");
+            rec.remove("travel_cost");
+            for part in rec.get_mut("parts").and_then(|x| x.as_array_mut()).into_iter().flatten() {
+                if let Some(part) = part.as_object_mut() {
+                    part.remove("unit_cost");
+                }
+            }
+        }
+    }
+    Ok(Json(v).into_response())
 }
 
 /// An engineer works on its own tickets and visits, and on those nobody has: another's is 403.
@@ -478,11 +497,23 @@ async fn transition(
         let kept = ticket.repair.as_ref().map(|r| &r.record);
         super::repairs::required(&s, &ticket, b.repair.as_ref().or(kept))?;
     }
-    if let Some(r) = &b.repair {
-        super::repairs::record(&s, &p, &ticket, r, b.billable.is_some()).await?;
-    }
+    let prepared = match &b.repair {
+        Some(_) if !p.may(Perm::Repair) => {
+            return Err(ApiError(StatusCode::FORBIDDEN, format!("a {} does not write repair records", p.role)));
+        }
+        Some(r) => Some(super::repairs::prepare(&s, &ticket, r, b.billable.is_some()).await?),
+        None => None,
+    };
     let opts = TransitionOptions { billable: b.billable.as_deref(), force: b.force, unit_replaced: b.unit_replaced };
-    transitioned(s.store.transition_with(id, to, &p.name, text, s.clock.now(), opts).await)
+    let moved = s.store.transition_with(id, to, &p.name, text, s.clock.now(), opts).await;
+    // The record is kept once the move stands: a refused move keeps nothing.
+    if moved.is_ok()
+        && let (Some(r), Some(prepared)) = (&b.repair, prepared)
+    {
+        super::repairs::keep(&s, &p, id, r, prepared).await?;
+        return Ok(Json(seen_ticket(&s, &p, id).await?).into_response());
+    }
+    transitioned(moved)
 }
 
 /// The answer to a transition: the ticket, 404, 409 with the reason, or 503.

@@ -145,6 +145,14 @@ impl Config {
                 }
             }
         }
+        for c in self.fleet.contracts.iter().filter(|c| c.inaction.is_some()) {
+            if !r.inaction_by.is_empty() && !held(&c.inaction_to) {
+                out.push(format!("contract {}: no [[people]] is or holds inaction_to `{}`", c.id, c.inaction_to));
+            }
+        }
+        for w in r.inaction_by.iter().filter(|w| !carried(w)) {
+            out.push(format!("notify.inaction_by: no [notify.channels] carries `{w}`"));
+        }
         for (what, rule) in [("breach", &r.breach), ("loaner", &r.loaner)] {
             for w in rule.by.iter().filter(|w| !carried(w)) {
                 out.push(format!("notify.{what}: no [notify.channels] carries `{w}`"));

@@ -275,6 +275,8 @@ pub(crate) struct RawRequestTracker {
     pub timeout: Option<Dur>,
     /// How often to ask RT for status changes (default 30s).
     pub poll_every: Option<Dur>,
+    /// Take in the tickets people open there themselves (default false).
+    pub intake: Option<bool>,
 }
 
 /// Redmine through its REST API.
@@ -292,6 +294,8 @@ pub(crate) struct RawRedmine {
     pub timeout: Option<Dur>,
     /// How often to ask Redmine for status changes (default 30s).
     pub poll_every: Option<Dur>,
+    /// Take in the tickets people open there themselves (default false).
+    pub intake: Option<bool>,
 }
 
 /// The helpdesk's status names for aftercare's states.

@@ -237,7 +237,8 @@ fn robot_answer(robot: &str, text: &str, busy: &[i64]) -> Result<(), DeliveryErr
             Err(if busy.contains(&code) {
                 DeliveryError::Retryable { after: Some(Duration::from_secs(60)), message }
             } else {
-                DeliveryError::Retryable { after: None, message }
+                // A bad key or signature, a missing keyword: trying again changes nothing.
+                DeliveryError::Permanent(message)
             })
         }
         None => Err(DeliveryError::Retryable { after: None, message: format!("{robot} answered without an errcode") }),

@@ -235,18 +235,17 @@ fn percent(s: &str) -> String {
 /// A robot's message text: the body, and the mentioned phones as `@phone` (which both robots
 /// need in the text for the mention to show), cut to fit the robots' 2,048 bytes.
 pub fn robot_text(n_subject: &str, body: &str, mentions: &[String]) -> String {
+    let at: String = mentions.iter().map(|m| format!(" @{m}")).collect();
     let mut text = format!("{n_subject}\n{body}");
-    for m in mentions {
-        text.push_str(&format!(" @{m}"));
-    }
-    if text.len() > 2000 {
-        let mut end = 2000;
+    let room = 2000usize.saturating_sub(at.len());
+    if text.len() > room {
+        let mut end = room;
         while !text.is_char_boundary(end) {
             end -= 1;
         }
         text.truncate(end);
     }
-    text
+    text + &at
 }
 
 #[cfg(test)]
@@ -351,8 +350,8 @@ mod tests {
 
     #[test]
     fn robot_text_mentions_and_fits() {
-        let t = robot_text("s", &"长".repeat(1000), &["1".into()]);
-        assert!(t.len() <= 2000);
+        let t = robot_text("s", &"长".repeat(1000), &["13800000001".into()]);
+        assert!(t.len() <= 2000 && t.ends_with(" @13800000001"), "{t}");
         assert!(robot_text("s", "b", &["138".into()]).ends_with(" @138"));
     }
 }

@@ -69,13 +69,17 @@ where
 /// A network failure (refused, reset, timed out) is worth another try; a redirect that
 /// would take the credentials to another host is the helpdesk's configuration, and is not.
 pub(crate) fn unreachable(what: &str, e: reqwest::Error) -> DeliveryError {
-    let mut message = format!("{what}: {e}");
+    // The URL without its query: a robot's key or token rides there, and must not reach a log.
+    let at = e.url().map(|u| format!(" ({}{})", u.origin().ascii_serialization(), u.path())).unwrap_or_default();
+    let redirect = e.is_redirect();
+    let e = e.without_url();
+    let mut message = format!("{what}{at}: {e}");
     let mut cause = std::error::Error::source(&e);
     while let Some(c) = cause {
         message.push_str(&format!(": {c}"));
         cause = c.source();
     }
-    if e.is_redirect() { DeliveryError::Permanent(message) } else { DeliveryError::Retryable { after: None, message } }
+    if redirect { DeliveryError::Permanent(message) } else { DeliveryError::Retryable { after: None, message } }
 }
 
 /// An HTTP client for a helpdesk or a telemetry server: `timeout` on every request, and

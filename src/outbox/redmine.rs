@@ -32,6 +32,8 @@ pub struct RedmineConfig {
     pub statuses: StatusMap,
     pub timeout: Duration,
     pub poll_every: Duration,
+    /// Take in the tickets people open there themselves.
+    pub intake: bool,
 }
 
 impl RedmineConfig {
@@ -325,6 +327,10 @@ impl StatusSource for Redmine {
         self.cfg.poll_every
     }
 
+    fn takes_in(&self) -> bool {
+        self.cfg.intake
+    }
+
     fn changed<'a>(
         &'a self,
         cursor: Option<&'a str>,
@@ -401,7 +407,7 @@ impl StatusSource for Redmine {
                     out.push(Opened {
                         remote_id: i.id.to_string(),
                         subject: i.subject,
-                        text: i.description.unwrap_or_default(),
+                        text: Some(i.description.unwrap_or_default()),
                         requestor: i.author.map(|a| a.name).unwrap_or_default(),
                         status: i.status.name,
                         created: i.created_on.unwrap_or_else(|| since.to_string()),

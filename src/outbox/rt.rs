@@ -31,6 +31,8 @@ pub struct RtConfig {
     pub statuses: StatusMap,
     pub timeout: Duration,
     pub poll_every: Duration,
+    /// Take in the tickets people open there themselves.
+    pub intake: bool,
 }
 
 impl RtConfig {
@@ -273,6 +275,10 @@ impl StatusSource for RequestTracker {
         self.cfg.poll_every
     }
 
+    fn takes_in(&self) -> bool {
+        self.cfg.intake
+    }
+
     fn changed<'a>(
         &'a self,
         cursor: Option<&'a str>,
@@ -342,7 +348,7 @@ impl StatusSource for RequestTracker {
                         .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
                         .map_or(now, |t| t.with_timezone(&Utc));
                     out.push(Opened {
-                        text: self.first_text(&id).await?,
+                        text: None,
                         remote_id: id,
                         subject: i.subject.unwrap_or_default(),
                         requestor: i.requestor.first().map(|u| u.id.clone()).unwrap_or_default(),
@@ -356,6 +362,10 @@ impl StatusSource for RequestTracker {
             }
             Ok(out)
         })
+    }
+
+    fn text<'a>(&'a self, remote_id: &'a str) -> BoxFuture<'a, Result<String, DeliveryError>> {
+        Box::pin(self.first_text(remote_id))
     }
 
     fn adopt<'a>(&'a self, remote_id: &'a str, ticket: i64) -> BoxFuture<'a, Result<(), DeliveryError>> {

@@ -48,7 +48,16 @@ pub(crate) trait StatusSource: Send + Sync {
     fn who<'a>(&'a self, _remote_id: &'a str) -> BoxFuture<'a, Option<String>> {
         Box::pin(async { None })
     }
-    /// Tickets people opened in the helpdesk since `since` (an RFC 3339 time), not aftercare's.
+    /// Whether tickets people open there are taken in.
+    fn takes_in(&self) -> bool {
+        false
+    }
+    /// What a person wrote when opening remote ticket `remote_id`, for a listing without it.
+    fn text<'a>(&'a self, _remote_id: &'a str) -> BoxFuture<'a, Result<String, DeliveryError>> {
+        Box::pin(async { Ok(String::new()) })
+    }
+    /// Tickets people opened in the helpdesk since `since` (an RFC 3339 time), not aftercare's,
+    /// oldest first.
     fn opened<'a>(&'a self, _since: &'a str, _now: DateTime<Utc>) -> BoxFuture<'a, Result<Vec<Opened>, DeliveryError>> {
         Box::pin(async { Ok(Vec::new()) })
     }
@@ -64,8 +73,8 @@ pub(crate) trait StatusSource: Send + Sync {
 pub(crate) struct Opened {
     pub remote_id: String,
     pub subject: String,
-    /// What the person wrote.
-    pub text: String,
+    /// What the person wrote; `None` when the listing does not give it (see `text`).
+    pub text: Option<String>,
     /// Who asked: a requestor's address, an author's name.
     pub requestor: String,
     pub status: String,
@@ -98,6 +107,9 @@ pub(crate) async fn intake(
     src: &dyn StatusSource,
     clock: &dyn Clock,
 ) -> Result<usize, PollError> {
+    if !src.takes_in() {
+        return Ok(0);
+    }
     let key = format!("{name}#intake");
     let now = clock.now();
     let stamp = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -110,11 +122,23 @@ pub(crate) async fn intake(
     let mut taken = 0;
     let mut newest = since.clone();
     for o in &opened {
-        newest = newest.max(o.created.clone());
+        // Where the next look starts moves as each ticket is dealt with, so that one that fails
+        // holds up only itself and those after it.
+        if o.created > newest {
+            store.set_poll_cursor(&key, &newest).await?;
+            newest = o.created.clone();
+        }
         if o.subject.contains(TAG) || store.intake_seen(name, &o.remote_id).await? {
             continue;
         }
-        let placed = crate::tickets::intake::from_helpdesk(fleet, name, &o.subject, &o.text, &o.requestor)
+        let text = match &o.text {
+            Some(t) => t.clone(),
+            None => src.text(&o.remote_id).await.unwrap_or_else(|e| {
+                warn!(helpdesk = name, remote = %o.remote_id, error = ?e, "reading what the person wrote failed; taking the subject alone");
+                String::new()
+            }),
+        };
+        let placed = crate::tickets::intake::from_helpdesk(fleet, name, &o.subject, &text, &o.requestor)
             .and_then(|r| crate::tickets::intake::intake(fleet, &r, now));
         let i = match placed {
             Ok(i) => i,

@@ -593,6 +593,7 @@ async fn credentials_never_follow_a_redirect_to_another_host() {
         statuses: redmine::RedmineConfig::default_statuses(),
         timeout: StdDuration::from_secs(2),
         poll_every: StdDuration::from_secs(60),
+        intake: false,
     };
     let p = ["P1".to_string(), "P2".to_string(), "P3".to_string()];
     let rm = redmine::Redmine::new("north", &cfg, p).unwrap();

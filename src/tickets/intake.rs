@@ -263,7 +263,6 @@ fn title_of(category: Category, problem: &str) -> String {
     format!("{head}: {first}")
 }
 
-/// The site of a customer that has one device site, for a report that names neither.
 /// A ticket people opened in helpdesk `helpdesk` as a report: whose it is comes from the
 /// device or site its subject or text names (among the customers whose tickets go to that
 /// helpdesk), else from the one customer that helpdesk serves. A device named makes it a
@@ -313,8 +312,24 @@ pub fn from_helpdesk(
             });
             match site {
                 Some(s) => {
-                    let owner = fleet.devices.iter().find(|d| d.site == s.id && served.contains(&d.customer.as_str()));
-                    (owner.map(|d| d.customer.0.clone()).map_or_else(one_customer, Ok)?, Some(s.id.0.clone()), None)
+                    let mut owners: Vec<&str> = fleet
+                        .devices
+                        .iter()
+                        .filter(|d| d.site == s.id && served.contains(&d.customer.as_str()))
+                        .map(|d| d.customer.as_str())
+                        .collect();
+                    owners.sort_unstable();
+                    owners.dedup();
+                    match owners.as_slice() {
+                        [one] => (one.to_string(), Some(s.id.0.clone()), None),
+                        _ => {
+                            return Err(format!(
+                                "site {} serves customers {}: name a device in the ticket",
+                                s.id,
+                                owners.join(", ")
+                            ));
+                        }
+                    }
                 }
                 None => (one_customer()?, None, None),
             }
@@ -344,6 +359,7 @@ pub fn from_helpdesk(
     })
 }
 
+/// The site of a customer that has one device site, for a report that names neither.
 fn only_site(fleet: &Fleet, customer: &str) -> Result<String, String> {
     let mut sites: Vec<&str> =
         fleet.devices.iter().filter(|d| d.customer.as_str() == customer).map(|d| d.site.as_str()).collect();
@@ -515,6 +531,7 @@ mod tests {
                     [[customers]]\nid = \"c\"\n\
                     [[devices]]\nid = \"pole-1\"\nkind = \"lighting\"\nsite = \"north\"\ncustomer = \"a\"\naccepted_on = \"2025-01-01\"\n\
                     [[devices]]\nid = \"pole-2\"\nkind = \"lighting\"\nsite = \"south\"\ncustomer = \"b\"\naccepted_on = \"2025-01-01\"\n\
+                    [[devices]]\nid = \"pole-4\"\nkind = \"lighting\"\nsite = \"north\"\ncustomer = \"b\"\naccepted_on = \"2025-01-01\"\n\
                     [[devices]]\nid = \"pole-3\"\nkind = \"lighting\"\nsite = \"south\"\ncustomer = \"c\"\naccepted_on = \"2025-01-01\"\n";
         let read = |_: &std::path::Path| Ok(text.to_string());
         let f = crate::config::Config::load_with(std::path::Path::new("x/main.toml"), &read).unwrap().fleet;
@@ -525,15 +542,17 @@ mod tests {
         );
         assert_eq!((r.problem.as_str(), r.reporter_name.as_str()), ("Pole pole-2 is dark", "wang@x.cn"));
         // A site of one of its customers places a request there.
-        let r = from_helpdesk(&f, "desk", "Inspection", "at north, please", "").unwrap();
+        let r = from_helpdesk(&f, "desk", "Inspection", "at south, please", "").unwrap();
         assert_eq!(
             (r.site.as_deref(), r.customer.as_deref(), r.category),
-            (Some("north"), Some("a"), Category::Request)
+            (Some("south"), Some("b"), Category::Request)
         );
-        assert_eq!(r.problem, "Inspection\nat north, please");
+        assert_eq!(r.problem, "Inspection\nat south, please");
         // Another customer's device is not this helpdesk's to place; nothing named, two customers.
         let e = from_helpdesk(&f, "desk", "pole-3 flickers", "", "").unwrap_err();
         assert!(e.contains("serves customers a, b"), "{e}");
+        let e = from_helpdesk(&f, "desk", "at north", "", "").unwrap_err();
+        assert!(e.contains("site north serves customers a, b"), "{e}");
         let e = from_helpdesk(&f, "desk", "pole-1 and pole-2", "", "").unwrap_err();
         assert!(e.contains("several devices"), "{e}");
         assert!(from_helpdesk(&f, "other", "pole-1", "", "").is_err());

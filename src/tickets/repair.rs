@@ -72,7 +72,7 @@ pub struct RepairRecord {
     /// Who pays; the ticket's own class when not given.
     #[schema(value_type = Option<BillingClass>)]
     pub billing: Option<BillingClass>,
-    /// The price agreed for a `billable` repair, in cents.
+    /// The price agreed for a `billable` repair, in cents (its cost when not given).
     pub price: Option<u64>,
     pub confirmation: Option<Confirmation>,
     /// Attachments (of kind `photo`) taken on site.
@@ -126,17 +126,12 @@ impl RepairRecord {
         {
             return Err("the confirmation needs the signer's name (1 to 200 characters)".into());
         }
-        if self.price.is_some() && self.billing != Some(BillingClass::Billable) {
-            return Err("a `price` is given only for a `billable` repair".into());
-        }
-        if self.billing == Some(BillingClass::Billable) && self.price.is_none() {
-            return Err("a `billable` repair needs its agreed `price`".into());
-        }
         Ok(())
     }
 
     /// The charge under `class`; wear parts at half their cost out of warranty when
-    /// `wear_half_price` (004). A free repair charges nothing; a billable one its agreed price.
+    /// `wear_half_price` (004). A free repair charges nothing; a billable one its agreed price
+    /// (its cost, when no price was agreed).
     pub fn charge(&self, class: BillingClass, wear_half_price: bool) -> Charge {
         let part = |p: &Part, half: bool| {
             let full = p.unit_cost.saturating_mul(u64::from(p.quantity));
@@ -291,10 +286,9 @@ mod tests {
     fn a_record_that_makes_no_sense_is_refused() {
         let bad = RepairRecord { parts: vec![part(false, 0, 0)], ..Default::default() };
         assert!(bad.check().unwrap_err().contains("quantity"));
-        let priced = RepairRecord { price: Some(1), ..Default::default() };
-        assert!(priced.check().is_err());
-        let unpriced = RepairRecord { billing: Some(BillingClass::Billable), ..Default::default() };
-        assert!(unpriced.check().unwrap_err().contains("price"));
+        let unnamed =
+            RepairRecord { parts: vec![Part { number: " ".into(), ..part(false, 1, 0) }], ..Default::default() };
+        assert!(unnamed.check().unwrap_err().contains("part number"));
     }
 
     #[test]

@@ -541,7 +541,7 @@ async fn intake(desk: Desk) {
     let cfg = std::fs::read_to_string(&path)
         .unwrap()
         .replace("[[customers]]\nid = \"cust-1\"\n", "[[customers]]\nid = \"cust-1\"\nhelpdesk = \"desk\"\n")
-        + &format!("[helpdesks.desk]\n{}", desk.config(desk.addr()))
+        + &format!("[helpdesks.desk]\n{}", desk.config(desk.addr()).replace("poll_every", "intake = true, poll_every"))
         + &contract("", "");
     std::fs::write(&path, cfg).unwrap();
     let d = Daemon::start(dir, &prefix, &broker);

@@ -41,6 +41,12 @@ async fn an_on_site_repair_is_resolved_only_with_the_record_its_contract_require
     assert_eq!(status, 400, "{e}");
     let msg = e["error"].as_str().unwrap();
     assert!(msg.ends_with("missing: cause, work_done, parts, confirmation, signature, photos"), "{msg}");
+    // A move the state machine refuses keeps no record either.
+    let early = json!({"to": "acknowledged", "repair": {"cause": "not yet known"}});
+    let (status, e) = send(eve.post(ticket("/transition")).json(&early)).await;
+    assert_eq!(status, 409, "{e}");
+    let (_, now) = send(eve.get(ticket(""))).await;
+    assert!(now.get("repair").is_none(), "{now}");
 
     // Photos and a signature: images only, known by their bytes, at most 5 MiB.
     let png = base64::engine::general_purpose::STANDARD.decode(PNG).unwrap();
@@ -97,6 +103,16 @@ async fn an_on_site_repair_is_resolved_only_with_the_record_its_contract_require
     assert_eq!(t["attachments"].as_array().unwrap().len(), 2, "{t}");
     let line = t["timeline"].as_array().unwrap().iter().find(|l| l["event"] == "repair").expect("a repair line");
     assert!(line["note"].as_str().unwrap().contains("SEAL-10 x2"), "{line}");
+
+    // The customer sees what it is charged, not what the repair cost the supplier.
+    let (status, seen) = send(cat.get(ticket(""))).await;
+    assert_eq!(status, 200);
+    assert_eq!(seen["repair"]["charge"], json!({"charged": 9500}), "{seen}");
+    assert!(seen["repair"]["record"]["parts"][0].get("unit_cost").is_none(), "{seen}");
+    assert!(seen["repair"]["record"].get("labour_cost").is_none(), "{seen}");
+    // The desk does not write repair records, not even with a move it may make.
+    let (status, e) = send(desk.post(ticket("/transition")).json(&json!({"to": "dispatched", "repair": record}))).await;
+    assert_eq!(status, 403, "{e}");
 
     // The customer sees the photo served back as the image it is, and nothing can run from it.
     let r = cat.get(ticket(&format!("/attachments/{photo}"))).send().await.unwrap();

@@ -111,6 +111,7 @@ pub(super) fn helpdesk(
             statuses: statuses(rt.statuses.as_ref(), crate::outbox::rt::RtConfig::default_statuses()),
             timeout: rt.timeout.map_or(Duration::from_secs(10), |d| d.0),
             poll_every: rt.poll_every.map_or(Duration::from_secs(30), |d| d.0.max(Duration::from_millis(200))),
+            intake: rt.intake.unwrap_or(false),
         })
     } else if let Some(rm) = &h.redmine {
         let rm = rm.get_ref();
@@ -126,6 +127,7 @@ pub(super) fn helpdesk(
             statuses: statuses(rm.statuses.as_ref(), crate::outbox::redmine::RedmineConfig::default_statuses()),
             timeout: rm.timeout.map_or(Duration::from_secs(10), |d| d.0),
             poll_every: rm.poll_every.map_or(Duration::from_secs(30), |d| d.0.max(Duration::from_millis(200))),
+            intake: rm.intake.unwrap_or(false),
         })
     } else if let Some(w) = &h.webhook {
         let w = w.get_ref();
