@@ -13,12 +13,14 @@
 #   AFTERCARE_TEST_REDMINE_KEY  the REST API key of admin
 #   AFTERCARE_TEST_SMTP_PYTHON  a Python with aiosmtpd, for the email tests
 #   AFTERCARE_TEST_VM_URL       VictoriaMetrics, which takes the InfluxDB v2 write API
+#   AFTERCARE_TEST_CHROMIUM     Debian's Chromium, for the console's browser tests
 #
 # Idempotent: a server already answering is left running. Needs root (apt,
 # runuser). State lives under $AFTERCARE_HELPDESK_DIR (default
 # target/helpdesks); logs go there too. Everything else goes to stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+REPO=$PWD
 DIR=${AFTERCARE_HELPDESK_DIR:-$PWD/target/helpdesks}
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
@@ -63,6 +65,17 @@ if ! command -v pdftotext >/dev/null || [ ! -e /usr/share/fonts/truetype/droid/D
   || [ ! -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]; then
   log "installing fonts and poppler-utils"
   apt_install fonts-droid-fallback fonts-dejavu-core poppler-utils
+fi
+
+# ---- A real browser for the console's tests: Debian's Chromium, CJK fonts, and ----
+# ---- Playwright's client library (never its own browser download) -------------------
+if ! command -v chromium >/dev/null || [ ! -d /usr/share/fonts/opentype/noto ]; then
+  log "installing chromium and CJK fonts"
+  apt_install chromium fonts-noto-cjk
+fi
+if [ ! -d "$REPO/tests/browser/node_modules/playwright-core" ]; then
+  log "installing playwright-core"
+  (cd "$REPO/tests/browser" && npm ci --no-audit --no-fund --silent) >&2
 fi
 
 # ---- VictoriaMetrics (the InfluxDB v2 write API) ------------------------------
@@ -200,6 +213,7 @@ if [ ! -x "$DIR/venv/bin/python" ] || ! "$DIR/venv/bin/python" -c 'import aiosmt
   "$DIR/venv/bin/pip" install -q aiosmtpd 'schemathesis>=4.3,<5' >&2
 fi
 
+echo "export AFTERCARE_TEST_CHROMIUM=$(command -v chromium)"
 echo "export AFTERCARE_TEST_SMTP_PYTHON=$DIR/venv/bin/python"
 echo "export AFTERCARE_TEST_SCHEMATHESIS=$DIR/venv/bin/schemathesis"
 echo "export AFTERCARE_TEST_VM_URL=http://127.0.0.1:$VM_PORT"

@@ -80,10 +80,11 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     let api = format!("http://{}", app.http);
     println!();
     println!("aftercare demo");
+    println!("  console    {api}/   (open it in a browser; log in as manager, desk, engineer or customer)");
     println!("  API        {api}/api/v1/tickets   {api}/api/v1/devices   {api}/metrics");
     println!("  MQTT       mqtt://{broker} (embedded broker; topics aftercare/{{site}}/{{device}}/telemetry)");
     println!("  login      {} with password {password}", names().join(", "));
-    println!("             (POST {api}/api/v1/login; the customer sees its own devices only)");
+    println!("             (in the console, or POST {api}/api/v1/login; the customer sees its own devices only)");
     println!("  try        curl -H 'Authorization: Bearer {token}' {api}/api/v1/tickets");
     println!("  data       {}", opts.data.display());
     println!("  fleet      {} devices; faults start in 10 s. Ctrl-C stops.", fleet.devices.len());

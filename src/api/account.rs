@@ -143,35 +143,57 @@ async fn login(
     body: Result<Json<LoginBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(b) = body?;
-    if !crate::identity::valid_name(&b.user) || b.password.len() > crate::identity::MAX_PASSWORD {
-        return Err(ApiError(StatusCode::UNAUTHORIZED, "wrong user or password".into()));
+    let (cookie, expires_at) = match sign_in(&s, ip, &headers, &b.user, &b.password).await? {
+        Ok(signed) => signed,
+        Err(refused) => return Ok(refused),
+    };
+    let user = s.store.user(&b.user).await?;
+    let mut r = Json(LoggedIn { user, expires_at }).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
     }
-    let keys = [format!("ip:{ip}"), format!("user:{}", b.user)];
-    let note = |detail: &str| AuditNote { actor: Some(b.user.clone()), detail: detail.into() };
+    r.extensions_mut().insert(AuditNote { actor: Some(b.user.clone()), detail: "login".into() });
+    Ok(r)
+}
+
+/// Checks a password login (held after five failures, against a decoy for an unknown user)
+/// and starts a session: its `Set-Cookie` and end; or the refusal to answer (401, 429 or 503,
+/// a failure with its audit note). The API's login and the console's share it.
+pub(super) async fn sign_in(
+    s: &AppState,
+    ip: std::net::IpAddr,
+    headers: &HeaderMap,
+    user: &str,
+    password: &str,
+) -> Result<Result<(String, chrono::DateTime<chrono::Utc>), Response>, ApiError> {
+    if !crate::identity::valid_name(user) || password.len() > crate::identity::MAX_PASSWORD {
+        return Ok(Err(ApiError(StatusCode::UNAUTHORIZED, "wrong user or password".into()).into_response()));
+    }
+    let keys = [format!("ip:{ip}"), format!("user:{user}")];
     if let Some(wait) = s.logins.blocked(&keys, s.clock.now()) {
         let mut r =
             ApiError(StatusCode::TOO_MANY_REQUESTS, "too many failed logins; try again later".into()).into_response();
         r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.num_seconds().max(1)));
-        return Ok(r);
+        return Ok(Err(r));
     }
     // A login turned away as busy is not a failure: the permit comes before the count.
     let Ok(_permit) = s.logins.checks.try_acquire() else {
         let mut r = ApiError(StatusCode::SERVICE_UNAVAILABLE, "logins are busy; try again".into()).into_response();
         r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return Ok(r);
+        return Ok(Err(r));
     };
     // Counted before the check, so that tries made at once are held like tries in a row.
     s.logins.failed(&keys, s.clock.now());
-    let found = s.store.password_of(&b.user).await?;
+    let found = s.store.password_of(user).await?;
     // Verify against a decoy when the user is unknown, so that the answer takes as long.
     let hash = found.as_ref().map_or(crate::identity::decoy_hash(), |(_, h)| h.as_str()).to_string();
-    let password = b.password.clone();
+    let password = password.to_string();
     let ok =
         tokio::task::spawn_blocking(move || crate::identity::verify_password(&password, &hash)).await.unwrap_or(false);
     let Some((user_id, _)) = found.filter(|_| ok) else {
         let mut r = ApiError(StatusCode::UNAUTHORIZED, "wrong user or password".into()).into_response();
-        r.extensions_mut().insert(note("login failed"));
-        return Ok(r);
+        r.extensions_mut().insert(AuditNote { actor: Some(user.to_string()), detail: "login failed".into() });
+        return Ok(Err(r));
     };
     s.logins.succeeded(&keys);
     let (secret, hash) = crate::identity::new_secret("acs_")?;
@@ -181,15 +203,9 @@ async fn login(
     let cookie = format!(
         "{COOKIE}={secret}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
         ttl.num_seconds(),
-        if super::guard::over_tls(&s, &headers) { "; Secure" } else { "" }
+        if super::guard::over_tls(s, headers) { "; Secure" } else { "" }
     );
-    let user = s.store.user(&b.user).await?;
-    let mut r = Json(LoggedIn { user, expires_at: now + ttl }).into_response();
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        r.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    r.extensions_mut().insert(note("login"));
-    Ok(r)
+    Ok(Ok((cookie, now + ttl)))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

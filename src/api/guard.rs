@@ -26,6 +26,8 @@ pub(crate) struct RouteEntry {
     pub(crate) method: Method,
     pub(crate) path: &'static str,
     pub(crate) perm: Perm,
+    /// A page of the console: HTML for people, not a route of the JSON API.
+    pub(crate) page: bool,
 }
 
 /// The API's routes, each with its permission: the only way a route is added.
@@ -33,15 +35,32 @@ pub(super) struct Routes {
     state: AppState,
     router: Router<AppState>,
     table: Vec<RouteEntry>,
+    /// The route being added is a console page.
+    page: bool,
 }
 
 impl Routes {
     pub(super) fn new(state: &AppState) -> Routes {
-        Routes { state: state.clone(), router: Router::new(), table: Vec::new() }
+        Routes { state: state.clone(), router: Router::new(), table: Vec::new(), page: false }
     }
 
     pub(super) fn get<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, perm: Perm, h: H) -> Routes {
         self.add(Method::GET, path, perm, axum::routing::get(h))
+    }
+
+    /// A console page: the same check, but a person who is not signed in is sent to the login
+    /// page, and a refusal is a page too.
+    pub(super) fn page<H: Handler<T, AppState>, T: 'static>(mut self, path: &'static str, perm: Perm, h: H) -> Routes {
+        self.page = true;
+        let r = self.add(Method::GET, path, perm, axum::routing::get(h));
+        Routes { page: false, ..r }
+    }
+
+    /// A console form's target, checked as [`Routes::page`].
+    pub(super) fn form<H: Handler<T, AppState>, T: 'static>(mut self, path: &'static str, perm: Perm, h: H) -> Routes {
+        self.page = true;
+        let r = self.add(Method::POST, path, perm, axum::routing::post(h));
+        Routes { page: false, ..r }
     }
 
     pub(super) fn post<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, perm: Perm, h: H) -> Routes {
@@ -57,9 +76,10 @@ impl Routes {
     }
 
     fn add(mut self, method: Method, path: &'static str, perm: Perm, mr: MethodRouter<AppState>) -> Routes {
-        let guarded = mr.route_layer(axum::middleware::from_fn_with_state((self.state.clone(), perm), guard));
+        let page = self.page;
+        let guarded = mr.route_layer(axum::middleware::from_fn_with_state((self.state.clone(), perm, page), guard));
         self.router = self.router.route(path, guarded);
-        self.table.push(RouteEntry { method, path, perm });
+        self.table.push(RouteEntry { method, path, perm, page });
         self
     }
 
@@ -147,7 +167,7 @@ fn host_name(headers: &HeaderMap, behind_proxy: bool) -> String {
 /// Whether a request that a browser may have sent from another site is our own page's: its
 /// `Origin` (or, lacking one, `Referer`) names the host it was sent to (behind a proxy, the
 /// one in `X-Forwarded-Host`).
-fn same_origin(headers: &HeaderMap, behind_proxy: bool) -> bool {
+pub(super) fn same_origin(headers: &HeaderMap, behind_proxy: bool) -> bool {
     let host = request_host(headers, behind_proxy);
     let from = headers
         .get(header::ORIGIN)
@@ -163,7 +183,7 @@ fn is_change(m: &Method) -> bool {
 }
 
 async fn guard(
-    State((s, perm)): State<(AppState, Perm)>,
+    State((s, perm, page)): State<(AppState, Perm, bool)>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     mut req: Request,
     next: Next,
@@ -181,11 +201,15 @@ async fn guard(
     let mut principal: Option<Principal> = None;
     if !public {
         let Some((secret, by_cookie)) = secret(req.headers()) else {
+            if page {
+                return super::console::to_login(&path);
+            }
             return unauthorized("sign in: send `Authorization: Bearer TOKEN`, or log in at POST /api/v1/login");
         };
         let hash = crate::identity::secret_hash(&secret);
         match s.store.principal(&hash, now).await {
             Ok(Some(p)) => principal = Some(p),
+            Ok(None) if page => return super::console::to_login(&path),
             Ok(None) => return unauthorized("the token or session is unknown, expired or revoked"),
             Err(e) => return ApiError::from(e).into_response(),
         }
@@ -198,7 +222,12 @@ async fn guard(
     }
     if let Some(p) = &principal {
         if !p.may(perm) {
-            let resp = ApiError(StatusCode::FORBIDDEN, format!("a {} may not do this", p.role)).into_response();
+            let message = format!("a {} may not do this", p.role);
+            let resp = if page {
+                super::console::refused(req.headers(), StatusCode::FORBIDDEN, &message)
+            } else {
+                ApiError(StatusCode::FORBIDDEN, message).into_response()
+            };
             if is_change(&method) {
                 audit(&s, Some(p), client, &method, &path, resp.status(), None).await;
             }

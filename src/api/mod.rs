@@ -21,6 +21,7 @@ pub(crate) use serve::ServeConfig;
 pub(crate) use serve::serve;
 
 mod account;
+mod console;
 mod contacts;
 mod contracts;
 mod devices;
@@ -73,6 +74,7 @@ fn routes(state: &AppState) -> guard::Routes {
         .merge(contacts::routes(state))
         .merge(surveys::routes(state))
         .merge(repairs::routes(state))
+        .merge(console::routes(state))
         .merge(tickets::routes(state))
         .merge(devices::routes(state))
         .merge(contracts::routes(state))
@@ -113,6 +115,8 @@ struct RouteView {
     path: &'static str,
     perm: Perm,
     allowed: bool,
+    /// A page of the web console, not an operation of this API.
+    page: bool,
 }
 
 /// A customer (or every one) and a period: `[from, to)`.
@@ -143,7 +147,13 @@ async fn list_routes(
     Json(
         table
             .iter()
-            .map(|r| RouteView { method: r.method.to_string(), path: r.path, perm: r.perm, allowed: p.may(r.perm) })
+            .map(|r| RouteView {
+                method: r.method.to_string(),
+                path: r.path,
+                perm: r.perm,
+                allowed: p.may(r.perm),
+                page: r.page,
+            })
             .collect(),
     )
 }
@@ -157,6 +167,13 @@ pub(crate) struct ApiError(StatusCode, String);
 struct ErrorBody {
     /// What went wrong, for a person to read.
     error: String,
+}
+
+impl ApiError {
+    /// Its status and message, for a page that shows it.
+    pub(crate) fn parts(&self) -> (StatusCode, &str) {
+        (self.0, &self.1)
+    }
 }
 
 impl IntoResponse for ApiError {

@@ -120,7 +120,7 @@ pub(super) fn document(table: &[RouteEntry], metrics_public: bool) -> utoipa::op
              helpdesk's secret); a webhook-id is taken once.",
         ))),
     );
-    for r in table {
+    for r in table.iter().filter(|r| !r.page) {
         let Some(item) = doc.paths.paths.get_mut(r.path) else { continue };
         let Some(op) = operation(item, &r.method) else { continue };
         describe(op, r, metrics_public);

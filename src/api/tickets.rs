@@ -362,6 +362,28 @@ async fn assign(
     Ok(r)
 }
 
+/// Comments on ticket `id` as `p`, by the API's rules (the console's forms too).
+pub(super) async fn comment_on(
+    s: &AppState,
+    p: &Principal,
+    id: TicketId,
+    text: &str,
+    internal: bool,
+) -> Result<(), ApiError> {
+    seen_ticket(s, p, id).await?;
+    if internal && p.role == Role::Customer {
+        return Err(ApiError(StatusCode::FORBIDDEN, "a customer's comments are for the service team to read".into()));
+    }
+    let text = note(text)?.trim();
+    if text.is_empty() {
+        return Err(ApiError(StatusCode::BAD_REQUEST, "a comment has some text".into()));
+    }
+    if !s.store.comment(id, &p.name, text, internal, s.clock.now()).await? {
+        return Err(ApiError(StatusCode::NOT_FOUND, format!("no ticket {id}")));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CommentBody {
@@ -389,45 +411,35 @@ async fn comment(
 ) -> Result<Response, ApiError> {
     let id = ticket_id(&id)?;
     let Json(b) = body?;
-    seen_ticket(&s, &p, id).await?;
-    if b.internal && p.role == Role::Customer {
-        return Err(ApiError(StatusCode::FORBIDDEN, "a customer's comments are for the service team to read".into()));
-    }
-    let text = note(&b.text)?.trim();
-    if text.is_empty() {
-        return Err(ApiError(StatusCode::BAD_REQUEST, "a comment has some text".into()));
-    }
-    if !s.store.comment(id, &p.name, text, b.internal, s.clock.now()).await? {
-        return Err(ApiError(StatusCode::NOT_FOUND, format!("no ticket {id}")));
-    }
+    comment_on(&s, &p, id, &b.text, b.internal).await?;
     let mut r = (StatusCode::CREATED, Json(seen_ticket(&s, &p, id).await?)).into_response();
     let kind = if b.internal { "internal comment" } else { "comment" };
     r.extensions_mut().insert(super::guard::AuditNote { actor: None, detail: format!("{kind} on ticket {id}") });
     Ok(r)
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TransitionBody {
+pub(super) struct TransitionBody {
     /// The state to move to; the role decides which it may.
     #[schema(value_type = TicketState)]
-    to: String,
+    pub(super) to: String,
     /// Why, for the timeline and the helpdesk (at most 4,000 characters).
     #[serde(default)]
-    note: String,
+    pub(super) note: String,
     /// Makes the repair billable for this cause; it must be one the ticket's contract names.
-    billable: Option<String>,
+    pub(super) billable: Option<String>,
     /// Resolves a ticket whose fault is still active (with a note saying why).
     #[serde(default)]
-    force: bool,
+    pub(super) force: bool,
     /// The resolution replaced the unit: failed repairs count afresh.
     #[serde(default)]
-    unit_replaced: bool,
+    pub(super) unit_replaced: bool,
     /// Gives the ticket to this engineer first (a dispatch names who goes).
-    assignee: Option<String>,
+    pub(super) assignee: Option<String>,
     /// The repair record, kept with the move (see `PUT /api/v1/tickets/{id}/repair`). Resolving an
     /// on-site repair needs what its contract's `repair_requires` names, here or recorded before.
-    repair: Option<crate::tickets::repair::RepairRecord>,
+    pub(super) repair: Option<crate::tickets::repair::RepairRecord>,
 }
 
 /// The longest note or comment taken, in characters.
@@ -459,6 +471,17 @@ async fn transition(
 ) -> Result<Response, ApiError> {
     let id = ticket_id(&id)?;
     let Json(b) = body?;
+    Ok(Json(act(&s, &p, id, b).await?).into_response())
+}
+
+/// Moves ticket `id` as `p`, by the API's rules (the console's forms too); the ticket as moved.
+pub(super) async fn act(
+    s: &AppState,
+    p: &Principal,
+    id: TicketId,
+    b: TransitionBody,
+) -> Result<crate::tickets::Ticket, ApiError> {
+    let (s, p) = (s.clone(), p.clone());
     let to: TicketState = b.to.parse().map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;
     let ticket = seen_ticket(&s, &p, id).await?;
     if !crate::access::may_move_to(p.role, to) {
@@ -511,20 +534,24 @@ async fn transition(
         && let (Some(r), Some(prepared)) = (&b.repair, prepared)
     {
         super::repairs::keep(&s, &p, id, r, prepared).await?;
-        return Ok(Json(seen_ticket(&s, &p, id).await?).into_response());
+        return seen_ticket(&s, &p, id).await;
     }
-    transitioned(moved)
+    moved.map_err(failure)
 }
 
 /// The answer to a transition: the ticket, 404, 409 with the reason, or 503.
 pub(super) fn transitioned(r: Result<crate::tickets::Ticket, TransitionFailure>) -> Result<Response, ApiError> {
-    match r {
-        Ok(t) => Ok(Json(t).into_response()),
-        Err(TransitionFailure::NotFound(id)) => Err(ApiError(StatusCode::NOT_FOUND, format!("no ticket {id}"))),
-        Err(e @ (TransitionFailure::Refused(_) | TransitionFailure::Conflict(_))) => {
-            Err(ApiError(StatusCode::CONFLICT, e.to_string()))
+    r.map(|t| Json(t).into_response()).map_err(failure)
+}
+
+/// A refused transition as an answer: 404, 409 with the reason, or 503.
+fn failure(e: TransitionFailure) -> ApiError {
+    match e {
+        TransitionFailure::NotFound(id) => ApiError(StatusCode::NOT_FOUND, format!("no ticket {id}")),
+        e @ (TransitionFailure::Refused(_) | TransitionFailure::Conflict(_)) => {
+            ApiError(StatusCode::CONFLICT, e.to_string())
         }
-        Err(TransitionFailure::Store(e)) => Err(e.into()),
+        TransitionFailure::Store(e) => e.into(),
     }
 }
 

@@ -439,6 +439,21 @@ impl Store {
         self.resolved.notified().await
     }
 
+    /// When a ticket of these customers (`None`: any) last changed, in ms; `None` with no ticket.
+    pub async fn latest_change(&self, customers: Option<&[String]>) -> Result<Option<i64>, StoreError> {
+        let mut sql = String::from("SELECT MAX(updated_at) FROM tickets");
+        if let Some(cs) = customers {
+            let marks: Vec<String> = (1..=cs.len()).map(|n| format!("${n}")).collect();
+            let list = if marks.is_empty() { "NULL".to_string() } else { marks.join(", ") };
+            sql.push_str(&format!(" WHERE customer IN ({list})"));
+        }
+        let mut q = sqlx::query_scalar::<_, Option<i64>>(sqlx::AssertSqlSafe(sql));
+        for c in customers.unwrap_or_default() {
+            q = q.bind(c);
+        }
+        Ok(q.fetch_one(&self.pool).await?)
+    }
+
     /// One ticket with its timeline.
     pub async fn ticket(&self, id: TicketId) -> Result<Option<Ticket>, StoreError> {
         let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = $1");

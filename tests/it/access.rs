@@ -64,7 +64,25 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/notifications", "read_outbox"),
     ("POST", "/api/v1/notifications/{id}/retry", "retry_outbox"),
     ("POST", "/api/v1/helpdesks/{name}/events", "helpdesk"),
+    // The console's pages and forms, through the same guard.
+    ("GET", "/", "signed_in"),
+    ("GET", "/login", "open"),
+    ("POST", "/login", "open"),
+    ("POST", "/logout", "signed_in"),
+    ("GET", "/lang", "open"),
+    ("GET", "/tickets", "read_tickets"),
+    ("GET", "/tickets/{id}", "read_tickets"),
+    ("POST", "/tickets/{id}/act", "act_on_tickets"),
+    ("POST", "/tickets/{id}/comment", "comment"),
+    ("GET", "/live", "read_tickets"),
+    ("GET", "/static/app.js", "open"),
+    ("GET", "/static/app.css", "open"),
 ];
+
+/// A console page (HTML for people) rather than a route of the JSON API.
+fn is_page(path: &str) -> bool {
+    !path.starts_with("/api/") && !matches!(path, "/healthz" | "/metrics")
+}
 
 /// Who holds each permission: README.md's table of roles, written out independently of the code.
 fn holders(perm: &str) -> &'static [&'static str] {
@@ -211,16 +229,20 @@ async fn every_route_answers_each_role_as_its_permission_says() {
     let mut seen: BTreeMap<String, u16> = BTreeMap::new();
     for (method, path, perm) in ROUTES {
         let url = d.url(&fill(path, &ids));
-        // Nobody signed in: only what is public answers.
-        let status = call(&http(), method, &url).await;
+        // Nobody signed in: only what is public answers; a page sends people to log in.
+        let no_redirect = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let status = call(&no_redirect, method, &url).await;
         let public = matches!(*perm, "open" | "helpdesk");
         if public {
             assert_ne!(status, 403, "{method} {path} without a token");
+        } else if is_page(path) {
+            assert_eq!(status, 303, "{method} {path} without a session");
         } else {
             assert_eq!(status, 401, "{method} {path} without a token");
         }
         for (name, role, _) in USERS {
-            if *method == "POST" && path.ends_with("/logout") {
+            // Logging out ends the session; the live stream never ends on its own.
+            if (*method == "POST" && path.ends_with("/logout")) || *path == "/live" {
                 continue;
             }
             let status = call(&as_user(&token_of(name)), method, &url).await;

@@ -4,6 +4,7 @@
 
 mod access;
 mod cli;
+mod console;
 mod harness;
 mod ingest;
 mod intake;

@@ -1,0 +1,499 @@
+//! The console's pages and forms.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Form;
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use chrono::FixedOffset;
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::words::{self, Words};
+use super::{csrf_ok, csrf_token, lang_of, local, page, secure, see_other, shown};
+use crate::access::{Perm, Principal, Role, may_move_to};
+use crate::api::guard::{AuditNote, ClientIp, same_origin};
+use crate::api::tickets::{TransitionBody, act as move_ticket, comment_on, seen_ticket, ticket_id};
+use crate::api::{ApiError, AppState};
+use crate::report::Lang;
+use crate::tickets::model::TicketFilter;
+use crate::tickets::{State as TicketState, Ticket};
+
+/// Where a signed-in person starts: an engineer at its own work, everyone else at the tickets.
+pub(super) async fn home(Extension(p): Extension<Principal>) -> Response {
+    if p.role == Role::Engineer { see_other("/tickets?mine=1") } else { see_other("/tickets") }
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct LoginQuery {
+    next: Option<String>,
+    failed: Option<String>,
+}
+
+/// A path of ours to go back to after logging in; anything else goes home.
+fn next_path(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        _ => "/".into(),
+    }
+}
+
+pub(super) async fn login_page(headers: HeaderMap, Query(q): Query<LoginQuery>) -> Response {
+    let lang = lang_of(&headers);
+    let w = words::words(lang);
+    let next = next_path(q.next.as_deref());
+    let body = html! {
+        h1 { (w.log_in) }
+        @if q.failed.is_some() {
+            p.error role="alert" { (w.wrong_login) }
+        }
+        form.login method="post" action="/login" {
+            input type="hidden" name="next" value=(next);
+            label for="user" { (w.user) }
+            input #user name="user" autocomplete="username" required autofocus;
+            label for="password" { (w.password) }
+            input #password name="password" type="password" autocomplete="current-password" required;
+            button type="submit" { (w.log_in) }
+        }
+    };
+    page(StatusCode::OK, lang, w.log_in, None, body)
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct LoginForm {
+    user: String,
+    password: String,
+    next: Option<String>,
+}
+
+pub(super) async fn login_form(
+    State(s): State<AppState>,
+    Extension(ClientIp(ip)): Extension<ClientIp>,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Result<Response, ApiError> {
+    // Logging someone in from another site's page is refused, as every change by cookie is.
+    if !same_origin(&headers, s.access.behind_proxy) {
+        return Ok(super::refused(&headers, StatusCode::FORBIDDEN, "a login must come from this site's own page"));
+    }
+    let next = next_path(f.next.as_deref());
+    match crate::api::account::sign_in(&s, ip, &headers, &f.user, &f.password).await? {
+        Ok((cookie, _)) => {
+            let mut r = see_other(&next);
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                r.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            r.extensions_mut().insert(AuditNote { actor: Some(f.user.clone()), detail: "login (console)".into() });
+            Ok(r)
+        }
+        Err(refusal) => {
+            let mut r = see_other(&format!("/login?failed=1&next={}", super::encode(&next)));
+            if let Some(note) = refusal.extensions().get::<AuditNote>() {
+                r.extensions_mut().insert(note.clone());
+            }
+            Ok(r)
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct CsrfForm {
+    csrf: String,
+}
+
+pub(super) async fn logout_form(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, ApiError> {
+    if !csrf_ok(&headers, &f.csrf) {
+        return Ok(super::refused(&headers, StatusCode::FORBIDDEN, "this form is out of date; reload the page"));
+    }
+    if let Some(c) = super::cookie(&headers, super::COOKIE) {
+        s.store.end_session(&crate::identity::secret_hash(&c), s.clock.now()).await?;
+    }
+    let mut r = see_other("/login");
+    let gone = format!("{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0", super::COOKIE);
+    if let Ok(v) = HeaderValue::from_str(&gone) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(r)
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct LangQuery {
+    to: Option<String>,
+}
+
+pub(super) async fn set_lang(headers: HeaderMap, Query(q): Query<LangQuery>) -> Response {
+    let lang = q.to.as_deref().and_then(Lang::parse).unwrap_or(Lang::En);
+    let tag = words::words(lang).lang_tag;
+    // Back to the page the switch was on, when it is one of ours.
+    let back = headers
+        .get(header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| r.split_once("://").map(|(_, rest)| rest))
+        .and_then(|rest| rest.find('/').map(|i| rest[i..].to_string()))
+        .filter(|p| !p.starts_with("/lang"));
+    let mut r = see_other(&next_path(back.as_deref()));
+    if let Ok(v) =
+        HeaderValue::from_str(&format!("{}={tag}; Path=/; SameSite=Lax; Max-Age=31536000", super::LANG_COOKIE))
+    {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct QueueQuery {
+    /// `all`: every ticket, not only open ones.
+    show: Option<String>,
+    /// `newest`: newest first instead of the nearest deadline first.
+    sort: Option<String>,
+    /// The caller's own tickets.
+    mine: Option<String>,
+    /// `rows`: the table's rows alone, for the live refresh.
+    fragment: Option<String>,
+}
+
+/// The site's offset (UTC when the site is unknown).
+fn offset_of(s: &AppState, site: &str) -> FixedOffset {
+    s.fleet.sites.iter().find(|x| x.id.as_str() == site).map_or(chrono::Utc.fix(), |x| x.utc_offset)
+}
+
+use chrono::Offset as _;
+
+/// The ticket queue: the nearest deadline first, with a countdown to it and a mark on a
+/// missed clock; kept live by the script.
+pub(super) async fn queue(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    Query(q): Query<QueueQuery>,
+) -> Result<Response, ApiError> {
+    let lang = lang_of(&headers);
+    let w = words::words(lang);
+    let all = q.show.as_deref() == Some("all");
+    let newest = q.sort.as_deref() == Some("newest");
+    let mine = q.mine.is_some();
+    let filter = TicketFilter {
+        open: (!all).then_some(true),
+        customers: p.scope.customers().map(|c| c.iter().cloned().collect()),
+        assignee: mine.then(|| p.name.clone()),
+        by_deadline: !newest,
+        limit: 500,
+        ..TicketFilter::default()
+    };
+    let tickets = s.store.tickets(&filter).await?;
+    let rows = rows(&s, lang, w, &tickets);
+    if q.fragment.as_deref() == Some("rows") {
+        let mut r = axum::response::Html(rows.into_string()).into_response();
+        secure(r.headers_mut());
+        return Ok(r);
+    }
+    let heading = if mine { w.my_work } else { w.tickets };
+    let body = html! {
+        h1 { (heading) }
+        form.filters method="get" action="/tickets" {
+            @if mine { input type="hidden" name="mine" value="1"; }
+            label for="show" { (w.show) }
+            select #show name="show" {
+                option value="open" selected[!all] { (w.open_only) }
+                option value="all" selected[all] { (w.all) }
+            }
+            label for="sort" { (w.sort) }
+            select #sort name="sort" {
+                option value="due" selected[!newest] { (w.by_deadline) }
+                option value="newest" selected[newest] { (w.newest) }
+            }
+            button type="submit" { (w.show) }
+            span.live aria-live="polite" data-live="/live" { (w.live) }
+        }
+        p.hint { (w.times_local) }
+        div.scroll {
+            table.queue data-late=(w.late) data-left=(w.left) data-breached=(w.breached) {
+                thead {
+                    tr {
+                        th scope="col" { "#" }
+                        th scope="col" { (w.tier) }
+                        th scope="col" { (w.about) }
+                        th scope="col" { (w.site) }
+                        th scope="col" { (w.state) }
+                        th scope="col" { (w.assignee) }
+                        th scope="col" { (w.next_deadline) }
+                    }
+                }
+                tbody #rows { (rows) }
+            }
+        }
+    };
+    Ok(page(StatusCode::OK, lang, heading, Some((&p, &headers)), body))
+}
+
+fn rows(s: &AppState, lang: Lang, w: &Words, tickets: &[Ticket]) -> Markup {
+    html! {
+        @if tickets.is_empty() {
+            tr { td colspan="7" { (w.no_tickets) } }
+        }
+        @for t in tickets {
+            @let breached = t.clock.acknowledge_breached_at.is_some() || t.clock.on_site_breached_at.is_some()
+                || t.clock.resolve_breached_at.is_some();
+            tr data-ticket=(t.id.0) class=(format!("tier{}", t.tier.number())) {
+                td { a href=(format!("/tickets/{}", t.id.0)) { (t.id.0) } }
+                td { (words::tier(lang, t.tier.number())) }
+                td {
+                    a href=(format!("/tickets/{}", t.id.0)) { (t.title) }
+                    br;
+                    small { (t.about()) " · " (words::category(lang, t.category)) }
+                }
+                td { (t.site.as_str()) }
+                td { (words::state(lang, t.state)) }
+                td { (t.assignee.as_deref().unwrap_or(w.nobody)) }
+                td.deadline {
+                    @if breached {
+                        span.breach { (w.breached) " " }
+                    }
+                    @match t.clock.next_due {
+                        Some(due) => {
+                            time datetime=(due.to_rfc3339()) data-due=(due.to_rfc3339()) {
+                                (local(due, offset_of(s, t.site.as_str())))
+                            }
+                        }
+                        None => { (w.none) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct TicketQuery {
+    msg: Option<String>,
+}
+
+/// One ticket: what it is about, its clocks, its timeline, and what the user may do with it.
+pub(super) async fn ticket(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<TicketQuery>,
+) -> Response {
+    let lang = lang_of(&headers);
+    let w = words::words(lang);
+    let t = match ticket_id(&id) {
+        Ok(id) => seen_ticket(&s, &p, id).await,
+        Err(e) => Err(e),
+    };
+    let t = match t {
+        Ok(t) => t,
+        Err(e) => return shown(&headers, e),
+    };
+    let offset = offset_of(&s, t.site.as_str());
+    let at = |d: Option<chrono::DateTime<chrono::Utc>>| d.map_or_else(|| w.none.to_string(), |d| local(d, offset));
+    let targets: Vec<TicketState> = if p.may(Perm::ActOnTickets) {
+        t.state.next().iter().copied().filter(|to| may_move_to(p.role, *to)).collect()
+    } else {
+        Vec::new()
+    };
+    let engineers: Vec<String> = if p.may(Perm::Assign) {
+        match s.store.users().await {
+            Ok(us) => us
+                .into_iter()
+                .filter(|u| !u.disabled && matches!(u.role, Role::Engineer | Role::Manager))
+                .filter(|u| u.customers.is_empty() || u.customers.iter().any(|c| c == t.customer.as_str()))
+                .map(|u| u.name)
+                .collect(),
+            Err(e) => return shown(&headers, e.into()),
+        }
+    } else {
+        Vec::new()
+    };
+    let csrf = csrf_token(&headers);
+    let heading = format!("{} #{}", w.ticket, t.id.0);
+    let body = html! {
+        p { a href="/tickets" { "← " (w.back) } }
+        h1 { (heading) ": " (t.title) }
+        @if let Some(m) = &q.msg {
+            p.error role="alert" { (m) }
+        }
+        dl.facts {
+            dt { (w.state) } dd { (words::state(lang, t.state)) }
+            dt { (w.tier) } dd { (words::tier(lang, t.tier.number())) }
+            dt { (w.category) " · " (w.channel) } dd { (words::category(lang, t.category)) " · " (words::channel(lang, t.channel)) }
+            dt { (w.customer) } dd { (t.customer.as_str()) }
+            dt { (w.site) } dd { (t.site.as_str()) }
+            dt { (w.device) } dd { (if t.device.0.is_empty() { w.none } else { t.device.as_str() }) }
+            dt { (w.assignee) } dd { (t.assignee.as_deref().unwrap_or(w.nobody)) }
+            dt { (w.opened) } dd { (local(t.opened_at, offset)) }
+            @if let Some(r) = &t.reporter {
+                dt { (w.reporter) } dd { (r.name) " " (r.phone) }
+            }
+            @if let Some(problem) = &t.problem {
+                dt { (w.problem) } dd { (problem) }
+            }
+            dt { (w.acknowledge_by) } dd { (at(t.clock.acknowledge_by)) }
+            dt { (w.on_site_by) } dd { (at(t.clock.on_site_by)) }
+            dt { (w.resolve_by) } dd { (at(t.clock.resolve_by)) }
+        }
+        @if !targets.is_empty() {
+            form.act method="post" action=(format!("/tickets/{}/act", t.id.0)) {
+                input type="hidden" name="csrf" value=(csrf);
+                label for="to" { (w.move_to) }
+                select #to name="to" {
+                    @for to in &targets {
+                        option value=(to.as_str()) { (words::state(lang, *to)) }
+                    }
+                }
+                @if !engineers.is_empty() {
+                    label for="assignee" { (w.engineer) }
+                    select #assignee name="assignee" {
+                        option value="" { "—" }
+                        @for e in &engineers {
+                            option value=(e) selected[t.assignee.as_deref() == Some(e.as_str())] { (e) }
+                        }
+                    }
+                }
+                label for="note" { (w.note) }
+                input #note name="note" maxlength="4000";
+                button type="submit" { (w.move_to) }
+            }
+        }
+        @if p.may(Perm::Comment) {
+            form.comment method="post" action=(format!("/tickets/{}/comment", t.id.0)) {
+                input type="hidden" name="csrf" value=(csrf);
+                label for="text" { (w.comment) }
+                textarea #text name="text" maxlength="4000" required {}
+                @if p.role != Role::Customer {
+                    label.check { input type="checkbox" name="internal" value="1"; " " (w.internal) }
+                }
+                button type="submit" { (w.add_comment) }
+            }
+        }
+        h2 { (w.timeline) }
+        ol.timeline {
+            @for l in t.timeline.iter().flatten().filter(|l| p.role != Role::Customer || !l.internal) {
+                li {
+                    time datetime=(l.at.to_rfc3339()) { (local(l.at, offset)) }
+                    " " strong { (l.actor) } " "
+                    @if let Some(to) = l.to_state { (words::state(lang, to)) " " }
+                    span { (l.note) }
+                }
+            }
+        }
+    };
+    page(StatusCode::OK, lang, &heading, Some((&p, &headers)), body)
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct ActForm {
+    csrf: String,
+    to: String,
+    #[serde(default)]
+    note: String,
+    #[serde(default)]
+    assignee: String,
+}
+
+/// A move from the ticket page, by the API's own function.
+pub(super) async fn act(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<ActForm>,
+) -> Response {
+    if !csrf_ok(&headers, &f.csrf) {
+        return super::refused(&headers, StatusCode::FORBIDDEN, "this form is out of date; reload the page");
+    }
+    let id = match ticket_id(&id) {
+        Ok(id) => id,
+        Err(e) => return shown(&headers, e),
+    };
+    let b = TransitionBody {
+        to: f.to,
+        note: f.note,
+        assignee: Some(f.assignee).filter(|a| !a.is_empty()),
+        ..TransitionBody::default()
+    };
+    match move_ticket(&s, &p, id, b).await {
+        Ok(_) => see_other(&format!("/tickets/{}", id.0)),
+        Err(e) => shown(&headers, e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct CommentForm {
+    csrf: String,
+    text: String,
+    internal: Option<String>,
+}
+
+pub(super) async fn comment(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<CommentForm>,
+) -> Response {
+    if !csrf_ok(&headers, &f.csrf) {
+        return super::refused(&headers, StatusCode::FORBIDDEN, "this form is out of date; reload the page");
+    }
+    let id = match ticket_id(&id) {
+        Ok(id) => id,
+        Err(e) => return shown(&headers, e),
+    };
+    match comment_on(&s, &p, id, &f.text, f.internal.is_some()).await {
+        Ok(()) => see_other(&format!("/tickets/{}", id.0)),
+        Err(e) => shown(&headers, e),
+    }
+}
+
+/// How long one stream of live events lasts before the browser opens another.
+const LIVE_FOR: Duration = Duration::from_secs(300);
+
+/// Live events: `tickets` whenever a ticket the user sees changed. The event carries no data
+/// of the ticket; the page asks for its rows again, through the same checks.
+pub(super) async fn live(State(s): State<AppState>, Extension(p): Extension<Principal>) -> Response {
+    let customers: Option<Vec<String>> = p.scope.customers().map(|c| c.iter().cloned().collect());
+    let start = tokio::time::Instant::now();
+    let first = s.store.latest_change(customers.as_deref()).await.ok().flatten();
+    let state = (s, customers, first, start);
+    let stream = futures_util::stream::unfold(state, |(s, customers, mut seen, start)| async move {
+        loop {
+            if start.elapsed() >= LIVE_FOR {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let now = s.store.latest_change(customers.as_deref()).await.ok().flatten();
+            if now != seen {
+                seen = now;
+                let e = Event::default().event("tickets").data(now.unwrap_or_default().to_string());
+                return Some((Ok::<_, Infallible>(e), (s, customers, seen, start)));
+            }
+        }
+    });
+    let mut r = Sse::new(stream).keep_alive(KeepAlive::default()).into_response();
+    secure(r.headers_mut());
+    r
+}
+
+pub(super) async fn script() -> Response {
+    asset("text/javascript; charset=utf-8", include_str!("app.js"))
+}
+
+pub(super) async fn style() -> Response {
+    asset("text/css; charset=utf-8", include_str!("app.css"))
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let mut r = body.into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    secure(r.headers_mut());
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    r
+}

@@ -1,0 +1,146 @@
+// Drives Debian's Chromium, headless, through the console of a running daemon, as a person
+// would: tests/it/console.rs starts the daemon and this script, and reads what it prints.
+//
+//   node console.js SCENARIO BASE_URL USER PASSWORD SHOT_DIR [ARGS...]
+//
+// Prints `READY`, `SEEN …` and finally `OK` (or `FAIL why` and exits 1). Each scenario saves
+// a screenshot in SHOT_DIR. CHROMIUM names the browser (default /usr/bin/chromium).
+"use strict";
+const { chromium } = require("playwright-core");
+const readline = require("readline");
+const path = require("path");
+
+const [scenario, base, user, password, shots, ...args] = process.argv.slice(2);
+
+function fail(why) {
+  console.log("FAIL " + why);
+  process.exit(1);
+}
+
+async function logIn(page, next) {
+  await page.goto(base + next);
+  if (!page.url().includes("/login")) fail("not sent to the login page: " + page.url());
+  await page.getByLabel(/User|用户名/).fill(user);
+  await page.getByLabel(/Password|密码/).fill(password);
+  await page.getByRole("button", { name: /Log in|登录/ }).click();
+  await page.waitForURL((u) => !u.pathname.startsWith("/login"), { timeout: 10000 });
+}
+
+function nextLine() {
+  const rl = readline.createInterface({ input: process.stdin });
+  return new Promise((resolve) => rl.once("line", (l) => { rl.close(); resolve(l); }));
+}
+
+// No part of the page is wider than the window: nothing to scroll sideways on a phone.
+async function noSideScroll(page) {
+  const [w, sw] = await page.evaluate(() => [window.innerWidth, document.documentElement.scrollWidth]);
+  if (sw > w) fail(`the page is ${sw} px wide in a ${w} px window`);
+}
+
+const scenarios = {
+  // The manager's queue: a fault raised after the page loaded appears without a reload, with
+  // a countdown to its deadline.
+  async queue(page) {
+    await logIn(page, "/tickets");
+    let loads = 0;
+    page.on("load", () => loads++);
+    const before = await page.locator("#rows tr[data-ticket]").count();
+    console.log("READY " + before);
+    const text = (await nextLine()).replace(/^GO /, "");
+    const row = page.locator("#rows tr[data-ticket]", { hasText: text });
+    await row.first().waitFor({ timeout: 30000 });
+    if (loads > 0) fail("the page was reloaded");
+    await page.locator("#rows .countdown").first().waitFor({ timeout: 5000 });
+    console.log("SEEN " + (await row.first().getAttribute("data-ticket")));
+    await page.screenshot({ path: path.join(shots, "console-queue.png"), fullPage: true });
+  },
+
+  // A countdown that runs out turns into a missed mark, without a reload.
+  // (The page's own countdown or the live refresh after the daemon fired the breach, whichever
+  // comes first: both without a reload.)
+  async breach(page) {
+    await logIn(page, "/tickets");
+    let loads = 0;
+    page.on("load", () => loads++);
+    if ((await page.locator("#rows .breach").count()) > 0) fail("missed before its deadline");
+    const mark = page.locator("#rows tr[data-ticket] .breach");
+    await mark.first().waitFor({ timeout: 30000 });
+    if (loads > 0) fail("the page was reloaded");
+    const row = await page.locator("#rows tr[data-ticket]").first().textContent();
+    console.log("SEEN " + row.replace(/\s+/g, " ").trim());
+    await page.screenshot({ path: path.join(shots, "console-breach.png"), fullPage: true });
+  },
+
+  // A customer's user reaches its own ticket, and another customer's is not found.
+  async scope(page) {
+    const [own, other] = args;
+    await logIn(page, "/tickets/" + own);
+    const mine = await page.locator("h1").textContent();
+    if (!mine.includes("#" + own)) fail("its own ticket: " + mine);
+    const r = await page.goto(base + "/tickets/" + other);
+    if (r.status() !== 404) fail("another customer's ticket answered " + r.status());
+    const body = await page.locator("main").textContent();
+    if (body.includes("lit-b") || body.includes("cust-2")) fail("another customer's ticket shows: " + body);
+    const rows = await page.goto(base + "/tickets");
+    const list = await page.locator("#rows").textContent();
+    if (list.includes("site-b")) fail("another customer's ticket is listed: " + list);
+    console.log("SEEN " + r.status());
+    await page.screenshot({ path: path.join(shots, "console-scope.png"), fullPage: true });
+  },
+
+  // The desk acknowledges a ticket and comments on it from the ticket page, on a phone.
+  async act(page) {
+    const [id] = args;
+    await page.setViewportSize({ width: 390, height: 844 });
+    await logIn(page, "/tickets/" + id);
+    await noSideScroll(page);
+    await page.getByLabel(/Move to|转为/).selectOption("acknowledged");
+    await page.getByLabel(/^Note$|^说明$/).fill("called the site <b>back</b>");
+    await page.getByRole("button", { name: /Move to|转为/ }).click();
+    await page.waitForURL(new RegExp("/tickets/" + id + "$"));
+    const facts = await page.locator("dl.facts").textContent();
+    if (!/Acknowledged|已响应/.test(facts)) fail("not acknowledged: " + facts);
+    await page.getByLabel(/^Comment$|^备注$/).fill("engineer on the way");
+    await page.getByRole("button", { name: /Add comment|添加备注/ }).click();
+    await page.waitForURL(new RegExp("/tickets/" + id + "$"));
+    const timeline = await page.locator("ol.timeline").textContent();
+    if (!timeline.includes("engineer on the way")) fail("no comment: " + timeline);
+    // What a person typed is shown as text, never as markup.
+    if ((await page.locator("ol.timeline b").count()) > 0) fail("a note was rendered as HTML");
+    if (!timeline.includes("<b>back</b>")) fail("the note is not shown as typed: " + timeline);
+    await noSideScroll(page);
+    await page.goto(base + "/tickets");
+    await noSideScroll(page);
+    console.log("SEEN acknowledged");
+    await page.screenshot({ path: path.join(shots, "console-desk-phone.png"), fullPage: true });
+  },
+};
+
+(async () => {
+  const run = scenarios[scenario];
+  if (!run) fail("no scenario " + scenario);
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    args: ["--no-sandbox"],
+  });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 }, locale: "en-US" });
+    page.setDefaultTimeout(15000);
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(String(e)));
+    page.on("console", (m) => {
+      // A page answered 404 on purpose (another customer's ticket) is no error of the page's.
+      if (m.type() === "error" && !/status of 404/.test(m.text())) errors.push(m.text());
+    });
+    await run(page);
+    // A script error, or a resource the Content-Security-Policy blocked, is a failure.
+    if (errors.length) fail("errors in the page: " + errors.join(" | "));
+    console.log("OK");
+  } catch (e) {
+    fail(String(e && e.stack || e));
+  } finally {
+    await browser.close();
+  }
+  // Standard input, once read, would keep node alive.
+  process.exit(0);
+})();

@@ -1,0 +1,195 @@
+//! The web console in a real browser: Debian's Chromium, headless, driven by Playwright's
+//! client library (tests/browser/console.js) against the real daemon and firmware-sim. Each
+//! test keeps a screenshot in target/screenshots.
+
+use std::io::{BufRead, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::access::{token_of, two_customers_quiet};
+use crate::harness::*;
+
+const PASSWORD: &str = "a console password 1";
+
+/// Chromium, or `None` (then the test says so and passes, unless AFTERCARE_TEST_REQUIRE_PEERS
+/// is set, as in CI).
+fn chromium() -> Option<String> {
+    match std::env::var("AFTERCARE_TEST_CHROMIUM") {
+        Ok(p) if !p.is_empty() => Some(p),
+        _ if std::env::var_os("AFTERCARE_TEST_REQUIRE_PEERS").is_some() => {
+            panic!("AFTERCARE_TEST_CHROMIUM is not set; run `eval \"$(scripts/peers.sh)\"` first")
+        }
+        _ => {
+            eprintln!("AFTERCARE_TEST_CHROMIUM is not set: skipping; `eval \"$(scripts/peers.sh)\"` installs Chromium");
+            None
+        }
+    }
+}
+
+/// One run of a scenario of tests/browser/console.js.
+struct Browser {
+    child: Child,
+    stdin: ChildStdin,
+    lines: Receiver<String>,
+    said: Vec<String>,
+}
+
+impl Browser {
+    fn start(chromium: &str, scenario: &str, d: &Daemon, user: &str, args: &[&str]) -> Browser {
+        let shots = repo().join("target/screenshots");
+        std::fs::create_dir_all(&shots).unwrap();
+        let mut child = Command::new("node")
+            .arg(repo().join("tests/browser/console.js"))
+            .args([scenario, d.http.as_str(), user, PASSWORD, shots.to_str().unwrap()])
+            .args(args)
+            .env("CHROMIUM", chromium)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node, to drive the browser");
+        let stdin = child.stdin.take().unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = channel();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        Browser { child, stdin, lines, said: Vec::new() }
+    }
+
+    /// The next line that starts with `what`; a `FAIL` or silence fails the test.
+    #[allow(clippy::disallowed_methods)] // a deadline for the browser, not the daemon's clock
+    fn expect(&mut self, what: &str, secs: u64) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    self.said.push(l.clone());
+                    if let Some(rest) = l.strip_prefix(what) {
+                        return rest.trim().to_string();
+                    }
+                    assert!(!l.starts_with("FAIL"), "the browser: {}", self.said.join("\n"));
+                }
+                Err(_) => panic!("no `{what}` from the browser in {secs} s: {}", self.said.join("\n")),
+            }
+        }
+    }
+
+    fn say(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    fn finish(mut self) {
+        self.expect("OK", 60);
+        for _ in 0..300 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "the browser run: {}", self.said.join("\n"));
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the browser did not exit after its scenario: {}", self.said.join("\n"));
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Gives the users of [`two_customers_quiet`] a password to log in with.
+fn passwords(d: &Daemon, names: &[&str]) {
+    let config = d.dir.path().join("aftercare.toml");
+    for n in names {
+        let (ok, _, err) = cli(&config, &["user", "passwd", n], &format!("{PASSWORD}\n"));
+        assert!(ok, "passwd {n}: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_appears_in_the_managers_queue_without_a_reload() {
+    let Some(chromium) = chromium() else { return };
+    let (d, mut sim) = two_customers_quiet("");
+    passwords(&d, &["max"]);
+    let mut b = Browser::start(&chromium, "queue", &d, "max", &[]);
+    let before: usize = b.expect("READY", 60).parse().unwrap();
+    sim.send("inject lit-a leakage");
+    b.say("GO leakage on lit-a");
+    let id = b.expect("SEEN", 45);
+    b.finish();
+    let t = get(&d.url(&format!("/api/v1/tickets/{id}"))).await;
+    assert_eq!((&t["device"], &t["code"]), (&json!("lit-a"), &json!("leakage")), "{t}");
+    let open = get(&d.url("/api/v1/tickets?open=true")).await;
+    assert_eq!(open.as_array().unwrap().len(), before + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_countdown_runs_out_into_a_missed_mark_without_a_reload() {
+    let Some(chromium) = chromium() else { return };
+    let fleet = ["lit-c:lighting"];
+    let broker = Broker::Embedded;
+    let (dir, prefix) = Daemon::setup(&fleet, "30s", "10m", &broker);
+    let path = dir.path().join("aftercare.toml");
+    let slow = super::FAST_CONTRACT
+        .replace("acknowledge = \"2s\"", "acknowledge = \"20s\"")
+        .replace("on_site = \"3s\"", "on_site = \"10m\"")
+        .replace("resolve = \"4s\"", "resolve = \"1h\"");
+    std::fs::write(&path, std::fs::read_to_string(&path).unwrap() + &slow).unwrap();
+    provision(&path, "max", "manager", &[], &token_of("max"));
+    let d = Daemon::start(dir, &prefix, &broker);
+    passwords(&d, &["max"]);
+    let mut sim = Sim::start(&d, &fleet);
+    super::all_online(&d, 1).await;
+    sim.send("inject lit-c leakage");
+    super::one_ticket(&d, "lit-c", "leakage", "opened", |_| true).await;
+    let mut b = Browser::start(&chromium, "breach", &d, "max", &[]);
+    let row = b.expect("SEEN", 60);
+    b.finish();
+    assert!(row.contains("missed"), "{row}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_reaches_its_own_tickets_and_never_anothers_by_url() {
+    let Some(chromium) = chromium() else { return };
+    let (d, mut sim) = two_customers_quiet("");
+    passwords(&d, &["cat"]);
+    sim.send("inject lit-a leakage");
+    sim.send("inject lit-b leakage");
+    let both = wait_for("a ticket for each customer", 30, || async {
+        let t = get(&d.url("/api/v1/tickets")).await;
+        (t.as_array()?.len() == 2).then_some(t)
+    })
+    .await;
+    let id_of = |c: &str| both.as_array().unwrap().iter().find(|t| t["customer"] == c).unwrap()["id"].to_string();
+    let (own, other) = (id_of("cust-1"), id_of("cust-2"));
+    let b = Browser::start(&chromium, "scope", &d, "cat", &[&own, &other]);
+    b.finish();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_desk_acknowledges_and_comments_from_a_phone() {
+    let Some(chromium) = chromium() else { return };
+    let (d, _sim) = two_customers_quiet("");
+    passwords(&d, &["dee"]);
+    let call = json!({"channel": "phone", "category": "fault", "device": "lit-a", "problem": "Dark since 6 pm"});
+    let r = as_user(&token_of("dee")).post(d.url("/api/v1/tickets")).json(&call).send().await.unwrap();
+    let t: Value = r.json().await.unwrap();
+    let id = t["id"].to_string();
+    let b = Browser::start(&chromium, "act", &d, "dee", &[&id]);
+    b.finish();
+    let t = get(&d.url(&format!("/api/v1/tickets/{id}"))).await;
+    assert_eq!(t["state"], json!("acknowledged"));
+    let lines = t["timeline"].as_array().unwrap();
+    assert!(lines.iter().any(|l| l["actor"] == json!("dee") && l["note"] == json!("engineer on the way")), "{t}");
+}
