@@ -734,6 +734,8 @@ pub(crate) struct RawPoint {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawKind {
     pub title: String,
+    /// The title in Chinese, for the console and the zh-CN reports (default: `title`).
+    pub title_zh: Option<String>,
     /// Silence longer than this raises `offline`.
     pub heartbeat: Dur,
     #[serde(default)]
@@ -774,6 +776,8 @@ pub(crate) struct RawRule {
     pub code: Spanned<String>,
     pub tier: Spanned<u8>,
     pub title: String,
+    /// The title in Chinese (default: `title`).
+    pub title_zh: Option<String>,
     /// For the people who read the file; aftercare does not use it.
     #[serde(default, rename = "description")]
     _description: serde::de::IgnoredAny,

@@ -37,6 +37,8 @@ pub struct Rule {
     pub code: FaultCode,
     pub tier: Tier,
     pub title: String,
+    /// The title in Chinese (the English one where the kind gives none).
+    pub title_zh: String,
     /// While false, the rule is frozen: it neither raises nor clears, and
     /// its hold timers and rate windows start over.
     pub when: Option<Cond>,
@@ -59,6 +61,7 @@ impl Rule {
 pub struct Profile {
     pub name: String,
     pub title: String,
+    pub title_zh: String,
     pub metrics: Vec<MetricDef>,
     pub metric_index: HashMap<String, u16>,
     /// Device-reported codes the rules refer to, each a bit of the device's code set.
@@ -76,6 +79,7 @@ pub struct Profile {
     /// An outage longer than this promotes `offline` to tier 1 (DOMAIN.md: service interrupted > 10 min).
     pub offline_major_after_ms: i64,
     pub offline_title: String,
+    pub offline_title_zh: String,
     /// Where the metrics are in a Modbus device's registers, for kinds that have one.
     pub modbus: Option<std::sync::Arc<crate::modbus::RegisterMap>>,
 }
@@ -99,6 +103,17 @@ impl Profile {
             return "RTU line down: no unit answers".to_string();
         }
         self.rule(code).map(|r| r.title.clone()).unwrap_or_else(|| code.to_string())
+    }
+
+    /// A fault's title in Chinese.
+    pub fn fault_title_zh(&self, code: &str) -> String {
+        if code == crate::domain::OFFLINE {
+            return self.offline_title_zh.clone();
+        }
+        if code == crate::domain::BUS_DOWN {
+            return "RTU 总线中断：无设备应答".to_string();
+        }
+        self.rule(code).map(|r| r.title_zh.clone()).unwrap_or_else(|| code.to_string())
     }
 }
 

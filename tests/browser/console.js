@@ -38,6 +38,23 @@ async function noSideScroll(page) {
 }
 
 const scenarios = {
+  // In Chinese, the ticket queue has no English left: only the ids of devices, sites and
+  // people (given as arguments) are in Latin letters.
+  async zh(page) {
+    await logIn(page, "/tickets");
+    await page.getByRole("link", { name: "中文" }).click();
+    await page.waitForURL(/\/tickets/);
+    await page.locator("#rows .countdown").first().waitFor({ timeout: 5000 });
+    let text = await page.locator("h1").textContent() + " " + await page.locator("form.filters").textContent()
+      + " " + await page.locator("table.queue").textContent();
+    for (const id of args) text = text.split(id).join(" ");
+    const left = text.match(/[A-Za-z][A-Za-z-]*/g);
+    if (left) fail("English left in the zh-CN queue: " + left.join(", ") + " in: " + text);
+    if (!/漏电/.test(text)) fail("no Chinese fault title: " + text);
+    console.log("SEEN " + text.replace(/\s+/g, " ").trim().slice(0, 200));
+    await page.screenshot({ path: path.join(shots, "console-queue-zh.png"), fullPage: true });
+  },
+
   // The manager's queue: a fault raised after the page loaded appears without a reload, with
   // a countdown to its deadline.
   async queue(page) {

@@ -160,6 +160,24 @@ async fn a_countdown_runs_out_into_a_missed_mark_without_a_reload() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chinese_queue_has_no_english_left() {
+    let Some(chromium) = chromium() else { return };
+    let (d, mut sim) = two_customers_quiet("");
+    passwords(&d, &["max"]);
+    sim.send("inject lit-a leakage");
+    let call = json!({"channel": "phone", "category": "request", "customer": "cust-1", "problem": "换季检修"});
+    let r = as_user(&token_of("dee")).post(d.url("/api/v1/tickets")).json(&call).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    wait_for("the fault's ticket", 30, || async {
+        let t = get(&d.url("/api/v1/tickets?device=lit-a")).await;
+        (!t.as_array()?.is_empty()).then_some(())
+    })
+    .await;
+    let b = Browser::start(&chromium, "zh", &d, "max", &["lit-a", "site-a", "lit-b", "site-b"]);
+    b.finish();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_customer_reaches_its_own_tickets_and_never_anothers_by_url() {
     let Some(chromium) = chromium() else { return };
     let (d, mut sim) = two_customers_quiet("");

@@ -233,6 +233,33 @@ pub(super) async fn queue(
     Ok(page(StatusCode::OK, lang, heading, Some((&p, &headers)), body))
 }
 
+/// A ticket's title in the page's language: its fault's title, or for a person's report that
+/// names no fault, the category and the reporter's own first words.
+fn title_in(s: &AppState, lang: Lang, t: &Ticket) -> String {
+    if lang == Lang::En {
+        return t.title.clone();
+    }
+    if !t.code.0.is_empty()
+        && let Some(p) = s.fleet.kinds.iter().find(|k| k.name == t.kind)
+    {
+        return p.fault_title_zh(t.code.as_str());
+    }
+    let first: String =
+        t.problem.as_deref().unwrap_or_default().lines().next().unwrap_or_default().chars().take(80).collect();
+    format!("{}：{first}", words::category(lang, t.category))
+}
+
+/// What a ticket is about, in the page's language.
+fn about_in(lang: Lang, t: &Ticket) -> String {
+    match lang {
+        Lang::En => t.about(),
+        Lang::Zh => {
+            let place = if t.device.0.is_empty() { t.site.as_str() } else { t.device.as_str() };
+            place.to_string()
+        }
+    }
+}
+
 fn rows(s: &AppState, lang: Lang, w: &Words, tickets: &[Ticket]) -> Markup {
     html! {
         @if tickets.is_empty() {
@@ -245,9 +272,9 @@ fn rows(s: &AppState, lang: Lang, w: &Words, tickets: &[Ticket]) -> Markup {
                 td { a href=(format!("/tickets/{}", t.id.0)) { (t.id.0) } }
                 td { (words::tier(lang, t.tier.number())) }
                 td {
-                    a href=(format!("/tickets/{}", t.id.0)) { (t.title) }
+                    a href=(format!("/tickets/{}", t.id.0)) { (title_in(s, lang, t)) }
                     br;
-                    small { (t.about()) " · " (words::category(lang, t.category)) }
+                    small { (about_in(lang, t)) " · " (words::category(lang, t.category)) }
                 }
                 td { (t.site.as_str()) }
                 td { (words::state(lang, t.state)) }
@@ -317,7 +344,7 @@ pub(super) async fn ticket(
     let heading = format!("{} #{}", w.ticket, t.id.0);
     let body = html! {
         p { a href="/tickets" { "← " (w.back) } }
-        h1 { (heading) ": " (t.title) }
+        h1 { (heading) ": " (title_in(&s, lang, &t)) }
         @if let Some(m) = &q.msg {
             p.error role="alert" { (m) }
         }

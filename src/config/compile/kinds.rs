@@ -65,6 +65,7 @@ pub(super) fn compile_kind(name: &str, k: &RawKind, r: &mut Report<'_>) -> Optio
         modbus,
         name: name.to_string(),
         title: k.title.clone(),
+        title_zh: k.title_zh.clone().unwrap_or_else(|| k.title.clone()),
         metrics,
         metric_index,
         codes,
@@ -76,6 +77,7 @@ pub(super) fn compile_kind(name: &str, k: &RawKind, r: &mut Report<'_>) -> Optio
         offline_tier: Tier::Main,
         offline_major_after_ms: ms(k.offline_major_after.map_or(Duration::from_secs(600), |d| d.0)),
         offline_title: format!("{} offline", k.title),
+        offline_title_zh: format!("{}离线", k.title_zh.as_deref().unwrap_or(&k.title)),
     })
 }
 
@@ -159,6 +161,7 @@ pub(super) fn compile_rule(
         code: FaultCode(code.clone()),
         tier: tier?,
         title: rule.title.clone(),
+        title_zh: rule.title_zh.clone().unwrap_or_else(|| rule.title.clone()),
         when: match when {
             Some(w) => Some(w?),
             None => None,
