@@ -126,45 +126,45 @@ async fn list_tickets(
 /// Who reported a ticket.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ReporterBody {
+pub(super) struct ReporterBody {
     #[serde(default)]
     #[schema(max_length = 200)]
-    name: String,
+    pub(super) name: String,
     #[serde(default)]
     #[schema(max_length = 200)]
-    phone: String,
+    pub(super) phone: String,
 }
 
 /// A person's report.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewTicket {
+pub(super) struct NewTicket {
     /// How it came in (a customer's own request is `web`).
     #[schema(value_type = crate::tickets::intake::Channel)]
-    channel: String,
+    pub(super) channel: String,
     #[schema(value_type = crate::tickets::intake::Category)]
-    category: String,
+    pub(super) category: String,
     /// Default: the device's customer, or the user's only one.
-    customer: Option<String>,
+    pub(super) customer: Option<String>,
     /// Default: the device's site, or the customer's only one.
-    site: Option<String>,
+    pub(super) site: Option<String>,
     /// The device the report is about, if it names one.
-    device: Option<String>,
+    pub(super) device: Option<String>,
     /// One of the device kind's fault codes: the report is that fault's ticket, and joins it if it is open.
-    code: Option<String>,
+    pub(super) code: Option<String>,
     /// Set by the desk (not by a customer); default: the fault's tier, else 2 for a fault or a complaint, 3 otherwise.
     #[schema(minimum = 1, maximum = 3)]
-    tier: Option<u8>,
+    pub(super) tier: Option<u8>,
     /// The contract to run, for a report about a site whose customer has several.
-    contract: Option<String>,
+    pub(super) contract: Option<String>,
     /// A complaint's grade: general (default) or major (tier 1, escalated as such).
     #[schema(value_type = Option<crate::tickets::intake::Grade>)]
-    grade: Option<String>,
+    pub(super) grade: Option<String>,
     #[serde(default)]
-    reporter: ReporterBody,
+    pub(super) reporter: ReporterBody,
     /// The problem in the reporter's own words (at most 4,000 characters).
     #[schema(min_length = 1, max_length = 4000)]
-    problem: String,
+    pub(super) problem: String,
 }
 
 /// Opens a ticket a person reports (a call, a letter, a visit, a customer's own request): it
@@ -181,8 +181,23 @@ async fn open_ticket(
     Extension(p): Extension<Principal>,
     body: Result<Json<NewTicket>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    use crate::tickets::intake::{Category, Channel, Report};
     let Json(b) = body?;
+    let (ticket, new, what) = report(&s, &p, b).await?;
+    let status = if new { StatusCode::CREATED } else { StatusCode::OK };
+    let mut resp = (status, Json(ticket)).into_response();
+    resp.extensions_mut().insert(super::guard::AuditNote { actor: None, detail: what });
+    Ok(resp)
+}
+
+/// Takes a person's report as `p`, by the API's rules (the console's form too): the ticket,
+/// whether it is new, and what happened, for the audit line.
+pub(super) async fn report(
+    s: &AppState,
+    p: &Principal,
+    b: NewTicket,
+) -> Result<(crate::tickets::Ticket, bool, String), ApiError> {
+    use crate::tickets::intake::{Category, Channel, Report};
+    let (s, p) = (s.clone(), p.clone());
     let bad = |m: String| ApiError(StatusCode::BAD_REQUEST, m);
     let channel = Channel::parse(&b.channel)
         .ok_or_else(|| bad(format!("channel `{}`: write phone, web, email, visit or helpdesk", b.channel)))?;
@@ -225,12 +240,8 @@ async fn open_ticket(
     let i = crate::tickets::intake::intake(&s.fleet, &r, now).map_err(bad)?;
     let (id, new) = s.store.take_report(&i, &p.name, now).await?;
     let ticket = seen_ticket(&s, &p, id).await?;
-    let status = if new { StatusCode::CREATED } else { StatusCode::OK };
-    let mut resp = (status, Json(ticket)).into_response();
     let what = if new { "opened" } else { "added to" };
-    resp.extensions_mut()
-        .insert(super::guard::AuditNote { actor: None, detail: format!("{category} by {channel} {what} ticket {id}") });
-    Ok(resp)
+    Ok((ticket, new, format!("{category} by {channel} {what} ticket {id}")))
 }
 
 crate::domain::named! {

@@ -105,6 +105,28 @@ const scenarios = {
     await page.screenshot({ path: path.join(shots, "console-scope.png"), fullPage: true });
   },
 
+  // The desk records a call in one form: customer, then site, then device, then the problem.
+  async call(page) {
+    await logIn(page, "/tickets/new");
+    await page.getByLabel(/^Customer$|^客户$/).selectOption("cust-1");
+    await page.getByLabel(/^Site$|^站点$/).selectOption("site-a");
+    // The device picker holds the chosen site's devices only.
+    const offered = await page.locator("#device option:not([disabled])").allTextContents();
+    if (offered.some((o) => o.includes("lit-b"))) fail("another customer's device is offered: " + offered);
+    await page.getByLabel(/^Device$|^设备$/).selectOption("lit-a");
+    await page.getByLabel(/^Category/).selectOption("fault");
+    await page.getByLabel(/Name$/).fill("Wang Li");
+    await page.getByLabel(/Phone$/).fill("138 0000 0000");
+    await page.getByLabel(/^Problem$/).fill("The pole by the gate <script>alert(1)</script> is dark");
+    await page.getByRole("button", { name: /Open the ticket/ }).click();
+    await page.waitForURL(/\/tickets\/\d+$/);
+    const id = page.url().split("/").pop();
+    const facts = await page.locator("dl.facts").textContent();
+    if (!facts.includes("Wang Li") || !facts.includes("<script>alert(1)</script>")) fail("the report as typed: " + facts);
+    console.log("SEEN " + id);
+    await page.screenshot({ path: path.join(shots, "console-call.png"), fullPage: true });
+  },
+
   // The desk acknowledges a ticket and comments on it from the ticket page, on a phone.
   async act(page) {
     const [id] = args;

@@ -71,6 +71,8 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/logout", "signed_in"),
     ("GET", "/lang", "open"),
     ("GET", "/tickets", "read_tickets"),
+    ("GET", "/tickets/new", "open_tickets"),
+    ("POST", "/tickets/new", "open_tickets"),
     ("GET", "/tickets/{id}", "read_tickets"),
     ("POST", "/tickets/{id}/act", "act_on_tickets"),
     ("POST", "/tickets/{id}/comment", "comment"),

@@ -196,6 +196,24 @@ async fn a_customer_reaches_its_own_tickets_and_never_anothers_by_url() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_desk_opens_a_ticket_from_a_call_in_one_form() {
+    let Some(chromium) = chromium() else { return };
+    let (d, _sim) = two_customers_quiet("");
+    passwords(&d, &["dee"]);
+    let mut b = Browser::start(&chromium, "call", &d, "dee", &[]);
+    let id = b.expect("SEEN", 60);
+    b.finish();
+    let t = get(&d.url(&format!("/api/v1/tickets/{id}"))).await;
+    assert_eq!(
+        (&t["device"], &t["channel"], &t["category"]),
+        (&json!("lit-a"), &json!("phone"), &json!("fault")),
+        "{t}"
+    );
+    assert_eq!(t["reporter"], json!({"name": "Wang Li", "phone": "138 0000 0000"}));
+    assert_eq!((&t["reported_by"], &t["clock"]["contract"]), (&json!("dee"), &json!("k")), "{t}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_desk_acknowledges_and_comments_from_a_phone() {
     let Some(chromium) = chromium() else { return };
     let (d, _sim) = two_customers_quiet("");

@@ -60,7 +60,30 @@ function live() {
   source.addEventListener("error", () => el.classList.remove("on"));
 }
 
+// The call form: only the chosen customer's sites, and only its (and the site's) devices.
+function pickers() {
+  const form = document.querySelector("form.call");
+  if (!form) return;
+  const customer = form.querySelector("#customer"), site = form.querySelector("#site"), device = form.querySelector("#device");
+  const narrow = () => {
+    for (const o of site.options) {
+      const off = o.value !== "" && o.dataset.customer !== customer.value;
+      o.hidden = off; o.disabled = off;
+    }
+    if (site.selectedOptions[0] && site.selectedOptions[0].disabled) site.value = "";
+    for (const o of device.options) {
+      const off = o.value !== "" && (o.dataset.customer !== customer.value || (site.value !== "" && o.dataset.site !== site.value));
+      o.hidden = off; o.disabled = off;
+    }
+    if (device.selectedOptions[0] && device.selectedOptions[0].disabled) device.value = "";
+  };
+  customer.addEventListener("change", narrow);
+  site.addEventListener("change", narrow);
+  narrow();
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  pickers();
   tick();
   setInterval(tick, 1000);
   live();

@@ -33,6 +33,8 @@ pub(super) fn routes(s: &AppState) -> Routes {
         .form("/logout", Perm::SignedIn, pages::logout_form)
         .page("/lang", Perm::Open, pages::set_lang)
         .page("/tickets", Perm::ReadTickets, pages::queue)
+        .page("/tickets/new", Perm::OpenTickets, pages::new_ticket)
+        .form("/tickets/new", Perm::OpenTickets, pages::open_ticket)
         .page("/tickets/{id}", Perm::ReadTickets, pages::ticket)
         .form("/tickets/{id}/act", Perm::ActOnTickets, pages::act)
         .form("/tickets/{id}/comment", Perm::Comment, pages::comment)
@@ -132,6 +134,11 @@ fn page(
                             }
                             @if p.role == Role::Engineer {
                                 a href="/tickets?mine=1" { (w.my_work) }
+                            }
+                            @if p.may(Perm::OpenTickets) {
+                                a href="/tickets/new" {
+                                    (if p.role == Role::Customer { w.report_problem } else { w.new_call })
+                                }
                             }
                         }
                         span.spacer {}

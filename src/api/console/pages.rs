@@ -16,7 +16,9 @@ use super::words::{self, Words};
 use super::{csrf_ok, csrf_token, lang_of, local, page, secure, see_other, shown};
 use crate::access::{Perm, Principal, Role, may_move_to};
 use crate::api::guard::{AuditNote, ClientIp, same_origin};
-use crate::api::tickets::{TransitionBody, act as move_ticket, comment_on, seen_ticket, ticket_id};
+use crate::api::tickets::{
+    NewTicket, ReporterBody, TransitionBody, act as move_ticket, comment_on, report, seen_ticket, ticket_id,
+};
 use crate::api::{ApiError, AppState};
 use crate::report::Lang;
 use crate::tickets::model::TicketFilter;
@@ -476,6 +478,138 @@ pub(super) async fn comment(
     };
     match comment_on(&s, &p, id, &f.text, f.internal.is_some()).await {
         Ok(()) => see_other(&format!("/tickets/{}", id.0)),
+        Err(e) => shown(&headers, e),
+    }
+}
+
+/// The desk's form for a call (a customer's user's, for its own request): customer, site and
+/// device pickers, narrowed by the script as the earlier ones are chosen.
+pub(super) async fn new_ticket(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+) -> Response {
+    use crate::tickets::intake::{Category, Channel};
+    let lang = lang_of(&headers);
+    let w = words::words(lang);
+    let customer_user = p.role == Role::Customer;
+    let customers: Vec<&crate::fleet::Customer> =
+        s.fleet.customers.iter().filter(|c| p.scope.sees(c.id.as_str())).collect();
+    let devices: Vec<&crate::fleet::Device> =
+        s.fleet.devices.iter().filter(|d| p.scope.sees(d.customer.as_str())).collect();
+    let mut sites: Vec<(&str, &str)> = devices.iter().map(|d| (d.site.as_str(), d.customer.as_str())).collect();
+    sites.sort_unstable();
+    sites.dedup();
+    let heading = if customer_user { w.report_problem } else { w.new_call };
+    let channels: &[Channel] =
+        if customer_user { &[Channel::Web] } else { &[Channel::Phone, Channel::Email, Channel::Visit, Channel::Web] };
+    let body = html! {
+        h1 { (heading) }
+        form.call method="post" action="/tickets/new" {
+            input type="hidden" name="csrf" value=(csrf_token(&headers));
+            label for="channel" { (w.channel) }
+            select #channel name="channel" {
+                @for c in channels { option value=(c.as_str()) { (words::channel(lang, *c)) } }
+            }
+            label for="category" { (w.category) }
+            select #category name="category" {
+                @for c in Category::ALL { option value=(c.as_str()) { (words::category(lang, *c)) } }
+            }
+            label for="customer" { (w.customer) }
+            select #customer name="customer" required {
+                @for c in &customers {
+                    option value=(c.id.as_str()) { (c.id.as_str()) @if !c.name.is_empty() { " · " (c.name) } }
+                }
+            }
+            label for="site" { (w.site) }
+            select #site name="site" {
+                option value="" { (w.any) }
+                @for (site, customer) in &sites {
+                    option value=(site) data-customer=(customer) { (site) }
+                }
+            }
+            label for="device" { (w.device) }
+            select #device name="device" {
+                option value="" { (w.any) }
+                @for d in &devices {
+                    option value=(d.id.as_str()) data-customer=(d.customer.as_str()) data-site=(d.site.as_str()) {
+                        (d.id.as_str()) " · " (d.kind)
+                    }
+                }
+            }
+            @if !customer_user {
+                label for="tier" { (w.tier) }
+                select #tier name="tier" {
+                    option value="" { (w.auto) }
+                    @for n in 1..=3u8 { option value=(n) { (words::tier(lang, n)) } }
+                }
+            }
+            label for="reporter_name" { (w.reporter) " · " (w.name) }
+            input #reporter_name name="reporter_name" maxlength="200" autocomplete="off";
+            label for="reporter_phone" { (w.reporter) " · " (w.phone) }
+            input #reporter_phone name="reporter_phone" type="tel" maxlength="200" autocomplete="off";
+            label for="problem" { (w.problem) }
+            textarea #problem name="problem" maxlength="4000" required {}
+            button type="submit" { (w.open_ticket) }
+        }
+    };
+    page(StatusCode::OK, lang, heading, Some((&p, &headers)), body)
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct CallForm {
+    csrf: String,
+    channel: String,
+    category: String,
+    customer: String,
+    #[serde(default)]
+    site: String,
+    #[serde(default)]
+    device: String,
+    #[serde(default)]
+    tier: String,
+    #[serde(default)]
+    reporter_name: String,
+    #[serde(default)]
+    reporter_phone: String,
+    problem: String,
+}
+
+/// The call form's ticket, by the API's own function.
+pub(super) async fn open_ticket(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    Form(f): Form<CallForm>,
+) -> Response {
+    if !csrf_ok(&headers, &f.csrf) {
+        return super::refused(&headers, StatusCode::FORBIDDEN, "this form is out of date; reload the page");
+    }
+    let given = |v: String| Some(v).filter(|v| !v.trim().is_empty());
+    let tier = match given(f.tier) {
+        Some(t) => match t.parse::<u8>() {
+            Ok(n) => Some(n),
+            Err(_) => return super::refused(&headers, StatusCode::BAD_REQUEST, "a tier is 1, 2 or 3"),
+        },
+        None => None,
+    };
+    let b = NewTicket {
+        channel: f.channel,
+        category: f.category,
+        customer: given(f.customer),
+        site: given(f.site),
+        device: given(f.device),
+        tier,
+        reporter: ReporterBody { name: f.reporter_name, phone: f.reporter_phone },
+        problem: f.problem,
+        ..NewTicket::default()
+    };
+    match report(&s, &p, b).await {
+        Ok((t, _, what)) => {
+            let mut r = see_other(&format!("/tickets/{}", t.id.0));
+            r.extensions_mut().insert(AuditNote { actor: None, detail: what });
+            r
+        }
         Err(e) => shown(&headers, e),
     }
 }

@@ -56,6 +56,13 @@ pub(super) struct Words {
     pub(super) category: &'static str,
     pub(super) channel: &'static str,
     pub(super) live: &'static str,
+    pub(super) new_call: &'static str,
+    pub(super) report_problem: &'static str,
+    pub(super) phone: &'static str,
+    pub(super) name: &'static str,
+    pub(super) any: &'static str,
+    pub(super) auto: &'static str,
+    pub(super) open_ticket: &'static str,
 }
 
 pub(super) const EN: Words = Words {
@@ -109,6 +116,13 @@ pub(super) const EN: Words = Words {
     category: "Category",
     channel: "Channel",
     live: "Live",
+    new_call: "Record a call",
+    report_problem: "Report a problem",
+    phone: "Phone",
+    name: "Name",
+    any: "— none —",
+    auto: "from the fault and the contract",
+    open_ticket: "Open the ticket",
 };
 
 pub(super) const ZH: Words = Words {
@@ -162,6 +176,13 @@ pub(super) const ZH: Words = Words {
     category: "类别",
     channel: "来源",
     live: "实时",
+    new_call: "登记来电",
+    report_problem: "报修",
+    phone: "电话",
+    name: "姓名",
+    any: "— 无 —",
+    auto: "按故障与合同",
+    open_ticket: "开单",
 };
 
 pub(super) fn words(lang: Lang) -> &'static Words {
