@@ -99,12 +99,43 @@ fn work_order_id(id: &str) -> Result<i64, ApiError> {
 
 /// A work order with what the telemetry answers of its checklist.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-struct WorkOrderView {
+pub(super) struct WorkOrderView {
     #[serde(flatten)]
-    work_order: crate::store::WorkOrder,
+    pub(super) work_order: crate::store::WorkOrder,
     /// Checklist item → the value measured, for the items the telemetry answers.
     #[schema(value_type = Object)]
-    measured: serde_json::Map<String, serde_json::Value>,
+    pub(super) measured: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Work order `id` as `p` sees it, with what the telemetry measured.
+pub(super) async fn view(s: &AppState, p: &Principal, id: i64) -> Result<WorkOrderView, ApiError> {
+    let w = seen_work_order(s, p, id).await?;
+    let measured = crate::schedule::measure(&s.store, &s.fleet, &w, s.clock.now()).await?;
+    Ok(WorkOrderView { work_order: w, measured })
+}
+
+/// Starts visit `id` as `p`, by the API's rules (the console's forms too).
+pub(super) async fn start(s: &AppState, p: &Principal, id: i64) -> Result<(), ApiError> {
+    let w = seen_work_order(s, p, id).await?;
+    super::tickets::not_anothers(p, w.assignee.as_deref())?;
+    crate::schedule::start(&s.store, id, &p.name, s.clock.now()).await?;
+    Ok(())
+}
+
+/// Completes visit `id` as `p` with its answers, by the API's rules.
+pub(super) async fn complete(
+    s: &AppState,
+    p: &Principal,
+    id: i64,
+    answers: serde_json::Map<String, serde_json::Value>,
+) -> Result<(), ApiError> {
+    let w = seen_work_order(s, p, id).await?;
+    super::tickets::not_anothers(p, w.assignee.as_deref())?;
+    if serde_json::to_string(&answers).map_or(0, |t| t.len()) > 64 * 1024 {
+        return Err(ApiError(StatusCode::PAYLOAD_TOO_LARGE, "a visit's answers take at most 64 KiB".into()));
+    }
+    crate::schedule::complete(&s.store, &s.fleet, id, &p.name, answers, s.clock.now()).await?;
+    Ok(())
 }
 
 /// One work order, with the checklist items the telemetry answers pre-filled (`measured`).
@@ -118,9 +149,7 @@ async fn get_work_order(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = work_order_id(&id)?;
-    let w = seen_work_order(&s, &p, id).await?;
-    let measured = crate::schedule::measure(&s.store, &s.fleet, &w, s.clock.now()).await?;
-    Ok(Json(WorkOrderView { work_order: w, measured }).into_response())
+    Ok(Json(view(&s, &p, id).await?).into_response())
 }
 
 /// Starts a visit, the signed-in user on site: new tickets of the device are silenced until
@@ -136,10 +165,8 @@ async fn start_work_order(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = work_order_id(&id)?;
-    let w = seen_work_order(&s, &p, id).await?;
-    super::tickets::not_anothers(&p, w.assignee.as_deref())?;
-    crate::schedule::start(&s.store, id, &p.name, s.clock.now()).await?;
-    get_work_order(State(s), Extension(p), Path(id.to_string())).await
+    start(&s, &p, id).await?;
+    Ok(Json(view(&s, &p, id).await?).into_response())
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -167,13 +194,8 @@ async fn complete_work_order(
 ) -> Result<Response, ApiError> {
     let id = work_order_id(&id)?;
     let Json(b) = body?;
-    let w = seen_work_order(&s, &p, id).await?;
-    super::tickets::not_anothers(&p, w.assignee.as_deref())?;
-    if serde_json::to_string(&b.answers).map_or(0, |t| t.len()) > 64 * 1024 {
-        return Err(ApiError(StatusCode::PAYLOAD_TOO_LARGE, "a visit's answers take at most 64 KiB".into()));
-    }
-    crate::schedule::complete(&s.store, &s.fleet, id, &p.name, b.answers, s.clock.now()).await?;
-    get_work_order(State(s), Extension(p), Path(id.to_string())).await
+    complete(&s, &p, id, b.answers).await?;
+    Ok(Json(view(&s, &p, id).await?).into_response())
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -211,12 +233,12 @@ async fn assign_work_order(
 
 /// One site's share of a user's work.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-struct SiteWork {
-    site: String,
+pub(super) struct SiteWork {
+    pub(super) site: String,
     /// Its open tickets, nearest deadline first.
-    tickets: Vec<crate::tickets::Ticket>,
+    pub(super) tickets: Vec<crate::tickets::Ticket>,
     /// Its visits due today (the site's day) or overdue, not done.
-    visits: Vec<crate::store::WorkOrder>,
+    pub(super) visits: Vec<crate::store::WorkOrder>,
 }
 
 /// What a user has to do: its tickets still open and its visits due today or overdue, by site.
@@ -230,6 +252,12 @@ struct MyWork {
 /// visits assigned to it that are due today or overdue, by site.
 #[utoipa::path(get, path = "/api/v1/me/work", tag = "work orders", responses((status = 200, body = MyWork)))]
 async fn my_work(State(s): State<AppState>, Extension(p): Extension<Principal>) -> Result<Response, ApiError> {
+    let sites = work_of(&s, &p).await?;
+    Ok(Json(MyWork { user: p.name, sites }).into_response())
+}
+
+/// `p`'s work for today, by site: its open tickets and its visits due today or overdue.
+pub(super) async fn work_of(s: &AppState, p: &Principal) -> Result<Vec<SiteWork>, ApiError> {
     use crate::tickets::State as T;
     let now = s.clock.now();
     let f = crate::tickets::TicketFilter {
@@ -269,5 +297,5 @@ async fn my_work(State(s): State<AppState>, Extension(p): Extension<Principal>) 
     for w in visits {
         at(&mut sites, &w.site).visits.push(w);
     }
-    Ok(Json(MyWork { user: p.name, sites }).into_response())
+    Ok(sites)
 }

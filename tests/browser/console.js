@@ -127,6 +127,37 @@ const scenarios = {
     await page.screenshot({ path: path.join(shots, "console-call.png"), fullPage: true });
   },
 
+  // An engineer on a phone: its day, then a visit started and completed with its checklist,
+  // the measured items filled in already.
+  async visit(page) {
+    const [id] = args;
+    await page.setViewportSize({ width: 390, height: 844 });
+    await logIn(page, "/");
+    if (!page.url().endsWith("/work")) fail("an engineer starts at its work: " + page.url());
+    await noSideScroll(page);
+    await page.goto(base + "/visits/" + id);
+    await page.getByRole("button", { name: /Start the visit|开始服务/ }).click();
+    await page.waitForURL(new RegExp("/visits/" + id + "$"));
+    const inputs = page.locator("form.checklist input[name^='answer:']");
+    const n = await inputs.count();
+    if (n === 0) fail("no checklist");
+    let prefilled = 0;
+    for (let i = 0; i < n; i++) {
+      const input = inputs.nth(i);
+      // A measured item shows the telemetry's answer and is kept as it is.
+      if (await input.getAttribute("placeholder")) prefilled++;
+      else await input.fill("checked, 2 lamps replaced");
+    }
+    if (prefilled === 0) fail("no item was filled in from the telemetry");
+    await noSideScroll(page);
+    await page.getByRole("button", { name: /Complete the visit|完成服务/ }).click();
+    await page.waitForURL(new RegExp("/visits/" + id + "$"));
+    const facts = await page.locator("main").textContent();
+    if (!/done|Done|已完成/.test(facts)) fail("not done: " + facts);
+    console.log("SEEN " + prefilled);
+    await page.screenshot({ path: path.join(shots, "console-visit-phone.png"), fullPage: true });
+  },
+
   // The desk acknowledges a ticket and comments on it from the ticket page, on a phone.
   async act(page) {
     const [id] = args;

@@ -77,6 +77,10 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/tickets/{id}/act", "act_on_tickets"),
     ("POST", "/tickets/{id}/comment", "comment"),
     ("GET", "/live", "read_tickets"),
+    ("GET", "/work", "signed_in"),
+    ("GET", "/visits/{id}", "read_work_orders"),
+    ("POST", "/visits/{id}/start", "do_visits"),
+    ("POST", "/visits/{id}/complete", "do_visits"),
     ("GET", "/static/app.js", "open"),
     ("GET", "/static/app.css", "open"),
 ];
@@ -184,7 +188,7 @@ pub(crate) fn two_customers_keyed(http: &str, keys: &str) -> (Daemon, Sim) {
 fn fill(path: &str, ids: &Value) -> String {
     let id = if path.contains("tickets") {
         ids["ticket"][0].to_string()
-    } else if path.contains("work-orders") {
+    } else if path.contains("work-orders") || path.contains("visits") {
         ids["work_order"][0].to_string()
     } else if path.contains("devices") {
         "lit-a".into()

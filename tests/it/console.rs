@@ -214,6 +214,30 @@ async fn the_desk_opens_a_ticket_from_a_call_in_one_form() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engineer_completes_a_visit_on_a_phone() {
+    let Some(chromium) = chromium() else { return };
+    let (d, _sim) = two_customers_quiet("");
+    passwords(&d, &["eve"]);
+    let all = get(&d.url("/api/v1/work-orders?customer=cust-1&state=open")).await;
+    let visit = all.as_array().unwrap().first().expect("an open visit").clone();
+    let id = visit["id"].to_string();
+    let r = as_user(&token_of("dee"))
+        .post(d.url(&format!("/api/v1/work-orders/{id}/assign")))
+        .json(&json!({"assignee": "eve"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let mut b = Browser::start(&chromium, "visit", &d, "eve", &[&id]);
+    b.expect("SEEN", 60);
+    b.finish();
+    let w = get(&d.url(&format!("/api/v1/work-orders/{id}"))).await;
+    assert_eq!((&w["state"], &w["completed_by"]), (&json!("done"), &json!("eve")), "{w}");
+    assert_eq!(w["answers"]["lamps"], json!("checked, 2 lamps replaced"), "{w}");
+    assert_eq!(w["answers"]["circuits"]["measured"], json!(true), "the telemetry's answer is kept: {w}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_desk_acknowledges_and_comments_from_a_phone() {
     let Some(chromium) = chromium() else { return };
     let (d, _sim) = two_customers_quiet("");

@@ -65,6 +65,7 @@ function pickers() {
   const form = document.querySelector("form.call");
   if (!form) return;
   const customer = form.querySelector("#customer"), site = form.querySelector("#site"), device = form.querySelector("#device");
+  if (!customer || !site || !device) return;
   const narrow = () => {
     for (const o of site.options) {
       const off = o.value !== "" && o.dataset.customer !== customer.value;

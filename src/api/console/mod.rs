@@ -39,6 +39,10 @@ pub(super) fn routes(s: &AppState) -> Routes {
         .form("/tickets/{id}/act", Perm::ActOnTickets, pages::act)
         .form("/tickets/{id}/comment", Perm::Comment, pages::comment)
         .page("/live", Perm::ReadTickets, pages::live)
+        .page("/work", Perm::SignedIn, pages::my_work)
+        .page("/visits/{id}", Perm::ReadWorkOrders, pages::visit)
+        .form("/visits/{id}/start", Perm::DoVisits, pages::start_visit)
+        .form("/visits/{id}/complete", Perm::DoVisits, pages::complete_visit)
         .page("/static/app.js", Perm::Open, pages::script)
         .page("/static/app.css", Perm::Open, pages::style)
 }
@@ -132,8 +136,8 @@ fn page(
                             @if p.may(Perm::ReadTickets) {
                                 a href="/tickets" { (w.tickets) }
                             }
-                            @if p.role == Role::Engineer {
-                                a href="/tickets?mine=1" { (w.my_work) }
+                            @if p.may(Perm::DoVisits) {
+                                a href="/work" { (w.my_work) }
                             }
                             @if p.may(Perm::OpenTickets) {
                                 a href="/tickets/new" {

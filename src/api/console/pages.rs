@@ -26,7 +26,7 @@ use crate::tickets::{State as TicketState, Ticket};
 
 /// Where a signed-in person starts: an engineer at its own work, everyone else at the tickets.
 pub(super) async fn home(Extension(p): Extension<Principal>) -> Response {
-    if p.role == Role::Engineer { see_other("/tickets?mine=1") } else { see_other("/tickets") }
+    if p.role == Role::Engineer { see_other("/work") } else { see_other("/tickets") }
 }
 
 #[derive(Debug, Deserialize)]
@@ -610,6 +610,182 @@ pub(super) async fn open_ticket(
             r.extensions_mut().insert(AuditNote { actor: None, detail: what });
             r
         }
+        Err(e) => shown(&headers, e),
+    }
+}
+
+/// An engineer's day: by site, its open tickets and its visits due today or overdue.
+pub(super) async fn my_work(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+) -> Response {
+    let lang = lang_of(&headers);
+    let w = words::words(lang);
+    let sites = match crate::api::work_orders::work_of(&s, &p).await {
+        Ok(sites) => sites,
+        Err(e) => return shown(&headers, e),
+    };
+    let body = html! {
+        h1 { (w.my_work) }
+        @if sites.is_empty() { p { (w.nothing_today) } }
+        @for site in &sites {
+            section.site {
+                h2 { (w.site) " " (site.site) }
+                @if !site.tickets.is_empty() {
+                    h3 { (w.tickets) }
+                    ul.work {
+                        @for t in &site.tickets {
+                            li {
+                                a href=(format!("/tickets/{}", t.id.0)) { "#" (t.id.0) " " (title_in(&s, lang, t)) }
+                                " · " (words::state(lang, t.state))
+                                @if let Some(due) = t.clock.next_due {
+                                    " · " (w.next_deadline) " " (local(due, offset_of(&s, t.site.as_str())))
+                                }
+                            }
+                        }
+                    }
+                }
+                @if !site.visits.is_empty() {
+                    h3 { (w.visits) }
+                    ul.work {
+                        @for v in &site.visits {
+                            li {
+                                a href=(format!("/visits/{}", v.id)) { (v.plan) }
+                                " · " (v.device) " · " (w.due) " " (v.due_on)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    page(StatusCode::OK, lang, w.my_work, Some((&p, &headers)), body)
+}
+
+/// A visit: its checklist as a form, the items the telemetry answers filled in.
+pub(super) async fn visit(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let lang = lang_of(&headers);
+    let w = words::words(lang);
+    let Ok(id) = id.parse::<i64>() else {
+        return super::refused(&headers, StatusCode::NOT_FOUND, "no such visit");
+    };
+    let v = match crate::api::work_orders::view(&s, &p, id).await {
+        Ok(v) => v,
+        Err(e) => return shown(&headers, e),
+    };
+    let wo = &v.work_order;
+    let done = wo.state == crate::domain::VisitState::Done;
+    let started = wo.state == crate::domain::VisitState::InProgress;
+    let csrf = csrf_token(&headers);
+    // A person's answer as given; the telemetry's as its value and how it was measured.
+    let text = |a: &serde_json::Value| -> String {
+        match a {
+            serde_json::Value::String(t) => t.clone(),
+            serde_json::Value::Object(m) if m.contains_key("value") => {
+                let value = match &m["value"] {
+                    serde_json::Value::Number(n) => n.as_f64().map_or_else(|| n.to_string(), |f| format!("{f:.3}")),
+                    other => other.to_string(),
+                };
+                match m.get("how").and_then(|h| h.as_str()) {
+                    Some(how) => format!("{value} ({how})"),
+                    None => value,
+                }
+            }
+            other => other.to_string(),
+        }
+    };
+    let answered = |item: &str| wo.answers.as_ref().and_then(|a| a.get(item)).map(text).unwrap_or_default();
+    let measured = |item: &str| v.measured.get(item).map(text);
+    let heading = format!("{} #{}: {}", w.visit, wo.id, wo.plan);
+    let body = html! {
+        p { a href="/work" { "← " (w.my_work) } }
+        h1 { (heading) }
+        dl.facts {
+            dt { (w.state) } dd { (wo.state.as_str()) }
+            dt { (w.site) } dd { (wo.site) }
+            dt { (w.device) } dd { (if wo.device.is_empty() { w.none } else { wo.device.as_str() }) }
+            dt { (w.due) } dd { (wo.due_on) }
+            dt { (w.assignee) } dd { (wo.assignee.as_deref().unwrap_or(w.nobody)) }
+        }
+        @if !done && !started && p.may(Perm::DoVisits) {
+            form.act method="post" action=(format!("/visits/{}/start", wo.id)) {
+                input type="hidden" name="csrf" value=(csrf);
+                button type="submit" { (w.start) }
+            }
+        }
+        h2 { (w.checklist) }
+        form.call.checklist method="post" action=(format!("/visits/{}/complete", wo.id)) {
+            input type="hidden" name="csrf" value=(csrf);
+            @for (i, item) in wo.checklist.iter().enumerate() {
+                label for=(format!("item{i}")) {
+                    (item)
+                    @if v.measured.contains_key(item) { " (" (w.measured) ")" }
+                }
+                @match measured(item) {
+                    // The telemetry answers it: kept unless the engineer writes another answer.
+                    Some(m) => input id=(format!("item{i}")) name=(format!("answer:{item}")) value=(answered(item))
+                        placeholder=(m) disabled[done];,
+                    None => input id=(format!("item{i}")) name=(format!("answer:{item}")) value=(answered(item))
+                        required disabled[done];,
+                }
+            }
+            @if !done && p.may(Perm::DoVisits) {
+                button type="submit" { (w.complete) }
+            }
+        }
+        @if done { p { (w.done) } }
+    };
+    page(StatusCode::OK, lang, &heading, Some((&p, &headers)), body)
+}
+
+pub(super) async fn start_visit(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if !csrf_ok(&headers, &f.csrf) {
+        return super::refused(&headers, StatusCode::FORBIDDEN, "this form is out of date; reload the page");
+    }
+    let Ok(id) = id.parse::<i64>() else {
+        return super::refused(&headers, StatusCode::NOT_FOUND, "no such visit");
+    };
+    match crate::api::work_orders::start(&s, &p, id).await {
+        Ok(()) => see_other(&format!("/visits/{id}")),
+        Err(e) => shown(&headers, e),
+    }
+}
+
+/// Completes a visit with the checklist's answers (fields `answer:ITEM`).
+pub(super) async fn complete_visit(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Response {
+    let csrf = fields.iter().find(|(k, _)| k == "csrf").map(|(_, v)| v.as_str()).unwrap_or_default();
+    if !csrf_ok(&headers, csrf) {
+        return super::refused(&headers, StatusCode::FORBIDDEN, "this form is out of date; reload the page");
+    }
+    let Ok(id) = id.parse::<i64>() else {
+        return super::refused(&headers, StatusCode::NOT_FOUND, "no such visit");
+    };
+    let answers: serde_json::Map<String, serde_json::Value> = fields
+        .into_iter()
+        .filter_map(|(k, v)| k.strip_prefix("answer:").map(|item| (item.to_string(), v)))
+        .filter(|(_, v)| !v.trim().is_empty())
+        .map(|(k, v)| (k, serde_json::Value::String(v)))
+        .collect();
+    match crate::api::work_orders::complete(&s, &p, id, answers).await {
+        Ok(()) => see_other(&format!("/visits/{id}")),
         Err(e) => shown(&headers, e),
     }
 }

@@ -63,6 +63,15 @@ pub(super) struct Words {
     pub(super) any: &'static str,
     pub(super) auto: &'static str,
     pub(super) open_ticket: &'static str,
+    pub(super) visits: &'static str,
+    pub(super) visit: &'static str,
+    pub(super) due: &'static str,
+    pub(super) checklist: &'static str,
+    pub(super) start: &'static str,
+    pub(super) complete: &'static str,
+    pub(super) measured: &'static str,
+    pub(super) nothing_today: &'static str,
+    pub(super) done: &'static str,
 }
 
 pub(super) const EN: Words = Words {
@@ -123,6 +132,15 @@ pub(super) const EN: Words = Words {
     any: "— none —",
     auto: "from the fault and the contract",
     open_ticket: "Open the ticket",
+    visits: "Visits",
+    visit: "Visit",
+    due: "Due",
+    checklist: "Checklist",
+    start: "Start the visit",
+    complete: "Complete the visit",
+    measured: "measured",
+    nothing_today: "Nothing for today.",
+    done: "Done",
 };
 
 pub(super) const ZH: Words = Words {
@@ -183,6 +201,15 @@ pub(super) const ZH: Words = Words {
     any: "— 无 —",
     auto: "按故障与合同",
     open_ticket: "开单",
+    visits: "巡检与回访",
+    visit: "服务项目",
+    due: "应做日期",
+    checklist: "检查项",
+    start: "开始服务",
+    complete: "完成服务",
+    measured: "实测",
+    nothing_today: "今天没有任务。",
+    done: "已完成",
 };
 
 pub(super) fn words(lang: Lang) -> &'static Words {
