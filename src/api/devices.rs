@@ -27,22 +27,22 @@ pub(super) fn routes(s: &AppState) -> Routes {
 
 /// A device: what it is and how it is now.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-struct DeviceView {
-    id: DeviceId,
-    name: String,
-    kind: String,
-    site: SiteId,
-    customer: CustomerId,
-    model: String,
-    serial: String,
-    accepted_on: chrono::NaiveDate,
+pub(super) struct DeviceView {
+    pub(super) id: DeviceId,
+    pub(super) name: String,
+    pub(super) kind: String,
+    pub(super) site: SiteId,
+    pub(super) customer: CustomerId,
+    pub(super) model: String,
+    pub(super) serial: String,
+    pub(super) accepted_on: chrono::NaiveDate,
     /// `null` until the device has been heard from (or found silent) since start.
-    online: Option<bool>,
-    last_seen: Option<DateTime<Utc>>,
-    active_faults: Vec<FaultCode>,
+    pub(super) online: Option<bool>,
+    pub(super) last_seen: Option<DateTime<Utc>>,
+    pub(super) active_faults: Vec<FaultCode>,
 }
 
-fn device_view(s: &AppState, d: &crate::fleet::Device) -> DeviceView {
+pub(super) fn device_view(s: &AppState, d: &crate::fleet::Device) -> DeviceView {
     let live = &s.live.devices[d.idx.0 as usize];
     let seen = live.last_seen.load(Ordering::Relaxed);
     let mut active = s.live.active(d.idx);
@@ -130,29 +130,29 @@ struct HistoryQuery {
 
 /// A metric's history, step by step.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-struct History {
+pub(super) struct History {
     device: String,
     metric: String,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     /// Such as `1h`.
     step: String,
-    points: Vec<HistoryPoint>,
+    pub(super) points: Vec<HistoryPoint>,
 }
 
 /// One step of a metric's history.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-struct HistoryPoint {
-    t: DateTime<Utc>,
-    min: f64,
-    max: f64,
-    mean: f64,
+pub(super) struct HistoryPoint {
+    pub(super) t: DateTime<Utc>,
+    pub(super) min: f64,
+    pub(super) max: f64,
+    pub(super) mean: f64,
     last: f64,
     count: u32,
 }
 
 /// Device `id` if `p` may see it; else 404, as for a device that does not exist.
-fn known_device<'a>(s: &'a AppState, p: &Principal, id: &str) -> Result<&'a crate::fleet::Device, ApiError> {
+pub(super) fn known_device<'a>(s: &'a AppState, p: &Principal, id: &str) -> Result<&'a crate::fleet::Device, ApiError> {
     s.fleet
         .lookup(id)
         .map(|i| s.fleet.device(i))
@@ -173,11 +173,26 @@ async fn device_history(
     q: Result<Query<HistoryQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q?;
-    let dev = known_device(&s, &p, &id)?;
+    Ok(Json(history(&s, &p, &id, q.metric, q.from.as_deref(), q.to.as_deref(), q.step.as_deref()).await?)
+        .into_response())
+}
+
+/// A metric's history of device `id` as `p` may see it, by the API's rules (the console's
+/// chart too).
+pub(super) async fn history(
+    s: &AppState,
+    p: &Principal,
+    id: &str,
+    metric: Option<String>,
+    from: Option<&str>,
+    to: Option<&str>,
+    step: Option<&str>,
+) -> Result<History, ApiError> {
+    let (s, id) = (s.clone(), id.to_string());
+    let dev = known_device(&s, p, &id)?;
     let profile = &s.fleet.kinds[dev.kind];
     let names: Vec<&str> = profile.metric_names().collect();
-    let metric = q
-        .metric
+    let metric = metric
         .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, format!("give metric=, one of: {}", names.join(", "))))?;
     if profile.metric(&metric).is_none() {
         return Err(ApiError(
@@ -185,7 +200,7 @@ async fn device_history(
             format!("device `{id}` ({}) has no metric `{metric}`; it has: {}", profile.name, names.join(", ")),
         ));
     }
-    let step = match q.step.as_deref() {
+    let step = match step {
         None => std::time::Duration::from_secs(3600),
         Some(st) => {
             humantime::parse_duration(st).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("step `{st}`: {e}")))?
@@ -199,7 +214,7 @@ async fn device_history(
         ));
     }
     let offset = crate::report::offset_of(&s.fleet, None, Some(dev.site.as_str()));
-    let (from, to) = range(&s, q.from.as_deref(), q.to.as_deref(), chrono::TimeDelta::hours(24), offset)?;
+    let (from, to) = range(&s, from, to, chrono::TimeDelta::hours(24), offset)?;
     let step_ms = hours as i64 * crate::rollup::HOUR_MS;
     if (to - from).num_milliseconds() / step_ms > 10_000 {
         return Err(ApiError(
@@ -224,7 +239,7 @@ async fn device_history(
     if let Some((ct, a)) = cur {
         out.push(point(ct, &a));
     }
-    Ok(Json(History { device: id, metric, from, to, step: format!("{hours}h"), points: out }).into_response())
+    Ok(History { device: id, metric, from, to, step: format!("{hours}h"), points: out })
 }
 
 fn point(t: i64, a: &crate::rollup::Acc) -> HistoryPoint {

@@ -101,6 +101,15 @@ const scenarios = {
     const rows = await page.goto(base + "/tickets");
     const list = await page.locator("#rows").textContent();
     if (list.includes("site-b")) fail("another customer's ticket is listed: " + list);
+    // Its devices, and not another customer's, by list or by URL.
+    await page.goto(base + "/fleet");
+    const fleet = await page.locator("main").textContent();
+    if (!fleet.includes("lit-a") || fleet.includes("lit-b")) fail("the fleet page: " + fleet);
+    const other_device = await page.goto(base + "/devices/lit-b");
+    if (other_device.status() !== 404) fail("another customer's device answered " + other_device.status());
+    const own_device = await page.goto(base + "/devices/lit-a");
+    if (own_device.status() !== 200) fail("its own device answered " + own_device.status());
+    await page.locator("figure.chart, p.hint").first().waitFor();
     console.log("SEEN " + r.status());
     await page.screenshot({ path: path.join(shots, "console-scope.png"), fullPage: true });
   },

@@ -78,6 +78,8 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/tickets/{id}/comment", "comment"),
     ("GET", "/live", "read_tickets"),
     ("GET", "/work", "signed_in"),
+    ("GET", "/fleet", "read_devices"),
+    ("GET", "/devices/{id}", "read_devices"),
     ("GET", "/visits/{id}", "read_work_orders"),
     ("POST", "/visits/{id}/start", "do_visits"),
     ("POST", "/visits/{id}/complete", "do_visits"),

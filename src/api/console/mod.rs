@@ -40,6 +40,8 @@ pub(super) fn routes(s: &AppState) -> Routes {
         .form("/tickets/{id}/comment", Perm::Comment, pages::comment)
         .page("/live", Perm::ReadTickets, pages::live)
         .page("/work", Perm::SignedIn, pages::my_work)
+        .page("/fleet", Perm::ReadDevices, pages::fleet)
+        .page("/devices/{id}", Perm::ReadDevices, pages::device)
         .page("/visits/{id}", Perm::ReadWorkOrders, pages::visit)
         .form("/visits/{id}/start", Perm::DoVisits, pages::start_visit)
         .form("/visits/{id}/complete", Perm::DoVisits, pages::complete_visit)
@@ -135,6 +137,9 @@ fn page(
                         @if let Some((p, _)) = who {
                             @if p.may(Perm::ReadTickets) {
                                 a href="/tickets" { (w.tickets) }
+                            }
+                            @if p.may(Perm::ReadDevices) {
+                                a href="/fleet" { (w.fleet) }
                             }
                             @if p.may(Perm::DoVisits) {
                                 a href="/work" { (w.my_work) }

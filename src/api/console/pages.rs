@@ -790,6 +790,227 @@ pub(super) async fn complete_visit(
     }
 }
 
+/// A kind's title in the page's language.
+fn kind_title(s: &AppState, lang: Lang, kind: &str) -> String {
+    match s.fleet.kinds.iter().find(|k| k.name == kind) {
+        Some(k) if lang == Lang::Zh => k.title_zh.clone(),
+        Some(k) => k.title.clone(),
+        None => kind.to_string(),
+    }
+}
+
+/// A fault's title in the page's language.
+fn fault_title(s: &AppState, lang: Lang, kind: &str, code: &str) -> String {
+    match s.fleet.kinds.iter().find(|k| k.name == kind) {
+        Some(k) if lang == Lang::Zh => k.fault_title_zh(code),
+        Some(k) => k.fault_title(code),
+        None => code.to_string(),
+    }
+}
+
+/// The fleet by customer and site: each device, whether it is online, and its active faults.
+pub(super) async fn fleet(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+) -> Response {
+    let lang = lang_of(&headers);
+    let w = words::words(lang);
+    let mut devices: Vec<crate::api::devices::DeviceView> = s
+        .fleet
+        .devices
+        .iter()
+        .filter(|d| p.scope.sees(d.customer.as_str()))
+        .map(|d| crate::api::devices::device_view(&s, d))
+        .collect();
+    devices.sort_by(|a, b| {
+        (a.customer.as_str(), a.site.as_str(), a.id.as_str()).cmp(&(
+            b.customer.as_str(),
+            b.site.as_str(),
+            b.id.as_str(),
+        ))
+    });
+    let mut groups: Vec<(String, String, Vec<&crate::api::devices::DeviceView>)> = Vec::new();
+    for d in &devices {
+        match groups.last_mut() {
+            Some((c, site, list)) if c == d.customer.as_str() && site == d.site.as_str() => list.push(d),
+            _ => groups.push((d.customer.0.clone(), d.site.0.clone(), vec![d])),
+        }
+    }
+    let body = html! {
+        h1 { (w.fleet) }
+        @for (customer, site, list) in &groups {
+            @let faulty = list.iter().filter(|d| !d.active_faults.is_empty()).count();
+            @let online = list.iter().filter(|d| d.online == Some(true)).count();
+            section.site {
+                h2 { (w.customer) " " (customer) " · " (w.site) " " (site) }
+                p.hint { (online) " / " (list.len()) " " (w.online) " · " (faulty) " " (w.faults) }
+                div.scroll {
+                    table {
+                        thead { tr {
+                            th scope="col" { (w.device) } th scope="col" { (w.kind) } th scope="col" { (w.state) }
+                            th scope="col" { (w.faults) }
+                        } }
+                        tbody {
+                            @for d in list {
+                                tr {
+                                    td { a href=(format!("/devices/{}", d.id)) { (d.id.as_str()) } }
+                                    td { (kind_title(&s, lang, &d.kind)) }
+                                    td {
+                                        @match d.online {
+                                            Some(true) => span.ok { (w.online) },
+                                            Some(false) => span.breach { (w.offline) },
+                                            None => span.hint { (w.unheard) },
+                                        }
+                                    }
+                                    td {
+                                        @for f in &d.active_faults {
+                                            span.fault { (fault_title(&s, lang, &d.kind, f.as_str())) } " "
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    page(StatusCode::OK, lang, w.fleet, Some((&p, &headers)), body)
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct DeviceQuery {
+    metric: Option<String>,
+    /// `24h` (default), `7d` or `30d`.
+    period: Option<String>,
+}
+
+/// A device: what it is, how it is, a reading's history as a chart, and its open tickets.
+pub(super) async fn device(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<DeviceQuery>,
+) -> Response {
+    let lang = lang_of(&headers);
+    let w = words::words(lang);
+    let dev = match crate::api::devices::known_device(&s, &p, &id) {
+        Ok(d) => d,
+        Err(e) => return shown(&headers, e),
+    };
+    let view = crate::api::devices::device_view(&s, dev);
+    let profile = &s.fleet.kinds[dev.kind];
+    let metrics: Vec<&str> = profile.metric_names().collect();
+    let metric = q.metric.filter(|m| metrics.contains(&m.as_str())).or_else(|| metrics.first().map(|m| m.to_string()));
+    let period = match q.period.as_deref() {
+        Some("7d") => ("7d", chrono::TimeDelta::days(7), "1h"),
+        Some("30d") => ("30d", chrono::TimeDelta::days(30), "6h"),
+        _ => ("24h", chrono::TimeDelta::hours(24), "1h"),
+    };
+    let offset = offset_of(&s, dev.site.as_str());
+    let now = s.clock.now();
+    let from = (now - period.1).to_rfc3339();
+    let points = match &metric {
+        Some(m) => {
+            match crate::api::devices::history(&s, &p, &id, Some(m.clone()), Some(&from), None, Some(period.2)).await {
+                Ok(h) => h.points,
+                Err(e) => return shown(&headers, e),
+            }
+        }
+        None => Vec::new(),
+    };
+    let filter = TicketFilter {
+        device: Some(id.clone()),
+        open: Some(true),
+        customers: p.scope.customers().map(|c| c.iter().cloned().collect()),
+        by_deadline: true,
+        limit: 100,
+        ..TicketFilter::default()
+    };
+    let tickets = match s.store.tickets(&filter).await {
+        Ok(t) => t,
+        Err(e) => return shown(&headers, e.into()),
+    };
+    let heading = format!("{} {}", w.device, view.id.as_str());
+    let body = html! {
+        p { a href="/fleet" { "← " (w.fleet) } }
+        h1 { (heading) }
+        dl.facts {
+            dt { (w.kind) } dd { (kind_title(&s, lang, &view.kind)) }
+            dt { (w.customer) } dd { (view.customer.as_str()) }
+            dt { (w.site) } dd { (view.site.as_str()) }
+            dt { (w.model) } dd { (view.model) " · " (view.serial) }
+            dt { (w.state) } dd {
+                @match view.online { Some(true) => (w.online), Some(false) => (w.offline), None => (w.unheard) }
+            }
+            dt { (w.last_seen) } dd { (view.last_seen.map_or_else(|| w.none.to_string(), |t| local(t, offset))) }
+            dt { (w.faults) } dd {
+                @if view.active_faults.is_empty() { (w.none) }
+                @for f in &view.active_faults { span.fault { (fault_title(&s, lang, &view.kind, f.as_str())) } " " }
+            }
+        }
+        form.filters method="get" action=(format!("/devices/{}", view.id.as_str())) {
+            label for="metric" { (w.metric) }
+            select #metric name="metric" {
+                @for m in &metrics { option value=(m) selected[metric.as_deref() == Some(*m)] { (m) } }
+            }
+            label for="period" { (w.period) }
+            select #period name="period" {
+                @for (v, label) in ["24h", "7d", "30d"].iter().zip(w.periods) {
+                    option value=(v) selected[period.0 == *v] { (label) }
+                }
+            }
+            button type="submit" { (w.show) }
+        }
+        @if let Some(m) = &metric {
+            (chart(m, &points, offset, w))
+        }
+        h2 { (w.tickets) }
+        table.queue data-late=(w.late) data-left=(w.left) data-breached=(w.breached) {
+            tbody #rows { (rows(&s, lang, w, &tickets)) }
+        }
+    };
+    page(StatusCode::OK, lang, &heading, Some((&p, &headers)), body)
+}
+
+/// A reading's history as an SVG chart: the mean as a line, each step's lowest to highest as
+/// a band, the scale and the period's ends written beside it.
+fn chart(metric: &str, points: &[crate::api::devices::HistoryPoint], offset: FixedOffset, w: &Words) -> Markup {
+    const W: f64 = 640.0;
+    const H: f64 = 200.0;
+    const PAD: f64 = 8.0;
+    let (Some(first), Some(last)) = (points.first(), points.last()) else {
+        return html! { p.hint { (w.no_data) } };
+    };
+    let lo = points.iter().map(|p| p.min).fold(f64::INFINITY, f64::min);
+    let hi = points.iter().map(|p| p.max).fold(f64::NEG_INFINITY, f64::max);
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let t0 = first.t.timestamp() as f64;
+    let dt = ((last.t.timestamp() as f64) - t0).max(1.0);
+    let x = |t: chrono::DateTime<chrono::Utc>| PAD + (t.timestamp() as f64 - t0) / dt * (W - 2.0 * PAD);
+    let y = |v: f64| PAD + (hi - v) / span * (H - 2.0 * PAD);
+    let line: Vec<String> = points.iter().map(|p| format!("{:.1},{:.1}", x(p.t), y(p.mean))).collect();
+    let mut band: Vec<String> = points.iter().map(|p| format!("{:.1},{:.1}", x(p.t), y(p.max))).collect();
+    band.extend(points.iter().rev().map(|p| format!("{:.1},{:.1}", x(p.t), y(p.min))));
+    let label = format!("{metric}: {} – {}", local(first.t, offset), local(last.t, offset));
+    html! {
+        figure.chart {
+            svg viewBox=(format!("0 0 {W} {H}")) role="img" aria-label=(label) preserveAspectRatio="none" {
+                title { (label) }
+                polygon.band points=(band.join(" ")) {}
+                polyline.mean points=(line.join(" ")) {}
+            }
+            figcaption {
+                (metric) " · " (w.mean_range) " · "
+                (format!("{lo:.2}")) " – " (format!("{hi:.2}")) " · "
+                (local(first.t, offset)) " → " (local(last.t, offset))
+            }
+        }
+    }
+}
+
 /// How long one stream of live events lasts before the browser opens another.
 const LIVE_FOR: Duration = Duration::from_secs(300);
 

@@ -72,6 +72,19 @@ pub(super) struct Words {
     pub(super) measured: &'static str,
     pub(super) nothing_today: &'static str,
     pub(super) done: &'static str,
+    pub(super) fleet: &'static str,
+    pub(super) online: &'static str,
+    pub(super) offline: &'static str,
+    pub(super) unheard: &'static str,
+    pub(super) faults: &'static str,
+    pub(super) kind: &'static str,
+    pub(super) metric: &'static str,
+    pub(super) period: &'static str,
+    pub(super) periods: [&'static str; 3],
+    pub(super) no_data: &'static str,
+    pub(super) model: &'static str,
+    pub(super) last_seen: &'static str,
+    pub(super) mean_range: &'static str,
 }
 
 pub(super) const EN: Words = Words {
@@ -141,6 +154,19 @@ pub(super) const EN: Words = Words {
     measured: "measured",
     nothing_today: "Nothing for today.",
     done: "Done",
+    fleet: "Devices",
+    online: "online",
+    offline: "offline",
+    unheard: "not heard yet",
+    faults: "Active faults",
+    kind: "Kind",
+    metric: "Reading",
+    period: "Period",
+    periods: ["24 hours", "7 days", "30 days"],
+    no_data: "No readings in this period.",
+    model: "Model · serial",
+    last_seen: "Last heard",
+    mean_range: "hourly mean, with the lowest and highest of each hour",
 };
 
 pub(super) const ZH: Words = Words {
@@ -210,6 +236,19 @@ pub(super) const ZH: Words = Words {
     measured: "实测",
     nothing_today: "今天没有任务。",
     done: "已完成",
+    fleet: "设备",
+    online: "在线",
+    offline: "离线",
+    unheard: "尚未上报",
+    faults: "当前故障",
+    kind: "类型",
+    metric: "读数",
+    period: "时段",
+    periods: ["24 小时", "7 天", "30 天"],
+    no_data: "该时段没有读数。",
+    model: "型号 · 序列号",
+    last_seen: "最近上报",
+    mean_range: "每小时均值及最低、最高值",
 };
 
 pub(super) fn words(lang: Lang) -> &'static Words {
