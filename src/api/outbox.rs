@@ -66,13 +66,29 @@ async fn retry_outbox(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let mine: Option<Vec<String>> = p.scope.customers().map(|c| c.iter().cloned().collect());
     let id: i64 =
         id.parse().map_err(|_| ApiError(StatusCode::BAD_REQUEST, format!("`{id}` is not an outbox row id")))?;
+    retry_row(&s, &p, id).await?;
+    Ok(Json(Retried { id, state: crate::domain::OutboxState::Pending }).into_response())
+}
+
+/// Sends dead outbox row `id` again, as `p` may (the console's button too).
+pub(super) async fn retry_row(s: &AppState, p: &Principal, id: i64) -> Result<(), ApiError> {
+    let mine: Option<Vec<String>> = p.scope.customers().map(|c| c.iter().cloned().collect());
     if s.store.outbox_retry(id, s.clock.now(), mine.as_deref()).await? {
-        Ok(Json(Retried { id, state: crate::domain::OutboxState::Pending }).into_response())
+        Ok(())
     } else {
         Err(ApiError(StatusCode::NOT_FOUND, format!("no dead outbox row {id}")))
+    }
+}
+
+/// Sends dead notification `id` again, as `p` may (the console's button too).
+pub(super) async fn retry_notice(s: &AppState, p: &Principal, id: i64) -> Result<(), ApiError> {
+    let seen = s.store.notification_customer(id).await?.is_some_and(|c| p.scope.sees(&c));
+    if seen && s.store.retry_notification(id, s.clock.now()).await? {
+        Ok(())
+    } else {
+        Err(ApiError(StatusCode::NOT_FOUND, format!("no dead notification {id}")))
     }
 }
 
@@ -113,14 +129,9 @@ async fn retry_notification(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let missing = || ApiError(StatusCode::NOT_FOUND, format!("no dead notification {id}"));
-    let n: i64 = id.parse().map_err(|_| missing())?;
-    let seen = s.store.notification_customer(n).await?.is_some_and(|c| p.scope.sees(&c));
-    if seen && s.store.retry_notification(n, s.clock.now()).await? {
-        Ok(Json(Retried { id: n, state: crate::domain::OutboxState::Pending }).into_response())
-    } else {
-        Err(missing())
-    }
+    let n: i64 = id.parse().map_err(|_| ApiError(StatusCode::NOT_FOUND, format!("no dead notification {id}")))?;
+    retry_notice(&s, &p, n).await?;
+    Ok(Json(Retried { id: n, state: crate::domain::OutboxState::Pending }).into_response())
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

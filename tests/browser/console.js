@@ -114,6 +114,18 @@ const scenarios = {
     await page.screenshot({ path: path.join(shots, "console-scope.png"), fullPage: true });
   },
 
+  // The manager finds a helpdesk event that could not be delivered and sends it again.
+  async outbox(page) {
+    await logIn(page, "/outbox");
+    const rows = page.locator("main table").first().locator("tbody tr");
+    const before = await rows.count();
+    if (before === 0) fail("no undelivered event listed");
+    await page.screenshot({ path: path.join(shots, "console-outbox.png"), fullPage: true });
+    await rows.first().getByRole("button", { name: /Send again|重新发送/ }).click();
+    await page.waitForURL(/\/outbox$/);
+    console.log("SEEN " + before);
+  },
+
   // The desk records a call in one form: customer, then site, then device, then the problem.
   async call(page) {
     await logIn(page, "/tickets/new");

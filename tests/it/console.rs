@@ -196,6 +196,49 @@ async fn a_customer_reaches_its_own_tickets_and_never_anothers_by_url() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_sends_an_undelivered_helpdesk_event_again() {
+    let Some(chromium) = chromium() else { return };
+    let fleet = ["lit-d:lighting"];
+    let broker = Broker::Embedded;
+    let (dir, prefix) = Daemon::setup(&fleet, "30s", "10m", &broker);
+    let path = dir.path().join("aftercare.toml");
+    // A helpdesk that never answers, and events that die after two seconds.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cfg = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("[[customers]]\nid = \"cust-1\"\n", "[[customers]]\nid = \"cust-1\"\nhelpdesk = \"gone\"\n")
+        + &format!("[helpdesks.gone]\nwebhook = {{ url = \"http://127.0.0.1:{closed}/hook\", timeout = \"1s\" }}\n")
+        + "[outbox]\ndead_after = \"2s\"\nmax_backoff = \"1s\"\n";
+    std::fs::write(&path, cfg).unwrap();
+    provision(&path, "max", "manager", &[], &token_of("max"));
+    let d = Daemon::start(dir, &prefix, &broker);
+    passwords(&d, &["max"]);
+    let mut sim = Sim::start(&d, &fleet);
+    super::all_online(&d, 1).await;
+    sim.send("inject lit-d leakage");
+    let dead = wait_for("a dead helpdesk event", 40, || async {
+        let rows = get(&d.url("/api/v1/outbox?state=dead")).await;
+        (!rows.as_array()?.is_empty()).then_some(rows)
+    })
+    .await;
+    let first = dead[0]["id"].clone();
+    let mut b = Browser::start(&chromium, "outbox", &d, "max", &[]);
+    b.expect("SEEN", 60);
+    b.finish();
+    // Sent again: pending, or tried again (and dead once more) since.
+    let row = wait_for("the event tried again", 20, || async {
+        let all = get(&d.url("/api/v1/outbox?state=pending")).await;
+        let dead = get(&d.url("/api/v1/outbox?state=dead")).await;
+        let mut rows = all.as_array()?.clone();
+        rows.extend(dead.as_array()?.iter().cloned());
+        let r = rows.into_iter().find(|r| r["id"] == first)?;
+        (r["state"] == json!("pending") || r["next_attempt_at"] != dead[0]["next_attempt_at"]).then_some(r)
+    })
+    .await;
+    assert_eq!(row["event_id"], dead[0]["event_id"], "the same event: {row}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_desk_opens_a_ticket_from_a_call_in_one_form() {
     let Some(chromium) = chromium() else { return };
     let (d, _sim) = two_customers_quiet("");

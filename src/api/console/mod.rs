@@ -41,6 +41,9 @@ pub(super) fn routes(s: &AppState) -> Routes {
         .page("/live", Perm::ReadTickets, pages::live)
         .page("/work", Perm::SignedIn, pages::my_work)
         .page("/fleet", Perm::ReadDevices, pages::fleet)
+        .page("/outbox", Perm::ReadOutbox, pages::outbox)
+        .form("/outbox/{id}/retry", Perm::RetryOutbox, pages::retry_outbox)
+        .form("/notifications/{id}/retry", Perm::RetryOutbox, pages::retry_notification)
         .page("/devices/{id}", Perm::ReadDevices, pages::device)
         .page("/visits/{id}", Perm::ReadWorkOrders, pages::visit)
         .form("/visits/{id}/start", Perm::DoVisits, pages::start_visit)
@@ -140,6 +143,9 @@ fn page(
                             }
                             @if p.may(Perm::ReadDevices) {
                                 a href="/fleet" { (w.fleet) }
+                            }
+                            @if p.may(Perm::ReadOutbox) {
+                                a href="/outbox" { (w.undelivered) }
                             }
                             @if p.may(Perm::DoVisits) {
                                 a href="/work" { (w.my_work) }

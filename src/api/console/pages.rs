@@ -1011,6 +1011,132 @@ fn chart(metric: &str, points: &[crate::api::devices::HistoryPoint], offset: Fix
     }
 }
 
+/// What could not be delivered: dead helpdesk events and notifications, each with a button
+/// to send it again.
+pub(super) async fn outbox(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+) -> Response {
+    let lang = lang_of(&headers);
+    let w = words::words(lang);
+    let mine: Option<Vec<String>> = p.scope.customers().map(|c| c.iter().cloned().collect());
+    let rows = match s.store.outbox(crate::domain::OutboxState::Dead, 500, mine.as_deref()).await {
+        Ok(r) => r,
+        Err(e) => return shown(&headers, e.into()),
+    };
+    let notes = match s.store.notifications(Some(crate::store::NotificationState::Dead), mine.as_deref(), 500).await {
+        Ok(n) => n,
+        Err(e) => return shown(&headers, e.into()),
+    };
+    let csrf = csrf_token(&headers);
+    let retry = p.may(Perm::RetryOutbox);
+    let offset = chrono::Utc.fix();
+    let body = html! {
+        h1 { (w.undelivered) }
+        h2 { (w.helpdesk_events) }
+        @if rows.is_empty() { p.hint { (w.nothing_dead) } }
+        @else {
+            div.scroll { table {
+                thead { tr {
+                    th scope="col" { (w.ticket) } th scope="col" { (w.event) } th scope="col" { (w.customer) }
+                    th scope="col" { (w.attempts) } th scope="col" { (w.last_error) } th scope="col" {}
+                } }
+                tbody {
+                    @for r in &rows {
+                        tr {
+                            td {
+                                @match r.subject {
+                                    crate::store::SubjectId::Ticket(t) => a href=(format!("/tickets/{}", t.0)) { "#" (t.0) },
+                                    crate::store::SubjectId::WorkOrder(v) => a href=(format!("/visits/{v}")) { (w.visit) " #" (v) },
+                                }
+                            }
+                            td { (r.event.as_str()) " · " (local(r.created_at, offset)) " UTC" }
+                            td { (r.customer) }
+                            td { (r.attempts) }
+                            td { (r.last_error.as_deref().unwrap_or_default()) }
+                            td {
+                                @if retry {
+                                    form.inline method="post" action=(format!("/outbox/{}/retry", r.id)) {
+                                        input type="hidden" name="csrf" value=(csrf);
+                                        button type="submit" { (w.retry) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            } }
+        }
+        h2 { (w.notifications) }
+        @if notes.is_empty() { p.hint { (w.nothing_dead) } }
+        @else {
+            div.scroll { table {
+                thead { tr {
+                    th scope="col" { (w.ticket) } th scope="col" { (w.event) } th scope="col" { (w.assignee) }
+                    th scope="col" { (w.attempts) } th scope="col" { (w.last_error) } th scope="col" {}
+                } }
+                tbody {
+                    @for n in &notes {
+                        tr {
+                            td { a href=(format!("/tickets/{}", n.ticket_id)) { "#" (n.ticket_id) } }
+                            td { (n.subject) }
+                            td { (n.recipient) " · " (n.channel) }
+                            td { (n.attempts) }
+                            td { (n.last_error.as_deref().unwrap_or_default()) }
+                            td {
+                                @if retry {
+                                    form.inline method="post" action=(format!("/notifications/{}/retry", n.id)) {
+                                        input type="hidden" name="csrf" value=(csrf);
+                                        button type="submit" { (w.retry) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            } }
+        }
+    };
+    page(StatusCode::OK, lang, w.undelivered, Some((&p, &headers)), body)
+}
+
+pub(super) async fn retry_outbox(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if !csrf_ok(&headers, &f.csrf) {
+        return super::refused(&headers, StatusCode::FORBIDDEN, "this form is out of date; reload the page");
+    }
+    let Ok(id) = id.parse::<i64>() else { return super::refused(&headers, StatusCode::NOT_FOUND, "no such event") };
+    match crate::api::outbox::retry_row(&s, &p, id).await {
+        Ok(()) => see_other("/outbox"),
+        Err(e) => shown(&headers, e),
+    }
+}
+
+pub(super) async fn retry_notification(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Response {
+    if !csrf_ok(&headers, &f.csrf) {
+        return super::refused(&headers, StatusCode::FORBIDDEN, "this form is out of date; reload the page");
+    }
+    let Ok(id) = id.parse::<i64>() else {
+        return super::refused(&headers, StatusCode::NOT_FOUND, "no such notification");
+    };
+    match crate::api::outbox::retry_notice(&s, &p, id).await {
+        Ok(()) => see_other("/outbox"),
+        Err(e) => shown(&headers, e),
+    }
+}
+
 /// How long one stream of live events lasts before the browser opens another.
 const LIVE_FOR: Duration = Duration::from_secs(300);
 

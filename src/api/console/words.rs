@@ -85,6 +85,14 @@ pub(super) struct Words {
     pub(super) model: &'static str,
     pub(super) last_seen: &'static str,
     pub(super) mean_range: &'static str,
+    pub(super) undelivered: &'static str,
+    pub(super) helpdesk_events: &'static str,
+    pub(super) notifications: &'static str,
+    pub(super) retry: &'static str,
+    pub(super) event: &'static str,
+    pub(super) attempts: &'static str,
+    pub(super) last_error: &'static str,
+    pub(super) nothing_dead: &'static str,
 }
 
 pub(super) const EN: Words = Words {
@@ -167,6 +175,14 @@ pub(super) const EN: Words = Words {
     model: "Model · serial",
     last_seen: "Last heard",
     mean_range: "hourly mean, with the lowest and highest of each hour",
+    undelivered: "Undelivered",
+    helpdesk_events: "Helpdesk events that could not be delivered",
+    notifications: "Notifications that could not be delivered",
+    retry: "Send again",
+    event: "Event",
+    attempts: "Attempts",
+    last_error: "Last error",
+    nothing_dead: "Nothing undelivered.",
 };
 
 pub(super) const ZH: Words = Words {
@@ -249,6 +265,14 @@ pub(super) const ZH: Words = Words {
     model: "型号 · 序列号",
     last_seen: "最近上报",
     mean_range: "每小时均值及最低、最高值",
+    undelivered: "投递失败",
+    helpdesk_events: "未能送达服务台的事件",
+    notifications: "未能送达的通知",
+    retry: "重新发送",
+    event: "事件",
+    attempts: "尝试次数",
+    last_error: "最近错误",
+    nothing_dead: "没有投递失败的记录。",
 };
 
 pub(super) fn words(lang: Lang) -> &'static Words {
