@@ -168,6 +168,9 @@ fn offset_of(s: &AppState, site: &str) -> FixedOffset {
 
 use chrono::Offset as _;
 
+/// The most tickets the queue shows at once.
+const QUEUE_MAX: i64 = 2_000;
+
 /// The ticket queue: the nearest deadline first, with a countdown to it and a mark on a
 /// missed clock; kept live by the script.
 pub(super) async fn queue(
@@ -186,7 +189,7 @@ pub(super) async fn queue(
         customers: p.scope.customers().map(|c| c.iter().cloned().collect()),
         assignee: mine.then(|| p.name.clone()),
         by_deadline: !newest,
-        limit: 500,
+        limit: QUEUE_MAX,
         ..TicketFilter::default()
     };
     let tickets = s.store.tickets(&filter).await?;
