@@ -244,6 +244,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
         tls: config.serve.tls.is_some(),
         route_table: Arc::default(),
         openapi: Arc::default(),
+        live_streams: Arc::default(),
     };
     let stop = shutdown.clone();
     let serve_cfg = config.serve.clone();

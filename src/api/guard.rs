@@ -103,7 +103,7 @@ pub(super) struct AuditNote {
 }
 
 /// A secret the request carries: a bearer token, or else the session cookie.
-fn secret(headers: &HeaderMap) -> Option<(String, bool)> {
+pub(super) fn secret(headers: &HeaderMap) -> Option<(String, bool)> {
     if let Some(v) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let token = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer "))?.trim();
         return Some((token.to_string(), false));
@@ -202,14 +202,14 @@ async fn guard(
     if !public {
         let Some((secret, by_cookie)) = secret(req.headers()) else {
             if page {
-                return super::console::to_login(&path);
+                return super::console::to_login(if method == Method::GET { &path } else { "/" });
             }
             return unauthorized("sign in: send `Authorization: Bearer TOKEN`, or log in at POST /api/v1/login");
         };
         let hash = crate::identity::secret_hash(&secret);
         match s.store.principal(&hash, now).await {
             Ok(Some(p)) => principal = Some(p),
-            Ok(None) if page => return super::console::to_login(&path),
+            Ok(None) if page => return super::console::to_login(if method == Method::GET { &path } else { "/" }),
             Ok(None) => return unauthorized("the token or session is unknown, expired or revoked"),
             Err(e) => return ApiError::from(e).into_response(),
         }

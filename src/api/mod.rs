@@ -61,6 +61,8 @@ pub(crate) struct AppState {
     pub route_table: Arc<std::sync::OnceLock<Vec<guard::RouteEntry>>>,
     /// The OpenAPI description as served, made on its first request.
     pub openapi: Arc<std::sync::OnceLock<bytes::Bytes>>,
+    /// The console's live streams open, per user.
+    pub live_streams: Arc<std::sync::Mutex<std::collections::HashMap<i64, usize>>>,
 }
 
 /// Every route of the API with its permission.

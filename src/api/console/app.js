@@ -46,6 +46,8 @@ async function refresh() {
   const url = new URL(window.location.href);
   url.searchParams.set("fragment", "rows");
   const r = await fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } });
+  // Sent to the login page: the session ended; the whole page goes there.
+  if (r.redirected) { window.location.reload(); return; }
   if (!r.ok) return;
   rows.innerHTML = await r.text();
   tick();

@@ -37,8 +37,16 @@ pub(super) struct LoginQuery {
 
 /// A path of ours to go back to after logging in; anything else goes home.
 fn next_path(next: Option<&str>) -> String {
+    // A browser drops tabs and line breaks from a URL, and reads `/\` as `//`: a path of ours
+    // is a `/` and then anything but another slash, with no such byte anywhere.
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        Some(n)
+            if n.starts_with('/')
+                && !n[1..].starts_with(['/', '\\'])
+                && n.bytes().all(|b| b > 0x20 && b != 0x7f && b != b'\\') =>
+        {
+            n.to_string()
+        }
         _ => "/".into(),
     }
 }
@@ -91,6 +99,8 @@ pub(super) async fn login_form(
             r.extensions_mut().insert(AuditNote { actor: Some(f.user.clone()), detail: "login (console)".into() });
             Ok(r)
         }
+        // Held for too many failures, or busy: said as it is, with when to try again.
+        Err(refusal) if refusal.status() != StatusCode::UNAUTHORIZED => Ok(refusal),
         Err(refusal) => {
             let mut r = see_other(&format!("/login?failed=1&next={}", super::encode(&next)));
             if let Some(note) = refusal.extensions().get::<AuditNote>() {
@@ -302,18 +312,12 @@ fn rows(s: &AppState, lang: Lang, w: &Words, tickets: &[Ticket]) -> Markup {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
-pub(super) struct TicketQuery {
-    msg: Option<String>,
-}
-
 /// One ticket: what it is about, its clocks, its timeline, and what the user may do with it.
 pub(super) async fn ticket(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Query(q): Query<TicketQuery>,
 ) -> Response {
     let lang = lang_of(&headers);
     let w = words::words(lang);
@@ -350,9 +354,6 @@ pub(super) async fn ticket(
     let body = html! {
         p { a href="/tickets" { "← " (w.back) } }
         h1 { (heading) ": " (title_in(&s, lang, &t)) }
-        @if let Some(m) = &q.msg {
-            p.error role="alert" { (m) }
-        }
         dl.facts {
             dt { (w.state) } dd { (words::state(lang, t.state)) }
             dt { (w.tier) } dd { (words::tier(lang, t.tier.number())) }
@@ -386,7 +387,7 @@ pub(super) async fn ticket(
                     select #assignee name="assignee" {
                         option value="" { "—" }
                         @for e in &engineers {
-                            option value=(e) selected[t.assignee.as_deref() == Some(e.as_str())] { (e) }
+                            option value=(e) { (e) }
                         }
                     }
                 }
@@ -446,10 +447,15 @@ pub(super) async fn act(
         Ok(id) => id,
         Err(e) => return shown(&headers, e),
     };
+    let current = match seen_ticket(&s, &p, id).await {
+        Ok(t) => t.assignee,
+        Err(e) => return shown(&headers, e),
+    };
     let b = TransitionBody {
         to: f.to,
         note: f.note,
-        assignee: Some(f.assignee).filter(|a| !a.is_empty()),
+        // "—" keeps whoever has it; naming the one who has it changes nothing either.
+        assignee: Some(f.assignee).filter(|a| !a.is_empty()).filter(|a| current.as_deref() != Some(a.as_str())),
         ..TransitionBody::default()
     };
     match move_ticket(&s, &p, id, b).await {
@@ -1143,24 +1149,83 @@ pub(super) async fn retry_notification(
 /// How long one stream of live events lasts before the browser opens another.
 const LIVE_FOR: Duration = Duration::from_secs(300);
 
+/// Live streams one user may have open at once (a browser opens one a tab), and in all.
+const LIVE_PER_USER: usize = 8;
+const LIVE_IN_ALL: usize = 512;
+
+/// One open live stream, counted while it lives.
+struct LiveSlot {
+    streams: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<i64, usize>>>,
+    user: i64,
+}
+
+impl LiveSlot {
+    fn take(s: &AppState, user: i64) -> Option<LiveSlot> {
+        let mut m = s.live_streams.lock().ok()?;
+        let all: usize = m.values().sum();
+        let mine = m.entry(user).or_default();
+        if *mine >= LIVE_PER_USER || all >= LIVE_IN_ALL {
+            return None;
+        }
+        *mine += 1;
+        Some(LiveSlot { streams: s.live_streams.clone(), user })
+    }
+}
+
+impl Drop for LiveSlot {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.streams.lock()
+            && let Some(n) = m.get_mut(&self.user)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.user);
+            }
+        }
+    }
+}
+
 /// Live events: `tickets` whenever a ticket the user sees changed. The event carries no data
-/// of the ticket; the page asks for its rows again, through the same checks.
-pub(super) async fn live(State(s): State<AppState>, Extension(p): Extension<Principal>) -> Response {
+/// of the ticket; the page asks for its rows again, through the same checks. A stream ends
+/// after five minutes (the browser opens another), or at once when its session has ended.
+pub(super) async fn live(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(slot) = LiveSlot::take(&s, p.user_id) else {
+        let mut r = (StatusCode::TOO_MANY_REQUESTS, "too many live streams open").into_response();
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+        return r;
+    };
+    let hash = crate::api::guard::secret(&headers).map(|(secret, _)| crate::identity::secret_hash(&secret));
     let customers: Option<Vec<String>> = p.scope.customers().map(|c| c.iter().cloned().collect());
     let start = tokio::time::Instant::now();
     let first = s.store.latest_change(customers.as_deref()).await.ok().flatten();
-    let state = (s, customers, first, start);
-    let stream = futures_util::stream::unfold(state, |(s, customers, mut seen, start)| async move {
+    let state = (s, customers, first, start, hash, slot);
+    let stream = futures_util::stream::unfold(state, |(s, customers, mut seen, start, hash, slot)| async move {
+        let mut ticks = 0u32;
         loop {
             if start.elapsed() >= LIVE_FOR {
                 return None;
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
+            ticks += 1;
+            // The session may have ended (logged out, the user disabled): look every 30 s.
+            if ticks.is_multiple_of(30) {
+                let still = match &hash {
+                    Some(h) => s.store.principal(h, s.clock.now()).await.ok().flatten().is_some(),
+                    None => false,
+                };
+                if !still {
+                    return None;
+                }
+            }
             let now = s.store.latest_change(customers.as_deref()).await.ok().flatten();
             if now != seen {
                 seen = now;
                 let e = Event::default().event("tickets").data(now.unwrap_or_default().to_string());
-                return Some((Ok::<_, Infallible>(e), (s, customers, seen, start)));
+                return Some((Ok::<_, Infallible>(e), (s, customers, seen, start, hash, slot)));
             }
         }
     });
@@ -1183,4 +1248,21 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     secure(r.headers_mut());
     r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_path;
+
+    #[test]
+    fn only_a_path_of_ours_is_gone_back_to_after_login() {
+        assert_eq!(next_path(Some("/tickets/7")), "/tickets/7");
+        assert_eq!(next_path(Some("/tickets?show=all")), "/tickets?show=all");
+        for bad in
+            ["//evil.example", "/\\evil.example", "/\t/evil.example", "/\n/evil", "https://evil.example", "evil", ""]
+        {
+            assert_eq!(next_path(Some(bad)), "/", "{bad:?}");
+        }
+        assert_eq!(next_path(None), "/");
+    }
 }
