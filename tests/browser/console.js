@@ -110,6 +110,14 @@ const scenarios = {
     const own_device = await page.goto(base + "/devices/lit-a");
     if (own_device.status() !== 200) fail("its own device answered " + own_device.status());
     await page.locator("figure.chart, p.hint").first().waitFor();
+    // Its service levels, and not another customer's.
+    const sla_other = await page.goto(base + "/sla?customer=cust-2");
+    if (sla_other.status() !== 404) fail("another customer's SLA answered " + sla_other.status());
+    const sla = await page.goto(base + "/sla");
+    if (sla.status() !== 200) fail("its SLA answered " + sla.status());
+    const options = await page.locator("#customer option").allTextContents();
+    if (options.join() !== "cust-1") fail("the SLA page offers customers " + options);
+    if ((await page.locator("table.sla tbody tr").count()) !== 3) fail("not a row per tier");
     console.log("SEEN " + r.status());
     await page.screenshot({ path: path.join(shots, "console-scope.png"), fullPage: true });
   },

@@ -80,6 +80,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/work", "signed_in"),
     ("GET", "/fleet", "read_devices"),
     ("GET", "/outbox", "read_outbox"),
+    ("GET", "/sla", "read_sla"),
     ("POST", "/outbox/{id}/retry", "retry_outbox"),
     ("POST", "/notifications/{id}/retry", "retry_outbox"),
     ("GET", "/devices/{id}", "read_devices"),

@@ -42,6 +42,7 @@ pub(super) fn routes(s: &AppState) -> Routes {
         .page("/work", Perm::SignedIn, pages::my_work)
         .page("/fleet", Perm::ReadDevices, pages::fleet)
         .page("/outbox", Perm::ReadOutbox, pages::outbox)
+        .page("/sla", Perm::ReadSla, pages::sla)
         .form("/outbox/{id}/retry", Perm::RetryOutbox, pages::retry_outbox)
         .form("/notifications/{id}/retry", Perm::RetryOutbox, pages::retry_notification)
         .page("/devices/{id}", Perm::ReadDevices, pages::device)
@@ -143,6 +144,9 @@ fn page(
                             }
                             @if p.may(Perm::ReadDevices) {
                                 a href="/fleet" { (w.fleet) }
+                            }
+                            @if p.may(Perm::ReadSla) {
+                                a href="/sla" { (w.sla) }
                             }
                             @if p.may(Perm::ReadOutbox) {
                                 a href="/outbox" { (w.undelivered) }

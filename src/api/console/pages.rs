@@ -1146,6 +1146,82 @@ pub(super) async fn retry_notification(
     }
 }
 
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct SlaQuery {
+    customer: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// Service levels for a period: per tier, how many tickets met each clock, by the same
+/// reading of the period and the same figures as `GET /api/v1/sla`.
+pub(super) async fn sla(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    Query(q): Query<SlaQuery>,
+) -> Response {
+    let lang = lang_of(&headers);
+    let w = words::words(lang);
+    let given = |v: Option<String>| v.filter(|x| !x.trim().is_empty());
+    let (from_text, to_text) = (given(q.from), given(q.to));
+    let (customer, from, to) =
+        match crate::api::customer_period(&s, &p, given(q.customer), from_text.as_deref(), to_text.as_deref()) {
+            Ok(x) => x,
+            Err(e) => return shown(&headers, e),
+        };
+    let tiers = match s.store.clock_outcomes(customer.as_deref(), from, to).await {
+        Ok(rows) => crate::tickets::sla::compliance(rows),
+        Err(e) => return shown(&headers, e.into()),
+    };
+    let customers: Vec<&crate::fleet::Customer> =
+        s.fleet.customers.iter().filter(|c| p.scope.sees(c.id.as_str())).collect();
+    let offset = crate::report::offset_of(&s.fleet, customer.as_deref(), None);
+    let day = |t: chrono::DateTime<chrono::Utc>| t.with_timezone(&offset).format("%Y-%m-%d").to_string();
+    let pct = |c: &crate::tickets::sla::ClockCompliance| {
+        c.share.map_or_else(|| "—".to_string(), |x| format!("{:.1} %", x * 100.0))
+    };
+    let body = html! {
+        h1 { (w.sla) }
+        form.filters method="get" action="/sla" {
+            label for="customer" { (w.customer) }
+            select #customer name="customer" {
+                @if p.scope.customers().is_none() { option value="" { (w.every_customer) } }
+                @for c in &customers {
+                    option value=(c.id.as_str()) selected[customer.as_deref() == Some(c.id.as_str())] { (c.id.as_str()) }
+                }
+            }
+            label for="from" { (w.from) }
+            input #from name="from" type="date" value=(day(from));
+            label for="to" { (w.to) }
+            input #to name="to" type="date" value=(day(to));
+            button type="submit" { (w.show) }
+        }
+        div.scroll { table.sla {
+            thead {
+                tr {
+                    th scope="col" rowspan="2" { (w.tier) }
+                    th scope="col" rowspan="2" { (w.tickets) }
+                    @for c in w.clocks { th scope="colgroup" colspan="3" { (c) } }
+                }
+                tr { @for _ in 0..3 { th scope="col" { (w.met) } th scope="col" { (w.missed) } th scope="col" { (w.share) } } }
+            }
+            tbody {
+                @for t in &tiers {
+                    tr {
+                        th scope="row" { (words::tier(lang, t.tier)) }
+                        td { (t.tickets) }
+                        @for c in [&t.acknowledge, &t.on_site, &t.resolve] {
+                            td { (c.met) } td { (c.missed) } td { (pct(c)) }
+                        }
+                    }
+                }
+            }
+        } }
+    };
+    page(StatusCode::OK, lang, w.sla, Some((&p, &headers)), body)
+}
+
 /// How long one stream of live events lasts before the browser opens another.
 const LIVE_FOR: Duration = Duration::from_secs(300);
 

@@ -93,6 +93,14 @@ pub(super) struct Words {
     pub(super) attempts: &'static str,
     pub(super) last_error: &'static str,
     pub(super) nothing_dead: &'static str,
+    pub(super) sla: &'static str,
+    pub(super) from: &'static str,
+    pub(super) to: &'static str,
+    pub(super) clocks: [&'static str; 3],
+    pub(super) met: &'static str,
+    pub(super) missed: &'static str,
+    pub(super) share: &'static str,
+    pub(super) every_customer: &'static str,
 }
 
 pub(super) const EN: Words = Words {
@@ -183,6 +191,14 @@ pub(super) const EN: Words = Words {
     attempts: "Attempts",
     last_error: "Last error",
     nothing_dead: "Nothing undelivered.",
+    sla: "Service levels",
+    from: "From",
+    to: "To (not included)",
+    clocks: ["Acknowledge", "On site", "Resolve"],
+    met: "met",
+    missed: "missed",
+    share: "share met",
+    every_customer: "every customer",
 };
 
 pub(super) const ZH: Words = Words {
@@ -273,6 +289,14 @@ pub(super) const ZH: Words = Words {
     attempts: "尝试次数",
     last_error: "最近错误",
     nothing_dead: "没有投递失败的记录。",
+    sla: "服务达标",
+    from: "起始日期",
+    to: "截止日期（不含）",
+    clocks: ["响应", "到场", "修复"],
+    met: "达标",
+    missed: "超时",
+    share: "达标率",
+    every_customer: "全部客户",
 };
 
 pub(super) fn words(lang: Lang) -> &'static Words {
