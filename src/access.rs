@@ -150,6 +150,11 @@ impl Scope {
             Scope::Customers(c) => Some(c),
         }
     }
+
+    /// [`Scope::customers`] as a list, for a store query's filter.
+    pub fn list(&self) -> Option<Vec<String>> {
+        self.customers().map(|c| c.iter().cloned().collect())
+    }
 }
 
 /// Whether a user of `role` with these customers is well formed: a customer user must be

@@ -305,10 +305,8 @@ async fn ticket_cmd(cfg: Config, action: TicketCmd) -> anyhow::Result<()> {
         .transpose()?;
     let u = store.user(&user).await?.ok_or_else(|| anyhow::anyhow!("no user `{user}`"))?;
     anyhow::ensure!(!u.disabled, "user `{user}` is disabled");
-    let channel = Channel::parse(&channel)
-        .ok_or_else(|| anyhow::anyhow!("channel `{channel}`: write phone, web, email, visit or helpdesk"))?;
-    let category = Category::parse(&category)
-        .ok_or_else(|| anyhow::anyhow!("category `{category}`: write fault, request, question or complaint"))?;
+    let channel = Channel::read(&channel).map_err(anyhow::Error::msg)?;
+    let category = Category::read(&category).map_err(anyhow::Error::msg)?;
     let tier = tier
         .map(|t| aftercare::domain::Tier::from_number(i64::from(t)).ok_or_else(|| anyhow::anyhow!("tier is 1, 2 or 3")))
         .transpose()?;

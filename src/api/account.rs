@@ -239,7 +239,7 @@ struct Me {
 /// Who is signed in: name, role and customers.
 #[utoipa::path(get, path = "/api/v1/me", tag = "account", responses((status = 200, body = Me)))]
 async fn me(Extension(p): Extension<Principal>) -> Json<Me> {
-    Json(Me { user: p.name, role: p.role, customers: p.scope.customers().map(|c| c.iter().cloned().collect()) })
+    Json(Me { user: p.name, role: p.role, customers: p.scope.list() })
 }
 
 /// Every user.

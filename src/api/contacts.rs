@@ -144,7 +144,7 @@ async fn list(
         unanswered: q.unanswered,
         breached: q.breached,
         customer: q.customer,
-        customers: p.scope.customers().map(|c| c.iter().cloned().collect()),
+        customers: p.scope.list(),
         limit: q.limit.unwrap_or(500),
     };
     Ok(Json(s.store.contacts(&f, s.clock.now()).await?).into_response())

@@ -43,7 +43,7 @@ async fn list_outbox(
     q: Result<Query<OutboxQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q?;
-    let mine: Option<Vec<String>> = p.scope.customers().map(|c| c.iter().cloned().collect());
+    let mine: Option<Vec<String>> = p.scope.list();
     use crate::domain::OutboxState;
     let state = one_of(q.state.as_deref(), "state", OutboxState::parse, "pending, delivered, dead or skipped")?
         .unwrap_or(OutboxState::Dead);
@@ -74,7 +74,7 @@ async fn retry_outbox(
 
 /// Sends dead outbox row `id` again, as `p` may (the console's button too).
 pub(super) async fn retry_row(s: &AppState, p: &Principal, id: i64) -> Result<(), ApiError> {
-    let mine: Option<Vec<String>> = p.scope.customers().map(|c| c.iter().cloned().collect());
+    let mine: Option<Vec<String>> = p.scope.list();
     if s.store.outbox_retry(id, s.clock.now(), mine.as_deref()).await? {
         Ok(())
     } else {
@@ -112,7 +112,7 @@ async fn list_notifications(
     q: Result<Query<NotificationQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q?;
-    let mine: Option<Vec<String>> = p.scope.customers().map(|c| c.iter().cloned().collect());
+    let mine: Option<Vec<String>> = p.scope.list();
     use crate::store::NotificationState;
     let state = one_of(q.state.as_deref(), "state", NotificationState::parse, "pending, delivered or dead")?;
     let limit = q.limit.unwrap_or(500).clamp(1, 10_000) as u32;

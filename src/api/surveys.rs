@@ -240,7 +240,7 @@ async fn scores(
 ) -> Result<Response, ApiError> {
     let Query(q) = q?;
     let (customer, from, to) = customer_period(&s, &p, q.customer, q.from.as_deref(), q.to.as_deref())?;
-    let mine: Option<Vec<String>> = p.scope.customers().map(|c| c.iter().cloned().collect());
+    let mine: Option<Vec<String>> = p.scope.list();
     let surveys = s.store.surveys(mine.as_deref(), customer.as_deref(), from, to).await?;
     let mean = |xs: &[&Survey]| xs.iter().filter_map(|x| x.score).sum::<i64>() as f64 / xs.len().max(1) as f64;
     let all: Vec<&Survey> = surveys.iter().collect();

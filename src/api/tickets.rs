@@ -85,7 +85,7 @@ async fn list_tickets(
         device: q.device,
         code: q.code,
         customer: q.customer,
-        customers: p.scope.customers().map(|c| c.iter().cloned().collect()),
+        customers: p.scope.list(),
         site: q.site,
         kind: q.kind,
         recovered: q.recovered,
@@ -199,10 +199,8 @@ pub(super) async fn report(
     use crate::tickets::intake::{Category, Channel, Report};
     let (s, p) = (s.clone(), p.clone());
     let bad = |m: String| ApiError(StatusCode::BAD_REQUEST, m);
-    let channel = Channel::parse(&b.channel)
-        .ok_or_else(|| bad(format!("channel `{}`: write phone, web, email, visit or helpdesk", b.channel)))?;
-    let category = Category::parse(&b.category)
-        .ok_or_else(|| bad(format!("category `{}`: write fault, request, question or complaint", b.category)))?;
+    let channel = Channel::read(&b.channel).map_err(bad)?;
+    let category = Category::read(&b.category).map_err(bad)?;
     let tier = match b.tier {
         Some(t) => Some(Tier::from_number(i64::from(t)).ok_or_else(|| bad("tier must be 1, 2 or 3".into()))?),
         None => None,
@@ -262,9 +260,17 @@ pub(super) fn ticket_id(raw: &str) -> Result<TicketId, ApiError> {
 /// Ticket `id` if `p` may see it; else 404, as for a ticket that does not exist.
 pub(super) async fn seen_ticket(s: &AppState, p: &Principal, id: TicketId) -> Result<crate::tickets::Ticket, ApiError> {
     match s.store.ticket(id).await? {
-        Some(t) if p.scope.sees(t.customer.as_str()) => Ok(t),
+        Some(t) if p.scope.sees(t.customer.as_str()) => with_record(s, t).await,
         _ => Err(ApiError(StatusCode::NOT_FOUND, format!("no ticket {id}"))),
     }
+}
+
+/// A ticket as people are answered with it: with its repair record and attachments, which
+/// the store's own readers (the relay, the helpdesk polls) do without.
+async fn with_record(s: &AppState, mut t: crate::tickets::Ticket) -> Result<crate::tickets::Ticket, ApiError> {
+    t.repair = s.store.repair(t.id.0).await?;
+    t.attachments = Some(s.store.attachments(t.id.0).await?);
+    Ok(t)
 }
 
 /// One ticket, with its timeline.
@@ -547,7 +553,7 @@ pub(super) async fn act(
         super::repairs::keep(&s, &p, id, r, prepared).await?;
         return seen_ticket(&s, &p, id).await;
     }
-    moved.map_err(failure)
+    with_record(&s, moved.map_err(failure)?).await
 }
 
 /// The answer to a transition: the ticket, 404, 409 with the reason, or 503.
@@ -645,7 +651,7 @@ async fn complaints(
     let (customer, from, to) = super::customer_period(&s, &p, q.customer, q.from.as_deref(), q.to.as_deref())?;
     let f = TicketFilter {
         customer: customer.clone(),
-        customers: p.scope.customers().map(|c| c.iter().cloned().collect()),
+        customers: p.scope.list(),
         category: Some(crate::tickets::intake::Category::Complaint),
         opened: Some((from, to)),
         limit: 10_000,

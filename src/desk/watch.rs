@@ -67,10 +67,7 @@ impl Watch {
             let firings = if is_open(t.state) { due(&t, contract(&t), now) } else { Vec::new() };
             if !firings.is_empty() {
                 let plan = |f: &Firing, b: &Brief| {
-                    let mut b = b.clone();
-                    if let Some(site) = fleet.sites.iter().find(|s| s.id.as_str() == b.site) {
-                        b.offset = site.utc_offset;
-                    }
+                    let b = Brief { offset: crate::report::offset_of(fleet, None, Some(&b.site)), ..b.clone() };
                     self.routing.plan(f, &b)
                 };
                 for f in store.fire(t.id, &firings, now, &plan).await? {

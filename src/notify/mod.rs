@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::clock::Clock;
-use crate::outbox::{DeliveryError, OutboxConfig, backoff, http_client, http_outcome, unreachable};
+use crate::outbox::{DeliveryError, OutboxConfig, http_client, http_outcome, retry_at, unreachable};
 use crate::store::{Notification, Store};
 use route::{ChannelKind, Routing, dingtalk_url, robot_text};
 
@@ -115,19 +115,14 @@ impl Notifier {
         e: &DeliveryError,
         now: DateTime<Utc>,
     ) -> (String, Option<DateTime<Utc>>) {
-        let (message, wait) = match e {
-            DeliveryError::Permanent(m) | DeliveryError::Gone(m) => return (m.clone(), None),
-            DeliveryError::Retryable { after: Some(a), message } => {
-                (message.clone(), (*a).min(Duration::from_secs(3600)))
-            }
-            DeliveryError::Retryable { after: None, message } => {
-                (message.clone(), backoff(n.attempts, self.cfg.max_backoff, now.timestamp_subsec_micros()))
+        let message = match e {
+            DeliveryError::Permanent(m) | DeliveryError::Gone(m) | DeliveryError::Retryable { message: m, .. } => {
+                m.clone()
             }
         };
-        let next = now + TimeDelta::from_std(wait).unwrap_or(TimeDelta::MAX);
+        // A notification a person sent again has its time to die from then.
         let since = n.retried_at.unwrap_or(n.created_at);
-        let deadline = since + TimeDelta::from_std(self.cfg.dead_after).unwrap_or(TimeDelta::MAX);
-        (message, (next <= deadline).then_some(next))
+        (message, retry_at(n.attempts, since, e, now, &self.cfg))
     }
 
     /// One delivery, the whole exchange within the channel's timeout.

@@ -17,15 +17,28 @@ pub(crate) fn after_failure(
     now: DateTime<Utc>,
     cfg: &OutboxConfig,
 ) -> Option<DateTime<Utc>> {
+    retry_at(row.attempts, row.created_at, err, now, cfg)
+}
+
+/// When something that failed its `attempts`-th try at `now`, and has been due since `since`,
+/// is tried again; `None`: it is dead (a permanent refusal, or past `outbox.dead_after`). The
+/// helpdesk outbox and the notifications to people share this rule.
+pub(crate) fn retry_at(
+    attempts: i64,
+    since: DateTime<Utc>,
+    err: &DeliveryError,
+    now: DateTime<Utc>,
+    cfg: &OutboxConfig,
+) -> Option<DateTime<Utc>> {
     let wait = match err {
         DeliveryError::Permanent(_) | DeliveryError::Gone(_) => return None,
         DeliveryError::Retryable { after: Some(a), .. } => (*a).min(Duration::from_secs(3600)),
         DeliveryError::Retryable { after: None, .. } => {
-            backoff(row.attempts, cfg.max_backoff, now.timestamp_subsec_micros())
+            backoff(attempts, cfg.max_backoff, now.timestamp_subsec_micros())
         }
     };
     let next = now + TimeDelta::from_std(wait).unwrap_or(TimeDelta::MAX);
-    let deadline = row.created_at + TimeDelta::from_std(cfg.dead_after).unwrap_or(TimeDelta::MAX);
+    let deadline = since + TimeDelta::from_std(cfg.dead_after).unwrap_or(TimeDelta::MAX);
     (next <= deadline).then_some(next)
 }
 

@@ -92,6 +92,19 @@ fn flag_of(r: &SqliteRow, column: &str) -> Result<bool, StoreError> {
     Ok(r.try_get::<i64, _>(column)? != 0)
 }
 
+/// ` AND COLUMN IN ($first, ...)` for `customers` (none of them: a condition no row meets),
+/// or nothing when every customer's rows are wanted.
+fn in_customers(column: &str, customers: Option<&[String]>, first: usize) -> String {
+    match customers {
+        None => String::new(),
+        Some([]) => " AND 1 = 0".into(),
+        Some(cs) => {
+            let marks: Vec<String> = (first..first + cs.len()).map(|n| format!("${n}")).collect();
+            format!(" AND {column} IN ({})", marks.join(", "))
+        }
+    }
+}
+
 /// `('a', 'b')`: names for an SQL `IN`, each from its one mapping (`as_str`).
 fn sql_list<const N: usize>(names: [&str; N]) -> String {
     let quoted: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();

@@ -188,13 +188,7 @@ impl Store {
             cols.join(", "),
             if state.is_some() { "n.state = $2" } else { "$2 = $2" }
         );
-        if let Some(cs) = customers {
-            let list: Vec<String> = (0..cs.len()).map(|i| format!("${}", i + 3)).collect();
-            sql.push_str(&format!(
-                " AND t.customer IN ({})",
-                if list.is_empty() { "NULL".into() } else { list.join(", ") }
-            ));
-        }
+        sql.push_str(&super::in_customers("t.customer", customers, 3));
         sql.push_str(" ORDER BY n.id DESC LIMIT $1");
         let state = state.map_or(NotificationState::Pending.as_str(), |s| s.as_str());
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(i64::from(limit)).bind(state);

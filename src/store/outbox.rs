@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::Row;
 
-use super::{Store, StoreError, from_ms, ms, named};
+use super::{Store, StoreError, from_ms, in_customers, ms, named};
 use crate::domain::{HelpdeskAction, OutboxState, TicketId, VisitEvent};
 use crate::tickets::Event;
 
@@ -266,7 +266,7 @@ impl Store {
     ) -> Result<Vec<OutboxRow>, StoreError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM outbox WHERE state = $1{} ORDER BY id DESC LIMIT $2",
-            in_customers(customers, 3)
+            in_customers("customer", customers, 3)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(state.as_str()).bind(limit);
         for c in customers.unwrap_or_default() {
@@ -287,7 +287,7 @@ impl Store {
         let sql = format!(
             "UPDATE outbox SET state = $3, next_attempt_at = $2, attempts = 0, created_at = $2 \
              WHERE id = $1 AND state = $4{}",
-            in_customers(customers, 5)
+            in_customers("customer", customers, 5)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
@@ -377,18 +377,5 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
-    }
-}
-
-/// ` AND customer IN ($first, ...)` for `customers` (none of them: a condition no row meets),
-/// or nothing when every customer's rows are wanted.
-fn in_customers(customers: Option<&[String]>, first: usize) -> String {
-    match customers {
-        None => String::new(),
-        Some([]) => " AND 1 = 0".into(),
-        Some(cs) => {
-            let marks: Vec<String> = (first..first + cs.len()).map(|n| format!("${n}")).collect();
-            format!(" AND customer IN ({})", marks.join(", "))
-        }
     }
 }

@@ -441,12 +441,8 @@ impl Store {
 
     /// When a ticket of these customers (`None`: any) last changed, in ms; `None` with no ticket.
     pub async fn latest_change(&self, customers: Option<&[String]>) -> Result<Option<i64>, StoreError> {
-        let mut sql = String::from("SELECT MAX(updated_at) FROM tickets");
-        if let Some(cs) = customers {
-            let marks: Vec<String> = (1..=cs.len()).map(|n| format!("${n}")).collect();
-            let list = if marks.is_empty() { "NULL".to_string() } else { marks.join(", ") };
-            sql.push_str(&format!(" WHERE customer IN ({list})"));
-        }
+        let sql =
+            format!("SELECT MAX(updated_at) FROM tickets WHERE 1 = 1{}", super::in_customers("customer", customers, 1));
         let mut q = sqlx::query_scalar::<_, Option<i64>>(sqlx::AssertSqlSafe(sql));
         for c in customers.unwrap_or_default() {
             q = q.bind(c);
@@ -486,8 +482,6 @@ impl Store {
             });
         }
         t.timeline = Some(timeline);
-        t.repair = self.repair(id.0).await?;
-        t.attachments = Some(self.attachments(id.0).await?);
         Ok(Some(t))
     }
 

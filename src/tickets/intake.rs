@@ -26,6 +26,13 @@ crate::domain::named! {
     }
 }
 
+impl Category {
+    /// A category by its name, or what to write instead.
+    pub fn read(s: &str) -> Result<Category, String> {
+        Category::parse(s).ok_or_else(|| format!("category `{s}`: write fault, request, question or complaint"))
+    }
+}
+
 crate::domain::named! {
     /// How a ticket came in.
     pub enum Channel {
@@ -38,6 +45,13 @@ crate::domain::named! {
         Visit = "visit",
         /// Opened by people in the customer's helpdesk.
         Helpdesk = "helpdesk",
+    }
+}
+
+impl Channel {
+    /// A person's channel by its name, or what to write instead.
+    pub fn read(s: &str) -> Result<Channel, String> {
+        Channel::parse(s).ok_or_else(|| format!("channel `{s}`: write phone, web, email, visit or helpdesk"))
     }
 }
 

@@ -606,7 +606,9 @@ async fn intake(desk: Desk) {
     let all = get(&d.url("/api/v1/tickets?channel=helpdesk")).await;
     assert_eq!(all.as_array().unwrap().len(), 2, "{all}");
     assert_eq!(desk.tickets().await.len(), 2);
-    let _ = other;
+    // The request's remote ticket is tagged with its own aftercare ticket.
+    let r = desk.tickets().await.into_iter().find(|r| r.id == other).expect("the request's remote ticket");
+    assert!(r.subject.starts_with(&format!("[aftercare #{}] ", req["id"])), "{r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

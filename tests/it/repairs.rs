@@ -122,9 +122,20 @@ async fn an_on_site_repair_is_resolved_only_with_the_record_its_contract_require
     assert_eq!(r.bytes().await.unwrap().to_vec(), png);
     let (status, _) = send(cat.get(ticket("/attachments/999"))).await;
     assert_eq!(status, 404);
-    // Another customer's user does not see it (cust-2 has no user here; an unknown ticket is 404 alike).
-    let (status, _) = send(cat.get(d.url(&format!("/api/v1/tickets/{}/attachments/{photo}", id + 1000)))).await;
-    assert_eq!(status, 404);
+    // Another customer's photo does not exist for cust-1's user, by its real ticket and id.
+    let admin = as_user(&token_of("ann"));
+    let call = json!({"channel": "phone", "category": "fault", "device": "lit-b", "problem": "Dark"});
+    let (status, other) = send(desk.post(d.url("/api/v1/tickets")).json(&call)).await;
+    assert_eq!(status, 201, "{other}");
+    let other_url = |p: &str| d.url(&format!("/api/v1/tickets/{}{p}", other["id"]));
+    let (status, theirs) = send(admin.post(other_url("/attachments")).body(png.clone())).await;
+    assert_eq!(status, 201, "{theirs}");
+    let (status, _) = send(cat.get(other_url(&format!("/attachments/{}", theirs["id"])))).await;
+    assert_eq!(status, 404, "cust-2's photo by its own ticket");
+    let (status, _) = send(cat.get(ticket(&format!("/attachments/{}", theirs["id"])))).await;
+    assert_eq!(status, 404, "cust-2's photo under cust-1's ticket");
+    let (status, _) = send(admin.get(other_url(&format!("/attachments/{}", theirs["id"])))).await;
+    assert_eq!(status, 200, "the admin sees it");
 
     // The files live beside the database.
     let kept = d.dir.path().join(format!("data/aftercare-attachments/{id}/{photo}"));

@@ -122,7 +122,7 @@ pub(super) async fn logout_form(
     Form(f): Form<CsrfForm>,
 ) -> Result<Response, ApiError> {
     if !csrf_ok(&headers, &f.csrf) {
-        return Ok(super::refused(&headers, StatusCode::FORBIDDEN, "this form is out of date; reload the page"));
+        return Ok(stale(&headers));
     }
     if let Some(c) = super::cookie(&headers, super::COOKIE) {
         s.store.end_session(&crate::identity::secret_hash(&c), s.clock.now()).await?;
@@ -171,12 +171,12 @@ pub(super) struct QueueQuery {
     fragment: Option<String>,
 }
 
-/// The site's offset (UTC when the site is unknown).
-fn offset_of(s: &AppState, site: &str) -> FixedOffset {
-    s.fleet.sites.iter().find(|x| x.id.as_str() == site).map_or(chrono::Utc.fix(), |x| x.utc_offset)
-}
-
 use chrono::Offset as _;
+
+/// The site's offset (UTC when the site is unknown).
+fn site_offset(s: &AppState, site: &str) -> FixedOffset {
+    crate::report::offset_of(&s.fleet, None, Some(site))
+}
 
 /// The most tickets the queue shows at once.
 const QUEUE_MAX: i64 = 2_000;
@@ -301,7 +301,7 @@ fn rows(s: &AppState, lang: Lang, w: &Words, tickets: &[Ticket]) -> Markup {
                     @match t.clock.next_due {
                         Some(due) => {
                             time datetime=(due.to_rfc3339()) data-due=(due.to_rfc3339()) {
-                                (local(due, offset_of(s, t.site.as_str())))
+                                (local(due, site_offset(s, t.site.as_str())))
                             }
                         }
                         None => { (w.none) }
@@ -329,7 +329,7 @@ pub(super) async fn ticket(
         Ok(t) => t,
         Err(e) => return shown(&headers, e),
     };
-    let offset = offset_of(&s, t.site.as_str());
+    let offset = site_offset(&s, t.site.as_str());
     let at = |d: Option<chrono::DateTime<chrono::Utc>>| d.map_or_else(|| w.none.to_string(), |d| local(d, offset));
     let targets: Vec<TicketState> = if p.may(Perm::ActOnTickets) {
         t.state.next().iter().copied().filter(|to| may_move_to(p.role, *to)).collect()
@@ -441,7 +441,7 @@ pub(super) async fn act(
     Form(f): Form<ActForm>,
 ) -> Response {
     if !csrf_ok(&headers, &f.csrf) {
-        return super::refused(&headers, StatusCode::FORBIDDEN, "this form is out of date; reload the page");
+        return stale(&headers);
     }
     let id = match ticket_id(&id) {
         Ok(id) => id,
@@ -458,10 +458,7 @@ pub(super) async fn act(
         assignee: Some(f.assignee).filter(|a| !a.is_empty()).filter(|a| current.as_deref() != Some(a.as_str())),
         ..TransitionBody::default()
     };
-    match move_ticket(&s, &p, id, b).await {
-        Ok(_) => see_other(&format!("/tickets/{}", id.0)),
-        Err(e) => shown(&headers, e),
-    }
+    after(&headers, move_ticket(&s, &p, id, b).await.map(|_| ()), &format!("/tickets/{}", id.0))
 }
 
 #[derive(Debug, Deserialize)]
@@ -479,16 +476,17 @@ pub(super) async fn comment(
     Form(f): Form<CommentForm>,
 ) -> Response {
     if !csrf_ok(&headers, &f.csrf) {
-        return super::refused(&headers, StatusCode::FORBIDDEN, "this form is out of date; reload the page");
+        return stale(&headers);
     }
     let id = match ticket_id(&id) {
         Ok(id) => id,
         Err(e) => return shown(&headers, e),
     };
-    match comment_on(&s, &p, id, &f.text, f.internal.is_some()).await {
-        Ok(()) => see_other(&format!("/tickets/{}", id.0)),
-        Err(e) => shown(&headers, e),
-    }
+    after(
+        &headers,
+        comment_on(&s, &p, id, &f.text, f.internal.is_some()).await.map(|_| ()),
+        &format!("/tickets/{}", id.0),
+    )
 }
 
 /// The desk's form for a call (a customer's user's, for its own request): customer, site and
@@ -592,7 +590,7 @@ pub(super) async fn open_ticket(
     Form(f): Form<CallForm>,
 ) -> Response {
     if !csrf_ok(&headers, &f.csrf) {
-        return super::refused(&headers, StatusCode::FORBIDDEN, "this form is out of date; reload the page");
+        return stale(&headers);
     }
     let given = |v: String| Some(v).filter(|v| !v.trim().is_empty());
     let tier = match given(f.tier) {
@@ -649,7 +647,7 @@ pub(super) async fn my_work(
                                 a href=(format!("/tickets/{}", t.id.0)) { "#" (t.id.0) " " (title_in(&s, lang, t)) }
                                 " · " (words::state(lang, t.state))
                                 @if let Some(due) = t.clock.next_due {
-                                    " · " (w.next_deadline) " " (local(due, offset_of(&s, t.site.as_str())))
+                                    " · " (w.next_deadline) " " (local(due, site_offset(&s, t.site.as_str())))
                                 }
                             }
                         }
@@ -761,15 +759,12 @@ pub(super) async fn start_visit(
     Form(f): Form<CsrfForm>,
 ) -> Response {
     if !csrf_ok(&headers, &f.csrf) {
-        return super::refused(&headers, StatusCode::FORBIDDEN, "this form is out of date; reload the page");
+        return stale(&headers);
     }
     let Ok(id) = id.parse::<i64>() else {
         return super::refused(&headers, StatusCode::NOT_FOUND, "no such visit");
     };
-    match crate::api::work_orders::start(&s, &p, id).await {
-        Ok(()) => see_other(&format!("/visits/{id}")),
-        Err(e) => shown(&headers, e),
-    }
+    after(&headers, crate::api::work_orders::start(&s, &p, id).await.map(|_| ()), &format!("/visits/{id}"))
 }
 
 /// Completes a visit with the checklist's answers (fields `answer:ITEM`).
@@ -782,7 +777,7 @@ pub(super) async fn complete_visit(
 ) -> Response {
     let csrf = fields.iter().find(|(k, _)| k == "csrf").map(|(_, v)| v.as_str()).unwrap_or_default();
     if !csrf_ok(&headers, csrf) {
-        return super::refused(&headers, StatusCode::FORBIDDEN, "this form is out of date; reload the page");
+        return stale(&headers);
     }
     let Ok(id) = id.parse::<i64>() else {
         return super::refused(&headers, StatusCode::NOT_FOUND, "no such visit");
@@ -793,9 +788,19 @@ pub(super) async fn complete_visit(
         .filter(|(_, v)| !v.trim().is_empty())
         .map(|(k, v)| (k, serde_json::Value::String(v)))
         .collect();
-    match crate::api::work_orders::complete(&s, &p, id, answers).await {
-        Ok(()) => see_other(&format!("/visits/{id}")),
-        Err(e) => shown(&headers, e),
+    after(&headers, crate::api::work_orders::complete(&s, &p, id, answers).await.map(|_| ()), &format!("/visits/{id}"))
+}
+
+/// The answer to a form whose token is not this session's (an old page, or another site's).
+fn stale(headers: &HeaderMap) -> Response {
+    super::refused(headers, StatusCode::FORBIDDEN, "this form is out of date; reload the page")
+}
+
+/// A form's outcome: on to `to`, or the refusal shown as a page.
+fn after(headers: &HeaderMap, outcome: Result<(), ApiError>, to: &str) -> Response {
+    match outcome {
+        Ok(()) => see_other(to),
+        Err(e) => shown(headers, e),
     }
 }
 
@@ -918,7 +923,7 @@ pub(super) async fn device(
         Some("30d") => ("30d", chrono::TimeDelta::days(30), "6h"),
         _ => ("24h", chrono::TimeDelta::hours(24), "1h"),
     };
-    let offset = offset_of(&s, dev.site.as_str());
+    let offset = site_offset(&s, dev.site.as_str());
     let now = s.clock.now();
     let from = (now - period.1).to_rfc3339();
     let points = match &metric {
@@ -1118,13 +1123,10 @@ pub(super) async fn retry_outbox(
     Form(f): Form<CsrfForm>,
 ) -> Response {
     if !csrf_ok(&headers, &f.csrf) {
-        return super::refused(&headers, StatusCode::FORBIDDEN, "this form is out of date; reload the page");
+        return stale(&headers);
     }
     let Ok(id) = id.parse::<i64>() else { return super::refused(&headers, StatusCode::NOT_FOUND, "no such event") };
-    match crate::api::outbox::retry_row(&s, &p, id).await {
-        Ok(()) => see_other("/outbox"),
-        Err(e) => shown(&headers, e),
-    }
+    after(&headers, crate::api::outbox::retry_row(&s, &p, id).await.map(|_| ()), "/outbox")
 }
 
 pub(super) async fn retry_notification(
@@ -1135,15 +1137,12 @@ pub(super) async fn retry_notification(
     Form(f): Form<CsrfForm>,
 ) -> Response {
     if !csrf_ok(&headers, &f.csrf) {
-        return super::refused(&headers, StatusCode::FORBIDDEN, "this form is out of date; reload the page");
+        return stale(&headers);
     }
     let Ok(id) = id.parse::<i64>() else {
         return super::refused(&headers, StatusCode::NOT_FOUND, "no such notification");
     };
-    match crate::api::outbox::retry_notice(&s, &p, id).await {
-        Ok(()) => see_other("/outbox"),
-        Err(e) => shown(&headers, e),
-    }
+    after(&headers, crate::api::outbox::retry_notice(&s, &p, id).await.map(|_| ()), "/outbox")
 }
 
 #[derive(Debug, Default, Deserialize)]
