@@ -210,6 +210,10 @@ pub(crate) enum VisitRefused {
     AlreadyDone(i64),
     #[error("answer every checklist item; missing: {}", .0.join(", "))]
     Unanswered(Vec<String>),
+    #[error("work order {0} holds no signature image {1}; upload it first")]
+    NoSuchSignature(i64, i64),
+    #[error("a signature needs the name of who signed")]
+    Unnamed,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -225,15 +229,20 @@ pub(crate) async fn start(store: &Store, id: i64, by: &str, now: DateTime<Utc>) 
 
 /// Completes visit `id` by `by` with its checklist `answers`. What the telemetry measures
 /// answers an item unless `by` answered it otherwise; every item must then be answered. An
-/// inspection makes the written report it owes the customer at once.
+/// inspection makes the written report it owes the customer at once. `signed`: the customer's
+/// signature for the visit, an image uploaded to the visit first.
 pub(crate) async fn complete(
     store: &Store,
     fleet: &Fleet,
     id: i64,
     by: &str,
     mut answers: serde_json::Map<String, serde_json::Value>,
+    signed: Option<&crate::store::Signed>,
     now: DateTime<Utc>,
 ) -> Result<(), VisitRefused> {
+    if signed.is_some_and(|s| s.name.trim().is_empty()) {
+        return Err(VisitRefused::Unnamed);
+    }
     let w = store.work_order(id).await?.ok_or(VisitRefused::NotFound(id))?;
     for (item, m) in measure(store, fleet, &w, now).await? {
         answers.entry(item).or_insert(m);
@@ -242,8 +251,12 @@ pub(crate) async fn complete(
     if !missing.is_empty() {
         return Err(VisitRefused::Unanswered(missing));
     }
-    if !store.complete_work_order(id, by, &serde_json::Value::Object(answers), now).await? {
-        return Err(VisitRefused::AlreadyDone(id));
+    match store.complete_work_order(id, by, &serde_json::Value::Object(answers), signed, now).await? {
+        crate::store::Completion::Done => {}
+        crate::store::Completion::AlreadyDone => return Err(VisitRefused::AlreadyDone(id)),
+        crate::store::Completion::NoSuchSignature => {
+            return Err(VisitRefused::NoSuchSignature(id, signed.map_or(0, |s| s.signature)));
+        }
     }
     if w.kind == VisitKind::Inspection
         && let Some(done) = store.work_order(id).await?

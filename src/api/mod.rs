@@ -198,7 +198,7 @@ impl From<crate::schedule::VisitRefused> for ApiError {
             R::Store(s) => ApiError::from(s),
             R::NotFound(_) => ApiError(StatusCode::NOT_FOUND, e.to_string()),
             R::NotStartable(..) | R::AlreadyDone(_) => ApiError(StatusCode::CONFLICT, e.to_string()),
-            R::Unanswered(_) => ApiError(StatusCode::BAD_REQUEST, e.to_string()),
+            R::Unanswered(_) | R::NoSuchSignature(..) | R::Unnamed => ApiError(StatusCode::BAD_REQUEST, e.to_string()),
         }
     }
 }

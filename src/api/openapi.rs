@@ -73,6 +73,8 @@ use crate::access::{Perm, Role, allows};
         work_orders::get_work_order,
         work_orders::start_work_order,
         work_orders::complete_work_order,
+        work_orders::add_visit_attachment,
+        work_orders::get_visit_attachment,
         work_orders::assign_work_order,
         work_orders::my_work,
         tickets::assign,

@@ -13,7 +13,7 @@ use super::tickets::{not_anothers, seen_ticket, ticket_id};
 use super::{ApiError, AppState};
 use crate::access::{Perm, Principal};
 use crate::contracts::Contract;
-use crate::store::{Attachment, NewAttachment};
+use crate::store::{Attachment, NewAttachment, Owner};
 use crate::tickets::State as TicketState;
 use crate::tickets::Ticket;
 use crate::tickets::model::BillingClass;
@@ -184,27 +184,63 @@ async fn add_attachment(
 ) -> Result<Response, ApiError> {
     let id = ticket_id(&id)?;
     let Query(q) = q?;
-    let kind = match q.kind.as_deref() {
-        None => AttachmentKind::Photo,
-        Some(k) => AttachmentKind::parse(k)
-            .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, format!("kind `{k}`: write photo or signature")))?,
-    };
+    let kind = kind_of(q.kind.as_deref())?;
     let t = seen_ticket(&s, &p, id).await?;
     not_anothers(&p, t.assignee.as_deref())?;
+    keep_image(&s, &p, Owner::Ticket(id.0), kind, body).await
+}
+
+/// The kind an upload names: a photo unless it says `signature`.
+pub(super) fn kind_of(kind: Option<&str>) -> Result<AttachmentKind, ApiError> {
+    match kind {
+        None => Ok(AttachmentKind::Photo),
+        Some(k) => AttachmentKind::parse(k)
+            .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, format!("kind `{k}`: write photo or signature"))),
+    }
+}
+
+/// Keeps an uploaded image of a ticket or a visit the caller may change: 201 with it as kept.
+pub(super) async fn keep_image(
+    s: &AppState,
+    p: &Principal,
+    owner: Owner,
+    kind: AttachmentKind,
+    body: Body,
+) -> Result<Response, ApiError> {
     let bytes = axum::body::to_bytes(body, MAX_ATTACHMENT).await.map_err(|_| {
         ApiError(StatusCode::PAYLOAD_TOO_LARGE, format!("an attachment has at most {} MiB", MAX_ATTACHMENT >> 20))
     })?;
     let content_type = image_type(&bytes)
         .ok_or_else(|| ApiError(StatusCode::BAD_REQUEST, "an attachment is a PNG, JPEG or WebP image".into()))?;
-    let new =
-        NewAttachment { ticket: id.0, kind, content_type, bytes: &bytes, by: &p.name, max_per_ticket: MAX_ATTACHMENTS };
+    let new = NewAttachment { owner, kind, content_type, bytes: &bytes, by: &p.name, max_per_ticket: MAX_ATTACHMENTS };
+    let whose = match owner {
+        Owner::Ticket(id) => format!("ticket {id}"),
+        Owner::Visit(id) => format!("work order {id}"),
+    };
     let Some(a) = s.store.add_attachment(new, s.clock.now()).await? else {
-        return Err(ApiError(StatusCode::CONFLICT, format!("ticket {id} holds {MAX_ATTACHMENTS} attachments already")));
+        return Err(ApiError(StatusCode::CONFLICT, format!("{whose} holds {MAX_ATTACHMENTS} attachments already")));
     };
     let mut resp = (StatusCode::CREATED, Json(&a)).into_response();
     resp.extensions_mut()
-        .insert(super::guard::AuditNote { actor: None, detail: format!("{kind} {} on ticket {id}", a.id) });
+        .insert(super::guard::AuditNote { actor: None, detail: format!("{kind} {} on {whose}", a.id) });
     Ok(resp)
+}
+
+/// An attachment's bytes as the image it is, or 404.
+pub(super) async fn image(s: &AppState, owner: Owner, attachment: &str) -> Result<Response, ApiError> {
+    let missing = || ApiError(StatusCode::NOT_FOUND, format!("no attachment {attachment} there"));
+    let n: i64 = attachment.parse().map_err(|_| missing())?;
+    let (a, bytes) = s.store.attachment_of(owner, n).await?.ok_or_else(missing)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, a.content_type),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".into()),
+            (header::CONTENT_SECURITY_POLICY, "default-src 'none'; sandbox".into()),
+            (header::CACHE_CONTROL, "private, max-age=3600".into()),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 /// An attachment's bytes, as the image it is.
@@ -220,17 +256,5 @@ async fn get_attachment(
 ) -> Result<Response, ApiError> {
     let id = ticket_id(&id)?;
     let t = seen_ticket(&s, &p, id).await?;
-    let missing = || ApiError(StatusCode::NOT_FOUND, format!("ticket {id} has no attachment {attachment}"));
-    let n: i64 = attachment.parse().map_err(|_| missing())?;
-    let (a, bytes) = s.store.attachment(t.id.0, n).await?.ok_or_else(missing)?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, a.content_type),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".into()),
-            (header::CONTENT_SECURITY_POLICY, "default-src 'none'; sandbox".into()),
-            (header::CACHE_CONTROL, "private, max-age=3600".into()),
-        ],
-        bytes,
-    )
-        .into_response())
+    image(&s, Owner::Ticket(t.id.0), &attachment).await
 }

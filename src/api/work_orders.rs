@@ -19,6 +19,8 @@ pub(super) fn routes(s: &AppState) -> Routes {
         .post("/api/v1/work-orders/{id}/complete", Perm::DoVisits, complete_work_order)
         .post("/api/v1/work-orders/{id}/assign", Perm::Assign, assign_work_order)
         .get("/api/v1/me/work", Perm::SignedIn, my_work)
+        .post("/api/v1/work-orders/{id}/attachments", Perm::DoVisits, add_visit_attachment)
+        .get("/api/v1/work-orders/{id}/attachments/{attachment}", Perm::ReadWorkOrders, get_visit_attachment)
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -122,19 +124,23 @@ pub(super) async fn start(s: &AppState, p: &Principal, id: i64) -> Result<(), Ap
     Ok(())
 }
 
-/// Completes visit `id` as `p` with its answers, by the API's rules.
+/// Completes visit `id` as `p` with its answers and the customer's signature, by the API's rules.
 pub(super) async fn complete(
     s: &AppState,
     p: &Principal,
     id: i64,
     answers: serde_json::Map<String, serde_json::Value>,
+    signed: Option<crate::store::Signed>,
 ) -> Result<(), ApiError> {
     let w = seen_work_order(s, p, id).await?;
     super::tickets::not_anothers(p, w.assignee.as_deref())?;
     if serde_json::to_string(&answers).map_or(0, |t| t.len()) > 64 * 1024 {
         return Err(ApiError(StatusCode::PAYLOAD_TOO_LARGE, "a visit's answers take at most 64 KiB".into()));
     }
-    crate::schedule::complete(&s.store, &s.fleet, id, &p.name, answers, s.clock.now()).await?;
+    if signed.as_ref().is_some_and(|x| x.name.chars().count() > 200) {
+        return Err(ApiError(StatusCode::BAD_REQUEST, "a signer's name has at most 200 characters".into()));
+    }
+    crate::schedule::complete(&s.store, &s.fleet, id, &p.name, answers, signed.as_ref(), s.clock.now()).await?;
     Ok(())
 }
 
@@ -176,12 +182,30 @@ struct CompleteBody {
     #[serde(default)]
     #[schema(value_type = Object)]
     answers: serde_json::Map<String, serde_json::Value>,
+    /// Who signed for the visit on the customer's side; with `signature`.
+    signed_by: Option<String>,
+    /// The signature image, uploaded first to `POST /api/v1/work-orders/{id}/attachments?kind=signature`.
+    signature: Option<i64>,
 }
 
-/// Completes a visit with its checklist answers; every checklist item must be answered.
+impl CompleteBody {
+    fn signed(&self) -> Result<Option<crate::store::Signed>, ApiError> {
+        match (&self.signed_by, self.signature) {
+            (None, None) => Ok(None),
+            (Some(name), Some(signature)) => {
+                Ok(Some(crate::store::Signed { name: name.trim().to_string(), signature }))
+            }
+            _ => Err(ApiError(StatusCode::BAD_REQUEST, "`signed_by` and `signature` go together".into())),
+        }
+    }
+}
+
+/// Completes a visit with its checklist answers (every checklist item must be answered) and,
+/// when the customer signed, who signed and the signature image.
 #[utoipa::path(post, path = "/api/v1/work-orders/{id}/complete", tag = "work orders", params(("id" = i64, Path)),
     request_body = CompleteBody, responses(
     (status = 200, description = "The work order as done", body = WorkOrderView),
+    (status = 400, description = "An item unanswered, or a signature that is not one of the visit's", body = super::ErrorBody),
     (status = 404, description = "No such work order (or not one of the user's customers')", body = super::ErrorBody),
     (status = 409, description = "It is done already, or cannot be completed from its state", body = super::ErrorBody),
     (status = 413, description = "The answers are too long", body = super::ErrorBody),
@@ -194,7 +218,8 @@ async fn complete_work_order(
 ) -> Result<Response, ApiError> {
     let id = work_order_id(&id)?;
     let Json(b) = body?;
-    complete(&s, &p, id, b.answers).await?;
+    let signed = b.signed()?;
+    complete(&s, &p, id, b.answers, signed).await?;
     Ok(Json(view(&s, &p, id).await?).into_response())
 }
 
@@ -229,6 +254,60 @@ async fn assign_work_order(
     r.extensions_mut()
         .insert(super::guard::AuditNote { actor: None, detail: format!("work order {id} to {}", b.assignee) });
     Ok(r)
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct KindQuery {
+    /// `photo` (the default) or `signature`.
+    #[param(value_type = Option<String>)]
+    kind: Option<String>,
+}
+
+/// Keeps a photo or the customer's signature (PNG, JPEG or WebP, at most 5 MiB; 50 a visit)
+/// of a visit not yet done, sent as the request's body.
+#[utoipa::path(post, path = "/api/v1/work-orders/{id}/attachments", tag = "work orders",
+    params(("id" = i64, Path), KindQuery), request_body(content = Vec<u8>, content_type = "image/png"), responses(
+    (status = 201, description = "The attachment as kept", body = crate::store::Attachment),
+    (status = 400, description = "Not a PNG, JPEG or WebP image, or an unknown kind", body = super::ErrorBody),
+    (status = 403, description = "Another engineer's visit", body = super::ErrorBody),
+    (status = 404, description = "No such work order (or not one of the user's customers')", body = super::ErrorBody),
+    (status = 409, description = "The visit is done, or holds as many attachments as it may", body = super::ErrorBody),
+    (status = 413, description = "Larger than 5 MiB", body = super::ErrorBody),
+))]
+async fn add_visit_attachment(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    q: Result<Query<KindQuery>, QueryRejection>,
+    body: axum::body::Body,
+) -> Result<Response, ApiError> {
+    let id = work_order_id(&id)?;
+    let Query(q) = q?;
+    let kind = super::repairs::kind_of(q.kind.as_deref())?;
+    let w = seen_work_order(&s, &p, id).await?;
+    super::tickets::not_anothers(&p, w.assignee.as_deref())?;
+    if w.state == crate::domain::VisitState::Done {
+        return Err(ApiError(StatusCode::CONFLICT, format!("work order {id} is done")));
+    }
+    super::repairs::keep_image(&s, &p, crate::store::Owner::Visit(id), kind, body).await
+}
+
+/// A visit's photo or signature, as the image it is.
+#[utoipa::path(get, path = "/api/v1/work-orders/{id}/attachments/{attachment}", tag = "work orders",
+    params(("id" = i64, Path), ("attachment" = i64, Path)), responses(
+    (status = 200, description = "The image", content_type = "image/png", body = Vec<u8>),
+    (status = 404, description = "No such attachment on a visit the user sees", body = super::ErrorBody),
+))]
+async fn get_visit_attachment(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path((id, attachment)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let id = work_order_id(&id)?;
+    let w = seen_work_order(&s, &p, id).await?;
+    super::repairs::image(&s, crate::store::Owner::Visit(w.id), &attachment).await
 }
 
 /// One site's share of a user's work.

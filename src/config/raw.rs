@@ -470,6 +470,10 @@ pub(crate) struct RawPlan {
     pub after: Option<Spanned<String>>,
     /// …due this long after it (default "3 days").
     pub within: Option<Spanned<String>>,
+    /// The plan's name and its checklist items in Chinese, for the console and the zh-CN
+    /// reports: `"zh-CN" = { "return visit" = "回访检测", pixels = "像素" }`.
+    #[serde(default, rename = "zh-CN")]
+    pub zh: Option<Spanned<BTreeMap<String, String>>>,
 }
 
 #[derive(Debug, Deserialize)]

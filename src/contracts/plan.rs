@@ -62,6 +62,8 @@ pub struct Plan {
     /// The service it follows, with how many days after it the visit is due; `None`: the
     /// calendar of `anchor` and `steps`.
     pub after: Option<(After, u32)>,
+    /// The plan's name and checklist items in Chinese: English → 中文.
+    pub zh: Vec<(String, String)>,
 }
 
 impl Plan {
@@ -69,6 +71,11 @@ impl Plan {
     pub fn checklist_for(&self, kind: &str) -> Vec<String> {
         let own = self.checklist.iter().find(|(k, _)| k == kind);
         own.or_else(|| self.checklist.iter().find(|(k, _)| k == "*")).map(|(_, v)| v.clone()).unwrap_or_default()
+    }
+
+    /// A word of the plan (its name, a checklist item) in Chinese, when the config gives it.
+    pub fn zh_of(&self, word: &str) -> Option<&str> {
+        self.zh.iter().find(|(en, _)| en == word).map(|(_, zh)| zh.as_str())
     }
 
     /// Whether the plan covers a device of contract `c`.

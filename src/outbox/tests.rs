@@ -354,7 +354,10 @@ async fn work_orders_go_to_the_helpdesk_in_order_beside_tickets() {
     assert_eq!(conn.got(), ["WO-1#scheduled", "1#opened"]);
     r.clock.advance(TimeDelta::seconds(2));
     let answers = serde_json::json!({"storage": "ok", "battery": {"value": 12.6, "measured": true}});
-    assert!(r.store.complete_work_order(1, "Li Wei", &answers, r.clock.now()).await.unwrap());
+    assert_eq!(
+        r.store.complete_work_order(1, "Li Wei", &answers, None, r.clock.now()).await.unwrap(),
+        crate::store::Completion::Done
+    );
     for _ in 0..3 {
         r.relay.run_once().await.unwrap();
     }
@@ -387,7 +390,7 @@ async fn a_work_order_reads_well_in_a_mail_and_a_webhook() {
     store.set_routes(&[("city-transit".into(), "hd".into())]).await.unwrap();
     store.add_work_orders(&[visit("rec-001", "2026-11-25", true)], t0()).await.unwrap();
     let answers = serde_json::json!({"storage": "ok", "battery": {"value": 12.6, "measured": true}});
-    store.complete_work_order(1, "Li Wei", &answers, t0()).await.unwrap();
+    store.complete_work_order(1, "Li Wei", &answers, None, t0()).await.unwrap();
     let w = store.work_order(1).await.unwrap().unwrap();
     let row = store
         .outbox(crate::domain::OutboxState::Pending, 10, None)

@@ -190,7 +190,7 @@ async fn the_pdf_carries_the_chinese_text_and_its_page_is_drawn() {
     };
     store.add_work_orders(&[visit], at).await.unwrap();
     let answers = serde_json::json!({"pixels": {"value": 12.0, "measured": true}, "power": "ok"});
-    store.complete_work_order(1, "Li Wei", &answers, t("2026-11-05T03:00:00Z")).await.unwrap();
+    store.complete_work_order(1, "Li Wei", &answers, None, t("2026-11-05T03:00:00Z")).await.unwrap();
     let scope = Scope {
         customer: Some("city-transit".into()),
         site: None,
@@ -389,6 +389,8 @@ fn survey_scores_are_averaged_and_the_low_ones_called_back() {
         completed_by: None,
         ticket_id: Some(1),
         assignee: None,
+        signed_by: None,
+        signature: None,
     };
     use serde_json::json;
     let orders = [

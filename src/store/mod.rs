@@ -25,11 +25,11 @@ pub use history::DeviceEvent;
 pub use intake::Link;
 pub use notifications::{Brief, Notice, Notification, NotificationState};
 pub use outbox::{OutboxEvent, OutboxRow, RemoteTicket, SubjectId};
-pub use repairs::NewAttachment;
+pub use repairs::{NewAttachment, Owner};
 pub use surveys::Survey;
 pub use tickets::{ActiveFault, AlarmRecord, FaultRecord, TransitionFailure, TransitionOptions};
 pub use users::{API_TOKEN, AuditEntry, AuditFilter, NewAudit, SESSION, Token, User};
-pub use work_orders::{NewWorkOrder, Served, StoredReport, WorkOrder, WorkOrderFilter};
+pub use work_orders::{Completion, NewWorkOrder, Served, Signed, StoredReport, WorkOrder, WorkOrderFilter};
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -145,6 +145,7 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (26, "repairs", include_str!("../../migrations/sqlite/0026_repairs.sql")),
     (27, "notifications", include_str!("../../migrations/sqlite/0027_notifications.sql")),
     (28, "helpdesk_intake", include_str!("../../migrations/sqlite/0028_helpdesk_intake.sql")),
+    (29, "visit_signatures", include_str!("../../migrations/sqlite/0029_visit_signatures.sql")),
 ];
 
 fn migrator() -> Migrator {

@@ -14,12 +14,51 @@ use crate::tickets::Event;
 use crate::tickets::model::BillingClass;
 use crate::tickets::repair::{Attachment, AttachmentKind, Charge, Repair, RepairRecord};
 
-const ATTACHMENT_COLUMNS: &str = "id, ticket_id, kind, content_type, size, sha256, uploaded_by, uploaded_at";
+const ATTACHMENT_COLUMNS: &str = "id, kind, content_type, size, sha256, uploaded_by, uploaded_at";
 
-fn attachment(r: &sqlx::sqlite::SqliteRow) -> Result<Attachment, StoreError> {
+/// What an attachment belongs to: a ticket, or a visit (a work order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    Ticket(i64),
+    Visit(i64),
+}
+
+impl Owner {
+    fn table(self) -> &'static str {
+        match self {
+            Owner::Ticket(_) => "attachments",
+            Owner::Visit(_) => "visit_attachments",
+        }
+    }
+
+    fn column(self) -> &'static str {
+        match self {
+            Owner::Ticket(_) => "ticket_id",
+            Owner::Visit(_) => "work_order_id",
+        }
+    }
+
+    fn id(self) -> i64 {
+        match self {
+            Owner::Ticket(id) | Owner::Visit(id) => id,
+        }
+    }
+
+    /// Its folder beside the database: a ticket's by its id (as 0026 made them), a visit's
+    /// `visit-ID`.
+    fn dir(self) -> String {
+        match self {
+            Owner::Ticket(id) => id.to_string(),
+            Owner::Visit(id) => format!("visit-{id}"),
+        }
+    }
+}
+
+fn attachment(owner: Owner, r: &sqlx::sqlite::SqliteRow) -> Result<Attachment, StoreError> {
     Ok(Attachment {
         id: r.try_get("id")?,
-        ticket_id: r.try_get("ticket_id")?,
+        ticket_id: matches!(owner, Owner::Ticket(_)).then_some(owner.id()),
+        work_order_id: matches!(owner, Owner::Visit(_)).then_some(owner.id()),
         kind: named(r, "kind", AttachmentKind::parse)?,
         content_type: r.try_get("content_type")?,
         size: r.try_get("size")?,
@@ -32,12 +71,12 @@ fn attachment(r: &sqlx::sqlite::SqliteRow) -> Result<Attachment, StoreError> {
 /// A new attachment.
 #[derive(Debug)]
 pub struct NewAttachment<'a> {
-    pub ticket: i64,
+    pub owner: Owner,
     pub kind: AttachmentKind,
     pub content_type: &'static str,
     pub bytes: &'a [u8],
     pub by: &'a str,
-    /// The most a ticket holds.
+    /// The most a ticket (or a visit) holds.
     pub max_per_ticket: i64,
 }
 
@@ -46,18 +85,19 @@ fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ 
 }
 
 impl Store {
-    fn attachment_path(&self, ticket: i64, id: i64) -> std::path::PathBuf {
-        self.files.join(ticket.to_string()).join(id.to_string())
+    fn attachment_path(&self, owner: Owner, id: i64) -> std::path::PathBuf {
+        self.files.join(owner.dir()).join(id.to_string())
     }
 
-    /// Keeps an attachment of a ticket; `None` when the ticket holds as many as it may.
+    /// Keeps an attachment of a ticket or a visit; `None` when it holds as many as it may.
     pub async fn add_attachment(
         &self,
         a: NewAttachment<'_>,
         now: DateTime<Utc>,
     ) -> Result<Option<Attachment>, StoreError> {
         let digest: String = Sha256::digest(a.bytes).iter().map(|b| format!("{b:02x}")).collect();
-        let dir = self.files.join(a.ticket.to_string());
+        let (owner, table, column) = (a.owner, a.owner.table(), a.owner.column());
+        let dir = self.files.join(owner.dir());
         tokio::fs::create_dir_all(&dir).await.map_err(io(&dir))?;
         let tmp = dir.join(format!(".upload-{digest}-{}", now.timestamp_nanos_opt().unwrap_or_default()));
         let write = async {
@@ -68,19 +108,17 @@ impl Store {
         write.await.map_err(io(&tmp))?;
         let kept = async {
             let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-            let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM attachments WHERE ticket_id = $1")
-                .bind(a.ticket)
-                .fetch_one(&mut *tx)
-                .await?;
+            let count = format!("SELECT COUNT(*) FROM {table} WHERE {column} = $1");
+            let held: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count)).bind(owner.id()).fetch_one(&mut *tx).await?;
             if held >= a.max_per_ticket {
                 return Ok(None);
             }
             let sql = format!(
-                "INSERT INTO attachments (ticket_id, kind, content_type, size, sha256, uploaded_by, uploaded_at) \
+                "INSERT INTO {table} ({column}, kind, content_type, size, sha256, uploaded_by, uploaded_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {ATTACHMENT_COLUMNS}"
             );
             let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(a.ticket)
+                .bind(owner.id())
                 .bind(a.kind.as_str())
                 .bind(a.content_type)
                 .bind(a.bytes.len() as i64)
@@ -89,8 +127,8 @@ impl Store {
                 .bind(ms(now))
                 .fetch_one(&mut *tx)
                 .await?;
-            let att = attachment(&row)?;
-            let path = self.attachment_path(a.ticket, att.id);
+            let att = attachment(owner, &row)?;
+            let path = self.attachment_path(owner, att.id);
             tokio::fs::rename(&tmp, &path).await.map_err(io(&path))?;
             if let Err(e) = tx.commit().await {
                 let _ = tokio::fs::remove_file(&path).await;
@@ -106,20 +144,33 @@ impl Store {
 
     /// A ticket's attachments, oldest first.
     pub async fn attachments(&self, ticket: i64) -> Result<Vec<Attachment>, StoreError> {
-        let sql = format!("SELECT {ATTACHMENT_COLUMNS} FROM attachments WHERE ticket_id = $1 ORDER BY id");
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(ticket).fetch_all(&self.pool).await?;
-        rows.iter().map(attachment).collect()
+        self.attachments_of(Owner::Ticket(ticket)).await
+    }
+
+    /// A ticket's or a visit's attachments, oldest first.
+    pub async fn attachments_of(&self, owner: Owner) -> Result<Vec<Attachment>, StoreError> {
+        let (table, column) = (owner.table(), owner.column());
+        let sql = format!("SELECT {ATTACHMENT_COLUMNS} FROM {table} WHERE {column} = $1 ORDER BY id");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(owner.id()).fetch_all(&self.pool).await?;
+        rows.iter().map(|r| attachment(owner, r)).collect()
     }
 
     /// One attachment of a ticket with its bytes.
     pub async fn attachment(&self, ticket: i64, id: i64) -> Result<Option<(Attachment, Vec<u8>)>, StoreError> {
-        let sql = format!("SELECT {ATTACHMENT_COLUMNS} FROM attachments WHERE ticket_id = $1 AND id = $2");
-        let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(ticket).bind(id).fetch_optional(&self.pool).await?
+        self.attachment_of(Owner::Ticket(ticket), id).await
+    }
+
+    /// One attachment of a ticket or a visit with its bytes.
+    pub async fn attachment_of(&self, owner: Owner, id: i64) -> Result<Option<(Attachment, Vec<u8>)>, StoreError> {
+        let (table, column) = (owner.table(), owner.column());
+        let sql = format!("SELECT {ATTACHMENT_COLUMNS} FROM {table} WHERE {column} = $1 AND id = $2");
+        let Some(row) =
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(owner.id()).bind(id).fetch_optional(&self.pool).await?
         else {
             return Ok(None);
         };
-        let att = attachment(&row)?;
-        let path = self.attachment_path(ticket, id);
+        let att = attachment(owner, &row)?;
+        let path = self.attachment_path(owner, id);
         let bytes = tokio::fs::read(&path).await.map_err(io(&path))?;
         Ok(Some((att, bytes)))
     }

@@ -48,6 +48,26 @@ pub struct WorkOrder {
     pub ticket_id: Option<i64>,
     /// The user who is to make the visit.
     pub assignee: Option<String>,
+    /// Who signed for the visit done, on the customer's side.
+    pub signed_by: Option<String>,
+    /// The signature image (an attachment of the visit).
+    pub signature: Option<i64>,
+}
+
+/// What completing a visit came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Completion {
+    Done,
+    AlreadyDone,
+    /// The signature named is not a signature image of the visit.
+    NoSuchSignature,
+}
+
+/// The customer's signature for a visit: who signed, and the image (an attachment of the visit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    pub name: String,
+    pub signature: i64,
 }
 
 /// A ticket that was served: resolved by people, perhaps on site.
@@ -82,6 +102,8 @@ fn row(r: &sqlx::sqlite::SqliteRow) -> Result<WorkOrder, StoreError> {
         completed_by: r.try_get("completed_by")?,
         ticket_id: r.try_get("ticket_id")?,
         assignee: r.try_get("assignee")?,
+        signed_by: r.try_get("signed_by")?,
+        signature: r.try_get("signature_id")?,
     })
 }
 
@@ -267,32 +289,51 @@ impl Store {
         Ok(true)
     }
 
-    /// Completes a visit with its checklist answers; false if it is already done.
+    /// Completes a visit with its checklist answers and, when the customer signed, who signed
+    /// and the signature.
     pub async fn complete_work_order(
         &self,
         id: i64,
         by: &str,
         answers: &serde_json::Value,
+        signed: Option<&Signed>,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+    ) -> Result<Completion, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if let Some(s) = signed {
+            let kind: Option<String> =
+                sqlx::query_scalar("SELECT kind FROM visit_attachments WHERE work_order_id = $1 AND id = $2")
+                    .bind(id)
+                    .bind(s.signature)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if kind.as_deref() != Some("signature") {
+                return Ok(Completion::NoSuchSignature);
+            }
+        }
         let r = sqlx::query(
-            "UPDATE work_orders SET state = $5, answers = $2, completed_by = $3, completed_at = $4 \
-             WHERE id = $1 AND state != $5",
+            "UPDATE work_orders SET state = $5, answers = $2, completed_by = $3, completed_at = $4, signed_by = $6, \
+             signature_id = $7 WHERE id = $1 AND state != $5",
         )
         .bind(id)
         .bind(answers.to_string())
         .bind(by)
         .bind(ms(now))
         .bind(VisitState::Done.as_str())
+        .bind(signed.map(|s| s.name.as_str()))
+        .bind(signed.map(|s| s.signature))
         .execute(&mut *tx)
         .await?;
         if r.rows_affected() != 1 {
-            return Ok(false);
+            return Ok(Completion::AlreadyDone);
         }
-        event(&mut tx, id, VisitEvent::Completed, &format!("visit done by {by}"), by, now).await?;
+        let note = match signed {
+            Some(s) => format!("visit done by {by}, signed by {}", s.name),
+            None => format!("visit done by {by}"),
+        };
+        event(&mut tx, id, VisitEvent::Completed, &note, by, now).await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Completion::Done)
     }
 }
 

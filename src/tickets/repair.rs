@@ -208,11 +208,15 @@ pub struct Repair {
     pub recorded_at: DateTime<Utc>,
 }
 
-/// An attachment as listed: its bytes are at `GET /api/v1/tickets/{ticket}/attachments/{id}`.
+/// An attachment as listed: its bytes are at `GET /api/v1/tickets/{ticket}/attachments/{id}`
+/// (a visit's at `GET /api/v1/work-orders/{work_order}/attachments/{id}`).
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Attachment {
     pub id: i64,
-    pub ticket_id: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ticket_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub work_order_id: Option<i64>,
     #[schema(value_type = String)]
     pub kind: AttachmentKind,
     pub content_type: String,
@@ -227,7 +231,7 @@ crate::domain::named! {
     /// What an attachment shows.
     pub enum AttachmentKind {
         Photo = "photo",
-        /// The customer's signature, for a repair's confirmation.
+        /// The customer's signature, for a repair's confirmation or a visit's.
         Signature = "signature",
     }
 }

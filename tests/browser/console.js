@@ -37,6 +37,9 @@ async function noSideScroll(page) {
   if (sw > w) fail(`the page is ${sw} px wide in a ${w} px window`);
 }
 
+// A small PNG (8 × 8, red) to stand for a camera's photo.
+const PHOTO = "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAEUlEQVR4nGM4ISeHFTEMLQkAkL9BAbKfPiIAAAAASUVORK5CYII=";
+
 const scenarios = {
   // In Chinese, the ticket queue has no English left: only the ids of devices, sites and
   // people (given as arguments) are in Latin letters.
@@ -178,12 +181,41 @@ const scenarios = {
       else await input.fill("checked, 2 lamps replaced");
     }
     if (prefilled === 0) fail("no item was filled in from the telemetry");
+    // A photo "from the camera" (a file chooser in a test), uploaded as soon as it is chosen.
+    await page.getByLabel(/Take or add photos|拍照或添加照片/).setInputFiles({
+      name: "cabinet.png", mimeType: "image/png", buffer: Buffer.from(PHOTO, "base64"),
+    });
+    await page.locator("fieldset.photos .thumbs img").first().waitFor({ timeout: 10000 });
+    // The customer signs on the screen with a finger: a stroke across the pad.
+    await page.getByLabel(/Signed by|签字人/).fill("Zhang Wei");
+    const pad = await page.locator("fieldset.sign canvas").boundingBox();
+    await page.mouse.move(pad.x + 10, pad.y + pad.height / 2);
+    await page.mouse.down();
+    for (let i = 1; i <= 20; i++) {
+      await page.mouse.move(pad.x + 10 + i * (pad.width - 20) / 20, pad.y + pad.height / 2 + (i % 2 ? -20 : 20));
+    }
+    await page.mouse.up();
     await noSideScroll(page);
     await page.getByRole("button", { name: /Complete the visit|完成服务/ }).click();
     await page.waitForURL(new RegExp("/visits/" + id + "$"));
+    await page.locator("img.signature").waitFor({ timeout: 10000 });
     const facts = await page.locator("main").textContent();
-    if (!/done|Done|已完成/.test(facts)) fail("not done: " + facts);
-    console.log("SEEN " + prefilled);
+    if (!/Done|已完成/.test(facts) || !facts.includes("Zhang Wei")) fail("not done and signed: " + facts);
+    // The signature kept is the one drawn: its image, served back, has ink on it.
+    const ink = await page.evaluate(async () => {
+      const img = document.querySelector("img.signature");
+      await img.decode();
+      const c = document.createElement("canvas");
+      c.width = img.naturalWidth; c.height = img.naturalHeight;
+      const ctx = c.getContext("2d");
+      ctx.drawImage(img, 0, 0);
+      const d = ctx.getImageData(0, 0, c.width, c.height).data;
+      let n = 0;
+      for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++;
+      return n;
+    });
+    if (ink < 500) fail("the signature kept has " + ink + " inked pixels");
+    console.log("SEEN " + prefilled + " " + ink);
     await page.screenshot({ path: path.join(shots, "console-visit-phone.png"), fullPage: true });
   },
 

@@ -278,6 +278,58 @@ async fn an_engineer_completes_a_visit_on_a_phone() {
     assert_eq!((&w["state"], &w["completed_by"]), (&json!("done"), &json!("eve")), "{w}");
     assert_eq!(w["answers"]["lamps"], json!("checked, 2 lamps replaced"), "{w}");
     assert_eq!(w["answers"]["circuits"]["measured"], json!(true), "the telemetry's answer is kept: {w}");
+    // The customer's signature is kept with who signed, as a PNG of the visit's.
+    assert_eq!(w["signed_by"], json!("Zhang Wei"), "{w}");
+    let sig = w["signature"].as_i64().expect("a signature id");
+    let r = as_user(&token_of("mia"))
+        .get(d.url(&format!("/api/v1/work-orders/{id}/attachments/{sig}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-type"], "image/png");
+    let png = r.bytes().await.unwrap();
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 1_000, "a drawn signature: {} bytes", png.len());
+    // The photo too; and no other visit's address serves them.
+    let photo = sig - 1;
+    let r = as_user(&token_of("mia"))
+        .get(d.url(&format!("/api/v1/work-orders/{id}/attachments/{photo}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((r.status().as_u16(), r.bytes().await.unwrap().len()), (200, 74), "the photo as chosen");
+    let theirs = get(&d.url("/api/v1/work-orders?customer=cust-2")).await;
+    let theirs = theirs.as_array().unwrap().first().expect("a visit of cust-2").clone();
+    let answers: serde_json::Map<String, Value> = theirs["checklist"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i.as_str().unwrap().to_string(), json!("ok")))
+        .collect();
+    let theirs = theirs["id"].as_i64().unwrap();
+    for (user, visit) in [("max", theirs), ("mia", theirs)] {
+        let url = d.url(&format!("/api/v1/work-orders/{visit}/attachments/{sig}"));
+        let r = as_user(&token_of(user)).get(url).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 404, "{user}: the signature under visit {visit}");
+    }
+    // A visit done takes no more pictures, and a signature must be one of the visit's.
+    let r = as_user(&token_of("eve"))
+        .post(d.url(&format!("/api/v1/work-orders/{id}/attachments?kind=photo")))
+        .body(png.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 409);
+    let r = as_user(&token_of("max"))
+        .post(d.url(&format!("/api/v1/work-orders/{theirs}/complete")))
+        .json(&json!({"answers": answers, "signed_by": "Zhang Wei", "signature": sig}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, 400, "another visit's signature: {text}");
+    assert!(text.contains("signature"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

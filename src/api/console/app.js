@@ -85,8 +85,133 @@ function pickers() {
   narrow();
 }
 
+// Why an upload was refused, as the API said it.
+async function reason(r) {
+  try { const b = await r.json(); if (b && b.error) return b.error; } catch (_) { /* not JSON */ }
+  return String(r.status);
+}
+
+// Uploads still under way on a form: it is not sent until they are done.
+function busy(form, by) {
+  form.dataset.uploading = String(Number(form.dataset.uploading || 0) + by);
+}
+
+// The customer's signature, drawn with a finger, a pen or the mouse. When the form is sent it
+// is uploaded as a PNG first and its id put in the form; then the form goes.
+function signaturePads() {
+  for (const box of document.querySelectorAll("fieldset.sign")) {
+    const canvas = box.querySelector("canvas"), hidden = box.querySelector("[data-signature]");
+    const message = box.querySelector("[data-message]"), form = box.closest("form");
+    const name = box.querySelector("input:not([type=hidden])");
+    if (!canvas || !hidden || !form) continue;
+    const ctx = canvas.getContext("2d");
+    ctx.lineWidth = 3; ctx.lineCap = "round"; ctx.lineJoin = "round"; ctx.strokeStyle = "#111";
+    let drawn = false, last = null;
+    const at = (e) => {
+      const r = canvas.getBoundingClientRect();
+      return [(e.clientX - r.left) * canvas.width / r.width, (e.clientY - r.top) * canvas.height / r.height];
+    };
+    canvas.addEventListener("pointerdown", (e) => { canvas.setPointerCapture(e.pointerId); last = at(e); e.preventDefault(); });
+    canvas.addEventListener("pointermove", (e) => {
+      if (!last) return;
+      const p = at(e);
+      ctx.beginPath(); ctx.moveTo(last[0], last[1]); ctx.lineTo(p[0], p[1]); ctx.stroke();
+      last = p; drawn = true; hidden.value = "";
+      if (name) name.required = true;
+    });
+    const up = () => { last = null; };
+    canvas.addEventListener("pointerup", up);
+    canvas.addEventListener("pointercancel", up);
+    box.querySelector("[data-clear]").addEventListener("click", () => {
+      ctx.clearRect(0, 0, canvas.width, canvas.height);
+      drawn = false; hidden.value = "";
+      if (name) name.required = false;
+    });
+    form.addEventListener("submit", async (e) => {
+      if (!drawn || hidden.value) return;
+      e.preventDefault();
+      if (Number(form.dataset.uploading || 0) > 0) { message.textContent = box.dataset.busy; return; }
+      message.textContent = box.dataset.busy;
+      busy(form, 1);
+      try {
+        const blob = await new Promise((ok) => canvas.toBlob(ok, "image/png"));
+        const r = await fetch(box.dataset.upload, {
+          method: "POST", credentials: "same-origin", headers: { "Content-Type": "image/png" }, body: blob,
+        });
+        if (!r.ok) throw new Error(await reason(r));
+        hidden.value = String((await r.json()).id);
+        message.textContent = "";
+        busy(form, -1);
+        form.submit();
+      } catch (err) {
+        busy(form, -1);
+        message.textContent = box.dataset.failed + ": " + err.message;
+      }
+    });
+  }
+}
+
+// A photo made at most 1600 px on its long side, as JPEG: quick over a phone's network and well
+// under the 5 MiB an attachment may have. Anything the browser cannot read goes as it is.
+async function smaller(file) {
+  if (!window.createImageBitmap) return file;
+  try {
+    const bmp = await createImageBitmap(file);
+    const scale = Math.min(1, 1600 / Math.max(bmp.width, bmp.height));
+    if (scale === 1 && file.size < 2 * 1024 * 1024) return file;
+    const c = document.createElement("canvas");
+    c.width = Math.round(bmp.width * scale); c.height = Math.round(bmp.height * scale);
+    c.getContext("2d").drawImage(bmp, 0, 0, c.width, c.height);
+    return await new Promise((ok) => c.toBlob((b) => ok(b || file), "image/jpeg", 0.85));
+  } catch (_) {
+    return file;
+  }
+}
+
+// Photos from the camera: each uploaded as soon as it is taken, shown, and named in the form.
+function photoPickers() {
+  for (const box of document.querySelectorAll("fieldset.photos")) {
+    const input = box.querySelector("input[type=file]"), thumbs = box.querySelector(".thumbs");
+    const message = box.querySelector("[data-message]"), form = box.closest("form");
+    if (!input || !form) continue;
+    input.addEventListener("change", async () => {
+      const files = Array.from(input.files);
+      input.value = "";
+      for (const file of files) {
+        busy(form, 1);
+        message.textContent = box.dataset.busy;
+        try {
+          const body = await smaller(file);
+          const r = await fetch(box.dataset.upload, {
+            method: "POST", credentials: "same-origin",
+            headers: { "Content-Type": body.type || "application/octet-stream" }, body,
+          });
+          if (!r.ok) throw new Error(await reason(r));
+          const a = await r.json();
+          const field = document.createElement("input");
+          field.type = "hidden"; field.name = "photo"; field.value = String(a.id);
+          form.append(field);
+          const img = document.createElement("img");
+          img.src = box.dataset.view + "/" + a.id; img.alt = file.name;
+          thumbs.append(img);
+          message.textContent = "";
+        } catch (err) {
+          message.textContent = box.dataset.failed + ": " + err.message;
+        } finally {
+          busy(form, -1);
+        }
+      }
+    });
+    form.addEventListener("submit", (e) => {
+      if (Number(form.dataset.uploading || 0) > 0) { e.preventDefault(); message.textContent = box.dataset.busy; }
+    });
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   pickers();
+  signaturePads();
+  photoPickers();
   tick();
   setInterval(tick, 1000);
   live();

@@ -709,16 +709,45 @@ pub(super) async fn visit(
     };
     let answered = |item: &str| wo.answers.as_ref().and_then(|a| a.get(item)).map(text).unwrap_or_default();
     let measured = |item: &str| v.measured.get(item).map(text);
-    let heading = format!("{} #{}: {}", w.visit, wo.id, wo.plan);
+    let attachments = match s.store.attachments_of(crate::store::Owner::Visit(wo.id)).await {
+        Ok(a) => a,
+        Err(e) => return shown(&headers, e.into()),
+    };
+    let base = format!("/api/v1/work-orders/{}/attachments", wo.id);
+    let offset = site_offset(&s, &wo.site);
+    let plan = plan_word(&s, lang, &wo.contract, &wo.plan, &wo.plan);
+    let heading = format!("{} #{}: {}", w.visit, wo.id, plan);
+    let doing = !done && p.may(Perm::DoVisits);
     let body = html! {
         p { a href="/work" { "← " (w.my_work) } }
         h1 { (heading) }
         dl.facts {
-            dt { (w.state) } dd { (wo.state.as_str()) }
+            dt { (w.state) } dd { (words::visit_state(lang, wo.state)) " · " (words::visit_kind(lang, wo.kind)) }
             dt { (w.site) } dd { (wo.site) }
             dt { (w.device) } dd { (if wo.device.is_empty() { w.none } else { wo.device.as_str() }) }
             dt { (w.due) } dd { (wo.due_on) }
             dt { (w.assignee) } dd { (wo.assignee.as_deref().unwrap_or(w.nobody)) }
+            @if let (Some(by), Some(at)) = (&wo.completed_by, wo.completed_at) {
+                dt { (w.done) } dd { (by) " · " (local(at, offset)) }
+            }
+            @if let Some(signer) = &wo.signed_by {
+                dt { (w.signature) } dd {
+                    (signer)
+                    @if let Some(sig) = wo.signature {
+                        br;
+                        img.signature src=(format!("{base}/{sig}")) alt=(format!("{}: {signer}", w.signature));
+                    }
+                }
+            }
+        }
+        @let photos: Vec<_> = attachments.iter().filter(|a| a.kind == crate::tickets::repair::AttachmentKind::Photo).collect();
+        @if !photos.is_empty() {
+            h2 { (w.photos) }
+            div.thumbs {
+                @for a in &photos {
+                    a href=(format!("{base}/{}", a.id)) { img src=(format!("{base}/{}", a.id)) alt=(format!("{} {}", w.photos, a.id)); }
+                }
+            }
         }
         @if !done && !started && p.may(Perm::DoVisits) {
             form.act method="post" action=(format!("/visits/{}/start", wo.id)) {
@@ -731,7 +760,7 @@ pub(super) async fn visit(
             input type="hidden" name="csrf" value=(csrf);
             @for (i, item) in wo.checklist.iter().enumerate() {
                 label for=(format!("item{i}")) {
-                    (item)
+                    (plan_word(&s, lang, &wo.contract, &wo.plan, item))
                     @if v.measured.contains_key(item) { " (" (w.measured) ")" }
                 }
                 @match measured(item) {
@@ -742,11 +771,12 @@ pub(super) async fn visit(
                         required disabled[done];,
                 }
             }
-            @if !done && p.may(Perm::DoVisits) {
+            @if doing {
+                (signature_pad(w, &format!("{base}?kind=signature"), "signed_by", "signature"))
+                (photo_picker(w, &base))
                 button type="submit" { (w.complete) }
             }
         }
-        @if done { p { (w.done) } }
     };
     page(StatusCode::OK, lang, &heading, Some((&p, &headers)), body)
 }
@@ -782,13 +812,80 @@ pub(super) async fn complete_visit(
     let Ok(id) = id.parse::<i64>() else {
         return super::refused(&headers, StatusCode::NOT_FOUND, "no such visit");
     };
+    let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim().to_string());
+    let signed = match (field("signed_by").filter(|n| !n.is_empty()), field("signature").filter(|n| !n.is_empty())) {
+        (None, None) => None,
+        (Some(name), Some(sig)) => match sig.parse::<i64>() {
+            Ok(signature) => Some(crate::store::Signed { name, signature }),
+            Err(_) => return super::refused(&headers, StatusCode::BAD_REQUEST, "the signature was not uploaded"),
+        },
+        (None, Some(_)) => {
+            return super::refused(&headers, StatusCode::BAD_REQUEST, "write the name of who signed");
+        }
+        (Some(_), None) => {
+            return super::refused(&headers, StatusCode::BAD_REQUEST, "the signature is missing: draw it");
+        }
+    };
     let answers: serde_json::Map<String, serde_json::Value> = fields
         .into_iter()
         .filter_map(|(k, v)| k.strip_prefix("answer:").map(|item| (item.to_string(), v)))
         .filter(|(_, v)| !v.trim().is_empty())
         .map(|(k, v)| (k, serde_json::Value::String(v)))
         .collect();
-    after(&headers, crate::api::work_orders::complete(&s, &p, id, answers).await.map(|_| ()), &format!("/visits/{id}"))
+    after(
+        &headers,
+        crate::api::work_orders::complete(&s, &p, id, answers, signed).await.map(|_| ()),
+        &format!("/visits/{id}"),
+    )
+}
+
+/// A word of a contract's plan (its name, a checklist item) in the page's language.
+fn plan_word(s: &AppState, lang: Lang, contract: &str, plan: &str, word: &str) -> String {
+    if lang == Lang::Zh
+        && let Some(zh) = s
+            .fleet
+            .contracts
+            .iter()
+            .find(|c| c.id == contract)
+            .and_then(|c| c.plans.iter().find(|p| p.name == plan))
+            .and_then(|p| p.zh_of(word))
+    {
+        return zh.to_string();
+    }
+    word.to_string()
+}
+
+/// The customer's signature drawn on the screen: who signs, and the pad. The script uploads
+/// the drawing to `upload` when the form is sent and puts the image's id in field `id_field`.
+fn signature_pad(w: &Words, upload: &str, name_field: &str, id_field: &str) -> Markup {
+    html! {
+        fieldset.sign data-upload=(upload) data-failed=(w.upload_failed) data-busy=(w.uploading) {
+            legend { (w.signature) }
+            label for=(name_field) { (w.signed_by) }
+            input id=(name_field) name=(name_field) maxlength="200" autocomplete="off";
+            p.hint id=(format!("{id_field}-hint")) { (w.sign_here) }
+            canvas width="600" height="200" role="img" aria-label=(w.sign_here)
+                aria-describedby=(format!("{id_field}-hint")) {}
+            button.secondary type="button" data-clear { (w.clear) }
+            input type="hidden" name=(id_field) data-signature;
+            p.error role="alert" data-message {}
+        }
+    }
+}
+
+/// Photos from the camera (or the phone's pictures): each uploaded to `base` as it is chosen,
+/// made smaller first, and named in hidden `photo` fields of the form.
+fn photo_picker(w: &Words, base: &str) -> Markup {
+    html! {
+        fieldset.photos data-upload=(format!("{base}?kind=photo")) data-view=(base) data-failed=(w.upload_failed)
+            data-busy=(w.uploading) {
+            legend { (w.photos) }
+            label for="photo-input" { (w.take_photos) }
+            input #photo-input type="file" accept="image/jpeg,image/png,image/webp" capture="environment" multiple;
+            div.thumbs {}
+            p role="status" data-message {}
+        }
+    }
 }
 
 /// The answer to a form whose token is not this session's (an old page, or another site's).

@@ -165,6 +165,24 @@ pub(super) fn compile_plan(
             );
         }
     }
+    if let Some(zh) = &p.zh {
+        let unknown: Vec<&str> = zh
+            .get_ref()
+            .keys()
+            .filter(|w| *w != p.name.get_ref() && !p.checklist.values().any(|items| items.contains(w)))
+            .map(String::as_str)
+            .collect();
+        if !unknown.is_empty() {
+            r.at(
+                zh.span(),
+                format!(
+                    "plan `{}`: `zh-CN` translates {}, which is neither the plan's name nor on its checklists",
+                    p.name.get_ref(),
+                    unknown.iter().map(|w| format!("`{w}`")).collect::<Vec<_>>().join(", ")
+                ),
+            );
+        }
+    }
     if r.problems.len() > before {
         return None;
     }
@@ -182,5 +200,10 @@ pub(super) fn compile_plan(
         measured,
         helpdesk: p.helpdesk.unwrap_or(true),
         after: after.map(|a| (a, within_days)),
+        zh: p
+            .zh
+            .as_ref()
+            .map(|z| z.get_ref().iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
     })
 }

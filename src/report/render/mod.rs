@@ -170,7 +170,12 @@ fn visit_table<'a>(r: &Report, w: &'a Words) -> Table<'a> {
                     o.completed_at.map_or_else(|| o.due_on.to_string(), |c| local_time(r, c)),
                     o.device.clone(),
                     o.plan.clone(),
-                    o.completed_by.clone().unwrap_or_default(),
+                    match &o.signed_by {
+                        Some(signer) => {
+                            format!("{} · {} {signer}", o.completed_by.as_deref().unwrap_or_default(), w.signed_by)
+                        }
+                        None => o.completed_by.clone().unwrap_or_default(),
+                    },
                     items.join("; "),
                 ]
             })

@@ -58,6 +58,8 @@ pub(super) struct Words {
     pub(super) roles: [&'static str; 3],
     pub(super) name_sign_date: [&'static str; 3],
     pub(super) measured: &'static str,
+    /// Who signed for a visit on the customer's side.
+    pub(super) signed_by: &'static str,
     /// "{shown} of {all} rows shown…"
     pub(super) cut: &'static str,
 }
@@ -114,6 +116,7 @@ const EN: Words = Words {
     roles: ["Prepared by (service engineer)", "Approved by (service manager)", "Received by (customer)"],
     name_sign_date: ["Name", "Signature", "Date"],
     measured: "measured",
+    signed_by: "signed by",
     cut: "{shown} of {all} rows shown, the first in the order above; the CSV and JSON renderings carry them all.",
 };
 
@@ -169,6 +172,7 @@ const ZH: Words = Words {
     roles: ["编制（服务工程师）", "审核（服务经理）", "客户确认"],
     name_sign_date: ["姓名", "签字", "日期"],
     measured: "实测",
+    signed_by: "客户签字",
     cut: "共 {all} 行，此处按上表顺序列出前 {shown} 行；CSV 与 JSON 版本列出全部。",
 };
 

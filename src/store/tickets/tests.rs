@@ -415,7 +415,10 @@ async fn a_fault_during_a_visit_is_recorded_but_silenced() {
     let (_, other) = apply(&s, rec("rec-002", "tilt", Tier::Major, FaultChange::Raised, t0()), t0()).await;
     assert_eq!(s.ticket(other.unwrap()).await.unwrap().unwrap().silenced_by, None);
     // Done, the visit silences nothing more.
-    assert!(s.complete_work_order(wo, "eng", &serde_json::json!({}), t0()).await.unwrap());
+    assert_eq!(
+        s.complete_work_order(wo, "eng", &serde_json::json!({}), None, t0()).await.unwrap(),
+        crate::store::Completion::Done
+    );
     let (_, after) = apply(&s, rec("rec-001", "smoke", Tier::Major, FaultChange::Raised, t0()), t0()).await;
     assert_eq!(s.ticket(after.unwrap()).await.unwrap().unwrap().silenced_by, None);
 }
