@@ -97,7 +97,7 @@ pub(crate) fn router(state: AppState) -> Router {
 /// The customer a request of `p` is about: the one it names (404 outside `p`'s scope), or,
 /// when it names none, every customer for an unscoped user and the only one of a user scoped
 /// to one; a user scoped to several names one.
-fn scoped_customer(p: &crate::access::Principal, named: Option<String>) -> Result<Option<String>, ApiError> {
+pub(super) fn scoped_customer(p: &crate::access::Principal, named: Option<String>) -> Result<Option<String>, ApiError> {
     let Some(mine) = p.scope.customers() else { return Ok(named) };
     match named {
         Some(c) if mine.contains(&c) => Ok(Some(c)),

@@ -124,6 +124,23 @@ pub(super) fn required(s: &AppState, t: &Ticket, record: Option<&RepairRecord>) 
     ))
 }
 
+/// Records (or replaces) `p`'s repair record `r` of ticket `id`, by the API's rules (the
+/// console's form too).
+pub(super) async fn record(
+    s: &AppState,
+    p: &Principal,
+    id: crate::domain::TicketId,
+    r: &RepairRecord,
+) -> Result<(), ApiError> {
+    let t = seen_ticket(s, p, id).await?;
+    not_anothers(p, t.assignee.as_deref())?;
+    if matches!(t.state, TicketState::Closed | TicketState::Cancelled) {
+        return Err(ApiError(StatusCode::CONFLICT, format!("ticket {id} is {}", t.state)));
+    }
+    let prepared = prepare(s, &t, r, false).await?;
+    keep(s, p, id, r, prepared).await
+}
+
 /// Records (or replaces) the repair record of a ticket not yet closed.
 #[utoipa::path(put, path = "/api/v1/tickets/{id}/repair", tag = "tickets", params(("id" = i64, Path)),
     request_body = RepairRecord, responses(
@@ -141,13 +158,7 @@ async fn put_repair(
 ) -> Result<Response, ApiError> {
     let id = ticket_id(&id)?;
     let Json(r) = body?;
-    let t = seen_ticket(&s, &p, id).await?;
-    not_anothers(&p, t.assignee.as_deref())?;
-    if matches!(t.state, TicketState::Closed | TicketState::Cancelled) {
-        return Err(ApiError(StatusCode::CONFLICT, format!("ticket {id} is {}", t.state)));
-    }
-    let prepared = prepare(&s, &t, &r, false).await?;
-    keep(&s, &p, id, &r, prepared).await?;
+    record(&s, &p, id, &r).await?;
     let t = seen_ticket(&s, &p, id).await?;
     let mut resp = Json(t).into_response();
     resp.extensions_mut()

@@ -81,8 +81,22 @@ async fn report(
     let lang = crate::report::check(&s.fleet, &scope, &format, q.lang.as_deref().unwrap_or("en"))
         .map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;
     let r = crate::report::compute(&s.store, &s.fleet, &scope, lang, s.clock.now()).await?;
+    // A PDF or a CSV is a file to keep, named for whom and when: `report-cust-1-2026-11-01.pdf`.
+    let who = scope.customer.as_deref().or(scope.site.as_deref()).unwrap_or("all");
+    let who: String =
+        who.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    let file = |ext: &str| {
+        let day = scope.from.with_timezone(&offset).format("%Y-%m-%d");
+        format!("attachment; filename=\"report-{who}-{day}.{ext}\"")
+    };
     Ok(match format.as_str() {
-        "csv" => ([(axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8")], crate::report::render::csv(&r))
+        "csv" => (
+            [
+                (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                (axum::http::header::CONTENT_DISPOSITION, file("csv")),
+            ],
+            crate::report::render::csv(&r),
+        )
             .into_response(),
         "html" => {
             ([(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")], crate::report::render::html(&r, lang))
@@ -94,7 +108,14 @@ async fn report(
             let pdf = crate::report::render::pdf(&r, lang, &fonts)
                 .await
                 .map_err(|m| ApiError(StatusCode::SERVICE_UNAVAILABLE, m))?;
-            ([(axum::http::header::CONTENT_TYPE, "application/pdf")], pdf).into_response()
+            (
+                [
+                    (axum::http::header::CONTENT_TYPE, "application/pdf".to_string()),
+                    (axum::http::header::CONTENT_DISPOSITION, file("pdf")),
+                ],
+                pdf,
+            )
+                .into_response()
         }
         _ => Json(r).into_response(),
     })

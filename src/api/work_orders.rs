@@ -60,8 +60,27 @@ async fn list_work_orders(
     let kind = one_of(q.kind.as_deref(), "kind", VisitKind::parse, "patrol, inspection, maintenance or follow_up")?;
     let limit = q.limit.unwrap_or(500).clamp(1, 10_000);
     let assignee = q.assignee.map(|a| if a == "me" { p.name.clone() } else { a });
-    // The customers asked about: the one named, else all, or each of the user's own.
-    let customers: Vec<Option<String>> = match (q.customer, p.scope.customers()) {
+    let f = crate::store::WorkOrderFilter {
+        state,
+        kind,
+        device: q.device,
+        customer: q.customer,
+        from: q.from,
+        to: q.to,
+        assignee,
+    };
+    Ok(Json(seen_work_orders(&s, &p, f, limit).await?).into_response())
+}
+
+/// The work orders of filter `f` that `p` sees, by due date, at most `limit`: of the customer
+/// `f` names (404 if not one of `p`'s), else of all, or of each of `p`'s own.
+pub(super) async fn seen_work_orders(
+    s: &AppState,
+    p: &Principal,
+    f: crate::store::WorkOrderFilter,
+    limit: i64,
+) -> Result<Vec<crate::store::WorkOrder>, ApiError> {
+    let customers: Vec<Option<String>> = match (f.customer.clone(), p.scope.customers()) {
         (Some(c), Some(mine)) if !mine.contains(&c) => {
             return Err(ApiError(StatusCode::NOT_FOUND, format!("no customer `{c}`")));
         }
@@ -71,20 +90,12 @@ async fn list_work_orders(
     };
     let mut out = Vec::new();
     for customer in customers {
-        let f = crate::store::WorkOrderFilter {
-            state,
-            kind,
-            device: q.device.clone(),
-            customer,
-            from: q.from,
-            to: q.to,
-            assignee: assignee.clone(),
-        };
+        let f = crate::store::WorkOrderFilter { customer, ..f.clone() };
         out.extend(s.store.work_orders(&f, limit).await?);
     }
     out.sort_by_key(|a| (a.due_on, a.id));
     out.truncate(limit as usize);
-    Ok(Json(out).into_response())
+    Ok(out)
 }
 
 /// Work order `id` if `p` may see it; else 404, as for one that does not exist.

@@ -603,8 +603,20 @@ impl Store {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<(u8, Option<bool>, Option<bool>, Option<bool>)>, StoreError> {
+        let rows = self.clock_outcomes_by_contract(customer, from, to).await?;
+        Ok(rows.into_iter().map(|(_, tier, a, o, r)| (tier, a, o, r)).collect())
+    }
+
+    /// As [`Store::clock_outcomes`], with each ticket's contract (`None`: none governed it).
+    #[allow(clippy::type_complexity)]
+    pub async fn clock_outcomes_by_contract(
+        &self,
+        customer: Option<&str>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<(Option<String>, u8, Option<bool>, Option<bool>, Option<bool>)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT tier, acknowledge_met, on_site_met, resolve_met FROM tickets \
+            "SELECT contract, tier, acknowledge_met, on_site_met, resolve_met FROM tickets \
              WHERE ($1 IS NULL OR customer = $1) AND opened_at >= $2 AND opened_at < $3 AND state != $4",
         )
         .bind(customer)
@@ -617,6 +629,7 @@ impl Store {
         rows.iter()
             .map(|r| {
                 Ok((
+                    r.try_get("contract")?,
                     r.try_get::<i64, _>("tier")? as u8,
                     b(r.try_get("acknowledge_met")?),
                     b(r.try_get("on_site_met")?),

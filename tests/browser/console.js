@@ -188,6 +188,7 @@ const scenarios = {
     await page.locator("fieldset.photos .thumbs img").first().waitFor({ timeout: 10000 });
     // The customer signs on the screen with a finger: a stroke across the pad.
     await page.getByLabel(/Signed by|签字人/).fill("Zhang Wei");
+    await page.locator("fieldset.sign canvas").scrollIntoViewIfNeeded();
     const pad = await page.locator("fieldset.sign canvas").boundingBox();
     await page.mouse.move(pad.x + 10, pad.y + pad.height / 2);
     await page.mouse.down();
@@ -217,6 +218,94 @@ const scenarios = {
     if (ink < 500) fail("the signature kept has " + ink + " inked pixels");
     console.log("SEEN " + prefilled + " " + ink);
     await page.screenshot({ path: path.join(shots, "console-visit-phone.png"), fullPage: true });
+  },
+
+  // An engineer on a phone writes the repair record of its ticket: a part from its van, its
+  // time, a photo from the camera and the customer's signature drawn on the screen.
+  async repair(page) {
+    const [id] = args;
+    await page.setViewportSize({ width: 390, height: 844 });
+    await logIn(page, "/tickets/" + id);
+    await page.getByLabel(/^Cause found$/).fill("driver burnt out <i>by a surge</i>");
+    await page.getByLabel(/^Work done$/).fill("replaced the driver, tested 30 min");
+    await page.locator("#part0_number").fill("LED-DRV-60W");
+    await page.locator("#part0_name").fill("driver 60 W");
+    await page.locator("#part0_quantity").fill("2");
+    await page.locator("#part0_stock").fill("van 3");
+    await page.locator("#part0_cost").fill("52.50");
+    await page.locator("input[name=part0_wear]").check();
+    await page.getByLabel(/^Labour \(minutes\)$/).fill("45");
+    await page.getByLabel(/^Travel \(km\)$/).fill("12");
+    await page.getByLabel(/Take or add photos/).setInputFiles({
+      name: "driver.png", mimeType: "image/png", buffer: Buffer.from(PHOTO, "base64"),
+    });
+    await page.locator("fieldset.photos .thumbs img").first().waitFor({ timeout: 10000 });
+    await page.getByLabel(/Signed by/).fill("Zhang Wei");
+    await page.locator("fieldset.sign canvas").scrollIntoViewIfNeeded();
+    const pad = await page.locator("fieldset.sign canvas").boundingBox();
+    await page.mouse.move(pad.x + 10, pad.y + 20);
+    await page.mouse.down();
+    for (let i = 1; i <= 20; i++) await page.mouse.move(pad.x + 10 + i * (pad.width - 20) / 20, pad.y + 20 + (i % 3) * 15);
+    await page.mouse.up();
+    await noSideScroll(page);
+    await page.getByRole("button", { name: /Save the record/ }).click();
+    await page.waitForURL(new RegExp("/tickets/" + id + "$"));
+    const kept = await page.locator("dl.repair").textContent();
+    for (const want of ["LED-DRV-60W", "Zhang Wei", "driver burnt out <i>by a surge</i>", "105.00"]) {
+      if (!kept.includes(want)) fail("the record shown lacks " + want + ": " + kept);
+    }
+    if ((await page.locator("dl.repair i").count()) > 0) fail("a cause was rendered as HTML");
+    await page.locator("dl.repair img.signature").waitFor();
+    if ((await page.locator("main .thumbs img").count()) < 1) fail("no photo shown");
+    await noSideScroll(page);
+    console.log("SEEN recorded");
+    await page.screenshot({ path: path.join(shots, "console-repair-phone.png"), fullPage: true });
+  },
+
+  // A manager's month: the visits on a calendar (a month, then a week), a report made as PDF
+  // and as HTML, the reports kept, and service levels per contract against its clocks.
+  async manage(page) {
+    const [visit, contract] = args;
+    await logIn(page, "/visits");
+    const month = await page.locator("table.calendar").textContent();
+    if (!month.includes("Inspection")) fail("no visit on the month: " + month);
+    await page.getByRole("link", { name: "Week", exact: true }).click();
+    await page.waitForURL(/view=week/);
+    if ((await page.locator("table.calendar tbody tr").count()) !== 1) fail("a week is one row");
+    await page.goto(base + "/visits?view=month");
+    await page.locator("a.visit[href='/visits/" + visit + "']").click();
+    await page.waitForURL(new RegExp("/visits/" + visit + "$"));
+    await page.screenshot({ path: path.join(shots, "console-calendar.png"), fullPage: true });
+    await page.goto(base + "/visits");
+    await page.screenshot({ path: path.join(shots, "console-calendar-month.png"), fullPage: true });
+
+    await page.goto(base + "/reports");
+    await page.getByLabel(/^Customer$/).first().selectOption("cust-1");
+    await page.getByLabel(/^Format$/).selectOption("pdf");
+    const [download] = await Promise.all([
+      page.waitForEvent("download"),
+      page.getByRole("button", { name: /Make a report/ }).click(),
+    ]);
+    const pdf = require("fs").readFileSync(await download.path());
+    if (pdf.subarray(0, 5).toString() !== "%PDF-") fail("not a PDF: " + pdf.subarray(0, 20));
+    await page.goto(base + "/reports");
+    await page.getByLabel(/^Format$/).selectOption("html");
+    await page.getByRole("button", { name: /Make a report/ }).click();
+    await page.waitForURL(/\/api\/v1\/reports\?/);
+    if (!(await page.textContent("body")).includes("cust-1")) fail("the report is not cust-1's");
+    await page.goto(base + "/reports");
+    const kept = page.locator("table.kept tbody tr");
+    if ((await kept.count()) < 1) fail("no kept report listed");
+    await page.screenshot({ path: path.join(shots, "console-reports.png"), fullPage: true });
+    await kept.first().getByRole("link", { name: "HTML" }).click();
+    await page.waitForURL(/\/api\/v1\/reports\/kept\/\d+$/);
+
+    await page.goto(base + "/sla");
+    const sla = await page.locator("section.contract").first().textContent();
+    if (!sla.includes(contract)) fail("no section for contract " + contract + ": " + sla);
+    if (!/\d+ (s|min|h|d)/.test(sla)) fail("no clock target shown: " + sla);
+    await page.screenshot({ path: path.join(shots, "console-sla.png"), fullPage: true });
+    console.log("SEEN " + pdf.length);
   },
 
   // The desk acknowledges a ticket and comments on it from the ticket page, on a phone.
@@ -254,8 +343,9 @@ const scenarios = {
     executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
     args: ["--no-sandbox"],
   });
+  let page;
   try {
-    const page = await browser.newPage({ viewport: { width: 1280, height: 800 }, locale: "en-US" });
+    page = await browser.newPage({ viewport: { width: 1280, height: 800 }, locale: "en-US" });
     page.setDefaultTimeout(15000);
     const errors = [];
     page.on("pageerror", (e) => errors.push(String(e)));
@@ -268,7 +358,9 @@ const scenarios = {
     if (errors.length) fail("errors in the page: " + errors.join(" | "));
     console.log("OK");
   } catch (e) {
-    fail(String(e && e.stack || e));
+    // What the page showed when it failed, to look at.
+    if (page) await page.screenshot({ path: path.join(shots, "console-" + scenario + "-failed.png"), fullPage: true }).catch(() => {});
+    fail(String(e && e.stack || e).replace(/\n/g, " | ") + (page ? " | at " + page.url() : ""));
   } finally {
     await browser.close();
   }

@@ -348,3 +348,92 @@ async fn the_desk_acknowledges_and_comments_from_a_phone() {
     let lines = t["timeline"].as_array().unwrap();
     assert!(lines.iter().any(|l| l["actor"] == json!("dee") && l["note"] == json!("engineer on the way")), "{t}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engineer_records_a_repair_with_a_signature_and_a_photo_on_a_phone() {
+    let Some(chromium) = chromium() else { return };
+    let (d, mut sim) = two_customers_quiet("");
+    passwords(&d, &["eve"]);
+    sim.send("inject lit-a leakage");
+    let t = wait_for("the fault's ticket", 30, || async {
+        let t = get(&d.url("/api/v1/tickets?device=lit-a")).await;
+        t.as_array()?.first().cloned()
+    })
+    .await;
+    let id = t["id"].to_string();
+    for (to, assignee) in [("acknowledged", None), ("dispatched", Some("eve"))] {
+        let mut body = json!({"to": to});
+        if let Some(a) = assignee {
+            body["assignee"] = json!(a);
+        }
+        let url = d.url(&format!("/api/v1/tickets/{id}/transition"));
+        let r = as_user(&token_of("dee")).post(url).json(&body).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{to}: {}", r.text().await.unwrap());
+    }
+    let mut b = Browser::start(&chromium, "repair", &d, "eve", &[&id]);
+    b.expect("SEEN", 60);
+    b.finish();
+    let t = as_user(&token_of("mia")).get(d.url(&format!("/api/v1/tickets/{id}"))).send().await.unwrap();
+    let t: Value = t.json().await.unwrap();
+    let r = &t["repair"];
+    let part = &r["record"]["parts"][0];
+    assert_eq!(
+        (&part["number"], &part["quantity"], &part["stock"], &part["wear"], &part["unit_cost"]),
+        (&json!("LED-DRV-60W"), &json!(2), &json!("van 3"), &json!(true), &json!(5250)),
+        "{r}"
+    );
+    assert_eq!((&r["record"]["labour_minutes"], &r["record"]["travel_km"]), (&json!(45), &json!(12)), "{r}");
+    assert_eq!((&r["recorded_by"], &r["charge"]["parts"]), (&json!("eve"), &json!(10500)), "{r}");
+    let confirmation = &r["record"]["confirmation"];
+    assert_eq!(confirmation["name"], json!("Zhang Wei"), "{r}");
+    let kinds: Vec<(i64, String)> = t["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["id"].as_i64().unwrap(), a["kind"].as_str().unwrap().to_string()))
+        .collect();
+    let sig = confirmation["signature"].as_i64().expect("a signature");
+    assert!(kinds.contains(&(sig, "signature".into())), "{kinds:?}");
+    let photo = r["record"]["photos"][0].as_i64().expect("a photo");
+    assert!(kinds.contains(&(photo, "photo".into())), "{kinds:?}");
+    // The customer's user reads what it is charged, not what the parts cost.
+    let seen: Value = as_user(&token_of("cat"))
+        .get(d.url(&format!("/api/v1/tickets/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(seen["repair"]["charge"].get("parts").is_none(), "{}", seen["repair"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_sees_visits_on_a_calendar_makes_reports_and_reads_levels_per_contract() {
+    let Some(chromium) = chromium() else { return };
+    let (d, mut sim) = two_customers_quiet("");
+    passwords(&d, &["max"]);
+    sim.send("inject lit-a leakage");
+    wait_for("the fault's ticket", 30, || async {
+        let t = get(&d.url("/api/v1/tickets?device=lit-a")).await;
+        (!t.as_array()?.is_empty()).then_some(())
+    })
+    .await;
+    // One inspection done, so that its report is kept.
+    let all = get(&d.url("/api/v1/work-orders?customer=cust-1&state=open")).await;
+    let visit = all.as_array().unwrap().first().expect("an open visit").clone();
+    let id = visit["id"].to_string();
+    let answers: serde_json::Map<String, Value> =
+        visit["checklist"].as_array().unwrap().iter().map(|i| (i.as_str().unwrap().to_string(), json!("ok"))).collect();
+    let r = as_user(&token_of("mia"))
+        .post(d.url(&format!("/api/v1/work-orders/{id}/complete")))
+        .json(&json!({ "answers": answers }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let mut b = Browser::start(&chromium, "manage", &d, "max", &[&id, "k"]);
+    let size: usize = b.expect("SEEN", 120).parse().unwrap();
+    b.finish();
+    assert!(size > 1_000, "a PDF of {size} bytes");
+}

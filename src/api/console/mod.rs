@@ -38,11 +38,14 @@ pub(super) fn routes(s: &AppState) -> Routes {
         .page("/tickets/{id}", Perm::ReadTickets, pages::ticket)
         .form("/tickets/{id}/act", Perm::ActOnTickets, pages::act)
         .form("/tickets/{id}/comment", Perm::Comment, pages::comment)
+        .form("/tickets/{id}/repair", Perm::Repair, pages::repair)
         .page("/live", Perm::ReadTickets, pages::live)
         .page("/work", Perm::SignedIn, pages::my_work)
         .page("/fleet", Perm::ReadDevices, pages::fleet)
         .page("/outbox", Perm::ReadOutbox, pages::outbox)
         .page("/sla", Perm::ReadSla, pages::sla)
+        .page("/reports", Perm::ReadReports, pages::reports)
+        .page("/visits", Perm::ReadWorkOrders, pages::calendar)
         .form("/outbox/{id}/retry", Perm::RetryOutbox, pages::retry_outbox)
         .form("/notifications/{id}/retry", Perm::RetryOutbox, pages::retry_notification)
         .page("/devices/{id}", Perm::ReadDevices, pages::device)
@@ -147,6 +150,12 @@ fn page(
                             }
                             @if p.may(Perm::ReadSla) {
                                 a href="/sla" { (w.sla) }
+                            }
+                            @if p.may(Perm::ReadWorkOrders) {
+                                a href="/visits" { (w.calendar) }
+                            }
+                            @if p.may(Perm::ReadReports) {
+                                a href="/reports" { (w.reports) }
                             }
                             @if p.may(Perm::ReadOutbox) {
                                 a href="/outbox" { (w.undelivered) }

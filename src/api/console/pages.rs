@@ -8,7 +8,7 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use chrono::FixedOffset;
+use chrono::{Datelike as _, FixedOffset};
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -22,6 +22,7 @@ use crate::api::tickets::{
 use crate::api::{ApiError, AppState};
 use crate::report::Lang;
 use crate::tickets::model::TicketFilter;
+use crate::tickets::repair::RepairRecord;
 use crate::tickets::{State as TicketState, Ticket};
 
 /// Where a signed-in person starts: an engineer at its own work, everyone else at the tickets.
@@ -407,6 +408,7 @@ pub(super) async fn ticket(
                 button type="submit" { (w.add_comment) }
             }
         }
+        (repair_section(&p, lang, w, &t, &csrf, offset))
         h2 { (w.timeline) }
         ol.timeline {
             @for l in t.timeline.iter().flatten().filter(|l| p.role != Role::Customer || !l.internal) {
@@ -420,6 +422,262 @@ pub(super) async fn ticket(
         }
     };
     page(StatusCode::OK, lang, &heading, Some((&p, &headers)), body)
+}
+
+/// Money in cents as people write it: `12.50`.
+fn money(cents: u64) -> String {
+    format!("{}.{:02}", cents / 100, cents % 100)
+}
+
+/// Money as written (`12`, `12.5`, `12.50`) in cents; `None` for anything else.
+fn cents(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 2 {
+        return None;
+    }
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let whole: u64 = whole.parse().ok()?;
+    let frac: u64 = if frac.is_empty() { 0 } else { format!("{frac:0<2}").parse().ok()? };
+    whole.checked_mul(100)?.checked_add(frac)
+}
+
+/// How many part rows the repair form offers.
+const PART_ROWS: usize = 4;
+
+/// A ticket's repair record: as kept (a customer's user sees what it is charged, not the
+/// supplier's costs), and for who may write it, the form with the customer's signature drawn on
+/// the screen and photos from the camera.
+fn repair_section(p: &Principal, lang: Lang, w: &Words, t: &Ticket, csrf: &str, offset: FixedOffset) -> Markup {
+    use crate::tickets::model::BillingClass;
+    let kept = t.repair.as_ref();
+    let record = kept.map(|r| r.record.clone()).unwrap_or_default();
+    let customer = p.role == Role::Customer;
+    let may_write = p.may(Perm::Repair)
+        && !matches!(t.state, TicketState::Closed | TicketState::Cancelled)
+        && !(p.role == Role::Engineer && t.assignee.as_deref().is_some_and(|a| a != p.name));
+    if kept.is_none() && !may_write {
+        return html! {};
+    }
+    let base = format!("/api/v1/tickets/{}/attachments", t.id.0);
+    let photos: Vec<i64> = record.photos.clone();
+    let signature = record.confirmation.as_ref().and_then(|c| c.signature);
+    let num = |v: Option<u32>| v.map(|n| n.to_string()).unwrap_or_default();
+    let opt_money = |c: u64| if c == 0 { String::new() } else { money(c) };
+    html! {
+        h2 { (w.repair_record) }
+        @if let Some(r) = kept {
+            dl.facts.repair {
+                @if !r.record.cause.is_empty() { dt { (w.cause) } dd { (r.record.cause) } }
+                @if !r.record.work_done.is_empty() { dt { (w.work_done) } dd { (r.record.work_done) } }
+                @if !r.record.parts.is_empty() {
+                    dt { (w.parts) } dd {
+                        ul {
+                            @for part in &r.record.parts {
+                                li {
+                                    (part.number) @if !part.name.is_empty() { " " (part.name) }
+                                    " × " (part.quantity)
+                                    @if part.wear { " · " (w.wear) }
+                                    @if !customer { " · " (part.stock) }
+                                }
+                            }
+                        }
+                    }
+                }
+                dt { (w.billing) } dd { (words::billing(lang, r.class)) }
+                @if !customer { dt { (w.cost) } dd { (money(r.charge.cost)) } }
+                dt { (w.charged) } dd { (money(r.charge.charged)) }
+                @if let Some(c) = &r.record.confirmation {
+                    dt { (w.signature) } dd {
+                        (c.name) " · " (local(c.at, offset))
+                        @if let Some(sig) = c.signature {
+                            br;
+                            img.signature src=(format!("{base}/{sig}")) alt=(format!("{}: {}", w.signature, c.name));
+                        }
+                    }
+                }
+                dt { (w.recorded) } dd { (r.recorded_by) " · " (local(r.recorded_at, offset)) }
+            }
+            @if !r.record.photos.is_empty() {
+                div.thumbs {
+                    @for id in &r.record.photos {
+                        a href=(format!("{base}/{id}")) { img src=(format!("{base}/{id}")) alt=(format!("{} {id}", w.photos)); }
+                    }
+                }
+            }
+        }
+        @if may_write {
+            form.call.repair method="post" action=(format!("/tickets/{}/repair", t.id.0)) {
+                input type="hidden" name="csrf" value=(csrf);
+                label for="cause" { (w.cause) }
+                textarea #cause name="cause" maxlength="4000" { (record.cause) }
+                label for="work_done" { (w.work_done) }
+                textarea #work_done name="work_done" maxlength="4000" { (record.work_done) }
+                fieldset.parts {
+                    legend { (w.parts) }
+                    @for i in 0..PART_ROWS {
+                        @let part = record.parts.get(i);
+                        div.part {
+                            label for=(format!("part{i}_number")) { (w.part_number) }
+                            input id=(format!("part{i}_number")) name=(format!("part{i}_number")) maxlength="200"
+                                value=(part.map(|x| x.number.as_str()).unwrap_or_default());
+                            label for=(format!("part{i}_name")) { (w.part_name) }
+                            input id=(format!("part{i}_name")) name=(format!("part{i}_name")) maxlength="200"
+                                value=(part.map(|x| x.name.as_str()).unwrap_or_default());
+                            label for=(format!("part{i}_quantity")) { (w.quantity) }
+                            input id=(format!("part{i}_quantity")) name=(format!("part{i}_quantity")) type="number"
+                                min="1" max="10000" inputmode="numeric"
+                                value=(part.map(|x| x.quantity.to_string()).unwrap_or_default());
+                            label for=(format!("part{i}_stock")) { (w.stock) }
+                            input id=(format!("part{i}_stock")) name=(format!("part{i}_stock")) maxlength="200"
+                                value=(part.map(|x| x.stock.as_str()).unwrap_or_default());
+                            label for=(format!("part{i}_cost")) { (w.unit_cost) }
+                            input id=(format!("part{i}_cost")) name=(format!("part{i}_cost")) inputmode="decimal"
+                                pattern="[0-9]+([.][0-9]{1,2})?"
+                                value=(part.map(|x| opt_money(x.unit_cost)).unwrap_or_default());
+                            label.check {
+                                input type="checkbox" name=(format!("part{i}_wear")) value="1" checked[part.is_some_and(|x| x.wear)];
+                                " " (w.wear)
+                            }
+                        }
+                    }
+                }
+                label for="labour_minutes" { (w.labour_minutes) }
+                input #labour_minutes name="labour_minutes" type="number" min="0" inputmode="numeric" value=(num(record.labour_minutes));
+                label for="travel_minutes" { (w.travel_minutes) }
+                input #travel_minutes name="travel_minutes" type="number" min="0" inputmode="numeric" value=(num(record.travel_minutes));
+                label for="travel_km" { (w.travel_km) }
+                input #travel_km name="travel_km" type="number" min="0" inputmode="numeric" value=(num(record.travel_km));
+                label for="labour_cost" { (w.labour_cost) }
+                input #labour_cost name="labour_cost" inputmode="decimal" pattern="[0-9]+([.][0-9]{1,2})?" value=(opt_money(record.labour_cost));
+                label for="travel_cost" { (w.travel_cost) }
+                input #travel_cost name="travel_cost" inputmode="decimal" pattern="[0-9]+([.][0-9]{1,2})?" value=(opt_money(record.travel_cost));
+                label for="billing" { (w.billing) }
+                select #billing name="billing" {
+                    option value="" { (w.as_ticket) }
+                    @for c in [BillingClass::Free, BillingClass::AtCost, BillingClass::Billable, BillingClass::BillableAtCost] {
+                        option value=(c.as_str()) selected[record.billing == Some(c)] { (words::billing(lang, c)) }
+                    }
+                }
+                label for="price" { (w.price) }
+                input #price name="price" inputmode="decimal" pattern="[0-9]+([.][0-9]{1,2})?"
+                    value=(record.price.map(money).unwrap_or_default());
+                @for id in &photos { input type="hidden" name="photo" value=(id); }
+                (photo_picker(w, &base))
+                @if let (Some(sig), Some(c)) = (signature, record.confirmation.as_ref()) {
+                    p.hint { (w.signature) ": " (c.name) }
+                    img.signature src=(format!("{base}/{sig}")) alt=(format!("{}: {}", w.signature, c.name));
+                }
+                (signature_pad_with(w, &format!("{base}?kind=signature"), "confirm_name", "signature",
+                    record.confirmation.as_ref().map(|c| c.name.as_str()).unwrap_or_default(), signature))
+                button type="submit" { (w.save_record) }
+            }
+        }
+    }
+}
+
+/// The repair form's record, read from its fields; what is wrong with it, to show.
+fn repair_of(fields: &[(String, String)], now: chrono::DateTime<chrono::Utc>) -> Result<RepairRecord, String> {
+    use crate::tickets::repair::{Confirmation, Part};
+    let field = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim()).unwrap_or_default();
+    let count = |name: &str| -> Result<Option<u32>, String> {
+        match field(name) {
+            "" => Ok(None),
+            v => v.parse().map(Some).map_err(|_| format!("`{name}`: a whole number, such as 45")),
+        }
+    };
+    let amount = |name: &str| -> Result<Option<u64>, String> {
+        match field(name) {
+            "" => Ok(None),
+            v => cents(v).map(Some).ok_or_else(|| format!("`{name}`: an amount such as 12.50")),
+        }
+    };
+    let mut parts = Vec::new();
+    for i in 0..PART_ROWS {
+        let number = field(&format!("part{i}_number"));
+        if number.is_empty() {
+            continue;
+        }
+        parts.push(Part {
+            number: number.to_string(),
+            name: field(&format!("part{i}_name")).to_string(),
+            quantity: count(&format!("part{i}_quantity"))?.unwrap_or(1),
+            stock: field(&format!("part{i}_stock")).to_string(),
+            wear: !field(&format!("part{i}_wear")).is_empty(),
+            unit_cost: amount(&format!("part{i}_cost"))?.unwrap_or(0),
+        });
+    }
+    let billing = match field("billing") {
+        "" => None,
+        b => Some(crate::tickets::model::BillingClass::parse(b).ok_or_else(|| format!("no billing class `{b}`"))?),
+    };
+    let signature = match field("signature") {
+        "" => None,
+        v => Some(v.parse::<i64>().map_err(|_| "the signature was not uploaded".to_string())?),
+    };
+    let confirmation = match (field("confirm_name"), signature) {
+        ("", None) => None,
+        ("", Some(_)) => return Err("write the name of who signed".into()),
+        (name, signature) => Some(Confirmation { name: name.to_string(), signature, at: now }),
+    };
+    let mut photos = Vec::new();
+    for (_, v) in fields.iter().filter(|(k, _)| k == "photo") {
+        let id = v.trim().parse::<i64>().map_err(|_| "a photo was not uploaded".to_string())?;
+        if !photos.contains(&id) {
+            photos.push(id);
+        }
+    }
+    Ok(RepairRecord {
+        cause: field("cause").to_string(),
+        work_done: field("work_done").to_string(),
+        parts,
+        labour_minutes: count("labour_minutes")?,
+        travel_minutes: count("travel_minutes")?,
+        travel_km: count("travel_km")?,
+        labour_cost: amount("labour_cost")?.unwrap_or(0),
+        travel_cost: amount("travel_cost")?.unwrap_or(0),
+        billing,
+        price: amount("price")?,
+        confirmation,
+        photos,
+    })
+}
+
+/// The repair form, kept by the API's own function.
+pub(super) async fn repair(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Response {
+    let csrf = fields.iter().find(|(k, _)| k == "csrf").map(|(_, v)| v.as_str()).unwrap_or_default();
+    if !csrf_ok(&headers, csrf) {
+        return stale(&headers);
+    }
+    let id = match ticket_id(&id) {
+        Ok(id) => id,
+        Err(e) => return shown(&headers, e),
+    };
+    // A signature kept already keeps the time it was given.
+    let mut record = match repair_of(&fields, s.clock.now()) {
+        Ok(r) => r,
+        Err(m) => return super::refused(&headers, StatusCode::BAD_REQUEST, &m),
+    };
+    if let Ok(Some(kept)) = s.store.repair(id.0).await
+        && let (Some(new), Some(old)) = (record.confirmation.as_mut(), kept.record.confirmation)
+        && new.name == old.name
+        && new.signature == old.signature
+    {
+        new.at = old.at;
+    }
+    let mut r = after(&headers, crate::api::repairs::record(&s, &p, id, &record).await, &format!("/tickets/{}", id.0));
+    if r.status() == StatusCode::SEE_OTHER {
+        r.extensions_mut().insert(AuditNote { actor: None, detail: format!("repair record of ticket {id}") });
+    }
+    r
 }
 
 #[derive(Debug, Deserialize)]
@@ -858,16 +1116,28 @@ fn plan_word(s: &AppState, lang: Lang, contract: &str, plan: &str, word: &str) -
 /// The customer's signature drawn on the screen: who signs, and the pad. The script uploads
 /// the drawing to `upload` when the form is sent and puts the image's id in field `id_field`.
 fn signature_pad(w: &Words, upload: &str, name_field: &str, id_field: &str) -> Markup {
+    signature_pad_with(w, upload, name_field, id_field, "", None)
+}
+
+/// A signature pad holding a signature already kept (`name`, image `kept`) until another is drawn.
+fn signature_pad_with(
+    w: &Words,
+    upload: &str,
+    name_field: &str,
+    id_field: &str,
+    name: &str,
+    kept: Option<i64>,
+) -> Markup {
     html! {
         fieldset.sign data-upload=(upload) data-failed=(w.upload_failed) data-busy=(w.uploading) {
             legend { (w.signature) }
             label for=(name_field) { (w.signed_by) }
-            input id=(name_field) name=(name_field) maxlength="200" autocomplete="off";
+            input id=(name_field) name=(name_field) maxlength="200" autocomplete="off" value=(name);
             p.hint id=(format!("{id_field}-hint")) { (w.sign_here) }
             canvas width="600" height="200" role="img" aria-label=(w.sign_here)
                 aria-describedby=(format!("{id_field}-hint")) {}
             button.secondary type="button" data-clear { (w.clear) }
-            input type="hidden" name=(id_field) data-signature;
+            input type="hidden" name=(id_field) data-signature value=(kept.map(|k| k.to_string()).unwrap_or_default());
             p.error role="alert" data-message {}
         }
     }
@@ -1266,10 +1536,27 @@ pub(super) async fn sla(
             Ok(x) => x,
             Err(e) => return shown(&headers, e),
         };
-    let tiers = match s.store.clock_outcomes(customer.as_deref(), from, to).await {
-        Ok(rows) => crate::tickets::sla::compliance(rows),
+    let rows = match s.store.clock_outcomes_by_contract(customer.as_deref(), from, to).await {
+        Ok(rows) => rows,
         Err(e) => return shown(&headers, e.into()),
     };
+    let tiers = crate::tickets::sla::compliance(rows.iter().map(|(_, t, a, o, r)| (*t, *a, *o, *r)));
+    // Per contract, in the order of the config, then the tickets no contract governed.
+    let mut named: Vec<Option<&str>> = rows.iter().map(|(c, ..)| c.as_deref()).collect();
+    named.sort_unstable();
+    named.dedup();
+    let by_contract: Vec<(
+        Option<&crate::contracts::Contract>,
+        Option<&str>,
+        Vec<crate::tickets::sla::TierCompliance>,
+    )> = named
+        .iter()
+        .map(|name| {
+            let contract = name.and_then(|n| s.fleet.contracts.iter().find(|c| c.id == n));
+            let own = rows.iter().filter(|(c, ..)| c.as_deref() == *name).map(|(_, t, a, o, r)| (*t, *a, *o, *r));
+            (contract, *name, crate::tickets::sla::compliance(own))
+        })
+        .collect();
     let customers: Vec<&crate::fleet::Customer> =
         s.fleet.customers.iter().filter(|c| p.scope.sees(c.id.as_str())).collect();
     let offset = crate::report::offset_of(&s.fleet, customer.as_deref(), None);
@@ -1314,8 +1601,288 @@ pub(super) async fn sla(
                 }
             }
         } }
+        h2 { (w.by_contract) }
+        @for (contract, name, tiers) in &by_contract {
+            section.contract {
+                h3 {
+                    (w.contract) " "
+                    @match (contract, name) {
+                        (Some(c), _) => { (c.id) @if !c.title.is_empty() { " · " (c.title) } },
+                        (None, Some(n)) => (n),
+                        (None, None) => (w.none),
+                    }
+                }
+                div.scroll { table.sla {
+                    thead {
+                        tr {
+                            th scope="col" rowspan="2" { (w.tier) }
+                            th scope="col" rowspan="2" { (w.tickets) }
+                            @for c in w.clocks { th scope="colgroup" colspan="4" { (c) } }
+                        }
+                        tr { @for _ in 0..3 {
+                            th scope="col" { (w.target) } th scope="col" { (w.met) } th scope="col" { (w.missed) }
+                            th scope="col" { (w.share) }
+                        } }
+                    }
+                    tbody {
+                        @for t in tiers.iter().filter(|t| t.tickets > 0) {
+                            @let clocks = contract.and_then(|c| c.tiers.get(usize::from(t.tier.saturating_sub(1))));
+                            tr {
+                                th scope="row" { (words::tier(lang, t.tier)) }
+                                td { (t.tickets) }
+                                @for (i, c) in [&t.acknowledge, &t.on_site, &t.resolve].into_iter().enumerate() {
+                                    @let spec = clocks.and_then(|k| [k.acknowledge, k.on_site, k.resolve][i]);
+                                    td { (spec.map_or_else(|| "—".to_string(), |x| words::clock(lang, x))) }
+                                    td { (c.met) } td { (c.missed) }
+                                    td class=(if c.missed > 0 { "breach-text" } else { "" }) { (pct(c)) }
+                                }
+                            }
+                        }
+                    }
+                } }
+            }
+        }
     };
     page(StatusCode::OK, lang, w.sla, Some((&p, &headers)), body)
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct ReportsQuery {
+    customer: Option<String>,
+}
+
+/// Reports: one made for a customer and a period, as PDF, HTML, CSV or JSON, by the API's own
+/// address (the form goes there), and the reports kept, newest first.
+pub(super) async fn reports(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    Query(q): Query<ReportsQuery>,
+) -> Response {
+    let lang = lang_of(&headers);
+    let w = words::words(lang);
+    // A user of several customers sees the first unless it names another.
+    let named =
+        q.customer.filter(|c| !c.is_empty()).or_else(|| p.scope.customers().and_then(|m| m.iter().next().cloned()));
+    let customer = match crate::api::scoped_customer(&p, named) {
+        Ok(c) => c,
+        Err(e) => return shown(&headers, e),
+    };
+    let kept = match s.store.reports(customer.as_deref(), 200).await {
+        Ok(r) => r,
+        Err(e) => return shown(&headers, e.into()),
+    };
+    let customers: Vec<&crate::fleet::Customer> =
+        s.fleet.customers.iter().filter(|c| p.scope.sees(c.id.as_str())).collect();
+    let offset = crate::report::offset_of(&s.fleet, customer.as_deref(), None);
+    let now = s.clock.now().with_timezone(&offset).date_naive();
+    let first = now.with_day(1).unwrap_or(now);
+    let last_month = (first - chrono::TimeDelta::days(1)).with_day(1).unwrap_or(first);
+    let day = |t: chrono::DateTime<chrono::Utc>| t.with_timezone(&offset).format("%Y-%m-%d").to_string();
+    let body = html! {
+        h1 { (w.reports) }
+        h2 { (w.make_report) }
+        form.call method="get" action="/api/v1/reports" {
+            label for="customer" { (w.customer) }
+            select #customer name="customer" required {
+                @for c in &customers {
+                    option value=(c.id.as_str()) selected[customer.as_deref() == Some(c.id.as_str())] {
+                        (c.id.as_str()) @if !c.name.is_empty() { " · " (c.name) }
+                    }
+                }
+            }
+            label for="from" { (w.from) }
+            input #from name="from" type="date" required value=(last_month.to_string());
+            label for="to" { (w.to) }
+            input #to name="to" type="date" required value=(first.to_string());
+            label for="format" { (w.format) }
+            select #format name="format" {
+                option value="pdf" { "PDF" }
+                option value="html" { "HTML" }
+                option value="csv" { "CSV" }
+                option value="json" { "JSON" }
+            }
+            label for="report-lang" { (w.language) }
+            select #report-lang name="lang" {
+                option value="zh-CN" selected[lang == Lang::Zh] { "中文" }
+                option value="en" selected[lang == Lang::En] { "English" }
+            }
+            button type="submit" { (w.make_report) }
+        }
+        h2 { (w.kept_reports) }
+        @if p.scope.customers().is_none() {
+            form.filters method="get" action="/reports" {
+                label for="kept-customer" { (w.customer) }
+                select #kept-customer name="customer" {
+                    option value="" { (w.every_customer) }
+                    @for c in &customers {
+                        option value=(c.id.as_str()) selected[customer.as_deref() == Some(c.id.as_str())] { (c.id.as_str()) }
+                    }
+                }
+                button type="submit" { (w.show) }
+            }
+        }
+        @if kept.is_empty() { p.hint { (w.no_reports) } }
+        @else {
+            div.scroll { table.kept {
+                thead { tr {
+                    th scope="col" { "#" } th scope="col" { (w.made_at) } th scope="col" { (w.customer) }
+                    th scope="col" { (w.period_col) } th scope="col" { (w.cadence) } th scope="col" { (w.language) }
+                    th scope="col" { (w.due_by) } th scope="col" {}
+                } }
+                tbody {
+                    @for r in &kept {
+                        tr {
+                            td { (r.id) }
+                            td { (local(r.made_at, offset)) }
+                            td { (r.customer) @if let Some(site) = &r.site { " · " (site) } }
+                            td { (day(r.from)) " – " (day(r.to)) }
+                            td {
+                                @match (&r.cadence, r.work_order_id) {
+                                    (Some(c), _) => (c),
+                                    (None, Some(v)) => a href=(format!("/visits/{v}")) { (w.inspection_of) " #" (v) },
+                                    (None, None) => "—",
+                                }
+                            }
+                            td { (if r.lang.starts_with("zh") { "中文" } else { "English" }) }
+                            td { (r.due_by.map_or_else(|| "—".to_string(), |d| local(d, offset))) }
+                            td {
+                                a href=(format!("/api/v1/reports/kept/{}", r.id)) { "HTML" }
+                                " · "
+                                a href=(format!("/api/v1/reports/kept/{}?format=json", r.id)) { "JSON" }
+                            }
+                        }
+                    }
+                }
+            } }
+        }
+    };
+    page(StatusCode::OK, lang, w.reports, Some((&p, &headers)), body)
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct CalendarQuery {
+    /// `month` (the default) or `week`.
+    view: Option<String>,
+    /// A day in the month or week shown (default today).
+    at: Option<String>,
+    customer: Option<String>,
+}
+
+/// Visits on a calendar, a month or a week at a time, each linked to its visit page.
+pub(super) async fn calendar(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    Query(q): Query<CalendarQuery>,
+) -> Response {
+    use chrono::{Datelike as _, NaiveDate};
+    let lang = lang_of(&headers);
+    let w = words::words(lang);
+    // A user of several customers sees the first unless it names another.
+    let named =
+        q.customer.filter(|c| !c.is_empty()).or_else(|| p.scope.customers().and_then(|m| m.iter().next().cloned()));
+    let customer = match crate::api::scoped_customer(&p, named) {
+        Ok(c) => c,
+        Err(e) => return shown(&headers, e),
+    };
+    let offset = crate::report::offset_of(&s.fleet, customer.as_deref(), None);
+    let today = s.clock.now().with_timezone(&offset).date_naive();
+    let at = q.at.as_deref().and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()).unwrap_or(today);
+    let week = q.view.as_deref() == Some("week");
+    let monday = |d: NaiveDate| d - chrono::TimeDelta::days(i64::from(d.weekday().num_days_from_monday()));
+    // The days shown: whole weeks, Monday first.
+    let (from, to, first, next_first) = if week {
+        let m = monday(at);
+        (m, m + chrono::TimeDelta::days(7), m, m + chrono::TimeDelta::days(7))
+    } else {
+        let first = at.with_day(1).unwrap_or(at);
+        let next = (first + chrono::TimeDelta::days(32)).with_day(1).unwrap_or(first);
+        let end = monday(next - chrono::TimeDelta::days(1)) + chrono::TimeDelta::days(7);
+        (monday(first), end, first, next)
+    };
+    let previous = if week {
+        from - chrono::TimeDelta::days(7)
+    } else {
+        (first - chrono::TimeDelta::days(1)).with_day(1).unwrap_or(first)
+    };
+    let f = crate::store::WorkOrderFilter {
+        customer: customer.clone(),
+        from: Some(from),
+        to: Some(to),
+        ..crate::store::WorkOrderFilter::default()
+    };
+    let visits = match crate::api::work_orders::seen_work_orders(&s, &p, f, 5_000).await {
+        Ok(v) => v,
+        Err(e) => return shown(&headers, e),
+    };
+    let customers: Vec<&crate::fleet::Customer> =
+        s.fleet.customers.iter().filter(|c| p.scope.sees(c.id.as_str())).collect();
+    let view = if week { "week" } else { "month" };
+    let link = |view: &str, at: NaiveDate| {
+        let mut l = format!("/visits?view={view}&at={at}");
+        if let Some(c) = &customer {
+            l.push_str(&format!("&customer={}", super::encode(c)));
+        }
+        l
+    };
+    let title = if week {
+        format!("{} {} – {}", w.calendar, from, to - chrono::TimeDelta::days(1))
+    } else {
+        format!("{} {}", w.calendar, first.format("%Y-%m"))
+    };
+    let days: Vec<NaiveDate> = from.iter_days().take_while(|d| *d < to).collect();
+    let body = html! {
+        h1 { (title) }
+        nav.pager aria-label=(w.calendar) {
+            a href=(link(view, previous)) { "← " (w.previous) }
+            a href=(link(view, today)) { (w.today) }
+            a href=(link(view, next_first)) { (w.next) " →" }
+            a href=(link("month", at)) aria-current=[(!week).then_some("page")] { (w.month) }
+            a href=(link("week", at)) aria-current=[week.then_some("page")] { (w.week) }
+        }
+        @if p.scope.customers().is_none() || customers.len() > 1 {
+            form.filters method="get" action="/visits" {
+                input type="hidden" name="view" value=(view);
+                input type="hidden" name="at" value=(at.to_string());
+                label for="customer" { (w.customer) }
+                select #customer name="customer" {
+                    @if p.scope.customers().is_none() { option value="" { (w.every_customer) } }
+                    @for c in &customers {
+                        option value=(c.id.as_str()) selected[customer.as_deref() == Some(c.id.as_str())] { (c.id.as_str()) }
+                    }
+                }
+                button type="submit" { (w.show) }
+            }
+        }
+        @if visits.is_empty() { p.hint { (w.no_visits) } }
+        table.calendar {
+            thead { tr { @for d in w.weekdays_short.split(' ') { th scope="col" { (d) } } } }
+            tbody {
+                @for row in days.chunks(7) {
+                    tr {
+                        @for d in row {
+                            @let on: Vec<&crate::store::WorkOrder> = visits.iter().filter(|v| v.due_on == *d).collect();
+                            @let outside = !week && (*d < first || *d >= next_first);
+                            td class=(format!("{}{}{}", if *d == today { "today " } else { "" },
+                                if outside { "outside " } else { "" }, if on.is_empty() { "empty" } else { "has" })) {
+                                time.day datetime=(d.to_string()) { (d.format("%m-%d")) }
+                                @for v in &on {
+                                    a class=(format!("visit {}", v.state.as_str())) href=(format!("/visits/{}", v.id)) {
+                                        (words::visit_kind(lang, v.kind)) " · "
+                                        (if v.device.is_empty() { v.site.as_str() } else { v.device.as_str() })
+                                        " · " (words::visit_state(lang, v.state))
+                                        @if let Some(a) = &v.assignee { " · " (a) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    page(StatusCode::OK, lang, w.calendar, Some((&p, &headers)), body)
 }
 
 /// How long one stream of live events lasts before the browser opens another.

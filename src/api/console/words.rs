@@ -152,7 +152,6 @@ pub(super) struct Words {
     pub(super) no_visits: &'static str,
     pub(super) contract: &'static str,
     pub(super) by_contract: &'static str,
-    pub(super) all_contracts: &'static str,
     pub(super) target: &'static str,
 }
 
@@ -303,7 +302,6 @@ pub(super) const EN: Words = Words {
     no_visits: "No visit in this period.",
     contract: "Contract",
     by_contract: "By contract and tier",
-    all_contracts: "All contracts",
     target: "Target",
 };
 
@@ -454,7 +452,6 @@ pub(super) const ZH: Words = Words {
     no_visits: "此期间没有服务安排。",
     contract: "合同",
     by_contract: "按合同与级别",
-    all_contracts: "全部合同",
     target: "目标",
 };
 
@@ -565,5 +562,33 @@ pub(super) fn visit_kind(lang: Lang, k: crate::domain::VisitKind) -> &'static st
         (Lang::Zh, K::Inspection) => "检测",
         (Lang::Zh, K::Maintenance) => "保养",
         (Lang::Zh, K::FollowUp) => "回访",
+    }
+}
+
+/// A contract's clock as people say it: `15 min`, `4 h business`, `3 working days`.
+pub(super) fn clock(lang: Lang, c: crate::contracts::ClockSpec) -> String {
+    use crate::contracts::ClockSpec as C;
+    let span = |d: std::time::Duration| {
+        let s = d.as_secs();
+        let (n, en, zh) = if s > 0 && s % 86_400 == 0 {
+            (s / 86_400, "d", "天")
+        } else if s > 0 && s % 3_600 == 0 {
+            (s / 3_600, "h", "小时")
+        } else if s % 60 == 0 {
+            (s / 60, "min", "分钟")
+        } else {
+            (s, "s", "秒")
+        };
+        match lang {
+            Lang::En => format!("{n} {en}"),
+            Lang::Zh => format!("{n}{zh}"),
+        }
+    };
+    match (lang, c) {
+        (_, C::Elapsed(d)) => span(d),
+        (Lang::En, C::Business(d)) => format!("{} business", span(d)),
+        (Lang::Zh, C::Business(d)) => format!("{}（工作时间）", span(d)),
+        (Lang::En, C::WorkingDays(n)) => format!("{n} working day{}", if n == 1 { "" } else { "s" }),
+        (Lang::Zh, C::WorkingDays(n)) => format!("{n}个工作日"),
     }
 }
