@@ -67,6 +67,25 @@ fn every_shipped_contract_loads_with_clocks_for_every_tier() {
 }
 
 #[test]
+fn shipped_plans_give_their_name_and_every_checklist_item_in_chinese() {
+    let c = crate::demo::config().unwrap();
+    for k in &c.fleet.contracts {
+        for p in &k.plans {
+            let zh = p.zh_of(&p.name).unwrap_or_else(|| panic!("{}: plan `{}` has no Chinese name", k.id, p.name));
+            assert!(!zh.is_ascii(), "{zh}");
+            for (_, items) in &p.checklist {
+                for item in items {
+                    assert!(p.zh_of(item).is_some_and(|z| !z.is_ascii()), "{}: `{item}` of `{}`", k.id, p.name);
+                }
+            }
+        }
+    }
+    let lighting = c.fleet.contracts.iter().find(|k| k.id == "lighting").unwrap();
+    let plan = lighting.plans.iter().find(|p| p.name == "quarterly inspection").unwrap();
+    assert_eq!((plan.zh_of("quarterly inspection"), plan.zh_of("leakage")), (Some("季度检测"), Some("漏电")));
+}
+
+#[test]
 fn shipped_profiles_have_the_faults_and_tiers_the_contracts_name() {
     let c = crate::demo::config().unwrap();
     let tier = |kind: &str, code: &str| {
@@ -386,6 +405,12 @@ fn helpdesk_mistakes_are_named() {
         "METRIC min|max|mean|last",
     );
     check(&plan("kind = \"patrol\"\nevery = \"1 month\"\nmeasured = { lamps = \"online\" }\n"), "on no checklist");
+    check(
+        &plan(
+            "kind = \"patrol\"\nevery = \"1 month\"\nchecklist = { lighting = [\"lamps\"] }\nzh-CN = { lamp = \"灯\" }\n",
+        ),
+        "translates `lamp`, which is neither the plan's name nor on its checklists",
+    );
     check(
         "[helpdesks.hd]\nwebhook = { url = \"http://x/\" }\nredmine = { url = \"http://r\", api_key = \"k\", project = \"p\" }\n",
         "has webhook and redmine; give it one",

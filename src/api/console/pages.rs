@@ -957,8 +957,11 @@ pub(super) async fn visit(
                     serde_json::Value::Number(n) => n.as_f64().map_or_else(|| n.to_string(), |f| format!("{f:.3}")),
                     other => other.to_string(),
                 };
+                // How it was measured names a reading and a statistic, in English: said in
+                // Chinese only as measured.
                 match m.get("how").and_then(|h| h.as_str()) {
-                    Some(how) => format!("{value} ({how})"),
+                    Some(how) if lang == Lang::En => format!("{value} ({how})"),
+                    Some(_) => format!("{value}（{}）", w.measured),
                     None => value,
                 }
             }
