@@ -118,13 +118,16 @@ pub(super) struct WorkOrderView {
     /// Checklist item → the value measured, for the items the telemetry answers.
     #[schema(value_type = Object)]
     pub(super) measured: serde_json::Map<String, serde_json::Value>,
+    /// Its photos and signature images.
+    pub(super) attachments: Vec<crate::store::Attachment>,
 }
 
 /// Work order `id` as `p` sees it, with what the telemetry measured.
 pub(super) async fn view(s: &AppState, p: &Principal, id: i64) -> Result<WorkOrderView, ApiError> {
     let w = seen_work_order(s, p, id).await?;
     let measured = crate::schedule::measure(&s.store, &s.fleet, &w, s.clock.now()).await?;
-    Ok(WorkOrderView { work_order: w, measured })
+    let attachments = s.store.attachments_of(crate::store::Owner::Visit(w.id)).await?;
+    Ok(WorkOrderView { work_order: w, measured, attachments })
 }
 
 /// Starts visit `id` as `p`, by the API's rules (the console's forms too).

@@ -120,7 +120,16 @@ const scenarios = {
     if (sla.status() !== 200) fail("its SLA answered " + sla.status());
     const options = await page.locator("#customer option").allTextContents();
     if (options.join() !== "cust-1") fail("the SLA page offers customers " + options);
-    if ((await page.locator("table.sla tbody tr").count()) !== 3) fail("not a row per tier");
+    if ((await page.locator("table.sla").first().locator("tbody tr").count()) !== 3) fail("not a row per tier");
+    // Its visits and reports, and not another customer's.
+    const visits_other = await page.goto(base + "/visits?customer=cust-2");
+    if (visits_other.status() !== 404) fail("another customer's visits answered " + visits_other.status());
+    await page.goto(base + "/visits");
+    const cal = await page.locator("table.calendar").textContent();
+    if (!cal.includes("lit-a") || cal.includes("lit-b")) fail("the calendar: " + cal);
+    await page.goto(base + "/reports");
+    const report_for = await page.locator("#customer option").allTextContents();
+    if (report_for.length !== 1 || !report_for[0].startsWith("cust-1")) fail("reports offered for " + report_for);
     console.log("SEEN " + r.status());
     await page.screenshot({ path: path.join(shots, "console-scope.png"), fullPage: true });
   },

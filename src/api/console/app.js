@@ -142,7 +142,8 @@ function signaturePads() {
         hidden.value = String((await r.json()).id);
         message.textContent = "";
         busy(form, -1);
-        form.submit();
+        // Sent again, now with the signature: this handler lets it go, the others look again.
+        form.requestSubmit();
       } catch (err) {
         busy(form, -1);
         message.textContent = box.dataset.failed + ": " + err.message;
@@ -208,10 +209,24 @@ function photoPickers() {
   }
 }
 
+// A form with uploads is sent once: a second tap while it goes would complete a visit twice.
+function onceOnly() {
+  for (const form of document.querySelectorAll("form.call")) {
+    if (!form.querySelector("fieldset.sign, fieldset.photos")) continue;
+    // Last of the form's handlers: it sees whether an upload held the form back.
+    form.addEventListener("submit", (e) => {
+      if (e.defaultPrevented) return;
+      if (form.dataset.sent) { e.preventDefault(); return; }
+      form.dataset.sent = "1";
+    });
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   pickers();
   signaturePads();
   photoPickers();
+  onceOnly();
   tick();
   setInterval(tick, 1000);
   live();

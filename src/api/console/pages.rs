@@ -517,7 +517,7 @@ fn repair_section(p: &Principal, lang: Lang, w: &Words, t: &Ticket, csrf: &str, 
                 textarea #work_done name="work_done" maxlength="4000" { (record.work_done) }
                 fieldset.parts {
                     legend { (w.parts) }
-                    @for i in 0..PART_ROWS {
+                    @for i in 0..PART_ROWS.max(record.parts.len() + 1).min(crate::tickets::repair::MAX_PARTS) {
                         @let part = record.parts.get(i);
                         div.part {
                             label for=(format!("part{i}_number")) { (w.part_number) }
@@ -595,9 +595,13 @@ fn repair_of(fields: &[(String, String)], now: chrono::DateTime<chrono::Utc>) ->
         }
     };
     let mut parts = Vec::new();
-    for i in 0..PART_ROWS {
+    for i in 0..crate::tickets::repair::MAX_PARTS {
         let number = field(&format!("part{i}_number"));
         if number.is_empty() {
+            let other = ["name", "quantity", "stock", "cost", "wear"];
+            if other.iter().any(|f| !field(&format!("part{i}_{f}")).is_empty()) {
+                return Err(format!("part {}: a part number is needed", i + 1));
+            }
             continue;
         }
         parts.push(Part {
@@ -970,10 +974,7 @@ pub(super) async fn visit(
     };
     let answered = |item: &str| wo.answers.as_ref().and_then(|a| a.get(item)).map(text).unwrap_or_default();
     let measured = |item: &str| v.measured.get(item).map(text);
-    let attachments = match s.store.attachments_of(crate::store::Owner::Visit(wo.id)).await {
-        Ok(a) => a,
-        Err(e) => return shown(&headers, e.into()),
-    };
+    let attachments = &v.attachments;
     let base = format!("/api/v1/work-orders/{}/attachments", wo.id);
     let offset = site_offset(&s, &wo.site);
     let plan = plan_word(&s, lang, &wo.contract, &wo.plan, &wo.plan);
@@ -1545,9 +1546,22 @@ pub(super) async fn sla(
     };
     let tiers = crate::tickets::sla::compliance(rows.iter().map(|(_, t, a, o, r)| (*t, *a, *o, *r)));
     // Per contract, in the order of the config, then the tickets no contract governed.
-    let mut named: Vec<Option<&str>> = rows.iter().map(|(c, ..)| c.as_deref()).collect();
-    named.sort_unstable();
-    named.dedup();
+    let mut named: Vec<Option<&str>> = s
+        .fleet
+        .contracts
+        .iter()
+        .map(|c| c.id.as_str())
+        .filter(|id| rows.iter().any(|(c, ..)| c.as_deref() == Some(*id)))
+        .map(Some)
+        .collect();
+    for (c, ..) in &rows {
+        if !named.contains(&c.as_deref()) && c.is_some() {
+            named.push(c.as_deref());
+        }
+    }
+    if rows.iter().any(|(c, ..)| c.is_none()) {
+        named.push(None);
+    }
     let by_contract: Vec<(
         Option<&crate::contracts::Contract>,
         Option<&str>,
@@ -1713,11 +1727,11 @@ pub(super) async fn reports(
             button type="submit" { (w.make_report) }
         }
         h2 { (w.kept_reports) }
-        @if p.scope.customers().is_none() {
+        @if p.scope.customers().is_none() || customers.len() > 1 {
             form.filters method="get" action="/reports" {
                 label for="kept-customer" { (w.customer) }
                 select #kept-customer name="customer" {
-                    option value="" { (w.every_customer) }
+                    @if p.scope.customers().is_none() { option value="" { (w.every_customer) } }
                     @for c in &customers {
                         option value=(c.id.as_str()) selected[customer.as_deref() == Some(c.id.as_str())] { (c.id.as_str()) }
                     }
@@ -1791,7 +1805,12 @@ pub(super) async fn calendar(
     };
     let offset = crate::report::offset_of(&s.fleet, customer.as_deref(), None);
     let today = s.clock.now().with_timezone(&offset).date_naive();
-    let at = q.at.as_deref().and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()).unwrap_or(today);
+    // A day of our era (no date arithmetic near the calendar's ends); else today.
+    let at =
+        q.at.as_deref()
+            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+            .filter(|d| (2000..=9000).contains(&d.year()))
+            .unwrap_or(today);
     let week = q.view.as_deref() == Some("week");
     let monday = |d: NaiveDate| d - chrono::TimeDelta::days(i64::from(d.weekday().num_days_from_monday()));
     // The days shown: whole weeks, Monday first.
@@ -1994,7 +2013,54 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::next_path;
+    use super::{cents, next_path, repair_of};
+
+    #[test]
+    fn money_is_read_as_people_write_it() {
+        assert_eq!(
+            [cents("12"), cents("12.5"), cents("12.50"), cents(" 0.05 ")],
+            [Some(1200), Some(1250), Some(1250), Some(5)]
+        );
+        for bad in ["", "-1", "1.234", "1,50", "abc", "1.x", ".5", "99999999999999999999"] {
+            assert_eq!(cents(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_repair_form_is_read_row_by_row_and_a_part_without_a_number_is_refused() {
+        let now = chrono::DateTime::UNIX_EPOCH;
+        let f = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let r = repair_of(
+            &f(&[
+                ("cause", "surge"),
+                ("part0_number", "A-1"),
+                ("part0_quantity", "2"),
+                ("part0_stock", "van"),
+                ("part0_cost", "52.5"),
+                ("part0_wear", "1"),
+                ("part6_number", "B-2"),
+                ("part6_stock", "site"),
+                ("labour_minutes", "45"),
+                ("photo", "7"),
+                ("photo", "7"),
+                ("confirm_name", "Zhang Wei"),
+                ("signature", "9"),
+            ]),
+            now,
+        )
+        .unwrap();
+        assert_eq!(r.parts.len(), 2);
+        assert_eq!((r.parts[0].quantity, r.parts[0].unit_cost, r.parts[0].wear), (2, 5250, true));
+        assert_eq!((r.parts[1].number.as_str(), r.parts[1].quantity), ("B-2", 1));
+        assert_eq!((r.labour_minutes, r.photos.as_slice()), (Some(45), &[7][..]));
+        assert_eq!(r.confirmation.as_ref().map(|c| (c.name.as_str(), c.signature)), Some(("Zhang Wei", Some(9))));
+        let e = repair_of(&f(&[("part1_name", "driver")]), now).unwrap_err();
+        assert!(e.contains("part 2: a part number is needed"), "{e}");
+        assert!(repair_of(&f(&[("signature", "9")]), now).unwrap_err().contains("name of who signed"));
+        assert!(repair_of(&f(&[("labour_minutes", "forty")]), now).is_err());
+    }
 
     #[test]
     fn only_a_path_of_ours_is_gone_back_to_after_login() {
