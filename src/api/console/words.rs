@@ -570,11 +570,11 @@ pub(super) fn clock(lang: Lang, c: crate::contracts::ClockSpec) -> String {
     use crate::contracts::ClockSpec as C;
     let span = |d: std::time::Duration| {
         let s = d.as_secs();
-        let (n, en, zh) = if s > 0 && s % 86_400 == 0 {
+        let (n, en, zh) = if s > 0 && s.is_multiple_of(86_400) {
             (s / 86_400, "d", "天")
-        } else if s > 0 && s % 3_600 == 0 {
+        } else if s > 0 && s.is_multiple_of(3_600) {
             (s / 3_600, "h", "小时")
-        } else if s % 60 == 0 {
+        } else if s.is_multiple_of(60) {
             (s / 60, "min", "分钟")
         } else {
             (s, "s", "秒")
