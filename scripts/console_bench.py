@@ -97,7 +97,8 @@ tier3 = {{ acknowledge = "1d" }}
         form = urllib.parse.urlencode({"user": "boss", "password": PASSWORD, "next": "/tickets"}).encode()
         opener.open(urllib.request.Request(base + "/login", form, {"Origin": base}), timeout=10).read()
         pages = [("queue (all open tickets)", "/tickets"), ("queue rows (live refresh)", "/tickets?fragment=rows"),
-                 ("a ticket", f"/tickets/{first}"), ("fleet", "/fleet")]
+                 ("a ticket", f"/tickets/{first}"), ("fleet", "/fleet"), ("service levels", "/sla"),
+                 ("visit calendar", "/visits"), ("reports", "/reports")]
         print(f"{'page':28} {'bytes':>9} {'median ms':>10} {'p95 ms':>8}")
         for name, path in pages:
             times, size = [], 0
