@@ -73,8 +73,8 @@ if ! command -v chromium >/dev/null || [ ! -d /usr/share/fonts/opentype/noto ]; 
   log "installing chromium and CJK fonts"
   apt_install chromium fonts-noto-cjk
 fi
-if [ ! -d "$REPO/tests/browser/node_modules/playwright-core" ]; then
-  log "installing playwright-core"
+if [ ! -d "$REPO/tests/browser/node_modules/playwright-core" ] || [ ! -d "$REPO/tests/browser/node_modules/axe-core" ]; then
+  log "installing playwright-core and axe-core"
   (cd "$REPO/tests/browser" && npm ci --no-audit --no-fund --silent) >&2
 fi
 

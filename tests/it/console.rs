@@ -437,3 +437,22 @@ async fn a_manager_sees_visits_on_a_calendar_makes_reports_and_reads_levels_per_
     b.finish();
     assert!(size > 1_000, "a PDF of {size} bytes");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_passes_an_accessibility_audit_and_the_keyboard_reaches_it() {
+    let Some(chromium) = chromium() else { return };
+    let (d, mut sim) = two_customers_quiet("");
+    passwords(&d, &["max"]);
+    sim.send("inject lit-a leakage");
+    let t = wait_for("the fault's ticket", 30, || async {
+        let t = get(&d.url("/api/v1/tickets?device=lit-a")).await;
+        t.as_array()?.first().cloned()
+    })
+    .await;
+    let all = get(&d.url("/api/v1/work-orders?customer=cust-1&state=open")).await;
+    let visit = all.as_array().unwrap().first().expect("an open visit")["id"].to_string();
+    let mut b = Browser::start(&chromium, "a11y", &d, "max", &[&t["id"].to_string(), &visit]);
+    let pages: usize = b.expect("SEEN", 120).parse().unwrap();
+    b.finish();
+    assert_eq!(pages, 26);
+}

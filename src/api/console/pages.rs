@@ -229,7 +229,7 @@ pub(super) async fn queue(
             span.live aria-live="polite" data-live="/live" { (w.live) }
         }
         p.hint { (w.times_local) }
-        div.scroll {
+        div.scroll tabindex="0" {
             table.queue data-late=(w.late) data-left=(w.left) data-breached=(w.breached) {
                 thead {
                     tr {
@@ -1230,7 +1230,7 @@ pub(super) async fn fleet(
             section.site {
                 h2 { (w.customer) " " (customer) " · " (w.site) " " (site) }
                 p.hint { (online) " / " (list.len()) " " (w.online) " · " (faulty) " " (w.faults) }
-                div.scroll {
+                div.scroll tabindex="0" {
                     table {
                         thead { tr {
                             th scope="col" { (w.device) } th scope="col" { (w.kind) } th scope="col" { (w.state) }
@@ -1422,7 +1422,7 @@ pub(super) async fn outbox(
         h2 { (w.helpdesk_events) }
         @if rows.is_empty() { p.hint { (w.nothing_dead) } }
         @else {
-            div.scroll { table {
+            div.scroll tabindex="0" { table {
                 thead { tr {
                     th scope="col" { (w.ticket) } th scope="col" { (w.event) } th scope="col" { (w.customer) }
                     th scope="col" { (w.attempts) } th scope="col" { (w.last_error) } th scope="col" {}
@@ -1456,7 +1456,7 @@ pub(super) async fn outbox(
         h2 { (w.notifications) }
         @if notes.is_empty() { p.hint { (w.nothing_dead) } }
         @else {
-            div.scroll { table {
+            div.scroll tabindex="0" { table {
                 thead { tr {
                     th scope="col" { (w.ticket) } th scope="col" { (w.event) } th scope="col" { (w.assignee) }
                     th scope="col" { (w.attempts) } th scope="col" { (w.last_error) } th scope="col" {}
@@ -1597,7 +1597,7 @@ pub(super) async fn sla(
             input #to name="to" type="date" value=(day(to));
             button type="submit" { (w.show) }
         }
-        div.scroll { table.sla {
+        div.scroll tabindex="0" { table.sla {
             thead {
                 tr {
                     th scope="col" rowspan="2" { (w.tier) }
@@ -1629,7 +1629,7 @@ pub(super) async fn sla(
                         (None, None) => (w.none),
                     }
                 }
-                div.scroll { table.sla {
+                div.scroll tabindex="0" { table.sla {
                     thead {
                         tr {
                             th scope="col" rowspan="2" { (w.tier) }
@@ -1741,7 +1741,7 @@ pub(super) async fn reports(
         }
         @if kept.is_empty() { p.hint { (w.no_reports) } }
         @else {
-            div.scroll { table.kept {
+            div.scroll tabindex="0" { table.kept {
                 thead { tr {
                     th scope="col" { "#" } th scope="col" { (w.made_at) } th scope="col" { (w.customer) }
                     th scope="col" { (w.period_col) } th scope="col" { (w.cadence) } th scope="col" { (w.language) }
