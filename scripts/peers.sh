@@ -73,6 +73,11 @@ if ! command -v chromium >/dev/null || [ ! -d /usr/share/fonts/opentype/noto ]; 
   log "installing chromium and CJK fonts"
   apt_install chromium fonts-noto-cjk
 fi
+# ---- poppler: the report tests look at each PDF page as a picture and as text ----------
+if ! command -v pdftoppm >/dev/null || ! command -v pdftotext >/dev/null; then
+  log "installing poppler-utils"
+  apt_install poppler-utils
+fi
 if [ ! -d "$REPO/tests/browser/node_modules/playwright-core" ] || [ ! -d "$REPO/tests/browser/node_modules/axe-core" ]; then
   log "installing playwright-core and axe-core"
   (cd "$REPO/tests/browser" && npm ci --no-audit --no-fund --silent) >&2

@@ -394,6 +394,12 @@ pub(crate) struct RawIncluded {
 pub(crate) struct RawContract {
     pub customer: Spanned<String>,
     pub title: String,
+    /// Who gives the service, as the reports' cover names it: a name, or
+    /// `{ en = "…", zh-CN = "…" }`.
+    pub supplier: Option<RawText>,
+    /// The share of tickets the contract expects within each clock, 0–1 (default 1: every
+    /// one, as the clocks promise); the reports colour compliance against it.
+    pub sla_target: Option<Spanned<f64>>,
     /// First and last day in force, "YYYY-MM-DD"; no end: open-ended.
     pub starts: Spanned<String>,
     pub ends: Option<Spanned<String>>,
@@ -437,6 +443,28 @@ pub(crate) struct RawContract {
     /// "quarterly", "yearly".
     #[serde(default)]
     pub reports: Vec<Spanned<String>>,
+}
+
+/// Words for people: one text for every language, or each language's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawText {
+    Plain(String),
+    Both {
+        en: String,
+        #[serde(rename = "zh-CN")]
+        zh: String,
+    },
+}
+
+impl RawText {
+    /// (English, Chinese).
+    pub(crate) fn both(&self) -> (String, String) {
+        match self {
+            RawText::Plain(t) => (t.clone(), t.clone()),
+            RawText::Both { en, zh } => (en.clone(), zh.clone()),
+        }
+    }
 }
 
 /// A visit plan: `every` period, or `steps`, from an anchor.

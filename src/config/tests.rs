@@ -394,6 +394,11 @@ fn helpdesk_mistakes_are_named() {
         )
     };
     check(&plan("kind = \"visit\"\nevery = \"1 month\"\n"), "write patrol, inspection, maintenance or follow_up");
+    check(
+        "[[customers]]\nid = \"c\"\n[contracts.k]\ncustomer = \"c\"\ntitle = \"k\"\nstarts = \"2026-01-01\"\nsla_target = 95\n\
+         tier1 = {}\ntier2 = {}\ntier3 = {}\n",
+        "sla_target 95 is a share from 0 to 1",
+    );
     check(&plan("kind = \"patrol\"\n"), "needs every = \"3 months\" or steps");
     check(&plan("kind = \"patrol\"\nevery = \"monthly\"\n"), "write a period such as");
     check(&plan("kind = \"patrol\"\nevery = \"1 month\"\nlead = \"1 month\"\n"), "counted in days or weeks");

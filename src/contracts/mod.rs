@@ -77,6 +77,10 @@ crate::domain::named! {
 pub struct Contract {
     pub id: String,
     pub title: String,
+    /// Who gives the service: (English, Chinese).
+    pub supplier: Option<(String, String)>,
+    /// The share of tickets expected within each clock, 0–1.
+    pub sla_target: f64,
     pub customer: CustomerId,
     pub starts: NaiveDate,
     pub ends: Option<NaiveDate>,

@@ -159,6 +159,13 @@ pub struct Report {
     /// The customer's name, as the fleet config gives it.
     pub customer_name: Option<String>,
     pub site: Option<String>,
+    /// The sites the report covers, as the cover lists them: `name (id)`.
+    pub sites: Vec<String>,
+    /// Who gives the service, in the report's language (a contract's `supplier`).
+    pub supplier: Option<String>,
+    /// The share of tickets the customer's contracts expect within each clock (the strictest).
+    pub sla_target: f64,
+    pub made_at: DateTime<Utc>,
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
     /// The period as the customer reads it: its first and last day, in the local calendar.
@@ -192,6 +199,64 @@ pub struct Report {
     pub work_orders: Vec<WorkOrder>,
     pub warranties_expiring: Vec<Expiring>,
     pub recommendations: Vec<String>,
+    /// What the renderings say for a word of the config or the data in the report's
+    /// language: `kind:NAME`, `code:CODE` (a fault's title), `state:STATE`, `visit:STATE`,
+    /// `plan:CONTRACT:PLAN:WORD` (a plan's name or checklist item). Empty in English.
+    #[serde(skip)]
+    pub glossary: BTreeMap<String, String>,
+}
+
+impl Report {
+    /// The report's word for `key` (see `glossary`), else `default`.
+    pub fn say<'a>(&'a self, key: &str, default: &'a str) -> &'a str {
+        self.glossary.get(key).map_or(default, String::as_str)
+    }
+}
+
+/// The words of the config and the data a Chinese report shows in Chinese.
+fn glossary(fleet: &Fleet, lang: Lang) -> BTreeMap<String, String> {
+    let mut g = BTreeMap::new();
+    if lang != Lang::Zh {
+        return g;
+    }
+    for k in &fleet.kinds {
+        g.insert(format!("kind:{}", k.name), k.title_zh.clone());
+        for r in &k.rules {
+            g.entry(format!("code:{}", r.code.as_str())).or_insert_with(|| r.title_zh.clone());
+        }
+        g.entry(format!("code:{}", crate::domain::OFFLINE)).or_insert_with(|| k.offline_title_zh.clone());
+    }
+    for c in &fleet.contracts {
+        for p in &c.plans {
+            for (en, zh) in &p.zh {
+                g.insert(format!("plan:{}:{}:{en}", c.id, p.name), zh.clone());
+            }
+        }
+    }
+    use crate::tickets::State as T;
+    for (s, zh) in [
+        (T::Open, "待响应"),
+        (T::Acknowledged, "已响应"),
+        (T::Dispatched, "已派工"),
+        (T::OnSite, "已到场"),
+        (T::Resolved, "已修复"),
+        (T::Closed, "已关闭"),
+        (T::Cancelled, "已取消"),
+    ] {
+        g.insert(format!("state:{s}"), zh.to_string());
+    }
+    for (s, zh) in [
+        (VisitState::Open, "待执行"),
+        (VisitState::InProgress, "进行中"),
+        (VisitState::Done, "已完成"),
+        (VisitState::Missed, "已逾期"),
+    ] {
+        g.insert(format!("visit:{}", s.as_str()), zh.to_string());
+    }
+    for (c, zh) in [("fault", "故障"), ("request", "服务请求"), ("question", "咨询"), ("complaint", "投诉")] {
+        g.insert(format!("code:{c}"), zh.to_string());
+    }
+    g
 }
 
 /// Milliseconds of `[from, to)` covered by the outages (each `start`, `end` or still open).
@@ -273,7 +338,10 @@ pub async fn compute(
             tier,
             kind: t.kind.clone(),
             code: t.code.0.clone(),
-            title: t.title.clone(),
+            title: match (lang, fleet.kinds.iter().find(|k| k.name == t.kind)) {
+                (Lang::Zh, Some(k)) => k.fault_title_zh(t.code.as_str()),
+                _ => t.title.clone(),
+            },
             tickets: 0,
             occurrences: 0,
         });
@@ -362,7 +430,30 @@ pub async fn compute(
     warranties_expiring.sort_by(|a, b| a.until.cmp(&b.until).then(a.device.cmp(&b.device)));
 
     let created = store.created_at().await?;
+    let contracts: Vec<&crate::contracts::Contract> =
+        fleet.contracts.iter().filter(|c| scope.customer.as_deref().is_none_or(|x| x == c.customer.as_str())).collect();
+    let mut sites: Vec<String> = devices.iter().map(|d| d.site.clone()).collect();
+    sites.sort_unstable();
+    sites.dedup();
+    let sites = sites
+        .into_iter()
+        .map(|id| match fleet.sites.iter().find(|s| s.id.as_str() == id).filter(|s| !s.name.is_empty()) {
+            Some(s) => format!("{} ({id})", s.name),
+            None => id,
+        })
+        .collect();
     let mut report = Report {
+        sites,
+        supplier: contracts
+            .iter()
+            .find_map(|c| c.supplier.as_ref())
+            .map(|(en, zh)| if lang == Lang::Zh { zh.clone() } else { en.clone() }),
+        sla_target: contracts
+            .iter()
+            .map(|c| c.sla_target)
+            .fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))))
+            .unwrap_or(1.0),
+        made_at: now,
         customer: scope.customer.clone(),
         customer_name: scope
             .customer
@@ -392,6 +483,7 @@ pub async fn compute(
         work_orders,
         warranties_expiring,
         recommendations: Vec::new(),
+        glossary: glossary(fleet, lang),
     };
     report.recommendations = render::recommendations(&report, lang);
     Ok(report)

@@ -10,6 +10,7 @@ mod ingest;
 mod intake;
 mod openapi;
 mod repairs;
+mod reports;
 
 use std::time::Duration;
 

@@ -283,11 +283,21 @@ pub(super) fn compile_contract(id: &str, c: &RawContract, k: &Known<'_>, r: &mut
             ),
         }
     }
+    let sla_target = match &c.sla_target {
+        Some(t) if !(0.0..=1.0).contains(t.get_ref()) => {
+            r.at(t.span(), format!("sla_target {} is a share from 0 to 1, such as 0.95", t.get_ref()));
+            return None;
+        }
+        Some(t) => *t.get_ref(),
+        None => 1.0,
+    };
     Some(Contract {
         plans,
         reports,
         id: id.to_string(),
         title: c.title.clone(),
+        supplier: c.supplier.as_ref().map(|s| s.both()),
+        sla_target,
         customer: CustomerId(c.customer.get_ref().clone()),
         starts: starts?,
         ends,

@@ -35,26 +35,37 @@ pub fn html(r: &Report, lang: Lang) -> String {
     );
     let _ = write!(
         s,
-        "<h1>{}</h1><p>{}: {}<br>{}: {} – {}<br>{}</p>",
+        "<h1>{}</h1><p>{}: {}<br>{}: {}<br>{}: {} – {}",
         w.title,
         w.customer,
         esc(&customer),
+        w.sites,
+        esc(&r.sites.join(", ")),
         w.period,
         r.first_day,
         r.last_day,
+    );
+    if let Some(sup) = &r.supplier {
+        let _ = write!(s, "<br>{}: {}", w.supplier, esc(sup));
+    }
+    let _ = write!(
+        s,
+        "<br>{}: {}<br>{}</p>",
+        w.made,
+        local_time(r, r.made_at),
         w.local_times.replace("{offset}", &r.utc_offset.to_string())
     );
     if let Some(day) = r.watched_since {
         let _ = write!(s, "<p><em>{}</em></p>", esc(&w.watched.replace("{day}", &day.to_string())));
     }
     let _ = write!(s, "<h2>{} {}</h2>", w.availability, pct(r.availability));
-    s.push_str(&bars(&worst(r, 30), 100.0, "%"));
+    s.push_str(&bars(&worst(r, 30), 100.0, "%", None, w));
     s.push_str(&html_table(&device_table(r, w)));
     let _ = write!(s, "<h2>{}</h2>", w.faults);
     s.push_str(&html_table(&fault_table(r, w)));
-    let _ = write!(s, "<h3>{}</h3>{}", w.faults_over_time, weekly(&r.faults_by_week));
+    let _ = write!(s, "<h3>{}</h3>{}", w.faults_over_time, weekly(&r.faults_by_week, w));
     let _ = write!(s, "<h2>{}</h2>", w.sla);
-    s.push_str(&bars(&sla_bars(r, w), 100.0, "%"));
+    s.push_str(&bars(&sla_bars(r, w), 100.0, "%", Some(r.sla_target * 100.0), w));
     s.push_str(&html_table(&sla_table(r, w)));
     let num = |x: Option<f64>| x.map_or("–".into(), |v| format!("{v:.1}"));
     let _ = write!(s, "<p>{}: {}<br>{}: {}</p>", w.mtta, num(r.mtta_minutes), w.mttr, num(r.mttr_hours));
@@ -68,7 +79,7 @@ pub fn html(r: &Report, lang: Lang) -> String {
     } else {
         s.push_str("<ul>");
         for x in &r.recurring {
-            let _ = write!(s, "<li>{}</li>", esc(&recurring_line(x, w)));
+            let _ = write!(s, "<li>{}</li>", esc(&recurring_line(r, x, w)));
         }
         s.push_str("</ul>");
     }
@@ -80,7 +91,7 @@ pub fn html(r: &Report, lang: Lang) -> String {
             .take(10)
             .map(|x| {
                 let subject = if x.by_model { format!("{} {}", w.model, x.subject) } else { x.subject.clone() };
-                format!("{} – {} ×{}", esc(&subject), esc(&x.code), x.times)
+                format!("{} – {} ×{}", esc(&subject), esc(r.say(&format!("code:{}", x.code), &x.code)), x.times)
             })
             .collect();
         let list = if items.is_empty() { w.none.to_string() } else { items.join("; ") };

@@ -11,7 +11,7 @@ mod html;
 mod pdf;
 mod words;
 
-pub(crate) use charts::*;
+use charts::*;
 pub use csv::*;
 pub use html::*;
 pub use pdf::*;
@@ -39,10 +39,20 @@ pub fn recommendations(r: &Report, lang: Lang) -> Vec<String> {
     for x in r.recurring.iter().take(5) {
         out.push(match (zh, x.by_model) {
             (true, false) => {
-                format!("设备 {} 的故障 {} 重复发生 {} 次：请技术部分析根本原因。", x.subject, x.code, x.times)
+                format!(
+                    "设备 {} 的故障“{}”重复发生 {} 次：请技术部分析根本原因。",
+                    x.subject,
+                    r.say(&format!("code:{}", x.code), &x.code),
+                    x.times
+                )
             }
             (true, true) => {
-                format!("型号 {} 的多台设备出现故障 {} 共 {} 次：请评估批次问题。", x.subject, x.code, x.times)
+                format!(
+                    "型号 {} 的多台设备出现故障“{}”共 {} 次：请评估批次问题。",
+                    x.subject,
+                    r.say(&format!("code:{}", x.code), &x.code),
+                    x.times
+                )
             }
             (false, false) => format!(
                 "{} on {} came back {} times: have the technical department find the root cause.",
@@ -117,7 +127,7 @@ fn device_table<'a>(r: &Report, w: &'a Words) -> Table<'a> {
             .map(|d| {
                 vec![
                     d.device.clone(),
-                    d.kind.clone(),
+                    r.say(&format!("kind:{}", d.kind), &d.kind).to_string(),
                     d.site.clone(),
                     format!("{:.2}%", d.availability * 100.0),
                     format!("{:.2}", d.downtime_hours),
@@ -158,18 +168,19 @@ fn visit_table<'a>(r: &Report, w: &'a Words) -> Table<'a> {
             .filter(|o| o.state == crate::domain::VisitState::Done)
             .map(|o| {
                 let answers = o.answers.as_ref().and_then(|a| a.as_object());
+                let word = |x: &str| r.say(&format!("plan:{}:{}:{x}", o.contract, o.plan), x).to_string();
                 let items: Vec<String> = o
                     .checklist
                     .iter()
                     .map(|i| {
                         let a = answers.and_then(|a| a.get(i)).map_or("–".into(), |v| answer_text(v, w.measured));
-                        format!("{i}: {a}")
+                        format!("{}: {a}", word(i))
                     })
                     .collect();
                 vec![
                     o.completed_at.map_or_else(|| o.due_on.to_string(), |c| local_time(r, c)),
                     o.device.clone(),
-                    o.plan.clone(),
+                    word(&o.plan),
                     match &o.signed_by {
                         Some(signer) => {
                             format!("{} · {} {signer}", o.completed_by.as_deref().unwrap_or_default(), w.signed_by)
@@ -208,7 +219,7 @@ fn fault_table<'a>(r: &Report, w: &'a Words) -> Table<'a> {
             .map(|f| {
                 vec![
                     f.tier.to_string(),
-                    f.kind.clone(),
+                    r.say(&format!("kind:{}", f.kind), &f.kind).to_string(),
                     format!("{} ({})", f.title, f.code),
                     f.tickets.to_string(),
                     f.occurrences.to_string(),
@@ -240,9 +251,9 @@ fn open_table<'a>(r: &Report, w: &'a Words) -> Table<'a> {
                 vec![
                     t.id.to_string(),
                     t.device.clone(),
-                    t.code.clone(),
+                    r.say(&format!("code:{}", t.code), &t.code).to_string(),
                     t.tier.to_string(),
-                    t.state.clone(),
+                    r.say(&format!("state:{}", t.state), &t.state).to_string(),
                     local_time(r, t.opened_at),
                 ]
             })
@@ -262,27 +273,37 @@ fn warranty_table<'a>(r: &Report, w: &'a Words) -> Table<'a> {
 }
 
 /// The least available devices, for the availability chart.
-fn worst(r: &Report, n: usize) -> Vec<(String, f64)> {
-    let mut v: Vec<(String, f64)> = r.devices.iter().map(|d| (d.device.clone(), d.availability * 100.0)).collect();
-    v.sort_by(|a, b| a.1.total_cmp(&b.1));
-    v.truncate(n);
-    v
+fn worst(r: &Report, n: usize) -> Vec<Bar> {
+    let mut v: Vec<&super::DeviceAvailability> = r.devices.iter().collect();
+    v.sort_by(|a, b| a.availability.total_cmp(&b.availability).then_with(|| a.device.cmp(&b.device)));
+    v.into_iter()
+        .take(n)
+        .map(|d| Bar {
+            label: d.device.clone(),
+            value: d.availability * 100.0,
+            note: format!("{:.1}%", d.availability * 100.0),
+        })
+        .collect()
 }
 
-/// One bar per tier and clock that had a moment come.
-fn sla_bars(r: &Report, w: &Words) -> Vec<(String, f64)> {
+/// One bar per tier and clock that had a moment come, with its count: `97.5% (39/40)`.
+fn sla_bars(r: &Report, w: &Words) -> Vec<Bar> {
     let mut rows = Vec::new();
     for t in &r.sla {
         for (name, c) in [(w.acknowledge, &t.acknowledge), (w.on_site, &t.on_site), (w.resolve, &t.resolve)] {
             if let Some(sh) = c.share {
-                rows.push((format!("{} {} {}", w.tier, t.tier, name), sh * 100.0));
+                rows.push(Bar {
+                    label: format!("{} · {name}", w.tier_n.replace("{n}", &t.tier.to_string())),
+                    value: sh * 100.0,
+                    note: format!("{:.1}% ({}/{})", sh * 100.0, c.met, c.met + c.missed),
+                });
             }
         }
     }
     rows
 }
 
-fn recurring_line(x: &super::Recurring, w: &Words) -> String {
+fn recurring_line(r: &Report, x: &super::Recurring, w: &Words) -> String {
     let subject = if x.by_model { format!("{} {}", w.model, x.subject) } else { x.subject.clone() };
-    format!("{subject} – {}: {} {}", x.code, x.times, w.times)
+    format!("{subject} – {}: {} {}", r.say(&format!("code:{}", x.code), &x.code), x.times, w.times_unit)
 }

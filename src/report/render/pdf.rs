@@ -23,10 +23,11 @@ const PDF_ROWS: usize = 500;
 
 /// A table set by Typst, cut at `max` rows with a note that says so.
 fn typst_table(t: &Table<'_>, max: usize, w: &Words) -> String {
-    let mut s = format!("#table(columns: {}, fill: (_, y) => if y == 0 {{ luma(230) }},", t.head.len());
+    let mut s = format!("#table(columns: {}, fill: (_, y) => if y == 0 {{ luma(230) }}, table.header(", t.head.len());
     for h in &t.head {
         let _ = write!(s, " [*#{}*],", lit(h));
     }
+    s.push_str("),");
     for r in t.rows.iter().take(max) {
         for c in r {
             let _ = write!(s, " {},", lit(c));
@@ -151,54 +152,148 @@ pub async fn pdf(r: &Report, lang: Lang, fonts: &[std::path::PathBuf]) -> Result
     typeset(markup(r, lang), fonts).await
 }
 
-/// The report as Typst markup.
+/// The report as Typst markup: a cover (who, where, when, by whom), a one-page summary (the
+/// figures against the contract's targets, the open items, the recommendations), then the
+/// details, each heading kept with what follows it and each table's header repeated on the
+/// pages it runs over; a footer with the page's number on every page but the cover.
 pub fn markup(r: &Report, lang: Lang) -> String {
     let w = words(lang);
     let customer = customer_of(r, w);
+    let period = format!("{} – {}", r.first_day, r.last_day);
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "#set page(paper: \"a4\", margin: 1.6cm)\n#set text(font: (\"DejaVu Sans\", \"Droid Sans Fallback\", \"Noto Sans CJK SC\", \"WenQuanYi Micro Hei\"), size: 9pt, lang: \"{}\")",
+        "#set text(font: (\"DejaVu Sans\", \"Droid Sans Fallback\", \"Noto Sans CJK SC\", \"WenQuanYi Micro Hei\"), size: 9pt, lang: \"{}\")",
         if lang == Lang::Zh { "zh" } else { "en" }
     );
-    let _ = writeln!(s, "= #{}", lit(w.title));
     let _ = writeln!(
         s,
-        "#{}\n\n#{}\n\n#{}\n",
-        lit(&format!("{}: {customer}", w.customer)),
-        lit(&format!("{}: {} – {}", w.period, r.first_day, r.last_day)),
+        "#set page(paper: \"a4\", margin: (x: 1.6cm, top: 1.6cm, bottom: 2cm), footer: context [#set text(size: 7.5pt, fill: luma(100)); #{} #h(1fr) #counter(page).display(\"1 / 1\", both: true)])",
+        lit(&format!("{} · {customer} · {period}", w.title))
+    );
+    s.push_str(
+        "#show heading: set block(sticky: true, above: 1.4em, below: 0.7em)\n\
+         #show heading.where(level: 1): set text(size: 15pt)\n\
+         #show heading.where(level: 2): set text(size: 11.5pt)\n\
+         #set table(stroke: 0.5pt + luma(170), inset: 4pt)\n\
+         #set par(justify: false)\n",
+    );
+    // The cover.
+    let mut facts = vec![(w.customer, customer.clone())];
+    if !r.sites.is_empty() {
+        facts.push((w.sites, r.sites.join(", ")));
+    }
+    facts.push((w.period, period.clone()));
+    if let Some(sup) = &r.supplier {
+        facts.push((w.supplier, sup.clone()));
+    }
+    facts.push((w.made, local_time(r, r.made_at)));
+    let _ =
+        write!(s, "#page(footer: none)[\n#v(6cm)\n#text(size: 24pt, weight: \"bold\")[#{}]\n#v(1.2cm)\n", lit(w.title));
+    s.push_str("#grid(columns: (auto, 1fr), column-gutter: 1.2em, row-gutter: 0.9em,");
+    for (k, v) in &facts {
+        let _ = write!(s, " text(fill: luma(90))[#{}], text(size: 11pt)[#{}],", lit(k), lit(v));
+    }
+    s.push_str(")\n#v(1fr)\n");
+    let _ = writeln!(
+        s,
+        "#text(size: 8pt, fill: luma(90))[#{}]\n]",
         lit(&w.local_times.replace("{offset}", &r.utc_offset.to_string()))
     );
+
+    // The summary, on a page of its own.
+    let _ = writeln!(s, "= #{}", lit(w.summary));
     if let Some(day) = r.watched_since {
-        let _ = writeln!(s, "#emph({})\n", lit(&w.watched.replace("{day}", &day.to_string())));
+        let _ = writeln!(s, "#text(size: 8pt)[#emph({})]\n", lit(&w.watched.replace("{day}", &day.to_string())));
     }
-    s.push_str(&charted(2, &format!("{} {}", w.availability, pct(r.availability)), &bars(&worst(r, 20), 100.0, "%")));
+    let by_tier: Vec<u32> = r.sla.iter().map(|t| t.tickets).collect();
+    let missed: u32 = r.sla.iter().map(|t| t.acknowledge.missed + t.on_site.missed + t.resolve.missed).sum();
+    let judged: u32 = r.sla.iter().map(|t| t.acknowledge.met + t.on_site.met + t.resolve.met).sum::<u32>() + missed;
+    let share = (judged > 0).then(|| f64::from(judged - missed) / f64::from(judged));
+    let ok = share.is_none_or(|x| x + 1e-9 >= r.sla_target);
+    let tiles = [
+        (
+            w.availability.to_string(),
+            pct(r.availability),
+            format!("{} {}", r.devices.len(), w.devices_unit),
+            "luma(40)",
+        ),
+        (
+            w.faults_by_tier.to_string(),
+            by_tier.iter().map(u32::to_string).collect::<Vec<_>>().join(" / "),
+            [1, 2, 3].map(|n| w.tier_n.replace("{n}", &n.to_string())).join(" / "),
+            "luma(40)",
+        ),
+        (
+            w.share_met.to_string(),
+            pct(share),
+            format!("{} {:.0}%", w.target, r.sla_target * 100.0),
+            if ok { "rgb(\"#2e7d32\")" } else { "rgb(\"#c62828\")" },
+        ),
+        (
+            w.open_tickets.to_string(),
+            r.open_tickets.len().to_string(),
+            format!("{} {}", w.open_visits, r.visits.open),
+            "luma(40)",
+        ),
+    ];
+    s.push_str("#grid(columns: (1fr, 1fr, 1fr, 1fr), column-gutter: 8pt,");
+    for (label, value, sub, colour) in &tiles {
+        let _ = write!(
+            s,
+            " block(width: 100%, inset: 8pt, radius: 3pt, stroke: 0.5pt + luma(170))[#text(size: 8pt, fill: luma(90))[#{}] \\ #text(size: 16pt, weight: \"bold\", fill: {colour})[#{}] \\ #text(size: 7.5pt)[#{}]],",
+            lit(label),
+            lit(value),
+            lit(sub)
+        );
+    }
+    s.push_str(")\n");
+    let clocks = sla_bars(r, w);
+    if !clocks.is_empty() {
+        s.push_str(&charted(2, w.sla, &bars(&clocks, 100.0, "%", Some(r.sla_target * 100.0), w)));
+    }
+    let _ = writeln!(s, "== #{}", lit(w.open_items));
+    let num = |x: Option<f64>| x.map_or("–".into(), |v| format!("{v:.1}"));
+    for line in [
+        format!("{}: {}", w.open_tickets, r.open_tickets.len()),
+        format!("{}: {} · {}: {}", w.missed_visits, r.visits.missed, w.open_visits, r.visits.open),
+        format!("{}: {}", w.warranties, r.warranties_expiring.len()),
+        format!("{}: {} · {}: {}", w.mtta, num(r.mtta_minutes), w.mttr, num(r.mttr_hours)),
+    ] {
+        let _ = writeln!(s, "- #{}", lit(&line));
+    }
+    if let Some(line) = satisfaction_line(r, w) {
+        let _ = writeln!(s, "- #{}", lit(&line));
+    }
+    let _ = writeln!(s, "== #{}", lit(w.recommendations));
+    if r.recommendations.is_empty() {
+        let _ = writeln!(s, "#{}\n", lit(w.none));
+    }
+    for x in r.recommendations.iter().take(12) {
+        let _ = writeln!(s, "- #{}", lit(x));
+    }
+    s.push_str("#pagebreak(weak: true)\n");
+
+    // The details.
+    let _ = writeln!(s, "= #{}", lit(w.details));
+    let _ = writeln!(s, "== #{}", lit(&format!("{} {}", w.availability, pct(r.availability))));
+    s.push_str(&charted(3, w.least_available, &bars(&worst(r, 20), 100.0, "%", None, w)));
     s.push_str(&typst_table(&device_table(r, w), PDF_ROWS, w));
     let _ = writeln!(s, "== #{}", lit(w.faults));
     s.push_str(&typst_table(&fault_table(r, w), PDF_ROWS, w));
     if !r.faults_by_week.is_empty() {
-        s.push_str(&charted(3, w.faults_over_time, &weekly(&r.faults_by_week)));
+        s.push_str(&charted(3, w.faults_over_time, &weekly(&r.faults_by_week, w)));
     }
-    let clocks = sla_bars(r, w);
-    if clocks.is_empty() {
-        let _ = writeln!(s, "== #{}", lit(w.sla));
-    } else {
-        s.push_str(&charted(2, w.sla, &bars(&clocks, 100.0, "%")));
-    }
+    let _ = writeln!(s, "== #{}", lit(w.sla));
     s.push_str(&typst_table(&sla_table(r, w), PDF_ROWS, w));
-    let num = |x: Option<f64>| x.map_or("–".into(), |v| format!("{v:.1}"));
-    let _ = writeln!(
-        s,
-        "#{}\n\n#{}\n",
-        lit(&format!("{}: {}", w.mtta, num(r.mtta_minutes))),
-        lit(&format!("{}: {}", w.mttr, num(r.mttr_hours)))
-    );
     let _ = writeln!(s, "== #{}", lit(&format!("{} ({})", w.open_tickets, r.open_tickets.len())));
-    if !r.open_tickets.is_empty() {
+    if r.open_tickets.is_empty() {
+        let _ = writeln!(s, "#{}\n", lit(w.none));
+    } else {
         s.push_str(&typst_table(&open_table(r, w), PDF_ROWS, w));
     }
     let _ = writeln!(s, "== #{}", lit(w.recurring));
-    let items: Vec<String> = r.recurring.iter().take(30).map(|x| recurring_line(x, w)).collect();
+    let items: Vec<String> = r.recurring.iter().take(30).map(|x| recurring_line(r, x, w)).collect();
     if items.is_empty() {
         let _ = writeln!(s, "#{}\n", lit(w.none));
     }
@@ -215,9 +310,6 @@ pub fn markup(r: &Report, lang: Lang) -> String {
             w.due, v.due, w.done, v.done, w.missed, v.missed, w.open, v.open
         ))
     );
-    if let Some(line) = satisfaction_line(r, w) {
-        let _ = writeln!(s, "#{}\n", lit(&line));
-    }
     let visits = visit_table(r, w);
     if !visits.rows.is_empty() {
         s.push_str(&typst_table(&visits, PDF_ROWS, w));
@@ -228,21 +320,15 @@ pub fn markup(r: &Report, lang: Lang) -> String {
     } else {
         s.push_str(&typst_table(&warranty_table(r, w), PDF_ROWS, w));
     }
-    let _ = writeln!(s, "== #{}", lit(w.recommendations));
-    if r.recommendations.is_empty() {
-        let _ = writeln!(s, "#{}\n", lit(w.none));
-    }
-    for x in &r.recommendations {
-        let _ = writeln!(s, "- #{}", lit(x));
-    }
-    let _ = writeln!(s, "== #{}", lit(w.sign_off));
-    let _ = write!(s, "#table(columns: (auto, 1fr, 1.4fr, 0.8fr), rows: (auto, 2.2em, 2.2em, 2.2em), [],");
+    // The sign-off, whole on one page.
+    let _ = write!(s, "#block(breakable: false)[\n== #{}\n", lit(w.sign_off));
+    let _ = write!(s, "#table(columns: (auto, 1fr, 1.4fr, 0.8fr), rows: (auto, 2.4em, 2.4em, 2.4em), [],");
     for h in w.name_sign_date {
         let _ = write!(s, " [*#{}*],", lit(h));
     }
     for role in w.roles {
         let _ = write!(s, " {}, [], [], [],", lit(role));
     }
-    s.push_str(")\n");
+    s.push_str(")\n]\n");
     s
 }
