@@ -148,7 +148,7 @@ async fn list_kept_reports(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct KeptOne {
-    /// html (default) or json.
+    /// html (default), pdf or json.
     #[param(value_type = Option<KeptFormat>, inline)]
     format: Option<String>,
 }
@@ -157,6 +157,7 @@ crate::domain::named! {
     /// How a kept report is shown.
     enum KeptFormat {
         Html = "html",
+        Pdf = "pdf",
         Json = "json",
     }
 }
@@ -165,9 +166,11 @@ crate::domain::named! {
 #[utoipa::path(get, path = "/api/v1/reports/kept/{id}", tag = "reports", params(("id" = i64, Path), KeptOne), responses(
     (status = 200, description = "The report as kept", content(
         (String = "text/html"),
+        (Vec<u8> = "application/pdf"),
         (crate::report::Report = "application/json"),
     )),
-    (status = 404, description = "No such report (or not one of the user's customers')", body = super::ErrorBody),
+    (status = 404, description = "No such report (or not one of the user's customers'), or no PDF of one kept before PDFs were", body = super::ErrorBody),
+    (status = 503, description = "The PDF cannot be set here (no typesetter or fonts)", body = super::ErrorBody),
 ))]
 async fn kept_report(
     State(s): State<AppState>,
@@ -188,6 +191,27 @@ async fn kept_report(
             ([(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")], r.html).into_response()
         }
         Some("json") => ([(axum::http::header::CONTENT_TYPE, "application/json")], r.json).into_response(),
-        Some(f) => return Err(ApiError(StatusCode::BAD_REQUEST, format!("format `{f}`: write html or json"))),
+        Some("pdf") if r.typst.is_empty() => {
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                format!("report {id} was kept before reports kept their PDF; make it again with GET /api/v1/reports"),
+            ));
+        }
+        Some("pdf") => {
+            let fonts = crate::report::render::fonts().map_err(|m| ApiError(StatusCode::SERVICE_UNAVAILABLE, m))?;
+            let pdf = crate::report::render::typeset(r.typst, &fonts)
+                .await
+                .map_err(|m| ApiError(StatusCode::SERVICE_UNAVAILABLE, m))?;
+            let file = format!("attachment; filename=\"report-{id}-{}.pdf\"", r.lang);
+            (
+                [
+                    (axum::http::header::CONTENT_TYPE, "application/pdf".to_string()),
+                    (axum::http::header::CONTENT_DISPOSITION, file),
+                ],
+                pdf,
+            )
+                .into_response()
+        }
+        Some(f) => return Err(ApiError(StatusCode::BAD_REQUEST, format!("format `{f}`: write html, pdf or json"))),
     })
 }

@@ -443,6 +443,20 @@ pub(crate) struct RawContract {
     /// "quarterly", "yearly".
     #[serde(default)]
     pub reports: Vec<Spanned<String>>,
+    /// Who each kept report is mailed to, as a PDF, through an email channel of [notify.channels].
+    pub report_mail: Option<Spanned<RawReportMail>>,
+}
+
+/// Kept reports mailed to the customer.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawReportMail {
+    /// Addresses, such as "Facilities <facilities@customer.example>".
+    pub to: Vec<String>,
+    /// The languages mailed: "zh-CN", "en" (default both).
+    pub langs: Option<Vec<String>>,
+    /// An email channel of [notify.channels].
+    pub channel: String,
 }
 
 /// Words for people: one text for every language, or each language's.

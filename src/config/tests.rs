@@ -399,6 +399,19 @@ fn helpdesk_mistakes_are_named() {
          tier1 = {}\ntier2 = {}\ntier3 = {}\n",
         "sla_target 95 is a share from 0 to 1",
     );
+    let mailed = |mail: &str| {
+        format!(
+            "[[customers]]\nid = \"c\"\n[contracts.k]\ncustomer = \"c\"\ntitle = \"k\"\nstarts = \"2026-01-01\"\n\
+             tier1 = {{}}\ntier2 = {{}}\ntier3 = {{}}\n[notify.channels.mail]\ncarries = [\"email\"]\n\
+             email = {{ server = \"smtp://127.0.0.1:25\", from = \"a@example.net\" }}\n[contracts.k.report_mail]\n{mail}"
+        )
+    };
+    check(
+        &mailed("to = [\"a@example.net\"]\nchannel = \"pager\"\n"),
+        "`pager` is no email channel of [notify.channels]; write one of mail",
+    );
+    check(&mailed("to = [\"not an address\"]\nchannel = \"mail\"\n"), "`not an address` is not a mail address");
+    check(&mailed("to = [\"a@example.net\"]\nlangs = [\"fr\"]\nchannel = \"mail\"\n"), "language `fr`");
     check(&plan("kind = \"patrol\"\n"), "needs every = \"3 months\" or steps");
     check(&plan("kind = \"patrol\"\nevery = \"monthly\"\n"), "write a period such as");
     check(&plan("kind = \"patrol\"\nevery = \"1 month\"\nlead = \"1 month\"\n"), "counted in days or weeks");

@@ -73,6 +73,16 @@ crate::domain::named! {
     }
 }
 
+/// Kept reports mailed to the customer, as PDFs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportMail {
+    pub to: Vec<String>,
+    /// Language tags: `zh-CN`, `en`.
+    pub langs: Vec<String>,
+    /// The email channel that carries them.
+    pub channel: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct Contract {
     pub id: String,
@@ -81,6 +91,8 @@ pub struct Contract {
     pub supplier: Option<(String, String)>,
     /// The share of tickets expected within each clock, 0–1.
     pub sla_target: f64,
+    /// Who each kept report is mailed to.
+    pub report_mail: Option<ReportMail>,
     pub customer: CustomerId,
     pub starts: NaiveDate,
     pub ends: Option<NaiveDate>,

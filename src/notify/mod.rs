@@ -82,8 +82,113 @@ impl Notifier {
         }
     }
 
-    /// One pass over the due rows; how many it tried.
+    /// One pass over the due rows (notifications, then reports owed by mail); how many it tried
+    /// of the kind with more.
     pub(crate) async fn pass(&self) -> Result<usize, crate::store::StoreError> {
+        let notified = self.notification_pass().await?;
+        let mailed = self.report_pass().await?;
+        Ok(notified.max(mailed))
+    }
+
+    /// Kept reports owed to their customers: each mailed with its PDF attached.
+    async fn report_pass(&self) -> Result<usize, crate::store::StoreError> {
+        let due = self.store.due_report_mail(self.clock.now(), PAGE).await?;
+        for m in &due {
+            let outcome = self.mail_report(m).await;
+            let now = self.clock.now();
+            match outcome {
+                Ok(()) => {
+                    info!(report = m.report.id, to = %m.address, lang = %m.report.lang, "report mailed");
+                    self.store.report_mail_attempt(m.id, now, Ok(())).await?;
+                }
+                Err(e) => {
+                    let message = match &e {
+                        DeliveryError::Permanent(m)
+                        | DeliveryError::Gone(m)
+                        | DeliveryError::Retryable { message: m, .. } => m.clone(),
+                    };
+                    let next = retry_at(m.attempts, m.created_at, &e, now, &self.cfg);
+                    warn!(report = m.report.id, to = %m.address, error = %message, dead = next.is_none(),
+                        "mailing a report failed");
+                    self.store.report_mail_attempt(m.id, now, Err((&message, next))).await?;
+                }
+            }
+        }
+        Ok(due.len())
+    }
+
+    /// Mails one kept report: its PDF (set from the markup it was made with), or its HTML for a
+    /// report kept before PDFs were, attached to a short note; the SMTP exchange within the
+    /// channel's timeout.
+    async fn mail_report(&self, m: &crate::store::ReportMailDue) -> Result<(), DeliveryError> {
+        use lettre::message::{Attachment, MultiPart, SinglePart};
+        let Some(c) = self.routing.channels.iter().find(|c| c.name == m.channel) else {
+            return Err(DeliveryError::Permanent(format!("no channel `{}` is configured any more", m.channel)));
+        };
+        let Some(Sender::Email { from, transport }) = self.senders.get(&c.name) else {
+            return Err(DeliveryError::Permanent(format!("channel `{}` does not send mail", c.name)));
+        };
+        let r = &m.report;
+        let (bytes, content_type, ext) = if r.typst.is_empty() {
+            (r.html.clone().into_bytes(), "text/html; charset=utf-8", "html")
+        } else {
+            let fonts =
+                crate::report::render::fonts().map_err(|message| DeliveryError::Retryable { after: None, message })?;
+            let pdf = crate::report::render::typeset(r.typst.clone(), &fonts)
+                .await
+                .map_err(|message| DeliveryError::Retryable { after: None, message })?;
+            (pdf, "application/pdf", "pdf")
+        };
+        let zh = r.lang.starts_with("zh");
+        // The period as the customer reads it, as the report itself says.
+        let said: serde_json::Value = serde_json::from_str(&r.json).unwrap_or_default();
+        let day =
+            |k: &str, t: DateTime<Utc>| said[k].as_str().map_or_else(|| t.date_naive().to_string(), str::to_string);
+        let (first, last) = (day("first_day", r.from), day("last_day", r.to - chrono::TimeDelta::milliseconds(1)));
+        let place = r.site.as_deref().map(|s| format!(" · {s}")).unwrap_or_default();
+        let subject = if zh {
+            format!("售后服务报告 {}{place} {first} – {last}", r.customer)
+        } else {
+            format!("After-sales service report {}{place} {first} – {last}", r.customer)
+        };
+        let body = if zh {
+            format!("您好：\n\n附件为 {first} 至 {last} 的售后服务报告（第 {} 号），请查收并签字确认。\n", r.id)
+        } else {
+            format!(
+                "Hello,\n\nattached is the after-sales service report {} for {first} to {last}, to read and sign.\n",
+                r.id
+            )
+        };
+        let to: Mailbox = m
+            .address
+            .parse()
+            .map_err(|e| DeliveryError::Permanent(format!("`{}` is not a mail address: {e}", m.address)))?;
+        let kind = ContentType::parse(content_type).map_err(|e| DeliveryError::Permanent(format!("{e}")))?;
+        let domain = from.email.domain().to_string();
+        let file = format!("report-{}-{first}-{}.{ext}", r.customer, r.lang);
+        let mail = Message::builder()
+            .from(from.clone())
+            .to(to)
+            .subject(subject)
+            .message_id(Some(format!("<report-{}-{}@{domain}>", r.id, m.id)))
+            .multipart(
+                MultiPart::mixed()
+                    .singlepart(SinglePart::plain(body))
+                    .singlepart(Attachment::new(file).body(bytes, kind)),
+            )
+            .map_err(|e| DeliveryError::Permanent(format!("building the mail: {e}")))?;
+        match tokio::time::timeout(c.timeout, transport.send(mail)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) if e.is_permanent() => Err(DeliveryError::Permanent(format!("SMTP: {e}"))),
+            Ok(Err(e)) => Err(DeliveryError::Retryable { after: None, message: format!("SMTP: {e}") }),
+            Err(_) => {
+                Err(DeliveryError::Retryable { after: None, message: format!("SMTP took longer than {:?}", c.timeout) })
+            }
+        }
+    }
+
+    /// The notifications due.
+    async fn notification_pass(&self) -> Result<usize, crate::store::StoreError> {
         let due = self.store.due_notifications(self.clock.now(), PAGE).await?;
         for n in &due {
             let outcome = self.send(n).await;

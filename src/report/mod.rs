@@ -525,10 +525,28 @@ pub async fn after_inspection(
             cadence: None,
             json: serde_json::to_string(&r).unwrap_or_default(),
             html: render::html(&r, lang),
+            typst: render::markup(&r, lang),
         };
-        ids.extend(store.add_report(&stored).await?);
+        ids.extend(store.add_report(&stored, &mail_for(fleet, &stored.customer, tag)).await?);
     }
     Ok(ids)
+}
+
+/// Who a kept report of `customer` in language `tag` is mailed to: the `report_mail` of each
+/// of the customer's contracts that wants that language.
+fn mail_for(fleet: &Fleet, customer: &str, tag: &str) -> Vec<crate::store::NewReportMail> {
+    let mut out: Vec<crate::store::NewReportMail> = Vec::new();
+    for m in fleet.contracts.iter().filter(|c| c.customer.as_str() == customer).filter_map(|c| c.report_mail.as_ref()) {
+        if !m.langs.iter().any(|l| l == tag) {
+            continue;
+        }
+        for to in &m.to {
+            if !out.iter().any(|x| &x.address == to) {
+                out.push(crate::store::NewReportMail { channel: m.channel.clone(), address: to.clone() });
+            }
+        }
+    }
+    out
 }
 
 /// The reports the contracts want after each whole week, month, quarter or year, for their
@@ -607,8 +625,9 @@ async fn keep_cadence_report(
             cadence: Some(cadence.as_str().into()),
             json: serde_json::to_string(&r).unwrap_or_default(),
             html: render::html(&r, lang),
+            typst: render::markup(&r, lang),
         };
-        ids.extend(store.add_report(&stored).await?);
+        ids.extend(store.add_report(&stored, &mail_for(fleet, &stored.customer, tag)).await?);
     }
     Ok(ids)
 }

@@ -29,7 +29,9 @@ pub use repairs::{NewAttachment, Owner};
 pub use surveys::Survey;
 pub use tickets::{ActiveFault, AlarmRecord, FaultRecord, TransitionFailure, TransitionOptions};
 pub use users::{API_TOKEN, AuditEntry, AuditFilter, NewAudit, SESSION, Token, User};
-pub use work_orders::{Completion, NewWorkOrder, Served, Signed, StoredReport, WorkOrder, WorkOrderFilter};
+pub use work_orders::{
+    Completion, NewReportMail, NewWorkOrder, ReportMailDue, Served, Signed, StoredReport, WorkOrder, WorkOrderFilter,
+};
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -146,6 +148,7 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (27, "notifications", include_str!("../../migrations/sqlite/0027_notifications.sql")),
     (28, "helpdesk_intake", include_str!("../../migrations/sqlite/0028_helpdesk_intake.sql")),
     (29, "visit_signatures", include_str!("../../migrations/sqlite/0029_visit_signatures.sql")),
+    (30, "report_mail", include_str!("../../migrations/sqlite/0030_report_mail.sql")),
 ];
 
 fn migrator() -> Migrator {

@@ -357,6 +357,27 @@ pub struct StoredReport {
     pub json: String,
     #[serde(skip)]
     pub html: String,
+    /// The Typst markup its PDF is set from (empty for a report kept before PDFs were).
+    #[serde(skip)]
+    pub typst: String,
+}
+
+/// A kept report to mail to one address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewReportMail {
+    pub channel: String,
+    pub address: String,
+}
+
+/// A report's mail that is due, with what it sends.
+#[derive(Debug, Clone)]
+pub struct ReportMailDue {
+    pub id: i64,
+    pub report: StoredReport,
+    pub channel: String,
+    pub address: String,
+    pub attempts: i64,
+    pub created_at: DateTime<Utc>,
 }
 
 fn report_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredReport, StoreError> {
@@ -373,17 +394,19 @@ fn report_row(r: &sqlx::sqlite::SqliteRow) -> Result<StoredReport, StoreError> {
         cadence: r.try_get("cadence")?,
         json: r.try_get("json")?,
         html: r.try_get("html")?,
+        typst: r.try_get::<Option<String>, _>("typst")?.unwrap_or_default(),
     })
 }
 
 impl Store {
     /// Keeps a report; one per work order and language (a second is ignored). Returns its id.
-    /// The work order's helpdesk ticket hears of it.
-    pub async fn add_report(&self, r: &StoredReport) -> Result<Option<i64>, StoreError> {
+    /// The work order's helpdesk ticket hears of it, and each of `mail` is owed the report, in
+    /// the same transaction.
+    pub async fn add_report(&self, r: &StoredReport, mail: &[NewReportMail]) -> Result<Option<i64>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
             "INSERT INTO reports (work_order_id, customer, site, period_from, period_to, made_at, due_by, lang, json, html, \
-             cadence) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING RETURNING id",
+             cadence, typst) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING RETURNING id",
         )
         .bind(r.work_order_id)
         .bind(&r.customer)
@@ -396,9 +419,24 @@ impl Store {
         .bind(&r.json)
         .bind(&r.html)
         .bind(&r.cadence)
+        .bind(&r.typst)
         .fetch_optional(&mut *tx)
         .await?;
         let id: Option<i64> = row.map(|r| r.try_get("id")).transpose()?;
+        if let Some(id) = id {
+            for m in mail {
+                sqlx::query(
+                    "INSERT INTO report_mail (report_id, channel, address, created_at, state, next_attempt_at) \
+                     VALUES ($1, $2, $3, $4, 'pending', $4) ON CONFLICT DO NOTHING",
+                )
+                .bind(id)
+                .bind(&m.channel)
+                .bind(&m.address)
+                .bind(ms(r.made_at))
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
         if let (Some(id), Some(wo)) = (id, r.work_order_id) {
             let due = r.due_by.map(|d| format!(", due to the customer by {d}")).unwrap_or_default();
             let note = format!("report {id} ({}) kept{due}", r.lang);
@@ -406,6 +444,73 @@ impl Store {
         }
         tx.commit().await?;
         Ok(id)
+    }
+
+    /// Report mails due by `now`, oldest first, with their reports.
+    pub async fn due_report_mail(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<ReportMailDue>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, report_id, channel, address, attempts, created_at FROM report_mail \
+             WHERE state = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $2",
+        )
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for row in &rows {
+            let report_id: i64 = row.try_get("report_id")?;
+            let Some(report) = self.report(report_id).await? else { continue };
+            out.push(ReportMailDue {
+                id: row.try_get("id")?,
+                report,
+                channel: row.try_get("channel")?,
+                address: row.try_get("address")?,
+                attempts: row.try_get("attempts")?,
+                created_at: from_ms(row.try_get("created_at")?)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Records a report mail's attempt: sent, or failed with its error and when to try again
+    /// (`None`: dead).
+    pub async fn report_mail_attempt(
+        &self,
+        id: i64,
+        now: DateTime<Utc>,
+        outcome: Result<(), (&str, Option<DateTime<Utc>>)>,
+    ) -> Result<(), StoreError> {
+        let q = match outcome {
+            Ok(()) => sqlx::query(
+                "UPDATE report_mail SET state = 'delivered', attempts = attempts + 1, delivered_at = $2, last_error = NULL \
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(ms(now)),
+            Err((error, next)) => sqlx::query(
+                "UPDATE report_mail SET attempts = attempts + 1, last_error = $2, \
+                 state = CASE WHEN $3 IS NULL THEN 'dead' ELSE 'pending' END, next_attempt_at = COALESCE($3, next_attempt_at) \
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(error)
+            .bind(next.map(ms)),
+        };
+        q.execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// A kept report's mails: (address, state, attempts, last error).
+    pub async fn report_mail_of(&self, report: i64) -> Result<Vec<(String, String, i64, Option<String>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT address, state, attempts, last_error FROM report_mail WHERE report_id = $1 ORDER BY id",
+        )
+        .bind(report)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("address")?, r.try_get("state")?, r.try_get("attempts")?, r.try_get("last_error")?)))
+            .collect()
     }
 
     /// Kept reports, newest first (without their bodies' use in listings).

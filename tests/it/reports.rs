@@ -280,3 +280,69 @@ async fn pdf_reports_have_a_cover_a_summary_and_no_blank_page_or_lone_heading_in
         drop(d);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_reports_are_mailed_once_as_pdfs_in_the_languages_the_contract_names() {
+    let Some(python) = crate::email::python() else { return };
+    let sink = crate::email::Sink::start(&python, "plain", None);
+    let broker = Broker::Embedded;
+    let (dir, prefix) = Daemon::setup(&["lit-a:lighting"], "30s", "10m", &broker);
+    let path = dir.path().join("aftercare.toml");
+    let (k, _) = monthly_inspection("");
+    let cfg = std::fs::read_to_string(&path).unwrap()
+        + &k
+        + "[contracts.k.report_mail]\nto = [\"Facilities <facilities@example.net>\", \"boss@example.net\"]\n\
+           langs = [\"zh-CN\"]\nchannel = \"mail\"\n"
+        + &format!(
+            "[notify.channels.mail]\ncarries = [\"email\"]\n\
+             email = {{ server = \"smtp://127.0.0.1:{}\", from = \"aftercare <aftercare@example.net>\", timeout = \"20s\" }}\n",
+            sink.port
+        );
+    std::fs::write(&path, cfg).unwrap();
+    let d = Daemon::start(dir, &prefix, &broker);
+    let open = get(&d.url("/api/v1/work-orders?state=open")).await;
+    let visit = open.as_array().unwrap().first().expect("an open inspection")["id"].as_i64().unwrap();
+    let r = api()
+        .post(d.url(&format!("/api/v1/work-orders/{visit}/complete")))
+        .json(&json!({"answers": {"lamps": "all lit"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+    // The inspection's report is kept in both languages; the contract mails the Chinese one
+    // to each of its two addresses.
+    let mails = wait_for("two mails", 90, || async {
+        let m = sink.mails.lock().unwrap().clone();
+        (m.len() >= 2).then_some(m)
+    })
+    .await;
+    let mut to: Vec<String> = mails.iter().map(|(_, m)| crate::email::header(m, "To")).collect();
+    to.sort();
+    assert_eq!(to, ["Facilities <facilities@example.net>", "boss@example.net"], "{to:?}");
+    for (_, m) in &mails {
+        assert!(m.contains("Content-Type: application/pdf"), "a PDF attached: {m}");
+        assert!(m.contains("\"report-cust-1-") && m.contains("-zh-CN.pdf\""), "the file named: {m}");
+        // The attachment, decoded, is a PDF.
+        let part = m.split("Content-Type: application/pdf").nth(1).unwrap();
+        // Past the part's headers and the blank line after them.
+        let b64: String = part
+            .lines()
+            .skip(1)
+            .skip_while(|l| !l.trim().is_empty())
+            .skip(1)
+            .take_while(|l| !l.trim().is_empty() && !l.starts_with("--"))
+            .collect();
+        let pdf = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64.trim()).unwrap();
+        assert!(pdf.starts_with(b"%PDF-") && pdf.len() > 5_000, "{} bytes", pdf.len());
+    }
+    // Once: nothing more comes.
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    assert_eq!(sink.mails.lock().unwrap().len(), 2);
+    // The kept reports give their PDF too.
+    let kept = get(&d.url("/api/v1/reports/kept")).await;
+    let ids: Vec<i64> = kept.as_array().unwrap().iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids.len(), 2, "{kept}");
+    let r = api().get(d.url(&format!("/api/v1/reports/kept/{}?format=pdf", ids[0]))).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.bytes().await.unwrap().starts_with(b"%PDF-"));
+}

@@ -1764,6 +1764,8 @@ pub(super) async fn reports(
                             td { (if r.lang.starts_with("zh") { "中文" } else { "English" }) }
                             td { (r.due_by.map_or_else(|| "—".to_string(), |d| local(d, offset))) }
                             td {
+                                a href=(format!("/api/v1/reports/kept/{}?format=pdf", r.id)) { "PDF" }
+                                " · "
                                 a href=(format!("/api/v1/reports/kept/{}", r.id)) { "HTML" }
                                 " · "
                                 a href=(format!("/api/v1/reports/kept/{}?format=json", r.id)) { "JSON" }

@@ -22,6 +22,8 @@ pub(super) struct Known<'a> {
     pub(super) calendars: &'a HashMap<String, Arc<Calendar>>,
     /// Every fault code the kinds can raise, `offline` included.
     pub(super) codes: &'a HashSet<&'a str>,
+    /// The email channels of [notify.channels].
+    pub(super) mail_channels: &'a [String],
 }
 
 pub(super) fn parse_day(s: &Spanned<String>, what: &str, r: &mut Report<'_>) -> Option<NaiveDate> {
@@ -291,7 +293,40 @@ pub(super) fn compile_contract(id: &str, c: &RawContract, k: &Known<'_>, r: &mut
         Some(t) => *t.get_ref(),
         None => 1.0,
     };
+    let report_mail = match &c.report_mail {
+        None => None,
+        Some(m) => {
+            let span = m.span();
+            let m = m.get_ref();
+            let langs = m.langs.clone().unwrap_or_else(|| vec!["zh-CN".into(), "en".into()]);
+            if let Some(bad) = langs.iter().find(|l| !matches!(l.as_str(), "zh-CN" | "en")) {
+                r.at(span.clone(), format!("report_mail: language `{bad}`; write \"zh-CN\" or \"en\""));
+            }
+            if let Some(bad) = m.to.iter().find(|a| a.parse::<lettre::message::Mailbox>().is_err()) {
+                r.at(span.clone(), format!("report_mail: `{bad}` is not a mail address"));
+            }
+            if m.to.is_empty() {
+                r.at(span.clone(), "report_mail: name who it goes `to`");
+            }
+            if !k.mail_channels.contains(&m.channel) {
+                r.at(
+                    span,
+                    format!(
+                        "report_mail: `{}` is no email channel of [notify.channels]; {}",
+                        m.channel,
+                        if k.mail_channels.is_empty() {
+                            "add one with email = { server = …, from = … }".to_string()
+                        } else {
+                            format!("write one of {}", k.mail_channels.join(", "))
+                        }
+                    ),
+                );
+            }
+            Some(crate::contracts::ReportMail { to: m.to.clone(), langs, channel: m.channel.clone() })
+        }
+    };
     Some(Contract {
+        report_mail,
         plans,
         reports,
         id: id.to_string(),

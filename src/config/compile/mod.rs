@@ -481,7 +481,14 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
     let device_ids: HashSet<&str> = device_list.iter().map(|d| d.id.as_str()).collect();
     let mut codes: HashSet<&str> = profiles.iter().flat_map(|p| p.rules.iter().map(|r| r.code.as_str())).collect();
     codes.insert(OFFLINE);
+    let mail_channels: Vec<String> = routing
+        .channels
+        .iter()
+        .filter(|c| matches!(c.kind, crate::notify::route::ChannelKind::Email(_)))
+        .map(|c| c.name.clone())
+        .collect();
     let known = Known {
+        mail_channels: &mail_channels,
         customers: &customer_ids,
         sites: &site_ids,
         kinds: &kind_names,
