@@ -258,11 +258,13 @@ pub(crate) async fn complete(
             return Err(VisitRefused::NoSuchSignature(id, signed.map_or(0, |s| s.signature)));
         }
     }
-    if w.kind == VisitKind::Inspection
+    // An inspection's written report (001, 002), and a patrol's result reported to the
+    // customer (004 L5 "将结果汇报给甲方").
+    if matches!(w.kind, VisitKind::Inspection | VisitKind::Patrol)
         && let Some(done) = store.work_order(id).await?
     {
         let made = crate::report::after_inspection(store, fleet, &done, now).await?;
-        tracing::info!(work_order = id, reports = ?made, "inspection report made");
+        tracing::info!(work_order = id, kind = %w.kind, reports = ?made, "visit report made");
     }
     Ok(())
 }

@@ -6,7 +6,7 @@
 
 pub mod render;
 
-use crate::domain::VisitState;
+use crate::domain::{VisitKind, VisitState};
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, Days, FixedOffset, NaiveDate, Offset as _, Utc};
@@ -489,9 +489,10 @@ pub async fn compute(
     Ok(report)
 }
 
-/// After an inspection work order is done: the report of its customer's site for the period
-/// since the site's previous inspection (or the last 3 months), in English and Chinese, kept in
-/// the store; the contracts want it within 3 working days of the inspection.
+/// After an inspection (or a patrol) work order is done: the report of its customer's site for
+/// the period since the device's previous inspection (a patrol: the plan's previous visit), or
+/// the last 3 months, in English and Chinese, kept in the store; the contracts want it within
+/// 3 working days of the inspection.
 pub async fn after_inspection(
     store: &Store,
     fleet: &Fleet,
@@ -499,8 +500,12 @@ pub async fn after_inspection(
     now: DateTime<Utc>,
 ) -> Result<Vec<i64>, StoreError> {
     let done = w.completed_at.unwrap_or(now);
-    let from =
-        store.last_inspection(&w.device, done.timestamp_millis()).await?.unwrap_or(done - chrono::TimeDelta::days(91));
+    let before = done.timestamp_millis();
+    let previous = match w.kind {
+        VisitKind::Patrol => store.last_visit(&w.contract, &w.plan, &w.device, before).await?,
+        _ => store.last_inspection(&w.device, before).await?,
+    };
+    let from = previous.unwrap_or(done - chrono::TimeDelta::days(91));
     // Up to and with the inspection itself.
     let to = done + chrono::TimeDelta::seconds(1);
     let scope = Scope { customer: Some(w.customer.clone()), site: Some(w.site.clone()), from, to };

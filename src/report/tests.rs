@@ -406,3 +406,38 @@ fn survey_scores_are_averaged_and_the_low_ones_called_back() {
     assert_eq!((s.mean, s.surveys, s.low.clone()), (3.5, 4, vec!["c".to_string()]));
     assert_eq!(satisfaction_of(&orders[4..6]), None, "no score, no figure");
 }
+
+#[tokio::test]
+async fn a_patrol_done_reports_its_result_to_the_customer() {
+    // 004 L5: "定期到甲方免费对记录仪性能进行检测，将结果汇报给甲方".
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("a.db")).await.unwrap();
+    let config = crate::demo::config().unwrap();
+    let at = t("2026-11-03T00:00:00Z");
+    let visit = crate::store::NewWorkOrder {
+        contract: "recorders-tender".into(),
+        plan: "monthly patrol".into(),
+        kind: crate::domain::VisitKind::Patrol,
+        device: "rec-001".into(),
+        site: "site-a".into(),
+        customer: "city-transit".into(),
+        due_on: "2026-11-05".parse().unwrap(),
+        checklist: vec!["recording test".into()],
+        to_helpdesk: false,
+        ticket_id: None,
+    };
+    store.add_work_orders(&[visit], at).await.unwrap();
+    let mut answers = serde_json::Map::new();
+    answers.insert("recording test".into(), serde_json::json!("passed"));
+    crate::schedule::complete(&store, &config.fleet, 1, "Li Wei", answers, None, t("2026-11-05T03:00:00Z"))
+        .await
+        .unwrap();
+    let kept = store.reports(Some("city-transit"), 10).await.unwrap();
+    let mut langs: Vec<(&str, Option<i64>)> = kept.iter().map(|r| (r.lang.as_str(), r.work_order_id)).collect();
+    langs.sort_unstable();
+    assert_eq!(langs, [("en", Some(1)), ("zh-CN", Some(1))]);
+    let zh = kept.iter().find(|r| r.lang == "zh-CN").unwrap();
+    // The patrol's answers, in the plan's Chinese words.
+    assert!(zh.html.contains("录制测试: passed") && zh.html.contains("月度巡检"), "{}", zh.html);
+    assert!(!zh.typst.is_empty(), "the markup of its PDF is kept");
+}
