@@ -196,6 +196,8 @@ pub struct Report {
     pub recurring_windows: Vec<RecurringWindow>,
     pub visits: Visits,
     pub satisfaction: Option<Satisfaction>,
+    /// What the service desk recorded in the period.
+    pub desk: Desk,
     pub work_orders: Vec<WorkOrder>,
     pub warranties_expiring: Vec<Expiring>,
     pub recommendations: Vec<String>,
@@ -211,6 +213,81 @@ impl Report {
     pub fn say<'a>(&'a self, key: &str, default: &'a str) -> &'a str {
         self.glossary.get(key).map_or(default, String::as_str)
     }
+}
+
+/// Tickets people reported in a period, of one category through one channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Reported {
+    pub category: String,
+    pub channel: String,
+    pub tickets: u32,
+}
+
+/// An engineer's satisfaction surveys answered in the period.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct EngineerScore {
+    pub engineer: String,
+    /// 1 to 5.
+    pub mean: f64,
+    pub surveys: u32,
+}
+
+/// What the service desk recorded (003, 004): the requests and complaints people made by
+/// channel, the complaints by grade, the contacts registered and how many were answered within
+/// their 24 hours, and the satisfaction surveys by engineer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Desk {
+    pub reported: Vec<Reported>,
+    /// (grade, complaints): `general`, `major`.
+    pub complaints: Vec<(String, u32)>,
+    pub contacts: u32,
+    pub contacts_answered_in_time: u32,
+    /// Registered in the period and not answered by its end.
+    pub contacts_open: u32,
+    pub satisfaction_by_engineer: Vec<EngineerScore>,
+}
+
+async fn desk_of(
+    store: &Store,
+    scope: &Scope,
+    tickets: &[crate::tickets::Ticket],
+    now: DateTime<Utc>,
+) -> Result<Desk, StoreError> {
+    use crate::tickets::intake::Channel;
+    let mut reported: BTreeMap<(String, String), u32> = BTreeMap::new();
+    let mut grades: BTreeMap<String, u32> = BTreeMap::new();
+    for t in tickets.iter().filter(|t| t.channel != Channel::Sensor) {
+        *reported.entry((t.category.to_string(), t.channel.to_string())).or_default() += 1;
+        if let Some(g) = t.complaint_grade {
+            *grades.entry(g.to_string()).or_default() += 1;
+        }
+    }
+    let f = crate::store::ContactFilter { customer: scope.customer.clone(), limit: 100_000, ..Default::default() };
+    let contacts: Vec<_> =
+        store.contacts(&f, now).await?.into_iter().filter(|c| c.at >= scope.from && c.at < scope.to).collect();
+    let in_time = contacts.iter().filter(|c| c.answered_at.is_some_and(|a| a <= c.answer_by)).count() as u32;
+    let open = contacts.iter().filter(|c| c.answered_at.is_none_or(|a| a >= scope.to)).count() as u32;
+    let mut by_engineer: BTreeMap<String, (f64, u32)> = BTreeMap::new();
+    for s in store.surveys(None, scope.customer.as_deref(), scope.from, scope.to).await? {
+        let (Some(score), Some(engineer)) = (s.score, s.engineer) else { continue };
+        let e = by_engineer.entry(engineer).or_default();
+        e.0 += score as f64;
+        e.1 += 1;
+    }
+    Ok(Desk {
+        reported: reported
+            .into_iter()
+            .map(|((category, channel), tickets)| Reported { category, channel, tickets })
+            .collect(),
+        complaints: grades.into_iter().collect(),
+        contacts: contacts.len() as u32,
+        contacts_answered_in_time: in_time,
+        contacts_open: open,
+        satisfaction_by_engineer: by_engineer
+            .into_iter()
+            .map(|(engineer, (sum, n))| EngineerScore { engineer, mean: sum / f64::from(n), surveys: n })
+            .collect(),
+    })
 }
 
 /// The words of the config and the data a Chinese report shows in Chinese.
@@ -255,6 +332,20 @@ fn glossary(fleet: &Fleet, lang: Lang) -> BTreeMap<String, String> {
     }
     for (c, zh) in [("fault", "故障"), ("request", "服务请求"), ("question", "咨询"), ("complaint", "投诉")] {
         g.insert(format!("code:{c}"), zh.to_string());
+        g.insert(format!("category:{c}"), zh.to_string());
+    }
+    for (c, zh) in [
+        ("sensor", "设备监测"),
+        ("phone", "电话"),
+        ("web", "网页"),
+        ("email", "邮件"),
+        ("visit", "上门"),
+        ("helpdesk", "服务台"),
+    ] {
+        g.insert(format!("channel:{c}"), zh.to_string());
+    }
+    for (c, zh) in [("general", "一般"), ("major", "重大")] {
+        g.insert(format!("grade:{c}"), zh.to_string());
     }
     g
 }
@@ -429,6 +520,7 @@ pub async fn compute(
     }
     warranties_expiring.sort_by(|a, b| a.until.cmp(&b.until).then(a.device.cmp(&b.device)));
 
+    let desk = desk_of(store, scope, &tickets, now).await?;
     let created = store.created_at().await?;
     let contracts: Vec<&crate::contracts::Contract> =
         fleet.contracts.iter().filter(|c| scope.customer.as_deref().is_none_or(|x| x == c.customer.as_str())).collect();
@@ -480,6 +572,7 @@ pub async fn compute(
         recurring_windows,
         visits,
         satisfaction: satisfaction_of(&work_orders),
+        desk,
         work_orders,
         warranties_expiring,
         recommendations: Vec::new(),

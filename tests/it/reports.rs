@@ -160,6 +160,7 @@ const HEADINGS: &[&str] = &[
     "Response and resolution against the contract",
     "The least available devices",
     "Faults per week",
+    "Service desk",
     "摘要",
     "详细情况",
     "待办事项",
@@ -171,6 +172,7 @@ const HEADINGS: &[&str] = &[
     "响应与修复时限达标情况",
     "可用率最低的设备",
     "每周故障",
+    "服务台",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,6 +257,15 @@ async fn pdf_reports_have_a_cover_a_summary_and_no_blank_page_or_lone_heading_in
             if devices == 30 {
                 look_alike(&pdf, &format!("{devices}-{lang}"), &out_dir);
             }
+            // What people reported to the desk: the calls, by category and channel.
+            let all: String = (1..=pages.len()).map(|n| page_text(&pdf, n).join("\n")).collect::<Vec<_>>().join("\n");
+            let calls = devices.min(60).to_string();
+            let desk =
+                if lang == "en" { ["Service desk", "fault", "phone"] } else { ["服务台", "故障", "电话"] };
+            assert!(
+                desk.iter().all(|x| all.contains(x)) && all.lines().any(|l| l.contains(desk[2]) && l.ends_with(&calls)),
+                "{what}: the desk's {calls} calls: {all}"
+            );
             if lang == "zh-CN" {
                 // No English left: only ids, units, codes and names in Latin letters.
                 let all: String =

@@ -67,6 +67,18 @@ pub fn html(r: &Report, lang: Lang) -> String {
     let _ = write!(s, "<h2>{}</h2>", w.sla);
     s.push_str(&bars(&sla_bars(r, w), 100.0, "%", Some(r.sla_target * 100.0), w));
     s.push_str(&html_table(&sla_table(r, w)));
+    let _ = write!(s, "<h2>{}</h2>", w.desk);
+    if r.desk.reported.is_empty() {
+        let _ = write!(s, "<p>{}</p>", w.no_desk);
+    } else {
+        s.push_str(&html_table(&desk_table(r, w)));
+    }
+    for line in desk_lines(r, w) {
+        let _ = write!(s, "<p>{}</p>", esc(&line));
+    }
+    if !r.desk.satisfaction_by_engineer.is_empty() {
+        s.push_str(&html_table(&engineer_table(r, w)));
+    }
     let num = |x: Option<f64>| x.map_or("–".into(), |v| format!("{v:.1}"));
     let _ = write!(s, "<p>{}: {}<br>{}: {}</p>", w.mtta, num(r.mtta_minutes), w.mttr, num(r.mttr_hours));
     let _ = write!(s, "<h2>{} ({})</h2>", w.open_tickets, r.open_tickets.len());

@@ -303,6 +303,56 @@ fn sla_bars(r: &Report, w: &Words) -> Vec<Bar> {
     rows
 }
 
+/// What people reported to the desk, by category and channel.
+fn desk_table<'a>(r: &Report, w: &'a Words) -> Table<'a> {
+    Table {
+        head: vec![w.category, w.channel, w.tickets],
+        rows: r
+            .desk
+            .reported
+            .iter()
+            .map(|x| {
+                vec![
+                    r.say(&format!("category:{}", x.category), &x.category).to_string(),
+                    r.say(&format!("channel:{}", x.channel), &x.channel).to_string(),
+                    x.tickets.to_string(),
+                ]
+            })
+            .collect(),
+    }
+}
+
+/// The satisfaction surveys answered, by engineer.
+fn engineer_table<'a>(r: &Report, w: &'a Words) -> Table<'a> {
+    Table {
+        head: vec![w.engineer, w.mean_score, w.surveys],
+        rows: r
+            .desk
+            .satisfaction_by_engineer
+            .iter()
+            .map(|e| vec![e.engineer.clone(), format!("{:.1}", e.mean), e.surveys.to_string()])
+            .collect(),
+    }
+}
+
+/// The desk's lines: complaints by grade, and the contacts answered in time.
+fn desk_lines(r: &Report, w: &Words) -> Vec<String> {
+    let d = &r.desk;
+    let mut out = Vec::new();
+    if !d.complaints.is_empty() {
+        let grades: Vec<String> =
+            d.complaints.iter().map(|(g, n)| format!("{} {n}", r.say(&format!("grade:{g}"), g))).collect();
+        out.push(format!("{}: {}", w.complaints, grades.join(" · ")));
+    }
+    out.push(
+        w.contacts_line
+            .replace("{all}", &d.contacts.to_string())
+            .replace("{in_time}", &d.contacts_answered_in_time.to_string())
+            .replace("{open}", &d.contacts_open.to_string()),
+    );
+    out
+}
+
 fn recurring_line(r: &Report, x: &super::Recurring, w: &Words) -> String {
     let subject = if x.by_model { format!("{} {}", w.model, x.subject) } else { x.subject.clone() };
     format!("{subject} – {}: {} {}", r.say(&format!("code:{}", x.code), &x.code), x.times, w.times_unit)

@@ -286,6 +286,18 @@ pub fn markup(r: &Report, lang: Lang) -> String {
     }
     let _ = writeln!(s, "== #{}", lit(w.sla));
     s.push_str(&typst_table(&sla_table(r, w), PDF_ROWS, w));
+    let _ = writeln!(s, "== #{}", lit(w.desk));
+    if r.desk.reported.is_empty() {
+        let _ = writeln!(s, "#{}\n", lit(w.no_desk));
+    } else {
+        s.push_str(&typst_table(&desk_table(r, w), PDF_ROWS, w));
+    }
+    for line in desk_lines(r, w) {
+        let _ = writeln!(s, "#{}\n", lit(&line));
+    }
+    if !r.desk.satisfaction_by_engineer.is_empty() {
+        s.push_str(&typst_table(&engineer_table(r, w), PDF_ROWS, w));
+    }
     let _ = writeln!(s, "== #{}", lit(&format!("{} ({})", w.open_tickets, r.open_tickets.len())));
     if r.open_tickets.is_empty() {
         let _ = writeln!(s, "#{}\n", lit(w.none));

@@ -81,6 +81,14 @@ pub(super) struct Words {
     pub(super) missed_visits: &'static str,
     pub(super) open_visits: &'static str,
     pub(super) tier_n: &'static str,
+    pub(super) desk: &'static str,
+    pub(super) category: &'static str,
+    pub(super) channel: &'static str,
+    pub(super) complaints: &'static str,
+    pub(super) contacts_line: &'static str,
+    pub(super) engineer: &'static str,
+    pub(super) mean_score: &'static str,
+    pub(super) no_desk: &'static str,
 }
 
 const EN: Words = Words {
@@ -155,6 +163,14 @@ const EN: Words = Words {
     missed_visits: "Visits missed",
     open_visits: "Visits still to make",
     tier_n: "Tier {n}",
+    desk: "Service desk",
+    category: "Category",
+    channel: "Channel",
+    complaints: "Complaints",
+    contacts_line: "Contacts registered: {all}; answered within 24 hours: {in_time}; not answered by the period's end: {open}",
+    engineer: "Engineer",
+    mean_score: "Mean score (1–5)",
+    no_desk: "Nobody reported anything to the desk in this period.",
 };
 
 const ZH: Words = Words {
@@ -229,6 +245,14 @@ const ZH: Words = Words {
     missed_visits: "逾期服务",
     open_visits: "待完成服务",
     tier_n: "{n}级",
+    desk: "服务台",
+    category: "类别",
+    channel: "渠道",
+    complaints: "投诉",
+    contacts_line: "登记来电/来函：{all} 次；24 小时内答复：{in_time} 次；期末未答复：{open} 次",
+    engineer: "工程师",
+    mean_score: "平均评分（1–5）",
+    no_desk: "本期无人工报修或来电。",
 };
 
 pub(super) fn words(lang: Lang) -> &'static Words {
