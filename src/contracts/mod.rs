@@ -379,9 +379,14 @@ mod tests {
         due(d.acknowledge_by, t("2026-06-01T10:10:00"));
         due(d.on_site_by, t("2026-06-02T10:00:00"));
         due(d.resolve_by, t("2026-06-02T22:00:00"));
+        // 004's 15 minutes (L65, L68, L87, L115) over its table's 20, and 24 h on site for
+        // every level (L65, L87).
         let minor = deadlines(&f, "rec-002", Tier::Minor, at);
-        due(minor.acknowledge_by, t("2026-06-01T10:20:00"));
-        assert_eq!(minor.on_site_by, None, "no on-site promise for minor faults");
+        due(minor.acknowledge_by, t("2026-06-01T10:15:00"));
+        due(minor.on_site_by, t("2026-06-02T10:00:00"));
+        due(minor.resolve_by, t("2026-06-02T22:00:00"));
+        let tender = f.contracts.iter().find(|c| c.id == "recorders-tender").unwrap();
+        assert!(tender.wear_parts_half_price, "004 L5-L6: wear parts at half price");
     }
 
     #[test]
@@ -412,13 +417,17 @@ mod tests {
     }
 
     #[test]
-    fn solar_heaters_answer_in_4_hours_and_clear_in_12() {
+    fn solar_heaters_arrange_in_2_hours_come_in_4_and_clear_in_12() {
+        // 000 L58 (三包): arranged within 2 h; 002 L382 "4小时提供上门服务" (at the door
+        // within 4 h), "12小时内派人到现场排除故障" (cleared within 12 h); every tier.
         let f = fleet();
-        let d = deadlines(&f, "swh-001", Tier::Main, t("2026-07-15T13:00:00"));
-        assert_eq!(d.contract.as_deref(), Some("solar-heaters"));
-        due(d.acknowledge_by, t("2026-07-15T17:00:00"));
-        due(d.on_site_by, t("2026-07-16T01:00:00"));
-        due(d.resolve_by, t("2026-07-16T01:00:00"));
+        for tier in [Tier::Major, Tier::Main, Tier::Minor] {
+            let d = deadlines(&f, "swh-001", tier, t("2026-07-15T13:00:00"));
+            assert_eq!(d.contract.as_deref(), Some("solar-heaters"));
+            due(d.acknowledge_by, t("2026-07-15T15:00:00"));
+            due(d.on_site_by, t("2026-07-15T17:00:00"));
+            due(d.resolve_by, t("2026-07-16T01:00:00"));
+        }
     }
 
     #[test]
