@@ -37,18 +37,18 @@ pub(super) fn contract_of<'a>(s: &'a AppState, t: &Ticket) -> Option<&'a Contrac
 }
 
 /// The billing class a record applies: its own, else the ticket's (`billable_now`: a cause is
-/// named in the same request). A billable class needs a cause the contract names.
-fn class_of(record: &RepairRecord, t: &Ticket, billable_now: bool) -> Result<BillingClass, ApiError> {
+/// named in the same request, with the class it makes). A billable class needs a cause the
+/// contract names.
+fn class_of(record: &RepairRecord, t: &Ticket, billable_now: Option<BillingClass>) -> Result<BillingClass, ApiError> {
     let ticket_class = t.billing.as_ref().map(|b| b.class);
-    let has_cause = billable_now || t.billing.as_ref().is_some_and(|b| b.reason.is_some());
+    let has_cause = billable_now.is_some() || t.billing.as_ref().is_some_and(|b| b.reason.is_some());
     match record.billing {
         Some(c @ (BillingClass::Billable | BillingClass::BillableAtCost)) if !has_cause => Err(ApiError(
             StatusCode::CONFLICT,
             format!("a {c} repair needs its cause first: resolve with `billable` naming one the contract lists"),
         )),
         Some(c) => Ok(c),
-        None if billable_now => Ok(BillingClass::Billable),
-        None => Ok(ticket_class.unwrap_or(BillingClass::Free)),
+        None => Ok(billable_now.or(ticket_class).unwrap_or(BillingClass::Free)),
     }
 }
 
@@ -65,7 +65,7 @@ pub(super) async fn prepare(
     s: &AppState,
     t: &Ticket,
     record: &RepairRecord,
-    billable_now: bool,
+    billable_now: Option<BillingClass>,
 ) -> Result<Prepared, ApiError> {
     record.check().map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;
     let class = class_of(record, t, billable_now)?;
@@ -137,7 +137,7 @@ pub(super) async fn record(
     if matches!(t.state, TicketState::Closed | TicketState::Cancelled) {
         return Err(ApiError(StatusCode::CONFLICT, format!("ticket {id} is {}", t.state)));
     }
-    let prepared = prepare(s, &t, r, false).await?;
+    let prepared = prepare(s, &t, r, None).await?;
     keep(s, p, id, r, prepared).await
 }
 

@@ -515,10 +515,11 @@ pub(super) async fn act(
         }
     }
     let text = note(&b.note)?;
+    let mut at_cost = false;
     if let Some(cause) = &b.billable {
         let contract = ticket.clock.contract.as_deref().and_then(|c| s.fleet.contracts.iter().find(|k| k.id == c));
         match contract {
-            Some(c) if c.billable.iter().any(|b| b == cause) => {}
+            Some(c) if c.billable.iter().any(|b| b == cause) => at_cost = c.at_cost.iter().any(|x| x == cause),
             Some(c) => {
                 return Err(ApiError(
                     StatusCode::CONFLICT,
@@ -541,10 +542,15 @@ pub(super) async fn act(
         Some(_) if !p.may(Perm::Repair) => {
             return Err(ApiError(StatusCode::FORBIDDEN, format!("a {} does not write repair records", p.role)));
         }
-        Some(r) => Some(super::repairs::prepare(&s, &ticket, r, b.billable.is_some()).await?),
+        Some(r) => {
+            use crate::tickets::model::BillingClass as B;
+            let class = if at_cost { B::BillableAtCost } else { B::Billable };
+            Some(super::repairs::prepare(&s, &ticket, r, b.billable.as_ref().map(|_| class)).await?)
+        }
         None => None,
     };
-    let opts = TransitionOptions { billable: b.billable.as_deref(), force: b.force, unit_replaced: b.unit_replaced };
+    let opts =
+        TransitionOptions { billable: b.billable.as_deref(), at_cost, force: b.force, unit_replaced: b.unit_replaced };
     let moved = s.store.transition_with(id, to, &p.name, text, s.clock.now(), opts).await;
     // The record is kept once the move stands: a refused move keeps nothing.
     if moved.is_ok()

@@ -420,6 +420,9 @@ pub(crate) struct RawContract {
     /// Causes a person may name to bill a repair.
     #[serde(default)]
     pub billable: Vec<Spanned<String>>,
+    /// Of those, the causes charged at cost only ("只收取成本费"): `billable_at_cost`.
+    #[serde(default)]
+    pub at_cost: Vec<Spanned<String>>,
     /// What a repair record must hold when an on-site repair is resolved: cause, work_done,
     /// parts, labour, travel, cost, confirmation, signature, photos.
     #[serde(default)]

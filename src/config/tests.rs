@@ -399,6 +399,11 @@ fn helpdesk_mistakes_are_named() {
          tier1 = {}\ntier2 = {}\ntier3 = {}\n",
         "sla_target 95 is a share from 0 to 1",
     );
+    check(
+        "[[customers]]\nid = \"c\"\n[contracts.k]\ncustomer = \"c\"\ntitle = \"k\"\nstarts = \"2026-01-01\"\n\
+         billable = [\"misuse\"]\nat_cost = [\"user_damage\"]\ntier1 = {}\ntier2 = {}\ntier3 = {}\n",
+        "at_cost cause `user_damage` is not one of the contract's billable causes",
+    );
     let mailed = |mail: &str| {
         format!(
             "[[customers]]\nid = \"c\"\n[contracts.k]\ncustomer = \"c\"\ntitle = \"k\"\nstarts = \"2026-01-01\"\n\

@@ -107,6 +107,8 @@ pub struct Contract {
     pub warranty: Warranty,
     /// Causes a person may name to make a repair billable.
     pub billable: Vec<String>,
+    /// Of those, the causes charged at cost only.
+    pub at_cost: Vec<String>,
     /// What the repair record of an on-site repair must hold on resolve.
     pub repair_requires: Vec<RepairField>,
     /// Out of warranty, wear parts at half their cost (004).
@@ -387,6 +389,17 @@ mod tests {
         due(minor.resolve_by, t("2026-06-02T22:00:00"));
         let tender = f.contracts.iter().find(|c| c.id == "recorders-tender").unwrap();
         assert!(tender.wear_parts_half_price, "004 L5-L6: wear parts at half price");
+        assert_eq!(tender.at_cost, ["user_damage"], "004 L5: man-made damage at cost only");
+    }
+
+    #[test]
+    fn what_the_shipped_contracts_bill_and_at_what() {
+        let f = fleet();
+        let c = |id: &str| f.contracts.iter().find(|c| c.id == id).unwrap();
+        // 000 L164-165: lighting is free whatever people did not cause, force majeure too.
+        assert_eq!(c("lighting").billable, ["user_damage", "misuse"]);
+        // 002 L102: the LED displays' excluded causes are charged at cost only ("只收取工本费").
+        assert_eq!(c("led-displays").at_cost, c("led-displays").billable);
     }
 
     #[test]

@@ -149,6 +149,7 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (28, "helpdesk_intake", include_str!("../../migrations/sqlite/0028_helpdesk_intake.sql")),
     (29, "visit_signatures", include_str!("../../migrations/sqlite/0029_visit_signatures.sql")),
     (30, "report_mail", include_str!("../../migrations/sqlite/0030_report_mail.sql")),
+    (31, "billable_at_cost", include_str!("../../migrations/sqlite/0031_billable_at_cost.sql")),
 ];
 
 fn migrator() -> Migrator {

@@ -43,6 +43,8 @@ impl From<policy::Refusal> for TransitionFailure {
 pub struct TransitionOptions<'a> {
     /// Makes the repair billable for this cause (the caller checks the contract names it).
     pub billable: Option<&'a str>,
+    /// The cause is one the contract charges at cost only ("只收取成本费"): `billable_at_cost`.
+    pub at_cost: bool,
     /// Resolves a ticket whose fault is still active; its resolve clock waits for the recovery.
     pub force: bool,
     /// The resolution replaced the unit: the repeat-repair rule counts afresh from here.
@@ -413,7 +415,7 @@ impl Store {
             sqlx::query("UPDATE tickets SET billing = $3, billing_reason = $2 WHERE id = $1")
                 .bind(id.0)
                 .bind(cause)
-                .bind(BillingClass::Billable.as_str())
+                .bind(if opts.at_cost { BillingClass::BillableAtCost } else { BillingClass::Billable }.as_str())
                 .execute(&mut *tx)
                 .await
                 .map_err(StoreError::from)?;

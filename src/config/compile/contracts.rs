@@ -293,6 +293,14 @@ pub(super) fn compile_contract(id: &str, c: &RawContract, k: &Known<'_>, r: &mut
         Some(t) => *t.get_ref(),
         None => 1.0,
     };
+    let mut at_cost = Vec::new();
+    for a in &c.at_cost {
+        if billable.contains(a.get_ref()) {
+            at_cost.push(a.get_ref().clone());
+        } else {
+            r.at(a.span(), format!("at_cost cause `{}` is not one of the contract's billable causes", a.get_ref()));
+        }
+    }
     let report_mail = match &c.report_mail {
         None => None,
         Some(m) => {
@@ -342,6 +350,7 @@ pub(super) fn compile_contract(id: &str, c: &RawContract, k: &Known<'_>, r: &mut
         loaner_on_resolve_breach: c.loaner_on_resolve_breach,
         warranty,
         billable,
+        at_cost,
         repair_requires,
         wear_parts_half_price: c.wear_parts_half_price,
         repeat_window,

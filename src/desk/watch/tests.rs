@@ -256,6 +256,19 @@ async fn billing_follows_the_warranty_and_a_person_can_make_it_billable() {
     let b = l.billing.unwrap();
     assert_eq!((b.class.as_str(), b.reason.as_deref()), ("billable", Some("user_damage")));
     assert!(events(&s.ticket(leak).await.unwrap().unwrap()).iter().any(|e| e == "billing: billable: user_damage"));
+    // A cause the contract charges at cost only ("只收取成本费").
+    let p = s
+        .transition_with(
+            pump,
+            State::Acknowledged,
+            "eng",
+            "pump flooded by the user",
+            at,
+            TransitionOptions { billable: Some("user_damage"), at_cost: true, ..Default::default() },
+        )
+        .await
+        .unwrap();
+    assert_eq!(p.billing.map(|b| b.class.as_str().to_string()), Some("billable_at_cost".into()));
 }
 
 #[tokio::test]
