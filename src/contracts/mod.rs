@@ -431,7 +431,7 @@ mod tests {
 
     #[test]
     fn solar_heaters_arrange_in_2_hours_come_in_4_and_clear_in_12() {
-        // 000 L58 (三包): arranged within 2 h; 002 L382 "4小时提供上门服务" (at the door
+        // 000 L188 (三包): arranged within 2 h; 002 L382 "4小时提供上门服务" (at the door
         // within 4 h), "12小时内派人到现场排除故障" (cleared within 12 h); every tier.
         let f = fleet();
         for tier in [Tier::Major, Tier::Main, Tier::Minor] {

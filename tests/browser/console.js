@@ -322,9 +322,13 @@ const scenarios = {
   async a11y(page) {
     const [ticket, visit] = args;
     await page.goto(base + "/login");
-    await page.keyboard.type(user);
+    // The user field has the focus as the page comes (autofocus); then Tab to the password.
+    await page.waitForFunction(() => document.activeElement && document.activeElement.id === "user");
+    await page.keyboard.type(user, { delay: 20 });
     await page.keyboard.press("Tab");
-    await page.keyboard.type(password);
+    await page.waitForFunction(() => document.activeElement && document.activeElement.id === "password");
+    await page.keyboard.type(password, { delay: 20 });
+    if ((await page.inputValue("#user")) !== user) fail("the user field holds " + (await page.inputValue("#user")));
     await page.keyboard.press("Enter");
     await page.waitForURL((u) => !u.pathname.startsWith("/login"));
     // Through the navigation with the keyboard: Tab until the fleet's link, then Enter.
