@@ -47,6 +47,8 @@ pub struct Device {
     pub model: String,
     pub serial: String,
     pub accepted_on: NaiveDate,
+    /// Delivered (到货): plans anchored on delivery run from it; the acceptance date when not given.
+    pub delivered_on: NaiveDate,
     /// How to poll it, for a Modbus device (boxed: most devices have none, and a fleet holds
     /// many devices).
     pub modbus: Option<Box<crate::modbus::Endpoint>>,

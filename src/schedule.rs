@@ -54,9 +54,14 @@ pub(crate) fn due_work(fleet: &Fleet, now: DateTime<Utc>, watched_from: DateTime
                 let anchor = match p.anchor {
                     Anchor::Date(a) => a,
                     Anchor::Acceptance => d.accepted_on,
+                    Anchor::Delivery => d.delivered_on,
                 };
                 let horizon = today.checked_add_days(Days::new(p.lead_days as u64 + 1)).unwrap_or(today);
-                let last = c.ends.map_or(horizon, |e| e.min(horizon));
+                // A plan that outlives the contract runs to its own last step.
+                let last = match c.ends {
+                    Some(e) if !p.past_contract_end => e.min(horizon),
+                    _ => horizon,
+                };
                 for due in due_dates(&p.steps, anchor, last) {
                     let make_on = due.checked_sub_days(Days::new(p.lead_days as u64)).unwrap_or(due);
                     let late = due.checked_add_days(Days::new(LATE_DAYS)).unwrap_or(due);
@@ -369,6 +374,32 @@ mod tests {
         let steps = [Step::Every { every: p("6 months"), until: None }];
         let got = due_dates(&steps, d("2025-08-31"), d("2027-03-01"));
         assert_eq!(dates(&got), ["2026-02-28", "2026-08-31", "2027-02-28"]);
+    }
+
+    #[test]
+    fn the_tenders_follow_up_calls_run_from_delivery_to_year_5_past_the_contracts_end() {
+        // 004 L75: "两年到五年内，每六个月回访一次"; the contract (RT) ends after 3 years.
+        let config = crate::demo::config().unwrap();
+        let fleet = &config.fleet;
+        let tender = fleet.contracts.iter().find(|c| c.id == "recorders-tender").unwrap();
+        assert_eq!(tender.ends, Some(d("2028-08-31")));
+        let calls = tender.plans.iter().find(|p| p.name == "follow-up calls").unwrap();
+        assert!(calls.past_contract_end && calls.anchor == Anchor::Delivery);
+        let noon = |day: &str| d(day).and_hms_opt(4, 0, 0).unwrap().and_utc();
+        let watched = noon("2025-01-01");
+        let due = |day: &str| -> Vec<(String, String, NaiveDate)> {
+            due_work(fleet, noon(day), watched)
+                .into_iter()
+                .filter(|w| w.contract == "recorders-tender" && w.device == "rec-001")
+                .map(|w| (w.plan, w.device, w.due_on))
+                .collect()
+        };
+        // rec-001 was delivered (accepted) on 2025-09-01: a call due on 2029-03-01, six months
+        // after the contract ended, and none of its monthly patrols any more.
+        assert_eq!(due("2029-02-27"), [("follow-up calls".to_string(), "rec-001".to_string(), d("2029-03-01"))]);
+        // The last, at year 5; nothing after it.
+        assert_eq!(due("2030-08-30").len(), 1);
+        assert!(due("2031-03-01").is_empty());
     }
 
     #[test]

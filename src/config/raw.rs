@@ -491,7 +491,7 @@ pub(crate) struct RawPlan {
     pub name: Spanned<String>,
     /// patrol, inspection, maintenance or follow_up.
     pub kind: Spanned<String>,
-    /// "contract" (its start, the default), "acceptance" (each device's), or a date.
+    /// "contract" (its start, the default), "acceptance" or "delivery" (each device's), or a date.
     pub anchor: Option<Spanned<String>>,
     /// Shorthand for one step: "1 month", "3 months", "6 months".
     pub every: Option<Spanned<String>>,
@@ -515,6 +515,10 @@ pub(crate) struct RawPlan {
     pub after: Option<Spanned<String>>,
     /// …due this long after it (default "3 days").
     pub within: Option<Spanned<String>>,
+    /// Its visits go on after the contract's end, to the plan's own last step (004's follow-up
+    /// calls until year 5 of a 3-year contract).
+    #[serde(default)]
+    pub past_contract_end: bool,
     /// The plan's name and its checklist items in Chinese, for the console and the zh-CN
     /// reports: `"zh-CN" = { "return visit" = "回访检测", pixels = "像素" }`.
     #[serde(default, rename = "zh-CN")]
@@ -715,6 +719,9 @@ pub(crate) struct RawDevice {
     pub serial: String,
     /// Date of acceptance (验收), "YYYY-MM-DD": warranties run from it.
     pub accepted_on: Spanned<String>,
+    /// Date of delivery (到货), "YYYY-MM-DD" (default: the acceptance date): plans anchored on
+    /// "delivery" run from it.
+    pub delivered_on: Option<Spanned<String>>,
     pub name: Option<String>,
     /// How to poll the device over Modbus, when it does not speak MQTT.
     pub modbus: Option<Spanned<RawModbusDevice>>,

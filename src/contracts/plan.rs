@@ -11,8 +11,10 @@ use crate::domain::VisitKind;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Anchor {
     Date(NaiveDate),
-    /// Each device's acceptance (delivery) date.
+    /// Each device's acceptance date.
     Acceptance,
+    /// Each device's delivery date.
+    Delivery,
 }
 
 /// The service a plan follows, instead of a calendar.
@@ -64,6 +66,8 @@ pub struct Plan {
     pub after: Option<(After, u32)>,
     /// The plan's name and checklist items in Chinese: English → 中文.
     pub zh: Vec<(String, String)>,
+    /// Its visits go on after the contract's end, to its own last step.
+    pub past_contract_end: bool,
 }
 
 impl Plan {

@@ -438,6 +438,13 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
             );
             NaiveDate::default()
         });
+        let delivered_on = match &d.delivered_on {
+            None => accepted_on,
+            Some(v) => NaiveDate::parse_from_str(v.get_ref(), "%Y-%m-%d").unwrap_or_else(|_| {
+                r.at(v.span(), format!("delivered_on `{}` is not a date; write it as \"2025-03-01\"", v.get_ref()));
+                accepted_on
+            }),
+        };
         let modbus = d.modbus.as_ref().and_then(|m| {
             let ep = modbus_endpoint(m.get_ref(), &mut r)?;
             match kind.map(|k| &profiles[k]) {
@@ -465,6 +472,7 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
             model: d.model,
             serial: d.serial,
             accepted_on,
+            delivered_on,
         });
     }
 

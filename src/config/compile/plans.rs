@@ -36,6 +36,7 @@ pub(super) fn compile_plan(
     let anchor = match p.anchor.as_ref().map(|a| (a, a.get_ref().as_str())) {
         None | Some((_, "contract")) => None,
         Some((_, "acceptance")) => Some(Anchor::Acceptance),
+        Some((_, "delivery")) => Some(Anchor::Delivery),
         Some((a, _)) => parse_day(a, "anchor", r).map(Anchor::Date),
     };
     let after = p.after.as_ref().and_then(|a| {
@@ -200,6 +201,7 @@ pub(super) fn compile_plan(
         measured,
         helpdesk: p.helpdesk.unwrap_or(true),
         after: after.map(|a| (a, within_days)),
+        past_contract_end: p.past_contract_end,
         zh: p
             .zh
             .as_ref()
