@@ -104,15 +104,32 @@ impl Fleet {
         at: chrono::DateTime<chrono::Utc>,
     ) -> (Option<crate::contracts::WarrantyStatus>, Option<crate::contracts::RepeatRule>) {
         let day = self.local_day(idx, at);
-        match crate::contracts::governing(&self.contracts, self.covered(idx), day) {
-            Ok(c) => (
+        let terms = |c: &crate::contracts::Contract| {
+            (
                 Some(c.warranty_status(self.covered(idx), code, day)),
                 Some(crate::contracts::RepeatRule {
                     window: c.repeat_window,
                     replace_at_failed_repairs: c.replace_at_failed_repairs,
                 }),
-            ),
-            Err(_) => (None, None),
+            )
+        };
+        match crate::contracts::governing(&self.contracts, self.covered(idx), day) {
+            Ok(c) => terms(c),
+            // A contract that ended still repairs its devices at cost for life, where it says so:
+            // its warranty has run out by then, so the repair is at cost.
+            Err(_) => match self.contracts.iter().find(|c| {
+                c.lifetime_repair_at_cost && c.coverage(self.covered(idx)) > 0 && c.ends.is_some_and(|e| day > e)
+            }) {
+                Some(c) => {
+                    let (status, rule) = terms(c);
+                    let status = status.map(|mut s| {
+                        s.in_warranty = false;
+                        s
+                    });
+                    (status, rule)
+                }
+                None => (None, None),
+            },
         }
     }
     /// The deadlines a new ticket of `tier` on device `idx` gets at `at`.

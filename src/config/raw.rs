@@ -430,6 +430,10 @@ pub(crate) struct RawContract {
     /// Out of warranty, wear parts are charged at half their cost (004).
     #[serde(default)]
     pub wear_parts_half_price: bool,
+    /// After the contract's end its devices are still repaired, at cost, with no clock (004 L6
+    /// "设备终身维修，只收取维修的成本费").
+    #[serde(default)]
+    pub lifetime_repair_at_cost: bool,
     /// A fault back within this long after its repair counts as a failed repair (default 30 days).
     pub repeat_window: Option<Spanned<String>>,
     /// This many failed repairs within the window, in warranty, and the unit is replaced (default 2).

@@ -113,6 +113,8 @@ pub struct Contract {
     pub repair_requires: Vec<RepairField>,
     /// Out of warranty, wear parts at half their cost (004).
     pub wear_parts_half_price: bool,
+    /// After its end, its devices are still repaired at cost, with no clock.
+    pub lifetime_repair_at_cost: bool,
     /// A fault back on a device within this long after its repair means the repair failed.
     pub repeat_window: std::time::Duration,
     /// This many failed repairs within `repeat_window`, in warranty, and the unit is replaced
@@ -327,6 +329,9 @@ pub(crate) fn governing<'a>(
     match (best, expired) {
         (Some((c, _)), _) => Ok(c),
         (None, Some(c)) => Err(match c.ends {
+            Some(e) if day > e && c.lifetime_repair_at_cost => {
+                format!("contract {} ended on {e}; repairs go on at cost, with no clock", c.id)
+            }
             Some(e) if day > e => format!("contract {} ended on {e}; no clock runs", c.id),
             _ => format!("contract {} starts on {}; no clock runs yet", c.id, c.starts),
         }),
@@ -390,6 +395,25 @@ mod tests {
         let tender = f.contracts.iter().find(|c| c.id == "recorders-tender").unwrap();
         assert!(tender.wear_parts_half_price, "004 L5-L6: wear parts at half price");
         assert_eq!(tender.at_cost, ["user_damage"], "004 L5: man-made damage at cost only");
+    }
+
+    #[test]
+    fn the_tender_and_the_heaters_repair_at_cost_for_life_after_their_end() {
+        // 004 L6 "设备终身维修，只收取维修的成本费"; 002 L386 "终身提供维修服务".
+        let f = fleet();
+        for (device, after_end) in [("rec-001", "2029-01-10T10:00:00"), ("swh-001", "2027-07-01T10:00:00")] {
+            let at = t(after_end);
+            let d = deadlines(&f, device, Tier::Major, at);
+            assert_eq!(d.acknowledge_by, None, "{device}: no clock after the contract");
+            assert!(d.no_clock.as_deref().is_some_and(|m| m.contains("repairs go on at cost")), "{d:?}");
+            let (status, rule) = f.warranty(f.lookup(device).unwrap(), "", at);
+            let status = status.expect("still repaired");
+            assert!(!status.in_warranty && rule.is_some(), "{device}: {status:?}");
+            assert_eq!(crate::tickets::model::BillingClass::of_warranty(status.in_warranty).as_str(), "at_cost");
+        }
+        // Lighting promises nothing after its year.
+        let (status, _) = f.warranty(f.lookup("lit-001").unwrap(), "", t("2026-06-01T20:00:00"));
+        assert!(status.is_none());
     }
 
     #[test]

@@ -353,6 +353,7 @@ pub(super) fn compile_contract(id: &str, c: &RawContract, k: &Known<'_>, r: &mut
         at_cost,
         repair_requires,
         wear_parts_half_price: c.wear_parts_half_price,
+        lifetime_repair_at_cost: c.lifetime_repair_at_cost,
         repeat_window,
         replace_at_failed_repairs,
         inaction,
