@@ -233,8 +233,8 @@ pub(crate) async fn start(store: &Store, id: i64, by: &str, now: DateTime<Utc>) 
 }
 
 /// Completes visit `id` by `by` with its checklist `answers`. What the telemetry measures
-/// answers an item unless `by` answered it otherwise; every item must then be answered. An
-/// inspection makes the written report it owes the customer at once. `signed`: the customer's
+/// answers an item unless `by` answered it otherwise; every item must then be answered. The
+/// report it owes is made by [`report_visit`], once what the visit found is recorded. `signed`: the customer's
 /// signature for the visit, an image uploaded to the visit first.
 pub(crate) async fn complete(
     store: &Store,
@@ -263,13 +263,18 @@ pub(crate) async fn complete(
             return Err(VisitRefused::NoSuchSignature(id, signed.map_or(0, |s| s.signature)));
         }
     }
-    // An inspection's written report (001, 002), and a patrol's result reported to the
-    // customer (004 L5 "将结果汇报给甲方").
-    if matches!(w.kind, VisitKind::Inspection | VisitKind::Patrol)
-        && let Some(done) = store.work_order(id).await?
+    Ok(())
+}
+
+/// After visit `id` is done (and its defects recorded): an inspection's written report (001,
+/// 002), and a patrol's result reported to the customer (004 L5 "将结果汇报给甲方").
+pub(crate) async fn report_visit(store: &Store, fleet: &Fleet, id: i64, now: DateTime<Utc>) -> Result<(), StoreError> {
+    if let Some(done) = store.work_order(id).await?
+        && matches!(done.kind, VisitKind::Inspection | VisitKind::Patrol)
+        && done.state == VisitState::Done
     {
         let made = crate::report::after_inspection(store, fleet, &done, now).await?;
-        tracing::info!(work_order = id, kind = %w.kind, reports = ?made, "visit report made");
+        tracing::info!(work_order = id, kind = %done.kind, reports = ?made, "visit report made");
     }
     Ok(())
 }

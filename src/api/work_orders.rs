@@ -138,16 +138,30 @@ pub(super) async fn start(s: &AppState, p: &Principal, id: i64) -> Result<(), Ap
     Ok(())
 }
 
-/// Completes visit `id` as `p` with its answers and the customer's signature, by the API's rules.
+/// The most defects one visit records.
+const MAX_DEFECTS: usize = 20;
+
+/// Completes visit `id` as `p` with its answers, the customer's signature, and the defects it
+/// found, by the API's rules. Each defect becomes a repair task: a request ticket of the visit's
+/// device (or site) under the visit's contract, whose clock gives its completion date (001
+/// ¶14-15), opened once the visit is done.
 pub(super) async fn complete(
     s: &AppState,
     p: &Principal,
     id: i64,
     answers: serde_json::Map<String, serde_json::Value>,
     signed: Option<crate::store::Signed>,
+    defects: Vec<String>,
 ) -> Result<(), ApiError> {
     let w = seen_work_order(s, p, id).await?;
     super::tickets::not_anothers(p, w.assignee.as_deref())?;
+    let defects: Vec<String> = defects.into_iter().map(|d| d.trim().to_string()).filter(|d| !d.is_empty()).collect();
+    if defects.len() > MAX_DEFECTS {
+        return Err(ApiError(StatusCode::BAD_REQUEST, format!("a visit records at most {MAX_DEFECTS} defects")));
+    }
+    if defects.iter().any(|d| d.chars().count() > 2_000) {
+        return Err(ApiError(StatusCode::BAD_REQUEST, "a defect is said in at most 2,000 characters".into()));
+    }
     if serde_json::to_string(&answers).map_or(0, |t| t.len()) > 64 * 1024 {
         return Err(ApiError(StatusCode::PAYLOAD_TOO_LARGE, "a visit's answers take at most 64 KiB".into()));
     }
@@ -155,6 +169,46 @@ pub(super) async fn complete(
         return Err(ApiError(StatusCode::BAD_REQUEST, "a signer's name has at most 200 characters".into()));
     }
     crate::schedule::complete(&s.store, &s.fleet, id, &p.name, answers, signed.as_ref(), s.clock.now()).await?;
+    let made = record_defects(s, p, &w, defects).await;
+    // The report owes the customer what the visit found, its repair tasks too.
+    crate::schedule::report_visit(&s.store, &s.fleet, id, s.clock.now()).await?;
+    made
+}
+
+/// Opens a repair task for each defect visit `w` found, and keeps them on the visit.
+async fn record_defects(
+    s: &AppState,
+    p: &Principal,
+    w: &crate::store::WorkOrder,
+    defects: Vec<String>,
+) -> Result<(), ApiError> {
+    let id = w.id;
+    if defects.is_empty() {
+        return Ok(());
+    }
+    let mut kept = Vec::new();
+    for text in defects {
+        let b = super::tickets::NewTicket {
+            channel: "visit".into(),
+            category: "request".into(),
+            customer: Some(w.customer.clone()),
+            site: Some(w.site.clone()),
+            device: Some(w.device.clone()).filter(|d| !d.is_empty()),
+            contract: Some(w.contract.clone()),
+            problem: format!("defect found on visit #{id} ({}): {text}", w.plan),
+            ..super::tickets::NewTicket::default()
+        };
+        // The visit is done; a task that cannot be opened is kept without its ticket and logged.
+        let ticket = match super::tickets::report(s, p, b).await {
+            Ok((t, _, _)) => Some(t.id.0),
+            Err(e) => {
+                tracing::warn!(work_order = id, error = %e.parts().1, "a defect's repair task could not be opened");
+                None
+            }
+        };
+        kept.push(crate::store::Defect { text, ticket });
+    }
+    s.store.set_defects(id, &kept).await?;
     Ok(())
 }
 
@@ -200,6 +254,10 @@ struct CompleteBody {
     signed_by: Option<String>,
     /// The signature image, uploaded first to `POST /api/v1/work-orders/{id}/attachments?kind=signature`.
     signature: Option<i64>,
+    /// Defects found (at most 20): each becomes a repair task, a ticket whose contract clock
+    /// gives its completion date.
+    #[serde(default)]
+    defects: Vec<String>,
 }
 
 impl CompleteBody {
@@ -233,7 +291,7 @@ async fn complete_work_order(
     let id = work_order_id(&id)?;
     let Json(b) = body?;
     let signed = b.signed()?;
-    complete(&s, &p, id, b.answers, signed).await?;
+    complete(&s, &p, id, b.answers, signed, b.defects).await?;
     Ok(Json(view(&s, &p, id).await?).into_response())
 }
 

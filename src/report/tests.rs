@@ -391,6 +391,7 @@ fn survey_scores_are_averaged_and_the_low_ones_called_back() {
         assignee: None,
         signed_by: None,
         signature: None,
+        defects: Vec::new(),
     };
     use serde_json::json;
     let orders = [
@@ -432,6 +433,7 @@ async fn a_patrol_done_reports_its_result_to_the_customer() {
     crate::schedule::complete(&store, &config.fleet, 1, "Li Wei", answers, None, t("2026-11-05T03:00:00Z"))
         .await
         .unwrap();
+    crate::schedule::report_visit(&store, &config.fleet, 1, t("2026-11-05T03:00:00Z")).await.unwrap();
     let kept = store.reports(Some("city-transit"), 10).await.unwrap();
     let mut langs: Vec<(&str, Option<i64>)> = kept.iter().map(|r| (r.lang.as_str(), r.work_order_id)).collect();
     langs.sort_unstable();

@@ -30,7 +30,8 @@ pub use surveys::Survey;
 pub use tickets::{ActiveFault, AlarmRecord, FaultRecord, TransitionFailure, TransitionOptions};
 pub use users::{API_TOKEN, AuditEntry, AuditFilter, NewAudit, SESSION, Token, User};
 pub use work_orders::{
-    Completion, NewReportMail, NewWorkOrder, ReportMailDue, Served, Signed, StoredReport, WorkOrder, WorkOrderFilter,
+    Completion, Defect, NewReportMail, NewWorkOrder, ReportMailDue, Served, Signed, StoredReport, WorkOrder,
+    WorkOrderFilter,
 };
 
 use std::borrow::Cow;
@@ -150,6 +151,7 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (29, "visit_signatures", include_str!("../../migrations/sqlite/0029_visit_signatures.sql")),
     (30, "report_mail", include_str!("../../migrations/sqlite/0030_report_mail.sql")),
     (31, "billable_at_cost", include_str!("../../migrations/sqlite/0031_billable_at_cost.sql")),
+    (32, "visit_defects", include_str!("../../migrations/sqlite/0032_visit_defects.sql")),
 ];
 
 fn migrator() -> Migrator {

@@ -52,6 +52,15 @@ pub struct WorkOrder {
     pub signed_by: Option<String>,
     /// The signature image (an attachment of the visit).
     pub signature: Option<i64>,
+    /// The defects the visit found, each a repair task (a ticket).
+    pub defects: Vec<Defect>,
+}
+
+/// A defect a visit found, and the ticket that repairs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct Defect {
+    pub text: String,
+    pub ticket: Option<i64>,
 }
 
 /// What completing a visit came to.
@@ -104,6 +113,10 @@ fn row(r: &sqlx::sqlite::SqliteRow) -> Result<WorkOrder, StoreError> {
         assignee: r.try_get("assignee")?,
         signed_by: r.try_get("signed_by")?,
         signature: r.try_get("signature_id")?,
+        defects: r
+            .try_get::<Option<String>, _>("defects")?
+            .and_then(|d| serde_json::from_str(&d).ok())
+            .unwrap_or_default(),
     })
 }
 
@@ -444,6 +457,17 @@ impl Store {
         }
         tx.commit().await?;
         Ok(id)
+    }
+
+    /// Keeps the defects a visit found, with their tickets.
+    pub async fn set_defects(&self, id: i64, defects: &[Defect]) -> Result<(), StoreError> {
+        let json = serde_json::to_string(defects).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        sqlx::query("UPDATE work_orders SET defects = $2 WHERE id = $1")
+            .bind(id)
+            .bind(json)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Report mails due by `now`, oldest first, with their reports.

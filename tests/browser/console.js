@@ -195,6 +195,8 @@ const scenarios = {
       name: "cabinet.png", mimeType: "image/png", buffer: Buffer.from(PHOTO, "base64"),
     });
     await page.locator("fieldset.photos .thumbs img").first().waitFor({ timeout: 10000 });
+    // Two defects found: each becomes a repair task.
+    await page.getByLabel(/Defects found|发现的缺陷/).fill("lamp 3 flickers\n\nbracket <b>loose</b>");
     // The customer signs on the screen with a finger: a stroke across the pad.
     await page.getByLabel(/Signed by|签字人/).fill("Zhang Wei");
     await page.locator("fieldset.sign canvas").scrollIntoViewIfNeeded();
@@ -211,6 +213,9 @@ const scenarios = {
     await page.locator("img.signature").waitFor({ timeout: 10000 });
     const facts = await page.locator("main").textContent();
     if (!/Done|已完成/.test(facts) || !facts.includes("Zhang Wei")) fail("not done and signed: " + facts);
+    const tasks = page.locator("ul.work li a[href^='/tickets/']");
+    if ((await tasks.count()) !== 2) fail("repair tasks: " + facts);
+    if (!facts.includes("bracket <b>loose</b>")) fail("a defect is not shown as typed: " + facts);
     // The signature kept is the one drawn: its image, served back, has ink on it.
     const ink = await page.evaluate(async () => {
       const img = document.querySelector("img.signature");

@@ -280,6 +280,30 @@ async fn an_engineer_completes_a_visit_on_a_phone() {
     assert_eq!(w["answers"]["circuits"]["measured"], json!(true), "the telemetry's answer is kept: {w}");
     // The customer's signature is kept with who signed, as a PNG of the visit's.
     assert_eq!(w["signed_by"], json!("Zhang Wei"), "{w}");
+    // Each defect found is a repair task: a request of the device under the visit's contract,
+    // its clock giving the date it is due (001 ¶14-15).
+    let defects = w["defects"].as_array().unwrap();
+    let texts: Vec<&str> = defects.iter().map(|d| d["text"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["lamp 3 flickers", "bracket <b>loose</b>"], "{w}");
+    for defect in defects {
+        let t = get(&d.url(&format!("/api/v1/tickets/{}", defect["ticket"]))).await;
+        assert_eq!(
+            (&t["category"], &t["channel"], &t["device"]),
+            (&json!("request"), &json!("visit"), &json!("lit-a")),
+            "{t}"
+        );
+        assert_eq!(t["clock"]["contract"], visit["contract"], "{t}");
+        assert!(t["clock"]["next_due"].is_string(), "a date it is due by: {t}");
+        assert!(t["problem"].as_str().unwrap().starts_with(&format!("defect found on visit #{id}")), "{t}");
+    }
+    // The inspection's report says what it found, with its repair tasks, and who signed.
+    let kept = get(&d.url("/api/v1/reports/kept")).await;
+    let en = kept.as_array().unwrap().iter().find(|r| r["lang"] == "en").expect("an English report")["id"].clone();
+    let html = as_user(&token_of("mia")).get(d.url(&format!("/api/v1/reports/kept/{en}"))).send().await.unwrap();
+    let html = html.text().await.unwrap();
+    let first = defects[0]["ticket"].as_i64().unwrap();
+    assert!(html.contains(&format!("defect: lamp 3 flickers → #{first}")), "{html}");
+    assert!(html.contains("bracket &lt;b&gt;loose&lt;/b&gt;") && html.contains("signed by Zhang Wei"), "{html}");
     let sig = w["signature"].as_i64().expect("a signature id");
     let r = as_user(&token_of("mia"))
         .get(d.url(&format!("/api/v1/work-orders/{id}/attachments/{sig}")))

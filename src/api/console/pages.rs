@@ -1002,6 +1002,17 @@ pub(super) async fn visit(
                 }
             }
         }
+        @if !wo.defects.is_empty() {
+            h2 { (w.repair_tasks) }
+            ul.work {
+                @for d in &wo.defects {
+                    li {
+                        @if let Some(t) = d.ticket { a href=(format!("/tickets/{t}")) { "#" (t) } " " }
+                        (d.text)
+                    }
+                }
+            }
+        }
         @let photos: Vec<_> = attachments.iter().filter(|a| a.kind == crate::tickets::repair::AttachmentKind::Photo).collect();
         @if !photos.is_empty() {
             h2 { (w.photos) }
@@ -1034,6 +1045,8 @@ pub(super) async fn visit(
                 }
             }
             @if doing {
+                label for="defects" { (w.defects) }
+                textarea #defects name="defects" maxlength="20000" {}
                 (signature_pad(w, &format!("{base}?kind=signature"), "signed_by", "signature"))
                 (photo_picker(w, &base))
                 button type="submit" { (w.complete) }
@@ -1088,6 +1101,7 @@ pub(super) async fn complete_visit(
             return super::refused(&headers, StatusCode::BAD_REQUEST, "the signature is missing: draw it");
         }
     };
+    let defects: Vec<String> = field("defects").map(|d| d.lines().map(str::to_string).collect()).unwrap_or_default();
     let answers: serde_json::Map<String, serde_json::Value> = fields
         .into_iter()
         .filter_map(|(k, v)| k.strip_prefix("answer:").map(|item| (item.to_string(), v)))
@@ -1096,7 +1110,7 @@ pub(super) async fn complete_visit(
         .collect();
     after(
         &headers,
-        crate::api::work_orders::complete(&s, &p, id, answers, signed).await.map(|_| ()),
+        crate::api::work_orders::complete(&s, &p, id, answers, signed, defects).await.map(|_| ()),
         &format!("/visits/{id}"),
     )
 }

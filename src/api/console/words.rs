@@ -153,6 +153,8 @@ pub(super) struct Words {
     pub(super) contract: &'static str,
     pub(super) by_contract: &'static str,
     pub(super) target: &'static str,
+    pub(super) defects: &'static str,
+    pub(super) repair_tasks: &'static str,
 }
 
 pub(super) const EN: Words = Words {
@@ -303,6 +305,8 @@ pub(super) const EN: Words = Words {
     contract: "Contract",
     by_contract: "By contract and tier",
     target: "Target",
+    defects: "Defects found, one a line: each becomes a repair task",
+    repair_tasks: "Repair tasks",
 };
 
 pub(super) const ZH: Words = Words {
@@ -453,6 +457,8 @@ pub(super) const ZH: Words = Words {
     contract: "合同",
     by_contract: "按合同与级别",
     target: "目标",
+    defects: "发现的缺陷（每行一项，各生成一张维修任务单）",
+    repair_tasks: "维修任务",
 };
 
 pub(super) fn words(lang: Lang) -> &'static Words {

@@ -187,7 +187,14 @@ fn visit_table<'a>(r: &Report, w: &'a Words) -> Table<'a> {
                         }
                         None => o.completed_by.clone().unwrap_or_default(),
                     },
-                    items.join("; "),
+                    {
+                        let mut text = items.join("; ");
+                        for d in &o.defects {
+                            let task = d.ticket.map(|t| format!(" → #{t}")).unwrap_or_default();
+                            text.push_str(&format!("; {}: {}{task}", w.defect, d.text));
+                        }
+                        text
+                    },
                 ]
             })
             .collect(),

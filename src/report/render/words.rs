@@ -61,6 +61,8 @@ pub(super) struct Words {
     pub(super) measured: &'static str,
     /// Who signed for a visit on the customer's side.
     pub(super) signed_by: &'static str,
+    /// A defect a visit found.
+    pub(super) defect: &'static str,
     /// "{shown} of {all} rows shown…"
     pub(super) cut: &'static str,
     pub(super) summary: &'static str,
@@ -144,6 +146,7 @@ const EN: Words = Words {
     name_sign_date: ["Name", "Signature", "Date"],
     measured: "measured",
     signed_by: "signed by",
+    defect: "defect",
     cut: "{shown} of {all} rows shown, the first in the order above; the CSV and JSON renderings carry them all.",
     summary: "Summary",
     supplier: "Supplier",
@@ -226,6 +229,7 @@ const ZH: Words = Words {
     name_sign_date: ["姓名", "签字", "日期"],
     measured: "实测",
     signed_by: "客户签字",
+    defect: "缺陷",
     cut: "共 {all} 行，此处按上表顺序列出前 {shown} 行；CSV 与 JSON 版本列出全部。",
     summary: "摘要",
     supplier: "服务商",
