@@ -117,9 +117,15 @@ impl Fleet {
             Ok(c) => terms(c),
             // A contract that ended still repairs its devices at cost for life, where it says so:
             // its warranty has run out by then, so the repair is at cost.
-            Err(_) => match self.contracts.iter().find(|c| {
-                c.lifetime_repair_at_cost && c.coverage(self.covered(idx)) > 0 && c.ends.is_some_and(|e| day > e)
-            }) {
+            // Of several, the one that covers the device most closely, then the latest to end.
+            Err(_) => match self
+                .contracts
+                .iter()
+                .filter(|c| {
+                    c.lifetime_repair_at_cost && c.coverage(self.covered(idx)) > 0 && c.ends.is_some_and(|e| day > e)
+                })
+                .max_by_key(|c| (c.coverage(self.covered(idx)), c.ends))
+            {
                 Some(c) => {
                     let (status, rule) = terms(c);
                     let status = status.map(|mut s| {

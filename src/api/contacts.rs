@@ -146,6 +146,7 @@ async fn list(
         customer: q.customer,
         customers: p.scope.list(),
         limit: q.limit.unwrap_or(500),
+        ..ContactFilter::default()
     };
     Ok(Json(s.store.contacts(&f, s.clock.now()).await?).into_response())
 }

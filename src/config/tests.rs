@@ -418,6 +418,10 @@ fn helpdesk_mistakes_are_named() {
     check(&mailed("to = [\"not an address\"]\nchannel = \"mail\"\n"), "`not an address` is not a mail address");
     check(&mailed("to = [\"a@example.net\"]\nlangs = [\"fr\"]\nchannel = \"mail\"\n"), "language `fr`");
     check(&plan("kind = \"patrol\"\n"), "needs every = \"3 months\" or steps");
+    check(
+        &plan("kind = \"follow_up\"\nevery = \"6 months\"\npast_contract_end = true\n"),
+        "past_contract_end needs every step to end",
+    );
     check(&plan("kind = \"patrol\"\nevery = \"monthly\"\n"), "write a period such as");
     check(&plan("kind = \"patrol\"\nevery = \"1 month\"\nlead = \"1 month\"\n"), "counted in days or weeks");
     check(&plan("kind = \"patrol\"\nsteps = [{ at = \"1 week\", every = \"1 month\" }]\n"), "a step is");

@@ -61,13 +61,32 @@ impl Notifier {
         Ok(Notifier { store, routing, senders, clock, cfg })
     }
 
-    /// Sends what is due until shutdown: every second, and at once after a full page.
+    /// Sends what is due until shutdown: every second, and at once after a full page. Reports
+    /// owed by mail go in a loop of their own, so that setting their PDFs never holds up a
+    /// notification.
     pub(crate) async fn run(self, shutdown: CancellationToken) {
+        let me = Arc::new(self);
+        let reports = {
+            let (me, shutdown) = (Arc::clone(&me), shutdown.clone());
+            tokio::spawn(async move {
+                Notifier::repeat(&shutdown, "the reports owed by mail", || me.report_pass()).await;
+            })
+        };
+        Notifier::repeat(&shutdown, "the notifications due", || me.notification_pass()).await;
+        let _ = reports.await;
+    }
+
+    /// Runs `pass` until shutdown: every second, and at once after a full page.
+    async fn repeat<F, Fut>(shutdown: &CancellationToken, what: &str, pass: F)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<usize, crate::store::StoreError>>,
+    {
         loop {
-            let full = match self.pass().await {
+            let full = match pass().await {
                 Ok(n) => n == PAGE as usize,
                 Err(e) => {
-                    error!(error = %e, "reading the notifications due failed; retrying");
+                    error!(error = %e, "reading {what} failed; retrying");
                     false
                 }
             };
@@ -82,19 +101,13 @@ impl Notifier {
         }
     }
 
-    /// One pass over the due rows (notifications, then reports owed by mail); how many it tried
-    /// of the kind with more.
-    pub(crate) async fn pass(&self) -> Result<usize, crate::store::StoreError> {
-        let notified = self.notification_pass().await?;
-        let mailed = self.report_pass().await?;
-        Ok(notified.max(mailed))
-    }
-
     /// Kept reports owed to their customers: each mailed with its PDF attached.
     async fn report_pass(&self) -> Result<usize, crate::store::StoreError> {
         let due = self.store.due_report_mail(self.clock.now(), PAGE).await?;
+        // A report mailed to several addresses is set once a pass.
+        let mut set: HashMap<i64, Result<Vec<u8>, DeliveryError>> = HashMap::new();
         for m in &due {
-            let outcome = self.mail_report(m).await;
+            let outcome = self.mail_report(m, &mut set).await;
             let now = self.clock.now();
             match outcome {
                 Ok(()) => {
@@ -120,7 +133,11 @@ impl Notifier {
     /// Mails one kept report: its PDF (set from the markup it was made with), or its HTML for a
     /// report kept before PDFs were, attached to a short note; the SMTP exchange within the
     /// channel's timeout.
-    async fn mail_report(&self, m: &crate::store::ReportMailDue) -> Result<(), DeliveryError> {
+    async fn mail_report(
+        &self,
+        m: &crate::store::ReportMailDue,
+        set: &mut HashMap<i64, Result<Vec<u8>, DeliveryError>>,
+    ) -> Result<(), DeliveryError> {
         use lettre::message::{Attachment, MultiPart, SinglePart};
         let Some(c) = self.routing.channels.iter().find(|c| c.name == m.channel) else {
             return Err(DeliveryError::Permanent(format!("no channel `{}` is configured any more", m.channel)));
@@ -132,12 +149,26 @@ impl Notifier {
         let (bytes, content_type, ext) = if r.typst.is_empty() {
             (r.html.clone().into_bytes(), "text/html; charset=utf-8", "html")
         } else {
-            let fonts =
-                crate::report::render::fonts().map_err(|message| DeliveryError::Retryable { after: None, message })?;
-            let pdf = crate::report::render::typeset(r.typst.clone(), &fonts)
-                .await
-                .map_err(|message| DeliveryError::Retryable { after: None, message })?;
-            (pdf, "application/pdf", "pdf")
+            if let std::collections::hash_map::Entry::Vacant(slot) = set.entry(r.id) {
+                let made = match crate::report::render::fonts() {
+                    // Fonts may yet be installed: try again later.
+                    Err(message) => Err(DeliveryError::Retryable { after: None, message }),
+                    Ok(fonts) => crate::report::render::typeset(r.typst.clone(), &fonts).await.map_err(|message| {
+                        // The typesetter refusing the document refuses it every time.
+                        if message.starts_with("the typesetter failed: aftercare-pdf:") {
+                            DeliveryError::Permanent(message)
+                        } else {
+                            DeliveryError::Retryable { after: None, message }
+                        }
+                    }),
+                };
+                slot.insert(made);
+            }
+            match set.get(&r.id) {
+                Some(Ok(pdf)) => (pdf.clone(), "application/pdf", "pdf"),
+                Some(Err(e)) => return Err(e.clone()),
+                None => return Err(DeliveryError::Retryable { after: None, message: "no PDF".into() }),
+            }
         };
         let zh = r.lang.starts_with("zh");
         // The period as the customer reads it, as the report itself says.

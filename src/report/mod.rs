@@ -240,6 +240,9 @@ pub struct Desk {
     pub reported: Vec<Reported>,
     /// (grade, complaints): `general`, `major`.
     pub complaints: Vec<(String, u32)>,
+    /// Whether the contacts are counted: the register knows customers, not sites, so a site's
+    /// report leaves them out.
+    pub contacts_counted: bool,
     pub contacts: u32,
     pub contacts_answered_in_time: u32,
     /// Registered in the period and not answered by its end.
@@ -262,14 +265,30 @@ async fn desk_of(
             *grades.entry(g.to_string()).or_default() += 1;
         }
     }
-    let f = crate::store::ContactFilter { customer: scope.customer.clone(), limit: 100_000, ..Default::default() };
-    let contacts: Vec<_> =
-        store.contacts(&f, now).await?.into_iter().filter(|c| c.at >= scope.from && c.at < scope.to).collect();
+    // The register knows customers, not sites: a site's report leaves it out; a report of every
+    // customer counts what came from none too.
+    let counted = scope.site.is_none();
+    let f = crate::store::ContactFilter {
+        customer: scope.customer.clone(),
+        from: Some(scope.from),
+        to: Some(scope.to),
+        limit: 10_000,
+        ..Default::default()
+    };
+    let contacts = if counted { store.contacts(&f, now).await? } else { Vec::new() };
     let in_time = contacts.iter().filter(|c| c.answered_at.is_some_and(|a| a <= c.answer_by)).count() as u32;
     let open = contacts.iter().filter(|c| c.answered_at.is_none_or(|a| a >= scope.to)).count() as u32;
     let mut by_engineer: BTreeMap<String, (f64, u32)> = BTreeMap::new();
     for s in store.surveys(None, scope.customer.as_deref(), scope.from, scope.to).await? {
         let (Some(score), Some(engineer)) = (s.score, s.engineer) else { continue };
+        // A site's report: the surveys of its own tickets.
+        if let Some(site) = &scope.site {
+            let here =
+                store.ticket(crate::domain::TicketId(s.ticket_id)).await?.is_some_and(|t| t.site.as_str() == site);
+            if !here {
+                continue;
+            }
+        }
         let e = by_engineer.entry(engineer).or_default();
         e.0 += score as f64;
         e.1 += 1;
@@ -280,6 +299,7 @@ async fn desk_of(
             .map(|((category, channel), tickets)| Reported { category, channel, tickets })
             .collect(),
         complaints: grades.into_iter().collect(),
+        contacts_counted: counted,
         contacts: contacts.len() as u32,
         contacts_answered_in_time: in_time,
         contacts_open: open,

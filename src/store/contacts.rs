@@ -58,6 +58,9 @@ pub struct ContactFilter {
     pub customer: Option<String>,
     /// Only these customers' (a user's scope); `None`: all, those of no customer too.
     pub customers: Option<Vec<String>>,
+    /// Only those that came at or after this, and before `to`.
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
     pub limit: i64,
 }
 
@@ -164,6 +167,12 @@ impl Store {
             Some(true) => sql.push_str(" AND answered_at IS NULL"),
             Some(false) => sql.push_str(" AND answered_at IS NOT NULL"),
             None => {}
+        }
+        if let Some(from) = f.from {
+            sql.push_str(&format!(" AND at >= {}", ms(from)));
+        }
+        if let Some(to) = f.to {
+            sql.push_str(&format!(" AND at < {}", ms(to)));
         }
         let late = format!("(answered_at > answer_by OR (answered_at IS NULL AND answer_by < {}))", ms(now));
         match f.breached {

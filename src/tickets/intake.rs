@@ -234,7 +234,10 @@ pub fn intake(fleet: &Fleet, r: &Report, now: DateTime<Utc>) -> Result<Intake, S
         Ok(c) => {
             (Deadlines { no_clock: Some(format!("contract {} is not in force", c.id)), ..Default::default() }, None)
         }
-        Err(why) => (Deadlines { no_clock: Some(why), ..Default::default() }, None),
+        // A contract that ended may still repair its devices at cost, with no clock.
+        Err(why) => {
+            (Deadlines { no_clock: Some(why), ..Default::default() }, idx.and_then(|i| fleet.warranty(i, &code, now).0))
+        }
     };
     Ok(Intake {
         channel: r.channel,
@@ -474,6 +477,21 @@ mod tests {
         assert!(i.deadlines.acknowledge_by.is_some_and(|t| t > now()));
         assert!(i.warranty.is_some());
         assert!(i.note().starts_with("fault reported by Wang Li (138 0000 0000) (phone): The lamps"), "{}", i.note());
+    }
+
+    #[test]
+    fn a_call_after_the_tender_ended_is_still_repaired_at_cost() {
+        // 004 L6 "设备终身维修，只收取维修的成本费": the desk's ticket too, not only a sensor's.
+        let f = fleet();
+        let after = DateTime::parse_from_rfc3339("2029-01-10T10:00:00+08:00").unwrap().to_utc();
+        let i = intake(&f, &report(Some("rec-001"), None), after).unwrap();
+        assert_eq!(i.deadlines.acknowledge_by, None);
+        assert!(
+            i.deadlines.no_clock.as_deref().is_some_and(|m| m.contains("repairs go on at cost")),
+            "{:?}",
+            i.deadlines
+        );
+        assert!(i.warranty.as_ref().is_some_and(|w| !w.in_warranty), "{:?}", i.warranty);
     }
 
     #[test]

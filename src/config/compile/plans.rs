@@ -166,6 +166,17 @@ pub(super) fn compile_plan(
             );
         }
     }
+    // A plan that outlives its contract needs an end of its own.
+    if p.past_contract_end && (p.after.is_some() || steps.iter().any(|s| matches!(s, Step::Every { until: None, .. })))
+    {
+        r.at(
+            sp.span(),
+            format!(
+                "plan `{}`: past_contract_end needs every step to end (`at`, or `every` with `until`)",
+                p.name.get_ref()
+            ),
+        );
+    }
     if let Some(zh) = &p.zh {
         let unknown: Vec<&str> = zh
             .get_ref()

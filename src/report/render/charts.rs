@@ -118,6 +118,8 @@ pub(super) fn weekly(weeks: &[(chrono::NaiveDate, [u32; 3])], w: &Words) -> Stri
     let width = (LEFT as usize + weeks.len() * 34 + 20).clamp(260, 640);
     let col = ((width as f64 - LEFT - 10.0) / weeks.len().max(1) as f64).min(34.0);
     let y = |v: f64| TOP + PLOT_H - v / f64::from(top_value) * PLOT_H;
+    // A label is some 30 px wide: one every `every` weeks.
+    let every = (30.0 / col).ceil().max(1.0) as usize;
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{}\" font-size=\"10\" font-family=\"{FONTS}\">",
         TOP + PLOT_H + 34.0
@@ -147,6 +149,7 @@ pub(super) fn weekly(weeks: &[(chrono::NaiveDate, [u32; 3])], w: &Words) -> Stri
     let _ = write!(s, "<text x=\"2\" y=\"{}\">{}</text>", TOP - 6.0, esc(w.tickets_unit));
     for (i, (monday, tiers)) in weeks.iter().enumerate() {
         let x = LEFT + 4.0 + col * i as f64;
+        let bar = (col - 8.0).max(1.0);
         let mut acc = 0.0;
         for (t, n) in tiers.iter().enumerate() {
             if *n == 0 {
@@ -156,22 +159,25 @@ pub(super) fn weekly(weeks: &[(chrono::NaiveDate, [u32; 3])], w: &Words) -> Stri
             let _ = write!(
                 s,
                 "<rect x=\"{x:.1}\" y=\"{y1:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\"/>",
-                col - 8.0,
+                bar,
                 y0 - y1,
                 colors[t]
             );
             acc += f64::from(*n);
         }
         let total: u32 = tiers.iter().sum();
-        let _ = write!(
-            s,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{total}</text><text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
-            x + (col - 8.0) / 2.0,
-            y(acc) - 3.0,
-            x + (col - 8.0) / 2.0,
-            TOP + PLOT_H + 14.0,
-            monday.format("%m-%d")
-        );
+        // Counts and dates where there is room for them: every k-th week on a long period.
+        if i % every == 0 {
+            let _ = write!(
+                s,
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{total}</text><text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+                x + bar / 2.0,
+                y(acc) - 3.0,
+                x + bar / 2.0,
+                TOP + PLOT_H + 14.0,
+                monday.format("%m-%d")
+            );
+        }
     }
     let _ = write!(
         s,

@@ -351,12 +351,14 @@ fn desk_lines(r: &Report, w: &Words) -> Vec<String> {
             d.complaints.iter().map(|(g, n)| format!("{} {n}", r.say(&format!("grade:{g}"), g))).collect();
         out.push(format!("{}: {}", w.complaints, grades.join(" · ")));
     }
-    out.push(
-        w.contacts_line
-            .replace("{all}", &d.contacts.to_string())
-            .replace("{in_time}", &d.contacts_answered_in_time.to_string())
-            .replace("{open}", &d.contacts_open.to_string()),
-    );
+    if d.contacts_counted {
+        out.push(
+            w.contacts_line
+                .replace("{all}", &d.contacts.to_string())
+                .replace("{in_time}", &d.contacts_answered_in_time.to_string())
+                .replace("{open}", &d.contacts_open.to_string()),
+        );
+    }
     out
 }
 
