@@ -45,6 +45,10 @@ pub struct Confirmation {
     pub signature: Option<i64>,
     /// When they signed.
     pub at: DateTime<Utc>,
+    /// `at` in the site's time, in answers (the API's local-time layer writes it over anything given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(read_only)]
+    pub at_local: Option<String>,
 }
 
 /// A repair record as given, and as kept.
@@ -280,7 +284,12 @@ mod tests {
         let req = [Field::Cause, Field::Labour, Field::Parts, Field::Signature, Field::Photos];
         assert_eq!(r.missing(&req), vec![Field::Parts, Field::Signature, Field::Photos]);
         let signed = RepairRecord {
-            confirmation: Some(Confirmation { name: "Li".into(), signature: Some(3), at: DateTime::UNIX_EPOCH }),
+            confirmation: Some(Confirmation {
+                name: "Li".into(),
+                signature: Some(3),
+                at: DateTime::UNIX_EPOCH,
+                at_local: None,
+            }),
             ..r
         };
         assert_eq!(signed.missing(&[Field::Confirmation, Field::Signature]), Vec::<Field>::new());

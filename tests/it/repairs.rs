@@ -93,6 +93,11 @@ async fn an_on_site_repair_is_resolved_only_with_the_record_its_contract_require
     let (status, t) = send(eve.post(ticket("/transition")).json(&json!({"to": "resolved", "repair": record}))).await;
     assert_eq!((status, &t["state"]), (200, &json!("resolved")), "{t}");
     let r = &t["repair"];
+    // The signing time in the site's time too, as the description says an answer may hold.
+    assert_eq!(r["record"]["confirmation"]["at_local"], json!("2026-12-07T18:00:00+08:00"), "{r}");
+    let doc = get(&d.url("/api/v1/openapi.json")).await;
+    let props = &doc["components"]["schemas"]["Confirmation"]["properties"];
+    assert_eq!(props["at_local"]["readOnly"], json!(true), "{props}");
     assert_eq!(
         (&r["class"], &r["recorded_by"], &r["record"]["cause"]),
         (&json!("at_cost"), &json!("eve"), &record["cause"])

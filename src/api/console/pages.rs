@@ -624,7 +624,7 @@ fn repair_of(fields: &[(String, String)], now: chrono::DateTime<chrono::Utc>) ->
     let confirmation = match (field("confirm_name"), signature) {
         ("", None) => None,
         ("", Some(_)) => return Err("write the name of who signed".into()),
-        (name, signature) => Some(Confirmation { name: name.to_string(), signature, at: now }),
+        (name, signature) => Some(Confirmation { name: name.to_string(), signature, at: now, at_local: None }),
     };
     let mut photos = Vec::new();
     for (_, v) in fields.iter().filter(|(k, _)| k == "photo") {
