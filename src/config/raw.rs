@@ -393,7 +393,8 @@ pub(crate) struct RawIncluded {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawContract {
     pub customer: Spanned<String>,
-    pub title: String,
+    /// A title, or `{ en = "…", zh-CN = "…" }`.
+    pub title: RawText,
     /// Who gives the service, as the reports' cover names it: a name, or
     /// `{ en = "…", zh-CN = "…" }`.
     pub supplier: Option<RawText>,
@@ -485,6 +486,12 @@ impl RawText {
             RawText::Plain(t) => (t.clone(), t.clone()),
             RawText::Both { en, zh } => (en.clone(), zh.clone()),
         }
+    }
+
+    /// (English, Chinese), the Chinese from `zh` when given.
+    pub(crate) fn with_zh(&self, zh: Option<&String>) -> (String, String) {
+        let (en, own) = self.both();
+        (en, zh.cloned().unwrap_or(own))
     }
 }
 
@@ -793,8 +800,9 @@ pub(crate) struct RawPoint {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawKind {
-    pub title: String,
-    /// The title in Chinese, for the console and the zh-CN reports (default: `title`).
+    /// A title, or `{ en = "…", zh-CN = "…" }`.
+    pub title: RawText,
+    /// The title in Chinese, for the console and the zh-CN reports (default: `title`'s).
     pub title_zh: Option<String>,
     /// Silence longer than this raises `offline`.
     pub heartbeat: Dur,
@@ -835,8 +843,9 @@ pub(crate) enum RawMetricType {
 pub(crate) struct RawRule {
     pub code: Spanned<String>,
     pub tier: Spanned<u8>,
-    pub title: String,
-    /// The title in Chinese (default: `title`).
+    /// A title, or `{ en = "…", zh-CN = "…" }`.
+    pub title: RawText,
+    /// The title in Chinese (default: `title`'s).
     pub title_zh: Option<String>,
     /// For the people who read the file; aftercare does not use it.
     #[serde(default, rename = "description")]

@@ -67,6 +67,22 @@ fn every_shipped_contract_loads_with_clocks_for_every_tier() {
 }
 
 #[test]
+fn titles_come_in_both_languages_as_a_table_or_a_pair_of_keys() {
+    let c = crate::demo::config().unwrap();
+    for k in &c.fleet.contracts {
+        assert!(!k.title_zh.is_ascii() && k.title_zh != k.title, "{}: {}", k.id, k.title_zh);
+    }
+    let tender = c.fleet.contracts.iter().find(|k| k.id == "recorders-tender").unwrap();
+    assert_eq!(tender.title_zh, "现场记录仪：供货与售后服务（004）");
+    for k in &c.fleet.kinds {
+        assert!(!k.title_zh.is_ascii(), "{}: {}", k.name, k.title_zh);
+        for r in &k.rules {
+            assert!(!r.title_zh.is_ascii(), "{} {}: {}", k.name, r.code.as_str(), r.title_zh);
+        }
+    }
+}
+
+#[test]
 fn shipped_plans_give_their_name_and_every_checklist_item_in_chinese() {
     let c = crate::demo::config().unwrap();
     for k in &c.fleet.contracts {

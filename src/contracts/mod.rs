@@ -87,6 +87,8 @@ pub struct ReportMail {
 pub struct Contract {
     pub id: String,
     pub title: String,
+    /// The title in Chinese (the English one when the config gives no other).
+    pub title_zh: String,
     /// Who gives the service: (English, Chinese).
     pub supplier: Option<(String, String)>,
     /// The share of tickets expected within each clock, 0–1.

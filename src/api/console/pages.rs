@@ -1638,7 +1638,11 @@ pub(super) async fn sla(
                 h3 {
                     (w.contract) " "
                     @match (contract, name) {
-                        (Some(c), _) => { (c.id) @if !c.title.is_empty() { " · " (c.title) } },
+                        (Some(c), _) => {
+                            (c.id)
+                            @let title = if lang == Lang::Zh { &c.title_zh } else { &c.title };
+                            @if !title.is_empty() { " · " (title) }
+                        },
                         (None, Some(n)) => (n),
                         (None, None) => (w.none),
                     }

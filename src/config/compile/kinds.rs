@@ -61,11 +61,14 @@ pub(super) fn compile_kind(name: &str, k: &RawKind, r: &mut Report<'_>) -> Optio
     if r.problems.len() > before {
         return None;
     }
+    let (title, title_zh) = k.title.with_zh(k.title_zh.as_ref());
     Some(Profile {
         modbus,
         name: name.to_string(),
-        title: k.title.clone(),
-        title_zh: k.title_zh.clone().unwrap_or_else(|| k.title.clone()),
+        offline_title: format!("{title} offline"),
+        offline_title_zh: format!("{title_zh}离线"),
+        title,
+        title_zh,
         metrics,
         metric_index,
         codes,
@@ -76,8 +79,6 @@ pub(super) fn compile_kind(name: &str, k: &RawKind, r: &mut Report<'_>) -> Optio
         heartbeat_ms: ms(k.heartbeat.0),
         offline_tier: Tier::Main,
         offline_major_after_ms: ms(k.offline_major_after.map_or(Duration::from_secs(600), |d| d.0)),
-        offline_title: format!("{} offline", k.title),
-        offline_title_zh: format!("{}离线", k.title_zh.as_deref().unwrap_or(&k.title)),
     })
 }
 
@@ -160,8 +161,8 @@ pub(super) fn compile_rule(
     Some(Rule {
         code: FaultCode(code.clone()),
         tier: tier?,
-        title: rule.title.clone(),
-        title_zh: rule.title_zh.clone().unwrap_or_else(|| rule.title.clone()),
+        title: rule.title.with_zh(rule.title_zh.as_ref()).0,
+        title_zh: rule.title.with_zh(rule.title_zh.as_ref()).1,
         when: match when {
             Some(w) => Some(w?),
             None => None,
