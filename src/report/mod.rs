@@ -5,6 +5,7 @@
 //! English or Chinese.
 
 pub mod render;
+pub mod words;
 
 use crate::domain::{VisitKind, VisitState};
 use std::collections::BTreeMap;
@@ -330,42 +331,31 @@ fn glossary(fleet: &Fleet, lang: Lang) -> BTreeMap<String, String> {
             }
         }
     }
-    use crate::tickets::State as T;
-    for (s, zh) in [
-        (T::Open, "待响应"),
-        (T::Acknowledged, "已响应"),
-        (T::Dispatched, "已派工"),
-        (T::OnSite, "已到场"),
-        (T::Resolved, "已修复"),
-        (T::Closed, "已关闭"),
-        (T::Cancelled, "已取消"),
+    use crate::tickets::intake::{Category, Channel, Grade};
+    for s in [
+        crate::tickets::State::Open,
+        crate::tickets::State::Acknowledged,
+        crate::tickets::State::Dispatched,
+        crate::tickets::State::OnSite,
+        crate::tickets::State::Resolved,
+        crate::tickets::State::Closed,
+        crate::tickets::State::Cancelled,
     ] {
-        g.insert(format!("state:{s}"), zh.to_string());
+        g.insert(format!("state:{s}"), words::state(lang, s).to_string());
     }
-    for (s, zh) in [
-        (VisitState::Open, "待执行"),
-        (VisitState::InProgress, "进行中"),
-        (VisitState::Done, "已完成"),
-        (VisitState::Missed, "已逾期"),
-    ] {
-        g.insert(format!("visit:{}", s.as_str()), zh.to_string());
+    for s in [VisitState::Open, VisitState::InProgress, VisitState::Done, VisitState::Missed] {
+        g.insert(format!("visit:{}", s.as_str()), words::visit_state(lang, s).to_string());
     }
-    for (c, zh) in [("fault", "故障"), ("request", "服务请求"), ("question", "咨询"), ("complaint", "投诉")] {
-        g.insert(format!("code:{c}"), zh.to_string());
-        g.insert(format!("category:{c}"), zh.to_string());
+    for c in Category::ALL {
+        // A person's report without a fault code shows its category where a code would be.
+        g.insert(format!("code:{}", c.as_str()), words::category(lang, *c).to_string());
+        g.insert(format!("category:{}", c.as_str()), words::category(lang, *c).to_string());
     }
-    for (c, zh) in [
-        ("sensor", "设备监测"),
-        ("phone", "电话"),
-        ("web", "网页"),
-        ("email", "邮件"),
-        ("visit", "上门"),
-        ("helpdesk", "服务台"),
-    ] {
-        g.insert(format!("channel:{c}"), zh.to_string());
+    for c in [Channel::Sensor, Channel::Phone, Channel::Web, Channel::Email, Channel::Visit, Channel::Helpdesk] {
+        g.insert(format!("channel:{}", c.as_str()), words::channel(lang, c).to_string());
     }
-    for (c, zh) in [("general", "一般"), ("major", "重大")] {
-        g.insert(format!("grade:{c}"), zh.to_string());
+    for c in [Grade::General, Grade::Major] {
+        g.insert(format!("grade:{}", c.as_str()), words::grade(lang, c).to_string());
     }
     g
 }

@@ -148,31 +148,7 @@ impl Store {
         now: DateTime<Utc>,
         outcome: Result<(), (&str, Option<DateTime<Utc>>)>,
     ) -> Result<(), StoreError> {
-        let q = match outcome {
-            Ok(()) => sqlx::query(
-                "UPDATE notifications SET state = $2, attempts = attempts + 1, delivered_at = $3, last_error = NULL \
-                 WHERE id = $1 AND state = 'pending'",
-            )
-            .bind(id)
-            .bind(NotificationState::Delivered.as_str())
-            .bind(ms(now)),
-            Err((error, Some(at))) => sqlx::query(
-                "UPDATE notifications SET attempts = attempts + 1, next_attempt_at = $3, last_error = $2 \
-                 WHERE id = $1 AND state = 'pending'",
-            )
-            .bind(id)
-            .bind(error.to_string())
-            .bind(ms(at)),
-            Err((error, None)) => sqlx::query(
-                "UPDATE notifications SET state = $3, attempts = attempts + 1, last_error = $2 \
-                 WHERE id = $1 AND state = 'pending'",
-            )
-            .bind(id)
-            .bind(error.to_string())
-            .bind(NotificationState::Dead.as_str()),
-        };
-        q.execute(&self.pool).await?;
-        Ok(())
+        attempt(&self.pool, "notifications", id, now, outcome).await
     }
 
     /// Notifications, newest first: in a state, about tickets of some customers (`None`: all).
@@ -220,4 +196,29 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?)
     }
+}
+
+/// Records an attempt on a pending row of `table` (`notifications` or `report_mail`, which
+/// share these columns): delivered, due again at `retry_at`, or dead (neither).
+pub(super) async fn attempt(
+    pool: &sqlx::SqlitePool,
+    table: &'static str,
+    id: i64,
+    now: DateTime<Utc>,
+    outcome: Result<(), (&str, Option<DateTime<Utc>>)>,
+) -> Result<(), StoreError> {
+    let set = match outcome {
+        Ok(()) => "state = $2, attempts = attempts + 1, delivered_at = $3, last_error = NULL",
+        Err((_, Some(_))) => "attempts = attempts + 1, next_attempt_at = $3, last_error = $2",
+        Err((_, None)) => "state = $3, attempts = attempts + 1, last_error = $2",
+    };
+    let sql = format!("UPDATE {table} SET {set} WHERE id = $1 AND state = 'pending'");
+    let q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id);
+    let q = match outcome {
+        Ok(()) => q.bind(NotificationState::Delivered.as_str()).bind(ms(now)),
+        Err((error, Some(at))) => q.bind(error.to_string()).bind(ms(at)),
+        Err((error, None)) => q.bind(error.to_string()).bind(NotificationState::Dead.as_str()),
+    };
+    q.execute(pool).await?;
+    Ok(())
 }

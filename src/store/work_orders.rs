@@ -497,44 +497,14 @@ impl Store {
     }
 
     /// Records a report mail's attempt: sent, or failed with its error and when to try again
-    /// (`None`: dead).
+    /// (`None`: dead), as a notification's is.
     pub async fn report_mail_attempt(
         &self,
         id: i64,
         now: DateTime<Utc>,
         outcome: Result<(), (&str, Option<DateTime<Utc>>)>,
     ) -> Result<(), StoreError> {
-        let q = match outcome {
-            Ok(()) => sqlx::query(
-                "UPDATE report_mail SET state = 'delivered', attempts = attempts + 1, delivered_at = $2, last_error = NULL \
-                 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(ms(now)),
-            Err((error, next)) => sqlx::query(
-                "UPDATE report_mail SET attempts = attempts + 1, last_error = $2, \
-                 state = CASE WHEN $3 IS NULL THEN 'dead' ELSE 'pending' END, next_attempt_at = COALESCE($3, next_attempt_at) \
-                 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(error)
-            .bind(next.map(ms)),
-        };
-        q.execute(&self.pool).await?;
-        Ok(())
-    }
-
-    /// A kept report's mails: (address, state, attempts, last error).
-    pub async fn report_mail_of(&self, report: i64) -> Result<Vec<(String, String, i64, Option<String>)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT address, state, attempts, last_error FROM report_mail WHERE report_id = $1 ORDER BY id",
-        )
-        .bind(report)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("address")?, r.try_get("state")?, r.try_get("attempts")?, r.try_get("last_error")?)))
-            .collect()
+        super::notifications::attempt(&self.pool, "report_mail", id, now, outcome).await
     }
 
     /// Kept reports, newest first (without their bodies' use in listings).

@@ -154,18 +154,18 @@ async fn a_cause_the_contract_charges_at_cost_only_bills_the_repair_at_cost() {
     let (d, _sim) = two_customers_keyed("", keys);
     let desk = as_user(&token_of("dee"));
     let mut classes = Vec::new();
+    let mut ids = Vec::new();
     for cause in ["user_damage", "misuse"] {
         let call = json!({"channel": "phone", "category": "fault", "device": "lit-a", "problem": format!("{cause}?")});
         let (status, t) = send(desk.post(d.url("/api/v1/tickets")).json(&call)).await;
         assert_eq!(status, 201, "{t}");
+        ids.push(t["id"].clone());
         let url = d.url(&format!("/api/v1/tickets/{}/transition", t["id"]));
         let (status, t) = send(desk.post(url.clone()).json(&json!({"to": "acknowledged", "billable": cause}))).await;
         assert_eq!(status, 200, "{t}");
         classes.push((t["billing"]["class"].clone(), t["billing"]["reason"].clone()));
-        // Resolved, so that the next call is a ticket of its own.
-        let (status, t) = send(desk.post(url).json(&json!({"to": "cancelled", "note": "test"}))).await;
-        assert!(status == 200 || status == 403 || status == 409, "{t}");
     }
+    assert_ne!(ids[0], ids[1], "each call is a ticket of its own");
     assert_eq!(
         classes,
         [(json!("billable_at_cost"), json!("user_damage")), (json!("billable"), json!("misuse"))],

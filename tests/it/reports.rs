@@ -38,24 +38,9 @@ fn poppler() -> bool {
     here
 }
 
-/// The share of a page's pixels with ink on them, from a gray PGM (P5) as pdftoppm writes it.
+/// The share of a page's pixels with ink on them, from a gray PGM as pdftoppm writes it.
 fn ink(pgm: &Path) -> f64 {
-    let bytes = std::fs::read(pgm).unwrap();
-    // Header: P5, width, height, maxval, each after whitespace; then one byte a pixel.
-    let mut fields = Vec::new();
-    let mut i = 0;
-    while fields.len() < 4 {
-        while bytes[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        let start = i;
-        while !bytes[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        fields.push(String::from_utf8_lossy(&bytes[start..i]).to_string());
-    }
-    let pixels = &bytes[i + 1..];
-    assert_eq!(fields[0], "P5");
+    let (_, _, pixels) = pixels(pgm);
     pixels.iter().filter(|p| **p < 160).count() as f64 / pixels.len() as f64
 }
 

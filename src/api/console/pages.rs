@@ -762,8 +762,7 @@ pub(super) async fn new_ticket(
     let lang = lang_of(&headers);
     let w = words::words(lang);
     let customer_user = p.role == Role::Customer;
-    let customers: Vec<&crate::fleet::Customer> =
-        s.fleet.customers.iter().filter(|c| p.scope.sees(c.id.as_str())).collect();
+    let customers = customers_seen(&s, &p);
     let devices: Vec<&crate::fleet::Device> =
         s.fleet.devices.iter().filter(|d| p.scope.sees(d.customer.as_str())).collect();
     let mut sites: Vec<(&str, &str)> = devices.iter().map(|d| (d.site.as_str(), d.customer.as_str())).collect();
@@ -1172,6 +1171,36 @@ fn photo_picker(w: &Words, base: &str) -> Markup {
             input #photo-input type="file" accept="image/jpeg,image/png,image/webp" capture="environment" multiple;
             div.thumbs {}
             p role="status" data-message {}
+        }
+    }
+}
+
+/// The customers `p` sees, in the config's order.
+fn customers_seen<'a>(s: &'a AppState, p: &Principal) -> Vec<&'a crate::fleet::Customer> {
+    s.fleet.customers.iter().filter(|c| p.scope.sees(c.id.as_str())).collect()
+}
+
+/// The customer a page is about: the one named (404 outside `p`'s scope); else every customer
+/// for an unscoped user, and the first of a scoped user's.
+fn chosen_customer(p: &Principal, named: Option<String>) -> Result<Option<String>, ApiError> {
+    let named = named.filter(|c| !c.is_empty()).or_else(|| p.scope.customers().and_then(|m| m.iter().next().cloned()));
+    crate::api::scoped_customer(p, named)
+}
+
+/// A customer picker (field `customer`): "every customer" for an unscoped user, then each it sees.
+fn customer_select(
+    id: &str,
+    p: &Principal,
+    customers: &[&crate::fleet::Customer],
+    chosen: Option<&str>,
+    w: &Words,
+) -> Markup {
+    html! {
+        select id=(id) name="customer" {
+            @if p.scope.customers().is_none() { option value="" { (w.every_customer) } }
+            @for c in customers {
+                option value=(c.id.as_str()) selected[chosen == Some(c.id.as_str())] { (c.id.as_str()) }
+            }
         }
     }
 }
@@ -1588,8 +1617,7 @@ pub(super) async fn sla(
             (contract, *name, crate::tickets::sla::compliance(own))
         })
         .collect();
-    let customers: Vec<&crate::fleet::Customer> =
-        s.fleet.customers.iter().filter(|c| p.scope.sees(c.id.as_str())).collect();
+    let customers = customers_seen(&s, &p);
     let offset = crate::report::offset_of(&s.fleet, customer.as_deref(), None);
     let day = |t: chrono::DateTime<chrono::Utc>| t.with_timezone(&offset).format("%Y-%m-%d").to_string();
     let pct = |c: &crate::tickets::sla::ClockCompliance| {
@@ -1599,12 +1627,7 @@ pub(super) async fn sla(
         h1 { (w.sla) }
         form.filters method="get" action="/sla" {
             label for="customer" { (w.customer) }
-            select #customer name="customer" {
-                @if p.scope.customers().is_none() { option value="" { (w.every_customer) } }
-                @for c in &customers {
-                    option value=(c.id.as_str()) selected[customer.as_deref() == Some(c.id.as_str())] { (c.id.as_str()) }
-                }
-            }
+            (customer_select("customer", &p, &customers, customer.as_deref(), w))
             label for="from" { (w.from) }
             input #from name="from" type="date" value=(day(from));
             label for="to" { (w.to) }
@@ -1696,10 +1719,7 @@ pub(super) async fn reports(
 ) -> Response {
     let lang = lang_of(&headers);
     let w = words::words(lang);
-    // A user of several customers sees the first unless it names another.
-    let named =
-        q.customer.filter(|c| !c.is_empty()).or_else(|| p.scope.customers().and_then(|m| m.iter().next().cloned()));
-    let customer = match crate::api::scoped_customer(&p, named) {
+    let customer = match chosen_customer(&p, q.customer) {
         Ok(c) => c,
         Err(e) => return shown(&headers, e),
     };
@@ -1707,8 +1727,7 @@ pub(super) async fn reports(
         Ok(r) => r,
         Err(e) => return shown(&headers, e.into()),
     };
-    let customers: Vec<&crate::fleet::Customer> =
-        s.fleet.customers.iter().filter(|c| p.scope.sees(c.id.as_str())).collect();
+    let customers = customers_seen(&s, &p);
     let offset = crate::report::offset_of(&s.fleet, customer.as_deref(), None);
     let now = s.clock.now().with_timezone(&offset).date_naive();
     let first = now.with_day(1).unwrap_or(now);
@@ -1748,12 +1767,7 @@ pub(super) async fn reports(
         @if p.scope.customers().is_none() || customers.len() > 1 {
             form.filters method="get" action="/reports" {
                 label for="kept-customer" { (w.customer) }
-                select #kept-customer name="customer" {
-                    @if p.scope.customers().is_none() { option value="" { (w.every_customer) } }
-                    @for c in &customers {
-                        option value=(c.id.as_str()) selected[customer.as_deref() == Some(c.id.as_str())] { (c.id.as_str()) }
-                    }
-                }
+                (customer_select("kept-customer", &p, &customers, customer.as_deref(), w))
                 button type="submit" { (w.show) }
             }
         }
@@ -1816,10 +1830,7 @@ pub(super) async fn calendar(
     use chrono::{Datelike as _, NaiveDate};
     let lang = lang_of(&headers);
     let w = words::words(lang);
-    // A user of several customers sees the first unless it names another.
-    let named =
-        q.customer.filter(|c| !c.is_empty()).or_else(|| p.scope.customers().and_then(|m| m.iter().next().cloned()));
-    let customer = match crate::api::scoped_customer(&p, named) {
+    let customer = match chosen_customer(&p, q.customer) {
         Ok(c) => c,
         Err(e) => return shown(&headers, e),
     };
@@ -1858,8 +1869,7 @@ pub(super) async fn calendar(
         Ok(v) => v,
         Err(e) => return shown(&headers, e),
     };
-    let customers: Vec<&crate::fleet::Customer> =
-        s.fleet.customers.iter().filter(|c| p.scope.sees(c.id.as_str())).collect();
+    let customers = customers_seen(&s, &p);
     let view = if week { "week" } else { "month" };
     let link = |view: &str, at: NaiveDate| {
         let mut l = format!("/visits?view={view}&at={at}");
@@ -1888,12 +1898,7 @@ pub(super) async fn calendar(
                 input type="hidden" name="view" value=(view);
                 input type="hidden" name="at" value=(at.to_string());
                 label for="customer" { (w.customer) }
-                select #customer name="customer" {
-                    @if p.scope.customers().is_none() { option value="" { (w.every_customer) } }
-                    @for c in &customers {
-                        option value=(c.id.as_str()) selected[customer.as_deref() == Some(c.id.as_str())] { (c.id.as_str()) }
-                    }
-                }
+                (customer_select("customer", &p, &customers, customer.as_deref(), w))
                 button type="submit" { (w.show) }
             }
         }
