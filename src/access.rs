@@ -116,8 +116,8 @@ pub(crate) fn allows(role: Role, perm: Perm) -> bool {
 pub(crate) fn may_move_to(role: Role, to: State) -> bool {
     match role {
         Role::Admin | Role::Manager | Role::Integration => true,
-        Role::Desk => matches!(to, State::Acknowledged | State::Dispatched),
-        Role::Engineer => matches!(to, State::Acknowledged | State::OnSite | State::Resolved),
+        Role::Desk => matches!(to, State::Acknowledged | State::Dispatched | State::AtFactory),
+        Role::Engineer => matches!(to, State::Acknowledged | State::OnSite | State::AtFactory | State::Resolved),
         Role::Customer => false,
     }
 }

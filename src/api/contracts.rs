@@ -23,6 +23,12 @@ struct TierView {
     acknowledge: Option<String>,
     on_site: Option<String>,
     resolve: Option<String>,
+    /// From the opening: fixed by phone by then, or handed on to the field.
+    remote_fix: Option<String>,
+    /// From the first arrival on site: fixed by then.
+    on_site_fix: Option<String>,
+    /// From the unit's arrival at the factory: back by then.
+    factory: Option<String>,
     escalation: Vec<crate::contracts::Escalation>,
 }
 
@@ -58,6 +64,7 @@ struct ContractView {
     covers: CoversView,
     tiers: Vec<TierView>,
     loaner_on_resolve_breach: bool,
+    loaner_at_factory: bool,
     inaction: Option<String>,
     inaction_to: String,
     warranty: WarrantyView,
@@ -98,10 +105,14 @@ async fn list_contracts(State(s): State<AppState>, Extension(p): Extension<Princ
                     acknowledge: t.acknowledge.map(|k| k.to_string()),
                     on_site: t.on_site.map(|k| k.to_string()),
                     resolve: t.resolve.map(|k| k.to_string()),
+                    remote_fix: t.remote_fix.map(|k| k.to_string()),
+                    on_site_fix: t.on_site_fix.map(|k| k.to_string()),
+                    factory: t.factory.map(|k| k.to_string()),
                     escalation: t.escalation.clone(),
                 })
                 .collect(),
             loaner_on_resolve_breach: c.loaner_on_resolve_breach,
+            loaner_at_factory: c.loaner_at_factory,
             inaction: c.inaction.map(fmt),
             inaction_to: c.inaction_to.clone(),
             warranty: WarrantyView {

@@ -80,6 +80,7 @@ use crate::access::{Perm, Role, allows};
         tickets::assign,
         tickets::complaints,
         tickets::comment,
+        tickets::factory_arrival,
         outbox::list_outbox,
         outbox::retry_outbox,
         outbox::helpdesk_event,

@@ -24,6 +24,7 @@ pub(super) fn routes(s: &AppState) -> Routes {
         .post("/api/v1/tickets/{id}/transition", Perm::ActOnTickets, transition)
         .post("/api/v1/tickets/{id}/assign", Perm::Assign, assign)
         .post("/api/v1/tickets/{id}/comments", Perm::Comment, comment)
+        .post("/api/v1/tickets/{id}/factory-arrival", Perm::ActOnTickets, factory_arrival)
         .get("/api/v1/complaints", Perm::ReadTickets, complaints)
 }
 
@@ -270,6 +271,7 @@ pub(super) async fn seen_ticket(s: &AppState, p: &Principal, id: TicketId) -> Re
 async fn with_record(s: &AppState, mut t: crate::tickets::Ticket) -> Result<crate::tickets::Ticket, ApiError> {
     t.repair = s.store.repair(t.id.0).await?;
     t.attachments = Some(s.store.attachments(t.id.0).await?);
+    crate::tickets::clocks::fill_stages(&mut t, &s.fleet.contracts, s.clock.now());
     Ok(t)
 }
 
@@ -457,6 +459,56 @@ pub(super) struct TransitionBody {
     /// The repair record, kept with the move (see `PUT /api/v1/tickets/{id}/repair`). Resolving an
     /// on-site repair needs what its contract's `repair_requires` names, here or recorded before.
     pub(super) repair: Option<crate::tickets::repair::RepairRecord>,
+    /// With `to = at_factory`: the factory's return number or the carrier's waybill (at most 100 characters).
+    pub(super) factory_ref: Option<String>,
+}
+
+/// The longest factory return number taken, in characters.
+const MAX_FACTORY_REF: usize = 100;
+
+/// The unit of a ticket sent to the factory reached it.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ArrivalBody {
+    /// When it arrived (the factory's receipt); now when left out. Not in the future, nor
+    /// before the unit was sent.
+    at: Option<chrono::DateTime<chrono::FixedOffset>>,
+    /// What the factory said (at most 4,000 characters).
+    #[serde(default)]
+    note: String,
+}
+
+/// Records the arrival at the factory of a ticket's unit (`at_factory`): the contract's
+/// `factory` clock runs from here (002 L108 "设备到工厂后,返修期不超过5个工作日"). Once a trip.
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/factory-arrival", tag = "tickets", params(("id" = i64, Path)),
+    request_body = ArrivalBody, responses(
+    (status = 200, description = "The ticket with its factory trip and clocks", body = crate::tickets::Ticket),
+    (status = 400, description = "An arrival in the future", body = super::ErrorBody),
+    (status = 403, description = "The role does not send units to the factory", body = super::ErrorBody),
+    (status = 404, description = "No such ticket (or not one of the user's customers')", body = super::ErrorBody),
+    (status = 409, description = "The ticket is not at the factory, its arrival is recorded, or it is before the unit was sent", body = super::ErrorBody),
+    (status = 413, description = "The note is too long", body = super::ErrorBody),
+))]
+async fn factory_arrival(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    body: Result<Json<ArrivalBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let id = ticket_id(&id)?;
+    let Json(b) = body?;
+    let ticket = seen_ticket(&s, &p, id).await?;
+    if !crate::access::may_move_to(p.role, TicketState::AtFactory) {
+        return Err(ApiError(StatusCode::FORBIDDEN, format!("a {} does not send units to the factory", p.role)));
+    }
+    not_anothers(&p, ticket.assignee.as_deref())?;
+    let now = s.clock.now();
+    let at = b.at.map_or(now, |t| t.to_utc());
+    if at > now {
+        return Err(ApiError(StatusCode::BAD_REQUEST, format!("the arrival {} is in the future", at.to_rfc3339())));
+    }
+    let t = s.store.factory_arrived(id, at, &p.name, note(&b.note)?, now).await.map_err(failure)?;
+    Ok(Json(with_record(&s, t).await?).into_response())
 }
 
 /// The longest note or comment taken, in characters.
@@ -515,6 +567,18 @@ pub(super) async fn act(
         }
     }
     let text = note(&b.note)?;
+    match &b.factory_ref {
+        Some(_) if to != TicketState::AtFactory => {
+            return Err(ApiError(StatusCode::BAD_REQUEST, "factory_ref goes with to = at_factory".into()));
+        }
+        Some(r) if r.chars().count() > MAX_FACTORY_REF || r.chars().any(char::is_control) => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("factory_ref: one line of at most {MAX_FACTORY_REF} characters"),
+            ));
+        }
+        _ => {}
+    }
     let mut at_cost = false;
     if let Some(cause) = &b.billable {
         let contract = ticket.clock.contract.as_deref().and_then(|c| s.fleet.contracts.iter().find(|k| k.id == c));
@@ -550,7 +614,13 @@ pub(super) async fn act(
         None => None,
     };
     let opts =
-        TransitionOptions { billable: b.billable.as_deref(), at_cost, force: b.force, unit_replaced: b.unit_replaced };
+        TransitionOptions {
+            billable: b.billable.as_deref(),
+            at_cost,
+            force: b.force,
+            unit_replaced: b.unit_replaced,
+            factory_ref: b.factory_ref.as_deref().map(str::trim).filter(|r| !r.is_empty()),
+        };
     let moved = s.store.transition_with(id, to, &p.name, text, s.clock.now(), opts).await;
     // The record is kept once the move stands: a refused move keeps nothing.
     if moved.is_ok()

@@ -413,6 +413,9 @@ pub(crate) struct RawContract {
     /// A missed resolve clock owes the customer a loaner unit.
     #[serde(default)]
     pub loaner_on_resolve_breach: bool,
+    /// A unit sent to the factory owes the customer a loaner while it is away.
+    #[serde(default)]
+    pub loaner_at_factory: bool,
     /// A dispatched ticket with no progress for this long goes to `inaction_to`.
     pub inaction: Option<Spanned<String>>,
     pub inaction_to: Option<String>,
@@ -578,6 +581,12 @@ pub(crate) struct RawTier {
     pub acknowledge: Option<Spanned<String>>,
     pub on_site: Option<Spanned<String>>,
     pub resolve: Option<Spanned<String>>,
+    /// From the ticket's opening: fixed by then, or handed on to the field (004 L65 "30分钟内解决问题").
+    pub remote_fix: Option<Spanned<String>>,
+    /// From the engineer's arrival on site: fixed by then (004 L61-62 "现场更换维修 3小时").
+    pub on_site_fix: Option<Spanned<String>>,
+    /// From the unit's arrival at the factory: back by then (002 L108 "设备到工厂后,返修期不超过5个工作日").
+    pub factory: Option<Spanned<String>>,
     /// Overrides the contract's `hours` for this tier.
     pub hours: Option<Spanned<String>>,
     #[serde(default)]

@@ -20,6 +20,12 @@ pub struct TierClocks {
     pub acknowledge: Option<ClockSpec>,
     pub on_site: Option<ClockSpec>,
     pub resolve: Option<ClockSpec>,
+    /// From the opening: fixed by then, or handed on to the field (a phone fix, 004).
+    pub remote_fix: Option<ClockSpec>,
+    /// From the first arrival on site: fixed by then (an on-site replacement, 004).
+    pub on_site_fix: Option<ClockSpec>,
+    /// From the unit's arrival at the factory: back by then (002).
+    pub factory: Option<ClockSpec>,
     /// In order of level.
     pub escalation: Vec<Escalation>,
 }
@@ -103,6 +109,8 @@ pub struct Contract {
     /// Tier 1, 2, 3.
     pub tiers: [TierClocks; 3],
     pub loaner_on_resolve_breach: bool,
+    /// A unit at the factory owes the customer a loaner while it is away.
+    pub loaner_at_factory: bool,
     /// A dispatched ticket without progress this long goes to `inaction_to`.
     pub inaction: Option<std::time::Duration>,
     pub inaction_to: String,
@@ -281,7 +289,7 @@ impl Contract {
         let c = self.clocks(tier);
         let cal = self.calendar.as_deref();
         let by = |clock: Option<ClockSpec>| clock.and_then(|k| k.deadline(at, cal));
-        let none = c.acknowledge.is_none() && c.on_site.is_none() && c.resolve.is_none();
+        let none = [c.acknowledge, c.on_site, c.resolve, c.remote_fix, c.on_site_fix, c.factory].iter().all(Option::is_none);
         let (acknowledge_by, on_site_by, resolve_by) = (by(c.acknowledge), by(c.on_site), by(c.resolve));
         // Only clocks counted on the calendar can run into a year it does not know.
         let gap = [(c.acknowledge, acknowledge_by), (c.on_site, on_site_by), (c.resolve, resolve_by)]
@@ -470,19 +478,50 @@ mod tests {
     }
 
     #[test]
-    fn led_factory_repairs_take_5_working_days_across_national_day() {
+    fn the_led_contract_times_factory_repairs_alone_5_working_days_across_national_day() {
         let f = fleet();
-        // 30 September: 1–7 October off, Saturday 10 October worked.
         let d = deadlines(&f, "led-001", Tier::Major, t("2026-09-30T10:00:00"));
         assert_eq!(d.contract.as_deref(), Some("led-displays"));
-        due(d.acknowledge_by, t("2026-09-30T11:00:00"));
-        due(d.resolve_by, t("2026-10-13T17:30:00"));
-        assert_eq!(d.calendar_gap, None);
+        // 002 内容2 names no response, on-site or resolve time (L106): none runs, and the ticket
+        // is not said to have no clock, for the factory's runs once the unit is there.
+        assert_eq!((d.acknowledge_by, d.on_site_by, d.resolve_by, d.no_clock), (None, None, None, None));
+        let led = f.contracts.iter().find(|c| c.id == "led-displays").unwrap();
+        // 002 L100 "终身跟踪服务": no end.
+        assert_eq!(led.ends, None);
+        for tier in &led.tiers {
+            assert_eq!(tier.factory, Some(ClockSpec::WorkingDays(5)), "002 L108");
+            let all = [tier.acknowledge, tier.on_site, tier.resolve, tier.remote_fix, tier.on_site_fix];
+            assert_eq!(all, [None; 5]);
+        }
+        // At the factory on 30 September: 1–7 October off, Saturday 10 October worked.
+        let factory = led.tiers[0].factory.unwrap();
+        due(factory.deadline(t("2026-09-30T10:00:00"), led.calendar.as_deref()), t("2026-10-13T17:30:00"));
+        // 002 L110: patrols in the free period (3 years from acceptance); L112: a call or a visit
+        // after every service, on attitude, quality and the fix.
+        let names: Vec<&str> = led.plans.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["screen patrol", "service follow-up"]);
+    }
+
+    #[test]
+    fn the_recorders_tender_fixes_by_phone_in_30_minutes_and_on_site_in_3_hours_with_a_standby_unit() {
+        let f = fleet();
+        let rt = f.contracts.iter().find(|c| c.id == "recorders-tender").unwrap();
+        for tier in &rt.tiers {
+            // 004 L65 "30分钟内解决问题", L61-62 "现场更换维修 3小时".
+            assert_eq!(tier.remote_fix, Some(ClockSpec::Elapsed(std::time::Duration::from_secs(1800))));
+            assert_eq!(tier.on_site_fix, Some(ClockSpec::Elapsed(std::time::Duration::from_secs(3 * 3600))));
+            assert_eq!(tier.factory, None);
+        }
+        // 004 L65 "提供全新的备用机，直至修复完好": also while the unit is at the factory.
+        assert!(rt.loaner_at_factory && rt.loaner_on_resolve_breach);
     }
 
     #[test]
     fn a_working_day_clock_past_the_calendar_says_so() {
-        let f = fleet();
+        // The LED displays' contract with a resolve clock of 5 working days from the opening.
+        let mut f = (*fleet()).clone();
+        let led = f.contracts.iter_mut().find(|c| c.id == "led-displays").unwrap();
+        led.tiers[0].resolve = Some(ClockSpec::WorkingDays(5));
         // 5 working days from 29 December 2026 run into 2027, which the shipped calendar does not know.
         let d = deadlines(&f, "led-001", Tier::Major, t("2026-12-29T10:00:00"));
         assert!(d.resolve_by.is_some(), "counted anyway, by weekdays");

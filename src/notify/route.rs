@@ -134,6 +134,9 @@ impl Routing {
                     ClockName::Acknowledge => "acknowledge",
                     ClockName::OnSite => "on-site",
                     ClockName::Resolve => "resolve",
+                    ClockName::RemoteFix => "remote-fix",
+                    ClockName::OnSiteFix => "on-site fix",
+                    ClockName::Factory => "factory",
                 };
                 let subject = format!("[aftercare #{}] {what} clock missed: {}", t.id, t.title);
                 let body = format!("{head}: the {what} clock ran out at {}.", at(*due));
@@ -145,6 +148,15 @@ impl Routing {
                         format!("{head}: not fixed by {}; the contract owes a loaner unit until it is.", at(*due));
                     self.add(&mut out, "loaner", &self.loaner.to, &self.loaner.by, &subject, &body);
                 }
+            }
+            Firing::Loaner { since } => {
+                let subject = format!("[aftercare #{}] loaner unit owed: {}", t.id, t.title);
+                let body = format!(
+                    "{head}: the unit went to the factory at {}; the contract owes a loaner unit while it is away.",
+                    at(*since)
+                );
+                let key = format!("loaner-factory-{}", since.timestamp_millis());
+                self.add(&mut out, &key, &self.loaner.to, &self.loaner.by, &subject, &body);
             }
             Firing::Inaction { since, to } => {
                 let subject = format!("[aftercare #{}] no progress since dispatch: {}", t.id, t.title);

@@ -182,8 +182,8 @@ pub(crate) fn steps(from: State, to: Meaning) -> &'static [State] {
     use State::*;
     match (to, from) {
         (Meaning::Active, Resolved | Closed) => &[Open],
-        (Meaning::Resolved, Open | Acknowledged | Dispatched | OnSite) => &[Resolved],
-        (Meaning::Closed, Open | Acknowledged | Dispatched | OnSite) => &[Resolved, Closed],
+        (Meaning::Resolved, Open | Acknowledged | Dispatched | OnSite | AtFactory) => &[Resolved],
+        (Meaning::Closed, Open | Acknowledged | Dispatched | OnSite | AtFactory) => &[Resolved, Closed],
         (Meaning::Closed, Resolved) => &[Closed],
         (Meaning::Cancelled, Open | Acknowledged | Dispatched) => &[Cancelled],
         _ => &[],

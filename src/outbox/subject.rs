@@ -91,7 +91,9 @@ impl Subject {
     pub(crate) fn meaning(&self) -> Meaning {
         match self {
             Subject::Ticket(t) => match t.state {
-                State::Open | State::Acknowledged | State::Dispatched | State::OnSite => Meaning::Active,
+                State::Open | State::Acknowledged | State::Dispatched | State::OnSite | State::AtFactory => {
+                    Meaning::Active
+                }
                 State::Resolved => Meaning::Resolved,
                 State::Closed => Meaning::Closed,
                 State::Cancelled => Meaning::Cancelled,

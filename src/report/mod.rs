@@ -332,15 +332,7 @@ fn glossary(fleet: &Fleet, lang: Lang) -> BTreeMap<String, String> {
         }
     }
     use crate::tickets::intake::{Category, Channel, Grade};
-    for s in [
-        crate::tickets::State::Open,
-        crate::tickets::State::Acknowledged,
-        crate::tickets::State::Dispatched,
-        crate::tickets::State::OnSite,
-        crate::tickets::State::Resolved,
-        crate::tickets::State::Closed,
-        crate::tickets::State::Cancelled,
-    ] {
+    for s in crate::tickets::lifecycle::ALL {
         g.insert(format!("state:{s}"), words::state(lang, s).to_string());
     }
     for s in [VisitState::Open, VisitState::InProgress, VisitState::Done, VisitState::Missed] {

@@ -8,7 +8,7 @@ use super::notifications::{Brief, Notice};
 use super::tickets::{Entry, append, state_of, tier_of};
 use super::{SYSTEM, Store, StoreError, TERMINAL, flag_of, from_ms, ms, opt_ms, sql_list};
 use crate::domain::TicketId;
-use crate::tickets::clocks::{ClockName, Firing, OpenClock};
+use crate::tickets::clocks::{ClockName, Firing, Moments, OpenClock};
 use crate::tickets::{Event, State};
 
 /// The notifications a firing on a ticket makes.
@@ -32,7 +32,9 @@ impl Store {
     pub async fn clocks(&self, which: Clocks) -> Result<Vec<(OpenClock, DateTime<Utc>)>, StoreError> {
         const COLUMNS: &str = "id, tier, state, contract, opened_at, updated_at, acknowledged_at, on_site_at, \
              acknowledge_by, on_site_by, resolve_by, acknowledge_breached_at, on_site_breached_at, resolve_breached_at, \
-             escalation_level, dispatched_at, inaction_escalated_at, resolve_forced, recovered";
+             escalation_level, dispatched_at, inaction_escalated_at, resolve_forced, recovered, resolved_at, loaner, \
+             handed_on_at, factory_sent_at, factory_arrived_at, factory_back_at, remote_fix_breached_at, \
+             on_site_fix_breached_at, factory_breached_at";
         let q = match which {
             Clocks::Open { after, limit } => sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT {COLUMNS} FROM tickets WHERE state NOT IN {} AND id > $1 \
@@ -73,7 +75,17 @@ impl Store {
                 dispatched_at: opt_ms(r.try_get("dispatched_at")?)?,
                 inaction_escalated_at: opt_ms(r.try_get("inaction_escalated_at")?)?,
                 awaiting_recovery: flag_of(r, "resolve_forced")? && !flag_of(r, "recovered")?,
+                resolved_at: opt_ms(r.try_get("resolved_at")?)?,
+                moments: Moments::default(),
+                stage_breached: Vec::new(),
+                loaner: flag_of(r, "loaner")?,
             };
+            let mut clock = OpenClock { moments: moments_of(r, &clock)?, ..clock };
+            for c in [ClockName::RemoteFix, ClockName::OnSiteFix, ClockName::Factory] {
+                if r.try_get::<Option<i64>, _>(format!("{}_breached_at", c.as_str()).as_str())?.is_some() {
+                    clock.stage_breached.push(c);
+                }
+            }
             out.push((clock, from_ms(r.try_get("updated_at")?)?));
         }
         Ok(out)
@@ -170,6 +182,27 @@ impl Store {
                     }
                     continue;
                 }
+                Firing::Breach { clock: clock @ (ClockName::RemoteFix | ClockName::OnSiteFix | ClockName::Factory), due, .. } => {
+                    // Each stage clock is missed at most once; the watch judged it unended.
+                    let column = format!("{}_breached_at", clock.as_str());
+                    (
+                        format!("UPDATE tickets SET {column} = $2, updated_at = $2 WHERE id = $1 AND {column} IS NULL"),
+                        format!("{} clock missed: due {}", clock.as_str().replace('_', "-"), due.to_rfc3339()),
+                    )
+                }
+                Firing::Loaner { since } => {
+                    let sql = "UPDATE tickets SET loaner = 1, updated_at = $2 WHERE id = $1 AND loaner = 0 AND state = $3";
+                    let q = sqlx::query(sql).bind(id.0).bind(ms(now)).bind(State::AtFactory.as_str());
+                    if q.execute(&mut *tx).await?.rows_affected() == 1 {
+                        let note = format!(
+                            "the unit went to the factory at {}: a loaner unit is owed while it is away",
+                            since.to_rfc3339()
+                        );
+                        append(tx, id.0, now, Entry::note(Event::Loaner, SYSTEM, &note)).await?;
+                        done.push(f.clone());
+                    }
+                    continue;
+                }
                 Firing::Inaction { since, to } => {
                     let sql = "UPDATE tickets SET inaction_escalated_at = $2, updated_at = $2 WHERE id = $1 \
                                AND state = $4 AND dispatched_at = $3 \
@@ -194,4 +227,17 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// The moments of a ticket's row that its stage clocks start and end on.
+pub(super) fn moments_of(r: &sqlx::sqlite::SqliteRow, c: &OpenClock) -> Result<Moments, StoreError> {
+    Ok(Moments {
+        opened_at: c.opened_at,
+        handed_on_at: opt_ms(r.try_get("handed_on_at")?)?,
+        on_site_at: c.on_site_at,
+        fixed_at: c.resolved_at.filter(|_| !c.awaiting_recovery),
+        factory_sent_at: opt_ms(r.try_get("factory_sent_at")?)?,
+        factory_arrived_at: opt_ms(r.try_get("factory_arrived_at")?)?,
+        factory_back_at: opt_ms(r.try_get("factory_back_at")?)?,
+    })
 }

@@ -152,6 +152,7 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (30, "report_mail", include_str!("../../migrations/sqlite/0030_report_mail.sql")),
     (31, "billable_at_cost", include_str!("../../migrations/sqlite/0031_billable_at_cost.sql")),
     (32, "visit_defects", include_str!("../../migrations/sqlite/0032_visit_defects.sql")),
+    (33, "factory_and_stage_clocks", include_str!("../../migrations/sqlite/0033_factory_and_stage_clocks.sql")),
 ];
 
 fn migrator() -> Migrator {

@@ -12,7 +12,7 @@ use super::{SYSTEM, Store, StoreError, TERMINAL, flag_of, from_ms, ms, named, op
 use crate::contracts::RepeatRule;
 use crate::domain::{CustomerId, DeviceId, FaultChange, FaultCode, OutboxState, SiteId, TicketId, Tier, VisitState};
 use crate::tickets::model::{
-    Billing, BillingClass, Category, Channel, Clock, Outcome, Reporter, Ticket, TicketFilter, TimelineEntry,
+    Billing, BillingClass, Category, Channel, Clock, FactoryTrip, Outcome, Reporter, Ticket, TicketFilter, TimelineEntry,
 };
 use crate::tickets::{Event, State, TransitionError, policy};
 
@@ -49,6 +49,8 @@ pub struct TransitionOptions<'a> {
     pub force: bool,
     /// The resolution replaced the unit: the repeat-repair rule counts afresh from here.
     pub unit_replaced: bool,
+    /// The factory's return number for a unit sent there (`at_factory`).
+    pub factory_ref: Option<&'a str>,
 }
 
 /// A fault event with the device's facts resolved, ready to be written.
@@ -97,6 +99,7 @@ const TICKET_COLUMNS: &str = "id, device, site, customer, kind, code, title, tie
      acknowledge_breached_at, on_site_breached_at, resolve_breached_at, escalation_level, loaner, dispatched_at, \
      inaction_escalated_at, warranty, billing, billing_reason, failed_repairs, replace_unit, silenced_by, resolve_forced, calendar_gap, \
      category, channel, reporter_name, reporter_phone, problem, reported_by, sensed, assignee, complaint_grade, \
+     handed_on_at, factory_sent_at, factory_arrived_at, factory_back_at, factory_ref, \
      CASE WHEN state IN ('resolved', 'closed', 'cancelled') THEN NULL \
      WHEN acknowledge_met IS NULL AND acknowledge_by IS NOT NULL THEN acknowledge_by \
      WHEN on_site_met IS NULL AND on_site_by IS NOT NULL THEN on_site_by \
@@ -174,6 +177,17 @@ fn ticket_from_row(r: &SqliteRow) -> Result<Ticket, StoreError> {
             resolve_forced: flag_of(r, "resolve_forced")?,
             calendar_gap: r.try_get("calendar_gap")?,
             next_due: opt_ms(r.try_get("next_due")?)?,
+            handed_on_at: opt_ms(r.try_get("handed_on_at")?)?,
+            stages: Vec::new(),
+        },
+        factory: match opt_ms(r.try_get("factory_sent_at")?)? {
+            Some(sent_at) => Some(FactoryTrip {
+                sent_at,
+                arrived_at: opt_ms(r.try_get("factory_arrived_at")?)?,
+                back_at: opt_ms(r.try_get("factory_back_at")?)?,
+                reference: r.try_get("factory_ref")?,
+            }),
+            None => None,
         },
         warranty: match r.try_get::<Option<String>, _>("warranty")? {
             Some(w) => Some(serde_json::from_str(&w).map_err(|e| StoreError::Corrupt(format!("warranty: {e}")))?),
@@ -374,10 +388,22 @@ impl Store {
         } else {
             ""
         };
+        // The first hand-on to the field ends the remote fix; a unit leaving the factory is back.
+        let handed = if matches!(to, State::Dispatched | State::OnSite | State::AtFactory) {
+            ", handed_on_at = COALESCE(handed_on_at, $3)"
+        } else {
+            ""
+        };
+        let back = if from == State::AtFactory { ", factory_back_at = $3" } else { "" };
         let set = match to {
             State::OnSite => {
                 ", on_site_at = COALESCE(on_site_at, $3), on_site_met = COALESCE(on_site_met, \
                  CASE WHEN on_site_by IS NULL THEN NULL WHEN $3 <= on_site_by THEN 1 ELSE 0 END)"
+            }
+            // Each trip to the factory is timed afresh.
+            State::AtFactory => {
+                ", factory_sent_at = $3, factory_arrived_at = NULL, factory_back_at = NULL, \
+                 factory_breached_at = NULL, factory_ref = $4"
             }
             // The resolve clock of a forced resolution is judged when the fault recovers (see `clear`);
             // one already breached stays missed.
@@ -394,10 +420,11 @@ impl Store {
             State::Open => ", closed_at = NULL, resolved_at = NULL, resolve_forced = 0",
             _ => "",
         };
-        let set = format!("{respond}{set}");
+        let set = format!("{respond}{handed}{back}{set}");
         let sql = format!("UPDATE tickets SET state = $1, updated_at = $3{set} WHERE id = $2");
-        let res =
-            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(to.as_str()).bind(id.0).bind(ms(now)).execute(&mut *tx).await;
+        let q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(to.as_str()).bind(id.0).bind(ms(now));
+        let q = if to == State::AtFactory { q.bind(opts.factory_ref) } else { q };
+        let res = q.execute(&mut *tx).await;
         match res {
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
                 return Err(TransitionFailure::Conflict(format!(
@@ -433,6 +460,54 @@ impl Store {
         if to == State::Resolved {
             self.resolved.notify_one();
         }
+        self.ticket(id).await?.ok_or(TransitionFailure::NotFound(id.0))
+    }
+
+    /// Records that the unit of a ticket `at_factory` reached the factory at `at` (not before it
+    /// was sent): the factory's clock starts there. Once a trip.
+    pub async fn factory_arrived(
+        &self,
+        id: TicketId,
+        at: DateTime<Utc>,
+        by: &str,
+        note: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Ticket, TransitionFailure> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(StoreError::from)?;
+        let row = sqlx::query("SELECT state, factory_sent_at, factory_arrived_at FROM tickets WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::from)?
+            .ok_or(TransitionFailure::NotFound(id.0))?;
+        let state = state_of(&row)?;
+        let sent = opt_ms(row.try_get("factory_sent_at").map_err(StoreError::from)?)?;
+        let arrived = opt_ms(row.try_get("factory_arrived_at").map_err(StoreError::from)?)?;
+        let refuse = |m: String| Err(TransitionFailure::Conflict(m));
+        match (state, sent, arrived) {
+            (State::AtFactory, _, Some(a)) => {
+                return refuse(format!("ticket {id}'s unit reached the factory at {}", a.to_rfc3339()));
+            }
+            (State::AtFactory, Some(s), None) if at < s => {
+                return refuse(format!("ticket {id}'s unit was sent at {}; it cannot arrive before", s.to_rfc3339()));
+            }
+            (State::AtFactory, Some(_), None) => {}
+            (s, _, _) => return refuse(format!("ticket {id} is {s}, not at the factory")),
+        }
+        sqlx::query("UPDATE tickets SET factory_arrived_at = $2, updated_at = $3 WHERE id = $1")
+            .bind(id.0)
+            .bind(ms(at))
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+        let text = if note.is_empty() {
+            format!("the unit reached the factory at {}", at.to_rfc3339())
+        } else {
+            format!("the unit reached the factory at {}: {note}", at.to_rfc3339())
+        };
+        append(&mut tx, id.0, now, Entry::note(Event::Factory, by, &text)).await?;
+        tx.commit().await.map_err(StoreError::from)?;
         self.ticket(id).await?.ok_or(TransitionFailure::NotFound(id.0))
     }
 

@@ -3,9 +3,11 @@
 //! at a time. The clock watcher (`desk::watch`) reads open tickets and fires what is due.
 
 use chrono::{DateTime, TimeDelta, Utc};
+use serde::Serialize;
 
 use super::State;
-use crate::contracts::{Contract, Milestone};
+use crate::calendar::Calendar;
+use crate::contracts::{Contract, Milestone, TierClocks};
 use crate::domain::{TicketId, Tier};
 
 /// What the store knows of an open ticket's clocks.
@@ -29,6 +31,13 @@ pub struct OpenClock {
     pub inaction_escalated_at: Option<DateTime<Utc>>,
     /// Resolved by force while its fault is still active: not fixed until the fault recovers.
     pub awaiting_recovery: bool,
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// The moments the stage clocks start and end on.
+    pub moments: Moments,
+    /// The stage clocks already missed.
+    pub stage_breached: Vec<ClockName>,
+    /// A loaner unit is owed (a resolve clock missed, or the unit at the factory).
+    pub loaner: bool,
 }
 
 impl OpenClock {
@@ -44,7 +53,93 @@ crate::domain::named! {
         Acknowledge = "acknowledge",
         OnSite = "on_site",
         Resolve = "resolve",
+        RemoteFix = "remote_fix",
+        OnSiteFix = "on_site_fix",
+        Factory = "factory",
     }
+}
+
+/// A ticket's moments that start and end its stage clocks.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Moments {
+    pub opened_at: DateTime<Utc>,
+    /// The first move to dispatched, on site or the factory: the phone did not fix it.
+    pub handed_on_at: Option<DateTime<Utc>>,
+    /// The first arrival on site.
+    pub on_site_at: Option<DateTime<Utc>>,
+    /// Fixed: resolved, and not by force with the fault still active.
+    pub fixed_at: Option<DateTime<Utc>>,
+    pub factory_sent_at: Option<DateTime<Utc>>,
+    pub factory_arrived_at: Option<DateTime<Utc>>,
+    pub factory_back_at: Option<DateTime<Utc>>,
+}
+
+impl Moments {
+    /// A ticket's moments as its answer gives them.
+    pub fn of(t: &super::Ticket) -> Moments {
+        let awaiting_recovery = t.clock.resolve_forced && !t.recovered;
+        Moments {
+            opened_at: t.opened_at,
+            handed_on_at: t.clock.handed_on_at,
+            on_site_at: t.clock.on_site_at,
+            fixed_at: t.resolved_at.filter(|_| !awaiting_recovery),
+            factory_sent_at: t.factory.as_ref().map(|f| f.sent_at),
+            factory_arrived_at: t.factory.as_ref().and_then(|f| f.arrived_at),
+            factory_back_at: t.factory.as_ref().and_then(|f| f.back_at),
+        }
+    }
+}
+
+/// Fills ticket `t`'s stage clocks from its governing contract, judged at `now`.
+pub(crate) fn fill_stages(t: &mut super::Ticket, contracts: &[Contract], now: DateTime<Utc>) {
+    let Some(c) = t.clock.contract.as_deref().and_then(|id| contracts.iter().find(|c| c.id == id)) else { return };
+    t.clock.stages = stages(c.clocks(t.tier), c.calendar.as_deref(), &Moments::of(t), now);
+}
+
+/// A clock that starts on a moment of the ticket rather than its opening.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Stage {
+    pub clock: ClockName,
+    pub started_at: DateTime<Utc>,
+    /// `null` when it needs a calendar the contract lacks.
+    pub due_by: Option<DateTime<Utc>>,
+    /// When it stopped: fixed, handed on, back from the factory.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// `null` while it runs in time, or when it stopped with nothing to judge (a remote fix
+    /// handed on to the field in time).
+    pub met: Option<bool>,
+}
+
+/// The stage clocks a ticket's tier clocks `c` run on its moments `m`, judged at `now`:
+/// - `remote_fix` from the opening, met by a fix before the ticket is handed on to the
+///   field; handed on in time, it stops unjudged (004: the phone could not fix it);
+/// - `on_site_fix` from the first arrival on site, met by a fix; stopped unjudged when the
+///   unit goes to the factory, whose clock takes over;
+/// - `factory` from the unit's arrival at the factory, met when it is back (or fixed).
+pub(crate) fn stages(c: &TierClocks, cal: Option<&Calendar>, m: &Moments, now: DateTime<Utc>) -> Vec<Stage> {
+    let mut out = Vec::new();
+    let mut stage = |clock: ClockName, spec: Option<crate::contracts::ClockSpec>, start: Option<DateTime<Utc>>,
+                     fixed: Option<DateTime<Utc>>, stop: Option<DateTime<Utc>>| {
+        let (Some(spec), Some(start)) = (spec, start) else { return };
+        let due_by = spec.deadline(start, cal);
+        let (fixed, stop) = (fixed.filter(|t| *t >= start), stop.filter(|t| *t >= start));
+        let in_time = |t: DateTime<Utc>| due_by.is_none_or(|d| t <= d);
+        let (ended_at, met) = match (fixed, stop) {
+            (Some(f), s) if s.is_none_or(|s| f <= s) => (Some(f), Some(in_time(f))),
+            (_, Some(s)) => (Some(s), if in_time(s) { None } else { Some(false) }),
+            _ => (None, due_by.filter(|d| *d <= now).map(|_| false)),
+        };
+        out.push(Stage { clock, started_at: start, due_by, ended_at, met });
+    };
+    stage(ClockName::RemoteFix, c.remote_fix, Some(m.opened_at), m.fixed_at, m.handed_on_at);
+    stage(ClockName::OnSiteFix, c.on_site_fix, m.on_site_at, m.fixed_at, m.factory_sent_at);
+    // Back from the factory is the end the factory's clock measures; a fix counts as back.
+    let back = match (m.factory_back_at, m.fixed_at) {
+        (Some(b), Some(f)) => Some(b.min(f)),
+        (b, f) => b.or(f),
+    };
+    stage(ClockName::Factory, c.factory, m.factory_arrived_at, back, None);
+    out
 }
 
 /// Something a clock makes happen to a ticket.
@@ -56,6 +151,8 @@ pub enum Firing {
     Escalate { level: u8, to: String, channel: String, due: DateTime<Utc>, unless: Milestone },
     /// Dispatched at `since` and no progress since for the contract's inaction time.
     Inaction { since: DateTime<Utc>, to: String },
+    /// The unit went to the factory at `since`: the contract owes a loaner while it is away.
+    Loaner { since: DateTime<Utc> },
 }
 
 fn reached(t: &OpenClock, m: Milestone) -> bool {
@@ -81,6 +178,18 @@ pub(crate) fn due(t: &OpenClock, contract: Option<&Contract>, now: DateTime<Utc>
         out.push(Firing::Breach { clock: ClockName::Resolve, due, loaner });
     }
     let Some(c) = contract else { return out };
+    for s in stages(c.clocks(t.tier), c.calendar.as_deref(), &t.moments, now) {
+        if let (None, Some(due)) = (s.ended_at, s.due_by.filter(|d| *d <= now))
+            && !t.stage_breached.contains(&s.clock)
+        {
+            out.push(Firing::Breach { clock: s.clock, due, loaner: false });
+        }
+    }
+    if let (State::AtFactory, true, false, Some(since)) =
+        (t.state, c.loaner_at_factory, t.loaner, t.moments.factory_sent_at)
+    {
+        out.push(Firing::Loaner { since });
+    }
     for step in &c.clocks(t.tier).escalation {
         let due = t.opened_at + TimeDelta::from_std(step.after).unwrap_or(TimeDelta::MAX);
         if step.level > t.escalation_level && due <= now && !reached(t, step.unless) {

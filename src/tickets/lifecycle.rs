@@ -13,16 +13,19 @@ pub enum State {
     Acknowledged,
     Dispatched,
     OnSite,
+    /// The unit is away at the factory for repair (RMA).
+    AtFactory,
     Resolved,
     Closed,
     Cancelled,
 }
 
-pub(crate) const ALL: [State; 7] = [
+pub(crate) const ALL: [State; 8] = [
     State::Open,
     State::Acknowledged,
     State::Dispatched,
     State::OnSite,
+    State::AtFactory,
     State::Resolved,
     State::Closed,
     State::Cancelled,
@@ -35,6 +38,7 @@ impl State {
             State::Acknowledged => "acknowledged",
             State::Dispatched => "dispatched",
             State::OnSite => "on_site",
+            State::AtFactory => "at_factory",
             State::Resolved => "resolved",
             State::Closed => "closed",
             State::Cancelled => "cancelled",
@@ -52,9 +56,11 @@ impl State {
         use State::*;
         match self {
             Open => &[Acknowledged, Dispatched, Resolved, Cancelled],
-            Acknowledged => &[Dispatched, OnSite, Resolved, Cancelled],
-            Dispatched => &[OnSite, Resolved, Cancelled],
-            OnSite => &[Dispatched, Resolved],
+            Acknowledged => &[Dispatched, OnSite, AtFactory, Resolved, Cancelled],
+            Dispatched => &[OnSite, AtFactory, Resolved, Cancelled],
+            OnSite => &[Dispatched, AtFactory, Resolved],
+            // Back from the factory: to be installed, installed, or fixed.
+            AtFactory => &[Dispatched, OnSite, Resolved],
             Resolved => &[Closed, Open],
             Closed => &[Open],
             Cancelled => &[],
@@ -118,9 +124,10 @@ mod tests {
     #[test]
     fn transitions_follow_the_table() {
         check_table(Open, &[Acknowledged, Dispatched, Resolved, Cancelled]);
-        check_table(Acknowledged, &[Dispatched, OnSite, Resolved, Cancelled]);
-        check_table(Dispatched, &[OnSite, Resolved, Cancelled]);
-        check_table(OnSite, &[Dispatched, Resolved]);
+        check_table(Acknowledged, &[Dispatched, OnSite, AtFactory, Resolved, Cancelled]);
+        check_table(Dispatched, &[OnSite, AtFactory, Resolved, Cancelled]);
+        check_table(OnSite, &[Dispatched, AtFactory, Resolved]);
+        check_table(AtFactory, &[Dispatched, OnSite, Resolved]);
         check_table(Resolved, &[Closed, Open]);
         check_table(Closed, &[Open]);
         check_table(Cancelled, &[]);

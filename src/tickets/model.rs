@@ -63,6 +63,8 @@ pub struct Ticket {
     pub warranty: Option<crate::contracts::WarrantyStatus>,
     /// free (in warranty), at_cost (out of warranty), or billable with a reason a person set.
     pub billing: Option<Billing>,
+    /// The unit's latest trip to the factory, if it made one.
+    pub factory: Option<FactoryTrip>,
     /// Repairs of this device and fault that did not hold (the fault came back within the contract's window).
     pub failed_repairs: i64,
     /// As many failed repairs as the contract allows (within its window, in warranty): replace the unit.
@@ -133,6 +135,24 @@ pub struct Clock {
     /// The deadline of the first clock still running (acknowledge, on site, resolve); `null`
     /// once the ticket is resolved, or when none runs.
     pub next_due: Option<DateTime<Utc>>,
+    /// The first move to dispatched, on site or the factory (the phone did not fix it).
+    pub handed_on_at: Option<DateTime<Utc>>,
+    /// The clocks that start on a moment of the ticket: the remote fix, the on-site fix, the
+    /// factory's repair (one ticket's answer only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<super::clocks::Stage>,
+}
+
+/// A unit's latest trip to the factory for repair (RMA).
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct FactoryTrip {
+    pub sent_at: DateTime<Utc>,
+    /// When it reached the factory; the factory's clock runs from here.
+    pub arrived_at: Option<DateTime<Utc>>,
+    /// When it left the factory's hands (the ticket left `at_factory`).
+    pub back_at: Option<DateTime<Utc>>,
+    /// The factory's return number or the carrier's waybill.
+    pub reference: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
@@ -213,6 +233,10 @@ crate::domain::named! {
         Comment = "comment",
         /// The repair record of an on-site repair was written.
         Repair = "repair",
+        /// The unit reached the factory (RMA): the factory's clock starts.
+        Factory = "factory",
+        /// A loaner unit is owed while the unit is at the factory.
+        Loaner = "loaner",
     }
 }
 

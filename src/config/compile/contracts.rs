@@ -232,6 +232,7 @@ pub(super) fn compile_contract(id: &str, c: &RawContract, k: &Known<'_>, r: &mut
             }
         };
         let (acknowledge, on_site, resolve) = (clock(&t.acknowledge), clock(&t.on_site), clock(&t.resolve));
+        let (remote_fix, on_site_fix, factory) = (clock(&t.remote_fix), clock(&t.on_site_fix), clock(&t.factory));
         let mut escalation = Vec::new();
         for e in &t.escalation {
             let after = match humantime::parse_duration(e.after.get_ref()) {
@@ -268,7 +269,7 @@ pub(super) fn compile_contract(id: &str, c: &RawContract, k: &Known<'_>, r: &mut
             }
             escalation.push(Escalation { level: *e.level.get_ref(), after, unless, to: e.to.clone(), channel });
         }
-        tiers[i] = TierClocks { acknowledge, on_site, resolve, escalation };
+        tiers[i] = TierClocks { acknowledge, on_site, resolve, remote_fix, on_site_fix, factory, escalation };
     }
     if r.problems.len() > before {
         return None;
@@ -349,6 +350,7 @@ pub(super) fn compile_contract(id: &str, c: &RawContract, k: &Known<'_>, r: &mut
         covers,
         tiers,
         loaner_on_resolve_breach: c.loaner_on_resolve_breach,
+        loaner_at_factory: c.loaner_at_factory,
         warranty,
         billable,
         at_cost,

@@ -5,7 +5,7 @@ use chrono::TimeDelta;
 use super::*;
 use crate::domain::{FaultChange, Tier};
 use crate::store::{FaultRecord, TransitionOptions};
-use crate::tickets::clocks::{ClockName, Firing};
+use crate::tickets::clocks::{ClockName, Firing, Moments};
 use crate::tickets::model::Ticket;
 
 /// Local time (+08:00) to UTC.
@@ -115,7 +115,6 @@ async fn every_shipped_contract_holds_when_kept_and_is_breached_when_not() {
         ("detailed-plan", "led-002", t("2026-06-06T23:50:00")),
         ("lighting", "lit-001", t("2025-06-01T20:00:00")),
         ("solar-heaters", "swh-001", t("2026-07-15T13:00:00")),
-        ("led-displays", "led-001", t("2026-09-30T10:00:00")),
     ];
     for (contract, device, t0) in cases {
         let (s, _d) = store().await;
@@ -127,12 +126,20 @@ async fn every_shipped_contract_holds_when_kept_and_is_breached_when_not() {
         let before = |by: Option<DateTime<Utc>>| by.map(|b| b - TimeDelta::minutes(1));
         let ack = before(clock.acknowledge_by).unwrap();
         s.transition(kept, State::Acknowledged, "desk", "", ack).await.unwrap();
+        // Handed on to the field at once: the phone's 30 minutes (004) end there.
+        s.transition(kept, State::Dispatched, "desk", "", ack).await.unwrap();
         run_once(&s, &f, ack).await.unwrap();
+        let tier = f.contracts.iter().find(|c| c.id == contract).unwrap().clocks(Tier::Major).clone();
+        let mut fixed = before(clock.resolve_by).unwrap();
         if let Some(on_site) = before(clock.on_site_by) {
-            s.transition(kept, State::OnSite, "eng", "", on_site.max(ack)).await.unwrap();
-            run_once(&s, &f, on_site.max(ack)).await.unwrap();
+            let on_site = on_site.max(ack);
+            s.transition(kept, State::OnSite, "eng", "", on_site).await.unwrap();
+            run_once(&s, &f, on_site).await.unwrap();
+            // Replaced on site within the contract's time from the arrival (004: 3 h).
+            if let Some(due) = tier.on_site_fix.and_then(|k| k.deadline(on_site, None)) {
+                fixed = fixed.min(due - TimeDelta::minutes(1));
+            }
         }
-        let fixed = before(clock.resolve_by).unwrap();
         recover(&s, &f, device, "kept", fixed).await;
         s.transition(kept, State::Resolved, "eng", "", fixed).await.unwrap();
         // Long after every deadline.
@@ -145,6 +152,9 @@ async fn every_shipped_contract_holds_when_kept_and_is_breached_when_not() {
         assert!(!events(&k).iter().any(|e| e.starts_with("breach")), "{contract}: {:#?}", events(&k));
         // The broken promise: nobody moved.
         let b = ticket(&s, broken).await;
+        if tier.remote_fix.is_some() {
+            assert!(events(&b).iter().any(|e| e.starts_with("breach: remote-fix clock missed")), "{:#?}", events(&b));
+        }
         assert_eq!(b.clock.acknowledge_met, Some(false), "{contract}");
         assert_eq!(b.clock.resolve_met, Some(false), "{contract}");
         let loaner = f.contracts.iter().find(|c| c.id == contract).unwrap().loaner_on_resolve_breach;
@@ -200,6 +210,10 @@ fn due_is_decided_from_the_persisted_clock_alone() {
         dispatched_at: None,
         inaction_escalated_at: None,
         awaiting_recovery: false,
+        resolved_at: None,
+        moments: Moments { opened_at: t("2026-06-01T10:00:00"), ..Moments::default() },
+        stage_breached: Vec::new(),
+        loaner: false,
     };
     let clocks = |t: &OpenClock, now: &str| -> Vec<ClockName> {
         due(t, None, super::tests::t(now))
@@ -371,7 +385,10 @@ async fn out_of_warranty_failed_repairs_do_not_replace_the_unit() {
 
 #[tokio::test]
 async fn a_ticket_whose_clock_runs_past_its_calendar_says_so() {
-    let f = fleet();
+    // The LED displays' contract with a resolve clock of 5 working days from the opening.
+    let mut f = (*fleet()).clone();
+    let led = f.contracts.iter_mut().find(|c| c.id == "led-displays").unwrap();
+    led.tiers[0].resolve = Some(crate::contracts::ClockSpec::WorkingDays(5));
     let (s, _d) = store().await;
     let id = open(&s, &f, "led-001", "screen_dark", Tier::Major, t("2026-12-29T10:00:00")).await;
     let gap = ticket(&s, id).await.clock.calendar_gap.expect("the ticket says its clock ran past the calendar");
@@ -428,4 +445,154 @@ async fn a_stale_copy_is_read_afresh_before_it_fires() {
     w.pass(&s, &f, at(10)).await.unwrap();
     let ta = ticket(&s, a).await;
     assert_eq!((ta.clock.escalation_level, ta.clock.acknowledge_met), (0, Some(true)), "{:#?}", events(&ta));
+}
+
+/// The stage clocks of one ticket of contract `id`, tier 1, with moments `m`, at `now`.
+fn stage_clocks(f: &Fleet, id: &str, m: &Moments, now: DateTime<Utc>) -> Vec<crate::tickets::clocks::Stage> {
+    let c = f.contracts.iter().find(|c| c.id == id).unwrap();
+    crate::tickets::clocks::stages(c.clocks(Tier::Major), c.calendar.as_deref(), m, now)
+}
+
+#[test]
+fn the_recorders_tender_fixes_by_phone_in_30_minutes_or_on_site_in_3_hours_of_arriving() {
+    let f = fleet();
+    let t0 = t("2026-06-01T10:00:00");
+    let opened = Moments { opened_at: t0, ..Moments::default() };
+    // 004 L65: fixed by phone at 10:20, no one sent.
+    let phone = Moments { fixed_at: Some(t("2026-06-01T10:20:00")), ..opened.clone() };
+    let s = stage_clocks(&f, "recorders-tender", &phone, t("2026-06-02T00:00:00"));
+    assert_eq!(s.len(), 1, "{s:#?}");
+    assert_eq!((s[0].clock, s[0].due_by, s[0].met), (ClockName::RemoteFix, Some(t("2026-06-01T10:30:00")), Some(true)));
+    // Fixed by phone, but at 10:31.
+    let late = Moments { fixed_at: Some(t("2026-06-01T10:31:00")), ..opened.clone() };
+    assert_eq!(stage_clocks(&f, "recorders-tender", &late, t("2026-06-02T00:00:00"))[0].met, Some(false));
+    // Handed on at 10:10: the phone could not fix it, nothing to judge; on site at 20:00,
+    // replaced by 22:59 (004 L61-62: 3 h).
+    let field = Moments {
+        handed_on_at: Some(t("2026-06-01T10:10:00")),
+        on_site_at: Some(t("2026-06-01T20:00:00")),
+        fixed_at: Some(t("2026-06-01T22:59:00")),
+        ..opened.clone()
+    };
+    let s = stage_clocks(&f, "recorders-tender", &field, t("2026-06-02T00:00:00"));
+    assert_eq!((s[0].ended_at, s[0].met), (Some(t("2026-06-01T10:10:00")), None));
+    assert_eq!((s[1].clock, s[1].due_by, s[1].met), (ClockName::OnSiteFix, Some(t("2026-06-01T23:00:00")), Some(true)));
+    // Handed on at 10:45: the 30 minutes ran out first.
+    let slow = Moments { handed_on_at: Some(t("2026-06-01T10:45:00")), ..opened.clone() };
+    assert_eq!(stage_clocks(&f, "recorders-tender", &slow, t("2026-06-02T00:00:00"))[0].met, Some(false));
+    // The watch: at 10:30 the remote fix is missed; on site at 20:00 and unfixed at 23:00,
+    // the on-site fix too; each once.
+    let clock = OpenClock {
+        id: TicketId(1),
+        tier: Tier::Major,
+        state: State::OnSite,
+        contract: Some("recorders-tender".into()),
+        opened_at: t0,
+        acknowledged_at: Some(t("2026-06-01T10:05:00")),
+        on_site_at: Some(t("2026-06-01T20:00:00")),
+        acknowledge_by: None,
+        on_site_by: None,
+        resolve_by: None,
+        acknowledge_breached: false,
+        on_site_breached: false,
+        resolve_breached: false,
+        escalation_level: 9,
+        dispatched_at: None,
+        inaction_escalated_at: None,
+        awaiting_recovery: false,
+        resolved_at: None,
+        moments: Moments { on_site_at: Some(t("2026-06-01T20:00:00")), ..opened.clone() },
+        stage_breached: Vec::new(),
+        loaner: false,
+    };
+    let c = f.contracts.iter().find(|c| c.id == "recorders-tender");
+    let breaches = |k: &OpenClock, now: &str| -> Vec<(ClockName, DateTime<Utc>)> {
+        due(k, c, t(now))
+            .into_iter()
+            .filter_map(|f| match f {
+                Firing::Breach { clock, due, .. } => Some((clock, due)),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(breaches(&clock, "2026-06-01T22:59:59"), vec![(ClockName::RemoteFix, t("2026-06-01T10:30:00"))]);
+    assert_eq!(
+        breaches(&clock, "2026-06-01T23:00:00"),
+        vec![(ClockName::RemoteFix, t("2026-06-01T10:30:00")), (ClockName::OnSiteFix, t("2026-06-01T23:00:00"))]
+    );
+    let missed = OpenClock { stage_breached: vec![ClockName::RemoteFix, ClockName::OnSiteFix], ..clock };
+    assert_eq!(breaches(&missed, "2026-06-02T23:00:00"), vec![]);
+}
+
+#[test]
+fn the_led_factory_clock_runs_5_working_days_from_the_units_arrival() {
+    let f = fleet();
+    // Sent on 28 September, at the factory on Wednesday 30 September at 10:00: 1–7 October
+    // are off and Saturday 10 October is worked, so 5 working days end on 13 October.
+    let m = Moments {
+        opened_at: t("2026-09-25T09:00:00"),
+        handed_on_at: Some(t("2026-09-28T09:00:00")),
+        factory_sent_at: Some(t("2026-09-28T09:00:00")),
+        factory_arrived_at: Some(t("2026-09-30T10:00:00")),
+        ..Moments::default()
+    };
+    let s = stage_clocks(&f, "led-displays", &m, t("2026-10-13T17:29:00"));
+    assert_eq!(s.len(), 1, "002 内容2 times the factory alone: {s:#?}");
+    assert_eq!((s[0].clock, s[0].started_at), (ClockName::Factory, t("2026-09-30T10:00:00")));
+    assert_eq!((s[0].due_by, s[0].met), (Some(t("2026-10-13T17:30:00")), None));
+    assert_eq!(stage_clocks(&f, "led-displays", &m, t("2026-10-13T17:30:00"))[0].met, Some(false));
+    let back = Moments { factory_back_at: Some(t("2026-10-12T15:00:00")), ..m.clone() };
+    assert_eq!(stage_clocks(&f, "led-displays", &back, t("2026-11-01T00:00:00"))[0].met, Some(true));
+    // Not arrived yet: no factory clock runs.
+    let away = Moments { factory_arrived_at: None, ..m };
+    assert!(stage_clocks(&f, "led-displays", &away, t("2026-11-01T00:00:00")).is_empty());
+}
+
+#[tokio::test]
+async fn a_unit_at_the_factory_is_timed_from_its_arrival_and_owes_a_loaner_while_away() {
+    let f = fleet();
+    let (s, _d) = store().await;
+    // The LED display: sent, arrived, missed, back.
+    let led = open(&s, &f, "led-001", "cabinet", Tier::Major, t("2026-09-25T09:00:00")).await;
+    s.transition(led, State::Acknowledged, "desk", "", t("2026-09-25T09:10:00")).await.unwrap();
+    let opts = TransitionOptions { factory_ref: Some("RMA-2026-0917"), ..Default::default() };
+    s.transition_with(led, State::AtFactory, "desk", "cabinet to the factory", t("2026-09-28T09:00:00"), opts)
+        .await
+        .unwrap();
+    run_once(&s, &f, t("2026-10-20T00:00:00")).await.unwrap();
+    assert!(!events(&ticket(&s, led).await).iter().any(|e| e.starts_with("breach")), "not arrived: no clock");
+    let early = s.factory_arrived(led, t("2026-09-27T09:00:00"), "desk", "", t("2026-09-30T12:00:00")).await;
+    assert!(early.unwrap_err().to_string().contains("cannot arrive before"));
+    s.factory_arrived(led, t("2026-09-30T10:00:00"), "desk", "receipt 88", t("2026-09-30T12:00:00")).await.unwrap();
+    let again = s.factory_arrived(led, t("2026-09-30T11:00:00"), "desk", "", t("2026-09-30T12:00:00")).await;
+    assert!(again.unwrap_err().to_string().contains("reached the factory"));
+    run_once(&s, &f, t("2026-10-13T17:29:00")).await.unwrap();
+    assert!(!events(&ticket(&s, led).await).iter().any(|e| e.starts_with("breach")));
+    run_once(&s, &f, t("2026-10-13T17:30:00")).await.unwrap();
+    run_once(&s, &f, t("2026-10-14T17:30:00")).await.unwrap();
+    let k = ticket(&s, led).await;
+    let breaches: Vec<String> = events(&k).into_iter().filter(|e| e.starts_with("breach")).collect();
+    assert_eq!(breaches, vec!["breach: factory clock missed: due 2026-10-13T09:30:00+00:00"], "once");
+    assert!(!k.clock.loaner, "002 内容2 promises no loaner");
+    s.transition(led, State::Dispatched, "desk", "back from the factory", t("2026-10-15T09:00:00")).await.unwrap();
+    let k = ticket(&s, led).await;
+    let trip = k.factory.clone().unwrap();
+    assert_eq!(trip.reference.as_deref(), Some("RMA-2026-0917"));
+    assert_eq!((trip.arrived_at, trip.back_at), (Some(t("2026-09-30T10:00:00")), Some(t("2026-10-15T09:00:00"))));
+    assert!(events(&k).iter().any(|e| e.contains("reached the factory at 2026-09-30T02:00:00+00:00: receipt 88")));
+    // The recorder: 004's standby unit while it is away, owed once.
+    let rec = open(&s, &f, "rec-001", "storage", Tier::Major, t("2026-06-01T10:00:00")).await;
+    s.transition(rec, State::Acknowledged, "desk", "", t("2026-06-01T10:05:00")).await.unwrap();
+    s.transition(rec, State::OnSite, "eng", "", t("2026-06-01T12:00:00")).await.unwrap();
+    s.transition(rec, State::AtFactory, "eng", "", t("2026-06-01T13:00:00")).await.unwrap();
+    run_once(&s, &f, t("2026-06-01T13:00:01")).await.unwrap();
+    run_once(&s, &f, t("2026-06-01T13:00:02")).await.unwrap();
+    let r = ticket(&s, rec).await;
+    assert!(r.clock.loaner);
+    let owed: Vec<String> = events(&r).into_iter().filter(|e| e.starts_with("loaner")).collect();
+    assert_eq!(owed.len(), 1, "{owed:#?}");
+    assert!(owed[0].contains("a loaner unit is owed while it is away"), "{owed:#?}");
+    // Going to the factory stopped the on-site fix unjudged, so no on-site-fix breach.
+    run_once(&s, &f, t("2026-06-01T17:00:00")).await.unwrap();
+    assert!(!events(&ticket(&s, rec).await).iter().any(|e| e.contains("on-site-fix")));
 }
