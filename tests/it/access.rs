@@ -32,6 +32,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/tickets/{id}/transition", "act_on_tickets"),
     ("POST", "/api/v1/tickets/{id}/assign", "assign"),
     ("POST", "/api/v1/tickets/{id}/comments", "comment"),
+    ("POST", "/api/v1/tickets/{id}/factory-arrival", "act_on_tickets"),
     ("PUT", "/api/v1/tickets/{id}/repair", "repair"),
     ("POST", "/api/v1/tickets/{id}/attachments", "repair"),
     ("GET", "/api/v1/tickets/{id}/attachments/{attachment}", "read_tickets"),
@@ -173,13 +174,18 @@ pub(crate) fn two_customers_quiet(http: &str) -> (Daemon, Sim) {
 
 /// [`two_customers_quiet`], with more keys in cust-1's contract `k`.
 pub(crate) fn two_customers_keyed(http: &str, keys: &str) -> (Daemon, Sim) {
+    two_customers_edited(http, &|k| k.replace("title = \"k\"\n", &format!("title = \"k\"\n{keys}\n")))
+}
+
+/// [`two_customers_quiet`], with cust-1's contract `k` as `edit` makes it.
+pub(crate) fn two_customers_edited(http: &str, edit: &dyn Fn(&str) -> String) -> (Daemon, Sim) {
     let broker = Broker::Embedded;
     let fleet = ["lit-a:lighting"];
     let (dir, prefix) = Daemon::setup(&fleet, "30s", "10m", &broker);
     let path = dir.path().join("aftercare.toml");
     let (k, _) = monthly_inspection("");
     let k2 = k.replace("contracts.k", "contracts.k2").replace("cust-1", "cust-2");
-    let k1 = k.replace("title = \"k\"\n", &format!("title = \"k\"\n{keys}\n"));
+    let k1 = edit(&k);
     let cfg = std::fs::read_to_string(&path).unwrap().replace("[http]\n", &format!("[http]\n{http}\n"))
         + "[[sites]]\nid = \"site-b\"\nutc_offset = \"+08:00\"\n[[customers]]\nid = \"cust-2\"\n\
            [[devices]]\nid = \"lit-b\"\nkind = \"lighting\"\nsite = \"site-b\"\ncustomer = \"cust-2\"\n\

@@ -172,3 +172,86 @@ async fn a_cause_the_contract_charges_at_cost_only_bills_the_repair_at_cost() {
         "{classes:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_sent_to_the_factory_is_timed_from_its_arrival_with_a_loaner_while_away() {
+    // A contract whose phone fix takes 2 s and whose factory repairs take 3 s, with a loaner
+    // while the unit is away (as 004 and 002 L108, quicker).
+    let tiers = "{ acknowledge = \"1h\", remote_fix = \"2s\", factory = \"3s\" }";
+    let (d, _sim) = crate::access::two_customers_edited("", &|k| {
+        k.replace("title = \"k\"\n", "title = \"k\"\nloaner_at_factory = true\n")
+            .replace("{ acknowledge = \"1h\" }", tiers)
+    });
+    let (desk, eng, customer) = (as_user(&token_of("dee")), as_user(&token_of("eve")), as_user(&token_of("cat")));
+    let call = json!({"channel": "phone", "category": "fault", "device": "lit-a", "problem": "the cabinet is dark"});
+    let (status, t) = send(desk.post(d.url("/api/v1/tickets")).json(&call)).await;
+    assert_eq!(status, 201, "{t}");
+    let id = t["id"].clone();
+    let url = |tail: &str| d.url(&format!("/api/v1/tickets/{id}{tail}"));
+    let stage = |t: &Value, clock: &str| -> Value {
+        t["clock"]["stages"].as_array().and_then(|s| s.iter().find(|x| x["clock"] == json!(clock)).cloned()).unwrap_or(Value::Null)
+    };
+    let (_, t) = send(desk.get(url(""))).await;
+    let remote = stage(&t, "remote_fix");
+    assert_eq!(remote["started_at"], t["opened_at"], "{t}");
+    // Nobody fixed it by phone or sent anyone: the 2 s run out, once.
+    let timeline = || async {
+        let (_, t) = send(desk.get(url(""))).await;
+        t["timeline"].as_array().unwrap().iter().map(|e| format!("{}: {}", e["event"].as_str().unwrap(), e["note"].as_str().unwrap())).collect::<Vec<String>>()
+    };
+    wait_for("the remote fix missed", 20, || async {
+        timeline().await.iter().any(|e| e.starts_with("breach: remote-fix clock missed")).then_some(())
+    })
+    .await;
+    // Sent to the factory with its return number; a reference needs that move, one line.
+    let (status, e) = send(desk.post(url("/transition")).json(&json!({"to": "acknowledged", "factory_ref": "x"}))).await;
+    assert_eq!(status, 400, "{e}");
+    let (status, _) = send(desk.post(url("/transition")).json(&json!({"to": "acknowledged"}))).await;
+    assert_eq!(status, 200);
+    let bad = json!({"to": "at_factory", "factory_ref": "RMA\n7"});
+    assert_eq!(send(desk.post(url("/transition")).json(&bad)).await.0, 400);
+    let (status, e) = send(desk.post(url("/factory-arrival")).json(&json!({}))).await;
+    assert_eq!(status, 409, "not at the factory yet: {e}");
+    let (status, t) =
+        send(desk.post(url("/transition")).json(&json!({"to": "at_factory", "factory_ref": "RMA-2026-7", "note": "to the factory"}))).await;
+    assert_eq!(status, 200, "{t}");
+    assert_eq!((t["state"].clone(), t["factory"]["reference"].clone()), (json!("at_factory"), json!("RMA-2026-7")));
+    assert_eq!(t["factory"]["arrived_at"], Value::Null);
+    assert_eq!(stage(&t, "factory"), Value::Null, "no factory clock before the unit is there");
+    // The loaner is owed while it is away, once.
+    wait_for("the loaner owed", 20, || async {
+        let (_, t) = send(desk.get(url(""))).await;
+        (t["clock"]["loaner"] == json!(true)).then_some(())
+    })
+    .await;
+    let owed: Vec<String> = timeline().await.into_iter().filter(|e| e.starts_with("loaner:")).collect();
+    assert_eq!(owed.len(), 1, "{owed:?}");
+    // Who records the arrival: not the customer, and not in the future.
+    assert_eq!(send(customer.post(url("/factory-arrival")).json(&json!({}))).await.0, 403);
+    let future = json!({"at": "2999-01-01T00:00:00+08:00"});
+    assert_eq!(send(eng.post(url("/factory-arrival")).json(&future)).await.0, 400);
+    let (status, t) = send(eng.post(url("/factory-arrival")).json(&json!({"note": "<b>receipt 88</b>"}))).await;
+    assert_eq!(status, 200, "{t}");
+    let factory = stage(&t, "factory");
+    assert_eq!(factory["started_at"], t["factory"]["arrived_at"], "{t}");
+    let (start, due) = (factory["started_at"].as_str().unwrap(), factory["due_by"].as_str().unwrap());
+    let span = chrono::DateTime::parse_from_rfc3339(due).unwrap() - chrono::DateTime::parse_from_rfc3339(start).unwrap();
+    assert_eq!(span, chrono::TimeDelta::seconds(3));
+    assert_eq!(send(eng.post(url("/factory-arrival")).json(&json!({}))).await.0, 409, "once a trip");
+    wait_for("the factory's clock missed", 20, || async {
+        timeline().await.iter().any(|e| e.starts_with("breach: factory clock missed")).then_some(())
+    })
+    .await;
+    // Back: the trip ends, the clock judged missed; the customer sees the trip and its clock.
+    let (status, t) = send(desk.post(url("/transition")).json(&json!({"to": "dispatched"}))).await;
+    assert_eq!(status, 200, "{t}");
+    assert!(t["factory"]["back_at"].is_string(), "{t}");
+    let (status, t) = send(customer.get(url(""))).await;
+    assert_eq!(status, 200);
+    assert_eq!(stage(&t, "factory")["met"], json!(false), "{t}");
+    let arrived = timeline().await;
+    assert!(
+        arrived.iter().any(|e| e.starts_with("factory: the unit reached the factory at ") && e.ends_with(": <b>receipt 88</b>")),
+        "{arrived:?}"
+    );
+}
