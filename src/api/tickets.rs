@@ -497,18 +497,31 @@ async fn factory_arrival(
 ) -> Result<Response, ApiError> {
     let id = ticket_id(&id)?;
     let Json(b) = body?;
-    let ticket = seen_ticket(&s, &p, id).await?;
+    let t = arrived_at_factory(&s, &p, id, b.at.map(|t| t.to_utc()), &b.note).await?;
+    Ok(Json(t).into_response())
+}
+
+/// Records as `p` that ticket `id`'s unit reached the factory at `at` (now when `None`), by the
+/// API's rules (the console's form too); the ticket as answered.
+pub(super) async fn arrived_at_factory(
+    s: &AppState,
+    p: &Principal,
+    id: TicketId,
+    at: Option<chrono::DateTime<chrono::Utc>>,
+    text: &str,
+) -> Result<crate::tickets::Ticket, ApiError> {
+    let ticket = seen_ticket(s, p, id).await?;
     if !crate::access::may_move_to(p.role, TicketState::AtFactory) {
         return Err(ApiError(StatusCode::FORBIDDEN, format!("a {} does not send units to the factory", p.role)));
     }
-    not_anothers(&p, ticket.assignee.as_deref())?;
+    not_anothers(p, ticket.assignee.as_deref())?;
     let now = s.clock.now();
-    let at = b.at.map_or(now, |t| t.to_utc());
+    let at = at.unwrap_or(now);
     if at > now {
         return Err(ApiError(StatusCode::BAD_REQUEST, format!("the arrival {} is in the future", at.to_rfc3339())));
     }
-    let t = s.store.factory_arrived(id, at, &p.name, note(&b.note)?, now).await.map_err(failure)?;
-    Ok(Json(with_record(&s, t).await?).into_response())
+    let t = s.store.factory_arrived(id, at, &p.name, note(text)?, now).await.map_err(failure)?;
+    with_record(s, t).await
 }
 
 /// The longest note or comment taken, in characters.
@@ -613,14 +626,13 @@ pub(super) async fn act(
         }
         None => None,
     };
-    let opts =
-        TransitionOptions {
-            billable: b.billable.as_deref(),
-            at_cost,
-            force: b.force,
-            unit_replaced: b.unit_replaced,
-            factory_ref: b.factory_ref.as_deref().map(str::trim).filter(|r| !r.is_empty()),
-        };
+    let opts = TransitionOptions {
+        billable: b.billable.as_deref(),
+        at_cost,
+        force: b.force,
+        unit_replaced: b.unit_replaced,
+        factory_ref: b.factory_ref.as_deref().map(str::trim).filter(|r| !r.is_empty()),
+    };
     let moved = s.store.transition_with(id, to, &p.name, text, s.clock.now(), opts).await;
     // The record is kept once the move stands: a refused move keeps nothing.
     if moved.is_ok()

@@ -61,7 +61,8 @@ fn every_shipped_contract_loads_with_clocks_for_every_tier() {
     for k in &c.fleet.contracts {
         for (i, t) in k.tiers.iter().enumerate() {
             // The LED displays' source (002 内容2) times factory repairs alone.
-            let timed = (t.acknowledge.is_some() && t.resolve.is_some()) || (k.id == "led-displays" && t.factory.is_some());
+            let timed =
+                (t.acknowledge.is_some() && t.resolve.is_some()) || (k.id == "led-displays" && t.factory.is_some());
             assert!(timed, "{} tier {}", k.id, i + 1);
         }
         assert!(k.calendar.is_some(), "{}", k.id);

@@ -289,7 +289,8 @@ impl Contract {
         let c = self.clocks(tier);
         let cal = self.calendar.as_deref();
         let by = |clock: Option<ClockSpec>| clock.and_then(|k| k.deadline(at, cal));
-        let none = [c.acknowledge, c.on_site, c.resolve, c.remote_fix, c.on_site_fix, c.factory].iter().all(Option::is_none);
+        let none =
+            [c.acknowledge, c.on_site, c.resolve, c.remote_fix, c.on_site_fix, c.factory].iter().all(Option::is_none);
         let (acknowledge_by, on_site_by, resolve_by) = (by(c.acknowledge), by(c.on_site), by(c.resolve));
         // Only clocks counted on the calendar can run into a year it does not know.
         let gap = [(c.acknowledge, acknowledge_by), (c.on_site, on_site_by), (c.resolve, resolve_by)]

@@ -27,6 +27,25 @@ pub fn state(lang: Lang, s: State) -> &'static str {
     }
 }
 
+/// What a stage clock's deadline is for, as a label: "Fixed by phone by".
+pub fn stage(lang: Lang, c: crate::tickets::clocks::ClockName) -> &'static str {
+    use crate::tickets::clocks::ClockName as C;
+    match (lang, c) {
+        (Lang::En, C::RemoteFix) => "Fixed by phone by",
+        (Lang::En, C::OnSiteFix) => "Fixed on site by",
+        (Lang::En, C::Factory) => "Back from the factory by",
+        (Lang::En, C::Acknowledge) => "Acknowledge by",
+        (Lang::En, C::OnSite) => "On site by",
+        (Lang::En, C::Resolve) => "Resolve by",
+        (Lang::Zh, C::RemoteFix) => "电话解决时限",
+        (Lang::Zh, C::OnSiteFix) => "现场修复时限",
+        (Lang::Zh, C::Factory) => "返厂维修时限",
+        (Lang::Zh, C::Acknowledge) => "响应时限",
+        (Lang::Zh, C::OnSite) => "到场时限",
+        (Lang::Zh, C::Resolve) => "修复时限",
+    }
+}
+
 pub fn category(lang: Lang, c: Category) -> &'static str {
     match (lang, c) {
         (Lang::En, Category::Fault) => "Fault",

@@ -182,7 +182,11 @@ impl Store {
                     }
                     continue;
                 }
-                Firing::Breach { clock: clock @ (ClockName::RemoteFix | ClockName::OnSiteFix | ClockName::Factory), due, .. } => {
+                Firing::Breach {
+                    clock: clock @ (ClockName::RemoteFix | ClockName::OnSiteFix | ClockName::Factory),
+                    due,
+                    ..
+                } => {
                     // Each stage clock is missed at most once; the watch judged it unended.
                     let column = format!("{}_breached_at", clock.as_str());
                     (
@@ -191,7 +195,8 @@ impl Store {
                     )
                 }
                 Firing::Loaner { since } => {
-                    let sql = "UPDATE tickets SET loaner = 1, updated_at = $2 WHERE id = $1 AND loaner = 0 AND state = $3";
+                    let sql =
+                        "UPDATE tickets SET loaner = 1, updated_at = $2 WHERE id = $1 AND loaner = 0 AND state = $3";
                     let q = sqlx::query(sql).bind(id.0).bind(ms(now)).bind(State::AtFactory.as_str());
                     if q.execute(&mut *tx).await?.rows_affected() == 1 {
                         let note = format!(

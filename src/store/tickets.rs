@@ -12,7 +12,8 @@ use super::{SYSTEM, Store, StoreError, TERMINAL, flag_of, from_ms, ms, named, op
 use crate::contracts::RepeatRule;
 use crate::domain::{CustomerId, DeviceId, FaultChange, FaultCode, OutboxState, SiteId, TicketId, Tier, VisitState};
 use crate::tickets::model::{
-    Billing, BillingClass, Category, Channel, Clock, FactoryTrip, Outcome, Reporter, Ticket, TicketFilter, TimelineEntry,
+    Billing, BillingClass, Category, Channel, Clock, FactoryTrip, Outcome, Reporter, Ticket, TicketFilter,
+    TimelineEntry,
 };
 use crate::tickets::{Event, State, TransitionError, policy};
 
@@ -501,10 +502,11 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(StoreError::from)?;
+        let when = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, false);
         let text = if note.is_empty() {
-            format!("the unit reached the factory at {}", at.to_rfc3339())
+            format!("the unit reached the factory at {when}")
         } else {
-            format!("the unit reached the factory at {}: {note}", at.to_rfc3339())
+            format!("the unit reached the factory at {when}: {note}")
         };
         append(&mut tx, id.0, now, Entry::note(Event::Factory, by, &text)).await?;
         tx.commit().await.map_err(StoreError::from)?;

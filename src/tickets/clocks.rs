@@ -118,8 +118,11 @@ pub struct Stage {
 /// - `factory` from the unit's arrival at the factory, met when it is back (or fixed).
 pub(crate) fn stages(c: &TierClocks, cal: Option<&Calendar>, m: &Moments, now: DateTime<Utc>) -> Vec<Stage> {
     let mut out = Vec::new();
-    let mut stage = |clock: ClockName, spec: Option<crate::contracts::ClockSpec>, start: Option<DateTime<Utc>>,
-                     fixed: Option<DateTime<Utc>>, stop: Option<DateTime<Utc>>| {
+    let mut stage = |clock: ClockName,
+                     spec: Option<crate::contracts::ClockSpec>,
+                     start: Option<DateTime<Utc>>,
+                     fixed: Option<DateTime<Utc>>,
+                     stop: Option<DateTime<Utc>>| {
         let (Some(spec), Some(start)) = (spec, start) else { return };
         let due_by = spec.deadline(start, cal);
         let (fixed, stop) = (fixed.filter(|t| *t >= start), stop.filter(|t| *t >= start));

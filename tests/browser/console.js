@@ -41,6 +41,26 @@ async function noSideScroll(page) {
 const PHOTO = "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAEUlEQVR4nGM4ISeHFTEMLQkAkL9BAbKfPiIAAAAASUVORK5CYII=";
 
 const scenarios = {
+  // The desk sends a unit to the factory with its return number, then records its arrival:
+  // the page shows the trip and the factory's deadline.
+  async factory(page) {
+    const [id] = args;
+    await logIn(page, "/tickets/" + id);
+    await page.locator("#to").selectOption("at_factory");
+    await page.locator("#factory_ref").fill("RMA-88 <i>");
+    await page.getByRole("button", { name: "Move to" }).click();
+    const facts = page.locator("dl.facts");
+    await facts.getByText("RMA-88 <i>").waitFor({ timeout: 10000 });
+    if ((await page.locator("dl.facts i").count()) > 0) fail("the return number was taken as markup");
+    await page.getByRole("button", { name: "Arrived at the factory" }).click();
+    await facts.getByText("Back from the factory by").waitFor({ timeout: 10000 });
+    if ((await page.getByRole("button", { name: "Arrived at the factory" }).count()) > 0) fail("the arrival can be recorded twice");
+    const due = await facts.locator("dt:text('Back from the factory by') + dd").textContent();
+    const trip = await facts.locator("dt:text('Factory repair') + dd").textContent();
+    console.log("SEEN " + JSON.stringify({ due: due.trim(), trip: trip.replace(/\s+/g, " ").trim() }));
+    await page.screenshot({ path: path.join(shots, "console-factory.png"), fullPage: true });
+  },
+
   // In Chinese, the ticket queue has no English left: only the ids of devices, sites and
   // people (given as arguments) are in Latin letters.
   async zh(page) {

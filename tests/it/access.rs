@@ -79,6 +79,7 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/tickets/{id}", "read_tickets"),
     ("POST", "/tickets/{id}/act", "act_on_tickets"),
     ("POST", "/tickets/{id}/comment", "comment"),
+    ("POST", "/tickets/{id}/factory-arrival", "act_on_tickets"),
     ("POST", "/tickets/{id}/repair", "repair"),
     ("GET", "/reports", "read_reports"),
     ("GET", "/visits", "read_work_orders"),

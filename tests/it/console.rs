@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::access::{token_of, two_customers_quiet};
+use crate::access::{token_of, two_customers_edited, two_customers_quiet};
 use crate::harness::*;
 
 const PASSWORD: &str = "a console password 1";
@@ -479,4 +479,44 @@ async fn every_page_passes_an_accessibility_audit_and_the_keyboard_reaches_it() 
     let pages: usize = b.expect("SEEN", 120).parse().unwrap();
     b.finish();
     assert_eq!(pages, 26);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_desk_sends_a_unit_to_the_factory_and_records_its_arrival_on_the_ticket_page() {
+    let Some(chromium) = chromium() else { return };
+    let tiers = "{ acknowledge = \"1h\", factory = \"2h\" }";
+    let (d, mut sim) = two_customers_edited("", &|k| k.replace("{ acknowledge = \"1h\" }", tiers));
+    passwords(&d, &["dee"]);
+    sim.send("inject lit-a leakage");
+    let t = wait_for("the fault's ticket", 30, || async {
+        let t = get(&d.url("/api/v1/tickets?device=lit-a")).await;
+        t.as_array()?.first().cloned()
+    })
+    .await;
+    let id = t["id"].to_string();
+    let url = d.url(&format!("/api/v1/tickets/{id}/transition"));
+    let r = as_user(&token_of("dee")).post(url).json(&json!({"to": "acknowledged"})).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let mut b = Browser::start(&chromium, "factory", &d, "dee", &[&id]);
+    let seen: Value = serde_json::from_str(&b.expect("SEEN", 60)).unwrap();
+    b.finish();
+    let t: Value = as_user(&token_of("dee"))
+        .get(d.url(&format!("/api/v1/tickets/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((&t["state"], &t["factory"]["reference"]), (&json!("at_factory"), &json!("RMA-88 <i>")), "{t}");
+    let stage =
+        t["clock"]["stages"].as_array().unwrap().iter().find(|s| s["clock"] == json!("factory")).cloned().unwrap();
+    let arrived = chrono::DateTime::parse_from_rfc3339(t["factory"]["arrived_at"].as_str().unwrap()).unwrap();
+    let due = chrono::DateTime::parse_from_rfc3339(stage["due_by"].as_str().unwrap()).unwrap();
+    assert_eq!(due - arrived, chrono::TimeDelta::hours(2), "{t}");
+    // The page shows that deadline in the site's time (+08:00).
+    let local =
+        due.with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap()).format("%Y-%m-%d %H:%M").to_string();
+    assert!(seen["due"].as_str().unwrap().contains(&local), "{seen} vs {local}");
+    assert!(seen["trip"].as_str().unwrap().contains("RMA-88 <i>"), "{seen}");
 }

@@ -189,7 +189,10 @@ async fn a_unit_sent_to_the_factory_is_timed_from_its_arrival_with_a_loaner_whil
     let id = t["id"].clone();
     let url = |tail: &str| d.url(&format!("/api/v1/tickets/{id}{tail}"));
     let stage = |t: &Value, clock: &str| -> Value {
-        t["clock"]["stages"].as_array().and_then(|s| s.iter().find(|x| x["clock"] == json!(clock)).cloned()).unwrap_or(Value::Null)
+        t["clock"]["stages"]
+            .as_array()
+            .and_then(|s| s.iter().find(|x| x["clock"] == json!(clock)).cloned())
+            .unwrap_or(Value::Null)
     };
     let (_, t) = send(desk.get(url(""))).await;
     let remote = stage(&t, "remote_fix");
@@ -197,14 +200,20 @@ async fn a_unit_sent_to_the_factory_is_timed_from_its_arrival_with_a_loaner_whil
     // Nobody fixed it by phone or sent anyone: the 2 s run out, once.
     let timeline = || async {
         let (_, t) = send(desk.get(url(""))).await;
-        t["timeline"].as_array().unwrap().iter().map(|e| format!("{}: {}", e["event"].as_str().unwrap(), e["note"].as_str().unwrap())).collect::<Vec<String>>()
+        t["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| format!("{}: {}", e["event"].as_str().unwrap(), e["note"].as_str().unwrap()))
+            .collect::<Vec<String>>()
     };
     wait_for("the remote fix missed", 20, || async {
         timeline().await.iter().any(|e| e.starts_with("breach: remote-fix clock missed")).then_some(())
     })
     .await;
     // Sent to the factory with its return number; a reference needs that move, one line.
-    let (status, e) = send(desk.post(url("/transition")).json(&json!({"to": "acknowledged", "factory_ref": "x"}))).await;
+    let (status, e) =
+        send(desk.post(url("/transition")).json(&json!({"to": "acknowledged", "factory_ref": "x"}))).await;
     assert_eq!(status, 400, "{e}");
     let (status, _) = send(desk.post(url("/transition")).json(&json!({"to": "acknowledged"}))).await;
     assert_eq!(status, 200);
@@ -212,8 +221,11 @@ async fn a_unit_sent_to_the_factory_is_timed_from_its_arrival_with_a_loaner_whil
     assert_eq!(send(desk.post(url("/transition")).json(&bad)).await.0, 400);
     let (status, e) = send(desk.post(url("/factory-arrival")).json(&json!({}))).await;
     assert_eq!(status, 409, "not at the factory yet: {e}");
-    let (status, t) =
-        send(desk.post(url("/transition")).json(&json!({"to": "at_factory", "factory_ref": "RMA-2026-7", "note": "to the factory"}))).await;
+    let (status, t) = send(
+        desk.post(url("/transition"))
+            .json(&json!({"to": "at_factory", "factory_ref": "RMA-2026-7", "note": "to the factory"})),
+    )
+    .await;
     assert_eq!(status, 200, "{t}");
     assert_eq!((t["state"].clone(), t["factory"]["reference"].clone()), (json!("at_factory"), json!("RMA-2026-7")));
     assert_eq!(t["factory"]["arrived_at"], Value::Null);
@@ -235,7 +247,8 @@ async fn a_unit_sent_to_the_factory_is_timed_from_its_arrival_with_a_loaner_whil
     let factory = stage(&t, "factory");
     assert_eq!(factory["started_at"], t["factory"]["arrived_at"], "{t}");
     let (start, due) = (factory["started_at"].as_str().unwrap(), factory["due_by"].as_str().unwrap());
-    let span = chrono::DateTime::parse_from_rfc3339(due).unwrap() - chrono::DateTime::parse_from_rfc3339(start).unwrap();
+    let span =
+        chrono::DateTime::parse_from_rfc3339(due).unwrap() - chrono::DateTime::parse_from_rfc3339(start).unwrap();
     assert_eq!(span, chrono::TimeDelta::seconds(3));
     assert_eq!(send(eng.post(url("/factory-arrival")).json(&json!({}))).await.0, 409, "once a trip");
     wait_for("the factory's clock missed", 20, || async {
@@ -251,7 +264,9 @@ async fn a_unit_sent_to_the_factory_is_timed_from_its_arrival_with_a_loaner_whil
     assert_eq!(stage(&t, "factory")["met"], json!(false), "{t}");
     let arrived = timeline().await;
     assert!(
-        arrived.iter().any(|e| e.starts_with("factory: the unit reached the factory at ") && e.ends_with(": <b>receipt 88</b>")),
+        arrived
+            .iter()
+            .any(|e| e.starts_with("factory: the unit reached the factory at ") && e.ends_with(": <b>receipt 88</b>")),
         "{arrived:?}"
     );
 }

@@ -38,6 +38,7 @@ pub(super) fn routes(s: &AppState) -> Routes {
         .page("/tickets/{id}", Perm::ReadTickets, pages::ticket)
         .form("/tickets/{id}/act", Perm::ActOnTickets, pages::act)
         .form("/tickets/{id}/comment", Perm::Comment, pages::comment)
+        .form("/tickets/{id}/factory-arrival", Perm::ActOnTickets, pages::factory_arrival)
         .form("/tickets/{id}/repair", Perm::Repair, pages::repair)
         .page("/live", Perm::ReadTickets, pages::live)
         .page("/work", Perm::SignedIn, pages::my_work)

@@ -17,7 +17,8 @@ use super::{csrf_ok, csrf_token, lang_of, local, page, secure, see_other, shown}
 use crate::access::{Perm, Principal, Role, may_move_to};
 use crate::api::guard::{AuditNote, ClientIp, same_origin};
 use crate::api::tickets::{
-    NewTicket, ReporterBody, TransitionBody, act as move_ticket, comment_on, report, seen_ticket, ticket_id,
+    NewTicket, ReporterBody, TransitionBody, act as move_ticket, arrived_at_factory, comment_on, report, seen_ticket,
+    ticket_id,
 };
 use crate::api::{ApiError, AppState};
 use crate::report::Lang;
@@ -373,6 +374,36 @@ pub(super) async fn ticket(
             dt { (w.acknowledge_by) } dd { (at(t.clock.acknowledge_by)) }
             dt { (w.on_site_by) } dd { (at(t.clock.on_site_by)) }
             dt { (w.resolve_by) } dd { (at(t.clock.resolve_by)) }
+            @for st in &t.clock.stages {
+                dt { (words::stage(lang, st.clock)) }
+                dd {
+                    (at(st.due_by))
+                    @match st.met {
+                        Some(true) => { " · " span.met { (w.met) } }
+                        Some(false) => { " · " span.missed { (w.missed) } }
+                        None => {}
+                    }
+                }
+            }
+            @if let Some(f) = &t.factory {
+                dt { (w.factory_trip) }
+                dd {
+                    (w.factory_sent) " " (local(f.sent_at, offset))
+                    @if let Some(r) = &f.reference { " · " (r) }
+                    @if let Some(a) = f.arrived_at { br; (w.factory_arrived) " " (local(a, offset)) }
+                    @if let Some(b) = f.back_at { br; (w.factory_back) " " (local(b, offset)) }
+                }
+            }
+        }
+        @if t.state == TicketState::AtFactory && t.factory.as_ref().is_some_and(|f| f.arrived_at.is_none())
+            && p.may(Perm::ActOnTickets) && may_move_to(p.role, TicketState::AtFactory)
+        {
+            form.act method="post" action=(format!("/tickets/{}/factory-arrival", t.id.0)) {
+                input type="hidden" name="csrf" value=(csrf);
+                label for="arrival_note" { (w.note) }
+                input #arrival_note name="note" maxlength="4000";
+                button type="submit" { (w.factory_arrived_now) }
+            }
         }
         @if !targets.is_empty() {
             form.act method="post" action=(format!("/tickets/{}/act", t.id.0)) {
@@ -394,6 +425,10 @@ pub(super) async fn ticket(
                 }
                 label for="note" { (w.note) }
                 input #note name="note" maxlength="4000";
+                @if targets.contains(&TicketState::AtFactory) {
+                    label for="factory_ref" { (w.factory_ref) }
+                    input #factory_ref name="factory_ref" maxlength="100";
+                }
                 button type="submit" { (w.move_to) }
             }
         }
@@ -692,6 +727,9 @@ pub(super) struct ActForm {
     note: String,
     #[serde(default)]
     assignee: String,
+    /// With a move to the factory: its return number.
+    #[serde(default)]
+    factory_ref: String,
 }
 
 /// A move from the ticket page, by the API's own function.
@@ -713,14 +751,42 @@ pub(super) async fn act(
         Ok(t) => t.assignee,
         Err(e) => return shown(&headers, e),
     };
+    let factory_ref = Some(f.factory_ref.trim().to_string()).filter(|r| !r.is_empty() && f.to == "at_factory");
     let b = TransitionBody {
         to: f.to,
         note: f.note,
         // "—" keeps whoever has it; naming the one who has it changes nothing either.
         assignee: Some(f.assignee).filter(|a| !a.is_empty()).filter(|a| current.as_deref() != Some(a.as_str())),
+        factory_ref,
         ..TransitionBody::default()
     };
     after(&headers, move_ticket(&s, &p, id, b).await.map(|_| ()), &format!("/tickets/{}", id.0))
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct ArrivalForm {
+    csrf: String,
+    #[serde(default)]
+    note: String,
+}
+
+/// The unit reached the factory, now: by the API's own function.
+pub(super) async fn factory_arrival(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<ArrivalForm>,
+) -> Response {
+    if !csrf_ok(&headers, &f.csrf) {
+        return stale(&headers);
+    }
+    let id = match ticket_id(&id) {
+        Ok(id) => id,
+        Err(e) => return shown(&headers, e),
+    };
+    let done = arrived_at_factory(&s, &p, id, None, &f.note).await.map(|_| ());
+    after(&headers, done, &format!("/tickets/{}", id.0))
 }
 
 #[derive(Debug, Deserialize)]

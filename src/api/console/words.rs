@@ -1,7 +1,7 @@
 //! The console's words in English and Chinese (zh-CN).
 
 use crate::report::Lang;
-pub(super) use crate::report::words::{category, channel, state, visit_kind, visit_state};
+pub(super) use crate::report::words::{category, channel, stage, state, visit_kind, visit_state};
 
 /// Every word a page shows, per language.
 pub(super) struct Words {
@@ -41,6 +41,12 @@ pub(super) struct Words {
     pub(super) acknowledge_by: &'static str,
     pub(super) on_site_by: &'static str,
     pub(super) resolve_by: &'static str,
+    pub(super) factory_trip: &'static str,
+    pub(super) factory_sent: &'static str,
+    pub(super) factory_arrived: &'static str,
+    pub(super) factory_back: &'static str,
+    pub(super) factory_ref: &'static str,
+    pub(super) factory_arrived_now: &'static str,
     pub(super) timeline: &'static str,
     pub(super) move_to: &'static str,
     pub(super) note: &'static str,
@@ -193,6 +199,12 @@ pub(super) const EN: Words = Words {
     acknowledge_by: "Acknowledge by",
     on_site_by: "On site by",
     resolve_by: "Resolve by",
+    factory_trip: "Factory repair",
+    factory_sent: "sent",
+    factory_arrived: "arrived",
+    factory_back: "back",
+    factory_ref: "Factory return number",
+    factory_arrived_now: "Arrived at the factory",
     timeline: "Timeline",
     move_to: "Move to",
     note: "Note",
@@ -345,6 +357,12 @@ pub(super) const ZH: Words = Words {
     acknowledge_by: "响应时限",
     on_site_by: "到场时限",
     resolve_by: "修复时限",
+    factory_trip: "返厂维修",
+    factory_sent: "寄出",
+    factory_arrived: "到厂",
+    factory_back: "返回",
+    factory_ref: "返修单号",
+    factory_arrived_now: "已到厂",
     timeline: "处理记录",
     move_to: "转为",
     note: "说明",
