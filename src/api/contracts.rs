@@ -175,6 +175,8 @@ async fn sla(
     let (customer, from, to) = customer_period(&s, &p, q.customer.take(), q.from.as_deref(), q.to.as_deref())?;
     q.customer = customer;
     let rows = s.store.clock_outcomes(q.customer.as_deref(), from, to).await?;
-    let tiers = crate::tickets::sla::compliance(rows);
+    let now = s.clock.now();
+    let tiers =
+        crate::tickets::sla::compliance(rows.iter().map(|r| (r.tier.number(), r.outcomes(&s.fleet.contracts, now))));
     Ok(Json(Sla { customer: q.customer, from, to, tiers }).into_response())
 }

@@ -444,9 +444,12 @@ pub async fn compute(
         let monday = day - Days::new(day.weekday().num_days_from_monday() as u64);
         weeks.entry(monday).or_default()[(tier as usize).clamp(1, 3) - 1] += 1;
     }
-    let sla = crate::tickets::sla::compliance(
-        tickets.iter().map(|t| (t.tier.number(), t.clock.acknowledge_met, t.clock.on_site_met, t.clock.resolve_met)),
-    );
+    let sla = crate::tickets::sla::compliance(tickets.iter().map(|t| {
+        let contract = t.clock.contract.as_deref().and_then(|id| fleet.contracts.iter().find(|c| c.id == id));
+        let stored = [t.clock.acknowledge_met, t.clock.on_site_met, t.clock.resolve_met];
+        let moments = crate::tickets::clocks::Moments::of(t);
+        (t.tier.number(), crate::tickets::sla::outcomes(stored, contract, t.tier, &moments, now))
+    }));
     let mtta_minutes =
         mean(tickets.iter().filter_map(|t| Some((t.acknowledged_at? - t.opened_at).num_seconds() as f64 / 60.0)));
     let mttr_hours =

@@ -27,7 +27,7 @@ pub use notifications::{Brief, Notice, Notification, NotificationState};
 pub use outbox::{OutboxEvent, OutboxRow, RemoteTicket, SubjectId};
 pub use repairs::{NewAttachment, Owner};
 pub use surveys::Survey;
-pub use tickets::{ActiveFault, AlarmRecord, FaultRecord, TransitionFailure, TransitionOptions};
+pub use tickets::{ActiveFault, AlarmRecord, ClockOutcome, FaultRecord, TransitionFailure, TransitionOptions};
 pub use users::{API_TOKEN, AuditEntry, AuditFilter, NewAudit, SESSION, Token, User};
 pub use work_orders::{
     Completion, Defect, NewReportMail, NewWorkOrder, ReportMailDue, Served, Signed, StoredReport, WorkOrder,

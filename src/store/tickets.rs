@@ -39,6 +39,24 @@ impl From<policy::Refusal> for TransitionFailure {
     }
 }
 
+/// One ticket's clocks for the service levels: see [`Store::clock_outcomes`].
+#[derive(Debug, Clone)]
+pub struct ClockOutcome {
+    pub contract: Option<String>,
+    pub tier: Tier,
+    /// Acknowledge, on site, resolve, as judged.
+    pub met: [Option<bool>; 3],
+    pub moments: crate::tickets::clocks::Moments,
+}
+
+impl ClockOutcome {
+    /// Its outcomes on every clock, the stage clocks judged at `now` by its contract among `contracts`.
+    pub fn outcomes(&self, contracts: &[crate::contracts::Contract], now: DateTime<Utc>) -> [Option<bool>; 6] {
+        let contract = self.contract.as_deref().and_then(|id| contracts.iter().find(|c| c.id == id));
+        crate::tickets::sla::outcomes(self.met, contract, self.tier, &self.moments, now)
+    }
+}
+
 /// What a transition carries besides its target state.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TransitionOptions<'a> {
@@ -675,27 +693,18 @@ impl Store {
         rows.iter().map(|r| Ok((r.try_get("device")?, r.try_get("code")?))).collect()
     }
 
-    /// Clock outcomes (tier, acknowledge, on-site, resolve) of a customer's tickets opened in `[from, to)`.
+    /// The clock outcomes of a customer's tickets opened in `[from, to)` (not cancelled): each
+    /// ticket's contract (`None`: none governed it), tier, the acknowledge, on-site and resolve
+    /// clocks as judged, and the moments its stage clocks run on.
     pub async fn clock_outcomes(
         &self,
         customer: Option<&str>,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> Result<Vec<(u8, Option<bool>, Option<bool>, Option<bool>)>, StoreError> {
-        let rows = self.clock_outcomes_by_contract(customer, from, to).await?;
-        Ok(rows.into_iter().map(|(_, tier, a, o, r)| (tier, a, o, r)).collect())
-    }
-
-    /// As [`Store::clock_outcomes`], with each ticket's contract (`None`: none governed it).
-    #[allow(clippy::type_complexity)]
-    pub async fn clock_outcomes_by_contract(
-        &self,
-        customer: Option<&str>,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-    ) -> Result<Vec<(Option<String>, u8, Option<bool>, Option<bool>, Option<bool>)>, StoreError> {
+    ) -> Result<Vec<ClockOutcome>, StoreError> {
         let rows = sqlx::query(
-            "SELECT contract, tier, acknowledge_met, on_site_met, resolve_met FROM tickets \
+            "SELECT contract, tier, acknowledge_met, on_site_met, resolve_met, opened_at, handed_on_at, on_site_at, \
+             resolved_at, resolve_forced, recovered, factory_sent_at, factory_arrived_at, factory_back_at FROM tickets \
              WHERE ($1 IS NULL OR customer = $1) AND opened_at >= $2 AND opened_at < $3 AND state != $4",
         )
         .bind(customer)
@@ -707,13 +716,21 @@ impl Store {
         let b = |v: Option<i64>| v.map(|v| v != 0);
         rows.iter()
             .map(|r| {
-                Ok((
-                    r.try_get("contract")?,
-                    r.try_get::<i64, _>("tier")? as u8,
-                    b(r.try_get("acknowledge_met")?),
-                    b(r.try_get("on_site_met")?),
-                    b(r.try_get("resolve_met")?),
-                ))
+                let awaiting = flag_of(r, "resolve_forced")? && !flag_of(r, "recovered")?;
+                Ok(ClockOutcome {
+                    contract: r.try_get("contract")?,
+                    tier: tier_of(r)?,
+                    met: [b(r.try_get("acknowledge_met")?), b(r.try_get("on_site_met")?), b(r.try_get("resolve_met")?)],
+                    moments: crate::tickets::clocks::Moments {
+                        opened_at: from_ms(r.try_get("opened_at")?)?,
+                        handed_on_at: opt_ms(r.try_get("handed_on_at")?)?,
+                        on_site_at: opt_ms(r.try_get("on_site_at")?)?,
+                        fixed_at: opt_ms(r.try_get("resolved_at")?)?.filter(|_| !awaiting),
+                        factory_sent_at: opt_ms(r.try_get("factory_sent_at")?)?,
+                        factory_arrived_at: opt_ms(r.try_get("factory_arrived_at")?)?,
+                        factory_back_at: opt_ms(r.try_get("factory_back_at")?)?,
+                    },
+                })
             })
             .collect()
     }

@@ -262,6 +262,13 @@ async fn a_unit_sent_to_the_factory_is_timed_from_its_arrival_with_a_loaner_whil
     let (status, t) = send(customer.get(url(""))).await;
     assert_eq!(status, 200);
     assert_eq!(stage(&t, "factory")["met"], json!(false), "{t}");
+    // The service levels count the stage clocks: the phone fix and the factory's repair missed.
+    let tier = t["tier"].as_u64().unwrap() as usize;
+    let (status, sla) = send(desk.get(d.url("/api/v1/sla?customer=cust-1"))).await;
+    assert_eq!(status, 200, "{sla}");
+    let row = &sla["tiers"][tier - 1];
+    assert_eq!((&row["remote_fix"]["missed"], &row["factory"]["missed"]), (&json!(1), &json!(1)), "{sla}");
+    assert_eq!(row["on_site_fix"]["missed"], json!(0), "{sla}");
     let arrived = timeline().await;
     assert!(
         arrived

@@ -1649,11 +1649,24 @@ pub(super) async fn sla(
             Ok(x) => x,
             Err(e) => return shown(&headers, e),
         };
-    let rows = match s.store.clock_outcomes_by_contract(customer.as_deref(), from, to).await {
-        Ok(rows) => rows,
-        Err(e) => return shown(&headers, e.into()),
+    let now = s.clock.now();
+    let rows: Vec<(Option<String>, u8, crate::tickets::sla::Outcomes)> =
+        match s.store.clock_outcomes(customer.as_deref(), from, to).await {
+            Ok(rows) => rows
+                .into_iter()
+                .map(|r| {
+                    let outcomes = r.outcomes(&s.fleet.contracts, now);
+                    (r.contract, r.tier.number(), outcomes)
+                })
+                .collect(),
+            Err(e) => return shown(&headers, e.into()),
+        };
+    let tiers = crate::tickets::sla::compliance(rows.iter().map(|(_, t, m)| (*t, *m)));
+    // The stage clocks once a ticket's moment on one came, for the overall table and each contract's.
+    let shown: Vec<usize> = {
+        let on = crate::tickets::sla::shown(&tiers);
+        (0..6).filter(|i| on.contains(&crate::tickets::sla::CLOCKS[*i])).collect()
     };
-    let tiers = crate::tickets::sla::compliance(rows.iter().map(|(_, t, a, o, r)| (*t, *a, *o, *r)));
     // Per contract, in the order of the config, then the tickets no contract governed.
     let mut named: Vec<Option<&str>> = s
         .fleet
@@ -1679,7 +1692,7 @@ pub(super) async fn sla(
         .iter()
         .map(|name| {
             let contract = name.and_then(|n| s.fleet.contracts.iter().find(|c| c.id == n));
-            let own = rows.iter().filter(|(c, ..)| c.as_deref() == *name).map(|(_, t, a, o, r)| (*t, *a, *o, *r));
+            let own = rows.iter().filter(|(c, ..)| c.as_deref() == *name).map(|(_, t, m)| (*t, *m));
             (contract, *name, crate::tickets::sla::compliance(own))
         })
         .collect();
@@ -1705,16 +1718,17 @@ pub(super) async fn sla(
                 tr {
                     th scope="col" rowspan="2" { (w.tier) }
                     th scope="col" rowspan="2" { (w.tickets) }
-                    @for c in w.clocks { th scope="colgroup" colspan="3" { (c) } }
+                    @for i in &shown { th scope="colgroup" colspan="3" { (w.clocks[*i]) } }
                 }
-                tr { @for _ in 0..3 { th scope="col" { (w.met) } th scope="col" { (w.missed) } th scope="col" { (w.share) } } }
+                tr { @for _ in &shown { th scope="col" { (w.met) } th scope="col" { (w.missed) } th scope="col" { (w.share) } } }
             }
             tbody {
                 @for t in &tiers {
                     tr {
                         th scope="row" { (words::tier(lang, t.tier)) }
                         td { (t.tickets) }
-                        @for c in [&t.acknowledge, &t.on_site, &t.resolve] {
+                        @for i in &shown {
+                            @let c = t.clocks()[*i].1;
                             td { (c.met) } td { (c.missed) } td { (pct(c)) }
                         }
                     }
@@ -1741,9 +1755,9 @@ pub(super) async fn sla(
                         tr {
                             th scope="col" rowspan="2" { (w.tier) }
                             th scope="col" rowspan="2" { (w.tickets) }
-                            @for c in w.clocks { th scope="colgroup" colspan="4" { (c) } }
+                            @for i in &shown { th scope="colgroup" colspan="4" { (w.clocks[*i]) } }
                         }
-                        tr { @for _ in 0..3 {
+                        tr { @for _ in &shown {
                             th scope="col" { (w.target) } th scope="col" { (w.met) } th scope="col" { (w.missed) }
                             th scope="col" { (w.share) }
                         } }
@@ -1754,8 +1768,11 @@ pub(super) async fn sla(
                             tr {
                                 th scope="row" { (words::tier(lang, t.tier)) }
                                 td { (t.tickets) }
-                                @for (i, c) in [&t.acknowledge, &t.on_site, &t.resolve].into_iter().enumerate() {
-                                    @let spec = clocks.and_then(|k| [k.acknowledge, k.on_site, k.resolve][i]);
+                                @for i in &shown {
+                                    @let c = t.clocks()[*i].1;
+                                    @let spec = clocks.and_then(|k| {
+                                        [k.acknowledge, k.on_site, k.resolve, k.remote_fix, k.on_site_fix, k.factory][*i]
+                                    });
                                     td { (spec.map_or_else(|| "—".to_string(), |x| words::clock(lang, x))) }
                                     td { (c.met) } td { (c.missed) }
                                     td class=(if c.missed > 0 { "breach-text" } else { "" }) { (pct(c)) }

@@ -64,7 +64,7 @@ pub fn recommendations(r: &Report, lang: Lang) -> Vec<String> {
             ),
         });
     }
-    let missed: u32 = r.sla.iter().map(|t| t.acknowledge.missed + t.on_site.missed + t.resolve.missed).sum();
+    let missed: u32 = r.sla.iter().flat_map(|t| t.clocks().map(|(_, c)| c.missed)).sum();
     if missed > 0 {
         out.push(if zh {
             format!("有 {missed} 项时限超时：复核排班与备件库存。")
@@ -238,14 +238,28 @@ fn fault_table<'a>(r: &Report, w: &'a Words) -> Table<'a> {
 
 fn sla_table<'a>(r: &Report, w: &'a Words) -> Table<'a> {
     let c = |c: &crate::tickets::sla::ClockCompliance| format!("{} {} / {} {}", c.met, w.met, c.missed, w.missed);
+    let shown = shown_clocks(r);
+    let mut head = vec![w.tier, w.tickets];
+    head.extend(shown.iter().map(|i| w.clocks[*i]));
     Table {
-        head: vec![w.tier, w.tickets, w.acknowledge, w.on_site, w.resolve],
+        head,
         rows: r
             .sla
             .iter()
-            .map(|t| vec![t.tier.to_string(), t.tickets.to_string(), c(&t.acknowledge), c(&t.on_site), c(&t.resolve)])
+            .map(|t| {
+                let clocks = t.clocks();
+                let mut row = vec![t.tier.to_string(), t.tickets.to_string()];
+                row.extend(shown.iter().map(|i| c(clocks[*i].1)));
+                row
+            })
             .collect(),
     }
+}
+
+/// The indexes (in `tickets::sla::CLOCKS`) of the clocks a report shows.
+fn shown_clocks(r: &Report) -> Vec<usize> {
+    let shown = crate::tickets::sla::shown(&r.sla);
+    (0..6).filter(|i| shown.contains(&crate::tickets::sla::CLOCKS[*i])).collect()
 }
 
 fn open_table<'a>(r: &Report, w: &'a Words) -> Table<'a> {
@@ -297,7 +311,8 @@ fn worst(r: &Report, n: usize) -> Vec<Bar> {
 fn sla_bars(r: &Report, w: &Words) -> Vec<Bar> {
     let mut rows = Vec::new();
     for t in &r.sla {
-        for (name, c) in [(w.acknowledge, &t.acknowledge), (w.on_site, &t.on_site), (w.resolve, &t.resolve)] {
+        for (i, (_, c)) in t.clocks().into_iter().enumerate() {
+            let name = w.clocks[i];
             if let Some(sh) = c.share {
                 rows.push(Bar {
                     label: format!("{} · {name}", w.tier_n.replace("{n}", &t.tier.to_string())),

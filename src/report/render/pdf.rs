@@ -207,8 +207,9 @@ pub fn markup(r: &Report, lang: Lang) -> String {
         let _ = writeln!(s, "#text(size: 8pt)[#emph({})]\n", lit(&w.watched.replace("{day}", &day.to_string())));
     }
     let by_tier: Vec<u32> = r.sla.iter().map(|t| t.tickets).collect();
-    let missed: u32 = r.sla.iter().map(|t| t.acknowledge.missed + t.on_site.missed + t.resolve.missed).sum();
-    let judged: u32 = r.sla.iter().map(|t| t.acknowledge.met + t.on_site.met + t.resolve.met).sum::<u32>() + missed;
+    let every = || r.sla.iter().flat_map(|t| t.clocks().map(|(_, c)| c));
+    let missed: u32 = every().map(|c| c.missed).sum();
+    let judged: u32 = every().map(|c| c.met).sum::<u32>() + missed;
     let share = (judged > 0).then(|| f64::from(judged - missed) / f64::from(judged));
     let ok = share.is_none_or(|x| x + 1e-9 >= r.sla_target);
     let tiles = [
