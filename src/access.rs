@@ -60,6 +60,10 @@ named! {
         RetryOutbox = "retry_outbox",
         ManageUsers = "manage_users",
         ReadAudit = "read_audit",
+        /// The spare parts' stock, reserve and forecast.
+        ReadSpares = "read_spares",
+        /// Stocktakes and receipts of spare parts.
+        CountSpares = "count_spares",
     }
 }
 
@@ -81,12 +85,27 @@ pub(crate) fn allows(role: Role, perm: Perm) -> bool {
             Role::Manager => true,
             Role::Desk => matches!(
                 perm,
-                ReadTickets | ActOnTickets | Assign | Contacts | ReadDevices | ReadContracts | ReadSla | ReadWorkOrders
+                ReadTickets
+                    | ActOnTickets
+                    | Assign
+                    | Contacts
+                    | ReadDevices
+                    | ReadContracts
+                    | ReadSla
+                    | ReadWorkOrders
+                    | ReadSpares
             ),
             Role::Engineer => {
                 matches!(
                     perm,
-                    ReadTickets | ActOnTickets | ReadDevices | ReadContracts | ReadWorkOrders | DoVisits | Repair
+                    ReadTickets
+                        | ActOnTickets
+                        | ReadDevices
+                        | ReadContracts
+                        | ReadWorkOrders
+                        | DoVisits
+                        | Repair
+                        | ReadSpares
                 )
             }
             Role::Customer => {
@@ -106,6 +125,8 @@ pub(crate) fn allows(role: Role, perm: Perm) -> bool {
                     | ReadWorkOrders
                     | Repair
                     | ReadOutbox
+                    | ReadSpares
+                    | CountSpares
             ),
         },
     }

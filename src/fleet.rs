@@ -61,6 +61,8 @@ pub struct Fleet {
     pub devices: Vec<Device>,
     pub kinds: Vec<Profile>,
     pub contracts: Vec<Contract>,
+    /// The spare parts kept, per device model.
+    pub spares: Vec<crate::spares::Spare>,
     /// Positions in `devices`, found by id: 4 bytes a device where a map of ids held 40.
     by_id: hashbrown::HashTable<DeviceIdx>,
     hasher: std::hash::RandomState,
@@ -86,7 +88,7 @@ impl Fleet {
                 v.insert(d.idx);
             }
         }
-        Fleet { sites, customers, devices, kinds, contracts, by_id, hasher }
+        Fleet { sites, customers, devices, kinds, contracts, spares: Vec::new(), by_id, hasher }
     }
     /// The local date at a device's site.
     pub fn local_day(&self, idx: DeviceIdx, at: chrono::DateTime<chrono::Utc>) -> NaiveDate {

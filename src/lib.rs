@@ -27,6 +27,7 @@ pub mod report;
 mod rollup;
 pub mod rules;
 mod schedule;
+mod spares;
 pub mod store;
 pub mod tickets;
 mod tls;

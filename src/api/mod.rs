@@ -32,6 +32,7 @@ mod outbox;
 mod repairs;
 mod reports;
 mod serve;
+mod spares;
 mod surveys;
 mod tickets;
 mod work_orders;
@@ -80,6 +81,7 @@ fn routes(state: &AppState) -> guard::Routes {
         .merge(tickets::routes(state))
         .merge(devices::routes(state))
         .merge(contracts::routes(state))
+        .merge(spares::routes(state))
         .merge(reports::routes(state))
         .merge(work_orders::routes(state))
         .merge(outbox::routes(state))

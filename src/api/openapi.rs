@@ -10,7 +10,9 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, Secur
 use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 
 use super::guard::RouteEntry;
-use super::{AppState, account, contacts, contracts, devices, outbox, repairs, reports, surveys, tickets, work_orders};
+use super::{
+    AppState, account, contacts, contracts, devices, outbox, repairs, reports, spares, surveys, tickets, work_orders,
+};
 use crate::access::{Perm, Role, allows};
 
 #[derive(OpenApi)]
@@ -66,6 +68,9 @@ use crate::access::{Perm, Role, allows};
         devices::device_events,
         contracts::list_contracts,
         contracts::sla,
+        spares::list,
+        spares::count,
+        spares::receive,
         reports::report,
         reports::list_kept_reports,
         reports::kept_report,

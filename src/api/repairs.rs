@@ -94,10 +94,30 @@ pub(super) async fn keep(
     record: &RepairRecord,
     prepared: Prepared,
 ) -> Result<(), ApiError> {
+    // The parts of the device's model kept as spares come out of stock.
+    let model = match s.store.ticket(id).await? {
+        Some(t) => s.fleet.lookup(t.device.as_str()).map(|i| s.fleet.device(i).model.clone()),
+        None => None,
+    };
+    let taken: Vec<(String, String, u32)> = match &model {
+        Some(m) => record
+            .parts
+            .iter()
+            .filter(|part| s.fleet.spares.iter().any(|x| &x.model == m && x.part == part.number))
+            .map(|part| (m.clone(), part.number.clone(), part.quantity))
+            .collect(),
+        None => Vec::new(),
+    };
     s.store
-        .record_repair(id.0, record, prepared.class, &prepared.charge, &p.name, s.clock.now())
+        .record_repair(id.0, record, prepared.class, &prepared.charge, &taken, &p.name, s.clock.now())
         .await?
-        .map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))
+        .map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;
+    if !taken.is_empty() {
+        let lines = super::spares::every_line(s).await?;
+        let touched = |l: &&crate::spares::SpareLine| taken.iter().any(|(m, part, _)| *m == l.model && *part == l.part);
+        crate::spares::warn_short(lines.iter().filter(touched));
+    }
+    Ok(())
 }
 
 /// What the contract requires of an on-site repair's record on resolve that `record` lacks:

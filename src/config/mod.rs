@@ -122,6 +122,9 @@ impl Config {
                 ));
             }
         }
+        for s in self.fleet.spares.iter().filter(|s| !self.fleet.devices.iter().any(|d| d.model == s.model)) {
+            out.push(format!("spares: part {} is kept for model {}, which no device is", s.part, s.model));
+        }
         out.extend(self.unheard());
         out
     }

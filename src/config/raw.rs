@@ -153,6 +153,22 @@ pub(crate) struct RawConfig {
     pub people: Vec<Spanned<RawPerson>>,
     #[serde(default)]
     pub notify: RawNotify,
+    /// The spare parts kept, per device model.
+    #[serde(default)]
+    pub spares: Vec<RawSpare>,
+}
+
+/// A spare part kept for a device model (004 L77 "备品备件库").
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSpare {
+    pub model: Spanned<String>,
+    /// The part number, as repair records name it.
+    pub part: Spanned<String>,
+    #[serde(default)]
+    pub name: String,
+    /// How many of the part one unit holds (default 1).
+    pub per_unit: Option<Spanned<u32>>,
 }
 
 /// A person to notify.
@@ -401,6 +417,8 @@ pub(crate) struct RawContract {
     /// The share of tickets the contract expects within each clock, 0–1 (default 1: every
     /// one, as the clocks promise); the reports colour compliance against it.
     pub sla_target: Option<Spanned<f64>>,
+    /// The share of its delivered units' parts kept in stock, 0–1 (004 L77: 0.03).
+    pub spares_share: Option<Spanned<f64>>,
     /// First and last day in force, "YYYY-MM-DD"; no end: open-ended.
     pub starts: Spanned<String>,
     pub ends: Option<Spanned<String>>,

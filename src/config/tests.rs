@@ -419,6 +419,17 @@ fn helpdesk_mistakes_are_named() {
         "sla_target 95 is a share from 0 to 1",
     );
     check(
+        "[[customers]]\nid = \"c\"\n[contracts.k]\ncustomer = \"c\"\ntitle = \"k\"\nstarts = \"2026-01-01\"\nspares_share = 3\n\
+         tier1 = {}\ntier2 = {}\ntier3 = {}\n",
+        "spares_share 3 is a share above 0 and at most 1, such as 0.03",
+    );
+    check(
+        "[[spares]]\nmodel = \"M\"\npart = \"P\"\n[[spares]]\nmodel = \"M\"\npart = \"P\"\n",
+        "spare part P of model M is listed twice",
+    );
+    check("[[spares]]\nmodel = \"M\"\npart = \"P\"\nper_unit = 0\n", "per_unit is how many of the part one unit holds");
+    check("[[spares]]\nmodel = \"M\"\npart = \" \"\n", "a spare part names its model and its part number");
+    check(
         "[[customers]]\nid = \"c\"\n[contracts.k]\ncustomer = \"c\"\ntitle = \"k\"\nstarts = \"2026-01-01\"\n\
          billable = [\"misuse\"]\nat_cost = [\"user_damage\"]\ntier1 = {}\ntier2 = {}\ntier3 = {}\n",
         "at_cost cause `user_damage` is not one of the contract's billable causes",

@@ -99,6 +99,8 @@ pub struct Contract {
     pub supplier: Option<(String, String)>,
     /// The share of tickets expected within each clock, 0–1.
     pub sla_target: f64,
+    /// The share of its delivered units' parts to keep in stock (004: at least 3 %).
+    pub spares_share: Option<f64>,
     /// Who each kept report is mailed to.
     pub report_mail: Option<ReportMail>,
     pub customer: CustomerId,

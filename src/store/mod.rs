@@ -13,6 +13,7 @@ mod intake;
 mod notifications;
 mod outbox;
 mod repairs;
+mod spares;
 mod surveys;
 mod tickets;
 mod users;
@@ -26,6 +27,7 @@ pub use intake::Link;
 pub use notifications::{Brief, Notice, Notification, NotificationState};
 pub use outbox::{OutboxEvent, OutboxRow, RemoteTicket, SubjectId};
 pub use repairs::{NewAttachment, Owner};
+pub use spares::MoveKind;
 pub use surveys::Survey;
 pub use tickets::{ActiveFault, AlarmRecord, ClockOutcome, FaultRecord, TransitionFailure, TransitionOptions};
 pub use users::{API_TOKEN, AuditEntry, AuditFilter, NewAudit, SESSION, Token, User};
@@ -153,6 +155,7 @@ pub(super) const MIGRATIONS: &[(i64, &str, &str)] = &[
     (31, "billable_at_cost", include_str!("../../migrations/sqlite/0031_billable_at_cost.sql")),
     (32, "visit_defects", include_str!("../../migrations/sqlite/0032_visit_defects.sql")),
     (33, "factory_and_stage_clocks", include_str!("../../migrations/sqlite/0033_factory_and_stage_clocks.sql")),
+    (34, "spares", include_str!("../../migrations/sqlite/0034_spares.sql")),
 ];
 
 fn migrator() -> Migrator {

@@ -175,14 +175,18 @@ impl Store {
         Ok(Some((att, bytes)))
     }
 
-    /// Records (or replaces) a ticket's repair record, with a timeline line for the helpdesk.
+    /// Records (or replaces) a ticket's repair record, with a timeline line for the helpdesk,
+    /// and takes the spare parts it used from stock: `taken` are (model, part, quantity) of
+    /// the record's parts kept as spares; a replaced record moves only the difference.
     /// `Ok(Err(why))` when the record names an attachment the ticket does not hold as that kind.
+    #[allow(clippy::too_many_arguments)]
     pub async fn record_repair(
         &self,
         ticket: i64,
         record: &RepairRecord,
         class: BillingClass,
         charge: &Charge,
+        taken: &[(String, String, u32)],
         by: &str,
         now: DateTime<Utc>,
     ) -> Result<Result<(), String>, StoreError> {
@@ -214,6 +218,7 @@ impl Store {
         .await?;
         let note = record.summary(class, charge);
         append(&mut tx, ticket, now, Entry::note(Event::Repair, by, &note)).await?;
+        super::spares::take(&mut tx, ticket, taken, by, now).await?;
         tx.commit().await?;
         Ok(Ok(()))
     }

@@ -53,6 +53,9 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/devices/{id}/events", "read_devices"),
     ("GET", "/api/v1/contracts", "read_contracts"),
     ("GET", "/api/v1/sla", "read_sla"),
+    ("GET", "/api/v1/spares", "read_spares"),
+    ("PUT", "/api/v1/spares/{model}/{part}", "count_spares"),
+    ("POST", "/api/v1/spares/{model}/{part}/receipts", "count_spares"),
     ("GET", "/api/v1/reports", "read_reports"),
     ("GET", "/api/v1/reports/kept", "read_reports"),
     ("GET", "/api/v1/reports/kept/{id}", "read_reports"),
@@ -119,6 +122,8 @@ fn holders(perm: &str) -> &'static [&'static str] {
         "repair" => &["admin", "manager", "engineer", "integration"],
         "read_outbox" => &["admin", "manager", "integration"],
         "retry_outbox" => &["admin", "manager"],
+        "read_spares" => &["admin", "manager", "desk", "engineer", "integration"],
+        "count_spares" => &["admin", "manager", "integration"],
         other => panic!("no row for permission `{other}`"),
     }
 }

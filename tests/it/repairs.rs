@@ -277,3 +277,65 @@ async fn a_unit_sent_to_the_factory_is_timed_from_its_arrival_with_a_loaner_whil
         "{arrived:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spare_parts_are_counted_taken_by_repairs_and_checked_against_the_reserve() {
+    // Relays of model M (each unit holds 2); cust-1's contract keeps half its units' parts in
+    // stock (004 L77 keeps 3 %), cust-2's keeps none: lit-a's 2 relays ask for 1.
+    let spares = "\n[[spares]]\nmodel = \"M\"\npart = \"RELAY\"\nname = \"channel relay\"\nper_unit = 2\n";
+    let (d, _sim) = crate::access::two_customers_edited("", &|k| {
+        k.replace("title = \"k\"\n", "title = \"k\"\nspares_share = 0.5\n") + spares
+    });
+    let (max, mia, dee, eve, cat) = (
+        as_user(&token_of("max")),
+        as_user(&token_of("mia")),
+        as_user(&token_of("dee")),
+        as_user(&token_of("eve")),
+        as_user(&token_of("cat")),
+    );
+    // None in stock at the start: the daemon says so.
+    let log = d.log();
+    assert!(log.contains("spare part below the contracts' reserve: 0 of RELAY in stock, 1 required"), "{log}");
+    let line = |v: &Value| v.as_array().and_then(|a| a.iter().find(|l| l["part"] == json!("RELAY")).cloned()).unwrap();
+    let (status, all) = send(max.get(d.url("/api/v1/spares"))).await;
+    assert_eq!(status, 200, "{all}");
+    let l = line(&all);
+    assert_eq!(
+        (&l["units"], &l["required"], &l["stock"], &l["short"], &l["to_order"]),
+        (&json!(2), &json!(1), &json!(0), &json!(true), &json!(1)),
+        "{l}"
+    );
+    assert_eq!(l["forecast_12m"], Value::Null, "a day's watch makes no forecast: {l}");
+    // A manager of cust-1 counts cust-1's unit alone; a customer's user sees no stock.
+    let (_, mine) = send(mia.get(d.url("/api/v1/spares"))).await;
+    assert_eq!((&line(&mine)["units"], &line(&mine)["required"]), (&json!(1), &json!(1)));
+    assert_eq!(send(cat.get(d.url("/api/v1/spares"))).await.0, 403);
+    // A stocktake: by a manager, of a part in the catalogue, a quantity from 0.
+    let count = |n: i64| json!({"quantity": n, "note": "shelf B2"});
+    assert_eq!(send(dee.put(d.url("/api/v1/spares/M/RELAY")).json(&count(5))).await.0, 403);
+    assert_eq!(send(max.put(d.url("/api/v1/spares/M/FUSE")).json(&count(5))).await.0, 404);
+    assert_eq!(send(max.put(d.url("/api/v1/spares/M/RELAY")).json(&count(-1))).await.0, 400);
+    let (status, l) = send(max.put(d.url("/api/v1/spares/M/RELAY")).json(&count(5))).await;
+    assert_eq!(status, 200, "{l}");
+    assert_eq!((&l["stock"], &l["short"]), (&json!(5), &json!(false)), "{l}");
+    // A repair of lit-a takes 2 relays; written again with 1, one goes back; other parts are no spares.
+    let call = json!({"channel": "phone", "category": "fault", "device": "lit-a", "problem": "channel 2 stays off"});
+    let (_, t) = send(dee.post(d.url("/api/v1/tickets")).json(&call)).await;
+    let url = d.url(&format!("/api/v1/tickets/{}/repair", t["id"]));
+    let record = |n: u32| {
+        json!({"cause": "relay welded", "parts": [
+            {"number": "RELAY", "quantity": n, "stock": "central"},
+            {"number": "FUSE", "quantity": 1, "stock": "van 3"}
+        ]})
+    };
+    let (status, r) = send(eve.put(url.clone()).json(&record(2))).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(line(&send(max.get(d.url("/api/v1/spares"))).await.1)["stock"], json!(3));
+    assert_eq!(send(eve.put(url.clone()).json(&record(1))).await.0, 200);
+    let l = line(&send(max.get(d.url("/api/v1/spares"))).await.1);
+    assert_eq!((&l["stock"], &l["used"]), (&json!(4), &json!(1)), "{l}");
+    // Received: 10 more.
+    let (status, l) = send(max.post(d.url("/api/v1/spares/M/RELAY/receipts")).json(&json!({"quantity": 10}))).await;
+    assert_eq!((status, &l["stock"]), (200, &json!(14)), "{l}");
+    assert_eq!(send(max.post(d.url("/api/v1/spares/M/RELAY/receipts")).json(&json!({"quantity": 0}))).await.0, 400);
+}

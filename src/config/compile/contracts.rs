@@ -294,6 +294,13 @@ pub(super) fn compile_contract(id: &str, c: &RawContract, k: &Known<'_>, r: &mut
         Some(t) => *t.get_ref(),
         None => 1.0,
     };
+    let spares_share = match &c.spares_share {
+        Some(t) if !(*t.get_ref() > 0.0 && *t.get_ref() <= 1.0) => {
+            r.at(t.span(), format!("spares_share {} is a share above 0 and at most 1, such as 0.03", t.get_ref()));
+            return None;
+        }
+        t => t.as_ref().map(|t| *t.get_ref()),
+    };
     let mut at_cost = Vec::new();
     for a in &c.at_cost {
         if billable.contains(a.get_ref()) {
@@ -343,6 +350,7 @@ pub(super) fn compile_contract(id: &str, c: &RawContract, k: &Known<'_>, r: &mut
         title_zh: c.title.both().1,
         supplier: c.supplier.as_ref().map(|s| s.both()),
         sla_target,
+        spares_share,
         customer: CustomerId(c.customer.get_ref().clone()),
         starts: starts?,
         ends,

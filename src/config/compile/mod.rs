@@ -134,6 +134,7 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
         history,
         people,
         notify,
+        spares,
         ..
     } = raw;
     kind_sources.push((main.clone(), kinds));
@@ -517,6 +518,35 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
         }
     }
 
+    let mut spare_list: Vec<crate::spares::Spare> = Vec::new();
+    {
+        let mut r = Report { src: &main, problems: &mut problems };
+        for s in &spares {
+            let (model, part) = (s.model.get_ref().trim(), s.part.get_ref().trim());
+            if model.is_empty() || part.is_empty() {
+                r.at(s.model.span(), "a spare part names its model and its part number");
+                continue;
+            }
+            if spare_list.iter().any(|x| x.model == model && x.part == part) {
+                r.at(s.part.span(), format!("spare part {part} of model {model} is listed twice"));
+                continue;
+            }
+            let per_unit = s.per_unit.as_ref().map_or(1, |n| *n.get_ref());
+            if per_unit == 0 {
+                if let Some(n) = &s.per_unit {
+                    r.at(n.span(), "per_unit is how many of the part one unit holds: at least 1");
+                }
+                continue;
+            }
+            spare_list.push(crate::spares::Spare {
+                model: model.to_string(),
+                part: part.to_string(),
+                name: s.name.trim().to_string(),
+                per_unit,
+            });
+        }
+    }
+
     // A missing broker or address always comes with a problem reported above.
     let mut broker = broker;
     if let Some(b) = &mut broker {
@@ -551,7 +581,11 @@ pub(super) fn compile(main: Source, raw: RawConfig, read: ReadFile<'_>) -> Resul
         history_retention: history.retention.map_or(Duration::from_secs(5 * 365 * 24 * 3600 + 24 * 3600), |d| d.0),
         influx,
         routing: Arc::new(routing),
-        fleet: Arc::new(Fleet::new(site_list, customer_list, device_list, profiles, contract_list)),
+        fleet: Arc::new({
+            let mut f = Fleet::new(site_list, customer_list, device_list, profiles, contract_list);
+            f.spares = spare_list;
+            f
+        }),
     })
 }
 
