@@ -19,7 +19,7 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 
 # The pure core: data and rules, no I/O. A pure module imports pure modules only, so that the
 # runtime (store, ingest, desk, outbox, api, ...) depends on the core and never the reverse.
-PURE = {"access", "calendar", "contracts", "domain", "fleet", "modbus", "rollup", "rules", "tickets"}
+PURE = {"access", "calendar", "contracts", "domain", "fleet", "modbus", "rollup", "rules", "spares", "tickets"}
 
 
 def graph():

@@ -49,8 +49,8 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App>
         warn!("{w}");
     }
     let spares =
-        crate::spares::of_store(&store, &fleet, clock.now(), &|_| true).await.context("reading the spare parts")?;
-    crate::spares::warn_short(&spares);
+        crate::store::spare_lines(&store, &fleet, clock.now(), &|_| true).await.context("reading the spare parts")?;
+    crate::store::warn_short(&spares);
     let restored = store.active_faults().await.context("reading the faults active before the last stop")?;
     let alarms = store.active_alarms().await.context("reading the devices' alarms active before the last stop")?;
     let client_id = match &config.broker.client_id {

@@ -54,6 +54,17 @@ pub struct Device {
     pub modbus: Option<Box<crate::modbus::Endpoint>>,
 }
 
+/// A part kept in stock for a device model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spare {
+    pub model: String,
+    /// The part number, as repair records name it.
+    pub part: String,
+    pub name: String,
+    /// How many of the part one unit holds.
+    pub per_unit: u32,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Fleet {
     pub sites: Vec<Site>,
@@ -62,7 +73,7 @@ pub struct Fleet {
     pub kinds: Vec<Profile>,
     pub contracts: Vec<Contract>,
     /// The spare parts kept, per device model.
-    pub spares: Vec<crate::spares::Spare>,
+    pub spares: Vec<Spare>,
     /// Positions in `devices`, found by id: 4 bytes a device where a map of ids held 40.
     by_id: hashbrown::HashTable<DeviceIdx>,
     hasher: std::hash::RandomState,

@@ -8,16 +8,7 @@ use serde::Serialize;
 
 use crate::fleet::Fleet;
 
-/// A part kept in stock for a device model.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Spare {
-    pub model: String,
-    /// The part number, as repair records name it.
-    pub part: String,
-    pub name: String,
-    /// How many of the part one unit holds.
-    pub per_unit: u32,
-}
+pub(crate) use crate::fleet::Spare;
 
 /// One part of one model: what is in stock, what the reserve rules ask, what was used and what
 /// the next year will likely use.
@@ -97,35 +88,6 @@ pub(crate) fn lines(
             }
         })
         .collect()
-}
-
-/// How far back the parts repairs took count for the forecast.
-const WINDOW_DAYS: i64 = 365;
-
-/// The lines of the store's stock and usage for the devices `sees` lets through, at `now`:
-/// usage over the last year, or the time the store has watched if shorter.
-pub(crate) async fn of_store(
-    store: &crate::store::Store,
-    fleet: &Fleet,
-    now: chrono::DateTime<chrono::Utc>,
-    sees: &(dyn Fn(&str) -> bool + Sync),
-) -> Result<Vec<SpareLine>, crate::store::StoreError> {
-    let since = now - chrono::TimeDelta::days(WINDOW_DAYS);
-    let watched = store.created_at().await?.max(since);
-    let window = u32::try_from((now - watched).num_days().max(0)).unwrap_or(0);
-    let stock = store.spare_stock().await?;
-    let used = store.spares_used_since(watched).await?;
-    Ok(lines(fleet, &fleet.spares, &stock, &used, window, now.date_naive(), sees))
-}
-
-/// Logs each part below what the reserve rules ask.
-pub(crate) fn warn_short<'a>(lines: impl IntoIterator<Item = &'a SpareLine>) {
-    for l in lines.into_iter().filter(|l| l.short) {
-        tracing::warn!(
-            model = %l.model, part = %l.part, stock = l.stock, required = l.required,
-            "spare part below the contracts' reserve: {} of {} in stock, {} required", l.stock, l.part, l.required
-        );
-    }
 }
 
 #[cfg(test)]

@@ -115,7 +115,7 @@ pub(super) async fn keep(
     if !taken.is_empty() {
         let lines = super::spares::every_line(s).await?;
         let touched = |l: &&crate::spares::SpareLine| taken.iter().any(|(m, part, _)| *m == l.model && *part == l.part);
-        crate::spares::warn_short(lines.iter().filter(touched));
+        crate::store::warn_short(lines.iter().filter(touched));
     }
     Ok(())
 }

@@ -24,12 +24,12 @@ pub(super) fn routes(s: &AppState) -> Routes {
 /// The spare parts as `p` sees them: units and reserve counted over its customers' devices.
 pub(super) async fn lines(s: &AppState, p: &Principal) -> Result<Vec<SpareLine>, ApiError> {
     let sees = |c: &str| p.scope.sees(c);
-    Ok(crate::spares::of_store(&s.store, &s.fleet, s.clock.now(), &sees).await?)
+    Ok(crate::store::spare_lines(&s.store, &s.fleet, s.clock.now(), &sees).await?)
 }
 
 /// The spare parts over every customer's devices: what the reserve rules are checked on.
 pub(super) async fn every_line(s: &AppState) -> Result<Vec<SpareLine>, ApiError> {
-    Ok(crate::spares::of_store(&s.store, &s.fleet, s.clock.now(), &|_| true).await?)
+    Ok(crate::store::spare_lines(&s.store, &s.fleet, s.clock.now(), &|_| true).await?)
 }
 
 /// The spare parts kept per model, with their stock, what the contracts' reserve rules ask
@@ -93,7 +93,7 @@ async fn moved(
     let note = super::tickets::note(note)?;
     s.store.move_spares(&spare.model, &spare.part, kind, quantity, &p.name, note, s.clock.now()).await?;
     let all = every_line(s).await?;
-    crate::spares::warn_short(all.iter().filter(|l| l.model == spare.model && l.part == spare.part));
+    crate::store::warn_short(all.iter().filter(|l| l.model == spare.model && l.part == spare.part));
     let mine = lines(s, p).await?;
     let line = mine.into_iter().find(|l| l.model == spare.model && l.part == spare.part);
     let mut r = Json(line).into_response();

@@ -28,6 +28,7 @@ pub use notifications::{Brief, Notice, Notification, NotificationState};
 pub use outbox::{OutboxEvent, OutboxRow, RemoteTicket, SubjectId};
 pub use repairs::{NewAttachment, Owner};
 pub use spares::MoveKind;
+pub(crate) use spares::{spare_lines, warn_short};
 pub use surveys::Survey;
 pub use tickets::{ActiveFault, AlarmRecord, ClockOutcome, FaultRecord, TransitionFailure, TransitionOptions};
 pub use users::{API_TOKEN, AuditEntry, AuditFilter, NewAudit, SESSION, Token, User};

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Row, SqliteConnection};
 
 use super::{Store, StoreError, ms};
+use crate::spares::SpareLine;
 
 crate::domain::named! {
     /// Why stock moved.
@@ -149,5 +150,34 @@ impl Store {
         shift(&mut tx, (model, part), kind, delta, None, by, note, now).await?;
         tx.commit().await?;
         Ok(before + delta)
+    }
+}
+
+/// How far back the parts repairs took count for the forecast.
+const WINDOW_DAYS: i64 = 365;
+
+/// The lines of the store's stock and usage for the devices `sees` lets through, at `now`:
+/// usage over the last year, or the time the store has watched if shorter.
+pub(crate) async fn spare_lines(
+    store: &Store,
+    fleet: &crate::fleet::Fleet,
+    now: chrono::DateTime<chrono::Utc>,
+    sees: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<Vec<SpareLine>, StoreError> {
+    let since = now - chrono::TimeDelta::days(WINDOW_DAYS);
+    let watched = store.created_at().await?.max(since);
+    let window = u32::try_from((now - watched).num_days().max(0)).unwrap_or(0);
+    let stock = store.spare_stock().await?;
+    let used = store.spares_used_since(watched).await?;
+    Ok(crate::spares::lines(fleet, &fleet.spares, &stock, &used, window, now.date_naive(), sees))
+}
+
+/// Logs each part below what the reserve rules ask.
+pub(crate) fn warn_short<'a>(lines: impl IntoIterator<Item = &'a SpareLine>) {
+    for l in lines.into_iter().filter(|l| l.short) {
+        tracing::warn!(
+            model = %l.model, part = %l.part, stock = l.stock, required = l.required,
+            "spare part below the contracts' reserve: {} of {} in stock, {} required", l.stock, l.part, l.required
+        );
     }
 }
