@@ -85,6 +85,25 @@ async fn moved(
     quantity: i64,
     note: &str,
 ) -> Result<Response, ApiError> {
+    let line = move_stock(s, p, &key, kind, quantity, note).await?;
+    let mut r = Json(line).into_response();
+    r.extensions_mut().insert(super::guard::AuditNote {
+        actor: None,
+        detail: format!("spare {} {}: {} {quantity}", key.0, key.1, kind.as_str()),
+    });
+    Ok(r)
+}
+
+/// A stocktake or a receipt of part `key` as `p`, by the API's rules (the console's form
+/// too); the part's line as `p` sees it.
+pub(super) async fn move_stock(
+    s: &AppState,
+    p: &Principal,
+    key: &(String, String),
+    kind: MoveKind,
+    quantity: i64,
+    note: &str,
+) -> Result<Option<SpareLine>, ApiError> {
     let spare = catalogued(s, &key.0, &key.1)?;
     let lowest = if kind == MoveKind::Count { 0 } else { 1 };
     if !(lowest..=MAX_QUANTITY).contains(&quantity) {
@@ -95,13 +114,7 @@ async fn moved(
     let all = every_line(s).await?;
     crate::store::warn_short(all.iter().filter(|l| l.model == spare.model && l.part == spare.part));
     let mine = lines(s, p).await?;
-    let line = mine.into_iter().find(|l| l.model == spare.model && l.part == spare.part);
-    let mut r = Json(line).into_response();
-    r.extensions_mut().insert(super::guard::AuditNote {
-        actor: None,
-        detail: format!("spare {} {}: {} {quantity}", spare.model, spare.part, kind.as_str()),
-    });
-    Ok(r)
+    Ok(mine.into_iter().find(|l| l.model == spare.model && l.part == spare.part))
 }
 
 /// Sets a part's stock to what a stocktake counted.

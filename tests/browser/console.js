@@ -41,6 +41,24 @@ async function noSideScroll(page) {
 const PHOTO = "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAEUlEQVR4nGM4ISeHFTEMLQkAkL9BAbKfPiIAAAAASUVORK5CYII=";
 
 const scenarios = {
+  // A manager finds a part below the reserve, counts the shelf, and the line is no longer short.
+  async spares(page) {
+    const [part] = args;
+    await logIn(page, "/tickets");
+    await page.getByRole("link", { name: "Spare parts" }).click();
+    await page.waitForURL(/\/spares$/);
+    const row = page.locator(`tr[data-part="${part}"]`);
+    if (!(await row.getAttribute("class")).includes("short")) fail("the part is not marked below the reserve");
+    if (!(await row.textContent()).includes("below the reserve")) fail("no words for the shortage: " + await row.textContent());
+    await row.getByLabel("Quantity of " + part).fill("7");
+    await row.getByRole("button", { name: "Record" }).click();
+    await page.waitForURL(/\/spares$/);
+    const after = page.locator(`tr[data-part="${part}"]`);
+    if ((await after.getAttribute("class")).includes("short")) fail("still short after the count: " + await after.textContent());
+    console.log("SEEN " + (await after.textContent()).replace(/\s+/g, " ").trim());
+    await page.screenshot({ path: path.join(shots, "console-spares.png"), fullPage: true });
+  },
+
   // The desk sends a unit to the factory with its return number, then records its arrival:
   // the page shows the trip and the factory's deadline.
   async factory(page) {
@@ -365,7 +383,7 @@ const scenarios = {
     await page.waitForURL(/\/fleet$/);
     const axe = require("fs").readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
     const pages = ["/login", "/tickets", "/tickets/" + ticket, "/tickets/new", "/fleet", "/devices/lit-a", "/sla", "/visits",
-      "/visits?view=week", "/visits/" + visit, "/reports", "/outbox", "/work"];
+      "/visits?view=week", "/visits/" + visit, "/reports", "/outbox", "/work", "/spares"];
     const found = [];
     for (const [w, h] of [[1280, 800], [390, 844]]) {
       await page.setViewportSize({ width: w, height: h });

@@ -83,6 +83,8 @@ const ROUTES: &[(&str, &str, &str)] = &[
     ("POST", "/tickets/{id}/act", "act_on_tickets"),
     ("POST", "/tickets/{id}/comment", "comment"),
     ("POST", "/tickets/{id}/factory-arrival", "act_on_tickets"),
+    ("GET", "/spares", "read_spares"),
+    ("POST", "/spares/{model}/{part}", "count_spares"),
     ("POST", "/tickets/{id}/repair", "repair"),
     ("GET", "/reports", "read_reports"),
     ("GET", "/visits", "read_work_orders"),

@@ -478,7 +478,7 @@ async fn every_page_passes_an_accessibility_audit_and_the_keyboard_reaches_it() 
     let mut b = Browser::start(&chromium, "a11y", &d, "max", &[&t["id"].to_string(), &visit]);
     let pages: usize = b.expect("SEEN", 120).parse().unwrap();
     b.finish();
-    assert_eq!(pages, 26);
+    assert_eq!(pages, 28, "14 pages at two sizes");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -519,4 +519,23 @@ async fn the_desk_sends_a_unit_to_the_factory_and_records_its_arrival_on_the_tic
         due.with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).unwrap()).format("%Y-%m-%d %H:%M").to_string();
     assert!(seen["due"].as_str().unwrap().contains(&local), "{seen} vs {local}");
     assert!(seen["trip"].as_str().unwrap().contains("RMA-88 <i>"), "{seen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_sees_a_spare_part_below_the_reserve_and_records_a_stocktake() {
+    let Some(chromium) = chromium() else { return };
+    let spares = "\n[[spares]]\nmodel = \"M\"\npart = \"RELAY/16A\"\nname = \"channel relay\"\nper_unit = 2\n";
+    let (d, _sim) =
+        two_customers_edited("", &|k| k.replace("title = \"k\"\n", "title = \"k\"\nspares_share = 0.5\n") + spares);
+    passwords(&d, &["max"]);
+    let mut b = Browser::start(&chromium, "spares", &d, "max", &["RELAY/16A"]);
+    let seen = b.expect("SEEN", 60);
+    b.finish();
+    assert!(seen.contains("RELAY/16A"), "{seen}");
+    let all: Value = as_user(&token_of("max")).get(d.url("/api/v1/spares")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (&all[0]["part"], &all[0]["stock"], &all[0]["short"]),
+        (&json!("RELAY/16A"), &json!(7), &json!(false)),
+        "{all}"
+    );
 }

@@ -47,6 +47,8 @@ pub(super) fn routes(s: &AppState) -> Routes {
         .page("/sla", Perm::ReadSla, pages::sla)
         .page("/reports", Perm::ReadReports, pages::reports)
         .page("/visits", Perm::ReadWorkOrders, pages::calendar)
+        .page("/spares", Perm::ReadSpares, pages::spares)
+        .form("/spares/{model}/{part}", Perm::CountSpares, pages::count_spares)
         .form("/outbox/{id}/retry", Perm::RetryOutbox, pages::retry_outbox)
         .form("/notifications/{id}/retry", Perm::RetryOutbox, pages::retry_notification)
         .page("/devices/{id}", Perm::ReadDevices, pages::device)
@@ -157,6 +159,9 @@ fn page(
                             }
                             @if p.may(Perm::ReadReports) {
                                 a href="/reports" { (w.reports) }
+                            }
+                            @if p.may(Perm::ReadSpares) {
+                                a href="/spares" { (w.spares) }
                             }
                             @if p.may(Perm::ReadOutbox) {
                                 a href="/outbox" { (w.undelivered) }

@@ -2182,3 +2182,92 @@ mod tests {
         assert_eq!(next_path(None), "/");
     }
 }
+
+/// The spare parts: stock against the contracts' reserve and the year's forecast; who may
+/// count them records a stocktake or a receipt on each line.
+pub(super) async fn spares(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+) -> Response {
+    let lang = lang_of(&headers);
+    let w = words::words(lang);
+    let lines = match crate::api::spares::lines(&s, &p).await {
+        Ok(l) => l,
+        Err(e) => return shown(&headers, e),
+    };
+    let counts = p.may(Perm::CountSpares);
+    let csrf = csrf_token(&headers);
+    let opt = |v: Option<u32>| v.map_or_else(|| "—".to_string(), |n| n.to_string());
+    let body = html! {
+        h1 { (w.spares) }
+        p.hint { (w.spares_hint) }
+        div.scroll tabindex="0" { table.spares {
+            thead { tr { @for h in w.spare_heads { th scope="col" { (h) } } @if counts { th scope="col" { (w.record_stock) } } } }
+            tbody {
+                @for l in &lines {
+                    tr class=(if l.short { "short" } else { "" }) data-part=(l.part) {
+                        td { (l.model) } th scope="row" { (l.part) } td { (l.name) }
+                        td { (l.units) } td { (l.required) }
+                        td {
+                            (l.stock)
+                            @if l.short { " · " span.breach-text { (w.below_reserve) } }
+                        }
+                        td { (l.used) } td { (opt(l.forecast_12m)) } td { (l.to_order) }
+                        @if counts {
+                            td {
+                                @let id = format!("q-{}-{}", l.model, l.part);
+                                form.inline method="post" action=(format!("/spares/{}/{}", segment(&l.model), segment(&l.part))) {
+                                    input type="hidden" name="csrf" value=(csrf);
+                                    label.sr-only for=(id) { (w.quantity_of) " " (l.part) }
+                                    input id=(id) name="quantity" type="number" min="0" max="1000000" inputmode="numeric" required;
+                                    select name="kind" aria-label=(w.record_stock) {
+                                        option value="count" { (w.stocktake) }
+                                        option value="receipt" { (w.receipt) }
+                                    }
+                                    button type="submit" { (w.record_stock) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        } }
+    };
+    page(StatusCode::OK, lang, w.spares, Some((&p, &headers)), body)
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct StockForm {
+    csrf: String,
+    quantity: String,
+    kind: String,
+}
+
+/// A stocktake or a receipt from the spare parts page, by the API's own function.
+pub(super) async fn count_spares(
+    State(s): State<AppState>,
+    Extension(p): Extension<Principal>,
+    headers: HeaderMap,
+    Path(key): Path<(String, String)>,
+    Form(f): Form<StockForm>,
+) -> Response {
+    if !csrf_ok(&headers, &f.csrf) {
+        return stale(&headers);
+    }
+    let kind = match f.kind.as_str() {
+        "count" => crate::store::MoveKind::Count,
+        "receipt" => crate::store::MoveKind::Receipt,
+        _ => return super::refused(&headers, StatusCode::BAD_REQUEST, "a stocktake or a receipt"),
+    };
+    let Ok(quantity) = f.quantity.trim().parse::<i64>() else {
+        return super::refused(&headers, StatusCode::BAD_REQUEST, "quantity: a whole number");
+    };
+    let done = crate::api::spares::move_stock(&s, &p, &key, kind, quantity, "").await.map(|_| ());
+    after(&headers, done, "/spares")
+}
+
+/// A path segment, percent-encoded (a `/` too).
+fn segment(s: &str) -> String {
+    super::encode(s).replace('/', "%2F")
+}
