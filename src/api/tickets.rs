@@ -461,6 +461,11 @@ pub(super) struct TransitionBody {
     pub(super) repair: Option<crate::tickets::repair::RepairRecord>,
     /// With `to = at_factory`: the factory's return number or the carrier's waybill (at most 100 characters).
     pub(super) factory_ref: Option<String>,
+    /// An appraisal found the component's life abnormally short (001 ¶18): the repair is free.
+    /// Only for a ticket whose warranty names a normal life not yet reached (`short_life_until`),
+    /// by a manager (or an admin, or a script), with a note naming the appraisal.
+    #[serde(default)]
+    pub(super) short_life: bool,
 }
 
 /// The longest factory return number taken, in characters.
@@ -592,6 +597,27 @@ pub(super) async fn act(
         }
         _ => {}
     }
+    if b.short_life {
+        if !matches!(p.role, Role::Admin | Role::Manager | Role::Integration) {
+            return Err(ApiError(StatusCode::FORBIDDEN, format!("a {} does not make repairs free", p.role)));
+        }
+        if b.billable.is_some() {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                "short_life makes a repair free; it goes without billable".into(),
+            ));
+        }
+        if ticket.warranty.as_ref().and_then(|w| w.short_life_until).is_none() {
+            return Err(ApiError(
+                StatusCode::CONFLICT,
+                "no short-life claim: the component is in warranty, past its normal life, or its contract names none"
+                    .into(),
+            ));
+        }
+        if text.trim().is_empty() {
+            return Err(ApiError(StatusCode::BAD_REQUEST, "short_life needs a note naming the appraisal".into()));
+        }
+    }
     let mut at_cost = false;
     if let Some(cause) = &b.billable {
         let contract = ticket.clock.contract.as_deref().and_then(|c| s.fleet.contracts.iter().find(|k| k.id == c));
@@ -632,6 +658,7 @@ pub(super) async fn act(
         force: b.force,
         unit_replaced: b.unit_replaced,
         factory_ref: b.factory_ref.as_deref().map(str::trim).filter(|r| !r.is_empty()),
+        short_life: b.short_life,
     };
     let moved = s.store.transition_with(id, to, &p.name, text, s.clock.now(), opts).await;
     // The record is kept once the move stands: a refused move keeps nothing.

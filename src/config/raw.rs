@@ -579,6 +579,10 @@ pub(crate) struct RawWarranty {
     /// Fault code → class.
     #[serde(default)]
     pub faults: BTreeMap<String, Spanned<String>>,
+    /// Class → its normal life from acceptance: failing out of warranty before it may be an
+    /// abnormally short life, replaced free once appraised (001 ¶18).
+    #[serde(default)]
+    pub normal_life: BTreeMap<String, Spanned<String>>,
 }
 
 /// Empty lists cover all of the customer's devices.

@@ -183,6 +183,8 @@ pub struct Warranty {
     /// The class of faults not listed in `faults`.
     pub default: Option<String>,
     pub faults: Vec<(String, String)>,
+    /// Class → normal life from acceptance (001 ¶18).
+    pub normal_life: Vec<(String, Period)>,
 }
 
 /// A device's warranty on the day of a fault.
@@ -192,6 +194,10 @@ pub struct WarrantyStatus {
     pub component: Option<String>,
     pub in_warranty: bool,
     pub components: Vec<ComponentWarranty>,
+    /// Out of warranty but within the component's normal life, which runs to this day: the
+    /// failure may be an abnormally short life, replaced free once appraised (001 ¶18).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub short_life_until: Option<NaiveDate>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -275,7 +281,14 @@ impl Contract {
             .map(|(_, class)| class.clone())
             .or_else(|| self.warranty.default.clone());
         let in_warranty = component.as_ref().is_some_and(|c| components.iter().any(|w| &w.class == c && w.in_warranty));
-        WarrantyStatus { component, in_warranty, components }
+        let short_life_until = component
+            .as_ref()
+            .filter(|_| !in_warranty)
+            .and_then(|c| self.warranty.normal_life.iter().find(|(k, _)| k == c))
+            .and_then(|(_, life)| life.end(device.accepted_on))
+            .filter(|end| day < *end)
+            .and_then(|end| end.pred_opt());
+        WarrantyStatus { component, in_warranty, components, short_life_until }
     }
 
     pub fn in_force(&self, day: NaiveDate) -> bool {
@@ -478,6 +491,22 @@ mod tests {
             due(d.on_site_by, t("2026-07-15T17:00:00"));
             due(d.resolve_by, t("2026-07-16T01:00:00"));
         }
+    }
+
+    #[test]
+    fn a_component_failing_out_of_warranty_within_its_normal_life_may_be_claimed_short_lived() {
+        let f = fleet();
+        let status = |device: &str, day: &str| {
+            let dev = f.covered(f.lookup(device).unwrap());
+            let dp = f.contracts.iter().find(|c| c.id == "detailed-plan").unwrap();
+            dp.warranty_status(dev, "screen_dark", day.parse().unwrap())
+        };
+        // led-002, accepted 2023-11-20: out of the 2-year warranty in 2026, within 8 years of life.
+        let s = status("led-002", "2026-06-01");
+        assert_eq!((s.in_warranty, s.short_life_until), (false, Some("2031-11-19".parse().unwrap())));
+        // Past its normal life, no claim; in warranty, none needed.
+        assert_eq!(status("led-002", "2031-11-20").short_life_until, None);
+        assert_eq!(status("lit-002", "2026-06-01").short_life_until, None, "in warranty until 2027-01-10");
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub struct TransitionOptions<'a> {
     pub unit_replaced: bool,
     /// The factory's return number for a unit sent there (`at_factory`).
     pub factory_ref: Option<&'a str>,
+    /// An appraisal found the component's life abnormally short: repaired free (001 ¶18).
+    pub short_life: bool,
 }
 
 /// A fault event with the device's facts resolved, ready to be written.
@@ -468,6 +470,16 @@ impl Store {
             let note = format!("billable: {cause}");
             let entry = Entry::note(Event::Billing, by, &note);
             append(&mut tx, id.0, now, entry).await?;
+        }
+        if opts.short_life {
+            sqlx::query("UPDATE tickets SET billing = $2, billing_reason = 'short_life' WHERE id = $1")
+                .bind(id.0)
+                .bind(BillingClass::Free.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
+            let note = "free: the component's life was appraised abnormally short";
+            append(&mut tx, id.0, now, Entry::note(Event::Billing, by, note)).await?;
         }
         if opts.unit_replaced {
             // The repeat-repair rule counts the new unit's failed repairs from here.

@@ -339,3 +339,40 @@ async fn spare_parts_are_counted_taken_by_repairs_and_checked_against_the_reserv
     assert_eq!((status, &l["stock"]), (200, &json!(14)), "{l}");
     assert_eq!(send(max.post(d.url("/api/v1/spares/M/RELAY/receipts")).json(&json!({"quantity": 0}))).await.0, 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_makes_the_repair_of_an_abnormally_short_lived_component_free() {
+    // 001 ¶18: out of warranty (a day from 2025-06-01), within a 10-year normal life.
+    let warranty =
+        "warranty = { periods = { unit = \"1 day\" }, default = \"unit\", normal_life = { unit = \"10 years\" } }\n";
+    let (d, _sim) = crate::access::two_customers_edited("", &|k| {
+        k.replace("title = \"k\"\n", &format!("title = \"k\"\n{warranty}"))
+    });
+    let (dee, eve, max) = (as_user(&token_of("dee")), as_user(&token_of("eve")), as_user(&token_of("max")));
+    let open = |device: &str| json!({"channel": "phone", "category": "fault", "device": device, "problem": "the driver burnt out again"});
+    let (status, t) = send(dee.post(d.url("/api/v1/tickets")).json(&open("lit-a"))).await;
+    assert_eq!(status, 201, "{t}");
+    assert_eq!(
+        (&t["warranty"]["in_warranty"], &t["warranty"]["short_life_until"]),
+        (&json!(false), &json!("2035-05-31")),
+        "{t}"
+    );
+    assert_eq!(t["billing"]["class"], json!("at_cost"), "{t}");
+    let url = d.url(&format!("/api/v1/tickets/{}/transition", t["id"]));
+    let claim = |note: &str| json!({"to": "acknowledged", "short_life": true, "note": note});
+    assert_eq!(send(eve.post(url.clone()).json(&claim("appraised"))).await.0, 403, "an engineer makes nothing free");
+    assert_eq!(send(max.post(url.clone()).json(&claim(" "))).await.0, 400, "the appraisal is named");
+    let both = json!({"to": "acknowledged", "short_life": true, "billable": "misuse", "note": "x"});
+    assert_eq!(send(max.post(url.clone()).json(&both)).await.0, 400);
+    let (status, t) = send(max.post(url).json(&claim("appraisal QT-2026-031: life 18 months against 10 years"))).await;
+    assert_eq!(status, 200, "{t}");
+    assert_eq!((&t["billing"]["class"], &t["billing"]["reason"]), (&json!("free"), &json!("short_life")), "{t}");
+    // cust-2's contract names no normal life: no claim.
+    let (_, other) = send(dee.post(d.url("/api/v1/tickets")).json(
+        &json!({"channel": "phone", "category": "fault", "customer": "cust-2", "device": "lit-b", "problem": "dark"}),
+    ))
+    .await;
+    let url = d.url(&format!("/api/v1/tickets/{}/transition", other["id"]));
+    let (status, e) = send(max.post(url).json(&claim("appraised"))).await;
+    assert_eq!(status, 409, "{e} / {other}");
+}

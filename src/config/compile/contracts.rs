@@ -139,6 +139,17 @@ pub(super) fn compile_contract(id: &str, c: &RawContract, k: &Known<'_>, r: &mut
         {
             warranty.default = Some(d.get_ref().clone());
         }
+        for (class, p) in &w.normal_life {
+            let Some(period) = Period::parse(p.get_ref()) else {
+                r.at(p.span(), format!("`{}` is not a life; write one such as \"8 years\"", p.get_ref()));
+                continue;
+            };
+            if !w.periods.contains_key(class) {
+                r.at(p.span(), format!("normal_life: component class `{class}` has no warranty period"));
+                continue;
+            }
+            warranty.normal_life.push((class.clone(), period));
+        }
         for (code, class) in &w.faults {
             if !k.codes.contains(code.as_str()) {
                 r.at(
