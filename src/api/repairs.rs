@@ -122,13 +122,22 @@ pub(super) async fn keep(
 
 /// What the contract requires of an on-site repair's record on resolve that `record` lacks:
 /// 400 naming each.
-pub(super) fn required(s: &AppState, t: &Ticket, record: Option<&RepairRecord>) -> Result<(), ApiError> {
+/// `billable_now`: the same request makes the repair billable.
+pub(super) fn required(
+    s: &AppState,
+    t: &Ticket,
+    record: Option<&RepairRecord>,
+    billable_now: bool,
+) -> Result<(), ApiError> {
     let Some(c) = contract_of(s, t) else { return Ok(()) };
     if c.repair_requires.is_empty() || t.clock.on_site_at.is_none() {
         return Ok(());
     }
     let empty = RepairRecord::default();
-    let missing = record.unwrap_or(&empty).missing(&c.repair_requires);
+    let record = record.unwrap_or(&empty);
+    let class = record.billing.or(t.billing.as_ref().map(|b| b.class)).unwrap_or(BillingClass::Free);
+    let charged = billable_now || class != BillingClass::Free;
+    let missing = record.missing(&c.repair_requires, charged);
     if missing.is_empty() {
         return Ok(());
     }

@@ -639,7 +639,7 @@ pub(super) async fn act(
     }
     if to == TicketState::Resolved {
         let kept = ticket.repair.as_ref().map(|r| &r.record);
-        super::repairs::required(&s, &ticket, b.repair.as_ref().or(kept))?;
+        super::repairs::required(&s, &ticket, b.repair.as_ref().or(kept), b.billable.is_some())?;
     }
     let prepared = match &b.repair {
         Some(_) if !p.may(Perm::Repair) => {

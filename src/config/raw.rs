@@ -414,6 +414,9 @@ pub(crate) struct RawContract {
     /// Who gives the service, as the reports' cover names it: a name, or
     /// `{ en = "…", zh-CN = "…" }`.
     pub supplier: Option<RawText>,
+    /// The fee scale shown to the customer before a charged repair: text, or
+    /// `{ en = "…", zh-CN = "…" }` (002 L400 "出示收费标准").
+    pub fee_scale: Option<RawText>,
     /// The share of tickets the contract expects within each clock, 0–1 (default 1: every
     /// one, as the clocks promise); the reports colour compliance against it.
     pub sla_target: Option<Spanned<f64>>,

@@ -76,6 +76,10 @@ crate::domain::named! {
         Confirmation = "confirmation",
         Signature = "signature",
         Photos = "photos",
+        /// The customer's consent to the quote before the work, for a charged repair.
+        Consent = "consent",
+        /// The receipt's number, for a charged repair.
+        Receipt = "receipt",
     }
 }
 
@@ -123,6 +127,8 @@ pub struct Contract {
     pub at_cost: Vec<String>,
     /// What the repair record of an on-site repair must hold on resolve.
     pub repair_requires: Vec<RepairField>,
+    /// The fee scale shown to the customer before a charged repair: (English, Chinese).
+    pub fee_scale: Option<(String, String)>,
     /// Out of warranty, wear parts at half their cost (004).
     pub wear_parts_half_price: bool,
     /// After its end, its devices are still repaired at cost, with no clock.
@@ -491,6 +497,16 @@ mod tests {
             due(d.on_site_by, t("2026-07-15T17:00:00"));
             due(d.resolve_by, t("2026-07-16T01:00:00"));
         }
+    }
+
+    #[test]
+    fn the_solar_heaters_repair_for_a_charge_only_with_consent_before_the_work_and_a_receipt() {
+        let f = fleet();
+        let sh = f.contracts.iter().find(|c| c.id == "solar-heaters").unwrap();
+        // 002 L400: consent to the fee scale before the work, an invoice or receipt after.
+        assert_eq!(sh.repair_requires, [RepairField::Consent, RepairField::Receipt]);
+        let (en, zh) = sh.fee_scale.clone().expect("002 L420's fee scale");
+        assert!(en.contains("labour") && zh.contains("人工费"), "{en} / {zh}");
     }
 
     #[test]

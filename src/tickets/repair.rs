@@ -51,6 +51,22 @@ pub struct Confirmation {
     pub at_local: Option<String>,
 }
 
+/// The customer's consent to a charged repair before the work (002 L400 "维修前会向贵方说明并
+/// 出示收费标准,征得贵方同意后,我方实施维修"): who agreed, to what quote, when.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Consent {
+    /// Who agreed, as they gave their name.
+    pub name: String,
+    /// The price quoted from the fee scale, in cents.
+    pub quote: u64,
+    pub at: DateTime<Utc>,
+    /// `at` in the site's time, in answers (the API's local-time layer writes it over anything given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(read_only)]
+    pub at_local: Option<String>,
+}
+
 /// A repair record as given, and as kept.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -79,6 +95,12 @@ pub struct RepairRecord {
     /// The price agreed for a `billable` repair, in cents (its cost when not given).
     pub price: Option<u64>,
     pub confirmation: Option<Confirmation>,
+    /// The customer's consent to the charge, before the work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent: Option<Consent>,
+    /// The number of the invoice or receipt given for what was charged (002 L400 "提供有效收费发票或收据").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<String>,
     /// Attachments (of kind `photo`) taken on site.
     #[serde(default)]
     pub photos: Vec<i64>,
@@ -130,6 +152,17 @@ impl RepairRecord {
         {
             return Err("the confirmation needs the signer's name (1 to 200 characters)".into());
         }
+        if let Some(c) = &self.consent {
+            if c.name.trim().is_empty() || c.name.chars().count() > 200 {
+                return Err("the consent needs the name of who agreed (1 to 200 characters)".into());
+            }
+            if self.confirmation.as_ref().is_some_and(|k| k.at < c.at) {
+                return Err("the consent comes before the work, so before the confirmation".into());
+            }
+        }
+        if self.receipt.as_ref().is_some_and(|r| r.trim().is_empty() || r.chars().count() > 100) {
+            return Err("a receipt number has 1 to 100 characters".into());
+        }
         Ok(())
     }
 
@@ -155,12 +188,15 @@ impl RepairRecord {
         Charge { parts, labour: self.labour_cost, travel: self.travel_cost, cost, charged }
     }
 
-    /// The required fields this record lacks.
-    pub fn missing(&self, required: &[Field]) -> Vec<Field> {
+    /// The required fields this record lacks; the consent and the receipt are required of a
+    /// `charged` repair only.
+    pub fn missing(&self, required: &[Field], charged: bool) -> Vec<Field> {
         required
             .iter()
             .copied()
             .filter(|f| match f {
+                Field::Consent => charged && self.consent.is_none(),
+                Field::Receipt => charged && self.receipt.is_none(),
                 Field::Cause => self.cause.trim().is_empty(),
                 Field::WorkDone => self.work_done.trim().is_empty(),
                 Field::Parts => self.parts.is_empty(),
@@ -193,8 +229,14 @@ impl RepairRecord {
             s.push_str(&format!("; labour {m} min"));
         }
         s.push_str(&format!("; {class}, charged {}.{:02}", charge.charged / 100, charge.charged % 100));
+        if let Some(c) = &self.consent {
+            s.push_str(&format!("; {} agreed to {}.{:02} before the work", c.name, c.quote / 100, c.quote % 100));
+        }
         if let Some(c) = &self.confirmation {
             s.push_str(&format!("; confirmed by {}", c.name));
+        }
+        if let Some(r) = &self.receipt {
+            s.push_str(&format!("; receipt {r}"));
         }
         s
     }
@@ -282,7 +324,7 @@ mod tests {
     fn missing_names_each_required_field_absent() {
         let r = RepairRecord { cause: "blown fuse".into(), labour_minutes: Some(30), ..Default::default() };
         let req = [Field::Cause, Field::Labour, Field::Parts, Field::Signature, Field::Photos];
-        assert_eq!(r.missing(&req), vec![Field::Parts, Field::Signature, Field::Photos]);
+        assert_eq!(r.missing(&req, false), vec![Field::Parts, Field::Signature, Field::Photos]);
         let signed = RepairRecord {
             confirmation: Some(Confirmation {
                 name: "Li".into(),
@@ -292,7 +334,11 @@ mod tests {
             }),
             ..r
         };
-        assert_eq!(signed.missing(&[Field::Confirmation, Field::Signature]), Vec::<Field>::new());
+        assert_eq!(signed.missing(&[Field::Confirmation, Field::Signature], false), Vec::<Field>::new());
+        // The consent and the receipt are asked of a charged repair only.
+        let money = [Field::Consent, Field::Receipt];
+        assert_eq!(signed.missing(&money, false), Vec::<Field>::new());
+        assert_eq!(signed.missing(&money, true), money.to_vec());
     }
 
     #[test]

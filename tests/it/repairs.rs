@@ -376,3 +376,60 @@ async fn a_manager_makes_the_repair_of_an_abnormally_short_lived_component_free(
     let (status, e) = send(max.post(url).json(&claim("appraised"))).await;
     assert_eq!(status, 409, "{e} / {other}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_charged_repair_is_resolved_only_with_consent_before_the_work_and_a_receipt() {
+    // 002 L400: the fee scale shown and agreed before the work, an invoice or receipt after.
+    let keys = "repair_requires = [\"consent\", \"receipt\"]\nfee_scale = \"Parts at cost plus 80.00 an hour\"";
+    let (d, _sim) = two_customers_keyed("", keys);
+    let (desk, eve) = (as_user(&token_of("dee")), as_user(&token_of("eve")));
+    let call = json!({"channel": "phone", "category": "fault", "device": "lit-a", "problem": "Lamp 5 flickers"});
+    let (_, t) = send(desk.post(d.url("/api/v1/tickets")).json(&call)).await;
+    assert_eq!(t["billing"]["class"], json!("at_cost"), "no warranty: charged at cost: {t}");
+    let id = t["id"].as_i64().unwrap();
+    let ticket = |p: &str| d.url(&format!("/api/v1/tickets/{id}{p}"));
+    send(desk.post(ticket("/transition")).json(&json!({"to": "dispatched", "assignee": "eve"}))).await;
+    let (status, _) = send(eve.post(ticket("/transition")).json(&json!({"to": "on_site"}))).await;
+    assert_eq!(status, 200);
+    let (status, e) = send(eve.post(ticket("/transition")).json(&json!({"to": "resolved"}))).await;
+    assert_eq!(status, 400, "{e}");
+    assert!(e["error"].as_str().unwrap().ends_with("missing: consent, receipt"), "{e}");
+    // A consent given after the customer signed the work off is no consent before the work.
+    let record = |consent_at: &str| {
+        json!({
+            "cause": "loose driver", "labour_minutes": 30, "labour_cost": 4000,
+            "consent": {"name": "Zhao Min", "quote": 4000, "at": consent_at},
+            "confirmation": {"name": "Zhao Min", "at": "2026-12-08T10:00:00Z"},
+            "receipt": "FP-2026-00417"
+        })
+    };
+    let (status, e) = send(eve.put(ticket("/repair")).json(&record("2026-12-08T11:00:00Z"))).await;
+    assert_eq!(status, 400, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("before the confirmation"), "{e}");
+    let (status, r) = send(eve.put(ticket("/repair")).json(&record("2026-12-08T09:00:00Z"))).await;
+    assert_eq!(status, 200, "{r}");
+    let (status, t) = send(eve.post(ticket("/transition")).json(&json!({"to": "resolved"}))).await;
+    assert_eq!(status, 200, "{t}");
+    let kept = &t["repair"]["record"];
+    assert_eq!((&kept["consent"]["quote"], &kept["receipt"]), (&json!(4000), &json!("FP-2026-00417")), "{t}");
+    let lines: Vec<&str> = t["timeline"].as_array().unwrap().iter().filter_map(|e| e["note"].as_str()).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("Zhao Min agreed to 40.00 before the work") && l.contains("receipt FP-2026-00417")),
+        "{lines:?}"
+    );
+    // A free repair needs neither.
+    let free = json!({"channel": "phone", "category": "fault", "device": "lit-a", "problem": "Lamp 6 dark"});
+    let (_, t) = send(desk.post(d.url("/api/v1/tickets")).json(&free)).await;
+    let id = t["id"].as_i64().unwrap();
+    let ticket = |p: &str| d.url(&format!("/api/v1/tickets/{id}{p}"));
+    send(desk.post(ticket("/transition")).json(&json!({"to": "dispatched", "assignee": "eve"}))).await;
+    send(eve.post(ticket("/transition")).json(&json!({"to": "on_site"}))).await;
+    let (status, t) = send(
+        eve.post(ticket("/transition"))
+            .json(&json!({"to": "resolved", "repair": {"billing": "free", "cause": "reseated"}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{t}");
+}

@@ -352,6 +352,15 @@ pub(super) async fn ticket(
         Vec::new()
     };
     let csrf = csrf_token(&headers);
+    // The fee scale, shown before a charged repair (002 L400).
+    let fee_scale = t
+        .clock
+        .contract
+        .as_deref()
+        .and_then(|id| s.fleet.contracts.iter().find(|c| c.id == id))
+        .and_then(|c| c.fee_scale.clone())
+        .filter(|_| t.billing.as_ref().is_some_and(|b| b.class != crate::tickets::model::BillingClass::Free))
+        .map(|(en, zh)| if lang == Lang::Zh { zh } else { en });
     let heading = format!("{} #{}", w.ticket, t.id.0);
     let body = html! {
         p { a href="/tickets" { "← " (w.back) } }
@@ -443,7 +452,7 @@ pub(super) async fn ticket(
                 button type="submit" { (w.add_comment) }
             }
         }
-        (repair_section(&p, lang, w, &t, &csrf, offset))
+        (repair_section(&p, lang, w, &t, &csrf, offset, fee_scale.as_deref()))
         h2 { (w.timeline) }
         ol.timeline {
             @for l in t.timeline.iter().flatten().filter(|l| p.role != Role::Customer || !l.internal) {
@@ -485,7 +494,15 @@ const PART_ROWS: usize = 4;
 /// A ticket's repair record: as kept (a customer's user sees what it is charged, not the
 /// supplier's costs), and for who may write it, the form with the customer's signature drawn on
 /// the screen and photos from the camera.
-fn repair_section(p: &Principal, lang: Lang, w: &Words, t: &Ticket, csrf: &str, offset: FixedOffset) -> Markup {
+fn repair_section(
+    p: &Principal,
+    lang: Lang,
+    w: &Words,
+    t: &Ticket,
+    csrf: &str,
+    offset: FixedOffset,
+    fee_scale: Option<&str>,
+) -> Markup {
     use crate::tickets::model::BillingClass;
     let kept = t.repair.as_ref();
     let record = kept.map(|r| r.record.clone()).unwrap_or_default();
@@ -522,6 +539,12 @@ fn repair_section(p: &Principal, lang: Lang, w: &Words, t: &Ticket, csrf: &str, 
                     }
                 }
                 dt { (w.billing) } dd { (words::billing(lang, r.class)) }
+                @if let Some(c) = &r.record.consent {
+                    dt { (w.consent) } dd { (c.name) " · " (money(c.quote)) " · " (local(c.at, offset)) }
+                }
+                @if let Some(n) = &r.record.receipt {
+                    dt { (w.receipt_number) } dd { (n) }
+                }
                 @if !customer { dt { (w.cost) } dd { (money(r.charge.cost)) } }
                 dt { (w.charged) } dd { (money(r.charge.charged)) }
                 @if let Some(c) = &r.record.confirmation {
@@ -599,6 +622,20 @@ fn repair_section(p: &Principal, lang: Lang, w: &Words, t: &Ticket, csrf: &str, 
                 label for="price" { (w.price) }
                 input #price name="price" inputmode="decimal" pattern="[0-9]+([.][0-9]{1,2})?"
                     value=(record.price.map(money).unwrap_or_default());
+                @if let Some(scale) = fee_scale {
+                    p.hint.fee-scale { strong { (w.fee_scale) ": " } (scale) }
+                }
+                fieldset.consent {
+                    legend { (w.consent) }
+                    label for="consent_name" { (w.consent_name) }
+                    input #consent_name name="consent_name" maxlength="200"
+                        value=(record.consent.as_ref().map(|c| c.name.as_str()).unwrap_or_default());
+                    label for="consent_quote" { (w.consent_quote) }
+                    input #consent_quote name="consent_quote" inputmode="decimal" pattern="[0-9]+([.][0-9]{1,2})?"
+                        value=(record.consent.as_ref().map(|c| money(c.quote)).unwrap_or_default());
+                }
+                label for="receipt" { (w.receipt_number) }
+                input #receipt name="receipt" maxlength="100" value=(record.receipt.as_deref().unwrap_or_default());
                 @for id in &photos { input type="hidden" name="photo" value=(id); }
                 (photo_picker(w, &base))
                 @if let (Some(sig), Some(c)) = (signature, record.confirmation.as_ref()) {
@@ -656,6 +693,17 @@ fn repair_of(fields: &[(String, String)], now: chrono::DateTime<chrono::Utc>) ->
         "" => None,
         v => Some(v.parse::<i64>().map_err(|_| "the signature was not uploaded".to_string())?),
     };
+    let consent = match (field("consent_name"), amount("consent_quote")?) {
+        ("", None) => None,
+        ("", Some(_)) => return Err("write the name of who agreed to the quote".into()),
+        (name, quote) => Some(crate::tickets::repair::Consent {
+            name: name.to_string(),
+            quote: quote.unwrap_or(0),
+            at: now,
+            at_local: None,
+        }),
+    };
+    let receipt = Some(field("receipt").to_string()).filter(|r| !r.is_empty());
     let confirmation = match (field("confirm_name"), signature) {
         ("", None) => None,
         ("", Some(_)) => return Err("write the name of who signed".into()),
@@ -680,6 +728,8 @@ fn repair_of(fields: &[(String, String)], now: chrono::DateTime<chrono::Utc>) ->
         billing,
         price: amount("price")?,
         confirmation,
+        consent,
+        receipt,
         photos,
     })
 }
@@ -705,12 +755,20 @@ pub(super) async fn repair(
         Ok(r) => r,
         Err(m) => return super::refused(&headers, StatusCode::BAD_REQUEST, &m),
     };
-    if let Ok(Some(kept)) = s.store.repair(id.0).await
-        && let (Some(new), Some(old)) = (record.confirmation.as_mut(), kept.record.confirmation)
-        && new.name == old.name
-        && new.signature == old.signature
-    {
-        new.at = old.at;
+    if let Ok(Some(kept)) = s.store.repair(id.0).await {
+        if let (Some(new), Some(old)) = (record.confirmation.as_mut(), &kept.record.confirmation)
+            && new.name == old.name
+            && new.signature == old.signature
+        {
+            new.at = old.at;
+        }
+        // So does a consent: it was given before the work, when first recorded.
+        if let (Some(new), Some(old)) = (record.consent.as_mut(), &kept.record.consent)
+            && new.name == old.name
+            && new.quote == old.quote
+        {
+            new.at = old.at;
+        }
     }
     let mut r = after(&headers, crate::api::repairs::record(&s, &p, id, &record).await, &format!("/tickets/{}", id.0));
     if r.status() == StatusCode::SEE_OTHER {

@@ -362,6 +362,7 @@ pub(super) fn compile_contract(id: &str, c: &RawContract, k: &Known<'_>, r: &mut
         supplier: c.supplier.as_ref().map(|s| s.both()),
         sla_target,
         spares_share,
+        fee_scale: c.fee_scale.as_ref().map(|s| s.both()),
         customer: CustomerId(c.customer.get_ref().clone()),
         starts: starts?,
         ends,
