@@ -548,6 +548,9 @@ mod tests {
         // after every service, on attitude, quality and the fix.
         let names: Vec<&str> = led.plans.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["screen patrol", "service follow-up"]);
+        // The free period runs per display, from its acceptance.
+        assert_eq!(led.plans[0].anchor, Anchor::Acceptance);
+        assert_eq!(led.plans[1].after.map(|(a, _)| a), Some(After::Service));
     }
 
     #[test]
