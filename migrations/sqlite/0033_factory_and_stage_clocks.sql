@@ -25,9 +25,18 @@ ALTER TABLE tickets ADD COLUMN factory_ref TEXT;
 -- Clocks that start on a moment of the ticket rather than its opening (004 L61-65: the
 -- 30-minute remote fix, the 3-hour on-site replacement; the factory's clock): the first time
 -- the ticket was handed on to the field (dispatched, on site or sent to the factory), which
--- ends the remote fix, and when each of these clocks ran out unmet.
+-- ends the remote fix; its first fix (a reopening does not undo what the stage clocks judged);
+-- and when each of these clocks ran out unmet.
 ALTER TABLE tickets ADD COLUMN handed_on_at INTEGER;
+ALTER TABLE tickets ADD COLUMN first_fixed_at INTEGER;
 ALTER TABLE tickets ADD COLUMN remote_fix_breached_at INTEGER;
 ALTER TABLE tickets ADD COLUMN on_site_fix_breached_at INTEGER;
 ALTER TABLE tickets ADD COLUMN factory_breached_at INTEGER;
-UPDATE tickets SET handed_on_at = COALESCE(dispatched_at, on_site_at);
+UPDATE tickets SET handed_on_at =
+    (SELECT MIN(at) FROM timeline WHERE ticket_id = tickets.id AND to_state IN ('dispatched', 'on_site'));
+UPDATE tickets SET first_fixed_at = CASE
+    WHEN resolve_forced = 1 THEN CASE WHEN recovered = 1 AND resolved_at IS NOT NULL THEN recovered_at END
+    ELSE (SELECT MIN(at) FROM timeline WHERE ticket_id = tickets.id AND to_state = 'resolved') END;
+-- Tickets older than these clocks were promised nothing by them: none is fired for them.
+UPDATE tickets SET remote_fix_breached_at = updated_at, on_site_fix_breached_at = updated_at,
+    factory_breached_at = updated_at;

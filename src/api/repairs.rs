@@ -99,17 +99,22 @@ pub(super) async fn keep(
         Some(t) => s.fleet.lookup(t.device.as_str()).map(|i| s.fleet.device(i).model.clone()),
         None => None,
     };
+    let catalogued: Vec<(String, String)> = match &model {
+        Some(m) => s.fleet.spares.iter().filter(|x| &x.model == m).map(|x| (x.model.clone(), x.part.clone())).collect(),
+        None => Vec::new(),
+    };
     let taken: Vec<(String, String, u32)> = match &model {
         Some(m) => record
             .parts
             .iter()
-            .filter(|part| s.fleet.spares.iter().any(|x| &x.model == m && x.part == part.number))
+            .filter(|part| catalogued.iter().any(|(_, x)| *x == part.number))
             .map(|part| (m.clone(), part.number.clone(), part.quantity))
             .collect(),
         None => Vec::new(),
     };
+    let spares = model.as_ref().map(|_| crate::store::Taken { parts: &taken, catalogued: &catalogued });
     s.store
-        .record_repair(id.0, record, prepared.class, &prepared.charge, &taken, &p.name, s.clock.now())
+        .record_repair(id.0, record, prepared.class, &prepared.charge, spares, &p.name, s.clock.now())
         .await?
         .map_err(|m| ApiError(StatusCode::BAD_REQUEST, m))?;
     if !taken.is_empty() {
@@ -122,12 +127,12 @@ pub(super) async fn keep(
 
 /// What the contract requires of an on-site repair's record on resolve that `record` lacks:
 /// 400 naming each.
-/// `billable_now`: the same request makes the repair billable.
+/// `class_now`: who pays once the same request's move stands, when it decides it.
 pub(super) fn required(
     s: &AppState,
     t: &Ticket,
     record: Option<&RepairRecord>,
-    billable_now: bool,
+    class_now: Option<BillingClass>,
 ) -> Result<(), ApiError> {
     let Some(c) = contract_of(s, t) else { return Ok(()) };
     if c.repair_requires.is_empty() || t.clock.on_site_at.is_none() {
@@ -135,8 +140,8 @@ pub(super) fn required(
     }
     let empty = RepairRecord::default();
     let record = record.unwrap_or(&empty);
-    let class = record.billing.or(t.billing.as_ref().map(|b| b.class)).unwrap_or(BillingClass::Free);
-    let charged = billable_now || class != BillingClass::Free;
+    let class = record.billing.or(class_now).or(t.billing.as_ref().map(|b| b.class)).unwrap_or(BillingClass::Free);
+    let charged = class != BillingClass::Free;
     let missing = record.missing(&c.repair_requires, charged);
     if missing.is_empty() {
         return Ok(());

@@ -601,10 +601,11 @@ pub(super) async fn act(
         if !matches!(p.role, Role::Admin | Role::Manager | Role::Integration) {
             return Err(ApiError(StatusCode::FORBIDDEN, format!("a {} does not make repairs free", p.role)));
         }
-        if b.billable.is_some() {
+        let free = crate::tickets::model::BillingClass::Free;
+        if b.billable.is_some() || b.repair.as_ref().and_then(|r| r.billing).is_some_and(|c| c != free) {
             return Err(ApiError(
                 StatusCode::BAD_REQUEST,
-                "short_life makes a repair free; it goes without billable".into(),
+                "short_life makes a repair free; it goes without billable or a charged record".into(),
             ));
         }
         if ticket.warranty.as_ref().and_then(|w| w.short_life_until).is_none() {
@@ -637,19 +638,24 @@ pub(super) async fn act(
             }
         }
     }
+    // Who pays once this move stands, when the move itself decides it.
+    let class_now = {
+        use crate::tickets::model::BillingClass as B;
+        match (b.short_life, &b.billable) {
+            (true, _) => Some(B::Free),
+            (false, Some(_)) => Some(if at_cost { B::BillableAtCost } else { B::Billable }),
+            (false, None) => None,
+        }
+    };
     if to == TicketState::Resolved {
         let kept = ticket.repair.as_ref().map(|r| &r.record);
-        super::repairs::required(&s, &ticket, b.repair.as_ref().or(kept), b.billable.is_some())?;
+        super::repairs::required(&s, &ticket, b.repair.as_ref().or(kept), class_now)?;
     }
     let prepared = match &b.repair {
         Some(_) if !p.may(Perm::Repair) => {
             return Err(ApiError(StatusCode::FORBIDDEN, format!("a {} does not write repair records", p.role)));
         }
-        Some(r) => {
-            use crate::tickets::model::BillingClass as B;
-            let class = if at_cost { B::BillableAtCost } else { B::Billable };
-            Some(super::repairs::prepare(&s, &ticket, r, b.billable.as_ref().map(|_| class)).await?)
-        }
+        Some(r) => Some(super::repairs::prepare(&s, &ticket, r, class_now).await?),
         None => None,
     };
     let opts = TransitionOptions {

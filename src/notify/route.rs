@@ -140,7 +140,13 @@ impl Routing {
                 };
                 let subject = format!("[aftercare #{}] {what} clock missed: {}", t.id, t.title);
                 let body = format!("{head}: the {what} clock ran out at {}.", at(*due));
-                let key = format!("breach-{}", clock.as_str());
+                // A stage clock runs again on a ticket's next trip or arrival: its deadline keys it.
+                let key = match clock {
+                    ClockName::Acknowledge | ClockName::OnSite | ClockName::Resolve => {
+                        format!("breach-{}", clock.as_str())
+                    }
+                    _ => format!("breach-{}-{}", clock.as_str(), due.timestamp_millis()),
+                };
                 self.add(&mut out, &key, &self.breach.to, &self.breach.by, &subject, &body);
                 if *loaner {
                     let subject = format!("[aftercare #{}] loaner unit owed: {}", t.id, t.title);

@@ -445,7 +445,13 @@ pub async fn compute(
         weeks.entry(monday).or_default()[(tier as usize).clamp(1, 3) - 1] += 1;
     }
     let sla = crate::tickets::sla::compliance(tickets.iter().map(|t| {
-        let contract = t.clock.contract.as_deref().and_then(|id| fleet.contracts.iter().find(|c| c.id == id));
+        // A cancelled ticket's stage clocks stopped unjudged, as the service levels count them.
+        let contract = t
+            .clock
+            .contract
+            .as_deref()
+            .filter(|_| t.state != crate::tickets::State::Cancelled)
+            .and_then(|id| fleet.contracts.iter().find(|c| c.id == id));
         let stored = [t.clock.acknowledge_met, t.clock.on_site_met, t.clock.resolve_met];
         let moments = crate::tickets::clocks::Moments::of(t);
         (t.tier.number(), crate::tickets::sla::outcomes(stored, contract, t.tier, &moments, now))

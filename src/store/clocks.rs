@@ -32,8 +32,8 @@ impl Store {
     pub async fn clocks(&self, which: Clocks) -> Result<Vec<(OpenClock, DateTime<Utc>)>, StoreError> {
         const COLUMNS: &str = "id, tier, state, contract, opened_at, updated_at, acknowledged_at, on_site_at, \
              acknowledge_by, on_site_by, resolve_by, acknowledge_breached_at, on_site_breached_at, resolve_breached_at, \
-             escalation_level, dispatched_at, inaction_escalated_at, resolve_forced, recovered, resolved_at, loaner, \
-             handed_on_at, factory_sent_at, factory_arrived_at, factory_back_at, remote_fix_breached_at, \
+             escalation_level, dispatched_at, inaction_escalated_at, resolve_forced, recovered, loaner, \
+             handed_on_at, first_fixed_at, factory_sent_at, factory_arrived_at, factory_back_at, remote_fix_breached_at, \
              on_site_fix_breached_at, factory_breached_at";
         let q = match which {
             Clocks::Open { after, limit } => sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -75,7 +75,6 @@ impl Store {
                 dispatched_at: opt_ms(r.try_get("dispatched_at")?)?,
                 inaction_escalated_at: opt_ms(r.try_get("inaction_escalated_at")?)?,
                 awaiting_recovery: flag_of(r, "resolve_forced")? && !flag_of(r, "recovered")?,
-                resolved_at: opt_ms(r.try_get("resolved_at")?)?,
                 moments: Moments::default(),
                 stage_breached: Vec::new(),
                 loaner: flag_of(r, "loaner")?,
@@ -187,10 +186,25 @@ impl Store {
                     due,
                     ..
                 } => {
-                    // Each stage clock is missed at most once; the watch judged it unended.
+                    // Each stage clock is missed at most once, and only if it still runs: a fix, a
+                    // hand-on or the unit's return may have come since the watch read the ticket.
                     let column = format!("{}_breached_at", clock.as_str());
+                    let running = match clock {
+                        ClockName::RemoteFix => "handed_on_at IS NULL AND first_fixed_at IS NULL",
+                        ClockName::OnSiteFix => {
+                            "on_site_at IS NOT NULL AND (first_fixed_at IS NULL OR first_fixed_at < on_site_at) \
+                             AND (factory_sent_at IS NULL OR factory_sent_at < on_site_at)"
+                        }
+                        _ => {
+                            "state = 'at_factory' AND factory_arrived_at IS NOT NULL AND factory_back_at IS NULL \
+                              AND (first_fixed_at IS NULL OR first_fixed_at < factory_arrived_at)"
+                        }
+                    };
                     (
-                        format!("UPDATE tickets SET {column} = $2, updated_at = $2 WHERE id = $1 AND {column} IS NULL"),
+                        format!(
+                            "UPDATE tickets SET {column} = $2, updated_at = $2 WHERE id = $1 AND {column} IS NULL \
+                             AND {running}"
+                        ),
                         format!("{} clock missed: due {}", clock.as_str().replace('_', "-"), due.to_rfc3339()),
                     )
                 }
@@ -240,7 +254,7 @@ pub(super) fn moments_of(r: &sqlx::sqlite::SqliteRow, c: &OpenClock) -> Result<M
         opened_at: c.opened_at,
         handed_on_at: opt_ms(r.try_get("handed_on_at")?)?,
         on_site_at: c.on_site_at,
-        fixed_at: c.resolved_at.filter(|_| !c.awaiting_recovery),
+        fixed_at: opt_ms(r.try_get("first_fixed_at")?)?,
         factory_sent_at: opt_ms(r.try_get("factory_sent_at")?)?,
         factory_arrived_at: opt_ms(r.try_get("factory_arrived_at")?)?,
         factory_back_at: opt_ms(r.try_get("factory_back_at")?)?,

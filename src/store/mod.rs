@@ -27,7 +27,7 @@ pub use intake::Link;
 pub use notifications::{Brief, Notice, Notification, NotificationState};
 pub use outbox::{OutboxEvent, OutboxRow, RemoteTicket, SubjectId};
 pub use repairs::{NewAttachment, Owner};
-pub use spares::MoveKind;
+pub use spares::{MoveKind, Taken};
 pub(crate) use spares::{spare_lines, warn_short};
 pub use surveys::Survey;
 pub use tickets::{ActiveFault, AlarmRecord, ClockOutcome, FaultRecord, TransitionFailure, TransitionOptions};

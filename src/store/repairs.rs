@@ -176,8 +176,10 @@ impl Store {
     }
 
     /// Records (or replaces) a ticket's repair record, with a timeline line for the helpdesk,
-    /// and takes the spare parts it used from stock: `taken` are (model, part, quantity) of
-    /// the record's parts kept as spares; a replaced record moves only the difference.
+    /// and takes the spare parts it used from stock: `spares` are (model, part, quantity) of
+    /// the record's parts kept as spares, and the (model, part) the catalogue keeps for the
+    /// device's model (`None`: its model is unknown, stock is left alone); a replaced record
+    /// moves only the difference.
     /// `Ok(Err(why))` when the record names an attachment the ticket does not hold as that kind.
     #[allow(clippy::too_many_arguments)]
     pub async fn record_repair(
@@ -186,7 +188,7 @@ impl Store {
         record: &RepairRecord,
         class: BillingClass,
         charge: &Charge,
-        taken: &[(String, String, u32)],
+        spares: Option<super::spares::Taken<'_>>,
         by: &str,
         now: DateTime<Utc>,
     ) -> Result<Result<(), String>, StoreError> {
@@ -218,7 +220,9 @@ impl Store {
         .await?;
         let note = record.summary(class, charge);
         append(&mut tx, ticket, now, Entry::note(Event::Repair, by, &note)).await?;
-        super::spares::take(&mut tx, ticket, taken, by, now).await?;
+        if let Some(t) = spares {
+            super::spares::take(&mut tx, ticket, t.parts, t.catalogued, by, now).await?;
+        }
         tx.commit().await?;
         Ok(Ok(()))
     }

@@ -61,18 +61,30 @@ async fn shift(
     Ok(())
 }
 
+/// The spare parts a repair record names, and the parts the catalogue keeps for the device's model.
+#[derive(Debug, Clone, Copy)]
+pub struct Taken<'a> {
+    /// (model, part, quantity).
+    pub parts: &'a [(String, String, u32)],
+    /// (model, part).
+    pub catalogued: &'a [(String, String)],
+}
+
 /// Takes the parts of ticket `ticket`'s repair record from stock: `taken` is what the record
-/// holds now; what an earlier version took is counted, so only the difference moves (a part
-/// taken off the record goes back).
+/// holds now of the parts `catalogued` (model, part) lists; what an earlier version took is
+/// counted, so only the difference moves (a part taken off the record goes back). A part no
+/// longer in the catalogue is left as it was.
 pub(super) async fn take(
     conn: &mut SqliteConnection,
     ticket: i64,
     taken: &[(String, String, u32)],
+    catalogued: &[(String, String)],
     by: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let rows = sqlx::query(
-        "SELECT model, part, -SUM(delta) AS n FROM spare_moves WHERE ticket_id = $1 AND kind = $2 GROUP BY model, part",
+        "SELECT model, part, -CAST(SUM(delta) AS BIGINT) AS n FROM spare_moves WHERE ticket_id = $1 AND kind = $2 \
+         GROUP BY model, part",
     )
     .bind(ticket)
     .bind(MoveKind::Used.as_str())
@@ -80,7 +92,10 @@ pub(super) async fn take(
     .await?;
     let mut want: BTreeMap<(String, String), i64> = BTreeMap::new();
     for r in &rows {
-        want.insert((r.try_get("model")?, r.try_get("part")?), 0);
+        let key: (String, String) = (r.try_get("model")?, r.try_get("part")?);
+        if catalogued.contains(&key) {
+            want.insert(key, 0);
+        }
     }
     for (model, part, n) in taken {
         *want.entry((model.clone(), part.clone())).or_default() += i64::from(*n);
@@ -109,7 +124,8 @@ impl Store {
     /// Parts repairs took since `since`, by (model, part).
     pub async fn spares_used_since(&self, since: DateTime<Utc>) -> Result<BTreeMap<(String, String), u32>, StoreError> {
         let rows = sqlx::query(
-            "SELECT model, part, -SUM(delta) AS n FROM spare_moves WHERE kind = $1 AND at >= $2 GROUP BY model, part",
+            "SELECT model, part, -CAST(SUM(delta) AS BIGINT) AS n FROM spare_moves WHERE kind = $1 AND at >= $2 \
+             GROUP BY model, part",
         )
         .bind(MoveKind::Used.as_str())
         .bind(ms(since))

@@ -120,7 +120,7 @@ const TICKET_COLUMNS: &str = "id, device, site, customer, kind, code, title, tie
      acknowledge_breached_at, on_site_breached_at, resolve_breached_at, escalation_level, loaner, dispatched_at, \
      inaction_escalated_at, warranty, billing, billing_reason, failed_repairs, replace_unit, silenced_by, resolve_forced, calendar_gap, \
      category, channel, reporter_name, reporter_phone, problem, reported_by, sensed, assignee, complaint_grade, \
-     handed_on_at, factory_sent_at, factory_arrived_at, factory_back_at, factory_ref, \
+     handed_on_at, first_fixed_at, factory_sent_at, factory_arrived_at, factory_back_at, factory_ref, \
      CASE WHEN state IN ('resolved', 'closed', 'cancelled') THEN NULL \
      WHEN acknowledge_met IS NULL AND acknowledge_by IS NOT NULL THEN acknowledge_by \
      WHEN on_site_met IS NULL AND on_site_by IS NOT NULL THEN on_site_by \
@@ -199,6 +199,7 @@ fn ticket_from_row(r: &SqliteRow) -> Result<Ticket, StoreError> {
             calendar_gap: r.try_get("calendar_gap")?,
             next_due: opt_ms(r.try_get("next_due")?)?,
             handed_on_at: opt_ms(r.try_get("handed_on_at")?)?,
+            fixed_at: opt_ms(r.try_get("first_fixed_at")?)?,
             stages: Vec::new(),
         },
         factory: match opt_ms(r.try_get("factory_sent_at")?)? {
@@ -433,7 +434,7 @@ impl Store {
                  CASE WHEN resolve_breached_at IS NULL THEN NULL ELSE 0 END"
             }
             State::Resolved => {
-                ", resolved_at = $3, resolve_forced = 0, resolve_met = \
+                ", resolved_at = $3, resolve_forced = 0, first_fixed_at = COALESCE(first_fixed_at, $3), resolve_met = \
                  CASE WHEN resolve_by IS NULL THEN NULL WHEN $3 <= resolve_by THEN 1 ELSE 0 END"
             }
             State::Dispatched => ", dispatched_at = $3",
@@ -716,7 +717,7 @@ impl Store {
     ) -> Result<Vec<ClockOutcome>, StoreError> {
         let rows = sqlx::query(
             "SELECT contract, tier, acknowledge_met, on_site_met, resolve_met, opened_at, handed_on_at, on_site_at, \
-             resolved_at, resolve_forced, recovered, factory_sent_at, factory_arrived_at, factory_back_at FROM tickets \
+             first_fixed_at, factory_sent_at, factory_arrived_at, factory_back_at FROM tickets \
              WHERE ($1 IS NULL OR customer = $1) AND opened_at >= $2 AND opened_at < $3 AND state != $4",
         )
         .bind(customer)
@@ -728,7 +729,6 @@ impl Store {
         let b = |v: Option<i64>| v.map(|v| v != 0);
         rows.iter()
             .map(|r| {
-                let awaiting = flag_of(r, "resolve_forced")? && !flag_of(r, "recovered")?;
                 Ok(ClockOutcome {
                     contract: r.try_get("contract")?,
                     tier: tier_of(r)?,
@@ -737,7 +737,7 @@ impl Store {
                         opened_at: from_ms(r.try_get("opened_at")?)?,
                         handed_on_at: opt_ms(r.try_get("handed_on_at")?)?,
                         on_site_at: opt_ms(r.try_get("on_site_at")?)?,
-                        fixed_at: opt_ms(r.try_get("resolved_at")?)?.filter(|_| !awaiting),
+                        fixed_at: opt_ms(r.try_get("first_fixed_at")?)?,
                         factory_sent_at: opt_ms(r.try_get("factory_sent_at")?)?,
                         factory_arrived_at: opt_ms(r.try_get("factory_arrived_at")?)?,
                         factory_back_at: opt_ms(r.try_get("factory_back_at")?)?,
@@ -963,7 +963,9 @@ async fn clear(
     let row = sqlx::query(
         "UPDATE tickets SET recovered = 1, recovered_at = $3, updated_at = $4, resolve_met = \
          CASE WHEN resolve_forced = 1 AND resolve_met IS NULL AND resolve_by IS NOT NULL \
-         THEN CASE WHEN $3 <= resolve_by THEN 1 ELSE 0 END ELSE resolve_met END \
+         THEN CASE WHEN $3 <= resolve_by THEN 1 ELSE 0 END ELSE resolve_met END, \
+         first_fixed_at = CASE WHEN resolve_forced = 1 AND resolved_at IS NOT NULL AND first_fixed_at IS NULL \
+         THEN $3 ELSE first_fixed_at END \
          WHERE id = (SELECT MAX(id) FROM tickets WHERE device = $1 AND code = $2) AND recovered = 0 RETURNING id",
     )
     .bind(&rec.device)

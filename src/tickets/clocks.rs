@@ -31,7 +31,6 @@ pub struct OpenClock {
     pub inaction_escalated_at: Option<DateTime<Utc>>,
     /// Resolved by force while its fault is still active: not fixed until the fault recovers.
     pub awaiting_recovery: bool,
-    pub resolved_at: Option<DateTime<Utc>>,
     /// The moments the stage clocks start and end on.
     pub moments: Moments,
     /// The stage clocks already missed.
@@ -67,7 +66,8 @@ pub struct Moments {
     pub handed_on_at: Option<DateTime<Utc>>,
     /// The first arrival on site.
     pub on_site_at: Option<DateTime<Utc>>,
-    /// Fixed: resolved, and not by force with the fault still active.
+    /// The first fix: resolved, and not by force with the fault still active; a reopening
+    /// does not undo it.
     pub fixed_at: Option<DateTime<Utc>>,
     pub factory_sent_at: Option<DateTime<Utc>>,
     pub factory_arrived_at: Option<DateTime<Utc>>,
@@ -77,12 +77,11 @@ pub struct Moments {
 impl Moments {
     /// A ticket's moments as its answer gives them.
     pub fn of(t: &super::Ticket) -> Moments {
-        let awaiting_recovery = t.clock.resolve_forced && !t.recovered;
         Moments {
             opened_at: t.opened_at,
             handed_on_at: t.clock.handed_on_at,
             on_site_at: t.clock.on_site_at,
-            fixed_at: t.resolved_at.filter(|_| !awaiting_recovery),
+            fixed_at: t.clock.fixed_at,
             factory_sent_at: t.factory.as_ref().map(|f| f.sent_at),
             factory_arrived_at: t.factory.as_ref().and_then(|f| f.arrived_at),
             factory_back_at: t.factory.as_ref().and_then(|f| f.back_at),
@@ -126,10 +125,11 @@ pub(crate) fn stages(c: &TierClocks, cal: Option<&Calendar>, m: &Moments, now: D
         let (Some(spec), Some(start)) = (spec, start) else { return };
         let due_by = spec.deadline(start, cal);
         let (fixed, stop) = (fixed.filter(|t| *t >= start), stop.filter(|t| *t >= start));
-        let in_time = |t: DateTime<Utc>| due_by.is_none_or(|d| t <= d);
+        // With no deadline (a calendar the contract lacks) nothing is judged.
+        let late = |t: DateTime<Utc>| due_by.map(|d| t > d);
         let (ended_at, met) = match (fixed, stop) {
-            (Some(f), s) if s.is_none_or(|s| f <= s) => (Some(f), Some(in_time(f))),
-            (_, Some(s)) => (Some(s), if in_time(s) { None } else { Some(false) }),
+            (Some(f), s) if s.is_none_or(|s| f <= s) => (Some(f), late(f).map(|l| !l)),
+            (_, Some(s)) => (Some(s), late(s).filter(|l| *l).map(|_| false)),
             _ => (None, due_by.filter(|d| *d <= now).map(|_| false)),
         };
         out.push(Stage { clock, started_at: start, due_by, ended_at, met });

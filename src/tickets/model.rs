@@ -137,6 +137,9 @@ pub struct Clock {
     pub next_due: Option<DateTime<Utc>>,
     /// The first move to dispatched, on site or the factory (the phone did not fix it).
     pub handed_on_at: Option<DateTime<Utc>>,
+    /// The first fix: resolved (by force, once the fault recovered). The stage clocks judge it;
+    /// a reopening does not undo it.
+    pub fixed_at: Option<DateTime<Utc>>,
     /// The clocks that start on a moment of the ticket: the remote fix, the on-site fix, the
     /// factory's repair (one ticket's answer only).
     #[serde(skip_serializing_if = "Vec::is_empty")]

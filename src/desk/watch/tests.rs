@@ -210,7 +210,6 @@ fn due_is_decided_from_the_persisted_clock_alone() {
         dispatched_at: None,
         inaction_escalated_at: None,
         awaiting_recovery: false,
-        resolved_at: None,
         moments: Moments { opened_at: t("2026-06-01T10:00:00"), ..Moments::default() },
         stage_breached: Vec::new(),
         loaner: false,
@@ -500,7 +499,6 @@ fn the_recorders_tender_fixes_by_phone_in_30_minutes_or_on_site_in_3_hours_of_ar
         dispatched_at: None,
         inaction_escalated_at: None,
         awaiting_recovery: false,
-        resolved_at: None,
         moments: Moments { on_site_at: Some(t("2026-06-01T20:00:00")), ..opened.clone() },
         stage_breached: Vec::new(),
         loaner: false,
@@ -595,4 +593,27 @@ async fn a_unit_at_the_factory_is_timed_from_its_arrival_and_owes_a_loaner_while
     // Going to the factory stopped the on-site fix unjudged, so no on-site-fix breach.
     run_once(&s, &f, t("2026-06-01T17:00:00")).await.unwrap();
     assert!(!events(&ticket(&s, rec).await).iter().any(|e| e.contains("on-site-fix")));
+}
+
+#[tokio::test]
+async fn a_stage_clock_met_stays_met_when_the_ticket_reopens_and_a_stale_breach_is_not_written() {
+    let f = fleet();
+    let (s, _d) = store().await;
+    let t0 = t("2026-06-01T10:00:00");
+    // 004 L65: fixed by phone at 10:20, reopened at 10:25; the 30 minutes were met.
+    let id = open(&s, &f, "rec-001", "storage_failure", Tier::Major, t0).await;
+    repair(&s, &f, id, t("2026-06-01T10:20:00")).await;
+    s.transition(id, State::Open, "desk", "the customer says it is back", t("2026-06-01T10:25:00")).await.unwrap();
+    run_once(&s, &f, t("2026-06-01T10:40:00")).await.unwrap();
+    let k = ticket(&s, id).await;
+    assert!(!events(&k).iter().any(|e| e.contains("remote-fix")), "{:#?}", events(&k));
+    let rows = s.clock_outcomes(None, t0, t("2026-06-02T00:00:00")).await.unwrap();
+    assert_eq!(rows[0].outcomes(&f.contracts, t("2026-06-01T10:40:00"))[3], Some(true), "the phone fix met");
+    // A breach the watch decided on before a hand-on committed is not written after it.
+    let other = open(&s, &f, "rec-002", "storage_failure", Tier::Major, t0).await;
+    s.transition(other, State::Dispatched, "desk", "", t("2026-06-01T10:29:00")).await.unwrap();
+    let stale = Firing::Breach { clock: ClockName::RemoteFix, due: t("2026-06-01T10:30:00"), loaner: false };
+    let fired = s.fire(other, &[stale], t("2026-06-01T10:30:00"), &|_, _| Vec::new()).await.unwrap();
+    assert!(fired.is_empty(), "{fired:?}");
+    assert!(!events(&ticket(&s, other).await).iter().any(|e| e.contains("remote-fix")));
 }
