@@ -500,6 +500,29 @@ mod tests {
     }
 
     #[test]
+    fn plant_room_patrols_the_warranty_card_and_training_are_visits_the_contracts_make() {
+        let f = fleet();
+        let plan = |contract: &str, name: &str| {
+            let c = f.contracts.iter().find(|c| c.id == contract).unwrap();
+            c.plans.iter().find(|p| p.name == name).unwrap_or_else(|| panic!("{contract}: no plan {name}")).clone()
+        };
+        // 001 ¶13: periodic patrols of the plant rooms.
+        let patrol = plan("detailed-plan", "plant room patrol");
+        assert_eq!(patrol.kind, crate::domain::VisitKind::Patrol);
+        assert_eq!(patrol.steps, [Step::Every { every: Period::Months(3), until: None }]);
+        // 001 ¶14: the warranty card within a month of completion.
+        let card = plan("detailed-plan", "warranty card");
+        assert_eq!((card.anchor, card.steps.clone()), (Anchor::Acceptance, vec![Step::At(Period::Months(1))]));
+        // 001 ¶11: training on site during the visits.
+        let visit = plan("detailed-plan", "return visit");
+        assert!(visit.checklist_for("lighting").contains(&"on-site training".to_string()));
+        // 002 L426: the customer's staff trained within 2 days of acceptance.
+        let training = plan("solar-heaters", "operator training");
+        assert_eq!((training.anchor, training.steps.clone()), (Anchor::Acceptance, vec![Step::At(Period::Days(2))]));
+        assert_eq!(training.checklist_for("solar_heater"), ["equipment managers", "electricians", "users"]);
+    }
+
+    #[test]
     fn the_solar_heaters_repair_for_a_charge_only_with_consent_before_the_work_and_a_receipt() {
         let f = fleet();
         let sh = f.contracts.iter().find(|c| c.id == "solar-heaters").unwrap();
