@@ -553,3 +553,57 @@ async fn a_fault_still_active_when_its_ticket_is_cancelled_or_closed_stays_activ
     assert_eq!(o, Outcome::Opened);
     assert_ne!(again, Some(cancelled));
 }
+
+#[tokio::test]
+async fn the_factory_migration_keeps_tickets_and_fills_their_first_hand_on_and_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    let (t1, t2, t3) = (t0() + TimeDelta::minutes(10), t0() + TimeDelta::hours(2), t0() + TimeDelta::hours(3));
+    {
+        // A database of the schema before the factory state: a ticket dispatched twice, on site, resolved.
+        let opts = SqliteConnectOptions::new().filename(&path).create_if_missing(true).foreign_keys(true);
+        let pool = SqlitePoolOptions::new().max_connections(1).connect_with(opts).await.unwrap();
+        migrator_to(32).run(&pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO tickets (device, site, customer, kind, code, title, tier, state, recovered, fault_at, \
+             opened_at, updated_at, last_raised_at, dispatched_at, on_site_at, resolved_at, assignee) \
+             VALUES ('rec-001', 's1', 'c1', 'recorder', 'leak', 'leak title', 1, 'resolved', 1, $1, $1, $4, $1, $3, $2, $4, 'eve')",
+        )
+        .bind(ms(t0()))
+        .bind(ms(t2))
+        .bind(ms(t2 + TimeDelta::minutes(30)))
+        .bind(ms(t3))
+        .execute(&pool)
+        .await
+        .unwrap();
+        for (at, to) in
+            [(t1, "dispatched"), (t2, "on_site"), (t2 + TimeDelta::minutes(30), "dispatched"), (t3, "resolved")]
+        {
+            sqlx::query(
+                "INSERT INTO timeline (ticket_id, at, event, actor, to_state) VALUES (1, $1, 'transition', 'eve', $2)",
+            )
+            .bind(ms(at))
+            .bind(to)
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        pool.close().await;
+    }
+    let s = Store::open(&path).await.unwrap();
+    let t = s.ticket(TicketId(1)).await.unwrap().unwrap();
+    // The first hand-on and fix, from the timeline, not the latest dispatch.
+    assert_eq!((t.state, t.assignee.as_deref()), (State::Resolved, Some("eve")));
+    assert_eq!((t.clock.handed_on_at, t.clock.fixed_at), (Some(t1), Some(t3)));
+    // The state's wider check takes the new state; the one open ticket per fault still holds.
+    s.transition(TicketId(1), State::Open, "eve", "back", t3 + TimeDelta::hours(1)).await.unwrap();
+    s.transition(TicketId(1), State::Acknowledged, "eve", "", t3 + TimeDelta::hours(1)).await.unwrap();
+    s.transition(TicketId(1), State::AtFactory, "eve", "to the factory", t3 + TimeDelta::hours(2)).await.unwrap();
+    let (_, again) =
+        apply(&s, rec("rec-001", "leak", Tier::Major, FaultChange::Raised, t3 + TimeDelta::hours(3)), t3).await;
+    assert_eq!(again, Some(TicketId(1)), "counted on the ticket at the factory, not a second one");
+    // An older ticket's stage clocks fire nothing; its trip after the upgrade is timed afresh.
+    let clocks = s.clocks(crate::store::Clocks::Of(TicketId(1))).await.unwrap();
+    use crate::tickets::clocks::ClockName;
+    assert_eq!(clocks[0].0.stage_breached, [ClockName::RemoteFix, ClockName::OnSiteFix]);
+}
