@@ -86,19 +86,17 @@ pub(super) async fn prepare(
     Ok(Prepared { class, charge: record.charge(class, half) })
 }
 
-/// Keeps a prepared record of ticket `id`.
+/// Keeps a prepared record of ticket `t`.
 pub(super) async fn keep(
     s: &AppState,
     p: &Principal,
-    id: crate::domain::TicketId,
+    t: &Ticket,
     record: &RepairRecord,
     prepared: Prepared,
 ) -> Result<(), ApiError> {
+    let id = t.id;
     // The parts of the device's model kept as spares come out of stock.
-    let model = match s.store.ticket(id).await? {
-        Some(t) => s.fleet.lookup(t.device.as_str()).map(|i| s.fleet.device(i).model.clone()),
-        None => None,
-    };
+    let model = s.fleet.lookup(t.device.as_str()).map(|i| s.fleet.device(i).model.clone());
     let catalogued: Vec<(String, String)> = match &model {
         Some(m) => s.fleet.spares.iter().filter(|x| &x.model == m).map(|x| (x.model.clone(), x.part.clone())).collect(),
         None => Vec::new(),
@@ -172,7 +170,7 @@ pub(super) async fn record(
         return Err(ApiError(StatusCode::CONFLICT, format!("ticket {id} is {}", t.state)));
     }
     let prepared = prepare(s, &t, r, None).await?;
-    keep(s, p, id, r, prepared).await
+    keep(s, p, &t, r, prepared).await
 }
 
 /// Records (or replaces) the repair record of a ticket not yet closed.

@@ -43,24 +43,13 @@ async fn list(State(s): State<AppState>, Extension(p): Extension<Principal>) -> 
     Ok(Json(lines(&s, &p).await?).into_response())
 }
 
-/// A stocktake: the quantity counted.
+/// A stocktake (the quantity counted, 0 to 1,000,000) or a receipt (how many came in, 1 to
+/// 1,000,000).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct CountBody {
-    /// How many are on the shelf, 0 to 1,000,000.
+pub(super) struct StockBody {
     quantity: i64,
-    /// What was counted where (at most 4,000 characters).
-    #[serde(default)]
-    note: String,
-}
-
-/// Parts received.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(super) struct ReceiptBody {
-    /// How many came in, 1 to 1,000,000.
-    quantity: i64,
-    /// The delivery note (at most 4,000 characters).
+    /// What was counted where, or the delivery note (at most 4,000 characters).
     #[serde(default)]
     note: String,
 }
@@ -119,7 +108,7 @@ pub(super) async fn move_stock(
 
 /// Sets a part's stock to what a stocktake counted.
 #[utoipa::path(put, path = "/api/v1/spares/{model}/{part}", tag = "spares",
-    params(("model" = String, Path), ("part" = String, Path)), request_body = CountBody, responses(
+    params(("model" = String, Path), ("part" = String, Path)), request_body = StockBody, responses(
     (status = 200, description = "The part as it stands", body = SpareLine),
     (status = 400, description = "A quantity out of range", body = super::ErrorBody),
     (status = 404, description = "No such part in the catalogue", body = super::ErrorBody),
@@ -128,7 +117,7 @@ async fn count(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
     Path(key): Path<(String, String)>,
-    body: Result<Json<CountBody>, JsonRejection>,
+    body: Result<Json<StockBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(b) = body?;
     moved(&s, &p, key, MoveKind::Count, b.quantity, &b.note).await
@@ -136,7 +125,7 @@ async fn count(
 
 /// Adds parts received to a part's stock.
 #[utoipa::path(post, path = "/api/v1/spares/{model}/{part}/receipts", tag = "spares",
-    params(("model" = String, Path), ("part" = String, Path)), request_body = ReceiptBody, responses(
+    params(("model" = String, Path), ("part" = String, Path)), request_body = StockBody, responses(
     (status = 200, description = "The part as it stands", body = SpareLine),
     (status = 400, description = "A quantity out of range", body = super::ErrorBody),
     (status = 404, description = "No such part in the catalogue", body = super::ErrorBody),
@@ -145,7 +134,7 @@ async fn receive(
     State(s): State<AppState>,
     Extension(p): Extension<Principal>,
     Path(key): Path<(String, String)>,
-    body: Result<Json<ReceiptBody>, JsonRejection>,
+    body: Result<Json<StockBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(b) = body?;
     moved(&s, &p, key, MoveKind::Receipt, b.quantity, &b.note).await

@@ -671,7 +671,7 @@ pub(super) async fn act(
     if moved.is_ok()
         && let (Some(r), Some(prepared)) = (&b.repair, prepared)
     {
-        super::repairs::keep(&s, &p, id, r, prepared).await?;
+        super::repairs::keep(&s, &p, &ticket, r, prepared).await?;
         return seen_ticket(&s, &p, id).await;
     }
     with_record(&s, moved.map_err(failure)?).await

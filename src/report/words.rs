@@ -27,6 +27,10 @@ pub fn state(lang: Lang, s: State) -> &'static str {
     }
 }
 
+/// Every clock's name, in the order of `tickets::sla::CLOCKS`: English, then Chinese.
+pub const CLOCKS_EN: [&str; 6] = ["Acknowledge", "On site", "Resolve", "Phone fix", "On-site fix", "Factory repair"];
+pub const CLOCKS_ZH: [&str; 6] = ["响应", "到场", "修复", "电话解决", "现场修复", "返厂维修"];
+
 /// What a stage clock's deadline is for, as a label: "Fixed by phone by".
 pub fn stage(lang: Lang, c: crate::tickets::clocks::ClockName) -> &'static str {
     use crate::tickets::clocks::ClockName as C;

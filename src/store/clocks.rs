@@ -57,6 +57,12 @@ impl Store {
         let rows = q.fetch_all(&self.pool).await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
+            let mut stage_breached = Vec::new();
+            for c in [ClockName::RemoteFix, ClockName::OnSiteFix, ClockName::Factory] {
+                if r.try_get::<Option<i64>, _>(format!("{}_breached_at", c.as_str()).as_str())?.is_some() {
+                    stage_breached.push(c);
+                }
+            }
             let clock = OpenClock {
                 id: TicketId(r.try_get("id")?),
                 tier: tier_of(r)?,
@@ -75,16 +81,10 @@ impl Store {
                 dispatched_at: opt_ms(r.try_get("dispatched_at")?)?,
                 inaction_escalated_at: opt_ms(r.try_get("inaction_escalated_at")?)?,
                 awaiting_recovery: flag_of(r, "resolve_forced")? && !flag_of(r, "recovered")?,
-                moments: Moments::default(),
-                stage_breached: Vec::new(),
+                moments: moments_of(r)?,
+                stage_breached,
                 loaner: flag_of(r, "loaner")?,
             };
-            let mut clock = OpenClock { moments: moments_of(r, &clock)?, ..clock };
-            for c in [ClockName::RemoteFix, ClockName::OnSiteFix, ClockName::Factory] {
-                if r.try_get::<Option<i64>, _>(format!("{}_breached_at", c.as_str()).as_str())?.is_some() {
-                    clock.stage_breached.push(c);
-                }
-            }
             out.push((clock, from_ms(r.try_get("updated_at")?)?));
         }
         Ok(out)
@@ -249,11 +249,11 @@ impl Store {
 }
 
 /// The moments of a ticket's row that its stage clocks start and end on.
-pub(super) fn moments_of(r: &sqlx::sqlite::SqliteRow, c: &OpenClock) -> Result<Moments, StoreError> {
+pub(super) fn moments_of(r: &sqlx::sqlite::SqliteRow) -> Result<Moments, StoreError> {
     Ok(Moments {
-        opened_at: c.opened_at,
+        opened_at: from_ms(r.try_get("opened_at")?)?,
         handed_on_at: opt_ms(r.try_get("handed_on_at")?)?,
-        on_site_at: c.on_site_at,
+        on_site_at: opt_ms(r.try_get("on_site_at")?)?,
         fixed_at: opt_ms(r.try_get("first_fixed_at")?)?,
         factory_sent_at: opt_ms(r.try_get("factory_sent_at")?)?,
         factory_arrived_at: opt_ms(r.try_get("factory_arrived_at")?)?,

@@ -733,15 +733,7 @@ impl Store {
                     contract: r.try_get("contract")?,
                     tier: tier_of(r)?,
                     met: [b(r.try_get("acknowledge_met")?), b(r.try_get("on_site_met")?), b(r.try_get("resolve_met")?)],
-                    moments: crate::tickets::clocks::Moments {
-                        opened_at: from_ms(r.try_get("opened_at")?)?,
-                        handed_on_at: opt_ms(r.try_get("handed_on_at")?)?,
-                        on_site_at: opt_ms(r.try_get("on_site_at")?)?,
-                        fixed_at: opt_ms(r.try_get("first_fixed_at")?)?,
-                        factory_sent_at: opt_ms(r.try_get("factory_sent_at")?)?,
-                        factory_arrived_at: opt_ms(r.try_get("factory_arrived_at")?)?,
-                        factory_back_at: opt_ms(r.try_get("factory_back_at")?)?,
-                    },
+                    moments: super::clocks::moments_of(r)?,
                 })
             })
             .collect()

@@ -47,7 +47,7 @@ impl OpenClock {
 }
 
 crate::domain::named! {
-    /// One of a ticket's three contract clocks.
+    /// One of a ticket's contract clocks: the three from its opening, then the stage clocks.
     pub enum ClockName {
         Acknowledge = "acknowledge",
         OnSite = "on_site",
@@ -55,6 +55,18 @@ crate::domain::named! {
         RemoteFix = "remote_fix",
         OnSiteFix = "on_site_fix",
         Factory = "factory",
+    }
+}
+
+/// The spec of clock `k` in a tier's clocks, if the tier promises it.
+pub(crate) fn spec(c: &TierClocks, k: ClockName) -> Option<crate::contracts::ClockSpec> {
+    match k {
+        ClockName::Acknowledge => c.acknowledge,
+        ClockName::OnSite => c.on_site,
+        ClockName::Resolve => c.resolve,
+        ClockName::RemoteFix => c.remote_fix,
+        ClockName::OnSiteFix => c.on_site_fix,
+        ClockName::Factory => c.factory,
     }
 }
 

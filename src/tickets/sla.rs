@@ -63,16 +63,25 @@ impl TierCompliance {
         let c = [&self.acknowledge, &self.on_site, &self.resolve, &self.remote_fix, &self.on_site_fix, &self.factory];
         std::array::from_fn(|i| (CLOCKS[i], c[i]))
     }
+
+    /// Each clock's compliance, to count into, in the order of [`CLOCKS`].
+    fn clocks_mut(&mut self) -> [&mut ClockCompliance; 6] {
+        [
+            &mut self.acknowledge,
+            &mut self.on_site,
+            &mut self.resolve,
+            &mut self.remote_fix,
+            &mut self.on_site_fix,
+            &mut self.factory,
+        ]
+    }
 }
 
-/// The clocks worth a column: the three every contract may promise, and a stage clock once a
-/// ticket's moment on it came.
-pub(crate) fn shown(sla: &[TierCompliance]) -> Vec<ClockName> {
-    CLOCKS
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i < 3 || sla.iter().any(|t| t.clocks()[*i].1.met + t.clocks()[*i].1.missed > 0))
-        .map(|(_, c)| *c)
+/// The clocks worth a column, as indexes into [`CLOCKS`]: the three every contract may
+/// promise, and a stage clock once a ticket's moment on it came.
+pub(crate) fn shown(sla: &[TierCompliance]) -> Vec<usize> {
+    (0..CLOCKS.len())
+        .filter(|i| *i < 3 || sla.iter().any(|t| t.clocks()[*i].1.met + t.clocks()[*i].1.missed > 0))
         .collect()
 }
 
@@ -107,16 +116,12 @@ pub(crate) fn compliance(rows: impl IntoIterator<Item = (u8, Outcomes)>) -> Vec<
     for (tier, m) in rows {
         let Some(t) = out.get_mut(tier.saturating_sub(1) as usize) else { continue };
         t.tickets += 1;
-        let clocks =
-            [&mut t.acknowledge, &mut t.on_site, &mut t.resolve, &mut t.remote_fix, &mut t.on_site_fix, &mut t.factory];
-        for (c, m) in clocks.into_iter().zip(m) {
+        for (c, m) in t.clocks_mut().into_iter().zip(m) {
             add(c, m);
         }
     }
     for t in &mut out {
-        for c in
-            [&mut t.acknowledge, &mut t.on_site, &mut t.resolve, &mut t.remote_fix, &mut t.on_site_fix, &mut t.factory]
-        {
+        for c in t.clocks_mut() {
             let n = c.met + c.missed;
             c.share = (n > 0).then(|| c.met as f64 / n as f64);
         }
@@ -143,7 +148,8 @@ mod tests {
         let c = compliance(rows);
         assert_eq!((c[0].factory.met, c[0].factory.missed, c[0].factory.share), (1, 1, Some(0.5)));
         assert_eq!((c[2].remote_fix.share, c[2].on_site_fix.share), (Some(1.0), None));
-        assert_eq!(shown(&c), CLOCKS.iter().copied().filter(|k| *k != ClockName::OnSiteFix).collect::<Vec<_>>());
+        // Every clock but the on-site fix, which no ticket's moment reached.
+        assert_eq!(shown(&c), [0, 1, 2, 3, 5]);
         assert_eq!(c.len(), 3);
         assert_eq!((c[0].tickets, c[0].acknowledge.met, c[0].acknowledge.missed), (2, 1, 1));
         assert_eq!(c[0].acknowledge.share, Some(0.5));

@@ -1721,10 +1721,7 @@ pub(super) async fn sla(
         };
     let tiers = crate::tickets::sla::compliance(rows.iter().map(|(_, t, m)| (*t, *m)));
     // The stage clocks once a ticket's moment on one came, for the overall table and each contract's.
-    let shown: Vec<usize> = {
-        let on = crate::tickets::sla::shown(&tiers);
-        (0..6).filter(|i| on.contains(&crate::tickets::sla::CLOCKS[*i])).collect()
-    };
+    let shown = crate::tickets::sla::shown(&tiers);
     // Per contract, in the order of the config, then the tickets no contract governed.
     let mut named: Vec<Option<&str>> = s
         .fleet
@@ -1828,9 +1825,7 @@ pub(super) async fn sla(
                                 td { (t.tickets) }
                                 @for i in &shown {
                                     @let c = t.clocks()[*i].1;
-                                    @let spec = clocks.and_then(|k| {
-                                        [k.acknowledge, k.on_site, k.resolve, k.remote_fix, k.on_site_fix, k.factory][*i]
-                                    });
+                                    @let spec = clocks.and_then(|k| crate::tickets::clocks::spec(k, crate::tickets::sla::CLOCKS[*i]));
                                     td { (spec.map_or_else(|| "—".to_string(), |x| words::clock(lang, x))) }
                                     td { (c.met) } td { (c.missed) }
                                     td class=(if c.missed > 0 { "breach-text" } else { "" }) { (pct(c)) }

@@ -238,7 +238,7 @@ fn fault_table<'a>(r: &Report, w: &'a Words) -> Table<'a> {
 
 fn sla_table<'a>(r: &Report, w: &'a Words) -> Table<'a> {
     let c = |c: &crate::tickets::sla::ClockCompliance| format!("{} {} / {} {}", c.met, w.met, c.missed, w.missed);
-    let shown = shown_clocks(r);
+    let shown = crate::tickets::sla::shown(&r.sla);
     let mut head = vec![w.tier, w.tickets];
     head.extend(shown.iter().map(|i| w.clocks[*i]));
     Table {
@@ -254,12 +254,6 @@ fn sla_table<'a>(r: &Report, w: &'a Words) -> Table<'a> {
             })
             .collect(),
     }
-}
-
-/// The indexes (in `tickets::sla::CLOCKS`) of the clocks a report shows.
-fn shown_clocks(r: &Report) -> Vec<usize> {
-    let shown = crate::tickets::sla::shown(&r.sla);
-    (0..6).filter(|i| shown.contains(&crate::tickets::sla::CLOCKS[*i])).collect()
 }
 
 fn open_table<'a>(r: &Report, w: &'a Words) -> Table<'a> {
